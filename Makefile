@@ -1,0 +1,41 @@
+# Everything runs inside ./.venv so a fresh machine needs only Python 3.11 and make.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install proto proto-check serve test test-fast lint bench bench-ingest clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	bash tests/s3/install.sh
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Stubs are committed (so `pip install .` needs no protoc); CI regenerates them and fails on a diff.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
+		proto/mutualrec/v1/*.proto
+
+proto-check: proto
+	git diff --exit-code -- mutualrec/v1
+
+serve: $(STAMP)
+	$(BIN)/mutualrec serve
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest_bench.py --files 1800 --streams 1 4
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
