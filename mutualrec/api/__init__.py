@@ -1,0 +1,1 @@
+"""gRPC servicers: thin translations between messages and the domain, errors to status."""

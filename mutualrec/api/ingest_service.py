@@ -1,0 +1,230 @@
+"""IngestService: hospitals' gateways push imaging studies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TypeAlias
+
+import grpc
+
+from mutualrec.api.auth import require_hospital
+from mutualrec.api.status import abort, abort_with_violations, violations_to_proto
+from mutualrec.ingest.study_upload import (
+    InstanceOutcome,
+    OutcomeKind,
+    PendingInstance,
+    StudyUpload,
+    parse_declaration,
+)
+from mutualrec.runtime import Runtime
+from mutualrec.storage import imaging_index as index
+from mutualrec.storage.imaging_index import StudyOverview
+from mutualrec.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
+from mutualrec.violations import Rejected, Violation
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+_KINDS = {
+    OutcomeKind.STORED: ingest_pb2.STORED,
+    OutcomeKind.DUPLICATE_IDENTICAL: ingest_pb2.DUPLICATE_IDENTICAL,
+    OutcomeKind.NEW_VERSION: ingest_pb2.NEW_VERSION,
+    OutcomeKind.REJECTED: ingest_pb2.REJECTED,
+}
+
+
+def _outcome_proto(outcome: InstanceOutcome) -> ingest_pb2.InstanceOutcome:
+    return ingest_pb2.InstanceOutcome(
+        index=outcome.index,
+        source_name=outcome.source_name,
+        sop_instance_uid=outcome.sop_instance_uid,
+        series_instance_uid=outcome.series_instance_uid,
+        outcome=_KINDS[outcome.kind],
+        version=outcome.version,
+        size_bytes=outcome.size_bytes,
+        sha256=outcome.sha256,
+        reason=outcome.reason,
+        violations=violations_to_proto(outcome.violations),
+    )
+
+
+def _study_proto(study: StudyOverview | None) -> ingest_pb2.StudySummary | None:
+    if study is None:
+        return None
+    return ingest_pb2.StudySummary(
+        study_instance_uid=study.study_instance_uid,
+        institution_code=study.institution_code,
+        accession_number=study.accession_number,
+        study_date=study.study_date.isoformat(),
+        study_time=study.study_time.isoformat() if study.study_time else "",
+        description=study.description,
+        modalities=study.modalities,
+        body_parts=study.body_parts,
+        contrast=study.contrast,
+        performed_item_code=study.performed_item_code,
+        series_count=study.series_count,
+        instance_count=study.instance_count,
+        size_bytes=study.size_bytes,
+    )
+
+
+def _counts(outcomes: list[InstanceOutcome]) -> ingest_pb2.UploadCounts:
+    def count(kind: OutcomeKind) -> int:
+        return sum(1 for o in outcomes if o.kind is kind)
+
+    return ingest_pb2.UploadCounts(
+        stored=count(OutcomeKind.STORED),
+        duplicate_identical=count(OutcomeKind.DUPLICATE_IDENTICAL),
+        new_version=count(OutcomeKind.NEW_VERSION),
+        rejected=count(OutcomeKind.REJECTED),
+    )
+
+
+class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]  # untyped stub
+    """Translates the streaming protocol to :class:`StudyUpload` and back."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def UploadStudy(
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.UploadStudyRequest],
+        context: Context,
+    ) -> ingest_pb2.UploadStudyResponse:
+        """Receive a study instance by instance; reply with one outcome per instance."""
+        principal = await require_hospital(self.runtime, context)
+        assert principal.institution_id is not None
+        upload = await self._start(request_iterator, context, principal.institution_id)
+        pending: PendingInstance | None = None
+        settings = self.runtime.settings
+        try:
+            async for message in request_iterator:
+                if message.WhichOneof("part") != "chunk":
+                    await abort_with_violations(
+                        context,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "an upload has exactly one header, as its first message",
+                        [Violation("header", "a second header was sent", "UNEXPECTED_HEADER")],
+                    )
+                chunk = message.chunk
+                if pending is None:
+                    pending = upload.begin_instance(chunk.source_name)
+                pending.write(chunk.data, settings.max_chunk_bytes)
+                if chunk.end_of_instance:
+                    finished, pending = pending, None
+                    await self.runtime.run_blocking(upload.finish, finished)
+        except BaseException:
+            # Cancelled, aborted or failed: the partial instance is dropped, never stored.
+            if pending is not None:
+                pending.close()
+            raise
+        if pending is not None:
+            upload.abandon(
+                pending,
+                f"the stream ended after {pending.size} bytes of this instance, before a chunk "
+                "with end_of_instance",
+            )
+        if not upload.outcomes:
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the upload contains no instance",
+                [
+                    Violation(
+                        "chunk", "send each instance as chunks after the header", "EMPTY_UPLOAD"
+                    )
+                ],
+            )
+        overview = await self.runtime.run_blocking(upload.overview)
+        return ingest_pb2.UploadStudyResponse(
+            instances=[_outcome_proto(o) for o in upload.outcomes],
+            counts=_counts(upload.outcomes),
+            study=_study_proto(overview),
+        )
+
+    async def _start(
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.UploadStudyRequest],
+        context: Context,
+        institution_id: int,
+    ) -> StudyUpload:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the upload is empty",
+                [Violation("header", "an upload starts with its header", "EMPTY_UPLOAD")],
+            )
+        if first.WhichOneof("part") != "header":
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first message of an upload must be its header",
+                [Violation("header", "missing: the first message was a chunk", "MISSING_HEADER")],
+            )
+        header = first.header
+        try:
+            declaration = parse_declaration(
+                common_pb2.IdentityDocumentType.Name(header.patient.document_type)
+                if header.patient.document_type
+                else "",
+                header.patient.document_number,
+                header.patient.issuing_country,
+                header.accession_number,
+                header.performed_item_code,
+            )
+        except Rejected as rejection:
+            await abort_with_violations(
+                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
+            )
+        settings = self.runtime.settings
+        return StudyUpload(
+            store=self.runtime.store,
+            sessions=self.runtime.sessions,
+            patient_key_secret=settings.patient_key_secret,
+            institution_id=institution_id,
+            declaration=declaration,
+            max_instance_bytes=settings.max_instance_bytes,
+        )
+
+    async def GetStudyStatus(
+        self, request: ingest_pb2.GetStudyStatusRequest, context: Context
+    ) -> ingest_pb2.GetStudyStatusResponse:
+        """The instances held for a study of the calling institution."""
+        principal = await require_hospital(self.runtime, context)
+        uid = request.study_instance_uid.strip()
+        if not uid:
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "study_instance_uid is required",
+                [Violation("study_instance_uid", "missing", "MISSING_FIELD")],
+            )
+        overview, instances = await self.runtime.run_blocking(
+            self._study_status, uid, principal.institution_id
+        )
+        if overview is None:
+            # Another institution's study answers the same as a missing one: existence of a
+            # patient's study is not disclosed.
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no study {uid} of this institution")
+        return ingest_pb2.GetStudyStatusResponse(
+            study=_study_proto(overview),
+            instances=[
+                ingest_pb2.HeldInstance(
+                    sop_instance_uid=i.sop_instance_uid,
+                    series_instance_uid=i.series_instance_uid,
+                    version=i.version,
+                    size_bytes=i.size_bytes,
+                    sha256=i.sha256,
+                )
+                for i in instances
+            ],
+        )
+
+    def _study_status(
+        self, uid: str, institution_id: int | None
+    ) -> tuple[StudyOverview | None, list[index.CurrentInstance]]:
+        with self.runtime.sessions() as session:
+            if index.study_owner(session, uid) != institution_id:
+                return None, []
+            return index.study_overview(session, uid), index.current_instances(session, uid)

@@ -1,0 +1,1 @@
+"""Clients of the service, used by the command line and by load scripts."""

@@ -1,0 +1,155 @@
+"""Settings, read from ``MUTUALREC_*`` environment variables.
+
+With no variable set the service runs on its embedded defaults: a SQLite index and a local object
+directory under ``./var/``, listening on 127.0.0.1:50051.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PREFIX = "MUTUALREC_"
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """Where the S3 (MinIO) object store is and how to sign in to it."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    bucket: str
+    secure: bool
+    region: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of a server process; see the README's settings table."""
+
+    listen: str
+    data_dir: Path
+    database_url: str
+    object_store_url: str
+    s3: S3Settings | None
+    patient_key_secret: bytes
+    patient_key_secret_source: str
+    auto_migrate: bool
+    fs_fsync: bool
+    max_instance_bytes: int
+    max_chunk_bytes: int
+    shutdown_grace_seconds: float
+    blocking_workers: int
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when the index is the embedded SQLite file of the data directory."""
+        return self.database_url.startswith("sqlite")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{PREFIX}{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _patient_key_secret(env: Mapping[str, str], data_dir: Path) -> tuple[bytes, str]:
+    """The HMAC secret for patient keys, and where it came from.
+
+    Without a setting, a random secret is made once and kept beside the embedded data, so keys
+    stay stable for that data directory without anyone shipping a well-known default.
+    """
+    configured = env.get(PREFIX + "PATIENT_KEY_SECRET")
+    if configured:
+        if len(configured) < 32:
+            raise ConfigError(f"{PREFIX}PATIENT_KEY_SECRET must be at least 32 characters")
+        return configured.encode("utf-8"), f"{PREFIX}PATIENT_KEY_SECRET"
+    path = data_dir / "patient-key.secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode("utf-8"), str(path)
+
+
+def _s3_settings(env: Mapping[str, str], url: str) -> S3Settings:
+    bucket = url.removeprefix("s3://").strip("/")
+    if not bucket or "/" in bucket:
+        raise ConfigError(f"{PREFIX}OBJECT_STORE must be s3://BUCKET, got {url!r}")
+    missing = [
+        PREFIX + name
+        for name in ("S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+        if not env.get(PREFIX + name)
+    ]
+    if missing:
+        raise ConfigError(f"an s3:// object store needs {', '.join(missing)}")
+    return S3Settings(
+        endpoint=env[PREFIX + "S3_ENDPOINT"],
+        access_key=env[PREFIX + "S3_ACCESS_KEY"],
+        secret_key=env[PREFIX + "S3_SECRET_KEY"],
+        bucket=bucket,
+        secure=_bool(env, "S3_SECURE", True),
+        region=env.get(PREFIX + "S3_REGION") or None,
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (the process environment by default)."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get(PREFIX + "DATA_DIR") or "var").resolve()
+    database_url = env.get(PREFIX + "DATABASE_URL") or f"sqlite:///{data_dir / 'index.sqlite3'}"
+    object_store_url = env.get(PREFIX + "OBJECT_STORE") or f"file://{data_dir / 'objects'}"
+    if object_store_url.startswith("s3://"):
+        s3: S3Settings | None = _s3_settings(env, object_store_url)
+    elif object_store_url.startswith("file://"):
+        s3 = None
+    else:
+        raise ConfigError(
+            f"{PREFIX}OBJECT_STORE must start with file:// or s3://, got {object_store_url!r}"
+        )
+    secret, secret_source = _patient_key_secret(env, data_dir)
+    is_sqlite = database_url.startswith("sqlite")
+    return Settings(
+        listen=env.get(PREFIX + "LISTEN") or "127.0.0.1:50051",
+        data_dir=data_dir,
+        database_url=database_url,
+        object_store_url=object_store_url,
+        s3=s3,
+        patient_key_secret=secret,
+        patient_key_secret_source=secret_source,
+        auto_migrate=_bool(env, "AUTO_MIGRATE", is_sqlite),
+        fs_fsync=_bool(env, "FS_FSYNC", True),
+        max_instance_bytes=int(_number(env, "MAX_INSTANCE_MIB", 4096, 1) * MIB),
+        max_chunk_bytes=MIB,
+        shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", 30, 0),
+        blocking_workers=int(_number(env, "BLOCKING_WORKERS", 8, 1)),
+    )

@@ -1,0 +1,1 @@
+"""Ingest: parsing, validating and normalizing what hospitals push, and storing it."""

@@ -1,0 +1,141 @@
+"""A structural walk over a Part 10 file's top-level elements, to prove the file is whole.
+
+pydicom reads a header by seeking past large values, so a file cut inside its pixel data parses
+"fine". Before storing an instance we walk every element's tag and length (reading headers only,
+seeking past values) and require the walk to end exactly at the end of the file.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import BinaryIO
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_DELIMITER = 0xFFFEE00D
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+# Explicit VRs whose length field is 4 bytes after 2 reserved bytes (PS3.5 7.1.2).
+_LONG_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
+}
+# Deep nesting is legal but rare; the cap stops a crafted file from exhausting the stack.
+_MAX_DEPTH = 32
+
+
+class Truncated(ValueError):
+    """The file ends before the structure its headers announce."""
+
+
+def _read_exact(fp: BinaryIO, count: int, what: str) -> bytes:
+    data = fp.read(count)
+    if len(data) != count:
+        raise Truncated(f"the file ends inside {what} at byte {fp.tell()}")
+    return data
+
+
+class _Walker:
+    def __init__(self, fp: BinaryIO, size: int, *, implicit: bool, little: bool) -> None:
+        self.fp = fp
+        self.size = size
+        self.implicit = implicit
+        self.order = "<" if little else ">"
+
+    def _tag(self, raw: bytes) -> int:
+        group, element = struct.unpack(self.order + "HH", raw)
+        return int(group << 16 | element)
+
+    def _skip(self, length: int, what: str) -> None:
+        end = self.fp.tell() + length
+        if end > self.size:
+            raise Truncated(f"{what} needs {length} bytes but the file ends at byte {self.size}")
+        self.fp.seek(end)
+
+    def walk(self, *, until: int | None, depth: int) -> None:
+        """Walk elements until EOF (top level) or the delimiter ``until`` (inside an item)."""
+        if depth > _MAX_DEPTH:
+            raise Truncated("sequences nested deeper than any real instance")
+        while True:
+            raw = self.fp.read(4)
+            if not raw and until is None:
+                return
+            if len(raw) != 4:
+                raise Truncated(f"the file ends inside an element tag at byte {self.fp.tell()}")
+            tag = self._tag(raw)
+            if tag in (_ITEM_DELIMITER, _SEQUENCE_DELIMITER):
+                _read_exact(self.fp, 4, "a delimiter")
+                if tag == until:
+                    return
+                raise Truncated(f"unexpected delimiter {tag:08X} at byte {self.fp.tell() - 8}")
+            length = self._length()
+            what = f"element ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+            if length == UNDEFINED_LENGTH:
+                # Only SQ, UN and encapsulated pixel data may have an undefined length, and all
+                # three hold items up to a sequence delimiter.
+                self._sequence_items(depth)
+            else:
+                self._skip(length, what)
+
+    def _length(self) -> int:
+        if self.implicit:
+            (length,) = struct.unpack(self.order + "L", _read_exact(self.fp, 4, "a length"))
+            return int(length)
+        vr = _read_exact(self.fp, 2, "a VR")
+        if vr in _LONG_VRS:
+            raw = _read_exact(self.fp, 6, "a length")[2:]
+            (length,) = struct.unpack(self.order + "L", raw)
+        else:
+            (length,) = struct.unpack(self.order + "H", _read_exact(self.fp, 2, "a length"))
+        return int(length)
+
+    def _sequence_items(self, depth: int) -> None:
+        """Items of an undefined-length sequence or encapsulated pixel data, to its delimiter."""
+        while True:
+            tag = self._tag(_read_exact(self.fp, 4, "an item tag"))
+            (length,) = struct.unpack(self.order + "L", _read_exact(self.fp, 4, "an item length"))
+            if tag == _SEQUENCE_DELIMITER:
+                return
+            if tag != _ITEM:
+                raise Truncated(f"expected an item tag at byte {self.fp.tell() - 8}, got {tag:08X}")
+            if length == UNDEFINED_LENGTH:
+                self.walk(until=_ITEM_DELIMITER, depth=depth + 1)
+            else:
+                self._skip(int(length), "an item")
+
+
+def check_complete(
+    fp: BinaryIO, size: int, dataset_start: int, *, implicit: bool, little: bool
+) -> None:
+    """Raise :class:`Truncated` unless the dataset from ``dataset_start`` ends at ``size``."""
+    fp.seek(dataset_start)
+    _Walker(fp, size, implicit=implicit, little=little).walk(until=None, depth=0)
+
+
+def check_deflated_complete(fp: BinaryIO, dataset_start: int) -> None:
+    """Raise :class:`Truncated` unless the deflated dataset is a whole zlib stream.
+
+    Decompresses in bounded blocks and discards the output: only the stream's end matters here.
+    """
+    fp.seek(dataset_start)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        while block := fp.read(1024 * 1024):
+            inflater.decompress(block, 1024 * 1024)
+            while inflater.unconsumed_tail:
+                inflater.decompress(inflater.unconsumed_tail, 1024 * 1024)
+    except zlib.error as exc:
+        raise Truncated(f"the deflated dataset is corrupt: {exc}") from None
+    if not inflater.eof:
+        raise Truncated("the deflated dataset ends before its compressed stream does")

@@ -1,0 +1,387 @@
+"""One imaging study upload: instances arrive in chunks, each is validated, stored and indexed.
+
+Every instance is its own unit of work: its blob is written first, then its index rows are
+committed. A crash in between leaves at most an unreferenced blob (which a sweep removes), never
+an index row without its blob; an acknowledged instance is on disk and in the index.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import BinaryIO, cast
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mutualrec.identity import IdentityDocument, InvalidIdentity, parse_identity, patient_key
+from mutualrec.ingest.dicom_header import DicomHeader, attribute, read_header
+from mutualrec.storage import imaging_index as index
+from mutualrec.storage.imaging_index import StudyOverview
+from mutualrec.storage.objects import ObjectStore
+from mutualrec.violations import Rejected, Violation
+
+# Instances up to this size are buffered in memory; larger ones spill to a temporary file, so a
+# 2 GB multi-frame instance costs 2 GB of disk, not of RAM.
+SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
+_ITEM_CODE_SHAPE = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,31}$")
+
+
+class OutcomeKind(enum.Enum):
+    """What became of one instance."""
+
+    STORED = "stored"
+    DUPLICATE_IDENTICAL = "duplicate-identical"
+    NEW_VERSION = "new-version"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceOutcome:
+    """The per-instance answer of an upload."""
+
+    index: int
+    source_name: str
+    kind: OutcomeKind
+    sop_instance_uid: str = ""
+    series_instance_uid: str = ""
+    version: int = 0
+    size_bytes: int = 0
+    sha256: str = ""
+    reason: str = ""
+    violations: tuple[Violation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UploadDeclaration:
+    """What the header of an upload declares about the whole study."""
+
+    patient: IdentityDocument
+    accession_number: str
+    performed_item_code: str
+
+
+def parse_declaration(
+    document_type: str,
+    document_number: str,
+    issuing_country: str,
+    accession_number: str,
+    performed_item_code: str,
+) -> UploadDeclaration:
+    """Validate an upload header; raises :class:`Rejected` with field paths under ``header.``."""
+    problems: list[Violation] = []
+    patient: IdentityDocument | None = None
+    try:
+        patient = parse_identity(
+            document_type, document_number, issuing_country, field_prefix="header.patient."
+        )
+    except InvalidIdentity as exc:
+        problems.append(Violation(exc.field, str(exc), "INVALID_IDENTITY"))
+    accession = accession_number.strip()
+    if len(accession) > 64:
+        problems.append(Violation("header.accession_number", "at most 64 characters", "TOO_LONG"))
+    item_code = performed_item_code.strip().upper()
+    if item_code and not _ITEM_CODE_SHAPE.match(item_code):
+        problems.append(
+            Violation(
+                "header.performed_item_code",
+                "a catalog item code has capital letters, digits and dashes, e.g. IMG-CT-CHEST",
+                "MALFORMED_CODE",
+            )
+        )
+    if problems or patient is None:
+        raise Rejected("the upload header is invalid", problems)
+    return UploadDeclaration(patient, accession, item_code)
+
+
+class PendingInstance:
+    """An instance whose chunks are arriving: spooled and hashed as they come."""
+
+    def __init__(self, index: int, source_name: str, max_bytes: int) -> None:
+        self.index = index
+        self.source_name = source_name[:256]
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.problem: Violation | None = None
+        self._hash = hashlib.sha256()
+        self._spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
+            max_size=SPOOL_IN_MEMORY_BYTES
+        )
+
+    def write(self, data: bytes, max_chunk: int) -> None:
+        """Append a chunk; an oversized chunk or instance marks the instance rejected."""
+        if self.problem is not None:
+            return
+        if len(data) > max_chunk:
+            self.problem = Violation(
+                "chunk.data",
+                f"a chunk of {len(data)} bytes exceeds the limit of {max_chunk} bytes",
+                "CHUNK_TOO_LARGE",
+            )
+        elif self.size + len(data) > self.max_bytes:
+            self.problem = Violation(
+                "chunk.data",
+                f"the instance exceeds the limit of {self.max_bytes} bytes",
+                "INSTANCE_TOO_LARGE",
+            )
+        if self.problem is not None:
+            self.close()
+            return
+        self._spool.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        """Hex digest of the bytes received so far."""
+        return self._hash.hexdigest()
+
+    @property
+    def spool(self) -> BinaryIO:
+        """The received bytes, rewound."""
+        self._spool.seek(0)
+        return cast(BinaryIO, self._spool)
+
+    def close(self) -> None:
+        """Free the buffer or temporary file."""
+        self._spool.close()
+
+
+@dataclass
+class _Ensured:
+    """Rows this upload has already committed, so later instances skip re-checking them."""
+
+    study_id: int | None = None
+    series_ids: dict[str, int] = field(default_factory=dict)
+
+
+class StudyUpload:
+    """The server side of one UploadStudy stream. Methods that touch storage are blocking."""
+
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        sessions: sessionmaker[Session],
+        patient_key_secret: bytes,
+        institution_id: int,
+        declaration: UploadDeclaration,
+        max_instance_bytes: int,
+    ) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.institution_id = institution_id
+        self.declaration = declaration
+        self.patient_key = patient_key(declaration.patient, patient_key_secret)
+        self.max_instance_bytes = max_instance_bytes
+        self.outcomes: list[InstanceOutcome] = []
+        # The first valid instance fixes the study and the hospital's PatientID of the upload.
+        self.study_instance_uid: str | None = None
+        self.hospital_patient_id: str | None = None
+        self._ensured = _Ensured()
+
+    def begin_instance(self, source_name: str) -> PendingInstance:
+        """Start receiving the next instance."""
+        return PendingInstance(len(self.outcomes), source_name, self.max_instance_bytes)
+
+    def abandon(self, pending: PendingInstance, reason: str) -> InstanceOutcome:
+        """Record an instance that cannot complete (the stream ended inside it)."""
+        pending.close()
+        return self._record(
+            InstanceOutcome(
+                pending.index,
+                pending.source_name,
+                OutcomeKind.REJECTED,
+                size_bytes=pending.size,
+                reason=reason,
+                violations=(Violation("chunk.end_of_instance", reason, "INCOMPLETE_INSTANCE"),),
+            )
+        )
+
+    def finish(self, pending: PendingInstance) -> InstanceOutcome:
+        """Validate, store and index a completely received instance (blocking)."""
+        try:
+            if pending.problem is not None:
+                raise Rejected(pending.problem.description, [pending.problem])
+            header = read_header(pending.spool, pending.size)
+            self._check_belongs_to_upload(header)
+            return self._record(self._store(pending, header))
+        except Rejected as rejection:
+            return self._record(
+                InstanceOutcome(
+                    pending.index,
+                    pending.source_name,
+                    OutcomeKind.REJECTED,
+                    size_bytes=pending.size,
+                    sha256=pending.sha256 if pending.problem is None else "",
+                    reason=rejection.summary,
+                    violations=tuple(rejection.violations),
+                )
+            )
+        finally:
+            pending.close()
+
+    def _record(self, outcome: InstanceOutcome) -> InstanceOutcome:
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _check_belongs_to_upload(self, header: DicomHeader) -> None:
+        if self.study_instance_uid is None:
+            self.study_instance_uid = header.study_instance_uid
+            self.hospital_patient_id = header.patient_id
+            return
+        if header.study_instance_uid != self.study_instance_uid:
+            raise Rejected(
+                "an upload carries one study",
+                [
+                    Violation(
+                        attribute("StudyInstanceUID"),
+                        f"this upload is for study {self.study_instance_uid}; send "
+                        f"{header.study_instance_uid} in an upload of its own",
+                        "SECOND_STUDY",
+                    )
+                ],
+            )
+        if header.patient_id != self.hospital_patient_id:
+            raise Rejected(
+                "an upload carries one patient",
+                [
+                    Violation(
+                        attribute("PatientID"),
+                        f"this upload is for PatientID {self.hospital_patient_id!r}, "
+                        f"not {header.patient_id!r}",
+                        "SECOND_PATIENT",
+                    )
+                ],
+            )
+
+    def _store(self, pending: PendingInstance, header: DicomHeader) -> InstanceOutcome:
+        sha256 = pending.sha256
+        with self.sessions() as session:
+            held = self._precheck(session, header)
+        duplicate = next((v for v in held if v.sha256 == sha256), None)
+        if duplicate is not None:
+            return self._outcome(
+                pending, header, OutcomeKind.DUPLICATE_IDENTICAL, duplicate.version
+            )
+
+        key = (
+            f"dicom/{header.study_instance_uid}/{header.series_instance_uid}/"
+            f"{header.sop_instance_uid}/{sha256}.dcm"
+        )
+        self.store.put(key, pending.spool, pending.size)
+        record = index.InstanceRecord(
+            sop_instance_uid=header.sop_instance_uid,
+            sop_class_uid=header.sop_class_uid,
+            instance_number=header.instance_number,
+            transfer_syntax_uid=header.transfer_syntax_uid,
+            size_bytes=pending.size,
+            sha256=sha256,
+            object_key=key,
+            institution_id=self.institution_id,
+        )
+        try:
+            with self.sessions.begin() as session:
+                study_id, series_id = self._ensure_rows(session, header)
+                version, created = index.add_instance_version(session, series_id, record)
+        except index.IndexConflict as conflict:
+            raise Rejected(
+                str(conflict), [Violation(conflict.field, str(conflict), "CONFLICT")]
+            ) from None
+        # Only committed rows may be skipped by later instances.
+        self._ensured.study_id = study_id
+        self._ensured.series_ids[header.series_instance_uid] = series_id
+        if not created:
+            kind = OutcomeKind.DUPLICATE_IDENTICAL
+        else:
+            kind = OutcomeKind.STORED if version == 1 else OutcomeKind.NEW_VERSION
+        return self._outcome(pending, header, kind, version)
+
+    def _precheck(self, session: Session, header: DicomHeader) -> list[index.HeldVersion]:
+        """Read-only conflict checks, before any byte is written to the store."""
+        if self._ensured.study_id is None:
+            owner = index.study_owner(session, header.study_instance_uid)
+            if owner is not None and owner != self.institution_id:
+                raise Rejected(
+                    "the study belongs to another institution",
+                    [
+                        Violation(
+                            attribute("StudyInstanceUID"),
+                            "this Study Instance UID is held for another institution",
+                            "CONFLICT",
+                        )
+                    ],
+                )
+        held = index.held_versions(session, header.sop_instance_uid)
+        if held and held[0].series_instance_uid != header.series_instance_uid:
+            raise Rejected(
+                "the SOP Instance UID is held in another series",
+                [
+                    Violation(
+                        attribute("SOPInstanceUID"),
+                        f"this SOP Instance UID is held in series {held[0].series_instance_uid}",
+                        "CONFLICT",
+                    )
+                ],
+            )
+        return held
+
+    def _ensure_rows(self, session: Session, header: DicomHeader) -> tuple[int, int]:
+        """(study id, series id) of the instance, creating the rows on first sight."""
+        if self._ensured.study_id is None:
+            index.link_patient(session, self.institution_id, header.patient_id, self.patient_key)
+            study_id = index.ensure_study(
+                session,
+                index.StudyRecord(
+                    study_instance_uid=header.study_instance_uid,
+                    patient_key=self.patient_key,
+                    institution_id=self.institution_id,
+                    accession_number=self.declaration.accession_number or header.accession_number,
+                    study_date=header.study_date,
+                    study_time=header.study_time,
+                    description=header.study_description,
+                    performed_item_code=self.declaration.performed_item_code,
+                ),
+            )
+        else:
+            study_id = self._ensured.study_id
+        series_id = self._ensured.series_ids.get(header.series_instance_uid)
+        if series_id is None:
+            series_id = index.ensure_series(
+                session,
+                study_id,
+                index.SeriesRecord(
+                    series_instance_uid=header.series_instance_uid,
+                    modality=header.modality,
+                    body_part_examined=header.body_part_examined,
+                    body_part=header.body_part,
+                    contrast_agent=header.contrast_agent,
+                    contrast=header.contrast,
+                    series_number=header.series_number,
+                    description=header.series_description,
+                ),
+            )
+        return study_id, series_id
+
+    def _outcome(
+        self, pending: PendingInstance, header: DicomHeader, kind: OutcomeKind, version: int
+    ) -> InstanceOutcome:
+        return InstanceOutcome(
+            pending.index,
+            pending.source_name,
+            kind,
+            sop_instance_uid=header.sop_instance_uid,
+            series_instance_uid=header.series_instance_uid,
+            version=version,
+            size_bytes=pending.size,
+            sha256=pending.sha256,
+        )
+
+    def overview(self) -> StudyOverview | None:
+        """The study as the region holds it now (blocking)."""
+        if self.study_instance_uid is None:
+            return None
+        with self.sessions() as session:
+            return index.study_overview(session, self.study_instance_uid)

@@ -1,0 +1,1 @@
+"""Persistence: the object store for blobs and the SQL index for metadata."""

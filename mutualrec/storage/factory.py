@@ -1,0 +1,22 @@
+"""Builds the object store the settings name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mutualrec.config import Settings
+from mutualrec.storage.fs_store import FileSystemObjectStore
+from mutualrec.storage.objects import ObjectStore
+from mutualrec.storage.s3_store import S3ObjectStore
+
+
+def open_object_store(settings: Settings) -> ObjectStore:
+    """The object store of ``settings``: a local directory or an S3 bucket.
+
+    The embedded default creates what it needs; an S3 bucket is created only when it is the
+    embedded-style deployment's own (auto-migrating) store, otherwise it must exist already.
+    """
+    if settings.s3 is not None:
+        return S3ObjectStore(settings.s3, create_bucket=settings.auto_migrate)
+    root = Path(settings.object_store_url.removeprefix("file://"))
+    return FileSystemObjectStore(root, fsync=settings.fs_fsync)

@@ -1,0 +1,314 @@
+"""Reads and writes of the imaging part of the index: patients, studies, series, instances."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mutualrec.storage.models import (
+    Instance,
+    Institution,
+    Patient,
+    PatientIdentifier,
+    Series,
+    Study,
+)
+from mutualrec.storage.sql import insert_ignoring_conflicts
+
+
+class IndexConflict(Exception):
+    """The data contradicts what the index holds (another patient, another institution)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRecord:
+    """The study-level attributes an upload declares."""
+
+    study_instance_uid: str
+    patient_key: str
+    institution_id: int
+    accession_number: str
+    study_date: dt.date
+    study_time: dt.time | None
+    description: str
+    performed_item_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRecord:
+    """The series-level attributes of an instance's header."""
+
+    series_instance_uid: str
+    modality: str
+    body_part_examined: str
+    body_part: str
+    contrast_agent: str
+    contrast: bool
+    series_number: int | None
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """One received instance, already stored under ``object_key``."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    instance_number: int | None
+    transfer_syntax_uid: str
+    size_bytes: int
+    sha256: str
+    object_key: str
+    institution_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldVersion:
+    """A version of a SOP instance the index holds."""
+
+    version: int
+    sha256: str
+    series_instance_uid: str
+    study_instance_uid: str
+
+
+def held_versions(session: Session, sop_instance_uid: str) -> list[HeldVersion]:
+    """Every version held for a SOP Instance UID, oldest first."""
+    rows = session.execute(
+        select(
+            Instance.version, Instance.sha256, Series.series_instance_uid, Study.study_instance_uid
+        )
+        .join(Series, Series.id == Instance.series_id)
+        .join(Study, Study.id == Series.study_id)
+        .where(Instance.sop_instance_uid == sop_instance_uid)
+        .order_by(Instance.version)
+    ).all()
+    return [HeldVersion(*row) for row in rows]
+
+
+def link_patient(session: Session, institution_id: int, local_id: str, patient_key: str) -> None:
+    """Record the hospital's own patient number for a patient; refuse if it names another."""
+    insert_ignoring_conflicts(session, Patient.__table__, {"patient_key": patient_key})  # type: ignore[arg-type]
+    insert_ignoring_conflicts(
+        session,
+        PatientIdentifier.__table__,  # type: ignore[arg-type]
+        {"institution_id": institution_id, "local_id": local_id, "patient_key": patient_key},
+    )
+    owner = session.scalar(
+        select(PatientIdentifier.patient_key).where(
+            PatientIdentifier.institution_id == institution_id,
+            PatientIdentifier.local_id == local_id,
+        )
+    )
+    if owner != patient_key:
+        raise IndexConflict(
+            "(0010,0020) PatientID",
+            f"PatientID {local_id!r} already names another patient at this institution; "
+            "check the identity document declared in the header",
+        )
+
+
+def ensure_study(session: Session, record: StudyRecord) -> int:
+    """The id of the study, creating it; refuse a study held for another patient or hospital."""
+    values = {
+        "study_instance_uid": record.study_instance_uid,
+        "patient_key": record.patient_key,
+        "institution_id": record.institution_id,
+        "accession_number": record.accession_number,
+        "study_date": record.study_date,
+        "study_time": record.study_time,
+        "description": record.description,
+        "performed_item_code": record.performed_item_code,
+    }
+    insert_ignoring_conflicts(session, Study.__table__, values)  # type: ignore[arg-type]
+    study_id, patient_key, institution_id = session.execute(
+        select(Study.id, Study.patient_key, Study.institution_id).where(
+            Study.study_instance_uid == record.study_instance_uid
+        )
+    ).one()
+    if institution_id != record.institution_id:
+        raise IndexConflict(
+            "(0020,000D) StudyInstanceUID",
+            "this Study Instance UID is held for another institution",
+        )
+    if patient_key != record.patient_key:
+        raise IndexConflict(
+            "header.patient",
+            "this study is held for another patient than the one the header declares",
+        )
+    return int(study_id)
+
+
+def ensure_series(session: Session, study_id: int, record: SeriesRecord) -> int:
+    """The id of the series, creating it; refuse a series UID held under another study."""
+    values = {
+        "study_id": study_id,
+        "series_instance_uid": record.series_instance_uid,
+        "modality": record.modality,
+        "body_part_examined": record.body_part_examined,
+        "body_part": record.body_part,
+        "contrast_agent": record.contrast_agent,
+        "contrast": record.contrast,
+        "series_number": record.series_number,
+        "description": record.description,
+    }
+    insert_ignoring_conflicts(session, Series.__table__, values)  # type: ignore[arg-type]
+    series_id, owner_study = session.execute(
+        select(Series.id, Series.study_id).where(
+            Series.series_instance_uid == record.series_instance_uid
+        )
+    ).one()
+    if owner_study != study_id:
+        raise IndexConflict(
+            "(0020,000E) SeriesInstanceUID",
+            "this Series Instance UID is held under another study",
+        )
+    return int(series_id)
+
+
+def add_instance_version(
+    session: Session, series_id: int, record: InstanceRecord
+) -> tuple[int, bool]:
+    """Index the instance's bytes; returns (version, created).
+
+    ``created`` is False when the same bytes were already held (a duplicate). Races are settled
+    by the unique constraints on (sop, sha256) and (sop, version): a loser re-reads and retries.
+    """
+    while True:
+        existing = session.scalar(
+            select(Instance.version).where(
+                Instance.sop_instance_uid == record.sop_instance_uid,
+                Instance.sha256 == record.sha256,
+            )
+        )
+        if existing is not None:
+            return int(existing), False
+        latest = session.scalar(
+            select(func.max(Instance.version)).where(
+                Instance.sop_instance_uid == record.sop_instance_uid
+            )
+        )
+        version = int(latest or 0) + 1
+        inserted = insert_ignoring_conflicts(
+            session,
+            Instance.__table__,  # type: ignore[arg-type]
+            {
+                "series_id": series_id,
+                "sop_instance_uid": record.sop_instance_uid,
+                "version": version,
+                "sop_class_uid": record.sop_class_uid,
+                "instance_number": record.instance_number,
+                "transfer_syntax_uid": record.transfer_syntax_uid,
+                "size_bytes": record.size_bytes,
+                "sha256": record.sha256,
+                "object_key": record.object_key,
+                "institution_id": record.institution_id,
+                "received_at": dt.datetime.now(dt.UTC),
+            },
+        )
+        if inserted:
+            return version, True
+
+
+@dataclass(frozen=True, slots=True)
+class StudyOverview:
+    """A study as the region holds it: what a gateway or a history view shows."""
+
+    study_instance_uid: str
+    institution_code: str
+    accession_number: str
+    study_date: dt.date
+    study_time: dt.time | None
+    description: str
+    performed_item_code: str
+    modalities: list[str]
+    body_parts: list[str]
+    contrast: bool
+    series_count: int
+    instance_count: int
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentInstance:
+    """The current (newest) version of one SOP instance of a study."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    version: int
+    size_bytes: int
+    sha256: str
+
+
+def study_owner(session: Session, study_instance_uid: str) -> int | None:
+    """The id of the institution holding a study, or None if the region holds no such study."""
+    return session.scalar(
+        select(Study.institution_id).where(Study.study_instance_uid == study_instance_uid)
+    )
+
+
+def current_instances(session: Session, study_instance_uid: str) -> list[CurrentInstance]:
+    """The newest version of every instance of a study, by series and SOP Instance UID."""
+    newest = (
+        select(Instance.sop_instance_uid, func.max(Instance.version).label("version"))
+        .join(Series, Series.id == Instance.series_id)
+        .join(Study, Study.id == Series.study_id)
+        .where(Study.study_instance_uid == study_instance_uid)
+        .group_by(Instance.sop_instance_uid)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            Instance.sop_instance_uid,
+            Series.series_instance_uid,
+            Instance.version,
+            Instance.size_bytes,
+            Instance.sha256,
+        )
+        .join(
+            newest,
+            (newest.c.sop_instance_uid == Instance.sop_instance_uid)
+            & (newest.c.version == Instance.version),
+        )
+        .join(Series, Series.id == Instance.series_id)
+        .order_by(Series.series_instance_uid, Instance.sop_instance_uid)
+    ).all()
+    return [CurrentInstance(*row) for row in rows]
+
+
+def study_overview(session: Session, study_instance_uid: str) -> StudyOverview | None:
+    """The summary of a study, counting current instance versions only."""
+    study = session.execute(
+        select(Study, Institution.code)
+        .join(Institution, Institution.id == Study.institution_id)
+        .where(Study.study_instance_uid == study_instance_uid)
+    ).one_or_none()
+    if study is None:
+        return None
+    row, institution_code = study
+    series = session.execute(
+        select(Series.modality, Series.body_part, Series.contrast).where(Series.study_id == row.id)
+    ).all()
+    instances = current_instances(session, study_instance_uid)
+    return StudyOverview(
+        study_instance_uid=row.study_instance_uid,
+        institution_code=institution_code,
+        accession_number=row.accession_number,
+        study_date=row.study_date,
+        study_time=row.study_time,
+        description=row.description,
+        performed_item_code=row.performed_item_code,
+        modalities=sorted({s.modality for s in series}),
+        body_parts=sorted({s.body_part for s in series if s.body_part}),
+        contrast=any(s.contrast for s in series),
+        series_count=len(series),
+        instance_count=len(instances),
+        size_bytes=sum(i.size_bytes for i in instances),
+    )

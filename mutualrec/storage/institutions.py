@@ -1,0 +1,101 @@
+"""Institutions and their credentials in the index."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mutualrec.security.api_keys import (
+    InvalidKey,
+    Principal,
+    issue_key,
+    secret_matches,
+    split_token,
+)
+from mutualrec.storage.models import ApiKey, Institution
+
+LEVELS = ("tertiary", "secondary", "primary")
+ROLES = ("hospital",)
+
+
+class DuplicateInstitution(Exception):
+    """An institution with that code exists already."""
+
+
+class UnknownInstitution(LookupError):
+    """No institution with that code."""
+
+
+def add_institution(
+    session: Session, code: str, name: str, district: str, level: str
+) -> Institution:
+    """Register an institution; ``code`` is its stable identifier in the region."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if not code.strip() or not name.strip():
+        raise ValueError("an institution needs a code and a name")
+    institution = Institution(
+        code=code.strip(), name=name.strip(), district=district.strip(), level=level
+    )
+    session.add(institution)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise DuplicateInstitution(f"institution {code} exists already") from None
+    return institution
+
+
+def find_institution(session: Session, code: str) -> Institution:
+    """The institution with ``code``."""
+    institution = session.scalar(select(Institution).where(Institution.code == code))
+    if institution is None:
+        raise UnknownInstitution(f"no institution with code {code!r}")
+    return institution
+
+
+def issue_institution_key(session: Session, code: str) -> str:
+    """Make an API key for a hospital; returns the token, which is never stored."""
+    institution = find_institution(session, code)
+    issued = issue_key()
+    session.add(
+        ApiKey(
+            key_id=issued.key_id,
+            secret_sha256=issued.secret_sha256,
+            role="hospital",
+            institution_id=institution.id,
+        )
+    )
+    session.flush()
+    return issued.token
+
+
+def revoke_key(session: Session, key_id: str) -> bool:
+    """Revoke a key by its id; True if a live key was revoked."""
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=dt.datetime.now(dt.UTC))
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def authenticate(session: Session, token: str) -> Principal:
+    """The principal a presented token stands for; raises :class:`InvalidKey`."""
+    key_id, secret = split_token(token)
+    row = session.execute(
+        select(ApiKey, Institution.code)
+        .outerjoin(Institution, Institution.id == ApiKey.institution_id)
+        .where(ApiKey.key_id == key_id)
+    ).one_or_none()
+    # The same message for unknown, wrong and revoked keys: a caller learns nothing from it.
+    if (
+        row is None
+        or row[0].revoked_at is not None
+        or not secret_matches(secret, row[0].secret_sha256)
+    ):
+        raise InvalidKey("the API key is unknown, wrong or revoked")
+    key, institution_code = row
+    return Principal(key.role, key.institution_id, institution_code, key.key_id)

@@ -1,0 +1,152 @@
+"""The SQL index: tables of institutions, credentials, patients and imaging studies.
+
+Idempotency lives in the unique constraints here, not in "check then insert": concurrent uploads
+of the same instance race on ``uq_instance_sop_sha256`` and exactly one wins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Time,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names, so migrations can refer to them on every database.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Institution(Base):
+    """A hospital or other medical institution taking part in recognition."""
+
+    __tablename__ = "institution"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    district: Mapped[str] = mapped_column(String(64))
+    # tertiary / secondary / primary: decides recognition scope between levels.
+    level: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ApiKey(Base):
+    """A credential: the public ``key_id`` finds it, a SHA-256 of the secret proves it."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institution.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Patient(Base):
+    """A patient, known only by the keyed hash of their identity document."""
+
+    __tablename__ = "patient"
+
+    patient_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class PatientIdentifier(Base):
+    """A hospital's own patient number (MRN, DICOM PatientID) for a patient."""
+
+    __tablename__ = "patient_identifier"
+
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), primary_key=True)
+    local_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_key: Mapped[str] = mapped_column(ForeignKey("patient.patient_key"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Study(Base):
+    """An imaging study, owned by the institution that first uploaded it."""
+
+    __tablename__ = "study"
+    __table_args__ = (Index("ix_study_patient_date", "patient_key", "study_date"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_key: Mapped[str] = mapped_column(ForeignKey("patient.patient_key"))
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    accession_number: Mapped[str] = mapped_column(String(64))
+    study_date: Mapped[dt.date] = mapped_column(Date)
+    study_time: Mapped[dt.time | None] = mapped_column(Time)
+    description: Mapped[str] = mapped_column(String(256))
+    performed_item_code: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Series(Base):
+    """A series of a study, with the attributes matching reads (modality, body part, contrast)."""
+
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    modality: Mapped[str] = mapped_column(String(16))
+    body_part_examined: Mapped[str] = mapped_column(String(64))
+    body_part: Mapped[str] = mapped_column(String(32))
+    contrast_agent: Mapped[str] = mapped_column(String(128))
+    contrast: Mapped[bool] = mapped_column()
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Instance(Base):
+    """One version of one SOP instance; a re-send with other bytes adds a version."""
+
+    __tablename__ = "instance"
+    __table_args__ = (
+        UniqueConstraint("sop_instance_uid", "version"),
+        UniqueConstraint("sop_instance_uid", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    object_key: Mapped[str] = mapped_column(String(400), unique=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    received_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=_now, server_default=func.now()
+    )

@@ -1,0 +1,27 @@
+"""Field violations: what is wrong with submitted data, and where in it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One problem, with a path into what was submitted and a stable reason code.
+
+    ``field`` points into the caller's data: ``header.patient.document_number``, or a DICOM
+    attribute as ``(0020,000D) StudyInstanceUID``.
+    """
+
+    field: str
+    description: str
+    reason: str
+
+
+class Rejected(Exception):
+    """Submitted data that cannot be accepted, with every violation found."""
+
+    def __init__(self, summary: str, violations: list[Violation]) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.violations = violations
