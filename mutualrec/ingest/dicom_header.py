@@ -174,6 +174,13 @@ def _parse(fp: BinaryIO) -> tuple[Dataset, FileMetaDataset, int]:
                 "not a readable DICOM instance",
                 [Violation(_INSTANCE, f"cannot be parsed as DICOM: {exc}", "NOT_DICOM")],
             ) from None
+    # Forced parsing reads almost any bytes as *some* dataset; without file meta and without a
+    # single identifying attribute there is nothing that makes these bytes DICOM.
+    if not meta and not any(k in ds for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")):
+        raise Rejected(
+            "not a DICOM instance",
+            [Violation(_INSTANCE, "no DICOM file meta and no identifying attribute", "NOT_DICOM")],
+        )
     return ds, meta, start
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -23,5 +23,6 @@ def insert_ignoring_conflicts(session: Session, table: Table, values: dict[str, 
         statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
     else:
         raise NotImplementedError(f"no conflict-ignoring insert for {dialect}")
-    result = session.execute(statement)
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT (psycopg reports -1).
+    returning = statement.returning(literal_column("1"))
+    return session.execute(returning).first() is not None

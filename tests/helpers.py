@@ -1,0 +1,82 @@
+"""Helpers for tests that talk to the service over gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from mutualrec.client.upload import auth_metadata, make_header
+from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
+
+Request = ingest_pb2.UploadStudyRequest
+
+
+def header_message(study: dict[str, Any], **overrides: str) -> Request:
+    """The header message declaring a manifest study's patient."""
+    patient = study["patient"]
+    return Request(
+        header=make_header(
+            overrides.get("document_number", patient["document_number"]),
+            overrides.get("document_type", patient["document_type"]),
+            accession_number=overrides.get("accession_number", study["accession_number"]),
+            performed_item_code=overrides.get("performed_item_code", study["performed_item_code"]),
+        )
+    )
+
+
+def chunk_messages(
+    data: bytes, name: str, chunk: int = 64 * 1024, last: bool = True
+) -> list[Request]:
+    """One instance as chunk messages (several per instance, to exercise reassembly)."""
+    pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
+    return [
+        Request(
+            chunk=ingest_pb2.InstanceChunk(
+                source_name=name, data=piece, end_of_instance=last and i == len(pieces) - 1
+            )
+        )
+        for i, piece in enumerate(pieces)
+    ]
+
+
+def file_messages(paths: Iterable[Path]) -> Iterator[Request]:
+    """Every file as an instance."""
+    for path in paths:
+        yield from chunk_messages(path.read_bytes(), path.name)
+
+
+def upload(
+    channel: grpc.Channel, key: str | None, messages: Iterable[Request]
+) -> ingest_pb2.UploadStudyResponse:
+    """Call UploadStudy with ``messages``."""
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    metadata = auth_metadata(key) if key else None
+    response: ingest_pb2.UploadStudyResponse = stub.UploadStudy(
+        iter(list(messages)), metadata=metadata, timeout=60
+    )
+    return response
+
+
+def bad_request(error: grpc.RpcError) -> dict[str, str]:
+    """The field -> reason map of the google.rpc.BadRequest details of a failed call."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "the error carries no google.rpc.Status"
+    violations: dict[str, str] = {}
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            for violation in bad.field_violations:
+                violations[violation.field] = violation.reason
+    return violations
+
+
+def study_files(study: dict[str, Any]) -> list[Path]:
+    """The files of a manifest study."""
+    from tests.conftest import SAMPLES
+
+    return [SAMPLES / f["path"] for f in study["files"]]
