@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from mutualrec import __version__
 from mutualrec.api.ingest_service import IngestService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
@@ -63,11 +64,15 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
         await server.start()
         await _set_health(health, health_pb2.HealthCheckResponse.SERVING)
         host = settings.listen.rsplit(":", 1)[0]
-        print(f"mutualrec listening on {host}:{port}", file=out, flush=True)
-        print(f"  index:   {_redact(settings.database_url)}", file=out, flush=True)
-        print(f"  objects: {runtime.store.description}", file=out, flush=True)
+        # One write, the listening line last: whoever waits for it has read the rest too.
         print(
-            f"  patient-key secret from {settings.patient_key_secret_source}", file=out, flush=True
+            f"mutualrec {__version__}\n"
+            f"  index:   {_redact(settings.database_url)}\n"
+            f"  objects: {runtime.store.description}\n"
+            f"  patient-key secret from {settings.patient_key_secret_source}\n"
+            f"mutualrec listening on {host}:{port}",
+            file=out,
+            flush=True,
         )
 
         stop = asyncio.Event()

@@ -124,7 +124,7 @@ def start_server(settings: Settings) -> Iterator[RunningServer]:
         started["port"] = port
         ready.set()
         # Polled rather than signalled across threads: simple and robust with grpc's own poller.
-        while not stop.is_set():
+        while not stop.is_set():  # noqa: ASYNC110 - the flag is set from another thread
             await asyncio.sleep(0.05)
         await server.stop(1)
 

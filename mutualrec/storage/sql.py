@@ -24,5 +24,4 @@ def insert_ignoring_conflicts(session: Session, table: Table, values: dict[str, 
     else:
         raise NotImplementedError(f"no conflict-ignoring insert for {dialect}")
     # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT (psycopg reports -1).
-    returning = statement.returning(literal_column("1"))
-    return session.execute(returning).first() is not None
+    return session.execute(statement.returning(literal_column("1"))).first() is not None

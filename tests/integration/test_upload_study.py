@@ -102,7 +102,9 @@ def test_identity_number_is_never_stored(server: RunningServer, manifest: dict[s
         links = session.execute(
             select(PatientIdentifier.local_id, PatientIdentifier.patient_key)
         ).all()
-    assert len(keys) == 1 and number not in keys[0] and len(keys[0]) == 64
+    assert len(keys) == 1
+    assert number not in keys[0]
+    assert len(keys[0]) == 64
     assert links == [(study["patient"]["hospital_patient_id"], keys[0])]
 
 

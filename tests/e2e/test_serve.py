@@ -1,0 +1,270 @@
+"""End to end: `mutualrec serve` as a process, the CLI as its client."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.conftest import SAMPLES, s3_env
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+MUTUALREC = str(BIN / "mutualrec")
+
+
+@dataclass
+class ServeProcess:
+    """A running `mutualrec serve` and the environment its commands share."""
+
+    process: subprocess.Popen[str]
+    address: str
+    env: dict[str, str]
+    cwd: Path
+    lines: list[str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a `mutualrec` command against the same settings."""
+        return subprocess.run(
+            [MUTUALREC, *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+def _spawn(cwd: Path, env_overrides: dict[str, str]) -> Iterator[ServeProcess]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
+    env.update(env_overrides)
+    env["MUTUALREC_LISTEN"] = "127.0.0.1:0"
+    process = subprocess.Popen(
+        [MUTUALREC, "serve"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip())
+            if line.startswith("mutualrec listening on"):
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(60):
+        process.kill()
+        pytest.fail("server did not start:\n" + "\n".join(lines))
+    address = re.search(
+        r"listening on (\S+)", next(line for line in lines if "listening" in line)
+    ).group(1)  # type: ignore[union-attr]
+    env["MUTUALREC_SERVER"] = address
+    try:
+        yield ServeProcess(process, address, env, cwd, lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[ServeProcess]:
+    """The service on its embedded defaults (no settings but a free port), in an empty folder."""
+    yield from _spawn(tmp_path, {})
+
+
+def _register(proc: ServeProcess, code: str) -> str:
+    added = proc.cli(
+        "admin",
+        "add-institution",
+        "--code",
+        code,
+        "--name",
+        "Demo",
+        "--district",
+        "Yuzhong",
+        "--level",
+        "tertiary",
+    )
+    assert added.returncode == 0, added.stderr
+    issued = proc.cli("admin", "issue-key", "--institution", code)
+    assert issued.returncode == 0, issued.stderr
+    return issued.stdout.strip()
+
+
+def test_embedded_defaults_health_reflection_upload_and_graceful_stop(
+    embedded: ServeProcess, manifest: dict[str, Any]
+) -> None:
+    out = "\n".join(embedded.lines)
+    assert f"index:   sqlite:///{embedded.cwd / 'var' / 'index.sqlite3'}" in out
+    assert f"objects: directory {embedded.cwd / 'var' / 'objects'}" in out
+
+    with grpc.insecure_channel(embedded.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="mutualrec.v1.IngestService")
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        reflected = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = {s.name for r in reflected for s in r.list_services_response.service}
+        assert {"mutualrec.v1.IngestService", "grpc.health.v1.Health"} <= names
+
+    study = manifest["ct_chest_contrast_hosp_a"]
+    key = _register(embedded, study["institution_code"])
+    folder = str(SAMPLES / "ct_chest_contrast_hosp_a")
+    args = [
+        "upload",
+        "--key",
+        key,
+        "--patient-id",
+        study["patient"]["document_number"],
+        "--json",
+        folder,
+    ]
+    first = embedded.cli(*args)
+    assert first.returncode == 0, first.stderr
+    outcomes = json.loads(first.stdout)
+    assert outcomes["counts"]["stored"] == study["instance_count"]
+    again = json.loads(embedded.cli(*args).stdout)
+    assert again["counts"]["duplicate_identical"] == study["instance_count"]
+
+    status = embedded.cli("study-status", "--key", key, study["study_instance_uid"])
+    assert status.returncode == 0, status.stderr
+    assert len(json.loads(status.stdout)["instances"]) == study["instance_count"]
+
+    embedded.process.send_signal(signal.SIGTERM)
+    assert embedded.process.wait(30) == 0
+    time.sleep(0.2)
+    assert "mutualrec stopped" in embedded.lines
+
+
+def test_upload_cli_exit_status_and_rejections(
+    embedded: ServeProcess, manifest: dict[str, Any], tmp_path: Path
+) -> None:
+    study = manifest["dx_chest_2v_hosp_c"]
+    key = _register(embedded, study["institution_code"])
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not dicom at all" * 20)
+    files = [str(SAMPLES / f["path"]) for f in study["files"]]
+    result = embedded.cli(
+        "upload",
+        "--key",
+        key,
+        "--patient-id",
+        study["patient"]["document_number"],
+        "--json",
+        *files,
+        str(junk),
+    )
+    assert result.returncode == 1
+    body = json.loads(result.stdout)
+    assert body["counts"]["stored"] == 2
+    assert body["counts"]["rejected"] == 1
+    rejected = next(i for i in body["instances"] if i["outcome"] == "REJECTED")
+    assert rejected["violations"][0]["reason"] == "NOT_DICOM"
+
+    wrong_key = embedded.cli(
+        "upload",
+        "--key",
+        key[:-2] + "zz",
+        "--patient-id",
+        study["patient"]["document_number"],
+        *files,
+    )
+    assert wrong_key.returncode == 2
+    assert "UNAUTHENTICATED" in wrong_key.stderr
+    bad_id = embedded.cli("upload", "--key", key, "--patient-id", "500103196803151091", *files)
+    assert bad_id.returncode == 2
+    assert "INVALID_ARGUMENT" in bad_id.stderr
+
+
+def test_postgres_needs_an_explicit_schema_upgrade(tmp_path: Path, postgres_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
+    env.update(
+        MUTUALREC_DATABASE_URL=postgres_url,
+        MUTUALREC_DATA_DIR=str(tmp_path / "var"),
+        MUTUALREC_LISTEN="127.0.0.1:0",
+    )
+    refused = subprocess.run(
+        [MUTUALREC, "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    assert "mutualrec db upgrade" in refused.stderr
+    upgraded = subprocess.run(
+        [MUTUALREC, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+
+
+@pytest.mark.s3
+def test_service_on_postgres_and_s3(
+    tmp_path: Path, postgres_url: str, s3_server: Any, manifest: dict[str, Any]
+) -> None:
+    from minio import Minio
+
+    bucket = "mutualrec-e2e"
+    Minio(
+        s3_server.endpoint,
+        s3_server.access_key,
+        s3_server.secret_key,
+        secure=False,
+        region=s3_server.region,
+    ).make_bucket(bucket)
+    env = {"MUTUALREC_DATABASE_URL": postgres_url, **s3_env(s3_server, bucket)}
+    subprocess.run(
+        [MUTUALREC, "db", "upgrade"],
+        env={**os.environ, **env},
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    for proc in _spawn(tmp_path, env):
+        assert f"objects: s3 bucket {bucket}" in "\n".join(proc.lines)
+        study = manifest["mr_brain_hosp_b"]
+        key = _register(proc, study["institution_code"])
+        result = proc.cli(
+            "upload",
+            "--key",
+            key,
+            "--patient-id",
+            study["patient"]["document_number"],
+            "--json",
+            str(SAMPLES / "mr_brain_hosp_b"),
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["counts"]["stored"] == study["instance_count"]
+        client = Minio(
+            s3_server.endpoint,
+            s3_server.access_key,
+            s3_server.secret_key,
+            secure=False,
+            region=s3_server.region,
+        )
+        keys = [o.object_name for o in client.list_objects(bucket, prefix="dicom/", recursive=True)]
+        assert len(keys) == study["instance_count"]
+        by_sha = {f["sha256"]: f for f in study["files"]}
+        for key_name in keys:
+            sha = key_name.rsplit("/", 1)[1].removesuffix(".dcm")
+            body = client.get_object(bucket, key_name).read()
+            assert body == (SAMPLES / by_sha[sha]["path"]).read_bytes()
