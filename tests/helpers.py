@@ -57,7 +57,7 @@ def upload(
     stub = ingest_pb2_grpc.IngestServiceStub(channel)
     metadata = auth_metadata(key) if key else None
     response: ingest_pb2.UploadStudyResponse = stub.UploadStudy(
-        iter(list(messages)), metadata=metadata, timeout=60
+        iter(messages), metadata=metadata, timeout=60
     )
     return response
 

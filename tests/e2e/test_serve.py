@@ -268,3 +268,35 @@ def test_service_on_postgres_and_s3(
             sha = key_name.rsplit("/", 1)[1].removesuffix(".dcm")
             body = client.get_object(bucket, key_name).read()
             assert body == (SAMPLES / by_sha[sha]["path"]).read_bytes()
+
+
+def test_sigterm_lets_an_inflight_upload_finish(
+    embedded: ServeProcess, manifest: dict[str, Any]
+) -> None:
+    from tests.helpers import file_messages, header_message, upload
+
+    study = manifest["ct_chest_contrast_hosp_a"]
+    key = _register(embedded, study["institution_code"])
+    files = [SAMPLES / f["path"] for f in study["files"]]
+    first_sent = threading.Event()
+
+    def slow_messages() -> Iterator[Any]:
+        yield header_message(study)
+        for index, message in enumerate(file_messages(files)):
+            yield message
+            if index == 0:
+                first_sent.set()
+            time.sleep(0.1)
+
+    results: list[Any] = []
+    with grpc.insecure_channel(embedded.address) as channel:
+        worker = threading.Thread(
+            target=lambda: results.append(upload(channel, key, slow_messages()))
+        )
+        worker.start()
+        assert first_sent.wait(30)
+        embedded.process.send_signal(signal.SIGTERM)
+        worker.join(60)
+    assert results, "the in-flight upload failed"
+    assert results[0].counts.stored == study["instance_count"]
+    assert embedded.process.wait(30) == 0
