@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
+from sqlalchemy.exc import SQLAlchemyError
 
 from mutualrec.api.auth import require_hospital
 from mutualrec.api.status import abort, abort_with_violations, violations_to_proto
@@ -19,10 +21,16 @@ from mutualrec.ingest.study_upload import (
 from mutualrec.runtime import Runtime
 from mutualrec.storage import imaging_index as index
 from mutualrec.storage.imaging_index import StudyOverview
+from mutualrec.storage.objects import ObjectStoreError
 from mutualrec.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
 from mutualrec.violations import Rejected, Violation
 
 Context: TypeAlias = grpc.aio.ServicerContext
+# Instances received whole and waiting to be stored, per upload: bounds memory to a few
+# instances' buffers while letting reception run ahead of storage.
+PIPELINE_DEPTH = 4
+# Failures of the object store or the index: the call ends UNAVAILABLE, the server goes on.
+STORAGE_FAILURES = (ObjectStoreError, OSError, SQLAlchemyError)
 
 _KINDS = {
     OutcomeKind.STORED: ingest_pb2.STORED,
@@ -94,34 +102,24 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
         principal = await require_hospital(self.runtime, context)
         assert principal.institution_id is not None
         upload = await self._start(request_iterator, context, principal.institution_id)
-        pending: PendingInstance | None = None
-        settings = self.runtime.settings
+        # Receiving and storing overlap: while a worker thread validates, writes and indexes
+        # instance N, this coroutine receives N+1. The bounded queue is the backpressure that
+        # keeps memory flat however large the study.
+        ready: asyncio.Queue[PendingInstance | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        storing = asyncio.create_task(self._store_instances(upload, ready))
         try:
-            async for message in request_iterator:
-                if message.WhichOneof("part") != "chunk":
-                    await abort_with_violations(
-                        context,
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        "an upload has exactly one header, as its first message",
-                        [Violation("header", "a second header was sent", "UNEXPECTED_HEADER")],
-                    )
-                chunk = message.chunk
-                if pending is None:
-                    pending = upload.begin_instance(chunk.source_name)
-                pending.write(chunk.data, settings.max_chunk_bytes)
-                if chunk.end_of_instance:
-                    finished, pending = pending, None
-                    await self.runtime.run_blocking(upload.finish, finished)
-        except BaseException:
-            # Cancelled, aborted or failed: the partial instance is dropped, never stored.
-            if pending is not None:
-                pending.close()
-            raise
-        if pending is not None:
-            upload.abandon(
-                pending,
-                f"the stream ended after {pending.size} bytes of this instance, before a chunk "
-                "with end_of_instance",
+            try:
+                await self._receive(request_iterator, context, upload, ready, storing)
+            finally:
+                # Whatever ended the stream, the instances received whole are stored and indexed
+                # before the call ends; shielded so a client's cancel cannot interrupt a commit.
+                await asyncio.shield(self._finish_storing(ready, storing))
+        except STORAGE_FAILURES as failure:
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"storage is unavailable ({failure.__class__.__name__}); instances acknowledged "
+                "by GetStudyStatus are kept, send the rest again later",
             )
         if not upload.outcomes:
             await abort_with_violations(
@@ -140,6 +138,78 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             counts=_counts(upload.outcomes),
             study=_study_proto(overview),
         )
+
+    async def _receive(
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.UploadStudyRequest],
+        context: Context,
+        upload: StudyUpload,
+        ready: asyncio.Queue[PendingInstance | None],
+        storing: asyncio.Task[None],
+    ) -> None:
+        """Reassemble instances from chunks and hand each complete one to the storing task."""
+        pending: PendingInstance | None = None
+        max_chunk = self.runtime.settings.max_chunk_bytes
+        try:
+            async for message in request_iterator:
+                if storing.done():
+                    break  # storage failed; the caller reports it
+                if message.WhichOneof("part") != "chunk":
+                    await abort_with_violations(
+                        context,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "an upload has exactly one header, as its first message",
+                        [Violation("header", "a second header was sent", "UNEXPECTED_HEADER")],
+                    )
+                chunk = message.chunk
+                if pending is None:
+                    pending = upload.begin_instance(chunk.source_name)
+                pending.write(chunk.data, max_chunk)
+                if chunk.end_of_instance:
+                    finished, pending = pending, None
+                    await ready.put(finished)
+        except BaseException:
+            # Cancelled or aborted: the partial instance is dropped, never stored.
+            if pending is not None:
+                pending.close()
+            raise
+        if pending is not None:
+            upload.abandon(
+                pending,
+                f"the stream ended after {pending.size} bytes of this instance, before a chunk "
+                "with end_of_instance",
+            )
+
+    async def _store_instances(
+        self, upload: StudyUpload, ready: asyncio.Queue[PendingInstance | None]
+    ) -> None:
+        """Validate and store instances in arrival order; commit when nothing else is ready.
+
+        After a storage failure the rest of the queue is only drained (so the receiver never
+        blocks on a full queue) and the failure is raised at the end.
+        """
+        failure: BaseException | None = None
+        while (pending := await ready.get()) is not None:
+            if failure is not None:
+                pending.close()
+                continue
+            try:
+                await self.runtime.run_blocking(upload.finish, pending)
+                if ready.empty() or upload.batch_full:
+                    await self.runtime.run_blocking(upload.commit)
+            except STORAGE_FAILURES as exc:
+                failure = exc
+        if failure is not None:
+            raise failure
+        await self.runtime.run_blocking(upload.commit)
+
+    @staticmethod
+    async def _finish_storing(
+        ready: asyncio.Queue[PendingInstance | None], storing: asyncio.Task[None]
+    ) -> None:
+        if not storing.done():
+            await ready.put(None)
+        await storing
 
     async def _start(
         self,

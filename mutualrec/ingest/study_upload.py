@@ -157,8 +157,29 @@ class _Ensured:
     series_ids: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """An instance whose blob is written and whose index rows wait for the batch commit."""
+
+    position: int
+    source_name: str
+    header: DicomHeader
+    record: index.InstanceRecord
+
+
+# Index rows are committed in batches: one transaction (and one WAL flush) per batch instead of
+# per instance. A batch is committed when this many wait, when the stream has nothing more ready,
+# and always before the reply, so no instance is acknowledged before its rows are durable.
+MAX_BATCH = 64
+
+
 class StudyUpload:
-    """The server side of one UploadStudy stream. Methods that touch storage are blocking."""
+    """The server side of one UploadStudy stream.
+
+    :meth:`finish` validates an instance and writes its blob; :meth:`commit` indexes the staged
+    instances in one transaction. Both are blocking and must be called from one thread at a time
+    (the servicer runs them in order on a worker thread while it receives the next instance).
+    """
 
     def __init__(
         self,
@@ -176,20 +197,38 @@ class StudyUpload:
         self.declaration = declaration
         self.patient_key = patient_key(declaration.patient, patient_key_secret)
         self.max_instance_bytes = max_instance_bytes
-        self.outcomes: list[InstanceOutcome] = []
+        self._outcomes: dict[int, InstanceOutcome] = {}
+        self._received = 0
+        self._staged: list[_Staged] = []
         # The first valid instance fixes the study and the hospital's PatientID of the upload.
         self.study_instance_uid: str | None = None
         self.hospital_patient_id: str | None = None
         self._ensured = _Ensured()
 
+    @property
+    def outcomes(self) -> list[InstanceOutcome]:
+        """Outcomes of the instances decided so far, in the order they were sent."""
+        return [self._outcomes[i] for i in sorted(self._outcomes)]
+
+    @property
+    def received(self) -> int:
+        """How many instances the stream has begun."""
+        return self._received
+
+    @property
+    def batch_full(self) -> bool:
+        """Whether the staged instances should be committed now."""
+        return len(self._staged) >= MAX_BATCH
+
     def begin_instance(self, source_name: str) -> PendingInstance:
         """Start receiving the next instance."""
-        return PendingInstance(len(self.outcomes), source_name, self.max_instance_bytes)
+        self._received += 1
+        return PendingInstance(self._received - 1, source_name, self.max_instance_bytes)
 
-    def abandon(self, pending: PendingInstance, reason: str) -> InstanceOutcome:
+    def abandon(self, pending: PendingInstance, reason: str) -> None:
         """Record an instance that cannot complete (the stream ended inside it)."""
         pending.close()
-        return self._record(
+        self._record(
             InstanceOutcome(
                 pending.index,
                 pending.source_name,
@@ -200,32 +239,42 @@ class StudyUpload:
             )
         )
 
-    def finish(self, pending: PendingInstance) -> InstanceOutcome:
-        """Validate, store and index a completely received instance (blocking)."""
+    def finish(self, pending: PendingInstance) -> None:
+        """Validate a completely received instance and write its blob, or reject it."""
         try:
             if pending.problem is not None:
                 raise Rejected(pending.problem.description, [pending.problem])
             header = read_header(pending.spool, pending.size)
             self._check_belongs_to_upload(header)
-            return self._record(self._store(pending, header))
+            self._stage(pending, header)
         except Rejected as rejection:
-            return self._record(
-                InstanceOutcome(
-                    pending.index,
-                    pending.source_name,
-                    OutcomeKind.REJECTED,
-                    size_bytes=pending.size,
-                    sha256=pending.sha256 if pending.problem is None else "",
-                    reason=rejection.summary,
-                    violations=tuple(rejection.violations),
-                )
+            self._reject(
+                pending.index,
+                pending.source_name,
+                rejection,
+                pending.size,
+                pending.sha256 if pending.problem is None else "",
             )
         finally:
             pending.close()
 
-    def _record(self, outcome: InstanceOutcome) -> InstanceOutcome:
-        self.outcomes.append(outcome)
-        return outcome
+    def _reject(
+        self, position: int, source_name: str, rejection: Rejected, size: int, sha256: str
+    ) -> None:
+        self._record(
+            InstanceOutcome(
+                position,
+                source_name,
+                OutcomeKind.REJECTED,
+                size_bytes=size,
+                sha256=sha256,
+                reason=rejection.summary,
+                violations=tuple(rejection.violations),
+            )
+        )
+
+    def _record(self, outcome: InstanceOutcome) -> None:
+        self._outcomes[outcome.index] = outcome
 
     def _check_belongs_to_upload(self, header: DicomHeader) -> None:
         if self.study_instance_uid is None:
@@ -257,16 +306,24 @@ class StudyUpload:
                 ],
             )
 
-    def _store(self, pending: PendingInstance, header: DicomHeader) -> InstanceOutcome:
+    def _stage(self, pending: PendingInstance, header: DicomHeader) -> None:
         sha256 = pending.sha256
         with self.sessions() as session:
             held = self._precheck(session, header)
         duplicate = next((v for v in held if v.sha256 == sha256), None)
         if duplicate is not None:
-            return self._outcome(
-                pending, header, OutcomeKind.DUPLICATE_IDENTICAL, duplicate.version
+            self._record(
+                self._outcome(
+                    pending.index,
+                    pending.source_name,
+                    header,
+                    pending.size,
+                    sha256,
+                    OutcomeKind.DUPLICATE_IDENTICAL,
+                    duplicate.version,
+                )
             )
-
+            return
         key = (
             f"dicom/{header.study_instance_uid}/{header.series_instance_uid}/"
             f"{header.sop_instance_uid}/{sha256}.dcm"
@@ -282,22 +339,64 @@ class StudyUpload:
             object_key=key,
             institution_id=self.institution_id,
         )
+        self._staged.append(_Staged(pending.index, pending.source_name, header, record))
+
+    def commit(self) -> None:
+        """Index every staged instance in one transaction and record their outcomes."""
+        staged, self._staged = self._staged, []
+        if not staged:
+            return
         try:
-            with self.sessions.begin() as session:
-                study_id, series_id = self._ensure_rows(session, header)
-                version, created = index.add_instance_version(session, series_id, record)
-        except index.IndexConflict as conflict:
-            raise Rejected(
-                str(conflict), [Violation(conflict.field, str(conflict), "CONFLICT")]
-            ) from None
+            self._commit_batch(staged)
+        except index.IndexConflict:
+            # A conflict raced past the pre-check (another upload claimed a UID meanwhile): find
+            # which instance it concerns by committing one at a time.
+            for one in staged:
+                try:
+                    self._commit_batch([one])
+                except index.IndexConflict as conflict:
+                    self._drop_unreferenced_blob(one.record.object_key)
+                    self._reject(
+                        one.position,
+                        one.source_name,
+                        Rejected(
+                            str(conflict), [Violation(conflict.field, str(conflict), "CONFLICT")]
+                        ),
+                        one.record.size_bytes,
+                        one.record.sha256,
+                    )
+
+    def _commit_batch(self, staged: list[_Staged]) -> None:
+        ensured = _Ensured(self._ensured.study_id, dict(self._ensured.series_ids))
+        outcomes: list[InstanceOutcome] = []
+        with self.sessions.begin() as session:
+            for item in staged:
+                series_id = self._ensure_rows(session, item.header, ensured)
+                version, created = index.add_instance_version(session, series_id, item.record)
+                if not created:
+                    kind = OutcomeKind.DUPLICATE_IDENTICAL
+                else:
+                    kind = OutcomeKind.STORED if version == 1 else OutcomeKind.NEW_VERSION
+                outcomes.append(
+                    self._outcome(
+                        item.position,
+                        item.source_name,
+                        item.header,
+                        item.record.size_bytes,
+                        item.record.sha256,
+                        kind,
+                        version,
+                    )
+                )
         # Only committed rows may be skipped by later instances.
-        self._ensured.study_id = study_id
-        self._ensured.series_ids[header.series_instance_uid] = series_id
-        if not created:
-            kind = OutcomeKind.DUPLICATE_IDENTICAL
-        else:
-            kind = OutcomeKind.STORED if version == 1 else OutcomeKind.NEW_VERSION
-        return self._outcome(pending, header, kind, version)
+        self._ensured = ensured
+        for outcome in outcomes:
+            self._record(outcome)
+
+    def _drop_unreferenced_blob(self, key: str) -> None:
+        with self.sessions() as session:
+            if not index.object_referenced(session, key):
+                self.store.delete(key)
 
     def _precheck(self, session: Session, header: DicomHeader) -> list[index.HeldVersion]:
         """Read-only conflict checks, before any byte is written to the store."""
@@ -328,11 +427,11 @@ class StudyUpload:
             )
         return held
 
-    def _ensure_rows(self, session: Session, header: DicomHeader) -> tuple[int, int]:
-        """(study id, series id) of the instance, creating the rows on first sight."""
-        if self._ensured.study_id is None:
+    def _ensure_rows(self, session: Session, header: DicomHeader, ensured: _Ensured) -> int:
+        """The series id of the instance, creating patient, study and series rows on first sight."""
+        if ensured.study_id is None:
             index.link_patient(session, self.institution_id, header.patient_id, self.patient_key)
-            study_id = index.ensure_study(
+            ensured.study_id = index.ensure_study(
                 session,
                 index.StudyRecord(
                     study_instance_uid=header.study_instance_uid,
@@ -345,13 +444,11 @@ class StudyUpload:
                     performed_item_code=self.declaration.performed_item_code,
                 ),
             )
-        else:
-            study_id = self._ensured.study_id
-        series_id = self._ensured.series_ids.get(header.series_instance_uid)
+        series_id = ensured.series_ids.get(header.series_instance_uid)
         if series_id is None:
             series_id = index.ensure_series(
                 session,
-                study_id,
+                ensured.study_id,
                 index.SeriesRecord(
                     series_instance_uid=header.series_instance_uid,
                     modality=header.modality,
@@ -363,20 +460,28 @@ class StudyUpload:
                     description=header.series_description,
                 ),
             )
-        return study_id, series_id
+            ensured.series_ids[header.series_instance_uid] = series_id
+        return series_id
 
+    @staticmethod
     def _outcome(
-        self, pending: PendingInstance, header: DicomHeader, kind: OutcomeKind, version: int
+        position: int,
+        source_name: str,
+        header: DicomHeader,
+        size: int,
+        sha256: str,
+        kind: OutcomeKind,
+        version: int,
     ) -> InstanceOutcome:
         return InstanceOutcome(
-            pending.index,
-            pending.source_name,
+            position,
+            source_name,
             kind,
             sop_instance_uid=header.sop_instance_uid,
             series_instance_uid=header.series_instance_uid,
             version=version,
-            size_bytes=pending.size,
-            sha256=pending.sha256,
+            size_bytes=size,
+            sha256=sha256,
         )
 
     def overview(self) -> StudyOverview | None:

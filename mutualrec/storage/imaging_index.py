@@ -247,6 +247,11 @@ class CurrentInstance:
     sha256: str
 
 
+def object_referenced(session: Session, object_key: str) -> bool:
+    """Whether any indexed instance refers to the blob under ``object_key``."""
+    return session.scalar(select(Instance.id).where(Instance.object_key == object_key)) is not None
+
+
 def study_owner(session: Session, study_instance_uid: str) -> int | None:
     """The id of the institution holding a study, or None if the region holds no such study."""
     return session.scalar(
