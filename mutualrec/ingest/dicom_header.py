@@ -4,30 +4,63 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO, cast
 
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.dataset import FileMetaDataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
-from mutualrec.ingest.dicom_structure import Truncated, check_complete, check_deflated_complete
+from mutualrec.ingest.dicom_structure import Truncated, inflate_dataset, walk_dataset
 from mutualrec.matching.body_part import has_contrast, normalize_body_part
 from mutualrec.violations import Rejected, Violation
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _CS_SHAPE = re.compile(r"^[A-Z0-9_ ]{1,16}$")
-# Values larger than this stay in the file: a header read must not pull in pixel data.
-_DEFER_BYTES = 1024
 _INSTANCE = "instance"
+# The attributes the index needs. All are short string VRs (UI, CS, DA, TM, IS, SH, LO), whose
+# bytes do not depend on byte order or VR encoding, so the structural walk can collect them raw.
+_KEYWORDS = (
+    "SpecificCharacterSet",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "Modality",
+    "StudyDescription",
+    "SeriesDescription",
+    "PatientID",
+    "ContrastBolusAgent",
+    "BodyPartExamined",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "InstanceNumber",
+)
+_TAGS = {int(Tag(keyword)): keyword for keyword in _KEYWORDS}
+_CAPTURE = frozenset(_TAGS)
+# Values that may hold text in the instance's character set; the rest are ASCII by definition.
+_TEXT_KEYWORDS = {
+    "StudyDescription",
+    "SeriesDescription",
+    "PatientID",
+    "AccessionNumber",
+    "ContrastBolusAgent",
+    "BodyPartExamined",
+}
+# A deflated dataset inflates into memory up to this size, beyond it into a temporary file.
+_INFLATE_IN_MEMORY = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,28 +93,77 @@ def attribute(keyword: str) -> str:
     return f"({tag.group:04X},{tag.element:04X}) {keyword}"
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    try:
-        value: Any = ds.get(keyword)
-    except Exception:  # pydicom raises many types on a malformed value; treat all as absent
-        return ""
-    if value is None:
-        return ""
-    if isinstance(value, pydicom.multival.MultiValue):
-        value = value[0] if value else ""
-    return str(value).strip()
+def _not_dicom(description: str) -> Rejected:
+    return Rejected(
+        "not a readable DICOM instance", [Violation(_INSTANCE, description, "NOT_DICOM")]
+    )
 
 
-def _integer(ds: Dataset, keyword: str) -> int | None:
-    text = _text(ds, keyword)
-    try:
-        return int(float(text)) if text else None
-    except ValueError:
-        return None
+def _file_meta(fp: BinaryIO) -> tuple[FileMetaDataset, bool, int]:
+    """The file meta, whether the ``DICM`` preamble was there, and where the dataset starts."""
+    fp.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            preamble = read_preamble(fp, force=True)
+            meta = _read_file_meta_info(fp)
+        # Untrusted bytes make pydicom raise almost any exception type; whatever it is, the
+        # bytes are not an instance we can read.
+        except Exception as exc:
+            raise _not_dicom(f"cannot be parsed as DICOM: {exc}") from None
+    return meta, preamble is not None, fp.tell()
 
 
-def _uid(ds: Dataset, keyword: str, problems: list[Violation]) -> str:
-    value = _text(ds, keyword)
+def _encoding(meta: FileMetaDataset, fp: BinaryIO, start: int) -> tuple[str, bool, bool]:
+    """Transfer syntax UID, implicit VR?, little endian? of the dataset."""
+    syntax = str(meta.get("TransferSyntaxUID", "") or "").strip("\0 ")
+    if syntax:
+        if syntax == ImplicitVRLittleEndian:
+            return syntax, True, True
+        return syntax, False, syntax != ExplicitVRBigEndian
+    # No file meta (old, pre-Part 10 files): sniff the first element as every toolkit does. A
+    # valid VR right after the tag means explicit VR; the group's byte order tells endianness.
+    fp.seek(start)
+    first = fp.read(6)
+    little = first[:1] != b"\x00"
+    if first[4:6].isalpha() and first[4:6].isupper():
+        return (ExplicitVRLittleEndian if little else ExplicitVRBigEndian), False, little
+    return ImplicitVRLittleEndian, True, True
+
+
+def _raw_values(
+    fp: BinaryIO, size: int, start: int, syntax: str, implicit: bool, little: bool
+) -> dict[int, bytes]:
+    if syntax != DeflatedExplicitVRLittleEndian:
+        return walk_dataset(fp, size, start, implicit=implicit, little=little, capture=_CAPTURE)
+    with tempfile.SpooledTemporaryFile(max_size=_INFLATE_IN_MEMORY) as spooled:
+        inflated = cast(BinaryIO, spooled)
+        length = inflate_dataset(fp, start, inflated)
+        return walk_dataset(inflated, length, 0, implicit=False, little=True, capture=_CAPTURE)
+
+
+def _decode(raw: dict[int, bytes]) -> dict[str, str]:
+    """Raw values as text: the first value of each, decoded in the instance's character set."""
+    charset_raw = raw.get(int(Tag("SpecificCharacterSet")), b"").decode("ascii", "replace")
+    terms = [t.strip() for t in charset_raw.split("\\")] if charset_raw.strip("\0 ") else []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        encodings = convert_encodings(terms or ["ISO_IR 6"])
+    values: dict[str, str] = {}
+    for tag, value in raw.items():
+        keyword = _TAGS[tag]
+        if keyword in _TEXT_KEYWORDS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                text = decode_bytes(value, encodings, set())
+        else:
+            text = value.decode("ascii", "replace")
+        values[keyword] = text.split("\\")[0].strip("\0 ")
+    return values
+
+
+def _uid(values: dict[str, str], keyword: str, problems: list[Violation]) -> str:
+    value = values.get(keyword, "")
     if not value:
         problems.append(Violation(attribute(keyword), f"{keyword} is missing", "MISSING_ATTRIBUTE"))
     elif not UID(value).is_valid:
@@ -96,8 +178,8 @@ def _uid(ds: Dataset, keyword: str, problems: list[Violation]) -> str:
     return value
 
 
-def _study_date(ds: Dataset, problems: list[Violation], today: dt.date) -> dt.date:
-    value = _text(ds, "StudyDate")
+def _study_date(values: dict[str, str], problems: list[Violation], today: dt.date) -> dt.date:
+    value = values.get("StudyDate", "")
     field = attribute("StudyDate")
     if not value:
         problems.append(Violation(field, "StudyDate is missing", "MISSING_ATTRIBUTE"))
@@ -119,9 +201,8 @@ def _study_date(ds: Dataset, problems: list[Violation], today: dt.date) -> dt.da
     return parsed
 
 
-def _study_time(ds: Dataset) -> dt.time | None:
-    value = _text(ds, "StudyTime").replace(":", "")
-    match = re.match(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$", value)
+def _study_time(value: str) -> dt.time | None:
+    match = re.match(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$", value.replace(":", ""))
     if not match:
         return None
     hour, minute, second, fraction = match.groups()
@@ -136,52 +217,11 @@ def _study_time(ds: Dataset) -> dt.time | None:
         return None
 
 
-def _encoding(meta: FileMetaDataset, fp: BinaryIO, start: int) -> tuple[str, bool, bool]:
-    """Transfer syntax UID, implicit VR?, little endian? of the dataset."""
-    syntax = str(meta.get("TransferSyntaxUID", "") or "")
-    if syntax:
-        if syntax == ImplicitVRLittleEndian:
-            return syntax, True, True
-        return syntax, False, syntax != ExplicitVRBigEndian
-    # No file meta (old, pre-Part 10 files): sniff the first element as every toolkit does. A
-    # valid VR right after the tag means explicit VR; the group's byte order tells endianness.
-    fp.seek(start)
-    first = fp.read(6)
-    little = first[:1] != b"\x00"
-    if first[4:6].isalpha() and first[4:6].isupper():
-        return ("1.2.840.10008.1.2.1" if little else ExplicitVRBigEndian), False, little
-    return ImplicitVRLittleEndian, True, True
-
-
-def _parse(fp: BinaryIO) -> tuple[Dataset, FileMetaDataset, int]:
-    """Parse the header; return the dataset, its file meta and where the dataset starts."""
-    fp.seek(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            read_preamble(fp, force=True)
-            meta = _read_file_meta_info(fp)
-            start = fp.tell()
-            fp.seek(0)
-            ds = pydicom.dcmread(fp, defer_size=_DEFER_BYTES, force=True)
-            # Force the lazily parsed elements that validation reads, inside the guard.
-            for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality"):
-                ds.get(keyword)
-        # Untrusted bytes make pydicom (and zlib below it) raise almost any exception type;
-        # whatever it is, the bytes are not an instance we can read.
-        except Exception as exc:
-            raise Rejected(
-                "not a readable DICOM instance",
-                [Violation(_INSTANCE, f"cannot be parsed as DICOM: {exc}", "NOT_DICOM")],
-            ) from None
-    # Forced parsing reads almost any bytes as *some* dataset; without file meta and without a
-    # single identifying attribute there is nothing that makes these bytes DICOM.
-    if not meta and not any(k in ds for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")):
-        raise Rejected(
-            "not a DICOM instance",
-            [Violation(_INSTANCE, "no DICOM file meta and no identifying attribute", "NOT_DICOM")],
-        )
-    return ds, meta, start
+def _integer(value: str) -> int | None:
+    try:
+        return int(float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> DicomHeader:
@@ -191,18 +231,14 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
     missing or malformed required attributes.
     """
     if size < 132 + 8:
-        raise Rejected(
-            "not a DICOM instance",
-            [Violation(_INSTANCE, f"{size} bytes is too short for a DICOM instance", "NOT_DICOM")],
-        )
-    ds, meta, start = _parse(fp)
-    media_class = str(meta.get("MediaStorageSOPClassUID", "") or "")
-    if media_class == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
+        raise _not_dicom(f"{size} bytes is too short for a DICOM instance")
+    meta, has_preamble, start = _file_meta(fp)
+    if str(meta.get("MediaStorageSOPClassUID", "")).strip("\0 ") == MEDIA_STORAGE_DIRECTORY:
         raise Rejected(
             "a DICOMDIR is a media index, not an instance",
             [
                 Violation(
-                    attribute("MediaStorageSOPClassUID") if media_class else _INSTANCE,
+                    attribute("MediaStorageSOPClassUID"),
                     "DICOMDIR files index removable media; upload the instances they list",
                     "DICOMDIR",
                 )
@@ -210,22 +246,24 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
         )
     syntax, implicit, little = _encoding(meta, fp, start)
     try:
-        if syntax == DeflatedExplicitVRLittleEndian:
-            check_deflated_complete(fp, start)
-        else:
-            check_complete(fp, size, start, implicit=implicit, little=little)
+        raw = _raw_values(fp, size, start, syntax, implicit, little)
     except Truncated as exc:
+        if not meta and not has_preamble:
+            raise _not_dicom("no DICOM preamble, file meta or readable dataset") from None
         raise Rejected(
             "the instance is truncated",
             [Violation(_INSTANCE, f"incomplete or corrupt instance: {exc}", "TRUNCATED")],
         ) from None
+    values = _decode(raw)
+    if not meta and not has_preamble and not values.get("SOPInstanceUID"):
+        raise _not_dicom("no DICOM file meta and no identifying attribute")
 
     problems: list[Violation] = []
-    sop_class = _uid(ds, "SOPClassUID", problems)
-    sop_instance = _uid(ds, "SOPInstanceUID", problems)
-    study = _uid(ds, "StudyInstanceUID", problems)
-    series = _uid(ds, "SeriesInstanceUID", problems)
-    modality = _text(ds, "Modality")
+    sop_class = _uid(values, "SOPClassUID", problems)
+    sop_instance = _uid(values, "SOPInstanceUID", problems)
+    study = _uid(values, "StudyInstanceUID", problems)
+    series = _uid(values, "SeriesInstanceUID", problems)
+    modality = values.get("Modality", "")
     if not modality:
         problems.append(
             Violation(attribute("Modality"), "Modality is missing", "MISSING_ATTRIBUTE")
@@ -238,8 +276,8 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
                 "MALFORMED_ATTRIBUTE",
             )
         )
-    study_date = _study_date(ds, problems, today or dt.date.today())
-    patient_id = _text(ds, "PatientID")
+    study_date = _study_date(values, problems, today or dt.date.today())
+    patient_id = values.get("PatientID", "")
     if not patient_id:
         problems.append(
             Violation(
@@ -251,8 +289,8 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
     if problems:
         raise Rejected("required attributes are missing or malformed", problems)
 
-    raw_body_part = _text(ds, "BodyPartExamined")
-    agent = _text(ds, "ContrastBolusAgent")
+    raw_body_part = values.get("BodyPartExamined", "")
+    agent = values.get("ContrastBolusAgent", "")
     return DicomHeader(
         sop_class_uid=sop_class,
         sop_instance_uid=sop_instance,
@@ -260,13 +298,13 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
         series_instance_uid=series,
         modality=modality,
         study_date=study_date,
-        study_time=_study_time(ds),
-        patient_id=patient_id,
-        accession_number=_text(ds, "AccessionNumber"),
-        study_description=_text(ds, "StudyDescription")[:256],
-        series_description=_text(ds, "SeriesDescription")[:256],
-        series_number=_integer(ds, "SeriesNumber"),
-        instance_number=_integer(ds, "InstanceNumber"),
+        study_time=_study_time(values.get("StudyTime", "")),
+        patient_id=patient_id[:64],
+        accession_number=values.get("AccessionNumber", "")[:64],
+        study_description=values.get("StudyDescription", "")[:256],
+        series_description=values.get("SeriesDescription", "")[:256],
+        series_number=_integer(values.get("SeriesNumber", "")),
+        instance_number=_integer(values.get("InstanceNumber", "")),
         body_part_examined=raw_body_part[:64],
         body_part=normalize_body_part(raw_body_part),
         contrast_agent=agent[:128],

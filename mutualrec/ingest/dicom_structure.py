@@ -1,8 +1,10 @@
-"""A structural walk over a Part 10 file's top-level elements, to prove the file is whole.
+"""A structural walk over a dataset's elements: proves the file is whole, collects a few values.
 
 pydicom reads a header by seeking past large values, so a file cut inside its pixel data parses
 "fine". Before storing an instance we walk every element's tag and length (reading headers only,
-seeking past values) and require the walk to end exactly at the end of the file.
+seeking past values) and require the walk to end exactly at the end of the file. The same walk
+hands back the raw values of the few top-level attributes the index needs, so a header is read
+once, with no per-element objects built.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ _LONG_VRS = {
 }
 # Deep nesting is legal but rare; the cap stops a crafted file from exhausting the stack.
 _MAX_DEPTH = 32
+# Captured values are short strings (UIDs, codes, dates, descriptions).
+_MAX_CAPTURED = 4096
 
 
 class Truncated(ValueError):
@@ -47,11 +51,15 @@ def _read_exact(fp: BinaryIO, count: int, what: str) -> bytes:
 
 
 class _Walker:
-    def __init__(self, fp: BinaryIO, size: int, *, implicit: bool, little: bool) -> None:
+    def __init__(
+        self, fp: BinaryIO, size: int, *, implicit: bool, little: bool, capture: frozenset[int]
+    ) -> None:
         self.fp = fp
         self.size = size
         self.implicit = implicit
         self.order = "<" if little else ">"
+        self.capture = capture
+        self.captured: dict[int, bytes] = {}
 
     def _tag(self, raw: bytes) -> int:
         group, element = struct.unpack(self.order + "HH", raw)
@@ -85,6 +93,8 @@ class _Walker:
                 # Only SQ, UN and encapsulated pixel data may have an undefined length, and all
                 # three hold items up to a sequence delimiter.
                 self._sequence_items(depth)
+            elif depth == 0 and tag in self.capture and length <= _MAX_CAPTURED:
+                self.captured[tag] = _read_exact(self.fp, length, what)
             else:
                 self._skip(length, what)
 
@@ -115,27 +125,46 @@ class _Walker:
                 self._skip(int(length), "an item")
 
 
-def check_complete(
-    fp: BinaryIO, size: int, dataset_start: int, *, implicit: bool, little: bool
-) -> None:
-    """Raise :class:`Truncated` unless the dataset from ``dataset_start`` ends at ``size``."""
+def walk_dataset(
+    fp: BinaryIO,
+    size: int,
+    dataset_start: int,
+    *,
+    implicit: bool,
+    little: bool,
+    capture: frozenset[int] = frozenset(),
+) -> dict[int, bytes]:
+    """Walk the dataset from ``dataset_start`` to ``size``; return the captured raw values.
+
+    Raises :class:`Truncated` unless the dataset ends exactly at ``size``. ``capture`` names the
+    top-level tags (as ``group << 16 | element``) whose values to return.
+    """
     fp.seek(dataset_start)
-    _Walker(fp, size, implicit=implicit, little=little).walk(until=None, depth=0)
+    walker = _Walker(fp, size, implicit=implicit, little=little, capture=capture)
+    walker.walk(until=None, depth=0)
+    return walker.captured
 
 
-def check_deflated_complete(fp: BinaryIO, dataset_start: int) -> None:
-    """Raise :class:`Truncated` unless the deflated dataset is a whole zlib stream.
+def inflate_dataset(fp: BinaryIO, dataset_start: int, out: BinaryIO) -> int:
+    """Inflate a deflated dataset into ``out``; return its size.
 
-    Decompresses in bounded blocks and discards the output: only the stream's end matters here.
+    Inflates in bounded blocks, so memory stays flat; raises :class:`Truncated` unless the
+    compressed stream is whole.
     """
     fp.seek(dataset_start)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    written = 0
     try:
         while block := fp.read(1024 * 1024):
-            inflater.decompress(block, 1024 * 1024)
-            while inflater.unconsumed_tail:
-                inflater.decompress(inflater.unconsumed_tail, 1024 * 1024)
+            piece = inflater.decompress(block, 1024 * 1024)
+            while True:
+                out.write(piece)
+                written += len(piece)
+                if not inflater.unconsumed_tail:
+                    break
+                piece = inflater.decompress(inflater.unconsumed_tail, 1024 * 1024)
     except zlib.error as exc:
         raise Truncated(f"the deflated dataset is corrupt: {exc}") from None
     if not inflater.eof:
         raise Truncated("the deflated dataset ends before its compressed stream does")
+    return written

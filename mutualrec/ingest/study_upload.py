@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import io
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -106,9 +107,10 @@ class PendingInstance:
         self.size = 0
         self.problem: Violation | None = None
         self._hash = hashlib.sha256()
-        self._spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
-            max_size=SPOOL_IN_MEMORY_BYTES
-        )
+        # Not tempfile.SpooledTemporaryFile: its Python-level wrapper costs a call per read, and
+        # the header walk makes hundreds of small reads per instance.
+        self._spool: BinaryIO = io.BytesIO()
+        self._spilled = False
 
     def write(self, data: bytes, max_chunk: int) -> None:
         """Append a chunk; an oversized chunk or instance marks the instance rejected."""
@@ -129,9 +131,19 @@ class PendingInstance:
         if self.problem is not None:
             self.close()
             return
+        if not self._spilled and self.size + len(data) > SPOOL_IN_MEMORY_BYTES:
+            self._spill()
         self._spool.write(data)
         self._hash.update(data)
         self.size += len(data)
+
+    def _spill(self) -> None:
+        """Move what is buffered to an anonymous temporary file, which later chunks extend."""
+        spilled = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        spilled.write(cast(io.BytesIO, self._spool).getbuffer())
+        self._spool.close()
+        self._spool = cast(BinaryIO, spilled)
+        self._spilled = True
 
     @property
     def sha256(self) -> str:
@@ -142,7 +154,7 @@ class PendingInstance:
     def spool(self) -> BinaryIO:
         """The received bytes, rewound."""
         self._spool.seek(0)
-        return cast(BinaryIO, self._spool)
+        return self._spool
 
     def close(self) -> None:
         """Free the buffer or temporary file."""

@@ -88,6 +88,20 @@ def test_samples_are_read_with_their_attributes(path: Path) -> None:
     assert header.study_date.strftime("%Y%m%d") == ds.StudyDate
     assert header.transfer_syntax_uid == ds.file_meta.TransferSyntaxUID
     assert header.contrast == bool(ds.get("ContrastBolusAgent"))
+    # Text in the instance's character set (hospital B writes UTF-8 Chinese) decodes as pydicom does.
+    assert header.study_description == ds.get("StudyDescription", "")
+    assert header.series_description == ds.get("SeriesDescription", "")
+    assert header.accession_number == ds.get("AccessionNumber", "")
+
+
+@pytest.mark.parametrize("charset", ["GB18030", "ISO_IR 192"])
+def test_chinese_text_in_declared_character_set(charset: str) -> None:
+    ds = pydicom.dcmread(SAMPLE_FILES[0])
+    ds.SpecificCharacterSet = charset
+    ds.StudyDescription = "胸部增强CT"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    assert _read(buffer.getvalue()).study_description == "胸部增强CT"
 
 
 def test_field_body_part_is_normalized() -> None:
