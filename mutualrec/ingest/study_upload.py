@@ -382,9 +382,22 @@ class StudyUpload:
         ensured = _Ensured(self._ensured.study_id, dict(self._ensured.series_ids))
         outcomes: list[InstanceOutcome] = []
         with self.sessions.begin() as session:
-            for item in staged:
-                series_id = self._ensure_rows(session, item.header, ensured)
-                version, created = index.add_instance_version(session, series_id, item.record)
+            series_ids = [self._ensure_rows(session, item.header, ensured) for item in staged]
+            # Same-SOP instances within one batch must go the slow way, in order.
+            seen: set[str] = set()
+            fast = []
+            for series_id, item in zip(series_ids, staged, strict=True):
+                if item.record.sop_instance_uid not in seen:
+                    seen.add(item.record.sop_instance_uid)
+                    fast.append((series_id, item.record))
+            inserted = index.add_first_versions(session, fast)
+            for series_id, item in zip(series_ids, staged, strict=True):
+                record = item.record
+                if (record.sop_instance_uid, record.sha256) in inserted:
+                    inserted.discard((record.sop_instance_uid, record.sha256))
+                    version, created = 1, True
+                else:
+                    version, created = index.add_instance_version(session, series_id, record)
                 if not created:
                     kind = OutcomeKind.DUPLICATE_IDENTICAL
                 else:
@@ -394,8 +407,8 @@ class StudyUpload:
                         item.position,
                         item.source_name,
                         item.header,
-                        item.record.size_bytes,
-                        item.record.sha256,
+                        record.size_bytes,
+                        record.sha256,
                         kind,
                         version,
                     )

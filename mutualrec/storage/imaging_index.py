@@ -16,7 +16,7 @@ from mutualrec.storage.models import (
     Series,
     Study,
 )
-from mutualrec.storage.sql import insert_ignoring_conflicts
+from mutualrec.storage.sql import insert_ignoring_conflicts, insert_many_ignoring_conflicts
 
 
 class IndexConflict(Exception):
@@ -95,10 +95,10 @@ def held_versions(session: Session, sop_instance_uid: str) -> list[HeldVersion]:
 
 def link_patient(session: Session, institution_id: int, local_id: str, patient_key: str) -> None:
     """Record the hospital's own patient number for a patient; refuse if it names another."""
-    insert_ignoring_conflicts(session, Patient.__table__, {"patient_key": patient_key})  # type: ignore[arg-type]
+    insert_ignoring_conflicts(session, Patient, {"patient_key": patient_key})
     insert_ignoring_conflicts(
         session,
-        PatientIdentifier.__table__,  # type: ignore[arg-type]
+        PatientIdentifier,
         {"institution_id": institution_id, "local_id": local_id, "patient_key": patient_key},
     )
     owner = session.scalar(
@@ -127,7 +127,7 @@ def ensure_study(session: Session, record: StudyRecord) -> int:
         "description": record.description,
         "performed_item_code": record.performed_item_code,
     }
-    insert_ignoring_conflicts(session, Study.__table__, values)  # type: ignore[arg-type]
+    insert_ignoring_conflicts(session, Study, values)
     study_id, patient_key, institution_id = session.execute(
         select(Study.id, Study.patient_key, Study.institution_id).where(
             Study.study_instance_uid == record.study_instance_uid
@@ -159,7 +159,7 @@ def ensure_series(session: Session, study_id: int, record: SeriesRecord) -> int:
         "series_number": record.series_number,
         "description": record.description,
     }
-    insert_ignoring_conflicts(session, Series.__table__, values)  # type: ignore[arg-type]
+    insert_ignoring_conflicts(session, Series, values)
     series_id, owner_study = session.execute(
         select(Series.id, Series.study_id).where(
             Series.series_instance_uid == record.series_instance_uid
@@ -171,6 +171,40 @@ def ensure_series(session: Session, study_id: int, record: SeriesRecord) -> int:
             "this Series Instance UID is held under another study",
         )
     return int(series_id)
+
+
+def add_first_versions(
+    session: Session, items: list[tuple[int, InstanceRecord]]
+) -> set[tuple[str, str]]:
+    """Insert each (series id, record) as version 1 where its SOP Instance UID is new.
+
+    One statement for a whole batch: the common case of a study seen for the first time. Returns
+    the (sop_instance_uid, sha256) pairs inserted; the others need :func:`add_instance_version`.
+    """
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {
+            "series_id": series_id,
+            "sop_instance_uid": record.sop_instance_uid,
+            "version": 1,
+            "sop_class_uid": record.sop_class_uid,
+            "instance_number": record.instance_number,
+            "transfer_syntax_uid": record.transfer_syntax_uid,
+            "size_bytes": record.size_bytes,
+            "sha256": record.sha256,
+            "object_key": record.object_key,
+            "institution_id": record.institution_id,
+            "received_at": now,
+        }
+        for series_id, record in items
+    ]
+    inserted = insert_many_ignoring_conflicts(
+        session,
+        Instance,
+        rows,
+        ["sop_instance_uid", "sha256"],
+    )
+    return {(str(sop), str(sha)) for sop, sha in inserted}
 
 
 def add_instance_version(
@@ -198,7 +232,7 @@ def add_instance_version(
         version = int(latest or 0) + 1
         inserted = insert_ignoring_conflicts(
             session,
-            Instance.__table__,  # type: ignore[arg-type]
+            Instance,
             {
                 "series_id": series_id,
                 "sop_instance_uid": record.sop_instance_uid,
