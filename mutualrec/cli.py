@@ -27,9 +27,12 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 
 
 def _cmd_serve(_args: argparse.Namespace) -> int:
-    from mutualrec.server import serve
+    from mutualrec.server import serve, serve_processes
 
-    asyncio.run(serve(load_settings()))
+    settings = load_settings()
+    if settings.processes > 1:
+        return serve_processes(settings)
+    asyncio.run(serve(settings))
     return 0
 
 

@@ -49,6 +49,7 @@ class Settings:
     max_chunk_bytes: int
     shutdown_grace_seconds: float
     blocking_workers: int
+    processes: int
 
     @property
     def embedded_database(self) -> bool:
@@ -137,9 +138,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"{PREFIX}OBJECT_STORE must start with file:// or s3://, got {object_store_url!r}"
         )
     secret, secret_source = _patient_key_secret(env, data_dir)
+    listen = env.get(PREFIX + "LISTEN") or "127.0.0.1:50051"
+    processes = int(_number(env, "PROCESSES", 1, 1))
+    if processes > 1 and listen.endswith(":0"):
+        raise ConfigError(f"{PREFIX}PROCESSES > 1 needs a fixed port in {PREFIX}LISTEN")
     is_sqlite = database_url.startswith("sqlite")
     return Settings(
-        listen=env.get(PREFIX + "LISTEN") or "127.0.0.1:50051",
+        listen=listen,
         data_dir=data_dir,
         database_url=database_url,
         object_store_url=object_store_url,
@@ -152,4 +157,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_chunk_bytes=MIB,
         shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", 30, 0),
         blocking_workers=int(_number(env, "BLOCKING_WORKERS", 8, 1)),
+        processes=processes,
     )

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import multiprocessing.queues
+import os
+import queue
 import signal
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 import grpc
@@ -17,6 +22,7 @@ from mutualrec import __version__
 from mutualrec.api.ingest_service import IngestService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
+from mutualrec.storage.factory import open_object_store
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 
 # Room for a 1 MiB chunk plus framing; larger chunks still reach our own check (and get a
@@ -31,7 +37,9 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            # Several worker processes share one port only when asked to; otherwise a second
+            # server on the same port is an error, not a silent split of the traffic.
+            ("grpc.so_reuseport", 1 if runtime.settings.processes > 1 else 0),
         ]
     )
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestService(runtime), server)
@@ -56,37 +64,101 @@ async def _set_health(health: health_aio.HealthServicer, status: int) -> None:
         await health.set(name, status)
 
 
-async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
-    """Run until SIGTERM or SIGINT, then let in-flight calls finish within the grace period."""
+def _banner(settings: Settings, store_description: str, port: int, processes: int) -> str:
+    host = settings.listen.rsplit(":", 1)[0]
+    workers = f" ({processes} processes)" if processes > 1 else ""
+    # One write, the listening line last: whoever waits for it has read the rest too.
+    return (
+        f"mutualrec {__version__}\n"
+        f"  index:   {_redact(settings.database_url)}\n"
+        f"  objects: {store_description}\n"
+        f"  patient-key secret from {settings.patient_key_secret_source}\n"
+        f"mutualrec listening on {host}:{port}{workers}"
+    )
+
+
+async def _run_server(
+    settings: Settings, on_ready: Callable[[Runtime, int], None], quiet: bool = False
+) -> None:
+    """Serve until SIGTERM or SIGINT, then let in-flight calls finish within the grace period."""
     runtime = Runtime.open(settings)
     try:
         server, health, port = await build_server(runtime)
         await server.start()
         await _set_health(health, health_pb2.HealthCheckResponse.SERVING)
-        host = settings.listen.rsplit(":", 1)[0]
-        # One write, the listening line last: whoever waits for it has read the rest too.
-        print(
-            f"mutualrec {__version__}\n"
-            f"  index:   {_redact(settings.database_url)}\n"
-            f"  objects: {runtime.store.description}\n"
-            f"  patient-key secret from {settings.patient_key_secret_source}\n"
-            f"mutualrec listening on {host}:{port}",
-            file=out,
-            flush=True,
-        )
-
+        on_ready(runtime, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
-        print("mutualrec shutting down: finishing in-flight calls", file=out, flush=True)
+        if not quiet:
+            print("mutualrec shutting down: finishing in-flight calls", flush=True)
         # Load balancers stop sending new work once health says NOT_SERVING.
         await _set_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(settings.shutdown_grace_seconds)
-        print("mutualrec stopped", file=out, flush=True)
     finally:
         runtime.close()
+
+
+async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
+    """Run one server process until SIGTERM or SIGINT."""
+
+    def ready(runtime: Runtime, port: int) -> None:
+        print(_banner(settings, runtime.store.description, port, 1), file=out, flush=True)
+
+    await _run_server(settings, ready)
+    print("mutualrec stopped", file=out, flush=True)
+
+
+def _worker_main(settings: Settings, ready: multiprocessing.queues.Queue[int]) -> None:
+    asyncio.run(_run_server(settings, lambda _runtime, port: ready.put(port), quiet=True))
+
+
+def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
+    """Run ``settings.processes`` server processes sharing one port (SO_REUSEPORT).
+
+    Python runs one thread of Python at a time per process; one server process per core lets
+    concurrent uploads use every core. The schema is brought up to date once, here, before the
+    workers start. SIGTERM or SIGINT is passed on to every worker, which finish in-flight calls.
+    """
+    Runtime.open(settings).close()  # migrate (when allowed) and check the stores once
+    context = multiprocessing.get_context("spawn")
+    ready: multiprocessing.queues.Queue[int] = context.Queue()
+    workers = [
+        context.Process(target=_worker_main, args=(settings, ready), name=f"mutualrec-{i}")
+        for i in range(settings.processes)
+    ]
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for worker in workers:
+        worker.start()
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            print("mutualrec shutting down: finishing in-flight calls", file=out, flush=True)
+        stopping = True
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        ports = {ready.get(timeout=60) for _ in workers}
+    except queue.Empty:
+        forward(signal.SIGTERM, None)
+        print("mutualrec: a worker process did not start", file=sys.stderr, flush=True)
+        return 1
+    store = open_object_store(settings).description
+    print(_banner(settings, store, ports.pop(), len(workers)), file=out, flush=True)
+    for worker in workers:
+        worker.join()
+    print("mutualrec stopped", file=out, flush=True)
+    return 0 if stopping and all(w.exitcode == 0 for w in workers) else 1
 
 
 def _redact(url: str) -> str:

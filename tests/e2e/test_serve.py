@@ -6,12 +6,15 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +54,8 @@ class ServeProcess:
 
 def _spawn(cwd: Path, env_overrides: dict[str, str]) -> Iterator[ServeProcess]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env.update(env_overrides)
     env["MUTUALREC_LISTEN"] = "127.0.0.1:0"
+    env.update(env_overrides)
     process = subprocess.Popen(
         [MUTUALREC, "serve"],
         cwd=cwd,
@@ -300,3 +303,46 @@ def test_sigterm_lets_an_inflight_upload_finish(
     assert results, "the in-flight upload failed"
     assert results[0].counts.stored == study["instance_count"]
     assert embedded.process.wait(30) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _upload_part(
+    proc: ServeProcess, args: list[str], part: list[str]
+) -> subprocess.CompletedProcess[str]:
+    return proc.cli(*args, "--json", *part)
+
+
+def test_several_processes_share_the_port(tmp_path: Path, manifest: dict[str, Any]) -> None:
+    env = {"MUTUALREC_PROCESSES": "2", "MUTUALREC_LISTEN": f"127.0.0.1:{_free_port()}"}
+    for proc in _spawn(tmp_path, env):
+        assert "(2 processes)" in proc.lines[-1]
+        study = manifest["ct_chest_contrast_hosp_a"]
+        key = _register(proc, study["institution_code"])
+        args = ["upload", "--key", key, "--patient-id", study["patient"]["document_number"]]
+        files = [str(SAMPLES / f["path"]) for f in study["files"]]
+        # Four concurrent uploads of disjoint parts of one study, spread over both processes.
+        parts = [files[i::4] for i in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(partial(_upload_part, proc, args), parts))
+        assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
+        status = json.loads(
+            proc.cli("study-status", "--key", key, study["study_instance_uid"]).stdout
+        )
+        assert len(status["instances"]) == study["instance_count"]
+        proc.process.send_signal(signal.SIGTERM)
+        assert proc.process.wait(30) == 0
+
+
+def test_several_processes_need_a_fixed_port(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
+    env.update(MUTUALREC_PROCESSES="2", MUTUALREC_LISTEN="127.0.0.1:0")
+    result = subprocess.run(
+        [MUTUALREC, "serve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "fixed port" in result.stderr

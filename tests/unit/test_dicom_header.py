@@ -88,7 +88,7 @@ def test_samples_are_read_with_their_attributes(path: Path) -> None:
     assert header.study_date.strftime("%Y%m%d") == ds.StudyDate
     assert header.transfer_syntax_uid == ds.file_meta.TransferSyntaxUID
     assert header.contrast == bool(ds.get("ContrastBolusAgent"))
-    # Text in the instance's character set (hospital B writes UTF-8 Chinese) decodes as pydicom does.
+    # Text in the instance's character set (hospital B writes UTF-8) decodes as pydicom does.
     assert header.study_description == ds.get("StudyDescription", "")
     assert header.series_description == ds.get("SeriesDescription", "")
     assert header.accession_number == ds.get("AccessionNumber", "")
