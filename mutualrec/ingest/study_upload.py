@@ -216,6 +216,8 @@ class StudyUpload:
         self.study_instance_uid: str | None = None
         self.hospital_patient_id: str | None = None
         self._ensured = _Ensured()
+        # Whether the region held no such study when this upload's first instance arrived.
+        self._study_was_new: bool | None = None
 
     @property
     def outcomes(self) -> list[InstanceOutcome]:
@@ -424,9 +426,18 @@ class StudyUpload:
                 self.store.delete(key)
 
     def _precheck(self, session: Session, header: DicomHeader) -> list[index.HeldVersion]:
-        """Read-only conflict checks, before any byte is written to the store."""
+        """Read-only conflict checks, before any byte is written to the store.
+
+        For a study the region did not hold when the upload began (the common case) no instance
+        can be a duplicate, so the per-instance lookup is skipped; a SOP Instance UID held in
+        another study is still caught when the batch is committed.
+        """
+        if self._study_was_new is True:
+            return []
         if self._ensured.study_id is None:
             owner = index.study_owner(session, header.study_instance_uid)
+            if self._study_was_new is None:
+                self._study_was_new = owner is None
             if owner is not None and owner != self.institution_id:
                 raise Rejected(
                     "the study belongs to another institution",

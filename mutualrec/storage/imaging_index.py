@@ -215,6 +215,15 @@ def add_instance_version(
     ``created`` is False when the same bytes were already held (a duplicate). Races are settled
     by the unique constraints on (sop, sha256) and (sop, version): a loser re-reads and retries.
     """
+    held_in = session.scalar(
+        select(Instance.series_id)
+        .where(Instance.sop_instance_uid == record.sop_instance_uid)
+        .limit(1)
+    )
+    if held_in is not None and held_in != series_id:
+        raise IndexConflict(
+            "(0008,0018) SOPInstanceUID", "this SOP Instance UID is held in another series"
+        )
     while True:
         existing = session.scalar(
             select(Instance.version).where(

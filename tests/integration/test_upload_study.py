@@ -505,3 +505,43 @@ def test_cancelled_upload_keeps_completed_instances_only(
     assert len(_objects(server)) == 3
     with server.runtime.sessions() as session:
         assert session.execute(text("select 1")).scalar() == 1
+
+
+def test_sop_instance_held_in_another_study_is_refused(
+    server: RunningServer, manifest: dict[str, Any]
+) -> None:
+    study = manifest[CT]
+    key = server.add_hospital(study["institution_code"])
+    files = study_files(study)
+    upload(server.channel, key, [header_message(study), *file_messages(files[:1])])
+    objects = _objects(server)
+
+    # A new study (so the per-instance pre-check is skipped) reusing a held SOP Instance UID.
+    reused = _rewritten(
+        files[0],
+        StudyInstanceUID="1.2.826.0.1.3680043.8.498.1",
+        SeriesInstanceUID="1.2.826.0.1.3680043.8.498.2",
+    )
+    fresh = _rewritten(
+        files[1],
+        StudyInstanceUID="1.2.826.0.1.3680043.8.498.1",
+        SeriesInstanceUID="1.2.826.0.1.3680043.8.498.2",
+    )
+    response = upload(
+        server.channel,
+        key,
+        [
+            header_message(study),
+            *chunk_messages(fresh, "fresh.dcm"),
+            *chunk_messages(reused, "reused.dcm"),
+        ],
+    )
+    outcomes = {o.source_name: o for o in response.instances}
+    assert outcomes["fresh.dcm"].outcome == ingest_pb2.STORED
+    assert outcomes["reused.dcm"].outcome == ingest_pb2.REJECTED
+    assert {(v.field, v.reason) for v in outcomes["reused.dcm"].violations} == {
+        ("(0008,0018) SOPInstanceUID", "CONFLICT")
+    }
+    # The refused instance left no blob behind; the good one of the same batch was kept.
+    assert len(_objects(server)) == len(objects) + 1
+    assert _count(server, Instance) == 2
