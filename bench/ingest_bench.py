@@ -10,7 +10,12 @@ written by ``dicom_samples/make_samples.py --bench-ct``) with 1 and with N paral
 
 Throughput is timed from the first byte sent to the last reply received. Each run starts a fresh
 server on a fresh data directory (and, for PostgreSQL, a freshly created database) and reads the
-server's peak RSS (``VmHWM``) and CPU time from ``/proc`` right before stopping it.
+server's peak RSS (``VmHWM``) and CPU time from ``/proc`` right before stopping it; VmRSS is also
+polled during the upload. Runs of the different servers interleave, and each configuration's
+median is reported. Both servers fsync every stored file (their defaults).
+
+mutualrec runs from a private copy of the package (``git archive`` of ``--ref``, default HEAD, or
+the working tree with ``--worktree``), so edits made while the benchmark runs do not affect it.
 
 Orthanc listens on every interface, so by default the script re-executes itself inside a new
 network namespace (``unshare --net``) that has only a loopback interface, and runs every server
@@ -18,7 +23,7 @@ and client there: all peers are measured the same way and no traffic can leave t
 PostgreSQL is then reached over its Unix socket.
 
     .venv/bin/python bench/ingest_bench.py --files 1800 --streams 1 4 \\
-        --backends sqlite postgres orthanc --runs 2 --json /tmp/ingest.json
+        --backends sqlite postgres orthanc --runs 3 --json /tmp/ingest.json
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -50,12 +55,16 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 MAKE_SAMPLES = REPO / "dicom_samples" / "make_samples.py"
 NETNS_ENV = "MUTUALREC_BENCH_IN_NETNS"
-BACKENDS = ("sqlite", "postgres", "orthanc")
+BACKENDS = ("sqlite", "postgres", "orthanc", "grpc-null")
+DEFAULT_BACKENDS = ("sqlite", "postgres", "orthanc")
+NULL_SERVER = Path(__file__).resolve().parent / "null_ingest_server.py"
 INSTITUTION = ("H500103001", "CQ YUZHONG DEMO PEOPLES HOSPITAL", "Yuzhong", "tertiary")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 UPLOAD_TIMEOUT = 3600.0
 MB = 1_000_000
+# ext4 without a journal skips inodes freed in the last 30 s (35 s while dirty) when allocating.
+INODE_SETTLE = 36.0
 MIB = 1024 * 1024
 # Multi-frame Grayscale Word Secondary Capture: a storage class that allows many 16-bit frames.
 MULTIFRAME_SC_WORD = "1.2.840.10008.5.1.4.1.1.7.3"
@@ -124,7 +133,7 @@ def prepare_large(data_dir: Path, template: StudyData, mib: int) -> StudyData:
     It keeps the template's patient, and gets a study, series and SOP instance UID of its own.
     """
     import pydicom
-    from pydicom.uid import generate_uid
+    from pydicom.uid import UID, generate_uid
 
     folder = data_dir / f"large{mib}"
     path = folder / "bench_large_00001.dcm"
@@ -137,7 +146,7 @@ def prepare_large(data_dir: Path, template: StudyData, mib: int) -> StudyData:
     entropy = [f"mutualrec-bench-large-{mib}"]
     study_uid = generate_uid(entropy_srcs=[*entropy, "study"])
     ds.SOPClassUID = MULTIFRAME_SC_WORD
-    ds.file_meta.MediaStorageSOPClassUID = MULTIFRAME_SC_WORD
+    ds.file_meta.MediaStorageSOPClassUID = UID(MULTIFRAME_SC_WORD)
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[*entropy, "series"])
     ds.SOPInstanceUID = generate_uid(entropy_srcs=[*entropy, "instance"])
@@ -158,6 +167,64 @@ def prepare_large(data_dir: Path, template: StudyData, mib: int) -> StudyData:
     return _load_study(f"1 x {mib} MiB multi-frame", folder)
 
 
+def snapshot_code(workdir: Path, ref: str | None) -> tuple[Path, str]:
+    """A private copy of the ``mutualrec`` package to benchmark, and a description of it.
+
+    With a git ref, the package as committed there (``git archive``); with None, the working
+    tree as it is now. Either way the benchmark is not disturbed by edits made while it runs.
+    """
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", ref or "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    if ref is not None:
+        target = workdir / "code" / head
+        if not (target / "mutualrec" / "cli.py").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", "--format=tar", head, "mutualrec"],
+                capture_output=True,
+                check=True,
+                timeout=120,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True, timeout=120)
+        return target, f"git {head}"
+    target = workdir / "code" / "worktree"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(
+        REPO / "mutualrec", target / "mutualrec", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "mutualrec"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    return target, f"working tree on {head}" + (" (with uncommitted changes)" if dirty else "")
+
+
+def check_snapshot(code_dir: Path) -> None:
+    """Fail unless a server started the way the benchmark starts it imports ``code_dir``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
+    env["PYTHONPATH"] = str(code_dir)
+    found = subprocess.run(
+        [sys.executable, "-c", "import mutualrec.cli; print(mutualrec.cli.__file__)"],
+        env=env,
+        cwd=code_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    if not Path(found).resolve().is_relative_to(code_dir.resolve()):
+        raise SystemExit(f"mutualrec would be imported from {found}, not from {code_dir}")
+
+
 def warm_page_cache(study: StudyData) -> None:
     """Read every file once, so no run pays for cold reads of its input."""
     for path in study.files:
@@ -174,7 +241,9 @@ def warm_page_cache(study: StudyData) -> None:
 class ServerProcess:
     """A child process whose output is copied to a log file by a reader thread."""
 
-    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, argv: Sequence[str], log_path: Path, env: dict[str, str], cwd: Path | None = None
+    ) -> None:
         self.log_path = log_path
         self._log: TextIO = log_path.open("w", encoding="utf-8")
         self._lines: list[str] = []
@@ -185,6 +254,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            cwd=cwd,
             text=True,
             bufsize=1,
         )
@@ -247,7 +317,34 @@ class ProcessStats:
 
     peak_rss_kib: int
     rss_kib: int
-    cpu_seconds: float
+    user_seconds: float
+    sys_seconds: float
+
+
+def process_tree_stats(pid: int) -> ProcessStats:
+    """:func:`process_stats` summed over ``pid`` and its live descendants (worker processes).
+
+    For several processes the peak is the sum of each one's VmHWM: an upper bound of the peak
+    of their total, which the RSS sampler measures directly.
+    """
+    import psutil
+
+    pids = [pid]
+    with contextlib.suppress(psutil.Error):
+        pids += [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    total = ProcessStats(0, 0, 0.0, 0.0)
+    for one in pids:
+        try:
+            stats = process_stats(one)
+        except (OSError, KeyError):
+            continue  # exited meanwhile
+        total = ProcessStats(
+            total.peak_rss_kib + stats.peak_rss_kib,
+            total.rss_kib + stats.rss_kib,
+            total.user_seconds + stats.user_seconds,
+            total.sys_seconds + stats.sys_seconds,
+        )
+    return total
 
 
 def process_stats(pid: int) -> ProcessStats:
@@ -261,7 +358,36 @@ def process_stats(pid: int) -> ProcessStats:
     ticks = os.sysconf("SC_CLK_TCK")
     after_name = stat.rsplit(")", 1)[1].split()
     utime, stime = int(after_name[11]), int(after_name[12])
-    return ProcessStats(fields["VmHWM"], fields["VmRSS"], (utime + stime) / ticks)
+    return ProcessStats(fields["VmHWM"], fields["VmRSS"], utime / ticks, stime / ticks)
+
+
+class RssSampler:
+    """Polls a process's VmRSS during an upload, to see when its peak happens."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.perf_counter()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, KeyError):
+                rss = process_tree_stats(self.pid).rss_kib
+                self.samples.append((time.perf_counter() - self._t0, rss))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> tuple[int, float]:
+        """Stop polling; the largest sample (KiB) and when it was taken (fraction of the run)."""
+        self._stop.set()
+        self._thread.join(5)
+        if not self.samples:
+            return 0, 0.0
+        at, rss = max(self.samples, key=lambda sample: sample[1])
+        return rss, at / max(self.samples[-1][0], 1e-9)
 
 
 def free_port() -> int:
@@ -274,7 +400,7 @@ def free_port() -> int:
 class Profiler:
     """py-spy attached to a server process for one run, writing collapsed stacks."""
 
-    def __init__(self, pid: int, out: Path, rate: int) -> None:
+    def __init__(self, pid: int, out: Path, rate: int, *, gil: bool) -> None:
         exe = shutil.which("py-spy", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
         if exe is None:
             raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
@@ -292,6 +418,7 @@ class Profiler:
                 "--nonblocking",
                 "--output",
                 str(out),
+                *(["--gil"] if gil else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -322,10 +449,13 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
         if not match:
             return frame
         path = match["file"]
-        for marker in ("site-packages/", "lib/python3.11/", str(REPO) + "/"):
-            if marker in path:
-                path = path.split(marker, 1)[1]
-                break
+        if "/mutualrec/" in path and "site-packages" not in path:
+            path = "mutualrec/" + path.rsplit("/mutualrec/", 1)[1]
+        else:
+            for marker in ("site-packages/", "lib/python3.11/"):
+                if marker in path:
+                    path = path.split(marker, 1)[1]
+                    break
         return f"{path}:{match['func']}"
 
     for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -360,12 +490,21 @@ class Options:
     """What every server of this session shares."""
 
     workdir: Path
+    code_dir: Path
     pg_socket_dir: str
     pg_user: str
     pg_database: str
     keep: bool
     profile_dir: Path | None
     profile_rate: int
+    profile_gil: bool
+    fsync: bool = True
+    mutualrec_env: dict[str, str] = field(default_factory=dict)
+    # Server state is removed only at the end of the session: on ext4 without a journal (this
+    # machine) a freshly freed inode slows every inode allocation for ~30 s ("recently_deleted"),
+    # so deleting one run's files would slow the next run's file and directory creation.
+    leftovers: list[Path] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)
 
 
 class Server:
@@ -391,15 +530,15 @@ class Server:
         """Check that the server holds every instance of ``study``."""
 
     def stats(self) -> ProcessStats:
-        """Peak RSS and CPU time of the server process so far."""
+        """Peak RSS and CPU time of the server process (and its workers) so far."""
         assert self.process is not None
-        return process_stats(self.process.pid)
+        return process_tree_stats(self.process.pid)
 
     def attach_profiler(self, label: str) -> None:
         """Start py-spy on the server when profiling is on (Python servers only)."""
 
     def stop(self) -> None:
-        """Stop the server (and the profiler) and remove its state unless asked to keep it."""
+        """Stop the server (and the profiler); its state is removed at the end of the session."""
         if self.profiler is not None:
             self.profiler.stop()
             if self.profiler.out.exists():
@@ -411,8 +550,7 @@ class Server:
             if code not in (0, -signal.SIGTERM):
                 print(f"  warning: {self.backend} exited with {code}", file=sys.stderr)
             self.process = None
-        if not self.options.keep:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.options.leftovers.append(self.run_dir)
 
 
 @dataclass
@@ -480,23 +618,38 @@ class MutualrecServer(Server):
 
     LISTENING = re.compile(r"mutualrec listening on (\S+):(\d+)")
 
-    def __init__(self, options: Options, run_dir: Path, *, postgres: bool) -> None:
+    def __init__(
+        self, options: Options, run_dir: Path, *, postgres: bool, processes: int = 1
+    ) -> None:
         super().__init__(options, run_dir)
-        self.backend = "postgres" if postgres else "sqlite"
+        self.backend = server_ids(["postgres" if postgres else "sqlite"], [processes])[0]
         self.postgres = postgres
+        self.processes = processes
+        # Several processes share one port (SO_REUSEPORT), so it must be fixed beforehand.
+        self.listen = f"127.0.0.1:{free_port() if processes > 1 else 0}"
         self.port = 0
         self.api_key = ""
+        self.database = ""
+        if postgres:
+            self.database = f"{options.pg_database}_{len(options.databases) + 1}"
+            options.databases.append(self.database)
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
+        env["PYTHONPATH"] = str(self.options.code_dir)
         env["MUTUALREC_DATA_DIR"] = str(self.run_dir / "data")
-        env["MUTUALREC_LISTEN"] = "127.0.0.1:0"
+        env["MUTUALREC_LISTEN"] = self.listen
+        if self.processes > 1:
+            env["MUTUALREC_PROCESSES"] = str(self.processes)
         if self.postgres:
             opts = self.options
             env["MUTUALREC_DATABASE_URL"] = (
-                f"postgresql+psycopg://{opts.pg_user}@/{opts.pg_database}?host={opts.pg_socket_dir}"
+                f"postgresql+psycopg://{opts.pg_user}@/{self.database}?host={opts.pg_socket_dir}"
             )
             env["MUTUALREC_AUTO_MIGRATE"] = "false"
+        if not self.options.fsync:
+            env["MUTUALREC_FS_FSYNC"] = "false"
+        env.update(self.options.mutualrec_env)
         return env
 
     def _fresh_database(self) -> None:
@@ -506,13 +659,14 @@ class MutualrecServer(Server):
         with psycopg.connect(
             host=opts.pg_socket_dir, user=opts.pg_user, dbname="postgres", autocommit=True
         ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{opts.pg_database}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{opts.pg_database}"')
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{self.database}"')
 
     def _cli(self, *args: str) -> str:
         result = subprocess.run(
-            [str(VENV_BIN / "mutualrec"), *args],
+            [sys.executable, "-m", "mutualrec.cli", *args],
             env=self._env(),
+            cwd=self.options.code_dir,
             capture_output=True,
             text=True,
             timeout=START_TIMEOUT,
@@ -543,7 +697,11 @@ class MutualrecServer(Server):
         )
         self.api_key = self._cli("admin", "issue-key", "--institution", code).strip()
         self.process = ServerProcess(
-            [str(VENV_BIN / "mutualrec"), "serve"], self.run_dir / "server.log", self._env()
+            [sys.executable, "-m", "mutualrec.cli", "serve"],
+            self.run_dir / "server.log",
+            self._env(),
+            # ``python -m`` puts the working directory first on sys.path: run from the snapshot.
+            cwd=self.options.code_dir,
         )
         match = self.process.wait_for_line(self.LISTENING, START_TIMEOUT)
         self.port = int(match[2])
@@ -553,7 +711,9 @@ class MutualrecServer(Server):
         if self.options.profile_dir is not None and self.process is not None:
             self.options.profile_dir.mkdir(parents=True, exist_ok=True)
             out = self.options.profile_dir / f"{label}.txt"
-            self.profiler = Profiler(self.process.pid, out, self.options.profile_rate)
+            self.profiler = Profiler(
+                self.process.pid, out, self.options.profile_rate, gil=self.options.profile_gil
+            )
 
     def upload(self, study: StudyData, streams: int) -> UploadTiming:
         """One UploadStudy call per part, each on its own channel."""
@@ -618,17 +778,30 @@ class MutualrecServer(Server):
         if held != len(study.files):
             raise RuntimeError(f"mutualrec holds {held} instances, expected {len(study.files)}")
 
-    def stop(self) -> None:
-        """Stop the server; drop the benchmark database unless asked to keep state."""
-        super().stop()
-        if self.postgres and not self.options.keep:
-            import psycopg
 
-            opts = self.options
-            with psycopg.connect(
-                host=opts.pg_socket_dir, user=opts.pg_user, dbname="postgres", autocommit=True
-            ) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{opts.pg_database}" WITH (FORCE)')
+class NullGrpcServer(MutualrecServer):
+    """bench/null_ingest_server.py: the gRPC transport with nothing stored (a ceiling)."""
+
+    LISTENING = re.compile(r"null ingest listening on (\S+):(\d+)")
+
+    def __init__(self, options: Options, run_dir: Path) -> None:
+        super().__init__(options, run_dir, postgres=False)
+        self.backend = "grpc-null"
+        self.api_key = "unused"
+
+    def start(self) -> None:
+        """Start the null server from the same code snapshot as mutualrec."""
+        self.run_dir.mkdir(parents=True)
+        self.process = ServerProcess(
+            [sys.executable, str(NULL_SERVER), "--listen", "127.0.0.1:0"],
+            self.run_dir / "server.log",
+            self._env(),
+            cwd=self.options.code_dir,
+        )
+        self.port = int(self.process.wait_for_line(self.LISTENING, START_TIMEOUT)[2])
+
+    def verify(self, study: StudyData) -> None:
+        """Nothing is held."""
 
 
 class OrthancServer(Server):
@@ -653,6 +826,8 @@ class OrthancServer(Server):
             "HttpCompressionEnabled": False,
             "StorageCompression": False,
             "Plugins": [],
+            # Orthanc's default (true) fsyncs every stored file, like mutualrec's default.
+            "SyncStorageArea": self.options.fsync,
         }
 
     def start(self) -> None:
@@ -732,6 +907,7 @@ class RunResult:
     """One upload of one study to one fresh server."""
 
     backend: str
+    processes: int
     study: str
     streams: int
     run: int
@@ -744,7 +920,11 @@ class RunResult:
     reported_new: int
     start_rss_kib: int
     peak_rss_kib: int
+    sampled_peak_rss_kib: int
+    sampled_peak_at: float
     server_cpu_s: float
+    server_user_s: float
+    server_sys_s: float
     client_cpu_s: float
     loadavg_before: float
     profiled: bool = False
@@ -765,15 +945,70 @@ class Summary:
     mb_per_s: float
     peak_rss_mib: float
     server_cpu_s: float
+    server_user_s: float
+    server_sys_s: float
     client_cpu_s: float
     all_instances_per_s: list[float] = field(default_factory=list)
+    # mutualrec/Orthanc of the runs of the same round (run index): runs of a round are close in
+    # time, so this ratio is less affected by load that drifts during the session.
+    round_ratios: list[float] = field(default_factory=list)
 
 
-def make_server(backend: str, options: Options, run_dir: Path) -> Server:
-    """The server object of ``backend``."""
+def cleanup(options: Options) -> None:
+    """Remove every run's data directory and drop every benchmark database."""
+    for path in options.leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    options.leftovers.clear()
+    if options.databases:
+        import psycopg
+
+        with psycopg.connect(
+            host=options.pg_socket_dir, user=options.pg_user, dbname="postgres", autocommit=True
+        ) as conn:
+            for name in options.databases:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        options.databases.clear()
+
+
+def parse_server_id(server_id: str) -> tuple[str, int]:
+    """``postgres-p2`` -> (``postgres``, 2): the backend and its number of server processes."""
+    backend, _, processes = server_id.partition("-p")
+    if backend in BACKENDS and processes.isdigit():
+        return backend, int(processes)
+    return server_id, 1
+
+
+def server_ids(backends: Sequence[str], processes: Sequence[int]) -> list[str]:
+    """One id per server configuration: mutualrec backends once per process count."""
+    ids: list[str] = []
+    for backend in backends:
+        if backend in {"sqlite", "postgres"}:
+            ids += [backend if n == 1 else f"{backend}-p{n}" for n in processes]
+        else:
+            ids.append(backend)
+    return ids
+
+
+def display_name(server_id: str) -> str:
+    """How a server configuration is named in the tables."""
+    names = {
+        "sqlite": "mutualrec, local dir + SQLite",
+        "postgres": "mutualrec, local dir + PostgreSQL",
+        "orthanc": "Orthanc 1.10 REST",
+        "grpc-null": "gRPC transport only (null UploadStudy)",
+    }
+    backend, processes = parse_server_id(server_id)
+    return names[backend] + (f", {processes} processes" if processes > 1 else "")
+
+
+def make_server(server_id: str, options: Options, run_dir: Path) -> Server:
+    """The server object of a configuration from :func:`server_ids`."""
+    backend, processes = parse_server_id(server_id)
     if backend == "orthanc":
         return OrthancServer(options, run_dir)
-    return MutualrecServer(options, run_dir, postgres=backend == "postgres")
+    if backend == "grpc-null":
+        return NullGrpcServer(options, run_dir)
+    return MutualrecServer(options, run_dir, postgres=backend == "postgres", processes=processes)
 
 
 def one_run(backend: str, study: StudyData, streams: int, run: int, options: Options) -> RunResult:
@@ -787,11 +1022,18 @@ def one_run(backend: str, study: StudyData, streams: int, run: int, options: Opt
         start = server.stats()
         server.attach_profiler(label)
         load = os.getloadavg()[0]
-        timing = server.upload(study, streams)
+        assert server.process is not None
+        sampler = RssSampler(server.process.pid)
+        try:
+            timing = server.upload(study, streams)
+        finally:
+            sampled_peak, peak_at = sampler.stop()
         end = server.stats()
         server.verify(study)
     finally:
         server.stop()
+    user = end.user_seconds - start.user_seconds
+    system = end.sys_seconds - start.sys_seconds
     if timing.accepted != len(study.files):
         raise RuntimeError(f"{backend}: {timing.accepted} accepted of {len(study.files)}")
     if timing.reported_new != len(study.files):
@@ -802,6 +1044,7 @@ def one_run(backend: str, study: StudyData, streams: int, run: int, options: Opt
         )
     return RunResult(
         backend=backend,
+        processes=parse_server_id(backend)[1],
         study=study.label,
         streams=streams,
         run=run,
@@ -814,7 +1057,11 @@ def one_run(backend: str, study: StudyData, streams: int, run: int, options: Opt
         reported_new=timing.reported_new,
         start_rss_kib=start.rss_kib,
         peak_rss_kib=end.peak_rss_kib,
-        server_cpu_s=round(end.cpu_seconds - start.cpu_seconds, 2),
+        sampled_peak_rss_kib=sampled_peak,
+        sampled_peak_at=round(peak_at, 3),
+        server_cpu_s=round(user + system, 2),
+        server_user_s=round(user, 2),
+        server_sys_s=round(system, 2),
         client_cpu_s=round(timing.client_cpu_seconds, 2),
         loadavg_before=round(load, 2),
         profiled=options.profile_dir is not None,
@@ -828,6 +1075,12 @@ def summarize(results: list[RunResult]) -> list[Summary]:
         groups.setdefault((r.study, r.backend, r.streams), []).append(r)
     out = []
     for (study, backend, streams), runs in groups.items():
+        orthanc = {r.run: r.instances_per_s for r in groups.get((study, "orthanc", streams), [])}
+        ratios = [
+            round(r.instances_per_s / orthanc[r.run], 3)
+            for r in runs
+            if backend != "orthanc" and orthanc.get(r.run)
+        ]
         out.append(
             Summary(
                 backend=backend,
@@ -837,24 +1090,27 @@ def summarize(results: list[RunResult]) -> list[Summary]:
                 instances=runs[0].instances,
                 size_bytes=runs[0].size_bytes,
                 seconds=round(statistics.median(r.seconds for r in runs), 3),
-                instances_per_s=round(statistics.median(r.instances_per_s for r in runs), 1),
+                instances_per_s=round(statistics.median(r.instances_per_s for r in runs), 3),
                 mb_per_s=round(statistics.median(r.mb_per_s for r in runs), 1),
                 peak_rss_mib=round(max(r.peak_rss_kib for r in runs) / 1024, 1),
                 server_cpu_s=round(statistics.median(r.server_cpu_s for r in runs), 1),
+                server_user_s=round(statistics.median(r.server_user_s for r in runs), 1),
+                server_sys_s=round(statistics.median(r.server_sys_s for r in runs), 1),
                 client_cpu_s=round(statistics.median(r.client_cpu_s for r in runs), 1),
                 all_instances_per_s=[r.instances_per_s for r in runs],
+                round_ratios=ratios,
             )
         )
     return out
 
 
+def _table_place(s: Summary) -> tuple[int, int, int]:
+    backend, processes = parse_server_id(s.backend)
+    return s.streams, BACKENDS.index(backend), processes
+
+
 def markdown(summaries: list[Summary]) -> str:
     """Throughput tables (one per study) with the mutualrec/Orthanc ratio."""
-    names = {
-        "sqlite": "mutualrec, local dir + SQLite",
-        "postgres": "mutualrec, local dir + PostgreSQL",
-        "orthanc": "Orthanc 1.10 REST",
-    }
     lines: list[str] = []
     for study in dict.fromkeys(s.study for s in summaries):
         rows = [s for s in summaries if s.study == study]
@@ -864,22 +1120,30 @@ def markdown(summaries: list[Summary]) -> str:
             f"({first.size_bytes / first.instances / MB:.3f} MB each)\n"
         )
         lines.append(
-            "| server | streams | runs | inst/s (median) | MB/s | vs Orthanc | "
-            "peak RSS MiB | server CPU s | client CPU s | inst/s per run |"
+            "| server | streams | runs | inst/s (median) | MB/s | vs Orthanc (medians) | "
+            "vs Orthanc (median of rounds) | peak RSS MiB | server CPU s (user + sys) | "
+            "client CPU s | inst/s per run |"
         )
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         orthanc = {s.streams: s.instances_per_s for s in rows if s.backend == "orthanc"}
-        order = {b: i for i, b in enumerate(BACKENDS)}
-        for s in sorted(rows, key=lambda s: (s.streams, order[s.backend])):
+        for s in sorted(rows, key=_table_place):
             ratio = (
                 f"{s.instances_per_s / orthanc[s.streams]:.2f}x"
                 if s.backend != "orthanc" and orthanc.get(s.streams)
                 else "-"
             )
+            paired = (
+                f"{statistics.median(s.round_ratios):.2f}x "
+                f"({', '.join(f'{v:.2f}' for v in s.round_ratios)})"
+                if s.round_ratios
+                else "-"
+            )
             runs = ", ".join(f"{v:.1f}" for v in s.all_instances_per_s)
             lines.append(
-                f"| {names[s.backend]} | {s.streams} | {s.runs} | {s.instances_per_s:.1f} | "
-                f"{s.mb_per_s:.1f} | {ratio} | {s.peak_rss_mib:.0f} | {s.server_cpu_s:.1f} | "
+                f"| {display_name(s.backend)} | {s.streams} | {s.runs} | {s.instances_per_s:.1f} | "
+                f"{s.mb_per_s:.1f} | {ratio} | {paired} | {s.peak_rss_mib:.0f} | "
+                f"{s.server_cpu_s:.1f} "
+                f"({s.server_user_s:.1f} + {s.server_sys_s:.1f}) | "
                 f"{s.client_cpu_s:.1f} | {runs} |"
             )
     return "\n".join(lines) + "\n"
@@ -912,8 +1176,20 @@ def loopback_only() -> None:
         raise SystemExit(f"expected only lo in the benchmark namespace, found {interfaces}")
 
 
-def machine() -> dict[str, Any]:
-    """CPU, memory and software versions of this machine."""
+def filesystem_of(path: Path) -> str:
+    """Device, type and mount options of the filesystem holding ``path``."""
+    best = ("", "")
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            device, mount, kind, options = line.split()[:4]
+            inside = str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) >= len(best[0]):
+                best = (mount, f"{device} on {mount} type {kind} ({options})")
+    return best[1]
+
+
+def machine(workdir: Path) -> dict[str, Any]:
+    """CPU, memory, filesystem and software versions of this machine."""
     cpu = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -940,6 +1216,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "mem_gib": round(mem_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
+        "filesystem": filesystem_of(workdir),
         "python": platform.python_version(),
         "orthanc": orthanc,
         "postgres_client": postgres,
@@ -952,8 +1229,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--files", type=int, default=1800, help="instances in the main study")
     p.add_argument("--series", type=int, default=1, help="series in the generated studies")
     p.add_argument("--streams", type=int, nargs="+", default=[1, 4], help="parallel streams")
-    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-    p.add_argument("--runs", type=int, default=2, help="runs per configuration (median)")
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=list(DEFAULT_BACKENDS),
+        help="grpc-null (diagnostic): mutualrec's gRPC contract with an UploadStudy that "
+        "stores nothing, i.e. the transport's ceiling",
+    )
+    p.add_argument("--runs", type=int, default=3, help="runs per configuration (median)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="MUTUALREC_PROCESSES values to run each mutualrec backend with",
+    )
     p.add_argument(
         "--rss-files",
         type=int,
@@ -969,84 +1260,175 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "mutualrec-bench")
     p.add_argument("--json", type=Path, metavar="OUT", help="write all runs and medians here")
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="only print the tables of a --json file written earlier (runs nothing)",
+    )
     p.add_argument("--pg-socket-dir", default="/var/run/postgresql")
     p.add_argument("--pg-user", default="postgres")
-    p.add_argument("--pg-database", default="bench_mutualrec")
+    p.add_argument(
+        "--pg-database",
+        default="bench_mutualrec",
+        help="name prefix of the per-run databases (NAME_1, NAME_2, ...), dropped at the end",
+    )
     p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the mutualrec servers")
     p.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
-    p.add_argument("--keep", action="store_true", help="keep server data directories")
+    p.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="sample only the thread holding the GIL (CPU-bound Python), not I/O waits",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the servers' data directories and databases"
+    )
+    p.add_argument(
+        "--mutualrec-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="diagnostic: extra environment of the mutualrec servers, e.g. MALLOC_ARENA_MAX=2",
+    )
+    p.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="diagnostic: MUTUALREC_FS_FSYNC=false and Orthanc SyncStorageArea=false",
+    )
+    p.add_argument(
+        "--ref",
+        default="HEAD",
+        help="git ref of the mutualrec code to benchmark (default: HEAD, as committed)",
+    )
+    p.add_argument(
+        "--worktree",
+        action="store_true",
+        help="benchmark the working tree's mutualrec package instead of --ref",
+    )
     p.add_argument(
         "--no-netns", action="store_true", help="do not enter a loopback-only network namespace"
     )
     args = p.parse_args(argv)
-    if args.files < 1 or args.runs < 1 or min(args.streams) < 1:
-        p.error("--files, --runs and --streams must be positive")
+    if any("=" not in item for item in args.mutualrec_env):
+        p.error("--mutualrec-env takes NAME=VALUE")
+    if args.files < 1 or args.runs < 1 or min(args.streams) < 1 or min(args.processes) < 1:
+        p.error("--files, --runs, --streams and --processes must be positive")
     return args
 
 
 def plan(args: argparse.Namespace, studies: dict[str, StudyData]) -> Iterator[tuple[str, str, int]]:
-    """(study key, backend, streams) in the order to run them; runs of a round interleave."""
+    """(study key, server id, streams) in the order to run them; runs of a round interleave."""
+    servers = server_ids(args.backends, args.processes)
     for run in range(args.runs):
         for streams in args.streams:
-            for backend in args.backends:
-                yield "main", backend, streams
+            for server in servers:
+                yield "main", server, streams
         if run == 0:
             for key in studies:
                 if key == "main":
                     continue
-                for backend in args.backends:
+                for server in servers:
                     for streams in [1] if key.startswith("large") else args.streams:
-                        yield key, backend, streams
+                        yield key, server, streams
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.report is not None:
+        saved = json.loads(args.report.read_text(encoding="utf-8"))
+        known = {f.name for f in fields(RunResult)}
+        runs = [
+            RunResult(**{"processes": 1, **{k: v for k, v in run.items() if k in known}})
+            for run in saved["runs"]
+        ]
+        print(markdown(summarize(runs)))
+        return 0
     if not args.no_netns and os.environ.get(NETNS_ENV) != "1":
         enter_netns(argv)
     if os.environ.get(NETNS_ENV) == "1":
         loopback_only()
-    sys.path.insert(0, str(REPO))
-
     workdir: Path = args.workdir.resolve()
     (workdir / "runs").mkdir(parents=True, exist_ok=True)
+    code_dir, code = snapshot_code(workdir, None if args.worktree else args.ref)
+    check_snapshot(code_dir)
+    # The client side (mutualrec.client.upload) comes from the same snapshot as the servers.
+    sys.path.insert(0, str(code_dir))
+    import mutualrec.client.upload
+
+    if not Path(mutualrec.client.upload.__file__).resolve().is_relative_to(code_dir.resolve()):
+        raise SystemExit(f"the client imports {mutualrec.client.upload.__file__}")
+    print(f"benchmarking mutualrec from {code} ({code_dir})", flush=True)
     data_dir = workdir / "data"
     print(f"preparing data under {data_dir}", flush=True)
+    started = time.time()
     studies = {"main": prepare_ct(data_dir, args.files, args.series)}
     for count in args.rss_files:
         if count != args.files:
             studies[f"ct{count}"] = prepare_ct(data_dir, count, args.series)
     if args.large_mib > 0:
         studies[f"large{args.large_mib}"] = prepare_large(data_dir, studies["main"], args.large_mib)
+    # Regenerating a study first deletes its old files (see INODE_SETTLE).
+    generated = any(s.files[0].stat().st_mtime >= started for s in studies.values())
     for study in studies.values():
         warm_page_cache(study)
 
     options = Options(
         workdir=workdir,
+        code_dir=code_dir,
         pg_socket_dir=args.pg_socket_dir,
         pg_user=args.pg_user,
         pg_database=args.pg_database,
         keep=args.keep,
         profile_dir=args.profile.resolve() if args.profile else None,
         profile_rate=args.profile_rate,
+        profile_gil=args.profile_gil,
+        fsync=not args.no_fsync,
+        mutualrec_env=dict(item.split("=", 1) for item in args.mutualrec_env),
     )
+    steps = list(plan(args, studies))
+    needed = sum(studies[key].size_bytes for key, _, _ in steps) * 1.1 + 2e9
+    free = shutil.disk_usage(workdir).free
+    if free < needed:
+        raise SystemExit(
+            f"{workdir} has {free / 1e9:.1f} GB free; these runs keep about {needed / 1e9:.1f} GB "
+            "until the end of the session"
+        )
+    stale = list((workdir / "runs").iterdir())
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    if stale or generated:
+        print(f"files were just deleted or written: waiting {INODE_SETTLE:.0f} s", flush=True)
+        time.sleep(INODE_SETTLE)
+
     results: list[RunResult] = []
     counters: collections.Counter[tuple[str, str, int]] = collections.Counter()
-    for key, backend, streams in plan(args, studies):
-        study = studies[key]
-        counters[(key, backend, streams)] += 1
-        run = counters[(key, backend, streams)]
-        print(f"{study.label:>24} {backend:>8} streams={streams} run={run} ...", end="", flush=True)
-        result = one_run(backend, study, streams, run, options)
-        results.append(result)
-        print(
-            f" {result.instances_per_s:8.1f} inst/s {result.mb_per_s:7.1f} MB/s "
-            f"peak RSS {result.peak_rss_kib / 1024:6.0f} MiB "
-            f"(server CPU {result.server_cpu_s:.1f} s, client CPU {result.client_cpu_s:.1f} s, "
-            f"load {result.loadavg_before:.2f})",
-            flush=True,
-        )
+    try:
+        for key, backend, streams in steps:
+            study = studies[key]
+            counters[(key, backend, streams)] += 1
+            run = counters[(key, backend, streams)]
+            print(
+                f"{study.label:>24} {backend:>11} streams={streams} run={run} ...",
+                end="",
+                flush=True,
+            )
+            result = one_run(backend, study, streams, run, options)
+            results.append(result)
+            print(
+                f" {result.instances_per_s:8.1f} inst/s {result.mb_per_s:7.1f} MB/s "
+                f"peak RSS {result.peak_rss_kib / 1024:6.0f} MiB "
+                f"(sampled {result.sampled_peak_rss_kib / 1024:.0f} MiB "
+                f"at {result.sampled_peak_at:.0%}) "
+                f"(server CPU {result.server_user_s:.1f} user + {result.server_sys_s:.1f} sys s, "
+                f"client CPU {result.client_cpu_s:.1f} s, "
+                f"load {result.loadavg_before:.2f})",
+                flush=True,
+            )
+    finally:
+        if not args.keep:
+            cleanup(options)
 
     summaries = summarize(results)
     table = markdown(summaries)
@@ -1057,7 +1439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dumps(
                 {
                     "command": [Path(sys.executable).name, "bench/ingest_bench.py", *argv],
-                    "machine": machine(),
+                    "machine": machine(workdir),
+                    "mutualrec_code": code,
+                    "fsync": not args.no_fsync,
+                    "mutualrec_env": options.mutualrec_env,
                     "runs": [asdict(r) for r in results],
                     "summary": [asdict(s) for s in summaries],
                     "markdown": table,
