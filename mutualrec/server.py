@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import multiprocessing
 import multiprocessing.queues
 import os
@@ -81,6 +82,7 @@ async def _run_server(
     settings: Settings, on_ready: Callable[[Runtime, int], None], quiet: bool = False
 ) -> None:
     """Serve until SIGTERM or SIGINT, then let in-flight calls finish within the grace period."""
+    _limit_malloc_arenas()
     runtime = Runtime.open(settings)
     try:
         server, health, port = await build_server(runtime)
@@ -159,6 +161,14 @@ def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
         worker.join()
     print("mutualrec stopped", file=out, flush=True)
     return 0 if stopping and all(w.exitcode == 0 for w in workers) else 1
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas: with one arena per busy thread, concurrent uploads' buffers
+    were seen to push peak RSS from about 200 to 570 MiB. A no-op where glibc is absent."""
+    with contextlib.suppress(OSError, AttributeError):
+        m_arena_max = -8
+        ctypes.CDLL("libc.so.6").mallopt(m_arena_max, arenas)
 
 
 def _redact(url: str) -> str:

@@ -150,15 +150,15 @@ def _decode(raw: dict[int, bytes]) -> dict[str, str]:
         warnings.simplefilter("ignore")
         encodings = convert_encodings(terms or ["ISO_IR 6"])
     values: dict[str, str] = {}
-    for tag, value in raw.items():
-        keyword = _TAGS[tag]
-        if keyword in _TEXT_KEYWORDS:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about undecodable bytes; we replace them
+        for tag, value in raw.items():
+            keyword = _TAGS[tag]
+            if keyword in _TEXT_KEYWORDS:
                 text = decode_bytes(value, encodings, set())
-        else:
-            text = value.decode("ascii", "replace")
-        values[keyword] = text.split("\\")[0].strip("\0 ")
+            else:
+                text = value.decode("ascii", "replace")
+            values[keyword] = text.split("\\")[0].strip("\0 ")
     return values
 
 

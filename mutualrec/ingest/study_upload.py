@@ -338,9 +338,10 @@ class StudyUpload:
                 )
             )
             return
+        # One directory per series; the hash keeps every version of an instance apart.
         key = (
             f"dicom/{header.study_instance_uid}/{header.series_instance_uid}/"
-            f"{header.sop_instance_uid}/{sha256}.dcm"
+            f"{header.sop_instance_uid}.{sha256}.dcm"
         )
         self.store.put(key, pending.spool, pending.size)
         record = index.InstanceRecord(
@@ -360,6 +361,8 @@ class StudyUpload:
         staged, self._staged = self._staged, []
         if not staged:
             return
+        # The blobs' directory entries must be durable before rows point at them.
+        self.store.sync()
         try:
             self._commit_batch(staged)
         except index.IndexConflict:

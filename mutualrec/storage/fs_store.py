@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +28,10 @@ class FileSystemObjectStore:
         self.fsync = fsync
         self.description = f"directory {root}"
         (root / _TMP_DIR).mkdir(parents=True, exist_ok=True)
+        # Directories whose entries changed since the last sync(): a renamed file or a new
+        # directory is durable only once its parent directory is fsynced.
+        self._unsynced_dirs: set[Path] = set()
+        self._lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -49,11 +54,36 @@ class FileSystemObjectStore:
                 if self.fsync:
                     out.flush()
                     os.fsync(out.fileno())
-            target.parent.mkdir(parents=True, exist_ok=True)
+            changed = self._make_parents(target.parent)
             os.replace(tmp_name, target)
+            changed.append(target.parent)
+            if self.fsync:
+                with self._lock:
+                    self._unsynced_dirs.update(changed)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
+
+    def _make_parents(self, directory: Path) -> list[Path]:
+        """Create ``directory`` and its missing parents; return the directories that changed."""
+        missing: list[Path] = []
+        while not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            new.mkdir(exist_ok=True)
+        return [new.parent for new in missing]
+
+    def sync(self) -> None:
+        """fsync every directory changed by put() since the last call."""
+        with self._lock:
+            directories, self._unsynced_dirs = self._unsynced_dirs, set()
+        for directory in directories:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Yield the object's bytes from ``offset``, ``length`` of them or to the end."""

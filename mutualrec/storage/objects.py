@@ -60,5 +60,8 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
 
+    def sync(self) -> None:
+        """Make every object put so far survive a machine crash (called before indexing them)."""
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix`` (order depends on the backend)."""

@@ -86,6 +86,9 @@ class S3ObjectStore:
         except MinioException as exc:
             raise ObjectStoreError(f"delete {key}: {exc}") from exc
 
+    def sync(self) -> None:
+        """Nothing to do: S3 acknowledges a PUT once the object is durable."""
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects whose key starts with ``prefix``, in key order (as S3 lists them)."""
         try:

@@ -33,7 +33,11 @@ def insert_ignoring_conflicts(
 def insert_many_ignoring_conflicts(
     session: Session, model: type[DeclarativeBase], rows: list[dict[str, Any]], returning: list[str]
 ) -> list[tuple[Any, ...]]:
-    """Multi-row INSERT ... ON CONFLICT DO NOTHING; the ``returning`` columns of rows inserted."""
+    """Multi-row INSERT ... ON CONFLICT DO NOTHING; the ``returning`` columns of rows inserted.
+
+    The statement is the same for every call (rows go as executemany parameters), so SQLAlchemy
+    compiles it once and batches the rows into multi-row VALUES itself.
+    """
     if not rows:
         return []
     table = cast(Table, model.__table__)
@@ -46,5 +50,5 @@ def insert_many_ignoring_conflicts(
     else:
         raise NotImplementedError(f"no conflict-ignoring insert for {dialect}")
     columns = [table.c[name] for name in returning]
-    result = session.execute(statement.values(rows).returning(*columns))
+    result = session.execute(statement.returning(*columns), rows)
     return [tuple(row) for row in result]

@@ -268,7 +268,7 @@ def test_service_on_postgres_and_s3(
         assert len(keys) == study["instance_count"]
         by_sha = {f["sha256"]: f for f in study["files"]}
         for key_name in keys:
-            sha = key_name.rsplit("/", 1)[1].removesuffix(".dcm")
+            sha = key_name.removesuffix(".dcm").rsplit(".", 1)[1]
             body = client.get_object(bucket, key_name).read()
             assert body == (SAMPLES / by_sha[sha]["path"]).read_bytes()
 

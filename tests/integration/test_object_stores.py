@@ -113,3 +113,27 @@ def test_wrong_s3_credentials_are_an_error(s3_server: Any) -> None:
 def test_missing_bucket_is_not_created_unless_asked(s3_server: Any) -> None:
     with pytest.raises(ObjectStoreError, match="does not exist"):
         S3ObjectStore(_s3_settings(s3_server, f"absent-{uuid.uuid4().hex[:8]}"))
+
+
+def test_sync_after_puts(store: ObjectStore) -> None:
+    store.put("dicom/a/b/c.dcm", io.BytesIO(b"x"), 1)
+    store.sync()
+    store.sync()
+    assert [o.key for o in store.list("dicom/")] == ["dicom/a/b/c.dcm"]
+
+
+def test_directory_store_syncs_every_changed_directory(tmp_path: Path) -> None:
+    store = FileSystemObjectStore(tmp_path / "objects")
+    store.put("dicom/a/b/c.dcm", io.BytesIO(b"x"), 1)
+    root = tmp_path / "objects"
+    # The file's directory and the parents of every directory created for it.
+    assert store._unsynced_dirs == {
+        root,
+        root / "dicom",
+        root / "dicom" / "a",
+        root / "dicom" / "a" / "b",
+    }
+    store.sync()
+    assert store._unsynced_dirs == set()
+    store.put("dicom/a/b/d.dcm", io.BytesIO(b"y"), 1)
+    assert store._unsynced_dirs == {root / "dicom" / "a" / "b"}
