@@ -35,6 +35,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/pytest tests/benchmarks --benchmark-only
 	$(BIN)/python bench/ingest_bench.py --files 1800 --streams 1 4
 
 clean:
