@@ -51,11 +51,6 @@ class Settings:
     blocking_workers: int
     processes: int
 
-    @property
-    def embedded_database(self) -> bool:
-        """True when the index is the embedded SQLite file of the data directory."""
-        return self.database_url.startswith("sqlite")
-
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(PREFIX + name)

@@ -225,11 +225,6 @@ class StudyUpload:
         return [self._outcomes[i] for i in sorted(self._outcomes)]
 
     @property
-    def received(self) -> int:
-        """How many instances the stream has begun."""
-        return self._received
-
-    @property
     def batch_full(self) -> bool:
         """Whether the staged instances should be committed now."""
         return len(self._staged) >= MAX_BATCH

@@ -18,7 +18,6 @@ from mutualrec.security.api_keys import (
 from mutualrec.storage.models import ApiKey, Institution
 
 LEVELS = ("tertiary", "secondary", "primary")
-ROLES = ("hospital",)
 
 
 class DuplicateInstitution(Exception):
