@@ -76,17 +76,13 @@ class HeldVersion:
     version: int
     sha256: str
     series_instance_uid: str
-    study_instance_uid: str
 
 
 def held_versions(session: Session, sop_instance_uid: str) -> list[HeldVersion]:
     """Every version held for a SOP Instance UID, oldest first."""
     rows = session.execute(
-        select(
-            Instance.version, Instance.sha256, Series.series_instance_uid, Study.study_instance_uid
-        )
+        select(Instance.version, Instance.sha256, Series.series_instance_uid)
         .join(Series, Series.id == Instance.series_id)
-        .join(Study, Study.id == Series.study_id)
         .where(Instance.sop_instance_uid == sop_instance_uid)
         .order_by(Instance.version)
     ).all()
@@ -173,6 +169,24 @@ def ensure_series(session: Session, study_id: int, record: SeriesRecord) -> int:
     return int(series_id)
 
 
+def _instance_row(
+    series_id: int, record: InstanceRecord, version: int, received_at: dt.datetime
+) -> dict[str, object]:
+    return {
+        "series_id": series_id,
+        "sop_instance_uid": record.sop_instance_uid,
+        "version": version,
+        "sop_class_uid": record.sop_class_uid,
+        "instance_number": record.instance_number,
+        "transfer_syntax_uid": record.transfer_syntax_uid,
+        "size_bytes": record.size_bytes,
+        "sha256": record.sha256,
+        "object_key": record.object_key,
+        "institution_id": record.institution_id,
+        "received_at": received_at,
+    }
+
+
 def add_first_versions(
     session: Session, items: list[tuple[int, InstanceRecord]]
 ) -> set[tuple[str, str]]:
@@ -182,22 +196,7 @@ def add_first_versions(
     the (sop_instance_uid, sha256) pairs inserted; the others need :func:`add_instance_version`.
     """
     now = dt.datetime.now(dt.UTC)
-    rows = [
-        {
-            "series_id": series_id,
-            "sop_instance_uid": record.sop_instance_uid,
-            "version": 1,
-            "sop_class_uid": record.sop_class_uid,
-            "instance_number": record.instance_number,
-            "transfer_syntax_uid": record.transfer_syntax_uid,
-            "size_bytes": record.size_bytes,
-            "sha256": record.sha256,
-            "object_key": record.object_key,
-            "institution_id": record.institution_id,
-            "received_at": now,
-        }
-        for series_id, record in items
-    ]
+    rows = [_instance_row(series_id, record, 1, now) for series_id, record in items]
     inserted = insert_many_ignoring_conflicts(
         session,
         Instance,
@@ -242,19 +241,7 @@ def add_instance_version(
         inserted = insert_ignoring_conflicts(
             session,
             Instance,
-            {
-                "series_id": series_id,
-                "sop_instance_uid": record.sop_instance_uid,
-                "version": version,
-                "sop_class_uid": record.sop_class_uid,
-                "instance_number": record.instance_number,
-                "transfer_syntax_uid": record.transfer_syntax_uid,
-                "size_bytes": record.size_bytes,
-                "sha256": record.sha256,
-                "object_key": record.object_key,
-                "institution_id": record.institution_id,
-                "received_at": dt.datetime.now(dt.UTC),
-            },
+            _instance_row(series_id, record, version, dt.datetime.now(dt.UTC)),
         )
         if inserted:
             return version, True
