@@ -25,3 +25,8 @@ class Rejected(Exception):
         super().__init__(summary)
         self.summary = summary
         self.violations = violations
+
+    @classmethod
+    def one(cls, summary: str, field: str, description: str, reason: str) -> Rejected:
+        """A rejection for a single violation."""
+        return cls(summary, [Violation(field, description, reason)])

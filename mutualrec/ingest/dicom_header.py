@@ -94,9 +94,7 @@ def attribute(keyword: str) -> str:
 
 
 def _not_dicom(description: str) -> Rejected:
-    return Rejected(
-        "not a readable DICOM instance", [Violation(_INSTANCE, description, "NOT_DICOM")]
-    )
+    return Rejected.one("not a readable DICOM instance", _INSTANCE, description, "NOT_DICOM")
 
 
 def _file_meta(fp: BinaryIO) -> tuple[FileMetaDataset, bool, int]:
@@ -234,15 +232,11 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
         raise _not_dicom(f"{size} bytes is too short for a DICOM instance")
     meta, has_preamble, start = _file_meta(fp)
     if str(meta.get("MediaStorageSOPClassUID", "")).strip("\0 ") == MEDIA_STORAGE_DIRECTORY:
-        raise Rejected(
+        raise Rejected.one(
             "a DICOMDIR is a media index, not an instance",
-            [
-                Violation(
-                    attribute("MediaStorageSOPClassUID"),
-                    "DICOMDIR files index removable media; upload the instances they list",
-                    "DICOMDIR",
-                )
-            ],
+            attribute("MediaStorageSOPClassUID"),
+            "DICOMDIR files index removable media; upload the instances they list",
+            "DICOMDIR",
         )
     syntax, implicit, little = _encoding(meta, fp, start)
     try:
@@ -250,9 +244,11 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
     except Truncated as exc:
         if not meta and not has_preamble:
             raise _not_dicom("no DICOM preamble, file meta or readable dataset") from None
-        raise Rejected(
+        raise Rejected.one(
             "the instance is truncated",
-            [Violation(_INSTANCE, f"incomplete or corrupt instance: {exc}", "TRUNCATED")],
+            _INSTANCE,
+            f"incomplete or corrupt instance: {exc}",
+            "TRUNCATED",
         ) from None
     values = _decode(raw)
     if not meta and not has_preamble and not values.get("SOPInstanceUID"):

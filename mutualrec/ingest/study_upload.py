@@ -291,28 +291,20 @@ class StudyUpload:
             self.hospital_patient_id = header.patient_id
             return
         if header.study_instance_uid != self.study_instance_uid:
-            raise Rejected(
+            raise Rejected.one(
                 "an upload carries one study",
-                [
-                    Violation(
-                        attribute("StudyInstanceUID"),
-                        f"this upload is for study {self.study_instance_uid}; send "
-                        f"{header.study_instance_uid} in an upload of its own",
-                        "SECOND_STUDY",
-                    )
-                ],
+                attribute("StudyInstanceUID"),
+                f"this upload is for study {self.study_instance_uid}; send "
+                f"{header.study_instance_uid} in an upload of its own",
+                "SECOND_STUDY",
             )
         if header.patient_id != self.hospital_patient_id:
-            raise Rejected(
+            raise Rejected.one(
                 "an upload carries one patient",
-                [
-                    Violation(
-                        attribute("PatientID"),
-                        f"this upload is for PatientID {self.hospital_patient_id!r}, "
-                        f"not {header.patient_id!r}",
-                        "SECOND_PATIENT",
-                    )
-                ],
+                attribute("PatientID"),
+                f"this upload is for PatientID {self.hospital_patient_id!r}, "
+                f"not {header.patient_id!r}",
+                "SECOND_PATIENT",
             )
 
     def _stage(self, pending: PendingInstance, header: DicomHeader) -> None:
@@ -371,9 +363,7 @@ class StudyUpload:
                     self._reject(
                         one.position,
                         one.source_name,
-                        Rejected(
-                            str(conflict), [Violation(conflict.field, str(conflict), "CONFLICT")]
-                        ),
+                        Rejected.one(str(conflict), conflict.field, str(conflict), "CONFLICT"),
                         one.record.size_bytes,
                         one.record.sha256,
                     )
@@ -437,27 +427,19 @@ class StudyUpload:
             if self._study_was_new is None:
                 self._study_was_new = owner is None
             if owner is not None and owner != self.institution_id:
-                raise Rejected(
+                raise Rejected.one(
                     "the study belongs to another institution",
-                    [
-                        Violation(
-                            attribute("StudyInstanceUID"),
-                            "this Study Instance UID is held for another institution",
-                            "CONFLICT",
-                        )
-                    ],
+                    attribute("StudyInstanceUID"),
+                    "this Study Instance UID is held for another institution",
+                    "CONFLICT",
                 )
         held = index.held_versions(session, header.sop_instance_uid)
         if held and held[0].series_instance_uid != header.series_instance_uid:
-            raise Rejected(
+            raise Rejected.one(
                 "the SOP Instance UID is held in another series",
-                [
-                    Violation(
-                        attribute("SOPInstanceUID"),
-                        f"this SOP Instance UID is held in series {held[0].series_instance_uid}",
-                        "CONFLICT",
-                    )
-                ],
+                attribute("SOPInstanceUID"),
+                f"this SOP Instance UID is held in series {held[0].series_instance_uid}",
+                "CONFLICT",
             )
         return held
 
