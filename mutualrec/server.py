@@ -18,12 +18,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy.engine import make_url
 
 from mutualrec import __version__
 from mutualrec.api.ingest_service import IngestService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
-from mutualrec.storage.factory import open_object_store
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 
 # Room for a 1 MiB chunk plus framing; larger chunks still reach our own check (and get a
@@ -124,7 +124,10 @@ def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
     concurrent uploads use every core. The schema is brought up to date once, here, before the
     workers start. SIGTERM or SIGINT is passed on to every worker, which finish in-flight calls.
     """
-    Runtime.open(settings).close()  # migrate (when allowed) and check the stores once
+    # Migrate (when allowed) and check both stores once, before any worker starts.
+    checked = Runtime.open(settings)
+    store_description = checked.store.description
+    checked.close()
     context = multiprocessing.get_context("spawn")
     ready: multiprocessing.queues.Queue[int] = context.Queue()
     workers = [
@@ -155,8 +158,7 @@ def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
         forward(signal.SIGTERM, None)
         print("mutualrec: a worker process did not start", file=sys.stderr, flush=True)
         return 1
-    store = open_object_store(settings).description
-    print(_banner(settings, store, ports.pop(), len(workers)), file=out, flush=True)
+    print(_banner(settings, store_description, ports.pop(), len(workers)), file=out, flush=True)
     for worker in workers:
         worker.join()
     print("mutualrec stopped", file=out, flush=True)
@@ -173,8 +175,6 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 def _redact(url: str) -> str:
     """The database URL without its password, for printing."""
-    from sqlalchemy.engine import make_url
-
     with contextlib.suppress(Exception):
         return make_url(url).render_as_string(hide_password=True)
     return "<unparseable database URL>"
