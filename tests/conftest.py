@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pydicom
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -24,6 +25,7 @@ from mutualrec.storage.institutions import add_institution, issue_institution_ke
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "dicom_samples"
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 POSTGRES_URL = os.environ.get(
     "MUTUALREC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

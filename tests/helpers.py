@@ -12,6 +12,7 @@ from grpc_status import rpc_status
 
 from mutualrec.client.upload import auth_metadata, make_header
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
+from tests.conftest import SAMPLES
 
 Request = ingest_pb2.UploadStudyRequest
 
@@ -77,6 +78,4 @@ def bad_request(error: grpc.RpcError) -> dict[str, str]:
 
 def study_files(study: dict[str, Any]) -> list[Path]:
     """The files of a manifest study."""
-    from tests.conftest import SAMPLES
-
     return [SAMPLES / f["path"] for f in study["files"]]

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from mutualrec.storage.institutions import revoke_key
 from mutualrec.storage.models import Instance, Patient, PatientIdentifier, Series, Study
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
-from tests.conftest import RunningServer
+from tests.conftest import PYDICOM_FILES, SAMPLES, RunningServer
 from tests.helpers import (
     bad_request,
     chunk_messages,
@@ -84,8 +84,6 @@ def test_sample_study_is_stored_whole(
     for sop, object_key, sha in rows:
         assert sha == by_sop[sop]["sha256"]
         assert object_key.startswith(f"dicom/{study['study_instance_uid']}/")
-        from tests.conftest import SAMPLES
-
         assert (
             b"".join(server.runtime.store.open(object_key))
             == (SAMPLES / by_sop[sop]["path"]).read_bytes()
@@ -234,8 +232,6 @@ def test_bad_instances_are_rejected_and_good_ones_kept(
     key = server.add_hospital(study["institution_code"])
     files = study_files(study)
     good = files[0].read_bytes()
-    from tests.unit.test_dicom_header import PYDICOM_FILES
-
     cases: list[tuple[str, bytes, str, str]] = [
         ("not-dicom.txt", b"this is a lab report, not an image" * 10, "instance", "NOT_DICOM"),
         ("truncated.dcm", files[1].read_bytes()[:-1000], "instance", "TRUNCATED"),

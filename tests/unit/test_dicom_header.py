@@ -15,9 +15,8 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from mutualrec.ingest.dicom_header import DicomHeader, read_header
 from mutualrec.violations import Rejected
-from tests.conftest import SAMPLES
+from tests.conftest import PYDICOM_FILES, SAMPLES
 
-PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 SAMPLE_FILES = sorted(SAMPLES.glob("*/*.dcm"))
 REQUIRED_FILLERS = {"PatientID": "T0001", "StudyDate": "20240102", "Modality": "OT"}
 
