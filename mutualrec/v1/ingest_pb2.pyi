@@ -15,11 +15,37 @@ class InstanceOutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DUPLICATE_IDENTICAL: _ClassVar[InstanceOutcomeKind]
     NEW_VERSION: _ClassVar[InstanceOutcomeKind]
     REJECTED: _ClassVar[InstanceOutcomeKind]
+
+class FhirVersion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FHIR_VERSION_UNSPECIFIED: _ClassVar[FhirVersion]
+    FHIR_R4: _ClassVar[FhirVersion]
+    FHIR_R5: _ClassVar[FhirVersion]
+
+class EntryOutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENTRY_OUTCOME_KIND_UNSPECIFIED: _ClassVar[EntryOutcomeKind]
+    CREATED: _ClassVar[EntryOutcomeKind]
+    UPDATED_NEW_VERSION: _ClassVar[EntryOutcomeKind]
+    UNCHANGED: _ClassVar[EntryOutcomeKind]
+    WITHDRAWN: _ClassVar[EntryOutcomeKind]
+    ENTRY_REJECTED: _ClassVar[EntryOutcomeKind]
+    CONTEXT: _ClassVar[EntryOutcomeKind]
 INSTANCE_OUTCOME_KIND_UNSPECIFIED: InstanceOutcomeKind
 STORED: InstanceOutcomeKind
 DUPLICATE_IDENTICAL: InstanceOutcomeKind
 NEW_VERSION: InstanceOutcomeKind
 REJECTED: InstanceOutcomeKind
+FHIR_VERSION_UNSPECIFIED: FhirVersion
+FHIR_R4: FhirVersion
+FHIR_R5: FhirVersion
+ENTRY_OUTCOME_KIND_UNSPECIFIED: EntryOutcomeKind
+CREATED: EntryOutcomeKind
+UPDATED_NEW_VERSION: EntryOutcomeKind
+UNCHANGED: EntryOutcomeKind
+WITHDRAWN: EntryOutcomeKind
+ENTRY_REJECTED: EntryOutcomeKind
+CONTEXT: EntryOutcomeKind
 
 class UploadStudyRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -152,3 +178,61 @@ class GetStudyStatusResponse(_message.Message):
     study: StudySummary
     instances: _containers.RepeatedCompositeFieldContainer[HeldInstance]
     def __init__(self, study: _Optional[_Union[StudySummary, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[HeldInstance, _Mapping]]] = ...) -> None: ...
+
+class SubmitObservationsRequest(_message.Message):
+    __slots__ = ("body", "fhir_version")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    FHIR_VERSION_FIELD_NUMBER: _ClassVar[int]
+    body: bytes
+    fhir_version: FhirVersion
+    def __init__(self, body: _Optional[bytes] = ..., fhir_version: _Optional[_Union[FhirVersion, str]] = ...) -> None: ...
+
+class EntryOutcome(_message.Message):
+    __slots__ = ("index", "full_url", "resource_type", "identity", "outcome", "version", "status", "reason", "violations")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    FULL_URL_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    full_url: str
+    resource_type: str
+    identity: str
+    outcome: EntryOutcomeKind
+    version: int
+    status: str
+    reason: str
+    violations: _containers.RepeatedCompositeFieldContainer[_common_pb2.FieldViolation]
+    def __init__(self, index: _Optional[int] = ..., full_url: _Optional[str] = ..., resource_type: _Optional[str] = ..., identity: _Optional[str] = ..., outcome: _Optional[_Union[EntryOutcomeKind, str]] = ..., version: _Optional[int] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., violations: _Optional[_Iterable[_Union[_common_pb2.FieldViolation, _Mapping]]] = ...) -> None: ...
+
+class SubmitCounts(_message.Message):
+    __slots__ = ("created", "updated_new_version", "unchanged", "withdrawn", "rejected", "context")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_NEW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    created: int
+    updated_new_version: int
+    unchanged: int
+    withdrawn: int
+    rejected: int
+    context: int
+    def __init__(self, created: _Optional[int] = ..., updated_new_version: _Optional[int] = ..., unchanged: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., context: _Optional[int] = ...) -> None: ...
+
+class SubmitObservationsResponse(_message.Message):
+    __slots__ = ("bundle_type", "entries", "counts", "document_sha256")
+    BUNDLE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    bundle_type: str
+    entries: _containers.RepeatedCompositeFieldContainer[EntryOutcome]
+    counts: SubmitCounts
+    document_sha256: str
+    def __init__(self, bundle_type: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[EntryOutcome, _Mapping]]] = ..., counts: _Optional[_Union[SubmitCounts, _Mapping]] = ..., document_sha256: _Optional[str] = ...) -> None: ...

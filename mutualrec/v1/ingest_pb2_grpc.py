@@ -47,6 +47,11 @@ class IngestServiceStub:
                 request_serializer=mutualrec_dot_v1_dot_ingest__pb2.GetStudyStatusRequest.SerializeToString,
                 response_deserializer=mutualrec_dot_v1_dot_ingest__pb2.GetStudyStatusResponse.FromString,
                 _registered_method=True)
+        self.SubmitObservations = channel.unary_unary(
+                '/mutualrec.v1.IngestService/SubmitObservations',
+                request_serializer=mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsRequest.SerializeToString,
+                response_deserializer=mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -72,6 +77,18 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitObservations(self, request, context):
+        """Submits lab results as FHIR JSON: one Observation, or a Bundle of type batch or transaction
+        holding Observations (optionally grouped by DiagnosticReports) and the Patient they belong
+        to. A batch is answered with one outcome per entry and keeps its good entries when others
+        are rejected; a transaction and a single Observation are all or nothing: any rejected entry
+        fails the call with INVALID_ARGUMENT (or FAILED_PRECONDITION for a refused status change)
+        and google.rpc.BadRequest field violations pointing into the document.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -84,6 +101,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.GetStudyStatus,
                     request_deserializer=mutualrec_dot_v1_dot_ingest__pb2.GetStudyStatusRequest.FromString,
                     response_serializer=mutualrec_dot_v1_dot_ingest__pb2.GetStudyStatusResponse.SerializeToString,
+            ),
+            'SubmitObservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitObservations,
+                    request_deserializer=mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsRequest.FromString,
+                    response_serializer=mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -143,6 +165,33 @@ class IngestService:
             '/mutualrec.v1.IngestService/GetStudyStatus',
             mutualrec_dot_v1_dot_ingest__pb2.GetStudyStatusRequest.SerializeToString,
             mutualrec_dot_v1_dot_ingest__pb2.GetStudyStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitObservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mutualrec.v1.IngestService/SubmitObservations',
+            mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsRequest.SerializeToString,
+            mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
