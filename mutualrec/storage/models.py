@@ -1,4 +1,4 @@
-"""The SQL index: tables of institutions, credentials, patients and imaging studies.
+"""The SQL index: institutions, credentials, patients, imaging studies and lab results.
 
 Idempotency lives in the unique constraints here, not in "check then insert": concurrent uploads
 of the same instance race on ``uq_instance_sop_sha256`` and exactly one wins.
@@ -150,3 +150,71 @@ class Instance(Base):
     received_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=_now, server_default=func.now()
     )
+
+
+class LabResult(Base):
+    """A lab result's identity within its institution, and which version is current.
+
+    ``identity`` is ``identifier|<system>|<value>`` or ``id|<id>``: the unique constraint on
+    (institution, identity) is what makes 8 clients sending one bundle leave one result.
+    """
+
+    __tablename__ = "lab_result"
+    __table_args__ = (UniqueConstraint("institution_id", "identity"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    identity: Mapped[str] = mapped_column(String(300))
+    patient_key: Mapped[str] = mapped_column(ForeignKey("patient.patient_key"))
+    current_version: Mapped[int] = mapped_column(Integer)
+    current_status: Mapped[str] = mapped_column(String(24))
+    current_sha256: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class LabResultVersion(Base):
+    """One version of a lab result, normalized; history is never rewritten.
+
+    Decimals are kept as their FHIR text so "4.10" stays "4.10" on every database.
+    ``document_key`` and ``entry_index`` find the original JSON, byte for byte.
+    """
+
+    __tablename__ = "lab_result_version"
+    __table_args__ = (
+        UniqueConstraint("lab_result_id", "version"),
+        UniqueConstraint("lab_result_id", "content_sha256"),
+        Index("ix_lab_result_version_patient_time", "patient_key", "report_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    lab_result_id: Mapped[int] = mapped_column(ForeignKey("lab_result.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(24))
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    patient_key: Mapped[str] = mapped_column(ForeignKey("patient.patient_key"))
+    loinc: Mapped[str] = mapped_column(String(16))
+    other_loinc: Mapped[str] = mapped_column(String(200))
+    local_system: Mapped[str] = mapped_column(String(200))
+    local_code: Mapped[str] = mapped_column(String(64))
+    code_text: Mapped[str] = mapped_column(String(200))
+    value_kind: Mapped[str] = mapped_column(String(24))
+    value_decimal: Mapped[str | None] = mapped_column(String(40))
+    value_unit: Mapped[str] = mapped_column(String(64))
+    value_text: Mapped[str] = mapped_column(String(1000))
+    value_code_system: Mapped[str] = mapped_column(String(200))
+    value_code: Mapped[str] = mapped_column(String(64))
+    value_low: Mapped[str | None] = mapped_column(String(40))
+    value_high: Mapped[str | None] = mapped_column(String(40))
+    reference_low: Mapped[str | None] = mapped_column(String(40))
+    reference_high: Mapped[str | None] = mapped_column(String(40))
+    reference_text: Mapped[str] = mapped_column(String(200))
+    interpretation: Mapped[str] = mapped_column(String(64))
+    specimen_collected_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    effective_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    issued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    report_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    report_ref: Mapped[str] = mapped_column(String(300))
+    document_key: Mapped[str] = mapped_column(String(200))
+    entry_index: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

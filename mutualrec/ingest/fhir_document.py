@@ -1,0 +1,171 @@
+"""The shell of a submitted FHIR document: one Observation, or a batch/transaction Bundle.
+
+Only the structure is read here (JSON syntax, resourceType, Bundle.type, entries, fullUrls); the
+resources themselves are validated entry by entry later, so one bad entry of a batch does not
+sink the good ones. Paths in violations point into the submitted document, as an integrator
+would address it: ``entry[3].fullUrl``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from mutualrec.violations import Rejected, Violation
+
+# Resource types a lab feed may carry: the results, and what they refer to.
+INDEXED_TYPE = "Observation"
+CONTEXT_TYPES = frozenset({"Patient", "DiagnosticReport", "Specimen"})
+
+
+class BundleKind(enum.Enum):
+    """How a submission is processed: per entry (batch) or all or nothing."""
+
+    SINGLE = ""
+    BATCH = "batch"
+    TRANSACTION = "transaction"
+
+    @property
+    def all_or_nothing(self) -> bool:
+        """A transaction, and a single resource, are accepted whole or not at all."""
+        return self is not BundleKind.BATCH
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One resource of the document, with the path prefix that addresses it."""
+
+    index: int
+    full_url: str
+    resource_type: str
+    resource: dict[str, Any]
+    path: str
+
+    def field(self, name: str) -> str:
+        """The document path of ``name`` within this entry's resource."""
+        return f"{self.path}.{name}" if self.path else name
+
+
+@dataclass(frozen=True, slots=True)
+class FhirDocument:
+    """The parsed shell: its kind, its entries, and per-entry problems of the shell itself."""
+
+    kind: BundleKind
+    entries: list[Entry]
+    shell_violations: dict[int, list[Violation]]
+
+
+def _reject(field: str, description: str, reason: str) -> Rejected:
+    return Rejected.one(f"the document cannot be read: {description}", field, description, reason)
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON allows a key twice, FHIR does not: a second "valueQuantity" would silently win.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of ``body``; rejected with line and column when it is not UTF-8 JSON."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _reject("body", f"not UTF-8 at byte {exc.start}", "NOT_UTF8") from None
+    try:
+        # Decimals, not floats: FHIR decimals keep their precision ("4.10" is not "4.1").
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise _reject(
+            "body", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", "BAD_JSON"
+        ) from None
+    except ValueError as exc:
+        raise _reject("body", str(exc), "DUPLICATE_JSON_KEY") from None
+
+
+def read_document(body: bytes) -> FhirDocument:
+    """Read the shell of a submission; raises :class:`Rejected` when nothing of it is usable."""
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise _reject("body", "the document must be a JSON object", "NOT_A_RESOURCE")
+    resource_type = document.get("resourceType")
+    if resource_type == INDEXED_TYPE:
+        return FhirDocument(
+            BundleKind.SINGLE, [Entry(0, "", INDEXED_TYPE, document, "")], shell_violations={}
+        )
+    if resource_type != "Bundle":
+        raise _reject(
+            "resourceType",
+            f"expected an Observation or a Bundle, got {resource_type!r}",
+            "UNSUPPORTED_RESOURCE_TYPE",
+        )
+    try:
+        kind = BundleKind(document.get("type"))
+    except ValueError:
+        kind = BundleKind.SINGLE
+    if kind is BundleKind.SINGLE:
+        raise _reject(
+            "type",
+            f"a Bundle of type {document.get('type')!r} cannot be submitted; "
+            "send a batch or a transaction",
+            "UNSUPPORTED_BUNDLE_TYPE",
+        )
+    raw_entries = document.get("entry", [])
+    if not isinstance(raw_entries, list) or not raw_entries:
+        raise _reject("entry", "the Bundle has no entries", "EMPTY_BUNDLE")
+    return _read_entries(kind, raw_entries)
+
+
+def _read_entries(kind: BundleKind, raw_entries: list[Any]) -> FhirDocument:
+    entries: list[Entry] = []
+    problems: dict[int, list[Violation]] = {}
+    first_use: dict[str, int] = {}
+    for index, raw in enumerate(raw_entries):
+        path = f"entry[{index}]"
+        found: list[Violation] = []
+        if not isinstance(raw, dict):
+            raw = {}
+            found.append(Violation(path, "an entry must be a JSON object", "BAD_ENTRY"))
+        resource = raw.get("resource")
+        if not isinstance(resource, dict):
+            resource = {}
+            found.append(
+                Violation(f"{path}.resource", "every entry must hold a resource", "MISSING_FIELD")
+            )
+        resource_type = resource.get("resourceType")
+        if not isinstance(resource_type, str):
+            resource_type = ""
+        if resource and resource_type != INDEXED_TYPE and resource_type not in CONTEXT_TYPES:
+            found.append(
+                Violation(
+                    f"{path}.resource.resourceType",
+                    f"{resource_type or 'a resource without resourceType'} is not part of a lab "
+                    "result feed; expected Observation, Patient, DiagnosticReport or Specimen",
+                    "UNSUPPORTED_RESOURCE_TYPE",
+                )
+            )
+        full_url = raw.get("fullUrl", "")
+        if not isinstance(full_url, str):
+            found.append(Violation(f"{path}.fullUrl", "must be a string", "BAD_TYPE"))
+            full_url = ""
+        if full_url:
+            if full_url in first_use:
+                found.append(
+                    Violation(
+                        f"{path}.fullUrl",
+                        f"{full_url} is already the fullUrl of entry[{first_use[full_url]}]",
+                        "DUPLICATE_FULL_URL",
+                    )
+                )
+            else:
+                first_use[full_url] = index
+        if found:
+            problems[index] = found
+        entries.append(Entry(index, full_url, resource_type, resource, f"{path}.resource"))
+    return FhirDocument(kind, entries, problems)

@@ -1,0 +1,411 @@
+"""One unit of work per submitted FHIR document: keep the original, index its results.
+
+The document is written to the object store first, under its SHA-256, byte for byte; then one
+index transaction decides and records every entry's version. A crash in between leaves at most
+an unreferenced document, never an index row without its original. A batch keeps its good
+entries; a transaction (and a single Observation) is refused whole when any entry is rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from mutualrec.identity import patient_key
+from mutualrec.ingest.fhir_document import BundleKind
+from mutualrec.ingest.fhir_submission import PreparedEntry, PreparedSubmission, prepare_submission
+from mutualrec.ingest.fhir_validation import FhirVersion
+from mutualrec.ingest.lab_result import LabResult, ResultStatus
+from mutualrec.ingest.lab_versions import Change, HeldResult, Transition, decide_transition
+from mutualrec.storage import lab_index
+from mutualrec.storage.objects import ObjectNotFound, ObjectStore
+from mutualrec.violations import Rejected, Violation
+
+# Deadlocks and serialization failures are retried; a fresh transaction decides again.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+_ATTEMPTS = 3
+
+
+class EntryKind(enum.Enum):
+    """What became of one entry of a submitted document."""
+
+    CREATED = "created"
+    UPDATED_NEW_VERSION = "updated-new-version"
+    UNCHANGED = "unchanged"
+    WITHDRAWN = "withdrawn"
+    REJECTED = "rejected"
+    CONTEXT = "context"
+
+
+_KIND_OF_CHANGE = {
+    Change.CREATED: EntryKind.CREATED,
+    Change.NEW_VERSION: EntryKind.UPDATED_NEW_VERSION,
+    Change.UNCHANGED: EntryKind.UNCHANGED,
+    Change.WITHDRAWN: EntryKind.WITHDRAWN,
+    Change.REFUSED: EntryKind.REJECTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EntryOutcome:
+    """The outcome of one entry, as reported back to the LIS."""
+
+    index: int
+    full_url: str
+    resource_type: str
+    identity: str
+    kind: EntryKind
+    version: int = 0
+    status: str = ""
+    reason: str = ""
+    violations: list[Violation] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionResult:
+    """Every entry's outcome and the name the original document is kept under."""
+
+    bundle_kind: BundleKind
+    outcomes: list[EntryOutcome]
+    document_sha256: str
+
+
+class SubmissionRefused(Rejected):
+    """An all-or-nothing submission with rejected entries; nothing of it was stored.
+
+    ``precondition`` is true when every entry was valid but a status change was refused
+    (the document is fine, the region's state forbids it).
+    """
+
+    def __init__(self, summary: str, violations: list[Violation], *, precondition: bool) -> None:
+        super().__init__(summary, violations)
+        self.precondition = precondition
+
+
+def document_key(sha256: str) -> str:
+    """Where the original document with this digest is kept."""
+    return f"fhir/{sha256}.json"
+
+
+def _rejected_outcome(prepared: PreparedEntry) -> EntryOutcome:
+    first = prepared.violations[0]
+    more = len(prepared.violations) - 1
+    reason = f"{first.field}: {first.description}" + (f" (and {more} more)" if more else "")
+    entry = prepared.entry
+    return EntryOutcome(
+        entry.index,
+        entry.full_url,
+        entry.resource_type,
+        prepared.identity,
+        EntryKind.REJECTED,
+        reason=reason,
+        violations=list(prepared.violations),
+    )
+
+
+def _context_outcome(prepared: PreparedEntry) -> EntryOutcome:
+    entry = prepared.entry
+    return EntryOutcome(entry.index, entry.full_url, entry.resource_type, "", EntryKind.CONTEXT)
+
+
+@dataclass
+class _Pending:
+    """An Observation ready to index, with its patient key and content digest."""
+
+    prepared: PreparedEntry
+    result: LabResult
+    patient_key: str
+    sha256: str
+
+
+@dataclass
+class _State:
+    """A result's state as this transaction evolves it."""
+
+    lab_result_id: int
+    held: HeldResult
+    stored_version: int
+
+
+def _version_row(
+    pending: _Pending,
+    lab_result_id: int,
+    version: int,
+    institution_id: int,
+    key: str,
+    received_at: dt.datetime,
+) -> dict[str, Any]:
+    result = pending.result
+    value = result.value
+    local = result.local_codes[0] if result.local_codes else None
+
+    def text(number: Any) -> str | None:
+        return None if number is None else str(number)
+
+    def utc(moment: dt.datetime | None) -> dt.datetime | None:
+        # Stored in UTC: SQLite keeps a datetime's wall-clock digits and drops its offset.
+        return None if moment is None else moment.astimezone(dt.UTC)
+
+    return {
+        "lab_result_id": lab_result_id,
+        "version": version,
+        "content_sha256": pending.sha256,
+        "status": result.status.value,
+        "institution_id": institution_id,
+        "patient_key": pending.patient_key,
+        "loinc": result.loinc[0] if result.loinc else "",
+        "other_loinc": ";".join(result.loinc[1:]),
+        "local_system": local.system if local else "",
+        "local_code": local.code if local else "",
+        "code_text": result.code_text[:200],
+        "value_kind": value.kind,
+        "value_decimal": text(value.number),
+        "value_unit": value.unit,
+        "value_text": value.text[:1000],
+        "value_code_system": value.code.system if value.code else "",
+        "value_code": value.code.code if value.code else "",
+        "value_low": text(value.low),
+        "value_high": text(value.high),
+        "reference_low": text(result.reference_low),
+        "reference_high": text(result.reference_high),
+        "reference_text": result.reference_text[:200],
+        "interpretation": ";".join(result.interpretation)[:64],
+        "specimen_collected_at": utc(result.specimen_collected_at),
+        "effective_at": utc(result.effective_at),
+        "issued_at": utc(result.issued_at),
+        "report_time": utc(result.report_time),
+        "report_ref": result.report_ref[:300],
+        "document_key": key,
+        "entry_index": pending.prepared.entry.index,
+        "received_at": received_at,
+    }
+
+
+class LabSubmission:
+    """Stores one prepared submission: the document, then its results in one transaction."""
+
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        sessions: Callable[[], Session],
+        patient_key_secret: bytes,
+        institution_id: int,
+    ) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.secret = patient_key_secret
+        self.institution_id = institution_id
+
+    def submit(
+        self, body: bytes, version: FhirVersion, received_at: dt.datetime
+    ) -> SubmissionResult:
+        """Validate, store and index ``body``; raises :class:`Rejected` for what is refused."""
+        submission = prepare_submission(body, version, received_at)
+        kind = submission.document.kind
+        rejected = [p for p in submission.entries if p.rejected]
+        if kind.all_or_nothing and rejected:
+            raise SubmissionRefused(
+                _refusal_summary(kind, len(rejected)),
+                [v for p in rejected for v in p.violations],
+                precondition=False,
+            )
+        sha = hashlib.sha256(body).hexdigest()
+        pending = [
+            _Pending(p, p.result, patient_key(p.patient, self.secret), "")
+            for p in submission.entries
+            if p.result is not None and p.patient is not None and not p.rejected
+        ]
+        for item in pending:
+            item.sha256 = item.result.content_sha256(item.patient_key)
+        decided: dict[int, EntryOutcome] = {}
+        if pending:
+            key = document_key(sha)
+            created_blob = self._keep_document(key, body)
+            try:
+                decided = self._index(pending, key, received_at, kind)
+            except SubmissionRefused:
+                if created_blob:
+                    self.store.delete(key)
+                raise
+        return SubmissionResult(kind, _outcomes(submission, decided), sha)
+
+    def _keep_document(self, key: str, body: bytes) -> bool:
+        try:
+            self.store.stat(key)
+        except ObjectNotFound:
+            self.store.put(key, io.BytesIO(body), len(body))
+            self.store.sync()
+            return True
+        return False
+
+    def _index(
+        self, pending: list[_Pending], key: str, received_at: dt.datetime, kind: BundleKind
+    ) -> dict[int, EntryOutcome]:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self.sessions() as session, session.begin():
+                    return self._decide_and_write(session, pending, key, received_at, kind)
+            except DBAPIError as exc:
+                sqlstate = getattr(exc.orig, "sqlstate", None)
+                if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _decide_and_write(
+        self,
+        session: Session,
+        pending: list[_Pending],
+        key: str,
+        received_at: dt.datetime,
+        kind: BundleKind,
+    ) -> dict[int, EntryOutcome]:
+        lab_index.ensure_patients(session, (p.patient_key for p in pending))
+        first: dict[str, _Pending] = {}
+        for item in pending:
+            first.setdefault(item.result.identity, item)
+        created = lab_index.create_results(
+            session,
+            self.institution_id,
+            [
+                lab_index.NewResult(
+                    identity, item.patient_key, item.result.status.value, item.sha256
+                )
+                for identity, item in first.items()
+            ],
+            received_at,
+        )
+        held = lab_index.lock_held(session, self.institution_id, set(first) - set(created))
+        digests = lab_index.version_digests(
+            session,
+            (
+                (held[p.result.identity].lab_result_id, p.sha256)
+                for p in pending
+                if p.result.identity in held and p.sha256 != held[p.result.identity].content_sha256
+            ),
+        )
+        states: dict[str, _State] = {}
+        for identity, row in held.items():
+            known = {sha: v for (i, sha), v in digests.items() if i == row.lab_result_id}
+            known[row.content_sha256] = row.version
+            states[identity] = _State(
+                row.lab_result_id,
+                HeldResult(
+                    row.version,
+                    ResultStatus(row.status),
+                    row.content_sha256,
+                    row.patient_key,
+                    known,
+                ),
+                row.version,
+            )
+        rows: list[dict[str, Any]] = []
+        decided: dict[int, EntryOutcome] = {}
+        for item in pending:
+            identity = item.result.identity
+            if identity in created and identity not in states:
+                transition = decide_transition(
+                    None, item.result.status, item.sha256, item.patient_key
+                )
+                states[identity] = _State(
+                    created[identity],
+                    HeldResult(1, item.result.status, item.sha256, item.patient_key, {}),
+                    1,
+                )
+            else:
+                transition = decide_transition(
+                    states[identity].held, item.result.status, item.sha256, item.patient_key
+                )
+            state = states[identity]
+            if transition.change in (Change.CREATED, Change.NEW_VERSION, Change.WITHDRAWN):
+                rows.append(
+                    _version_row(
+                        item,
+                        state.lab_result_id,
+                        transition.version,
+                        self.institution_id,
+                        key,
+                        received_at,
+                    )
+                )
+                state.held = HeldResult(
+                    transition.version,
+                    item.result.status,
+                    item.sha256,
+                    item.patient_key,
+                    {**state.held.versions_by_sha256, item.sha256: transition.version},
+                )
+            decided[item.prepared.entry.index] = _decided_outcome(item, transition, state)
+        refused = [o for o in decided.values() if o.kind is EntryKind.REJECTED]
+        if kind.all_or_nothing and refused:
+            raise SubmissionRefused(
+                _refusal_summary(kind, len(refused)),
+                [v for o in refused for v in o.violations],
+                precondition=True,
+            )
+        lab_index.add_versions(session, rows)
+        lab_index.set_current(
+            session,
+            [
+                (s.lab_result_id, s.held.version, s.held.status.value, s.held.content_sha256)
+                for s in states.values()
+                if s.held.version != s.stored_version
+            ],
+            received_at,
+        )
+        return decided
+
+
+def _decided_outcome(item: _Pending, transition: Transition, state: _State) -> EntryOutcome:
+    entry = item.prepared.entry
+    if transition.change is Change.REFUSED:
+        violation = Violation(entry.field("status"), transition.reason, transition.reason_code)
+        return EntryOutcome(
+            entry.index,
+            entry.full_url,
+            entry.resource_type,
+            item.result.identity,
+            EntryKind.REJECTED,
+            version=0,
+            status=state.held.status.value,
+            reason=transition.reason,
+            violations=[violation],
+        )
+    return EntryOutcome(
+        entry.index,
+        entry.full_url,
+        entry.resource_type,
+        item.result.identity,
+        _KIND_OF_CHANGE[transition.change],
+        version=transition.version,
+        # The digest covers the status, so the version held has the submitted status.
+        status=item.result.status.value,
+    )
+
+
+def _refusal_summary(kind: BundleKind, count: int) -> str:
+    what = "the transaction" if kind is BundleKind.TRANSACTION else "the Observation"
+    return f"{what} was not stored: {count} entr{'y' if count == 1 else 'ies'} rejected"
+
+
+def _outcomes(
+    submission: PreparedSubmission, decided: dict[int, EntryOutcome]
+) -> list[EntryOutcome]:
+    outcomes = []
+    for prepared in submission.entries:
+        index = prepared.entry.index
+        if index in decided:
+            outcomes.append(decided[index])
+        elif prepared.rejected:
+            outcomes.append(_rejected_outcome(prepared))
+        else:
+            outcomes.append(_context_outcome(prepared))
+    return outcomes

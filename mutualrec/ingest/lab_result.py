@@ -1,0 +1,455 @@
+"""A lab result as the region indexes it, normalized from one FHIR Observation.
+
+The normalizer reads what matching and patients need (codes, value, reference range, times,
+status) and checks what ``fhir.resources`` does not: the status binding, LOINC syntax, UCUM
+units, a subject and an effective time, report times not in the future.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ucumvert import get_ucum_parser
+
+from mutualrec.violations import Violation
+
+LOINC_SYSTEM = "http://loinc.org"
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+# Date-only FHIR times are the local day of the city's hospitals.
+LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
+# Hospital clocks drift; a report time further ahead than this is an error in the feed.
+CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+_LOINC_SHAPE = re.compile(r"^\d{1,7}-\d$")
+_FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+class ResultStatus(enum.Enum):
+    """FHIR ObservationStatus codes of R4 and R5."""
+
+    REGISTERED = "registered"
+    SPECIMEN_IN_PROCESS = "specimen-in-process"
+    PRELIMINARY = "preliminary"
+    FINAL = "final"
+    AMENDED = "amended"
+    CORRECTED = "corrected"
+    APPENDED = "appended"
+    CANCELLED = "cancelled"
+    CANNOT_BE_OBTAINED = "cannot-be-obtained"
+    ENTERED_IN_ERROR = "entered-in-error"
+    UNKNOWN = "unknown"
+
+
+FINAL_STATUSES = frozenset(
+    {ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED, ResultStatus.APPENDED}
+)
+# Statuses that correct a final result; a changed final result must carry one of them.
+AMENDING_STATUSES = FINAL_STATUSES - {ResultStatus.FINAL}
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    """A code of a code system."""
+
+    system: str
+    code: str
+    display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LabValue:
+    """The value of a result; ``kind`` names the FHIR value[x] type it came from."""
+
+    kind: str
+    number: Decimal | None = None
+    unit: str = ""
+    text: str = ""
+    code: Coding | None = None
+    low: Decimal | None = None
+    high: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportContext:
+    """What an Observation borrows from its bundle: report, specimen and their times."""
+
+    report_ref: str = ""
+    report_issued: dt.datetime | None = None
+    specimen_collected_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LabResult:
+    """One Observation, normalized. ``identity`` is unique within the issuing institution."""
+
+    identity: str
+    status: ResultStatus
+    loinc: tuple[str, ...]
+    local_codes: tuple[Coding, ...]
+    code_text: str
+    value: LabValue
+    reference_low: Decimal | None
+    reference_high: Decimal | None
+    reference_text: str
+    interpretation: tuple[str, ...]
+    specimen_collected_at: dt.datetime | None
+    effective_at: dt.datetime
+    issued_at: dt.datetime | None
+    report_ref: str
+
+    @property
+    def report_time(self) -> dt.datetime:
+        """When the result was reported: the validity window of recognition runs from here."""
+        return self.issued_at or self.effective_at
+
+    def content_sha256(self, patient_key: str) -> str:
+        """Digest of the content that makes a version: same digest, same result.
+
+        Computed over the normalized record rather than the raw JSON, because a LIS re-sending
+        a result regenerates bundle-local references (``urn:uuid:``) that change nothing.
+        """
+        canonical = json.dumps(
+            [
+                patient_key,
+                self.status.value,
+                self.loinc,
+                [[c.system, c.code] for c in self.local_codes],
+                self.code_text,
+                _value_repr(self.value),
+                _decimal_repr(self.reference_low),
+                _decimal_repr(self.reference_high),
+                self.reference_text,
+                self.interpretation,
+                _time_repr(self.specimen_collected_at),
+                _time_repr(self.effective_at),
+                _time_repr(self.issued_at),
+                self.report_ref,
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _decimal_repr(value: Decimal | None) -> str | None:
+    return None if value is None else str(value.normalize())
+
+
+def _time_repr(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat()
+
+
+def _value_repr(value: LabValue) -> list[Any]:
+    code = [value.code.system, value.code.code] if value.code else None
+    return [
+        value.kind,
+        _decimal_repr(value.number),
+        value.unit,
+        value.text,
+        code,
+        _decimal_repr(value.low),
+        _decimal_repr(value.high),
+    ]
+
+
+def parse_fhir_time(text: str) -> dt.datetime:
+    """A FHIR date, dateTime or instant as an aware datetime.
+
+    Partial dates (``2026``, ``2026-11``, ``2026-11-01``) mean the start of that period in
+    Asia/Shanghai; FHIR requires a zone on every value that has a time.
+    """
+    match = _FHIR_DATE.match(text)
+    if match:
+        year, month, day = match.groups()
+        return dt.datetime(int(year), int(month or 1), int(day or 1), tzinfo=LOCAL_ZONE)
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError("a time of day needs a zone offset")
+    return value
+
+
+@functools.lru_cache(maxsize=4096)
+def is_ucum(unit: str) -> bool:
+    """Whether ``unit`` is a valid UCUM expression (case-sensitive, as UCUM is)."""
+    try:
+        _ucum_parser().parse(unit)
+    except Exception:  # lark raises several kinds; any of them means invalid
+        return False
+    return True
+
+
+@functools.cache
+def _ucum_parser() -> Any:
+    return get_ucum_parser()
+
+
+class _Reader:
+    """Collects violations while reading one Observation."""
+
+    def __init__(self, path: Callable[[str], str]) -> None:
+        self.path = path
+        self.violations: list[Violation] = []
+
+    def add(self, field: str, description: str, reason: str) -> None:
+        self.violations.append(Violation(self.path(field), description, reason))
+
+    def time(self, node: Any, field: str) -> dt.datetime | None:
+        if not isinstance(node, str):
+            return None
+        try:
+            return parse_fhir_time(node)
+        except ValueError:
+            self.add(field, f"{node!r} is not a FHIR date or dateTime", "INVALID_VALUE")
+            return None
+
+    def decimal(self, node: Any, field: str) -> Decimal | None:
+        if node is None:
+            return None
+        try:
+            return Decimal(str(node))
+        except InvalidOperation:
+            self.add(field, f"{node!r} is not a decimal", "INVALID_VALUE")
+            return None
+
+    def unit(self, quantity: dict[str, Any], field: str) -> str:
+        """The UCUM code of a Quantity; a violation when its unit is not UCUM."""
+        system = quantity.get("system")
+        code = quantity.get("code")
+        unit = quantity.get("unit")
+        if system is not None and system != UCUM_SYSTEM:
+            self.add(
+                f"{field}.system",
+                f"units must be UCUM ({UCUM_SYSTEM}), got {system!r}",
+                "NOT_UCUM",
+            )
+            return ""
+        if isinstance(code, str):
+            if not is_ucum(code):
+                self.add(f"{field}.code", f"{code!r} is not a UCUM unit", "NOT_UCUM")
+            return code
+        if isinstance(unit, str):
+            # Many LIS send only the display unit; accepted when it is itself valid UCUM.
+            if not is_ucum(unit):
+                self.add(
+                    f"{field}.unit",
+                    f"{unit!r} is not a UCUM unit; send the UCUM code in {field}.code",
+                    "NOT_UCUM",
+                )
+            return unit
+        return ""
+
+
+def _codings(node: Any) -> list[dict[str, Any]]:
+    if not isinstance(node, dict):
+        return []
+    return [c for c in node.get("coding", []) if isinstance(c, dict)]
+
+
+def _first_coding(node: Any) -> Coding | None:
+    for coding in _codings(node):
+        if isinstance(coding.get("code"), str):
+            return Coding(str(coding.get("system", "")), coding["code"], coding.get("display", ""))
+    return None
+
+
+def observation_identity(resource: dict[str, Any]) -> str | None:
+    """How the institution names the Observation: its business identifier, else its id."""
+    for identifier in resource.get("identifier", []) or []:
+        if isinstance(identifier, dict) and identifier.get("value"):
+            return f"identifier|{identifier.get('system', '')}|{identifier['value']}"
+    resource_id = resource.get("id")
+    if isinstance(resource_id, str) and resource_id:
+        return f"id|{resource_id}"
+    return None
+
+
+def _read_status(resource: dict[str, Any], reader: _Reader) -> ResultStatus | None:
+    status = resource.get("status")
+    if status is None:
+        reader.add("status", "required, missing", "MISSING_FIELD")
+        return None
+    try:
+        return ResultStatus(status)
+    except ValueError:
+        reader.add("status", f"{status!r} is not an ObservationStatus code", "INVALID_CODE")
+        return None
+
+
+def _read_codes(
+    resource: dict[str, Any], reader: _Reader
+) -> tuple[tuple[str, ...], tuple[Coding, ...], str]:
+    code = resource.get("code")
+    if not isinstance(code, dict):
+        reader.add("code", "required, missing", "MISSING_FIELD")
+        return (), (), ""
+    loinc: list[str] = []
+    local: list[Coding] = []
+    for position, coding in enumerate(code.get("coding", []) or []):
+        value = coding.get("code") if isinstance(coding, dict) else None
+        if not isinstance(value, str):
+            continue
+        if coding.get("system") == LOINC_SYSTEM:
+            if not _LOINC_SHAPE.match(value):
+                reader.add(
+                    f"code.coding[{position}].code",
+                    f"{value!r} is not a LOINC code (digits, a hyphen, a check digit)",
+                    "INVALID_CODE",
+                )
+            loinc.append(value)
+        else:
+            local.append(Coding(str(coding.get("system", "")), value, coding.get("display", "")))
+    if not loinc and not local:
+        reader.add(
+            "code.coding",
+            "a result needs a coded test: a LOINC coding or the hospital's local code",
+            "MISSING_FIELD",
+        )
+    return tuple(loinc), tuple(local), str(code.get("text", ""))
+
+
+def _read_value(resource: dict[str, Any], reader: _Reader) -> LabValue | None:
+    if isinstance(quantity := resource.get("valueQuantity"), dict):
+        number = reader.decimal(quantity.get("value"), "valueQuantity.value")
+        unit = reader.unit(quantity, "valueQuantity")
+        comparator = quantity.get("comparator", "")
+        return LabValue("Quantity", number=number, unit=unit, text=str(comparator))
+    if isinstance(concept := resource.get("valueCodeableConcept"), dict):
+        coding = _first_coding(concept)
+        label = str(concept.get("text", "") or (coding.display if coding else ""))
+        return LabValue("CodeableConcept", code=coding, text=label)
+    if isinstance(text := resource.get("valueString"), str):
+        return LabValue("string", text=text)
+    if isinstance(flag := resource.get("valueBoolean"), bool):
+        return LabValue("boolean", text="true" if flag else "false")
+    if isinstance(integer := resource.get("valueInteger"), int):
+        return LabValue("integer", number=Decimal(integer))
+    if isinstance(range_ := resource.get("valueRange"), dict):
+        units: list[str] = []
+        bounds: list[Decimal | None] = []
+        for end in ("low", "high"):
+            bound = range_.get(end)
+            if isinstance(bound, dict):
+                bounds.append(reader.decimal(bound.get("value"), f"valueRange.{end}.value"))
+                units.append(reader.unit(bound, f"valueRange.{end}"))
+            else:
+                bounds.append(None)
+        return LabValue(
+            "Range", unit=next((u for u in units if u), ""), low=bounds[0], high=bounds[1]
+        )
+    return None
+
+
+def _read_reference_range(
+    resource: dict[str, Any], reader: _Reader
+) -> tuple[Decimal | None, Decimal | None, str]:
+    ranges = resource.get("referenceRange") or []
+    if not ranges or not isinstance(ranges[0], dict):
+        return None, None, ""
+    first = ranges[0]
+    bounds: list[Decimal | None] = []
+    for end in ("low", "high"):
+        bound = first.get(end)
+        if isinstance(bound, dict):
+            bounds.append(reader.decimal(bound.get("value"), f"referenceRange[0].{end}.value"))
+            reader.unit(bound, f"referenceRange[0].{end}")
+        else:
+            bounds.append(None)
+    return bounds[0], bounds[1], str(first.get("text", ""))
+
+
+def _read_effective(resource: dict[str, Any], reader: _Reader) -> dt.datetime | None:
+    for field in ("effectiveDateTime", "effectiveInstant"):
+        if field in resource:
+            return reader.time(resource[field], field)
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict) and ("start" in period or "end" in period):
+        field = "start" if "start" in period else "end"
+        return reader.time(period[field], f"effectivePeriod.{field}")
+    reader.add(
+        "effective[x]",
+        "required: when the specimen was taken or the test performed (effectiveDateTime)",
+        "MISSING_FIELD",
+    )
+    return None
+
+
+def normalize_observation(
+    resource: dict[str, Any],
+    path: Callable[[str], str],
+    context: ReportContext,
+    received_at: dt.datetime,
+) -> LabResult | list[Violation]:
+    """The normalized result of a structurally valid Observation, or what is wrong with it.
+
+    ``path`` turns an element name into its document path; the subject is resolved by the
+    caller, who knows the bundle.
+    """
+    reader = _Reader(path)
+    identity = observation_identity(resource)
+    if identity is None:
+        reader.add(
+            "identifier",
+            "a result needs a business identifier (or at least a resource id) to be versioned",
+            "MISSING_FIELD",
+        )
+    status = _read_status(resource, reader)
+    loinc, local, code_text = _read_codes(resource, reader)
+    effective = _read_effective(resource, reader)
+    issued = reader.time(resource.get("issued"), "issued") or context.report_issued
+    value = _read_value(resource, reader)
+    if (
+        value is None
+        and status in FINAL_STATUSES
+        and not resource.get("dataAbsentReason")
+        and not resource.get("component")
+    ):
+        reader.add(
+            "value[x]",
+            "a final result needs a value (or a dataAbsentReason saying why there is none)",
+            "MISSING_FIELD",
+        )
+    reference_low, reference_high, reference_text = _read_reference_range(resource, reader)
+    horizon = received_at + CLOCK_TOLERANCE
+    for field, moment in (("issued", issued), ("effective[x]", effective)):
+        if moment is not None and moment > horizon:
+            reader.add(
+                field,
+                f"{moment.isoformat()} is in the future (received at {received_at.isoformat()})",
+                "FUTURE_TIME",
+            )
+    interpretation = tuple(
+        c["code"]
+        for concept in resource.get("interpretation", []) or []
+        for c in _codings(concept)
+        if isinstance(c.get("code"), str)
+    )
+    if reader.violations:
+        return reader.violations
+    assert identity is not None
+    assert status is not None
+    assert effective is not None
+    return LabResult(
+        identity=identity,
+        status=status,
+        loinc=loinc,
+        local_codes=local,
+        code_text=code_text,
+        value=value or LabValue("none"),
+        reference_low=reference_low,
+        reference_high=reference_high,
+        reference_text=reference_text,
+        interpretation=interpretation,
+        specimen_collected_at=context.specimen_collected_at,
+        effective_at=effective,
+        issued_at=issued,
+        report_ref=context.report_ref,
+    )

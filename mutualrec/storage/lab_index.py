@@ -1,0 +1,142 @@
+"""Lab results in the SQL index: identities, their current version, and every version.
+
+Set-based on purpose: a bundle of 1,000 Observations costs a handful of statements, not
+thousands. Races are settled by the unique constraint on (institution, identity), and rows of
+results already held are locked (``FOR UPDATE``) before their next version is decided.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from mutualrec.storage.models import LabResult, LabResultVersion, Patient
+from mutualrec.storage.sql import insert_many_ignoring_conflicts
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    """The current state of a held result."""
+
+    lab_result_id: int
+    version: int
+    status: str
+    content_sha256: str
+    patient_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewResult:
+    """A result to create: its identity and the state of its first version."""
+
+    identity: str
+    patient_key: str
+    status: str
+    content_sha256: str
+
+
+def ensure_patients(session: Session, patient_keys: Iterable[str]) -> None:
+    """Make sure every patient key has its row."""
+    rows = [{"patient_key": key} for key in sorted(set(patient_keys))]
+    insert_many_ignoring_conflicts(session, Patient, rows, returning=["patient_key"])
+
+
+def create_results(
+    session: Session, institution_id: int, results: Sequence[NewResult], now: dt.datetime
+) -> dict[str, int]:
+    """Insert the results not yet held, as version 1; the ids of those this call created.
+
+    An identity another transaction holds (or is inserting) is skipped: the database, not a
+    prior SELECT, decides who creates it.
+    """
+    rows = [
+        {
+            "institution_id": institution_id,
+            "identity": r.identity,
+            "patient_key": r.patient_key,
+            "current_version": 1,
+            "current_status": r.status,
+            "current_sha256": r.content_sha256,
+            "updated_at": now,
+        }
+        # Sorted, so concurrent transactions take the unique-index locks in one order.
+        for r in sorted(results, key=lambda r: r.identity)
+    ]
+    inserted = insert_many_ignoring_conflicts(
+        session, LabResult, rows, returning=["identity", "id"]
+    )
+    return {identity: lab_result_id for identity, lab_result_id in inserted}
+
+
+def lock_held(
+    session: Session, institution_id: int, identities: Iterable[str]
+) -> dict[str, HeldRow]:
+    """The current state of held results, locked until the transaction ends."""
+    wanted = sorted(set(identities))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            LabResult.identity,
+            LabResult.id,
+            LabResult.current_version,
+            LabResult.current_status,
+            LabResult.current_sha256,
+            LabResult.patient_key,
+        )
+        .where(LabResult.institution_id == institution_id, LabResult.identity.in_(wanted))
+        .order_by(LabResult.identity)
+        .with_for_update()
+    )
+    return {
+        identity: HeldRow(lab_result_id, version, status, sha, patient_key)
+        for identity, lab_result_id, version, status, sha, patient_key in rows
+    }
+
+
+def version_digests(
+    session: Session, pairs: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """For (result id, content digest) pairs, the version already holding that content."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            LabResultVersion.lab_result_id,
+            LabResultVersion.content_sha256,
+            LabResultVersion.version,
+        ).where(tuple_(LabResultVersion.lab_result_id, LabResultVersion.content_sha256).in_(wanted))
+    )
+    return {(lab_result_id, sha): version for lab_result_id, sha, version in rows}
+
+
+def add_versions(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert version rows (columns of :class:`LabResultVersion`)."""
+    if rows:
+        session.execute(insert(LabResultVersion), rows)
+
+
+def set_current(
+    session: Session, updates: Sequence[tuple[int, int, str, str]], now: dt.datetime
+) -> None:
+    """Point results at their new current version: (id, version, status, digest) each."""
+    if not updates:
+        return
+    table = cast(Table, LabResult.__table__)
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("lab_result_id"))
+        .values(
+            current_version=bindparam("version"),
+            current_status=bindparam("status"),
+            current_sha256=bindparam("sha"),
+            updated_at=now,
+        ),
+        [{"lab_result_id": i, "version": v, "status": s, "sha": sha} for i, v, s, sha in updates],
+    )
