@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from mutualrec.server import MAX_MESSAGE_BYTES
+from mutualrec.config import load_settings
+from mutualrec.server import max_message_bytes
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 
 
@@ -40,10 +41,11 @@ class NullIngest(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]  
 
 async def serve(listen: str) -> None:
     """Serve until SIGTERM or SIGINT."""
+    limit = max_message_bytes(load_settings({}))
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
         ]
     )

@@ -47,6 +47,7 @@ class Settings:
     fs_fsync: bool
     max_instance_bytes: int
     max_chunk_bytes: int
+    max_fhir_bytes: int
     shutdown_grace_seconds: float
     blocking_workers: int
     processes: int
@@ -150,6 +151,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         fs_fsync=_bool(env, "FS_FSYNC", True),
         max_instance_bytes=int(_number(env, "MAX_INSTANCE_MIB", 4096, 1) * MIB),
         max_chunk_bytes=MIB,
+        max_fhir_bytes=int(_number(env, "MAX_FHIR_MIB", 16, 1) * MIB),
         shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", 30, 0),
         blocking_workers=int(_number(env, "BLOCKING_WORKERS", 8, 1)),
         processes=processes,

@@ -26,9 +26,17 @@ from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 
-# Room for a 1 MiB chunk plus framing; larger chunks still reach our own check (and get a
-# precise field violation) up to this size, beyond it gRPC itself answers RESOURCE_EXHAUSTED.
-MAX_MESSAGE_BYTES = 2 * 1024 * 1024 + 64 * 1024
+# Room for a 1 MiB chunk, or the largest FHIR document allowed, plus framing; larger messages
+# still reach our own checks (and get a precise field violation) up to twice that size, beyond
+# it gRPC itself answers RESOURCE_EXHAUSTED.
+FRAMING_BYTES = 64 * 1024
+
+
+def max_message_bytes(settings: Settings) -> int:
+    """The largest message the server receives or sends."""
+    return 2 * max(settings.max_chunk_bytes, settings.max_fhir_bytes) + FRAMING_BYTES
+
+
 SERVICE_NAMES = (ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,)
 
 
@@ -36,8 +44,8 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
     """A started-ready (not yet started) server with every service; returns it and its port."""
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", max_message_bytes(runtime.settings)),
+            ("grpc.max_send_message_length", max_message_bytes(runtime.settings)),
             # Several worker processes share one port only when asked to; otherwise a second
             # server on the same port is an error, not a silent split of the traffic.
             ("grpc.so_reuseport", 1 if runtime.settings.processes > 1 else 0),

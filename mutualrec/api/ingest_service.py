@@ -1,8 +1,9 @@
-"""IngestService: hospitals' gateways push imaging studies."""
+"""IngestService: hospitals' gateways push imaging studies and lab results."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
@@ -10,7 +11,9 @@ import grpc
 from sqlalchemy.exc import SQLAlchemyError
 
 from mutualrec.api.auth import require_hospital
+from mutualrec.api.lab_messages import FHIR_VERSIONS, submission_response
 from mutualrec.api.status import abort, abort_with_violations, violations_to_proto
+from mutualrec.ingest.lab_ingest import LabSubmission, SubmissionRefused
 from mutualrec.ingest.study_upload import (
     InstanceOutcome,
     OutcomeKind,
@@ -298,3 +301,62 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             if index.study_owner(session, uid) != institution_id:
                 return None, []
             return index.study_overview(session, uid), index.current_instances(session, uid)
+
+    async def SubmitObservations(
+        self, request: ingest_pb2.SubmitObservationsRequest, context: Context
+    ) -> ingest_pb2.SubmitObservationsResponse:
+        """Store the lab results of a FHIR document; one outcome per entry."""
+        principal = await require_hospital(self.runtime, context)
+        assert principal.institution_id is not None
+        # The cut-off for "in the future" is when the region received the document.
+        received_at = dt.datetime.now(dt.UTC)
+        limit = self.runtime.settings.max_fhir_bytes
+        if len(request.body) > limit:
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the document has {len(request.body)} bytes, more than {limit}",
+                [
+                    Violation(
+                        "body",
+                        f"at most {limit} bytes; split the results into several bundles",
+                        "DOCUMENT_TOO_LARGE",
+                    )
+                ],
+            )
+        if request.fhir_version not in FHIR_VERSIONS:
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "unknown FHIR version",
+                [Violation("fhir_version", "use FHIR_R4 or FHIR_R5", "UNKNOWN_FHIR_VERSION")],
+            )
+        submission = LabSubmission(
+            store=self.runtime.store,
+            sessions=self.runtime.sessions,
+            patient_key_secret=self.runtime.settings.patient_key_secret,
+            institution_id=principal.institution_id,
+        )
+        try:
+            result = await self.runtime.run_blocking(
+                submission.submit, request.body, FHIR_VERSIONS[request.fhir_version], received_at
+            )
+        except SubmissionRefused as refusal:
+            code = (
+                grpc.StatusCode.FAILED_PRECONDITION
+                if refusal.precondition
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            await abort_with_violations(context, code, refusal.summary, refusal.violations)
+        except Rejected as rejection:
+            await abort_with_violations(
+                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
+            )
+        except STORAGE_FAILURES as failure:
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"storage is unavailable ({failure.__class__.__name__}); nothing of this document "
+                "was indexed, send it again later",
+            )
+        return submission_response(result)
