@@ -1,0 +1,257 @@
+"""The recognition rules: may this patient's existing results stand in for an ordered item?"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from mutualrec.matching import reasons
+from mutualrec.matching.catalog import Catalog, CatalogItem
+from mutualrec.matching.codes import OrderResolution
+from mutualrec.matching.facts import (
+    FINAL_STATUSES,
+    PENDING_STATUSES,
+    Finding,
+    InstitutionFacts,
+    Policy,
+    Qualification,
+    ResultFacts,
+    Scope,
+    Verdict,
+    require_aware,
+)
+
+_NO_SAVING = Decimal(0)
+
+
+class _IssuerGap(enum.Enum):
+    """Why a final, valid result's issuer does not count for the asker."""
+
+    NO_MARK = enum.auto()
+    OUT_OF_SCOPE = enum.auto()
+    LEVEL = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class _Final:
+    """A final result that stands for the ordered item, with its validity worked out."""
+
+    result: ResultFacts
+    item: CatalogItem
+    window: dt.timedelta
+    valid_until: dt.datetime
+    valid: bool
+
+
+def check_item(
+    item: CatalogItem,
+    catalog: Catalog,
+    results: Sequence[ResultFacts],
+    asker: InstitutionFacts,
+    qualifications: Sequence[Qualification],
+    received_at: dt.datetime,
+    policy: Policy,
+    price_list: Mapping[str, Decimal] | None = None,
+) -> Finding:
+    """The verdict for one ordered item, given every result version this patient holds.
+
+    ``received_at`` is when the platform received the check, never a time the HIS claims.
+    ``price_list`` holds the asking institution's prices by item code; the catalog's reference
+    price stands in for items it does not list. Raises ValueError on a naive ``received_at``.
+    """
+    require_aware(received_at, "received_at")
+    wanted: dict[str, CatalogItem] = {}
+    for code in catalog.satisfiers(item.code):
+        satisfier = catalog.get(code)
+        if satisfier is not None:
+            wanted[code] = satisfier
+    current = [result for result in _latest_versions(results) if result.item_code in wanted]
+    finals = [
+        _final(result, wanted[result.item_code], item, received_at)
+        for result in current
+        if result.status in FINAL_STATUSES
+    ]
+
+    valid = [final for final in finals if final.valid]
+    if valid:
+        assessed = [(final, _issuer_gap(final, asker, qualifications, policy)) for final in valid]
+        qualified = [final for final, gap in assessed if gap is None]
+        if qualified:
+            best = max(qualified, key=_recency)
+            age = received_at - best.result.report_time
+            price = (price_list or {}).get(item.code, item.reference_price)
+            reason = reasons.recognizable(best.item, item, best.result, age, best.valid_until)
+            return _finding(Verdict.RECOGNIZABLE, item, best, age, None, price, reason)
+        best, gap = max(assessed, key=lambda pair: _recency(pair[0]))
+        age = received_at - best.result.report_time
+        reason = _gap_reason(gap, best, item, age, asker, qualifications)
+        return _finding(Verdict.ISSUER_NOT_QUALIFIED, item, best, age, None, _NO_SAVING, reason)
+
+    if finals:
+        latest = max(finals, key=lambda final: (final.valid_until, *_recency(final)))
+        age = received_at - latest.result.report_time
+        reason = reasons.expired(
+            latest.item, item, latest.result, age, latest.valid_until, latest.window
+        )
+        return _finding(Verdict.EXPIRED, item, latest, age, latest.valid_until, _NO_SAVING, reason)
+
+    pending = [result for result in current if result.status in PENDING_STATUSES]
+    if pending:
+        newest = max(pending, key=_result_recency)
+        age = received_at - newest.report_time
+        reason = reasons.preliminary_only(wanted[newest.item_code], item, newest, age)
+        return Finding(
+            verdict=Verdict.PRELIMINARY_ONLY,
+            item=item,
+            result=newest,
+            valid_until=None,
+            age=age,
+            expired_since=None,
+            saving=_NO_SAVING,
+            reason=reason,
+        )
+
+    return _without_result(Verdict.NO_RESULT, item, reasons.no_result(item))
+
+
+def unresolved_finding(resolution: OrderResolution, catalog: Catalog) -> Finding:
+    """The finding for an ordered code that stands for no catalog item.
+
+    Raises ValueError when the resolution did find items: check those with :func:`check_item`.
+    """
+    if resolution.verdict is Verdict.NOT_COVERED:
+        reason = reasons.not_covered(resolution.ordered_code, catalog.version)
+    elif resolution.verdict is Verdict.UNKNOWN_CODE:
+        reason = reasons.unknown_code(resolution.ordered_code)
+    else:
+        raise ValueError(f"{resolution.ordered_code} resolved to catalog items")
+    return _without_result(resolution.verdict, None, reason)
+
+
+def _latest_versions(results: Iterable[ResultFacts]) -> list[ResultFacts]:
+    """The rows of each result's highest version: an amendment supersedes, a withdrawal too."""
+    rows = list(results)
+    latest: dict[str, int] = {}
+    for row in rows:
+        latest[row.result_ref] = max(row.version, latest.get(row.result_ref, row.version))
+    return [row for row in rows if row.version == latest[row.result_ref]]
+
+
+def _to_the_second(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def _final(
+    result: ResultFacts, result_item: CatalogItem, ordered: CatalogItem, received_at: dt.datetime
+) -> _Final:
+    # The stricter window wins: an order for a fast-changing item is not satisfied by a result
+    # whose own item happens to keep longer.
+    window = min(ordered.validity, result_item.validity)
+    # Elapsed time, not wall-clock time: a 6-hour window is 6 hours across a DST change too.
+    valid_until = result.report_time.astimezone(dt.UTC) + window
+    valid = _to_the_second(received_at) <= _to_the_second(valid_until)
+    return _Final(result, result_item, window, valid_until, valid)
+
+
+def _recency(final: _Final) -> tuple[dt.datetime, int, str, str]:
+    return _result_recency(final.result)
+
+
+def _result_recency(result: ResultFacts) -> tuple[dt.datetime, int, str, str]:
+    """Newest report first, then the higher version; the rest only makes the choice stable."""
+    return (result.report_time, result.version, result.result_ref, result.item_code)
+
+
+def _marks(final: _Final, qualifications: Iterable[Qualification]) -> list[Qualification]:
+    """The issuer's qualifications for the result's item that held at its report time."""
+    result = final.result
+    return [
+        mark
+        for mark in qualifications
+        if mark.institution_code == result.issuer.code
+        and (
+            mark.item_code == final.item.code
+            if mark.item_code is not None
+            else mark.category is final.item.category
+        )
+        and mark.valid_from <= result.report_time
+        and (mark.valid_until is None or result.report_time < mark.valid_until)
+    ]
+
+
+def _scope_covers(scope: Scope, issuer: InstitutionFacts, asker: InstitutionFacts) -> bool:
+    if scope is Scope.NATIONAL:
+        return True
+    if scope is Scope.REGION:
+        return issuer.region == asker.region
+    return issuer.city == asker.city
+
+
+def _issuer_gap(
+    final: _Final,
+    asker: InstitutionFacts,
+    qualifications: Iterable[Qualification],
+    policy: Policy,
+) -> _IssuerGap | None:
+    marks = _marks(final, qualifications)
+    issuer = final.result.issuer
+    if not marks:
+        return _IssuerGap.NO_MARK
+    if not any(_scope_covers(mark.scope, issuer, asker) for mark in marks):
+        return _IssuerGap.OUT_OF_SCOPE
+    if issuer.level < asker.level and not policy.higher_level_accepts_lower:
+        return _IssuerGap.LEVEL
+    return None
+
+
+def _gap_reason(
+    gap: _IssuerGap | None,
+    final: _Final,
+    ordered: CatalogItem,
+    age: dt.timedelta,
+    asker: InstitutionFacts,
+    qualifications: Iterable[Qualification],
+) -> str:
+    if gap is _IssuerGap.OUT_OF_SCOPE:
+        scopes = frozenset(mark.scope for mark in _marks(final, qualifications))
+        return reasons.issuer_out_of_scope(final.item, ordered, final.result, age, asker, scopes)
+    if gap is _IssuerGap.LEVEL:
+        return reasons.issuer_level_too_low(final.item, ordered, final.result, age, asker)
+    return reasons.issuer_without_mark(final.item, ordered, final.result, age)
+
+
+def _finding(
+    verdict: Verdict,
+    ordered: CatalogItem,
+    final: _Final,
+    age: dt.timedelta,
+    expired_since: dt.datetime | None,
+    saving: Decimal,
+    reason: str,
+) -> Finding:
+    return Finding(
+        verdict=verdict,
+        item=ordered,
+        result=final.result,
+        valid_until=final.valid_until,
+        age=age,
+        expired_since=expired_since,
+        saving=saving,
+        reason=reason,
+    )
+
+
+def _without_result(verdict: Verdict, ordered: CatalogItem | None, reason: str) -> Finding:
+    return Finding(
+        verdict=verdict,
+        item=ordered,
+        result=None,
+        valid_until=None,
+        age=None,
+        expired_since=None,
+        saving=_NO_SAVING,
+        reason=reason,
+    )
