@@ -23,8 +23,9 @@ from mutualrec.identity import patient_key
 from mutualrec.ingest.fhir_document import BundleKind
 from mutualrec.ingest.fhir_submission import PreparedEntry, PreparedSubmission, prepare_submission
 from mutualrec.ingest.fhir_validation import FhirVersion
-from mutualrec.ingest.lab_result import LabResult, ResultStatus
+from mutualrec.ingest.lab_result import LabResult
 from mutualrec.ingest.lab_versions import Change, HeldResult, Transition, decide_transition
+from mutualrec.matching.facts import ResultStatus
 from mutualrec.storage import lab_index
 from mutualrec.storage.objects import ObjectNotFound, ObjectStore
 from mutualrec.violations import Rejected, Violation

@@ -8,7 +8,6 @@ units, a subject and an effective time, report times not in the future.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import functools
 import hashlib
 import json
@@ -21,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from ucumvert import get_ucum_parser
 
+from mutualrec.matching.facts import FINAL_STATUSES, ResultStatus
 from mutualrec.violations import Violation
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -33,25 +33,6 @@ _LOINC_SHAPE = re.compile(r"^\d{1,7}-\d$")
 _FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 
-class ResultStatus(enum.Enum):
-    """FHIR ObservationStatus codes of R4 and R5."""
-
-    REGISTERED = "registered"
-    SPECIMEN_IN_PROCESS = "specimen-in-process"
-    PRELIMINARY = "preliminary"
-    FINAL = "final"
-    AMENDED = "amended"
-    CORRECTED = "corrected"
-    APPENDED = "appended"
-    CANCELLED = "cancelled"
-    CANNOT_BE_OBTAINED = "cannot-be-obtained"
-    ENTERED_IN_ERROR = "entered-in-error"
-    UNKNOWN = "unknown"
-
-
-FINAL_STATUSES = frozenset(
-    {ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED, ResultStatus.APPENDED}
-)
 # Statuses that correct a final result; a changed final result must carry one of them.
 AMENDING_STATUSES = FINAL_STATUSES - {ResultStatus.FINAL}
 

@@ -11,7 +11,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mutualrec.ingest.lab_result import AMENDING_STATUSES, FINAL_STATUSES, ResultStatus
+from mutualrec.ingest.lab_result import AMENDING_STATUSES
+from mutualrec.matching.facts import FINAL_STATUSES, ResultStatus
 
 
 class Change(enum.Enum):

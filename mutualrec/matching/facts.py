@@ -22,21 +22,28 @@ def require_aware(value: dt.datetime, name: str) -> None:
 
 
 class ResultStatus(enum.Enum):
-    """FHIR ObservationStatus of one version of a result."""
+    """FHIR ObservationStatus (R4 and R5 codes) of one version of a result."""
 
     REGISTERED = "registered"
+    SPECIMEN_IN_PROCESS = "specimen-in-process"
     PRELIMINARY = "preliminary"
     FINAL = "final"
     AMENDED = "amended"
     CORRECTED = "corrected"
+    APPENDED = "appended"
     CANCELLED = "cancelled"
+    CANNOT_BE_OBTAINED = "cannot-be-obtained"
     ENTERED_IN_ERROR = "entered-in-error"
     UNKNOWN = "unknown"
 
 
-FINAL_STATUSES = frozenset({ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED})
+FINAL_STATUSES = frozenset(
+    {ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED, ResultStatus.APPENDED}
+)
 # A result on its way: never recognizable, but worth telling the doctor to wait for.
-PENDING_STATUSES = frozenset({ResultStatus.REGISTERED, ResultStatus.PRELIMINARY})
+PENDING_STATUSES = frozenset(
+    {ResultStatus.REGISTERED, ResultStatus.SPECIMEN_IN_PROCESS, ResultStatus.PRELIMINARY}
+)
 
 
 class InstitutionLevel(enum.IntEnum):

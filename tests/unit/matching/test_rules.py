@@ -59,8 +59,8 @@ ALSO_SATISFIES = {
     ("IMG-MR-BRAIN-C", "IMG-MR-BRAIN"),
     ("IMG-DX-CHEST-2V", "IMG-DX-CHEST-PA"),
 }
-FINAL = {ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED}
-PENDING = {ResultStatus.REGISTERED, ResultStatus.PRELIMINARY}
+FINAL = {ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED, ResultStatus.APPENDED}
+PENDING = {ResultStatus.REGISTERED, ResultStatus.SPECIMEN_IN_PROCESS, ResultStatus.PRELIMINARY}
 
 report_times = st.datetimes(
     min_value=dt.datetime(2001, 1, 1),
