@@ -50,6 +50,7 @@ class Settings:
     max_fhir_bytes: int
     shutdown_grace_seconds: float
     blocking_workers: int
+    parse_workers: int
     processes: int
 
 
@@ -154,5 +155,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_fhir_bytes=int(_number(env, "MAX_FHIR_MIB", 16, 1) * MIB),
         shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", 30, 0),
         blocking_workers=int(_number(env, "BLOCKING_WORKERS", 8, 1)),
+        parse_workers=int(_number(env, "PARSE_WORKERS", os.cpu_count() or 1, 0)),
         processes=processes,
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import multiprocessing
+import signal
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -30,20 +32,36 @@ class Runtime:
     sessions: sessionmaker[Session]
     store: ObjectStore
     executor: ThreadPoolExecutor
+    # Pure CPU work (parsing and validating documents) runs here: worker processes use every
+    # core whatever the number of connections, where threads would share one GIL.
+    cpu_executor: Executor
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         """Connect to the index (migrating it when allowed) and the object store."""
         engine = make_engine(settings.database_url, pool_size=settings.blocking_workers)
         ensure_schema(engine, auto_migrate=settings.auto_migrate)
+        executor = ThreadPoolExecutor(
+            max_workers=settings.blocking_workers, thread_name_prefix="mutualrec-io"
+        )
+        cpu_executor: Executor = executor
+        if settings.parse_workers > 0:
+            cpu_executor = ProcessPoolExecutor(
+                max_workers=settings.parse_workers,
+                # spawn, not fork: forking a process that runs gRPC's threads is unsafe.
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_parse_worker,
+            )
+            # Started now, not on the first request: a worker needs a second to import.
+            for _ in range(settings.parse_workers):
+                cpu_executor.submit(_start_parse_worker)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessionmaker(engine, expire_on_commit=False),
             store=open_object_store(settings),
-            executor=ThreadPoolExecutor(
-                max_workers=settings.blocking_workers, thread_name_prefix="mutualrec-io"
-            ),
+            executor=executor,
+            cpu_executor=cpu_executor,
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -51,7 +69,20 @@ class Runtime:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
+    async def run_cpu(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run pure CPU work on the parse workers; arguments and result must pickle."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.cpu_executor, functools.partial(fn, *args, **kwargs))
+
     def close(self) -> None:
-        """Release threads and connections."""
+        """Release processes, threads and connections."""
+        self.cpu_executor.shutdown(wait=True, cancel_futures=True)
         self.executor.shutdown(wait=True)
         self.engine.dispose()
+
+
+def _start_parse_worker() -> None:
+    """Prepare a parse worker: the server handles signals, and the heavy imports happen now."""
+    # Ctrl-C reaches the whole process group; the server shuts its workers down in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import mutualrec.ingest.lab_ingest  # noqa: F401 - imported for its import time

@@ -89,6 +89,9 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
         "MUTUALREC_AUTO_MIGRATE": "true",
         "MUTUALREC_PATIENT_KEY_SECRET": "test-secret-" + "x" * 32,
         "MUTUALREC_SHUTDOWN_GRACE_SECONDS": "5",
+        # Parsing on the server's threads: a test server starts in milliseconds, not a second;
+        # the worker processes have their own tests.
+        "MUTUALREC_PARSE_WORKERS": "0",
     }
     base.update(env)
     return load_settings(base)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mutualrec.api.auth import require_hospital
 from mutualrec.api.lab_messages import FHIR_VERSIONS, submission_response
 from mutualrec.api.status import abort, abort_with_violations, violations_to_proto
-from mutualrec.ingest.lab_ingest import LabSubmission, SubmissionRefused
+from mutualrec.ingest.lab_ingest import LabSubmission, Refusal, SubmissionRefused, prepare_batch
 from mutualrec.ingest.study_upload import (
     InstanceOutcome,
     OutcomeKind,
@@ -331,26 +331,27 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
                 "unknown FHIR version",
                 [Violation("fhir_version", "use FHIR_R4 or FHIR_R5", "UNKNOWN_FHIR_VERSION")],
             )
+        prepared = await self.runtime.run_cpu(
+            prepare_batch,
+            request.body,
+            FHIR_VERSIONS[request.fhir_version],
+            received_at,
+            self.runtime.settings.patient_key_secret,
+        )
+        if isinstance(prepared, Refusal):
+            await abort_with_violations(
+                context, grpc.StatusCode.INVALID_ARGUMENT, prepared.summary, prepared.violations
+            )
         submission = LabSubmission(
             store=self.runtime.store,
             sessions=self.runtime.sessions,
-            patient_key_secret=self.runtime.settings.patient_key_secret,
             institution_id=principal.institution_id,
         )
         try:
-            result = await self.runtime.run_blocking(
-                submission.submit, request.body, FHIR_VERSIONS[request.fhir_version], received_at
-            )
+            result = await self.runtime.run_blocking(submission.write, prepared, request.body)
         except SubmissionRefused as refusal:
-            code = (
-                grpc.StatusCode.FAILED_PRECONDITION
-                if refusal.precondition
-                else grpc.StatusCode.INVALID_ARGUMENT
-            )
-            await abort_with_violations(context, code, refusal.summary, refusal.violations)
-        except Rejected as rejection:
             await abort_with_violations(
-                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
+                context, grpc.StatusCode.FAILED_PRECONDITION, refusal.summary, refusal.violations
             )
         except STORAGE_FAILURES as failure:
             await abort(

@@ -28,26 +28,33 @@ from mutualrec.violations import Violation
 
 @dataclass
 class PreparedEntry:
-    """An entry of the document and what became of it before storage."""
+    """An entry of the document and what became of it before storage.
+
+    ``identity`` is the Observation's identity within its institution, as far as it can be
+    read, even when the entry is rejected.
+    """
 
     entry: Entry
     violations: list[Violation] = field(default_factory=list)
     result: LabResult | None = None
     patient: IdentityDocument | None = None
+    identity: str = ""
 
     @property
     def rejected(self) -> bool:
         """Whether the entry cannot be stored."""
         return bool(self.violations)
 
-    @property
-    def identity(self) -> str:
-        """The Observation's identity within its institution, as far as it can be read."""
-        if self.result is not None:
-            return self.result.identity
-        if self.entry.resource_type == INDEXED_TYPE:
-            return observation_identity(self.entry.resource) or ""
-        return ""
+    def without_resource(self) -> PreparedEntry:
+        """This entry without its JSON resource: what storage needs, cheap to hand over."""
+        entry = self.entry
+        return PreparedEntry(
+            Entry(entry.index, entry.full_url, entry.resource_type, {}, entry.path),
+            self.violations,
+            self.result,
+            self.patient,
+            self.identity,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +211,15 @@ def prepare_submission(
     """
     document = read_document(body)
     prepared = [
-        PreparedEntry(entry, list(document.shell_violations.get(entry.index, [])))
+        PreparedEntry(
+            entry,
+            list(document.shell_violations.get(entry.index, [])),
+            identity=(
+                observation_identity(entry.resource) or ""
+                if entry.resource_type == INDEXED_TYPE
+                else ""
+            ),
+        )
         for entry in document.entries
     ]
     for item in prepared:

@@ -139,8 +139,7 @@ def _element_violations(
                 _memo.clear()
             _memo[key] = found
     return [
-        Violation(f"{path}.{v.field}" if v.field else path, v.description, v.reason)
-        for v in found
+        Violation(f"{path}.{v.field}" if v.field else path, v.description, v.reason) for v in found
     ]
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from mutualrec.identity import patient_key
 from mutualrec.ingest.fhir_document import BundleKind
-from mutualrec.ingest.fhir_submission import PreparedEntry, PreparedSubmission, prepare_submission
+from mutualrec.ingest.fhir_submission import PreparedEntry, prepare_submission
 from mutualrec.ingest.fhir_validation import FhirVersion
 from mutualrec.ingest.lab_result import LabResult
 from mutualrec.ingest.lab_versions import Change, HeldResult, Transition, decide_transition
@@ -80,15 +80,10 @@ class SubmissionResult:
 
 
 class SubmissionRefused(Rejected):
-    """An all-or-nothing submission with rejected entries; nothing of it was stored.
+    """An all-or-nothing submission whose valid entries ask for a refused status change.
 
-    ``precondition`` is true when every entry was valid but a status change was refused
-    (the document is fine, the region's state forbids it).
+    The document is fine; the results the region holds forbid it. Nothing of it was stored.
     """
-
-    def __init__(self, summary: str, violations: list[Violation], *, precondition: bool) -> None:
-        super().__init__(summary, violations)
-        self.precondition = precondition
 
 
 def document_key(sha256: str) -> str:
@@ -190,6 +185,57 @@ def _version_row(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A submission read, validated and normalized, ready to store.
+
+    Plain picklable data without the JSON resources or identity numbers, so the CPU-heavy
+    preparation can run in a worker process and hand over only what storage needs.
+    """
+
+    kind: BundleKind
+    entries: list[PreparedEntry]
+    pending: list[_Pending]
+    document_sha256: str
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a submission was refused whole before storage (a value, to cross processes)."""
+
+    summary: str
+    violations: list[Violation]
+
+
+def prepare_batch(
+    body: bytes, version: FhirVersion, received_at: dt.datetime, patient_key_secret: bytes
+) -> PreparedBatch | Refusal:
+    """Read, validate and normalize ``body``; key its patients and digest its results."""
+    try:
+        submission = prepare_submission(body, version, received_at)
+    except Rejected as rejection:
+        return Refusal(rejection.summary, rejection.violations)
+    kind = submission.document.kind
+    rejected = [p for p in submission.entries if p.rejected]
+    if kind.all_or_nothing and rejected:
+        return Refusal(
+            _refusal_summary(kind, len(rejected)), [v for p in rejected for v in p.violations]
+        )
+    entries = [p.without_resource() for p in submission.entries]
+    pending = []
+    for prepared in entries:
+        if prepared.result is None or prepared.patient is None or prepared.rejected:
+            continue
+        key = patient_key(prepared.patient, patient_key_secret)
+        pending.append(
+            _Pending(prepared, prepared.result, key, prepared.result.content_sha256(key))
+        )
+    for prepared in entries:
+        prepared.patient = None
+    return PreparedBatch(kind, entries, pending, hashlib.sha256(body).hexdigest(), received_at)
+
+
 class LabSubmission:
     """Stores one prepared submission: the document, then its results in one transaction."""
 
@@ -198,46 +244,31 @@ class LabSubmission:
         *,
         store: ObjectStore,
         sessions: Callable[[], Session],
-        patient_key_secret: bytes,
         institution_id: int,
     ) -> None:
         self.store = store
         self.sessions = sessions
-        self.secret = patient_key_secret
         self.institution_id = institution_id
 
-    def submit(
-        self, body: bytes, version: FhirVersion, received_at: dt.datetime
-    ) -> SubmissionResult:
-        """Validate, store and index ``body``; raises :class:`Rejected` for what is refused."""
-        submission = prepare_submission(body, version, received_at)
-        kind = submission.document.kind
-        rejected = [p for p in submission.entries if p.rejected]
-        if kind.all_or_nothing and rejected:
-            raise SubmissionRefused(
-                _refusal_summary(kind, len(rejected)),
-                [v for p in rejected for v in p.violations],
-                precondition=False,
-            )
-        sha = hashlib.sha256(body).hexdigest()
-        pending = [
-            _Pending(p, p.result, patient_key(p.patient, self.secret), "")
-            for p in submission.entries
-            if p.result is not None and p.patient is not None and not p.rejected
-        ]
-        for item in pending:
-            item.sha256 = item.result.content_sha256(item.patient_key)
+    def write(self, batch: PreparedBatch, body: bytes) -> SubmissionResult:
+        """Keep ``body`` and index the batch prepared from it.
+
+        Raises :class:`SubmissionRefused` when an all-or-nothing submission meets a refused
+        status change; nothing of it remains then.
+        """
         decided: dict[int, EntryOutcome] = {}
-        if pending:
-            key = document_key(sha)
+        if batch.pending:
+            key = document_key(batch.document_sha256)
             created_blob = self._keep_document(key, body)
             try:
-                decided = self._index(pending, key, received_at, kind)
+                decided = self._index(batch.pending, key, batch.received_at, batch.kind)
             except SubmissionRefused:
                 if created_blob:
                     self.store.delete(key)
                 raise
-        return SubmissionResult(kind, _outcomes(submission, decided), sha)
+        return SubmissionResult(
+            batch.kind, _outcomes(batch.entries, decided), batch.document_sha256
+        )
 
     def _keep_document(self, key: str, body: bytes) -> bool:
         try:
@@ -350,7 +381,6 @@ class LabSubmission:
             raise SubmissionRefused(
                 _refusal_summary(kind, len(refused)),
                 [v for o in refused for v in o.violations],
-                precondition=True,
             )
         lab_index.add_versions(session, rows)
         lab_index.set_current(
@@ -397,11 +427,9 @@ def _refusal_summary(kind: BundleKind, count: int) -> str:
     return f"{what} was not stored: {count} entr{'y' if count == 1 else 'ies'} rejected"
 
 
-def _outcomes(
-    submission: PreparedSubmission, decided: dict[int, EntryOutcome]
-) -> list[EntryOutcome]:
+def _outcomes(entries: list[PreparedEntry], decided: dict[int, EntryOutcome]) -> list[EntryOutcome]:
     outcomes = []
-    for prepared in submission.entries:
+    for prepared in entries:
         index = prepared.entry.index
         if index in decided:
             outcomes.append(decided[index])

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from mutualrec.storage.models import LabResult, LabResultVersion, Patient
@@ -67,10 +67,47 @@ def create_results(
         # Sorted, so concurrent transactions take the unique-index locks in one order.
         for r in sorted(results, key=lambda r: r.identity)
     ]
-    inserted = insert_many_ignoring_conflicts(
-        session, LabResult, rows, returning=["identity", "id"]
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        inserted = _create_results_postgres(session, rows)
+    else:
+        inserted = insert_many_ignoring_conflicts(
+            session, LabResult, rows, returning=["identity", "id"]
+        )
     return {identity: lab_result_id for identity, lab_result_id in inserted}
+
+
+# One statement with one array per column: PostgreSQL plans it once, whatever the row count,
+# where a multi-row VALUES list binds seven parameters per row.
+_CREATE_RESULTS_SQL = text(
+    """
+    INSERT INTO lab_result (institution_id, identity, patient_key, current_version,
+                            current_status, current_sha256, updated_at)
+    SELECT :institution_id, r.identity, r.patient_key, 1, r.status, r.sha, :now
+    FROM unnest(CAST(:identities AS text[]), CAST(:patient_keys AS text[]),
+                CAST(:statuses AS text[]), CAST(:shas AS text[]))
+         WITH ORDINALITY AS r(identity, patient_key, status, sha, position)
+    ORDER BY r.position
+    ON CONFLICT DO NOTHING
+    RETURNING identity, id
+    """
+)
+
+
+def _create_results_postgres(session: Session, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    if not rows:
+        return []
+    result = session.execute(
+        _CREATE_RESULTS_SQL,
+        {
+            "institution_id": rows[0]["institution_id"],
+            "now": rows[0]["updated_at"],
+            "identities": [r["identity"] for r in rows],
+            "patient_keys": [r["patient_key"] for r in rows],
+            "statuses": [r["current_status"] for r in rows],
+            "shas": [r["current_sha256"] for r in rows],
+        },
+    )
+    return [tuple(row) for row in result]
 
 
 def lock_held(
@@ -117,9 +154,26 @@ def version_digests(
 
 
 def add_versions(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert version rows (columns of :class:`LabResultVersion`)."""
-    if rows:
+    """Insert version rows (columns of :class:`LabResultVersion`).
+
+    On PostgreSQL through COPY, inside the session's transaction: a bundle's thousand rows
+    cost one round trip and no statement to plan.
+    """
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
         session.execute(insert(LabResultVersion), rows)
+        return
+    columns = list(rows[0])
+    connection = session.connection().connection.driver_connection
+    assert connection is not None
+    names = ", ".join(columns)
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY lab_result_version ({names}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
 
 
 def set_current(

@@ -542,3 +542,21 @@ def test_eight_clients_sending_one_bundle_leave_one_result_and_one_version(
     assert _count(server, LabResult) == 20
     assert _count(server, LabResultVersion) == 20
     assert len(_documents(server)) == 1
+
+
+def test_parse_workers_in_other_processes_give_the_same_outcomes(tmp_path: Path) -> None:
+    running = start_server(make_settings(tmp_path, MUTUALREC_PARSE_WORKERS="2"))
+    server = next(running)
+    try:
+        key = server.add_hospital(HOSPITAL)
+        first = submit(server.channel, key, _three_results())
+        again = submit(server.channel, key, _three_results())
+        with pytest.raises(grpc.RpcError) as failure:
+            submit(server.channel, key, b"[1, 2")
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_request(failure.value) == {"body": "BAD_JSON"}
+    finally:
+        running.close()
+
+    assert _outcomes(first) == [ingest_pb2.CONTEXT] + [ingest_pb2.CREATED] * 3
+    assert _outcomes(again) == [ingest_pb2.CONTEXT] + [ingest_pb2.UNCHANGED] * 3
