@@ -14,6 +14,7 @@ import pydicom
 import pytest
 from sqlalchemy import func, select, text
 
+from mutualrec.server import max_message_bytes
 from mutualrec.storage.institutions import revoke_key
 from mutualrec.storage.models import Instance, Patient, PatientIdentifier, Series, Study
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
@@ -312,7 +313,7 @@ def test_oversized_chunk_rejects_that_instance_only(
 def test_message_beyond_grpc_limit(server: RunningServer, manifest: dict[str, Any]) -> None:
     study = manifest[CT]
     key = server.add_hospital(study["institution_code"])
-    huge = b"\0" * (3 * 1024 * 1024)
+    huge = b"\0" * (max_message_bytes(server.runtime.settings) + 1024)
     with pytest.raises(grpc.RpcError) as raised:
         upload(
             server.channel,
