@@ -8,6 +8,8 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -169,6 +171,60 @@ def _cmd_study_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_submission(name: str, response: Any) -> None:
+    from mutualrec.v1 import ingest_pb2
+
+    for entry in response.entries:
+        kind = ingest_pb2.EntryOutcomeKind.Name(entry.outcome)
+        line = f"{kind:<20} entry[{entry.index}] {entry.resource_type} {entry.identity}"
+        if entry.version:
+            line += f" v{entry.version}"
+        if entry.outcome == ingest_pb2.ENTRY_REJECTED:
+            line += "".join(f"\n    {v.field}: {v.description}" for v in entry.violations)
+        print(line)
+    c = response.counts
+    print(
+        f"{name}: created {c.created}, new version {c.updated_new_version}, unchanged "
+        f"{c.unchanged}, withdrawn {c.withdrawn}, rejected {c.rejected}"
+    )
+
+
+def _cmd_submit_fhir(args: argparse.Namespace) -> int:
+    from mutualrec.client.fhir import REFUSALS, refusal, response_dict, submit_document
+
+    key = _api_key(args)
+    report: list[dict[str, Any]] = []
+    rejected = False
+    with grpc.insecure_channel(args.server, options=_large_messages()) as channel:
+        for name in args.files:
+            body = Path(name).read_bytes()
+            try:
+                response = submit_document(channel, key, body, args.fhir_version)
+            except grpc.RpcError as error:
+                if error.code() not in REFUSALS:
+                    raise
+                rejected = True
+                refused = refusal(error)
+                report.append({"file": name, "refused": refused})
+                if not args.json:
+                    print(f"{name}: refused, {refused['code']}: {refused['message']}")
+                    for v in refused["violations"]:
+                        print(f"    {v['field']}: {v['description']}")
+                continue
+            rejected = rejected or response.counts.rejected > 0
+            report.append({"file": name, "response": response_dict(response)})
+            if not args.json:
+                _print_submission(name, response)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 1 if rejected else 0
+
+
+def _large_messages() -> list[tuple[str, int]]:
+    # The server sets the real limit (MUTUALREC_MAX_FHIR_MIB) and answers precisely beyond it.
+    return [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mutualrec`` command."""
     parser = argparse.ArgumentParser(prog="mutualrec", description=__doc__)
@@ -225,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("study_uid")
     client_options(status)
     status.set_defaults(run=_cmd_study_status)
+
+    fhir = commands.add_parser(
+        "submit-fhir", help="submit lab results: FHIR Observations or batch/transaction Bundles"
+    )
+    fhir.add_argument("files", nargs="+", metavar="FILE")
+    fhir.add_argument("--fhir-version", choices=["R4", "R5"], default="R4")
+    fhir.add_argument("--json", action="store_true", help="print the outcomes as JSON")
+    client_options(fhir)
+    fhir.set_defaults(run=_cmd_submit_fhir)
     return parser
 
 

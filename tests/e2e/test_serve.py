@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import SAMPLES, s3_env
+from tests.fhir_docs import bundle, encode, observation
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -200,6 +201,32 @@ def test_upload_cli_exit_status_and_rejections(
     bad_id = embedded.cli("upload", "--key", key, "--patient-id", "500103196803151091", *files)
     assert bad_id.returncode == 2
     assert "INVALID_ARGUMENT" in bad_id.stderr
+
+
+def test_submit_fhir_cli_reports_outcomes_and_refusals(
+    embedded: ServeProcess, tmp_path: Path
+) -> None:
+    key = _register(embedded, "H500103001")
+    batch = tmp_path / "batch.json"
+    batch.write_bytes(encode(bundle([observation("CLI-1"), observation("CLI-2", unit="mM")])))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"resourceType": "Observation", "status": ')
+
+    result = embedded.cli("submit-fhir", "--key", key, "--json", str(batch), str(bad))
+
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    outcomes = [e["outcome"] for e in report[0]["response"]["entries"]]
+    assert outcomes == ["CONTEXT", "CREATED", "ENTRY_REJECTED"]
+    assert report[1]["refused"]["code"] == "INVALID_ARGUMENT"
+    assert report[1]["refused"]["violations"][0]["field"] == "body"
+
+    again = embedded.cli("submit-fhir", "--key", key, str(tmp_path / "batch.json"))
+    assert again.returncode == 1  # the bad unit is still rejected
+    assert "UNCHANGED" in again.stdout
+    clean = tmp_path / "clean.json"
+    clean.write_bytes(encode(bundle([observation("CLI-1")])))
+    assert embedded.cli("submit-fhir", "--key", key, str(clean)).returncode == 0
 
 
 def test_postgres_needs_an_explicit_schema_upgrade(tmp_path: Path, postgres_url: str) -> None:

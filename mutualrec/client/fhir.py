@@ -1,0 +1,54 @@
+"""Client side of SubmitObservations: FHIR JSON files to the regional store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from mutualrec.client.upload import auth_metadata
+from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
+
+FHIR_VERSIONS = {"R4": ingest_pb2.FHIR_R4, "R5": ingest_pb2.FHIR_R5}
+# Whole-document refusals: the document (or the region's state) is at fault, not the service.
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+def submit_document(
+    channel: grpc.Channel, api_key: str, body: bytes, fhir_version: str = "R4"
+) -> ingest_pb2.SubmitObservationsResponse:
+    """Send one FHIR JSON document; raises grpc.RpcError when it is refused whole."""
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    response: ingest_pb2.SubmitObservationsResponse = stub.SubmitObservations(
+        ingest_pb2.SubmitObservationsRequest(body=body, fhir_version=FHIR_VERSIONS[fhir_version]),
+        metadata=auth_metadata(api_key),
+    )
+    return response
+
+
+def refusal(error: grpc.RpcError) -> dict[str, Any]:
+    """A refused call as JSON-ready data: status code, message, and field violations."""
+    violations: list[dict[str, str]] = []
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else []:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            violations.extend(
+                {"field": v.field, "description": v.description, "reason": v.reason}
+                for v in bad.field_violations
+            )
+    return {"code": error.code().name, "message": error.details(), "violations": violations}
+
+
+def response_dict(response: ingest_pb2.SubmitObservationsResponse) -> dict[str, Any]:
+    """A reply as JSON-ready data, with the proto's field names."""
+    return MessageToDict(response, preserving_proto_field_name=True)
