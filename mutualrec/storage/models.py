@@ -13,10 +13,12 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
     String,
+    Text,
     Time,
     UniqueConstraint,
     func,
@@ -54,6 +56,9 @@ class Institution(Base):
     district: Mapped[str] = mapped_column(String(64))
     # tertiary / secondary / primary: decides recognition scope between levels.
     level: Mapped[str] = mapped_column(String(16))
+    # Where a qualification's scope (city / region) reaches: a city and a cross-province region.
+    city: Mapped[str] = mapped_column(String(32), server_default="chongqing")
+    region: Mapped[str] = mapped_column(String(32), server_default="chengdu-chongqing")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
@@ -218,3 +223,131 @@ class LabResultVersion(Base):
     document_key: Mapped[str] = mapped_column(String(200))
     entry_index: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CatalogVersion(Base):
+    """A loaded version of the recognition catalog; versions are kept for the record."""
+
+    __tablename__ = "catalog_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source_text: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class CodeMapping(Base):
+    """An institution's local order, charge or result code and the catalog items it stands for.
+
+    ``item_codes`` is ';'-separated: a panel expands to several items; empty means the code is
+    known and deliberately maps to no recognized item.
+    """
+
+    __tablename__ = "code_mapping"
+
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), primary_key=True)
+    local_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_codes: Mapped[str] = mapped_column(String(400))
+    description: Mapped[str] = mapped_column(String(200))
+    loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Qualification(Base):
+    """A period during which an institution held the "HR" mark for an item or a category."""
+
+    __tablename__ = "qualification"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    item_code: Mapped[str | None] = mapped_column(String(32))
+    category: Mapped[str | None] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(16))
+    valid_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ItemPrice(Base):
+    """An institution's own price of a catalog item (yuan, decimal text)."""
+
+    __tablename__ = "item_price"
+
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), primary_key=True)
+    item_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    price: Mapped[str] = mapped_column(String(20))
+    loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class RecognitionResult(Base):
+    """A result as recognition reads it: one row per (result, catalog item), current version.
+
+    Kept up to date by ingest, so the ordering-time check is one indexed read per patient.
+    ``detail`` is JSON with what the doctor sees (value and range, or the study summary).
+    """
+
+    __tablename__ = "recognition_result"
+    __table_args__ = (
+        UniqueConstraint("result_ref", "item_code"),
+        Index("ix_recognition_result_patient_item", "patient_key", "item_code"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    patient_key: Mapped[str] = mapped_column(String(64))
+    item_code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))
+    result_ref: Mapped[str] = mapped_column(String(80))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(24))
+    report_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class RecognitionCheck(Base):
+    """One ordering-time check, as received: who asked, for whom, when."""
+
+    __tablename__ = "recognition_check"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    patient_key: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    catalog_version: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[str] = mapped_column(String(64))
+    department: Mapped[str] = mapped_column(String(64))
+    emergency: Mapped[bool] = mapped_column()
+
+
+class CheckLine(Base):
+    """One line of a check: the ordered code, the item, the verdict and the result cited."""
+
+    __tablename__ = "check_line"
+
+    check_id: Mapped[str] = mapped_column(ForeignKey("recognition_check.id"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ordered_code: Mapped[str] = mapped_column(String(64))
+    item_code: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(String(500))
+    result_ref: Mapped[str] = mapped_column(String(80))
+    result_version: Mapped[int] = mapped_column(Integer)
+    issuer_institution_id: Mapped[int | None] = mapped_column(ForeignKey("institution.id"))
+    estimated_saving: Mapped[str] = mapped_column(String(20))
+
+
+class Decision(Base):
+    """The doctor's decision on a check line; the primary key makes it happen once."""
+
+    __tablename__ = "decision"
+
+    check_id: Mapped[str] = mapped_column(primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    accepted: Mapped[bool] = mapped_column()
+    reason: Mapped[str] = mapped_column(String(40))
+    reason_text: Mapped[str] = mapped_column(String(500))
+    booked_saving: Mapped[str] = mapped_column(String(20))
+    decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    __table_args__ = (
+        ForeignKeyConstraint(["check_id", "line"], ["check_line.check_id", "check_line.line"]),
+    )
