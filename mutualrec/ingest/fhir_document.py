@@ -135,6 +135,7 @@ def _read_entries(kind: BundleKind, raw_entries: list[Any]) -> FhirDocument:
             raw = {}
             found.append(Violation(path, "an entry must be a JSON object", "BAD_ENTRY"))
         resource = raw.get("resource")
+        has_resource = isinstance(resource, dict)
         if not isinstance(resource, dict):
             resource = {}
             found.append(
@@ -143,7 +144,7 @@ def _read_entries(kind: BundleKind, raw_entries: list[Any]) -> FhirDocument:
         resource_type = resource.get("resourceType")
         if not isinstance(resource_type, str):
             resource_type = ""
-        if resource and resource_type != INDEXED_TYPE and resource_type not in CONTEXT_TYPES:
+        if has_resource and resource_type != INDEXED_TYPE and resource_type not in CONTEXT_TYPES:
             found.append(
                 Violation(
                     f"{path}.resource.resourceType",

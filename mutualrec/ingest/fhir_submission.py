@@ -128,7 +128,9 @@ def _report_context(reports: list[PreparedEntry], bundle: _Bundle) -> dict[int, 
     contexts: dict[int, ReportContext] = {}
     for report in reports:
         resource = report.entry.resource
-        identity = observation_identity(resource) or report.entry.full_url
+        # Not the fullUrl: a LIS regenerates urn:uuid references on every send, and the report
+        # reference is part of a result's content.
+        identity = observation_identity(resource) or ""
         issued = resource.get("issued")
         try:
             issued_at = parse_fhir_time(issued) if isinstance(issued, str) else None
@@ -156,16 +158,18 @@ def _subject(prepared: PreparedEntry, bundle: _Bundle) -> IdentityDocument | Vio
     if not isinstance(subject, dict):
         return Violation(entry.field("subject"), "required, missing", "MISSING_FIELD")
     identifier = subject.get("identifier")
+    reference = _reference(subject)
     if isinstance(identifier, dict):
         found = identity_from_identifier(identifier, entry.field("subject.identifier"))
         if found is not None:
             return found
-        return Violation(
-            entry.field("subject.identifier.system"),
-            "the subject's identifier is not an identity document the region knows",
-            "MISSING_IDENTITY",
-        )
-    reference = _reference(subject)
+        if not reference:
+            return Violation(
+                entry.field("subject.identifier.system"),
+                "the subject's identifier is not an identity document the region knows",
+                "MISSING_IDENTITY",
+            )
+        # An MRN beside a reference: the referenced Patient names the document.
     target = bundle.resolve(reference) if reference else None
     if target is None or target.entry.resource_type != "Patient":
         return Violation(

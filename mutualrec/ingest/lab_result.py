@@ -31,6 +31,8 @@ LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 _LOINC_SHAPE = re.compile(r"^\d{1,7}-\d$")
 _FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+# FHIR dateTime/instant with a time: seconds and a zone are required, fractions optional.
+_FHIR_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
 # Statuses that correct a final result; a changed final result must carry one of them.
@@ -152,10 +154,9 @@ def parse_fhir_time(text: str) -> dt.datetime:
     if match:
         year, month, day = match.groups()
         return dt.datetime(int(year), int(month or 1), int(day or 1), tzinfo=LOCAL_ZONE)
-    value = dt.datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError("a time of day needs a zone offset")
-    return value
+    if not _FHIR_DATETIME.match(text):
+        raise ValueError("not a FHIR dateTime: YYYY-MM-DDThh:mm:ss[.fff] and a zone")
+    return dt.datetime.fromisoformat(text)
 
 
 @functools.lru_cache(maxsize=4096)
