@@ -18,6 +18,10 @@ from mutualrec.security.api_keys import (
 from mutualrec.storage.models import ApiKey, Institution
 
 LEVELS = ("tertiary", "secondary", "primary")
+DEFAULT_CITY = "chongqing"
+DEFAULT_REGION = "chengdu-chongqing"
+# Width of the institution.city and institution.region columns.
+PLACE_MAX = 32
 
 
 class DuplicateInstitution(Exception):
@@ -29,15 +33,30 @@ class UnknownInstitution(LookupError):
 
 
 def add_institution(
-    session: Session, code: str, name: str, district: str, level: str
+    session: Session,
+    code: str,
+    name: str,
+    district: str,
+    level: str,
+    *,
+    city: str = DEFAULT_CITY,
+    region: str = DEFAULT_REGION,
 ) -> Institution:
-    """Register an institution; ``code`` is its stable identifier in the region."""
+    """Register an institution; ``code`` is its stable identifier in the region.
+
+    ``city`` and ``region`` decide which qualification scopes reach it; they are compared
+    exactly, so they are stored in lower case.
+    """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
     if not code.strip() or not name.strip():
         raise ValueError("an institution needs a code and a name")
+    place = {"city": city.strip().lower(), "region": region.strip().lower()}
+    for label, value in place.items():
+        if not value or len(value) > PLACE_MAX:
+            raise ValueError(f"an institution's {label} is 1 to {PLACE_MAX} characters")
     institution = Institution(
-        code=code.strip(), name=name.strip(), district=district.strip(), level=level
+        code=code.strip(), name=name.strip(), district=district.strip(), level=level, **place
     )
     session.add(institution)
     try:
