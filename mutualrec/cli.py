@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import functools
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -24,6 +26,10 @@ from mutualrec.storage.db import (
     make_engine,
     upgrade,
 )
+from mutualrec.violations import Rejected, Violation
+
+if TYPE_CHECKING:
+    from mutualrec.matching.catalog import Catalog
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -66,7 +72,15 @@ def _cmd_add_institution(args: argparse.Namespace) -> int:
     from mutualrec.storage.institutions import add_institution
 
     with _admin_sessions().begin() as session:
-        institution = add_institution(session, args.code, args.name, args.district, args.level)
+        institution = add_institution(
+            session,
+            args.code,
+            args.name,
+            args.district,
+            args.level,
+            city=args.city,
+            region=args.region,
+        )
         print(f"institution {institution.code} ({institution.name}) added")
     return 0
 
@@ -88,6 +102,150 @@ def _cmd_revoke_key(args: argparse.Namespace) -> int:
         revoked = revoke_key(session, args.key_id)
     print("revoked" if revoked else "no live key with that id")
     return 0 if revoked else 1
+
+
+AdminCommand = Callable[[argparse.Namespace], int]
+
+
+def _reporting_rejections(command: AdminCommand) -> AdminCommand:
+    """``command``, printing a rejection violation by violation and exiting with status 2."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except Rejected as rejection:
+            print(f"mutualrec: {rejection.summary}", file=sys.stderr)
+            for violation in rejection.violations:
+                print(f"  {violation.field}: {violation.description}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _read_text(name: str) -> str:
+    """A file's text as it is on disk (no newline translation): its SHA-256 is the file's."""
+    data = Path(name).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _current_catalog(session: Session) -> Catalog:
+    from mutualrec.storage import catalog_store
+
+    # A database no server has started on yet still checks against the packaged catalog.
+    catalog_store.ensure_packaged_catalog(session)
+    return catalog_store.current_catalog(session)
+
+
+@_reporting_rejections
+def _cmd_load_catalog(args: argparse.Namespace) -> int:
+    from mutualrec.matching.catalog import load_catalog
+    from mutualrec.storage.catalog_store import ensure_catalog
+
+    text = _read_text(args.file)
+    catalog = load_catalog(text, args.version)
+    with _admin_sessions().begin() as session:
+        recorded = ensure_catalog(session, catalog, text)
+    state = "loaded" if recorded else "was already loaded with this content"
+    print(f"catalog {catalog.version} {state}: {len(catalog.items)} items, sha256 {catalog.sha256}")
+    return 0
+
+
+def _cmd_catalog_versions(_args: argparse.Namespace) -> int:
+    from mutualrec.storage.catalog_store import catalog_versions
+
+    with _admin_sessions()() as session:
+        versions = catalog_versions(session)
+    if not versions:
+        print("no catalog version recorded yet: the server records the packaged one at start")
+    for info in versions:
+        current = "  (current)" if info is versions[-1] else ""
+        print(
+            f"{info.version:<12} {info.item_count:>4} items  "
+            f"loaded {info.loaded_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}Z  "
+            f"sha256 {info.sha256}{current}"
+        )
+    return 0
+
+
+@_reporting_rejections
+def _cmd_load_mappings(args: argparse.Namespace) -> int:
+    from mutualrec.storage.catalog_store import load_code_mappings
+
+    text = _read_text(args.file)
+    with _admin_sessions().begin() as session:
+        catalog = _current_catalog(session)
+        count = load_code_mappings(session, args.institution, text, catalog)
+    print(
+        f"code mapping of {args.institution} loaded: {count} local code(s), checked against "
+        f"catalog {catalog.version}; it replaces the previous mapping"
+    )
+    return 0
+
+
+def _moment(text: str, option: str, violations: list[Violation]) -> dt.datetime | None:
+    """An ISO date or date-time; one without a zone is on the region's clock (Asia/Shanghai)."""
+    from mutualrec.matching.reasons import LOCAL_ZONE
+
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        violations.append(
+            Violation(
+                option,
+                f"{text!r} is not an ISO date (2026-01-01) or date-time (2026-01-01T08:00+08:00)",
+                "BAD_DATETIME",
+            )
+        )
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=LOCAL_ZONE)
+
+
+@_reporting_rejections
+def _cmd_add_qualification(args: argparse.Namespace) -> int:
+    from mutualrec.storage.catalog_store import add_qualification
+
+    violations: list[Violation] = []
+    valid_from = _moment(args.valid_from, "--from", violations)
+    valid_until = None if args.until is None else _moment(args.until, "--until", violations)
+    if valid_from is None or violations:
+        raise Rejected(f"the qualification has {len(violations)} problem(s)", violations)
+    with _admin_sessions().begin() as session:
+        qualification_id = add_qualification(
+            session,
+            args.institution,
+            item_code=args.item,
+            category=args.category,
+            scope=args.scope,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            catalog=_current_catalog(session),
+        )
+    what = f"item {args.item.strip().upper()}" if args.item else f"every {args.category} item"
+    until = "further notice" if valid_until is None else valid_until.isoformat()
+    print(
+        f"qualification {qualification_id} added: {args.institution} holds {what}, "
+        f"{args.scope} scope, from {valid_from.isoformat()} until {until}"
+    )
+    return 0
+
+
+@_reporting_rejections
+def _cmd_load_prices(args: argparse.Namespace) -> int:
+    from mutualrec.storage.catalog_store import load_prices
+
+    text = _read_text(args.file)
+    with _admin_sessions().begin() as session:
+        catalog = _current_catalog(session)
+        count = load_prices(session, args.institution, text, catalog)
+    print(
+        f"price list of {args.institution} loaded: {count} item(s); "
+        "it replaces the previous price list"
+    )
+    return 0
 
 
 def _api_key(args: argparse.Namespace) -> str:
@@ -220,6 +378,65 @@ def _cmd_submit_fhir(args: argparse.Namespace) -> int:
     return 1 if rejected else 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from mutualrec.client.recognition import check_order
+    from mutualrec.v1 import recognition_pb2
+
+    with grpc.insecure_channel(args.server) as channel:
+        response = check_order(
+            channel,
+            _api_key(args),
+            args.patient_id,
+            args.items,
+            document_type=args.id_type,
+            issuing_country=args.country,
+            order_id=args.order_id,
+            department=args.department,
+        )
+    if args.json:
+        print(
+            json.dumps(
+                MessageToDict(response, preserving_proto_field_name=True),
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    print(f"check {response.check_id} (catalog {response.catalog_version})")
+    for line in response.lines:
+        verdict = recognition_pb2.Verdict.Name(line.verdict)
+        print(f"  [{line.line}] {line.ordered_code:<14} {verdict:<21} {line.reason}")
+    print(f"estimated saving if accepted: {response.total_estimated_saving} yuan")
+    return 0
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from mutualrec.client.recognition import record_decision
+
+    with grpc.insecure_channel(args.server) as channel:
+        response = record_decision(
+            channel,
+            _api_key(args),
+            args.check_id,
+            int(args.item) if args.item.isdigit() else args.item,
+            args.decision,
+            args.reason,
+            args.text,
+        )
+    if args.json:
+        print(
+            json.dumps(
+                MessageToDict(response, preserving_proto_field_name=True),
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        again = " (already recorded)" if response.already_recorded else ""
+        print(f"line {response.line}: {args.decision}, booked {response.booked_saving}{again}")
+    return 0
+
+
 def _large_messages() -> list[tuple[str, int]]:
     # The server sets the real limit (MUTUALREC_MAX_FHIR_MIB) and answers precisely beyond it.
     return [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
@@ -244,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True)
     add.add_argument("--district", required=True)
     add.add_argument("--level", required=True, choices=["tertiary", "secondary", "primary"])
+    add.add_argument("--city", default="chongqing", help="reached by city-scope qualifications")
+    add.add_argument(
+        "--region", default="chengdu-chongqing", help="reached by region-scope qualifications"
+    )
     add.set_defaults(run=_cmd_add_institution)
     issue = admin.add_parser("issue-key", help="make an API key for an institution")
     issue.add_argument("--institution", required=True, metavar="CODE")
@@ -251,6 +472,43 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = admin.add_parser("revoke-key", help="revoke an API key by its id")
     revoke.add_argument("key_id")
     revoke.set_defaults(run=_cmd_revoke_key)
+
+    load = admin.add_parser("load-catalog", help="record a catalog file as a new version")
+    load.add_argument("file", metavar="FILE", help="catalog CSV")
+    load.add_argument("--version", required=True, help="the version it is cited as, e.g. 2026.2")
+    load.set_defaults(run=_cmd_load_catalog)
+    admin.add_parser("catalog-versions", help="list the recorded catalog versions").set_defaults(
+        run=_cmd_catalog_versions
+    )
+    mappings = admin.add_parser(
+        "load-mappings", help="replace an institution's local code -> catalog item mapping"
+    )
+    mappings.add_argument("--institution", required=True, metavar="CODE")
+    mappings.add_argument("file", metavar="FILE", help="CSV: local_code,item_codes,description")
+    mappings.set_defaults(run=_cmd_load_mappings)
+    qualify = admin.add_parser(
+        "add-qualification", help="record an institution's recognition (HR) qualification"
+    )
+    qualify.add_argument("--institution", required=True, metavar="CODE")
+    what = qualify.add_mutually_exclusive_group(required=True)
+    what.add_argument("--item", metavar="CODE", help="one catalog item")
+    what.add_argument("--category", choices=["lab", "imaging"], help="every item of a category")
+    qualify.add_argument("--scope", required=True, choices=["city", "region", "national"])
+    qualify.add_argument(
+        "--from",
+        dest="valid_from",
+        required=True,
+        metavar="WHEN",
+        help="ISO date or date-time; without a zone, Asia/Shanghai",
+    )
+    qualify.add_argument(
+        "--until", metavar="WHEN", help="end, exclusive (default: held until further notice)"
+    )
+    qualify.set_defaults(run=_cmd_add_qualification)
+    prices = admin.add_parser("load-prices", help="replace an institution's own price list")
+    prices.add_argument("--institution", required=True, metavar="CODE")
+    prices.add_argument("file", metavar="FILE", help="CSV: item_code,price_cny")
+    prices.set_defaults(run=_cmd_load_prices)
 
     def client_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--server", default=os.environ.get("MUTUALREC_SERVER", DEFAULT_SERVER))
@@ -290,6 +548,31 @@ def build_parser() -> argparse.ArgumentParser:
     fhir.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     client_options(fhir)
     fhir.set_defaults(run=_cmd_submit_fhir)
+
+    check = commands.add_parser(
+        "check", help="which ordered items the patient already holds a recognizable result of"
+    )
+    check.add_argument("items", nargs="+", metavar="ITEM", help="catalog, LOINC or local codes")
+    check.add_argument("--patient-id", required=True, help="identity document number")
+    check.add_argument("--id-type", default="RESIDENT_ID_CARD", help="identity document type")
+    check.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
+    check.add_argument("--order-id", default="", help="the HIS's order number, for the record")
+    check.add_argument("--department", default="")
+    check.add_argument("--json", action="store_true", help="print the reply as JSON")
+    client_options(check)
+    check.set_defaults(run=_cmd_check)
+
+    from mutualrec.client.recognition import DECLINE_REASONS
+
+    decide = commands.add_parser("decide", help="record the doctor's decision on a check line")
+    decide.add_argument("check_id")
+    decide.add_argument("item", metavar="ITEM", help="the line's catalog item code, or its number")
+    decide.add_argument("decision", choices=["accept", "decline"])
+    decide.add_argument("--reason", default="", choices=["", *DECLINE_REASONS])
+    decide.add_argument("--text", default="", help="the reason in words (needed for other)")
+    decide.add_argument("--json", action="store_true", help="print the reply as JSON")
+    client_options(decide)
+    decide.set_defaults(run=_cmd_decide)
     return parser
 
 

@@ -51,6 +51,7 @@ class Settings:
     shutdown_grace_seconds: float
     blocking_workers: int
     parse_workers: int
+    auth_cache_seconds: float
     processes: int
 
 
@@ -155,6 +156,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_fhir_bytes=int(_number(env, "MAX_FHIR_MIB", 16, 1) * MIB),
         shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", 30, 0),
         blocking_workers=int(_number(env, "BLOCKING_WORKERS", 8, 1)),
+        auth_cache_seconds=_number(env, "AUTH_CACHE_SECONDS", 30, 0),
         parse_workers=int(_number(env, "PARSE_WORKERS", os.cpu_count() or 1, 0)),
         processes=processes,
     )

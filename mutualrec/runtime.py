@@ -15,6 +15,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.config import Settings
+from mutualrec.recognition.checks import Recognition
+from mutualrec.recognition.reference import ReferenceCache
+from mutualrec.security.principal_cache import PrincipalCache
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
 from mutualrec.storage.objects import ObjectStore
@@ -35,6 +38,9 @@ class Runtime:
     # Pure CPU work (parsing and validating documents) runs here: worker processes use every
     # core whatever the number of connections, where threads would share one GIL.
     cpu_executor: Executor
+    reference: ReferenceCache
+    recognition: Recognition
+    principals: PrincipalCache
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -55,13 +61,18 @@ class Runtime:
             # Started now, not on the first request: a worker needs a second to import.
             for _ in range(settings.parse_workers):
                 cpu_executor.submit(_start_parse_worker)
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        reference = ReferenceCache(sessions)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=sessionmaker(engine, expire_on_commit=False),
+            sessions=sessions,
             store=open_object_store(settings),
             executor=executor,
             cpu_executor=cpu_executor,
+            reference=reference,
+            recognition=Recognition(sessions, reference),
+            principals=PrincipalCache(settings.auth_cache_seconds),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -21,10 +21,19 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 
 from mutualrec import __version__
+from mutualrec.api.catalog_service import CatalogService
 from mutualrec.api.ingest_service import IngestService
+from mutualrec.api.recognition_service import RecognitionService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
-from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
+from mutualrec.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    recognition_pb2,
+    recognition_pb2_grpc,
+)
 
 # Room for a 1 MiB chunk, or the largest FHIR document allowed, plus framing; larger messages
 # still reach our own checks (and get a precise field violation) up to twice that size, beyond
@@ -37,7 +46,11 @@ def max_message_bytes(settings: Settings) -> int:
     return 2 * max(settings.max_chunk_bytes, settings.max_fhir_bytes) + FRAMING_BYTES
 
 
-SERVICE_NAMES = (ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,)
+SERVICE_NAMES = (
+    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+    recognition_pb2.DESCRIPTOR.services_by_name["RecognitionService"].full_name,
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+)
 
 
 async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
@@ -52,6 +65,10 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
         ]
     )
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestService(runtime), server)
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogService(runtime), server)
+    recognition_pb2_grpc.add_RecognitionServiceServicer_to_server(
+        RecognitionService(runtime), server
+    )
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -92,6 +92,8 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
         # Parsing on the server's threads: a test server starts in milliseconds, not a second;
         # the worker processes have their own tests.
         "MUTUALREC_PARSE_WORKERS": "0",
+        # Revocation takes effect at once, as tests of it expect.
+        "MUTUALREC_AUTH_CACHE_SECONDS": "0",
     }
     base.update(env)
     return load_settings(base)

@@ -21,6 +21,7 @@ from mutualrec.ingest.study_upload import (
     StudyUpload,
     parse_declaration,
 )
+from mutualrec.recognition.result_items import index_study, lab_item_mapper
 from mutualrec.runtime import Runtime
 from mutualrec.storage import imaging_index as index
 from mutualrec.storage.imaging_index import StudyOverview
@@ -136,6 +137,10 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
                 ],
             )
         overview = await self.runtime.run_blocking(upload.overview)
+        if overview is not None:
+            await self.runtime.run_blocking(
+                self._index_for_recognition, overview.study_instance_uid
+            )
         return ingest_pb2.UploadStudyResponse(
             instances=[_outcome_proto(o) for o in upload.outcomes],
             counts=_counts(upload.outcomes),
@@ -260,6 +265,11 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             max_instance_bytes=settings.max_instance_bytes,
         )
 
+    def _index_for_recognition(self, study_instance_uid: str) -> None:
+        catalog = self.runtime.reference.data().catalog
+        with self.runtime.sessions.begin() as session:
+            index_study(session, study_instance_uid, catalog)
+
     async def GetStudyStatus(
         self, request: ingest_pb2.GetStudyStatusRequest, context: Context
     ) -> ingest_pb2.GetStudyStatusResponse:
@@ -342,10 +352,14 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             await abort_with_violations(
                 context, grpc.StatusCode.INVALID_ARGUMENT, prepared.summary, prepared.violations
             )
+        items_of = await self.runtime.run_blocking(
+            lab_item_mapper, self.runtime.reference, principal.institution_id
+        )
         submission = LabSubmission(
             store=self.runtime.store,
             sessions=self.runtime.sessions,
             institution_id=principal.institution_id,
+            items_of=items_of,
         )
         try:
             result = await self.runtime.run_blocking(submission.write, prepared, request.body)

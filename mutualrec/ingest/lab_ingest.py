@@ -26,7 +26,8 @@ from mutualrec.ingest.fhir_validation import FhirVersion
 from mutualrec.ingest.lab_result import LabResult
 from mutualrec.ingest.lab_versions import Change, HeldResult, Transition, decide_transition
 from mutualrec.matching.facts import ResultStatus
-from mutualrec.storage import lab_index
+from mutualrec.recognition.result_items import lab_ref, lab_rows
+from mutualrec.storage import lab_index, recognition_index
 from mutualrec.storage.objects import ObjectNotFound, ObjectStore
 from mutualrec.violations import Rejected, Violation
 
@@ -245,10 +246,13 @@ class LabSubmission:
         store: ObjectStore,
         sessions: Callable[[], Session],
         institution_id: int,
+        items_of: Callable[[LabResult], frozenset[str]],
     ) -> None:
+        """``items_of`` names the catalog items a result is, for the recognition index."""
         self.store = store
         self.sessions = sessions
         self.institution_id = institution_id
+        self.items_of = items_of
 
     def write(self, batch: PreparedBatch, body: bytes) -> SubmissionResult:
         """Keep ``body`` and index the batch prepared from it.
@@ -324,6 +328,7 @@ class LabSubmission:
                 if p.result.identity in held and p.sha256 != held[p.result.identity].content_sha256
             ),
         )
+        held_ids = {row.lab_result_id for row in held.values()}
         states: dict[str, _State] = {}
         for identity, row in held.items():
             known = {sha: v for (i, sha), v in digests.items() if i == row.lab_result_id}
@@ -340,6 +345,8 @@ class LabSubmission:
                 row.version,
             )
         rows: list[dict[str, Any]] = []
+        # The recognition rows of each result's newest version; written with the versions.
+        recognized: dict[str, list[dict[str, Any]]] = {}
         decided: dict[int, EntryOutcome] = {}
         for item in pending:
             identity = item.result.identity
@@ -375,6 +382,14 @@ class LabSubmission:
                     item.patient_key,
                     {**state.held.versions_by_sha256, item.sha256: transition.version},
                 )
+                recognized[lab_ref(state.lab_result_id)] = lab_rows(
+                    state.lab_result_id,
+                    item.result,
+                    item.patient_key,
+                    transition.version,
+                    self.institution_id,
+                    self.items_of(item.result),
+                )
             decided[item.prepared.entry.index] = _decided_outcome(item, transition, state)
         refused = [o for o in decided.values() if o.kind is EntryKind.REJECTED]
         if kind.all_or_nothing and refused:
@@ -383,6 +398,13 @@ class LabSubmission:
                 [v for o in refused for v in o.violations],
             )
         lab_index.add_versions(session, rows)
+        recognition_index.upsert_results(
+            session, [row for item_rows in recognized.values() for row in item_rows]
+        )
+        updated = {ref for ref in recognized if int(ref.removeprefix("lab:")) in held_ids}
+        recognition_index.drop_stale_items(
+            session, {ref: [r["item_code"] for r in recognized[ref]] for ref in updated}
+        )
         lab_index.set_current(
             session,
             [

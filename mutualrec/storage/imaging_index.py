@@ -347,3 +347,29 @@ def study_overview(session: Session, study_instance_uid: str) -> StudyOverview |
         instance_count=len(instances),
         size_bytes=sum(i.size_bytes for i in instances),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StudyParties:
+    """Whose a study is and who made it: what recognition keys the study's results by."""
+
+    patient_key: str
+    institution_id: int
+    series: list[tuple[str, str, bool]]
+
+
+def study_parties(session: Session, study_instance_uid: str) -> StudyParties | None:
+    """The patient, the issuing institution and each series' (modality, body part, contrast)."""
+    study = session.execute(
+        select(Study.id, Study.patient_key, Study.institution_id).where(
+            Study.study_instance_uid == study_instance_uid
+        )
+    ).one_or_none()
+    if study is None:
+        return None
+    series = session.execute(
+        select(Series.modality, Series.body_part, Series.contrast).where(
+            Series.study_id == study.id
+        )
+    ).all()
+    return StudyParties(study.patient_key, study.institution_id, [(m, b, c) for m, b, c in series])

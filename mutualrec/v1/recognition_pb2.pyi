@@ -182,18 +182,20 @@ class CheckOrderResponse(_message.Message):
     def __init__(self, check_id: _Optional[str] = ..., received_at: _Optional[str] = ..., catalog_version: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CheckLine, _Mapping]]] = ..., total_estimated_saving: _Optional[str] = ...) -> None: ...
 
 class RecordDecisionRequest(_message.Message):
-    __slots__ = ("check_id", "line", "decision", "reason", "reason_text")
+    __slots__ = ("check_id", "line", "item_code", "decision", "reason", "reason_text")
     CHECK_ID_FIELD_NUMBER: _ClassVar[int]
     LINE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_CODE_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REASON_TEXT_FIELD_NUMBER: _ClassVar[int]
     check_id: str
     line: int
+    item_code: str
     decision: Decision
     reason: DeclineReason
     reason_text: str
-    def __init__(self, check_id: _Optional[str] = ..., line: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., reason: _Optional[_Union[DeclineReason, str]] = ..., reason_text: _Optional[str] = ...) -> None: ...
+    def __init__(self, check_id: _Optional[str] = ..., line: _Optional[int] = ..., item_code: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., reason: _Optional[_Union[DeclineReason, str]] = ..., reason_text: _Optional[str] = ...) -> None: ...
 
 class RecordDecisionResponse(_message.Message):
     __slots__ = ("check_id", "line", "decision", "reason", "booked_saving", "already_recorded", "decided_at")

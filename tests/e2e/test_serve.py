@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import SAMPLES, s3_env
-from tests.fhir_docs import bundle, encode, observation
+from tests.fhir_docs import PATIENT_ID, bundle, encode, observation
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -227,6 +228,49 @@ def test_submit_fhir_cli_reports_outcomes_and_refusals(
     clean = tmp_path / "clean.json"
     clean.write_bytes(encode(bundle([observation("CLI-1")])))
     assert embedded.cli("submit-fhir", "--key", key, str(clean)).returncode == 0
+
+
+def test_check_and_decide_cli_over_a_submitted_result(
+    embedded: ServeProcess, tmp_path: Path
+) -> None:
+    issuer = _register(embedded, "H500103001")
+    asker = _register(embedded, "H500106002")
+    qualified = embedded.cli(
+        "admin",
+        "add-qualification",
+        "--institution",
+        "H500103001",
+        "--category",
+        "lab",
+        "--scope",
+        "city",
+        "--from",
+        "2020-01-01",
+    )
+    assert qualified.returncode == 0, qualified.stderr
+    issued = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    results = tmp_path / "k.json"
+    results.write_bytes(encode(bundle([observation("CLI-K", issued=issued.isoformat())])))
+    assert embedded.cli("submit-fhir", "--key", issuer, str(results)).returncode == 0
+
+    checked = embedded.cli(
+        "check", "--key", asker, "--patient-id", PATIENT_ID, "--json", "LAB-K", "LAB-NA"
+    )
+
+    assert checked.returncode == 0, checked.stderr
+    reply = json.loads(checked.stdout)
+    assert [line["verdict"] for line in reply["lines"]] == ["RECOGNIZABLE", "NO_RESULT"]
+    check_id = reply["check_id"]
+    accepted = embedded.cli("decide", "--key", asker, "--json", check_id, "LAB-K", "accept")
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["booked_saving"] == "4.00"
+    refused = embedded.cli(
+        "decide", "--key", asker, check_id, "LAB-K", "decline", "--reason", "patient-request"
+    )
+    assert refused.returncode == 2
+    assert "FAILED_PRECONDITION" in refused.stderr
+    readable = embedded.cli("check", "--key", asker, "--patient-id", PATIENT_ID, "LAB-K")
+    assert "RECOGNIZABLE" in readable.stdout
 
 
 def test_postgres_needs_an_explicit_schema_upgrade(tmp_path: Path, postgres_url: str) -> None:

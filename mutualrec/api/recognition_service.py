@@ -1,0 +1,227 @@
+"""RecognitionService: the HIS's ordering-time check and the doctor's decision."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import TypeAlias
+
+import grpc
+
+from mutualrec.api.auth import require_hospital
+from mutualrec.api.status import abort_with_violations
+from mutualrec.identity import InvalidIdentity, parse_identity, patient_key
+from mutualrec.matching.decisions import DeclineReason
+from mutualrec.recognition.checks import (
+    CheckContext,
+    CheckReport,
+    DecisionConflict,
+    UnknownCheckLine,
+)
+from mutualrec.recognition.order_check import CheckedLine
+from mutualrec.runtime import Runtime
+from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
+from mutualrec.violations import Rejected, Violation
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+_VERDICTS = {
+    "RECOGNIZABLE": recognition_pb2.RECOGNIZABLE,
+    "EXPIRED": recognition_pb2.EXPIRED,
+    "NO_RESULT": recognition_pb2.NO_RESULT,
+    "ISSUER_NOT_QUALIFIED": recognition_pb2.ISSUER_NOT_QUALIFIED,
+    "PRELIMINARY_ONLY": recognition_pb2.PRELIMINARY_ONLY,
+    "NOT_COVERED": recognition_pb2.NOT_COVERED,
+    "UNKNOWN_CODE": recognition_pb2.UNKNOWN_CODE,
+}
+_DECLINE_REASONS = {reason: getattr(recognition_pb2, reason.value) for reason in DeclineReason}
+_REASONS_BY_PROTO = {number: reason for reason, number in _DECLINE_REASONS.items()}
+# Where a doctor opens a recognized study's images (the imaging history service's locator).
+STUDY_URL = "mutualrec://study/{uid}"
+
+
+def _time(moment: dt.datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _money(amount: Decimal) -> str:
+    return str(amount.quantize(Decimal("0.01")))
+
+
+def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | None:
+    finding, cited = checked.finding, checked.cited
+    if finding.result is None or cited is None:
+        return None
+    detail = json.loads(cited.detail or "{}")
+    result = recognition_pb2.RecognizedResult(
+        kind=cited.kind,
+        result_ref=cited.result_ref,
+        version=cited.version,
+        status=cited.status,
+        issuer_code=finding.result.issuer.code,
+        issuer_name=finding.result.issuer.name,
+        report_time=_time(cited.report_time),
+        age_seconds=int(finding.age.total_seconds()) if finding.age is not None else 0,
+        valid_until=_time(finding.valid_until),
+        item_code=cited.item_code,
+    )
+    if cited.kind == "lab":
+        result.lab.CopyFrom(
+            recognition_pb2.LabValue(
+                loinc=str(detail.get("loinc", "")),
+                display=str(detail.get("display", "")),
+                value=str(detail.get("value", "")),
+                unit=str(detail.get("unit", "")),
+                reference_range=str(detail.get("range", "")),
+                interpretation=str(detail.get("interpretation", "")),
+            )
+        )
+    else:
+        uid = str(detail.get("study_instance_uid", ""))
+        result.imaging.CopyFrom(
+            recognition_pb2.ImagingStudyRef(
+                study_instance_uid=uid,
+                accession_number=str(detail.get("accession_number", "")),
+                modalities=str(detail.get("modalities", "")),
+                body_parts=str(detail.get("body_parts", "")),
+                contrast=bool(detail.get("contrast", False)),
+                description=str(detail.get("description", "")),
+                instance_count=int(detail.get("instance_count", 0)),
+                open_url=STUDY_URL.format(uid=uid),
+            )
+        )
+    return result
+
+
+def _report_proto(report: CheckReport) -> recognition_pb2.CheckOrderResponse:
+    lines = []
+    for number, checked in enumerate(report.lines):
+        finding = checked.finding
+        item = checked.line.item
+        lines.append(
+            recognition_pb2.CheckLine(
+                line=number,
+                ordered_code=checked.line.ordered_code,
+                item_code=item.code if item else "",
+                item_name=item.name_zh if item else "",
+                verdict=_VERDICTS[finding.verdict.value],
+                reason=finding.reason,
+                result=_result_proto(checked),
+                estimated_saving=_money(finding.saving),
+                expired_since=_time(finding.expired_since),
+            )
+        )
+    return recognition_pb2.CheckOrderResponse(
+        check_id=report.check_id,
+        received_at=_time(report.received_at),
+        catalog_version=report.catalog_version,
+        lines=lines,
+        total_estimated_saving=_money(report.total_saving),
+    )
+
+
+class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # type: ignore[misc]
+    """Translates checks and decisions between messages and :mod:`mutualrec.recognition`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def CheckOrder(
+        self, request: recognition_pb2.CheckOrderRequest, context: Context
+    ) -> recognition_pb2.CheckOrderResponse:
+        """Per ordered item, whether the patient holds a result that must be recognized."""
+        # The cut-off of every validity window: when the region received the check.
+        received_at = dt.datetime.now(dt.UTC)
+        principal = await require_hospital(self.runtime, context)
+        assert principal.institution_id is not None
+        patient = request.patient
+        try:
+            document = parse_identity(
+                common_pb2.IdentityDocumentType.Name(patient.document_type)
+                if patient.document_type
+                else "",
+                patient.document_number,
+                patient.issuing_country,
+                field_prefix="patient.",
+            )
+        except InvalidIdentity as exc:
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the patient's identity document is invalid",
+                [Violation(exc.field, str(exc), "INVALID_IDENTITY")],
+            )
+        key = patient_key(document, self.runtime.settings.patient_key_secret)
+        order = CheckContext(
+            request.context.order_id, request.context.department, request.context.emergency
+        )
+        try:
+            report = await self.runtime.run_blocking(
+                self.runtime.recognition.check,
+                principal.institution_id,
+                key,
+                list(request.ordered_codes),
+                order,
+                received_at,
+            )
+        except Rejected as rejection:
+            await abort_with_violations(
+                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
+            )
+        return _report_proto(report)
+
+    async def RecordDecision(
+        self, request: recognition_pb2.RecordDecisionRequest, context: Context
+    ) -> recognition_pb2.RecordDecisionResponse:
+        """Record accepted, or declined with a reason, for one line of a check."""
+        principal = await require_hospital(self.runtime, context)
+        assert principal.institution_id is not None
+        if request.decision not in (recognition_pb2.ACCEPTED, recognition_pb2.DECLINED):
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the decision is missing",
+                [Violation("decision", "ACCEPTED or DECLINED", "MISSING_DECISION")],
+            )
+        reason = _REASONS_BY_PROTO.get(request.reason)
+        try:
+            decided = await self.runtime.run_blocking(
+                self.runtime.recognition.decide,
+                principal.institution_id,
+                request.check_id,
+                request.item_code.strip() or request.line,
+                request.decision == recognition_pb2.ACCEPTED,
+                reason,
+                request.reason_text,
+                dt.datetime.now(dt.UTC),
+            )
+        except UnknownCheckLine as unknown:
+            await abort_with_violations(
+                context, grpc.StatusCode.NOT_FOUND, unknown.summary, unknown.violations
+            )
+        except DecisionConflict as conflict:
+            await abort_with_violations(
+                context, grpc.StatusCode.FAILED_PRECONDITION, conflict.summary, conflict.violations
+            )
+        except Rejected as rejection:
+            violations = [
+                Violation("reason_text" if v.field == "text" else v.field, v.description, v.reason)
+                for v in rejection.violations
+            ]
+            await abort_with_violations(
+                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, violations
+            )
+        return recognition_pb2.RecordDecisionResponse(
+            check_id=decided.check_id,
+            line=decided.line,
+            decision=recognition_pb2.ACCEPTED if decided.accepted else recognition_pb2.DECLINED,
+            reason=(
+                _DECLINE_REASONS[decided.reason]
+                if decided.reason
+                else recognition_pb2.DECLINE_REASON_UNSPECIFIED
+            ),
+            booked_saving=_money(decided.booked_saving),
+            already_recorded=decided.already_recorded,
+            decided_at=_time(decided.decided_at),
+        )

@@ -1,0 +1,1 @@
+"""Recognition as a service: reference data, the index kept by ingest, checks and decisions."""

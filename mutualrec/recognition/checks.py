@@ -1,0 +1,243 @@
+"""Checks and decisions as units of work: read the index, apply the rules, keep the record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from mutualrec.matching.decisions import DeclineReason, validate_decision
+from mutualrec.matching.facts import Policy, Verdict
+from mutualrec.recognition.order_check import CheckedLine, decide_lines, plan_lines, wanted_items
+from mutualrec.recognition.reference import ReferenceCache
+from mutualrec.storage import recognition_index
+from mutualrec.violations import Rejected, Violation
+
+# An order is a handful of items; a hundred is a client bug, not a doctor's order.
+MAX_ORDERED_CODES = 100
+# Money is kept in yuan with fen, as text, so every database keeps it exactly.
+CENTS = Decimal("0.01")
+
+
+class UnknownCheckLine(Rejected):
+    """No such check line for this institution (another's checks are not disclosed)."""
+
+
+class DecisionConflict(Rejected):
+    """The line is already decided otherwise, or cannot be decided."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """A check as answered and recorded."""
+
+    check_id: str
+    received_at: dt.datetime
+    catalog_version: str
+    lines: list[CheckedLine]
+
+    @property
+    def total_saving(self) -> Decimal:
+        """What recognizing every recognizable line would save."""
+        return sum((c.finding.saving for c in self.lines), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionReport:
+    """A decision as recorded, and whether this call recorded it."""
+
+    check_id: str
+    line: int
+    accepted: bool
+    reason: DeclineReason | None
+    booked_saving: Decimal
+    already_recorded: bool
+    decided_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """What the HIS tells about the order, kept with the check."""
+
+    order_id: str = ""
+    department: str = ""
+    emergency: bool = False
+
+
+class Recognition:
+    """Runs checks and records decisions against the index."""
+
+    def __init__(
+        self,
+        sessions: Callable[[], Session],
+        reference: ReferenceCache,
+        policy: Policy | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.reference = reference
+        self.policy = policy or Policy()
+
+    def check(
+        self,
+        asker_id: int,
+        patient_key: str,
+        ordered_codes: Sequence[str],
+        context: CheckContext,
+        received_at: dt.datetime,
+    ) -> CheckReport:
+        """Answer a check and record it; raises :class:`Rejected` for an unusable order."""
+        codes = [c.strip() for c in ordered_codes]
+        violations = [
+            Violation(f"ordered_codes[{i}]", "empty code", "EMPTY_CODE")
+            for i, c in enumerate(codes)
+            if not c
+        ]
+        if not codes:
+            violations.append(
+                Violation("ordered_codes", "an order names at least one item", "EMPTY_ORDER")
+            )
+        if len(codes) > MAX_ORDERED_CODES:
+            violations.append(
+                Violation(
+                    "ordered_codes",
+                    f"at most {MAX_ORDERED_CODES} codes per check",
+                    "TOO_MANY_CODES",
+                )
+            )
+        if violations:
+            raise Rejected("the order cannot be checked", violations)
+        data = self.reference.data()
+        lines = plan_lines(codes, data.catalog, self.reference.mappings(asker_id))
+        prices = self.reference.prices(asker_id)
+        # One transaction, one connection: read the patient's results, record the answer.
+        with self.sessions() as session, session.begin():
+            rows = recognition_index.results_for(
+                session, patient_key, wanted_items(lines, data.catalog)
+            )
+            checked = decide_lines(lines, rows, data, asker_id, received_at, prices, self.policy)
+            report = CheckReport(str(uuid.uuid4()), received_at, data.catalog.version, checked)
+            check, line_rows = _record_rows(report, asker_id, patient_key, context)
+            recognition_index.record_checks(session, [check], line_rows, durable=False)
+        return report
+
+    def decide(
+        self,
+        institution_id: int,
+        check_id: str,
+        line: int | str,
+        accepted: bool,
+        reason: DeclineReason | None,
+        reason_text: str,
+        decided_at: dt.datetime,
+    ) -> DecisionReport:
+        """Record the doctor's decision on a line; idempotent, the first decision stands.
+
+        ``line`` is the line number, or the catalog item code of the line.
+        """
+        violations = validate_decision(accepted, reason, reason_text)
+        if violations:
+            raise Rejected("the decision is incomplete", violations)
+        with self.sessions() as session, session.begin():
+            if isinstance(line, str):
+                number = recognition_index.line_of_item(session, check_id, line)
+                if number is None:
+                    raise UnknownCheckLine.one(
+                        f"check {check_id} has no line of item {line}",
+                        "item_code",
+                        "no line of this item was answered to this institution",
+                        "UNKNOWN_CHECK_LINE",
+                    )
+                line = number
+            on_record = recognition_index.line_on_record(session, check_id, line)
+            if on_record is None or on_record.institution_id != institution_id:
+                raise UnknownCheckLine.one(
+                    f"no line {line} of check {check_id} of this institution",
+                    "line" if on_record is None and _is_uuid(check_id) else "check_id",
+                    "no such check line was answered to this institution",
+                    "UNKNOWN_CHECK_LINE",
+                )
+            if on_record.verdict != Verdict.RECOGNIZABLE.value:
+                raise DecisionConflict.one(
+                    f"line {line} was {on_record.verdict}: there is nothing to recognize",
+                    "line",
+                    "only RECOGNIZABLE lines take a decision",
+                    "NOT_RECOGNIZABLE",
+                )
+            saving = on_record.estimated_saving if accepted else "0.00"
+            recorded, new = recognition_index.record_decision(
+                session,
+                {
+                    "check_id": check_id,
+                    "line": line,
+                    "accepted": accepted,
+                    "reason": reason.value if reason else "",
+                    "reason_text": reason_text[:500],
+                    "booked_saving": saving,
+                    "decided_at": decided_at,
+                },
+            )
+        same = recorded.accepted == accepted and recorded.reason == (reason.value if reason else "")
+        if not new and not same:
+            raise DecisionConflict.one(
+                f"line {line} of check {check_id} is already "
+                f"{'accepted' if recorded.accepted else 'declined'}",
+                "decision",
+                "a decision is recorded once; it cannot be changed",
+                "ALREADY_DECIDED",
+            )
+        return DecisionReport(
+            check_id,
+            line,
+            recorded.accepted,
+            DeclineReason(recorded.reason) if recorded.reason else None,
+            Decimal(recorded.booked_saving),
+            not new,
+            recorded.decided_at,
+        )
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _record_rows(
+    report: CheckReport, asker_id: int, patient_key: str, context: CheckContext
+) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """The check's row and its lines' rows, as the record keeps them."""
+    lines: list[dict[str, object]] = []
+    for number, checked in enumerate(report.lines):
+        finding = checked.finding
+        cited = checked.cited
+        lines.append(
+            {
+                "check_id": report.check_id,
+                "line": number,
+                "ordered_code": checked.line.ordered_code[:64],
+                "item_code": checked.line.item.code if checked.line.item else "",
+                "verdict": finding.verdict.value,
+                "reason": finding.reason[:500],
+                "result_ref": cited.result_ref if cited else "",
+                "result_version": cited.version if cited else 0,
+                "issuer_institution_id": cited.institution_id if cited else None,
+                "estimated_saving": str(finding.saving.quantize(CENTS)),
+            }
+        )
+    check: dict[str, object] = {
+        "id": report.check_id,
+        "institution_id": asker_id,
+        "patient_key": patient_key,
+        "received_at": report.received_at,
+        "catalog_version": report.catalog_version,
+        "order_id": context.order_id[:64],
+        "department": context.department[:64],
+        "emergency": context.emergency,
+    }
+    return check, lines

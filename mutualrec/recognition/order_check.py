@@ -1,0 +1,116 @@
+"""An ordering-time check: ordered codes to lines, lines to verdicts over the patient's results.
+
+The rules themselves live in :mod:`mutualrec.matching`; this module feeds them the index rows
+and reference data, and keeps what the reply and the record need.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from mutualrec.matching.catalog import Catalog, CatalogItem
+from mutualrec.matching.codes import OrderResolution, resolve_ordered_code
+from mutualrec.matching.facts import Finding, Policy, ResultFacts, ResultStatus
+from mutualrec.matching.rules import check_item, unresolved_finding
+from mutualrec.recognition.reference import ReferenceData
+from mutualrec.storage.recognition_index import IndexedResult
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """One line of a check: an ordered code and the catalog item it stands for (if any)."""
+
+    ordered_code: str
+    item: CatalogItem | None
+    resolution: OrderResolution
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedLine:
+    """A line with its finding and the index row of the result the finding cites."""
+
+    line: OrderLine
+    finding: Finding
+    cited: IndexedResult | None
+
+
+def plan_lines(
+    ordered_codes: Sequence[str], catalog: Catalog, local_codes: Mapping[str, tuple[str, ...]]
+) -> list[OrderLine]:
+    """One line per catalog item ordered: a panel code expands to one line per analyte."""
+    lines: list[OrderLine] = []
+    for code in ordered_codes:
+        resolution = resolve_ordered_code(code, catalog, local_codes)
+        if resolution.items:
+            lines.extend(OrderLine(code, item, resolution) for item in resolution.items)
+        else:
+            lines.append(OrderLine(code, None, resolution))
+    return lines
+
+
+def wanted_items(lines: Sequence[OrderLine], catalog: Catalog) -> set[str]:
+    """Every item whose results could answer one of the lines (the satisfies relation)."""
+    wanted: set[str] = set()
+    for line in lines:
+        if line.item is not None:
+            wanted |= catalog.satisfiers(line.item.code)
+    return wanted
+
+
+def _facts(rows: Sequence[IndexedResult], data: ReferenceData) -> list[ResultFacts]:
+    facts = []
+    for row in rows:
+        issuer = data.institutions.get(row.institution_id)
+        try:
+            status = ResultStatus(row.status)
+        except ValueError:
+            continue  # a status this version does not know cannot be recognized
+        if issuer is not None:
+            facts.append(
+                ResultFacts(
+                    row.result_ref, row.version, row.item_code, status, row.report_time, issuer
+                )
+            )
+    return facts
+
+
+def decide_lines(
+    lines: Sequence[OrderLine],
+    rows: Sequence[IndexedResult],
+    data: ReferenceData,
+    asker_id: int,
+    received_at: dt.datetime,
+    prices: Mapping[str, Decimal],
+    policy: Policy,
+) -> list[CheckedLine]:
+    """The finding of every line, citing the index row of the result it rests on."""
+    asker = data.institutions[asker_id]
+    facts = _facts(rows, data)
+    by_ref = {(r.result_ref, r.item_code): r for r in rows}
+    checked = []
+    for line in lines:
+        if line.item is None:
+            checked.append(
+                CheckedLine(line, unresolved_finding(line.resolution, data.catalog), None)
+            )
+            continue
+        finding = check_item(
+            line.item,
+            data.catalog,
+            facts,
+            asker,
+            data.qualifications,
+            received_at,
+            policy,
+            prices,
+        )
+        cited = (
+            by_ref.get((finding.result.result_ref, finding.result.item_code))
+            if finding.result is not None
+            else None
+        )
+        checked.append(CheckedLine(line, finding, cited))
+    return checked

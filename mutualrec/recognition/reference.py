@@ -1,0 +1,105 @@
+"""Reference data every check reads: catalog, institutions, qualifications, mappings, prices.
+
+Small (a catalog, about a thousand institutions) and read on every check, so it is held in
+memory and refreshed after ``ttl`` seconds; an administrator's change reaches every server
+within that time without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from mutualrec.matching.catalog import Catalog
+from mutualrec.matching.facts import InstitutionFacts, Qualification
+from mutualrec.storage import catalog_store
+
+DEFAULT_TTL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    """One consistent snapshot of the reference data."""
+
+    catalog: Catalog
+    institutions: Mapping[int, InstitutionFacts]
+    qualifications: tuple[Qualification, ...]
+    loaded_at: float
+    _by_code: dict[str, int] = field(default_factory=dict)
+
+    def institution_id(self, code: str) -> int | None:
+        """The id of the institution with ``code``."""
+        if not self._by_code:
+            self._by_code.update({f.code: i for i, f in self.institutions.items()})
+        return self._by_code.get(code)
+
+
+class ReferenceCache:
+    """Reference data loaded from the index, refreshed after ``ttl`` seconds."""
+
+    def __init__(
+        self,
+        sessions: Callable[[], Session],
+        ttl: float = DEFAULT_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._data: ReferenceData | None = None
+        self._mappings: dict[int, tuple[float, dict[str, tuple[str, ...]]]] = {}
+        self._prices: dict[int, tuple[float, dict[str, Decimal]]] = {}
+
+    def _fresh(self, loaded_at: float) -> bool:
+        return self._clock() - loaded_at < self._ttl
+
+    def data(self) -> ReferenceData:
+        """The current snapshot, loading it when missing or stale."""
+        data = self._data
+        if data is not None and self._fresh(data.loaded_at):
+            return data
+        with self._lock:
+            if self._data is None or not self._fresh(self._data.loaded_at):
+                with self._sessions() as session:
+                    catalog_store.ensure_packaged_catalog(session)
+                    session.commit()
+                    self._data = ReferenceData(
+                        catalog=catalog_store.current_catalog(session),
+                        institutions=catalog_store.institution_facts(session),
+                        qualifications=tuple(catalog_store.qualifications(session)),
+                        loaded_at=self._clock(),
+                    )
+            return self._data
+
+    def mappings(self, institution_id: int) -> dict[str, tuple[str, ...]]:
+        """The institution's local code mapping."""
+        cached = self._mappings.get(institution_id)
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        with self._sessions() as session:
+            found = catalog_store.institution_mappings(session, institution_id)
+        self._mappings[institution_id] = (self._clock(), found)
+        return found
+
+    def prices(self, institution_id: int) -> dict[str, Decimal]:
+        """The institution's own price list (empty when none is loaded)."""
+        cached = self._prices.get(institution_id)
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        with self._sessions() as session:
+            found = catalog_store.price_list(session, institution_id)
+        self._prices[institution_id] = (self._clock(), found)
+        return found
+
+    def invalidate(self) -> None:
+        """Forget everything: the next read loads afresh (after an admin change here)."""
+        with self._lock:
+            self._data = None
+            self._mappings.clear()
+            self._prices.clear()

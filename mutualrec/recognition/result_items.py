@@ -1,0 +1,160 @@
+"""Which catalog items a held result is, as rows of the recognition index.
+
+Ingest calls these in its own transaction, so a result and its index rows commit together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from mutualrec.ingest.lab_result import LabResult
+from mutualrec.matching.catalog import Catalog
+from mutualrec.matching.codes import SeriesFacts, items_for_lab_result, items_for_study
+from mutualrec.recognition.reference import ReferenceCache
+from mutualrec.storage import imaging_index, recognition_index
+from mutualrec.storage.imaging_index import StudyOverview
+
+# DICOM study dates and times are the hospital's local time.
+LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def lab_ref(lab_result_id: int) -> str:
+    """The recognition reference of a lab result."""
+    return f"lab:{lab_result_id}"
+
+
+def study_ref(study_instance_uid: str) -> str:
+    """The recognition reference of an imaging study."""
+    return f"study:{study_instance_uid}"
+
+
+def _range(result: LabResult) -> str:
+    if result.reference_low is None and result.reference_high is None:
+        return result.reference_text
+    low = "" if result.reference_low is None else str(result.reference_low)
+    high = "" if result.reference_high is None else str(result.reference_high)
+    return f"{low}-{high}"
+
+
+def lab_detail(result: LabResult) -> str:
+    """What a doctor sees of a recognized lab result, as JSON."""
+    value = result.value
+    shown = str(value.number) if value.number is not None else value.text
+    if value.kind == "Range":
+        shown = f"{value.low or ''}-{value.high or ''}"
+    return json.dumps(
+        {
+            "loinc": result.loinc[0] if result.loinc else "",
+            "display": result.code_text,
+            "value": shown,
+            "unit": value.unit,
+            "range": _range(result),
+            "interpretation": ";".join(result.interpretation),
+        },
+        ensure_ascii=False,
+    )
+
+
+def lab_rows(
+    lab_result_id: int,
+    result: LabResult,
+    patient_key: str,
+    version: int,
+    institution_id: int,
+    item_codes: Iterable[str],
+) -> list[dict[str, Any]]:
+    """Index rows of one lab result version, one per catalog item it is."""
+    detail = lab_detail(result)
+    return [
+        {
+            "patient_key": patient_key,
+            "item_code": item_code,
+            "kind": "lab",
+            "result_ref": lab_ref(lab_result_id),
+            "version": version,
+            "status": result.status.value,
+            "report_time": result.report_time.astimezone(dt.UTC),
+            "institution_id": institution_id,
+            "detail": detail,
+        }
+        for item_code in sorted(item_codes)
+    ]
+
+
+def lab_item_mapper(
+    reference: ReferenceCache, institution_id: int
+) -> Callable[[LabResult], frozenset[str]]:
+    """The catalog items of the institution's lab results: by LOINC, else its local codes."""
+    catalog = reference.data().catalog
+    mapping = reference.mappings(institution_id)
+
+    def items_of(result: LabResult) -> frozenset[str]:
+        local = [coding.code for coding in result.local_codes]
+        return items_for_lab_result(result.loinc, local, mapping, catalog)
+
+    return items_of
+
+
+def _study_time(overview: StudyOverview) -> dt.datetime:
+    moment = dt.datetime.combine(overview.study_date, overview.study_time or dt.time())
+    return moment.replace(tzinfo=LOCAL_ZONE).astimezone(dt.UTC)
+
+
+def study_detail(overview: StudyOverview) -> str:
+    """What a doctor sees of a recognized study, as JSON."""
+    return json.dumps(
+        {
+            "study_instance_uid": overview.study_instance_uid,
+            "accession_number": overview.accession_number,
+            "modalities": ",".join(overview.modalities),
+            "body_parts": ",".join(overview.body_parts),
+            "contrast": overview.contrast,
+            "description": overview.description,
+            "instance_count": overview.instance_count,
+        },
+        ensure_ascii=False,
+    )
+
+
+def index_study(session: Session, study_instance_uid: str, catalog: Catalog) -> frozenset[str]:
+    """Bring a study's index rows up to date; the items it is.
+
+    A study has no report in DICOM: its report time is the study's date and time. It is final
+    once held.
+    """
+    overview = imaging_index.study_overview(session, study_instance_uid)
+    parties = imaging_index.study_parties(session, study_instance_uid)
+    if overview is None or parties is None:
+        return frozenset()
+    items = items_for_study(
+        overview.performed_item_code or None,
+        [SeriesFacts(m, b, c) for m, b, c in parties.series],
+        catalog,
+    )
+    ref = study_ref(study_instance_uid)
+    detail = study_detail(overview)
+    recognition_index.upsert_results(
+        session,
+        [
+            {
+                "patient_key": parties.patient_key,
+                "item_code": item_code,
+                "kind": "imaging",
+                "result_ref": ref,
+                "version": 1,
+                "status": "final",
+                "report_time": _study_time(overview),
+                "institution_id": parties.institution_id,
+                "detail": detail,
+            }
+            for item_code in sorted(items)
+        ],
+    )
+    recognition_index.drop_stale_items(session, {ref: items})
+    return items

@@ -1,0 +1,48 @@
+"""Recently verified API keys, so a hot call does not query the index to authenticate.
+
+Only successful checks are kept, for ``ttl`` seconds: a revoked key stops working within that
+time on every server. Keys are held by their SHA-256, never as presented.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+
+from mutualrec.security.api_keys import Principal
+
+_MAX_ENTRIES = 10_000
+
+
+class PrincipalCache:
+    """A bounded map of token digest to principal, entries expiring after ``ttl`` seconds."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    @staticmethod
+    def _digest(token: str) -> str:
+        return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+    def get(self, token: str) -> Principal | None:
+        """The principal verified for ``token`` within the last ``ttl`` seconds, if any."""
+        if self._ttl <= 0:
+            return None
+        entry = self._entries.get(self._digest(token))
+        if entry is None or self._clock() - entry[0] >= self._ttl:
+            return None
+        return entry[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        """Remember a successful verification."""
+        if self._ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[self._digest(token)] = (self._clock(), principal)
