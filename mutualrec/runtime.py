@@ -71,7 +71,7 @@ class Runtime:
             executor=executor,
             cpu_executor=cpu_executor,
             reference=reference,
-            recognition=Recognition(sessions, reference),
+            recognition=Recognition(engine, sessions, reference),
             principals=PrincipalCache(settings.auth_cache_seconds),
         )
 

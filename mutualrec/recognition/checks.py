@@ -7,7 +7,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from mutualrec.matching.decisions import DeclineReason, validate_decision
@@ -15,6 +17,7 @@ from mutualrec.matching.facts import Policy, Verdict
 from mutualrec.recognition.order_check import CheckedLine, decide_lines, plan_lines, wanted_items
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.storage import recognition_index
+from mutualrec.storage.recognition_index import IndexedResult
 from mutualrec.violations import Rejected, Violation
 
 # An order is a handful of items; a hundred is a client bug, not a doctor's order.
@@ -73,10 +76,12 @@ class Recognition:
 
     def __init__(
         self,
+        engine: Engine,
         sessions: Callable[[], Session],
         reference: ReferenceCache,
         policy: Policy | None = None,
     ) -> None:
+        self.engine = engine
         self.sessions = sessions
         self.reference = reference
         self.policy = policy or Policy()
@@ -113,16 +118,19 @@ class Recognition:
         data = self.reference.data()
         lines = plan_lines(codes, data.catalog, self.reference.mappings(asker_id))
         prices = self.reference.prices(asker_id)
-        # One transaction, one connection: read the patient's results, record the answer.
-        with self.sessions() as session, session.begin():
-            rows = recognition_index.results_for(
-                session, patient_key, wanted_items(lines, data.catalog)
-            )
+        reports: list[CheckReport] = []
+
+        def answer(rows: list[IndexedResult]) -> recognition_index.CheckRows:
             checked = decide_lines(lines, rows, data, asker_id, received_at, prices, self.policy)
             report = CheckReport(str(uuid.uuid4()), received_at, data.catalog.version, checked)
-            check, line_rows = _record_rows(report, asker_id, patient_key, context)
-            recognition_index.record_checks(session, [check], line_rows, durable=False)
-        return report
+            reports.append(report)
+            return _record_rows(report, asker_id, patient_key, context)
+
+        # One transaction: read the patient's results, record the answer.
+        recognition_index.check_round_trip(
+            self.engine, patient_key, wanted_items(lines, data.catalog), answer
+        )
+        return reports[0]
 
     def decide(
         self,
@@ -210,9 +218,9 @@ def _is_uuid(text: str) -> bool:
 
 def _record_rows(
     report: CheckReport, asker_id: int, patient_key: str, context: CheckContext
-) -> tuple[dict[str, object], list[dict[str, object]]]:
+) -> recognition_index.CheckRows:
     """The check's row and its lines' rows, as the record keeps them."""
-    lines: list[dict[str, object]] = []
+    lines: list[dict[str, Any]] = []
     for number, checked in enumerate(report.lines):
         finding = checked.finding
         cited = checked.cited
@@ -230,7 +238,7 @@ def _record_rows(
                 "estimated_saving": str(finding.saving.quantize(CENTS)),
             }
         )
-    check: dict[str, object] = {
+    check: dict[str, Any] = {
         "id": report.check_id,
         "institution_id": asker_id,
         "patient_key": patient_key,

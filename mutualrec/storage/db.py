@@ -58,7 +58,10 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it is a round trip on every checkout, as long as a whole ordering-time check.
+    # A connection the server dropped fails one call (UNAVAILABLE) and is discarded by the pool;
+    # recycling keeps connections younger than typical idle timeouts.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=600)
 
 
 def _alembic_config(engine: Engine) -> Config:
