@@ -37,6 +37,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pytest tests/benchmarks --benchmark-only
 	$(BIN)/python bench/ingest_bench.py --files 1800 --streams 1 4
+	$(BIN)/python bench/fhir_bench.py --bundle-sizes 100 1000 --clients 4 --observations 50000 --preload 1000000
+	$(BIN)/python bench/city_gen.py --database mutualrec_city --results 10000000 --patients 1000000
+	$(BIN)/python bench/check_bench.py --database mutualrec_city --rates 250 500 1000 --duration 30
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
