@@ -39,6 +39,26 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
+# One statement with one array per column, whatever the number of rows: a bundle of 1,000 lab
+# results refreshes its index rows without a parameter per cell.
+_UPSERT_SQL = text(
+    """
+    INSERT INTO recognition_result (patient_key, item_code, kind, result_ref, version, status,
+                                    report_time, institution_id, detail)
+    SELECT * FROM unnest(CAST(:patient_keys AS text[]), CAST(:item_codes AS text[]),
+                         CAST(:kinds AS text[]), CAST(:refs AS text[]),
+                         CAST(:versions AS integer[]), CAST(:statuses AS text[]),
+                         CAST(:times AS timestamptz[]), CAST(:institutions AS integer[]),
+                         CAST(:details AS text[]))
+    ON CONFLICT (result_ref, item_code) DO UPDATE SET
+        patient_key = excluded.patient_key, kind = excluded.kind, version = excluded.version,
+        status = excluded.status, report_time = excluded.report_time,
+        institution_id = excluded.institution_id, detail = excluded.detail
+    WHERE excluded.version >= recognition_result.version
+    """
+)
+
+
 def upsert_results(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert or refresh index rows; a row never goes back to an older version."""
     if not rows:
@@ -47,13 +67,22 @@ def upsert_results(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     statement: Insert
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        pg = postgresql.insert(table)
-        statement = pg.on_conflict_do_update(
-            index_elements=["result_ref", "item_code"],
-            set_={c: pg.excluded[c] for c in _REFRESHED},
-            where=pg.excluded.version >= table.c.version,
+        session.execute(
+            _UPSERT_SQL,
+            {
+                "patient_keys": [r["patient_key"] for r in rows],
+                "item_codes": [r["item_code"] for r in rows],
+                "kinds": [r["kind"] for r in rows],
+                "refs": [r["result_ref"] for r in rows],
+                "versions": [r["version"] for r in rows],
+                "statuses": [r["status"] for r in rows],
+                "times": [r["report_time"] for r in rows],
+                "institutions": [r["institution_id"] for r in rows],
+                "details": [r["detail"] for r in rows],
+            },
         )
-    elif dialect == "sqlite":
+        return
+    if dialect == "sqlite":
         lite = sqlite.insert(table)
         statement = lite.on_conflict_do_update(
             index_elements=["result_ref", "item_code"],
