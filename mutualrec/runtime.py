@@ -71,7 +71,15 @@ class Runtime:
             executor=executor,
             cpu_executor=cpu_executor,
             reference=reference,
-            recognition=Recognition(engine, sessions, reference),
+            recognition=Recognition(
+                make_engine(
+                    settings.database_url, pool_size=settings.blocking_workers, fast_records=True
+                )
+                if engine.dialect.name == "postgresql"
+                else engine,
+                sessions,
+                reference,
+            ),
             principals=PrincipalCache(settings.auth_cache_seconds),
         )
 
@@ -90,6 +98,8 @@ class Runtime:
         self.cpu_executor.shutdown(wait=True, cancel_futures=True)
         self.executor.shutdown(wait=True)
         self.engine.dispose()
+        if self.recognition.engine is not self.engine:
+            self.recognition.engine.dispose()
 
 
 def _start_parse_worker() -> None:

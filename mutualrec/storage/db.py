@@ -48,8 +48,13 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for ``url``, tuned for this service's concurrent ingest."""
+def make_engine(url: str, *, pool_size: int = 10, fast_records: bool = False) -> Engine:
+    """An engine for ``url``, tuned for this service's concurrent ingest.
+
+    ``fast_records`` (PostgreSQL): every statement commits by itself, without waiting for the
+    WAL flush (asynchronous commit); for records whose loss in a database crash is tolerable,
+    such as the answers of ordering-time checks. Never for results or decisions.
+    """
     url = normalize_url(url)
     if url.startswith("sqlite"):
         path = make_url(url).database
@@ -61,6 +66,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # No pre-ping: it is a round trip on every checkout, as long as a whole ordering-time check.
     # A connection the server dropped fails one call (UNAVAILABLE) and is discarded by the pool;
     # recycling keeps connections younger than typical idle timeouts.
+    if fast_records:
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_recycle=600,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"options": "-c synchronous_commit=off"},
+        )
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=600)
 
 

@@ -190,9 +190,17 @@ _LINE_COLUMNS = (
 )
 
 
-def _insert_sql(table: str, columns: Sequence[str]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
-
+# The check and its lines in one statement: one round trip, atomic without a transaction.
+_RECORD_CHECK_SQL = (
+    "WITH recorded AS (INSERT INTO recognition_check ("
+    + ", ".join(_CHECK_COLUMNS)
+    + ") VALUES ("
+    + ", ".join(["%s"] * len(_CHECK_COLUMNS))
+    + ") RETURNING id) INSERT INTO check_line ("
+    + ", ".join(_LINE_COLUMNS)
+    + ") SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::integer[], %s::integer[], %s::text[])"
+)
 
 CheckRows = tuple[dict[str, Any], list[dict[str, Any]]]
 
@@ -205,8 +213,10 @@ def check_round_trip(
 ) -> None:
     """Read a patient's indexed results, let ``answer`` decide, record the check it returns.
 
-    One transaction with asynchronous commit (see :func:`record_checks`). PostgreSQL goes
-    through the driver directly; other databases through a session.
+    On PostgreSQL ``engine`` is a ``fast_records`` engine (autocommit, asynchronous commit, see
+    :func:`mutualrec.storage.db.make_engine`): one statement reads, one statement records the
+    check with its lines, straight through the driver with prepared statements. Other
+    databases go through a session.
     """
     codes = sorted(set(item_codes))
     if engine.dialect.name != "postgresql":
@@ -220,24 +230,16 @@ def check_round_trip(
         assert connection is not None
         with connection.cursor() as cursor:
             rows: list[IndexedResult] = []
-            with connection.pipeline():
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                if codes:
-                    cursor.execute(_RESULTS_SQL, (patient_key, codes), prepare=True)
             if codes:
+                cursor.execute(_RESULTS_SQL, (patient_key, codes), prepare=True)
                 rows = [IndexedResult(*row) for row in cursor.fetchall()]
             check, lines = answer(rows)
-            with connection.pipeline():
-                cursor.execute(
-                    _insert_sql("recognition_check", _CHECK_COLUMNS),
-                    [check[c] for c in _CHECK_COLUMNS],
-                    prepare=True,
-                )
-                cursor.executemany(
-                    _insert_sql("check_line", _LINE_COLUMNS),
-                    [[line[c] for c in _LINE_COLUMNS] for line in lines],
-                )
-                connection.commit()
+            cursor.execute(
+                _RECORD_CHECK_SQL,
+                [check[c] for c in _CHECK_COLUMNS]
+                + [[line[c] for line in lines] for c in _LINE_COLUMNS],
+                prepare=True,
+            )
     finally:
         pooled.close()
 
