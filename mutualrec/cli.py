@@ -86,8 +86,22 @@ def _cmd_add_institution(args: argparse.Namespace) -> int:
 
 
 def _cmd_issue_key(args: argparse.Namespace) -> int:
-    from mutualrec.storage.institutions import issue_institution_key
+    from mutualrec.storage.institutions import (
+        REGULATOR,
+        issue_institution_key,
+        issue_regulator_key,
+    )
 
+    if args.role == REGULATOR:
+        if args.institution:
+            raise ValueError("a regulator key belongs to no institution: drop --institution")
+        with _admin_sessions().begin() as session:
+            token = issue_regulator_key(session)
+        print(token)
+        print("store this key now: the service keeps only its hash", file=sys.stderr)
+        return 0
+    if not args.institution:
+        raise ValueError("a hospital key needs --institution CODE")
     with _admin_sessions().begin() as session:
         token = issue_institution_key(session, args.institution)
     print(token)
@@ -437,6 +451,71 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+_REPORT_GROUPS = {
+    "district": "GROUP_BY_DISTRICT",
+    "asking-institution": "GROUP_BY_ASKING_INSTITUTION",
+    "issuing-institution": "GROUP_BY_ISSUING_INSTITUTION",
+    "pair": "GROUP_BY_ISSUER_ASKER_PAIR",
+    "item": "GROUP_BY_ITEM",
+    "category": "GROUP_BY_CATEGORY",
+}
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
+
+    request = statistics_pb2.ReportRequest(
+        from_date=args.from_date,
+        to_date=args.to_date,
+        granularity=f"GRANULARITY_{args.granularity.upper()}",
+        group_by=_REPORT_GROUPS[args.by],
+    )
+    metadata = (("authorization", f"Bearer {_api_key(args)}"),)
+    with grpc.insecure_channel(args.server) as channel:
+        stub = statistics_pb2_grpc.StatisticsServiceStub(channel)
+        if args.format == "csv":
+            for chunk in stub.ExportReport(request, metadata=metadata, timeout=300):
+                sys.stdout.write(chunk.data.decode("utf-8"))
+            return 0
+        report = stub.GetSavingsReport(request, metadata=metadata, timeout=300)
+    header = ("period", "group", "checks", "items", "recog.", "acc.", "decl.", "rate", "saving")
+    table = [header]
+    for row in [*report.rows, report.totals]:
+        period = (
+            row.period_start
+            if row.period_start == row.period_end
+            else (f"{row.period_start}..{row.period_end}")
+        )
+        table.append(
+            (
+                period,
+                row.group_label[:32],
+                str(row.checks),
+                str(row.items_checked),
+                str(row.items_recognizable),
+                str(row.accepted),
+                str(row.declined),
+                row.recognition_rate or "-",
+                row.saving,
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for n, line in enumerate(table):
+        if n == len(table) - 1:
+            print("  ".join("-" * w for w in widths))
+        print(
+            "  ".join(
+                cell.ljust(w) if i < 2 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+    if report.suppressed_rows:
+        print(
+            f"{report.suppressed_rows} rows of groups under {report.min_group_size} checks left out"
+        )
+    return 0
+
+
 def _large_messages() -> list[tuple[str, int]]:
     # The server sets the real limit (MUTUALREC_MAX_FHIR_MIB) and answers precisely beyond it.
     return [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
@@ -466,8 +545,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--region", default="chengdu-chongqing", help="reached by region-scope qualifications"
     )
     add.set_defaults(run=_cmd_add_institution)
-    issue = admin.add_parser("issue-key", help="make an API key for an institution")
-    issue.add_argument("--institution", required=True, metavar="CODE")
+    issue = admin.add_parser(
+        "issue-key", help="make an API key for an institution, or a regulator key"
+    )
+    issue.add_argument("--institution", metavar="CODE", help="the hospital (hospital keys)")
+    issue.add_argument(
+        "--role",
+        default="hospital",
+        choices=["hospital", "regulator"],
+        help="regulator keys read aggregate statistics only and name no institution",
+    )
     issue.set_defaults(run=_cmd_issue_key)
     revoke = admin.add_parser("revoke-key", help="revoke an API key by its id")
     revoke.add_argument("key_id")
@@ -573,6 +660,17 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--json", action="store_true", help="print the reply as JSON")
     client_options(decide)
     decide.set_defaults(run=_cmd_decide)
+
+    report = commands.add_parser(
+        "report", help="savings statistics (regulator key): a table in the terminal, or CSV"
+    )
+    report.add_argument("--from", dest="from_date", required=True, metavar="YYYY-MM-DD")
+    report.add_argument("--to", dest="to_date", required=True, metavar="YYYY-MM-DD")
+    report.add_argument("--by", required=True, choices=list(_REPORT_GROUPS))
+    report.add_argument("--granularity", default="month", choices=["day", "week", "month"])
+    report.add_argument("--format", default="table", choices=["table", "csv"])
+    client_options(report)
+    report.set_defaults(run=_cmd_report)
     return parser
 
 

@@ -53,6 +53,8 @@ class Settings:
     parse_workers: int
     auth_cache_seconds: float
     processes: int
+    # Statistics rows of groups with fewer checks are left out (0: none are).
+    min_group_size: int = 0
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -159,4 +161,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth_cache_seconds=_number(env, "AUTH_CACHE_SECONDS", 30, 0),
         parse_workers=int(_number(env, "PARSE_WORKERS", os.cpu_count() or 1, 0)),
         processes=processes,
+        min_group_size=int(_number(env, "MIN_GROUP_SIZE", 0, 0)),
     )

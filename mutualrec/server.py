@@ -24,6 +24,7 @@ from mutualrec import __version__
 from mutualrec.api.catalog_service import CatalogService
 from mutualrec.api.ingest_service import IngestService
 from mutualrec.api.recognition_service import RecognitionService
+from mutualrec.api.statistics_service import StatisticsService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
 from mutualrec.v1 import (
@@ -33,6 +34,8 @@ from mutualrec.v1 import (
     ingest_pb2_grpc,
     recognition_pb2,
     recognition_pb2_grpc,
+    statistics_pb2,
+    statistics_pb2_grpc,
 )
 
 # Room for a 1 MiB chunk, or the largest FHIR document allowed, plus framing; larger messages
@@ -50,6 +53,7 @@ SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
     recognition_pb2.DESCRIPTOR.services_by_name["RecognitionService"].full_name,
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    statistics_pb2.DESCRIPTOR.services_by_name["StatisticsService"].full_name,
 )
 
 
@@ -69,6 +73,7 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
     recognition_pb2_grpc.add_RecognitionServiceServicer_to_server(
         RecognitionService(runtime), server
     )
+    statistics_pb2_grpc.add_StatisticsServiceServicer_to_server(StatisticsService(runtime), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

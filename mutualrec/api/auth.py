@@ -39,3 +39,17 @@ async def require_hospital(
     if principal.role != "hospital" or principal.institution_id is None:
         await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only hospitals may ingest")
     return principal
+
+
+async def require_regulator(
+    runtime: Runtime, context: grpc.aio.ServicerContext[object, object]
+) -> Principal:
+    """A regulator's key; aborts with UNAUTHENTICATED or PERMISSION_DENIED otherwise."""
+    principal = await require_caller(runtime, context)
+    if principal.role != "regulator":
+        await abort(
+            context,
+            grpc.StatusCode.PERMISSION_DENIED,
+            "only regulator keys may read statistics",
+        )
+    return principal

@@ -22,6 +22,9 @@ from mutualrec.violations import Rejected, Violation
 
 # An order is a handful of items; a hundred is a client bug, not a doctor's order.
 MAX_ORDERED_CODES = 100
+# The doctor decides at ordering time; a decision reported later than this is refused, which
+# also lets the statistics close a day for good.
+DECISION_WINDOW = dt.timedelta(hours=24)
 # Money is kept in yuan with fen, as text, so every database keeps it exactly.
 CENTS = Decimal("0.01")
 
@@ -167,6 +170,14 @@ class Recognition:
                     "line" if on_record is None and _is_uuid(check_id) else "check_id",
                     "no such check line was answered to this institution",
                     "UNKNOWN_CHECK_LINE",
+                )
+            if decided_at - on_record.received_at > DECISION_WINDOW:
+                raise DecisionConflict.one(
+                    f"check {check_id} was answered at {on_record.received_at.isoformat()}; "
+                    "decisions are recorded within 24 hours of their check",
+                    "check_id",
+                    "too late to record a decision on this check",
+                    "DECISION_TOO_LATE",
                 )
             if on_record.verdict != Verdict.RECOGNIZABLE.value:
                 raise DecisionConflict.one(

@@ -18,6 +18,10 @@ from mutualrec.security.api_keys import (
 from mutualrec.storage.models import ApiKey, Institution
 
 LEVELS = ("tertiary", "secondary", "primary")
+# Roles of API keys: a hospital ingests and checks; a regulator reads aggregate statistics only.
+HOSPITAL = "hospital"
+REGULATOR = "regulator"
+ROLES = (HOSPITAL, REGULATOR)
 DEFAULT_CITY = "chongqing"
 DEFAULT_REGION = "chengdu-chongqing"
 # Width of the institution.city and institution.region columns.
@@ -82,8 +86,23 @@ def issue_institution_key(session: Session, code: str) -> str:
         ApiKey(
             key_id=issued.key_id,
             secret_sha256=issued.secret_sha256,
-            role="hospital",
+            role=HOSPITAL,
             institution_id=institution.id,
+        )
+    )
+    session.flush()
+    return issued.token
+
+
+def issue_regulator_key(session: Session) -> str:
+    """Make an API key for a regulator (health commission): aggregates only, no institution."""
+    issued = issue_key()
+    session.add(
+        ApiKey(
+            key_id=issued.key_id,
+            secret_sha256=issued.secret_sha256,
+            role=REGULATOR,
+            institution_id=None,
         )
     )
     session.flush()

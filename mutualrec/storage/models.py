@@ -355,3 +355,35 @@ class Decision(Base):
     __table_args__ = (
         ForeignKeyConstraint(["check_id", "line"], ["check_line.check_id", "check_line.line"]),
     )
+
+
+class RollupDay(Base):
+    """A closed Asia/Shanghai calendar day whose statistics are materialized in DailyRollup."""
+
+    __tablename__ = "rollup_day"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    materialized_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class DailyRollup(Base):
+    """What one group did on one closed day, for one grouping: written once, then only read.
+
+    ``group_key`` is the group's stable key (a district, an institution code, ``ISSUER>ASKER``,
+    an item code, a category); ``declined_by_reason`` is JSON ``{reason: count}``, ``saving``
+    yuan decimal text.
+    """
+
+    __tablename__ = "daily_rollup"
+
+    day: Mapped[dt.date] = mapped_column(ForeignKey("rollup_day.day"), primary_key=True)
+    group_by: Mapped[str] = mapped_column(String(24), primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    checks: Mapped[int] = mapped_column(BigInteger)
+    items_checked: Mapped[int] = mapped_column(BigInteger)
+    items_recognizable: Mapped[int] = mapped_column(BigInteger)
+    accepted: Mapped[int] = mapped_column(BigInteger)
+    declined: Mapped[int] = mapped_column(BigInteger)
+    declined_by_reason: Mapped[str] = mapped_column(Text)
+    saving: Mapped[str] = mapped_column(String(24))
+    __table_args__ = (Index("ix_daily_rollup_group_by_day", "group_by", "day"),)

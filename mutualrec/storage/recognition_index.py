@@ -252,6 +252,7 @@ class LineOnRecord:
     item_code: str
     verdict: str
     estimated_saving: str
+    received_at: dt.datetime
 
 
 def line_on_record(session: Session, check_id: str, line: int) -> LineOnRecord | None:
@@ -262,11 +263,15 @@ def line_on_record(session: Session, check_id: str, line: int) -> LineOnRecord |
             CheckLine.item_code,
             CheckLine.verdict,
             CheckLine.estimated_saving,
+            RecognitionCheck.received_at,
         )
         .join(CheckLine, CheckLine.check_id == RecognitionCheck.id)
         .where(RecognitionCheck.id == check_id, CheckLine.line == line)
     ).first()
-    return None if row is None else LineOnRecord(*row)
+    if row is None:
+        return None
+    institution_id, item_code, verdict, saving, received_at = row
+    return LineOnRecord(institution_id, item_code, verdict, saving, _utc(received_at))
 
 
 def line_of_item(session: Session, check_id: str, item_code: str) -> int | None:

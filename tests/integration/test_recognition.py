@@ -11,10 +11,10 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mutualrec.storage import catalog_store
-from mutualrec.storage.models import Decision
+from mutualrec.storage.models import Decision, RecognitionCheck
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer
 from tests.fhir_docs import PATIENT_ID, bundle, observation, submit
@@ -283,3 +283,22 @@ def test_asking_institutions_price_list_sets_the_saving(server: RunningServer) -
     submit(server.channel, keys[ISSUER], bundle([observation("PR-1", issued=issued)]))
 
     assert _check(server, keys[ASKER], "LAB-K").lines[0].estimated_saving == "5.50"
+
+
+def test_a_decision_a_day_after_its_check_is_refused(server: RunningServer) -> None:
+    keys = _setup(server)
+    issued = _fhir_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    submit(server.channel, keys[ISSUER], bundle([observation("L-1", issued=issued)]))
+    check = _check(server, keys[ASKER], "LAB-K")
+    with server.runtime.sessions.begin() as session:
+        session.execute(
+            update(RecognitionCheck)
+            .where(RecognitionCheck.id == check.check_id)
+            .values(received_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=25))
+        )
+
+    with pytest.raises(grpc.RpcError) as late:
+        _decide(server, keys[ASKER], check.check_id, 0, decision=recognition_pb2.ACCEPTED)
+
+    assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert bad_request(late.value) == {"check_id": "DECISION_TOO_LATE"}

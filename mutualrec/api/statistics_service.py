@@ -1,0 +1,229 @@
+"""StatisticsService: savings reports for regulators, as messages or as streamed CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import grpc
+from sqlalchemy.exc import SQLAlchemyError
+
+from mutualrec.api.auth import require_regulator
+from mutualrec.api.status import abort, abort_with_violations
+from mutualrec.runtime import Runtime
+from mutualrec.statistics.counters import REASONS, Counters, recognition_rate, yuan
+from mutualrec.statistics.periods import Granularity, Period, parse_period, today
+from mutualrec.statistics.report import Directory, GroupBy, Row, rows_of, suppress_small, totals
+from mutualrec.storage.statistics_index import report_days
+from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
+from mutualrec.violations import Violation
+
+Context: TypeAlias = grpc.aio.ServicerContext
+CSV_CHUNK_BYTES = 64 * 1024
+
+_GRANULARITIES = {
+    statistics_pb2.GRANULARITY_DAY: Granularity.DAY,
+    statistics_pb2.GRANULARITY_WEEK: Granularity.WEEK,
+    statistics_pb2.GRANULARITY_MONTH: Granularity.MONTH,
+}
+_GROUPINGS = {
+    statistics_pb2.GROUP_BY_DISTRICT: GroupBy.DISTRICT,
+    statistics_pb2.GROUP_BY_ASKING_INSTITUTION: GroupBy.ASKING_INSTITUTION,
+    statistics_pb2.GROUP_BY_ISSUING_INSTITUTION: GroupBy.ISSUING_INSTITUTION,
+    statistics_pb2.GROUP_BY_ISSUER_ASKER_PAIR: GroupBy.ISSUER_ASKER_PAIR,
+    statistics_pb2.GROUP_BY_ITEM: GroupBy.ITEM,
+    statistics_pb2.GROUP_BY_CATEGORY: GroupBy.CATEGORY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A computed report, before it becomes a message or CSV."""
+
+    period: Period
+    granularity: Granularity
+    group_by: GroupBy
+    rows: list[Row]
+    totals: Counters
+    suppressed: int
+    names: Directory
+
+
+def row_proto(
+    first: dt.date, last: dt.date, key: str, label: str, c: Counters
+) -> statistics_pb2.ReportRow:
+    """One row of the reply."""
+    return statistics_pb2.ReportRow(
+        period_start=first.isoformat(),
+        period_end=last.isoformat(),
+        group_key=key,
+        group_label=label,
+        checks=c.checks,
+        items_checked=c.items_checked,
+        items_recognizable=c.items_recognizable,
+        accepted=c.accepted,
+        declined=c.declined,
+        declined_by_reason=[
+            statistics_pb2.DeclineCount(reason=reason, count=count)
+            for reason, count in c.reasons_in_order()
+        ],
+        recognition_rate=recognition_rate(c.accepted, c.items_recognizable),
+        saving=yuan(c.saving),
+    )
+
+
+def csv_lines(report: Report) -> list[list[str]]:
+    """The report as CSV records: a header, one per row, then the totals."""
+    header = [
+        "period_start",
+        "period_end",
+        "group_key",
+        "group_label",
+        "checks",
+        "items_checked",
+        "items_recognizable",
+        "accepted",
+        "declined",
+        *(f"declined_{reason.lower()}" for reason in REASONS),
+        "recognition_rate",
+        "saving_cny",
+    ]
+
+    def record(first: str, last: str, key: str, label: str, c: Counters) -> list[str]:
+        return [
+            first,
+            last,
+            key,
+            label,
+            str(c.checks),
+            str(c.items_checked),
+            str(c.items_recognizable),
+            str(c.accepted),
+            str(c.declined),
+            *(str(c.declined_by_reason.get(reason, 0)) for reason in REASONS),
+            recognition_rate(c.accepted, c.items_recognizable),
+            yuan(c.saving),
+        ]
+
+    lines = [header]
+    for row in report.rows:
+        lines.append(
+            record(
+                row.period_start.isoformat(),
+                row.period_end.isoformat(),
+                row.group_key,
+                report.names.label(report.group_by, row.group_key),
+                row.counters,
+            )
+        )
+    lines.append(
+        record(
+            report.period.start.isoformat(),
+            report.period.end.isoformat(),
+            "TOTAL",
+            "total",
+            report.totals,
+        )
+    )
+    return lines
+
+
+class StatisticsService(statistics_pb2_grpc.StatisticsServiceServicer):  # type: ignore[misc]
+    """Regulators' reports: rollups of closed days, today's figures live."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def GetSavingsReport(
+        self, request: statistics_pb2.ReportRequest, context: Context
+    ) -> statistics_pb2.SavingsReport:
+        """The report as rows and totals."""
+        report = await self._report(request, context)
+        return statistics_pb2.SavingsReport(
+            from_date=report.period.start.isoformat(),
+            to_date=report.period.end.isoformat(),
+            granularity=request.granularity,
+            group_by=request.group_by,
+            rows=[
+                row_proto(
+                    row.period_start,
+                    row.period_end,
+                    row.group_key,
+                    report.names.label(report.group_by, row.group_key),
+                    row.counters,
+                )
+                for row in report.rows
+            ],
+            totals=row_proto(
+                report.period.start, report.period.end, "TOTAL", "total", report.totals
+            ),
+            suppressed_rows=report.suppressed,
+            min_group_size=self.runtime.settings.min_group_size,
+            generated_at=dt.datetime.now(dt.UTC).isoformat(),
+        )
+
+    async def ExportReport(
+        self, request: statistics_pb2.ReportRequest, context: Context
+    ) -> AsyncIterator[statistics_pb2.CsvChunk]:
+        """The report as CSV, in chunks of at most 64 KiB."""
+        report = await self._report(request, context)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        for record in csv_lines(report):
+            writer.writerow(record)
+            if buffer.tell() >= CSV_CHUNK_BYTES:
+                yield statistics_pb2.CsvChunk(data=buffer.getvalue().encode("utf-8"))
+                buffer.seek(0)
+                buffer.truncate()
+        if buffer.tell():
+            yield statistics_pb2.CsvChunk(data=buffer.getvalue().encode("utf-8"))
+
+    async def _report(self, request: statistics_pb2.ReportRequest, context: Context) -> Report:
+        await require_regulator(self.runtime, context)
+        violations: list[Violation] = []
+        granularity = _GRANULARITIES.get(request.granularity)
+        if granularity is None:
+            violations.append(
+                Violation(
+                    "granularity",
+                    "GRANULARITY_DAY, GRANULARITY_WEEK or GRANULARITY_MONTH",
+                    "UNKNOWN_GRANULARITY",
+                )
+            )
+        group_by = _GROUPINGS.get(request.group_by)
+        if group_by is None:
+            violations.append(
+                Violation(
+                    "group_by",
+                    "GROUP_BY_DISTRICT, _ASKING_INSTITUTION, _ISSUING_INSTITUTION,"
+                    " _ISSUER_ASKER_PAIR, _ITEM or _CATEGORY",
+                    "UNKNOWN_GROUP_BY",
+                )
+            )
+        period, period_violations = parse_period(request.from_date, request.to_date, granularity)
+        violations.extend(period_violations)
+        if violations or period is None or granularity is None or group_by is None:
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the report request is not usable",
+                violations,
+            )
+        try:
+            figures, names = await self.runtime.run_blocking(
+                report_days, self.runtime.sessions, group_by, period, today()
+            )
+        except (SQLAlchemyError, OSError) as failure:
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"statistics cannot be read now ({failure.__class__.__name__}); try again",
+            )
+        rows, suppressed = suppress_small(
+            rows_of(figures, granularity, period), self.runtime.settings.min_group_size
+        )
+        return Report(period, granularity, group_by, rows, totals(rows), suppressed, names)

@@ -1,0 +1,350 @@
+"""StatisticsService over real gRPC, on SQLite and PostgreSQL.
+
+Checks and decisions are made through the real CheckOrder and RecordDecision RPCs; every figure
+of the report is compared with a count made here from those replies, not from the code tested.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import pytest
+
+from mutualrec.statistics.periods import today
+from mutualrec.storage.institutions import issue_regulator_key
+from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck
+from mutualrec.v1 import recognition_pb2, statistics_pb2, statistics_pb2_grpc
+from tests.conftest import RunningServer
+from tests.fhir_docs import OTHER_PATIENT_ID, bundle, observation, submit
+from tests.helpers import bad_request
+from tests.integration.test_recognition import ASKER, ISSUER, _check, _decide, _fhir_time, _setup
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def _regulator(server: RunningServer) -> str:
+    with server.runtime.sessions.begin() as session:
+        return issue_regulator_key(session)
+
+
+def _report(server: RunningServer, key: str, **fields: Any) -> statistics_pb2.SavingsReport:
+    stub = statistics_pb2_grpc.StatisticsServiceStub(server.channel)
+    response: statistics_pb2.SavingsReport = stub.GetSavingsReport(
+        statistics_pb2.ReportRequest(**fields),
+        metadata=(("authorization", f"Bearer {key}"),),
+        timeout=30,
+    )
+    return response
+
+
+def _export(server: RunningServer, key: str, **fields: Any) -> str:
+    stub = statistics_pb2_grpc.StatisticsServiceStub(server.channel)
+    chunks = stub.ExportReport(
+        statistics_pb2.ReportRequest(**fields),
+        metadata=(("authorization", f"Bearer {key}"),),
+        timeout=30,
+    )
+    return b"".join(chunk.data for chunk in chunks).decode("utf-8")
+
+
+def _figures(row: statistics_pb2.ReportRow) -> dict[str, Any]:
+    return {
+        "checks": row.checks,
+        "items_checked": row.items_checked,
+        "items_recognizable": row.items_recognizable,
+        "accepted": row.accepted,
+        "declined": row.declined,
+        "reasons": {pair.reason: pair.count for pair in row.declined_by_reason},
+        "saving": Decimal(row.saving),
+    }
+
+
+def _empty() -> dict[str, Any]:
+    return {
+        "checks": set(),
+        "items_checked": 0,
+        "items_recognizable": 0,
+        "accepted": 0,
+        "declined": 0,
+        "reasons": defaultdict(int),
+        "saving": Decimal(0),
+    }
+
+
+def _expected(groups: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        key: {**g, "checks": len(g["checks"]), "reasons": dict(g["reasons"])}
+        for key, g in groups.items()
+    }
+
+
+def test_report_matches_an_independent_count(server: RunningServer) -> None:
+    keys = _setup(server)
+    regulator = _regulator(server)
+    issued = _fhir_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+    submit(
+        server.channel,
+        keys[ISSUER],
+        bundle([observation("S-K", issued=issued), observation("S-NA", loinc="2951-2")]),
+    )
+    submit(
+        server.channel,
+        keys[ISSUER],
+        bundle([observation("S-K2", issued=issued)]),
+    )
+    # The asker's checks, then the issuer asking for another patient (no results): two askers.
+    checks = [
+        (keys[ASKER], ASKER, _check(server, keys[ASKER], "LAB-K", "LAB-NA", "IMG-CT-CHEST", "X")),
+        (keys[ASKER], ASKER, _check(server, keys[ASKER], "LAB-K")),
+        (keys[ASKER], ASKER, _check(server, keys[ASKER], "LAB-K", "LAB-CBC")),
+        (keys[ISSUER], ISSUER, _check(server, keys[ISSUER], "LAB-K", patient=OTHER_PATIENT_ID)),
+    ]
+    plan = {
+        (0, 0): {"decision": recognition_pb2.ACCEPTED},
+        (0, 1): {
+            "decision": recognition_pb2.DECLINED,
+            "reason": recognition_pb2.PATIENT_REQUEST,
+        },
+        (1, 0): {"decision": recognition_pb2.DECLINED, "reason": recognition_pb2.EMERGENCY},
+        (2, 0): {"decision": recognition_pb2.ACCEPTED},
+    }
+    decisions: dict[tuple[int, int], recognition_pb2.RecordDecisionResponse] = {}
+    for (n, line), fields in plan.items():
+        key, _, response = checks[n]
+        assert response.lines[line].verdict == recognition_pb2.RECOGNIZABLE
+        decisions[n, line] = _decide(server, key, response.check_id, line, **fields)
+
+    by_item: dict[str, dict[str, Any]] = defaultdict(_empty)
+    by_asker: dict[str, dict[str, Any]] = defaultdict(_empty)
+    by_issuer: dict[str, dict[str, Any]] = defaultdict(_empty)
+    for n, (_, asker, response) in enumerate(checks):
+        for line in response.lines:
+            issuer = line.result.issuer_code if line.HasField("result") else ""
+            for groups, group_key in (
+                (by_item, line.item_code),
+                (by_asker, asker),
+                (by_issuer, issuer),
+            ):
+                g = groups[group_key]
+                g["checks"].add(response.check_id)
+                g["items_checked"] += 1
+                g["items_recognizable"] += line.verdict == recognition_pb2.RECOGNIZABLE
+                decided = decisions.get((n, line.line))
+                if decided is None:
+                    continue
+                if decided.decision == recognition_pb2.ACCEPTED:
+                    g["accepted"] += 1
+                    g["saving"] += Decimal(decided.booked_saving)
+                else:
+                    g["declined"] += 1
+                    g["reasons"][recognition_pb2.DeclineReason.Name(decided.reason)] += 1
+
+    day = today().isoformat()
+    for group_by, expected in (
+        (statistics_pb2.GROUP_BY_ITEM, _expected(by_item)),
+        (statistics_pb2.GROUP_BY_ASKING_INSTITUTION, _expected(by_asker)),
+        (statistics_pb2.GROUP_BY_ISSUING_INSTITUTION, _expected(by_issuer)),
+    ):
+        report = _report(
+            server,
+            regulator,
+            from_date=day,
+            to_date=day,
+            granularity=statistics_pb2.GRANULARITY_DAY,
+            group_by=group_by,
+        )
+        got = {row.group_key: _figures(row) for row in report.rows}
+        assert got == expected
+        assert {row.period_start for row in report.rows} == {day}
+        # Totals are the sums of the rows.
+        total = _figures(report.totals)
+        for name in ("checks", "items_checked", "items_recognizable", "accepted", "declined"):
+            assert total[name] == sum(g[name] for g in expected.values())
+        assert total["saving"] == sum(g["saving"] for g in expected.values())
+        assert report.totals.recognition_rate == str(
+            (Decimal(total["accepted"]) / total["items_recognizable"]).quantize(Decimal("0.0001"))
+        )
+
+    by_district = _report(
+        server,
+        regulator,
+        from_date=day,
+        to_date=day,
+        granularity=statistics_pb2.GRANULARITY_MONTH,
+        group_by=statistics_pb2.GROUP_BY_DISTRICT,
+    )
+    assert [row.group_key for row in by_district.rows] == ["Yuzhong"]  # every test hospital's
+    assert by_district.rows[0].checks == len(checks)
+    assert by_district.rows[0].saving == by_district.totals.saving == "8.00"  # 2 x LAB-K
+
+    csv_text = _export(
+        server,
+        regulator,
+        from_date=day,
+        to_date=day,
+        granularity=statistics_pb2.GRANULARITY_WEEK,
+        group_by=statistics_pb2.GROUP_BY_CATEGORY,
+    )
+    records = csv_text.strip().splitlines()
+    assert records[0].startswith("period_start,period_end,group_key,group_label,checks,")
+    assert records[-1].split(",")[2] == "TOTAL"
+    assert OTHER_PATIENT_ID not in csv_text
+
+
+def test_only_regulators_read_statistics(server: RunningServer) -> None:
+    keys = _setup(server)
+    regulator = _regulator(server)
+    day = today().isoformat()
+    request = {
+        "from_date": day,
+        "to_date": day,
+        "granularity": statistics_pb2.GRANULARITY_DAY,
+        "group_by": statistics_pb2.GROUP_BY_DISTRICT,
+    }
+    with pytest.raises(grpc.RpcError) as denied:
+        _report(server, keys[ASKER], **request)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as export_denied:
+        _export(server, keys[ASKER], **request)
+    assert export_denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as no_key:
+        _report(server, "mrk_nope", **request)
+    assert no_key.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # A regulator sees no patient: the check is refused.
+    with pytest.raises(grpc.RpcError) as check_denied:
+        _check(server, regulator, "LAB-K")
+    assert check_denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as submit_denied:
+        submit(server.channel, regulator, bundle([observation("R-1")]))
+    assert submit_denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert _report(server, regulator, **request).rows == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "violations"),
+    [
+        (
+            {"from_date": "2026-03-02", "to_date": "2026-03-01"},
+            {"to_date": "END_BEFORE_START"},
+        ),
+        ({"from_date": "2025-01-01", "to_date": "2026-03-01"}, {"to_date": "TOO_LONG"}),
+        ({"from_date": "2026-3-1", "to_date": "2026-03-01"}, {"from_date": "BAD_DATE"}),
+        ({"group_by": statistics_pb2.GROUP_BY_UNSPECIFIED}, {"group_by": "UNKNOWN_GROUP_BY"}),
+        ({"group_by": 99}, {"group_by": "UNKNOWN_GROUP_BY"}),
+        (
+            {"granularity": statistics_pb2.GRANULARITY_UNSPECIFIED},
+            {"granularity": "UNKNOWN_GRANULARITY"},
+        ),
+        (
+            {"from_date": "2026-01-01", "to_date": "2026-06-30"},
+            {"granularity": "GRANULARITY_TOO_FINE"},
+        ),
+    ],
+)
+def test_bad_requests_name_the_field(
+    server: RunningServer, fields: dict[str, Any], violations: dict[str, str]
+) -> None:
+    regulator = _regulator(server)
+    request = {
+        "from_date": "2026-03-01",
+        "to_date": "2026-03-03",
+        "granularity": statistics_pb2.GRANULARITY_DAY,
+        "group_by": statistics_pb2.GROUP_BY_ITEM,
+        **fields,
+    }
+    with pytest.raises(grpc.RpcError) as error:
+        _report(server, regulator, **request)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request(error.value) == violations
+
+
+def test_closed_day_gives_the_same_numbers_every_time(server: RunningServer) -> None:
+    keys = _setup(server)
+    regulator = _regulator(server)
+    del keys
+    yesterday = today() - dt.timedelta(days=2)  # the last closed day
+    noon = dt.datetime.combine(yesterday, dt.time(12), SHANGHAI)
+    with server.runtime.sessions.begin() as session:
+        asker_id = _institution_id(session, ASKER)
+        for n, accepted in enumerate((True, False, None)):
+            check_id = str(uuid.uuid4())
+            session.add(_check_row(check_id, asker_id, noon + dt.timedelta(minutes=n)))
+            session.flush()
+            session.add(_line_row(check_id, 0))
+            session.flush()
+            if accepted is not None:
+                session.add(_decision_row(check_id, accepted, noon))
+    request = {
+        "from_date": yesterday.isoformat(),
+        "to_date": yesterday.isoformat(),
+        "granularity": statistics_pb2.GRANULARITY_DAY,
+        "group_by": statistics_pb2.GROUP_BY_ASKING_INSTITUTION,
+    }
+    first = _report(server, regulator, **request)
+    assert [(r.group_key, r.checks, r.accepted, r.declined) for r in first.rows] == [
+        (ASKER, 3, 1, 1)
+    ]
+    assert first.rows[0].saving == "4.00"
+    # A late decision after the day was closed and materialized changes nothing.
+    with server.runtime.sessions.begin() as session:
+        decided = _decided(session)
+        undecided = [line for line in session.query(CheckLine) if line.check_id not in decided]
+        session.add(_decision_row(undecided[0].check_id, True, dt.datetime.now(dt.UTC)))
+    second = _report(server, regulator, **request)
+    assert list(second.rows) == list(first.rows)
+    assert second.totals == first.totals
+
+
+def _institution_id(session: Any, code: str) -> int:
+    from mutualrec.storage.institutions import find_institution
+
+    return find_institution(session, code).id
+
+
+def _decided(session: Any) -> set[str]:
+    return {row.check_id for row in session.query(Decision)}
+
+
+def _check_row(check_id: str, asker_id: int, when: dt.datetime) -> RecognitionCheck:
+    return RecognitionCheck(
+        id=check_id,
+        institution_id=asker_id,
+        patient_key="p" * 64,
+        received_at=when.astimezone(dt.UTC),
+        catalog_version="2026.1",
+        order_id="",
+        department="",
+        emergency=False,
+    )
+
+
+def _line_row(check_id: str, line: int) -> CheckLine:
+    return CheckLine(
+        check_id=check_id,
+        line=line,
+        ordered_code="LAB-K",
+        item_code="LAB-K",
+        verdict="RECOGNIZABLE",
+        reason="",
+        result_ref="lab:1",
+        result_version=1,
+        issuer_institution_id=None,
+        estimated_saving="4.00",
+    )
+
+
+def _decision_row(check_id: str, accepted: bool, when: dt.datetime) -> Decision:
+    return Decision(
+        check_id=check_id,
+        line=0,
+        accepted=accepted,
+        reason="" if accepted else "CONDITION_CHANGED",
+        reason_text="",
+        booked_saving="4.00" if accepted else "0",
+        decided_at=when,
+    )
