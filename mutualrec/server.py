@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import multiprocessing
 import multiprocessing.queues
 import os
@@ -116,6 +117,10 @@ async def _run_server(
     runtime = Runtime.open(settings)
     try:
         server, health, port = await build_server(runtime)
+        # Everything loaded so far (modules, models, the catalog) lives as long as the process:
+        # frozen out of the collector, full collections stay short instead of pausing calls.
+        gc.collect()
+        gc.freeze()
         await server.start()
         await _set_health(health, health_pb2.HealthCheckResponse.SERVING)
         on_ready(runtime, port)
