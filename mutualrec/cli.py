@@ -202,7 +202,7 @@ def _cmd_load_mappings(args: argparse.Namespace) -> int:
 
 def _moment(text: str, option: str, violations: list[Violation]) -> dt.datetime | None:
     """An ISO date or date-time; one without a zone is on the region's clock (Asia/Shanghai)."""
-    from mutualrec.matching.reasons import LOCAL_ZONE
+    from mutualrec.localtime import LOCAL_ZONE
 
     try:
         moment = dt.datetime.fromisoformat(text.strip())

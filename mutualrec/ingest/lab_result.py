@@ -16,17 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from ucumvert import get_ucum_parser
 
+from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.matching.facts import FINAL_STATUSES, ResultStatus
 from mutualrec.violations import Violation
 
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 # Date-only FHIR times are the local day of the city's hospitals.
-LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 # Hospital clocks drift; a report time further ahead than this is an error in the feed.
 CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 _LOINC_SHAPE = re.compile(r"^\d{1,7}-\d$")

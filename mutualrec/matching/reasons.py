@@ -7,12 +7,10 @@ facts arrived in.
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
+from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.matching.catalog import CatalogItem
 from mutualrec.matching.facts import InstitutionFacts, InstitutionLevel, ResultFacts, Scope
-
-LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 
 _LEVEL_NAMES = {
     InstitutionLevel.PRIMARY: "primary",

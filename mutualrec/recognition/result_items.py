@@ -9,11 +9,11 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from mutualrec.ingest.lab_result import LabResult
+from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.matching.catalog import Catalog
 from mutualrec.matching.codes import SeriesFacts, items_for_lab_result, items_for_study
 from mutualrec.recognition.reference import ReferenceCache
@@ -21,7 +21,6 @@ from mutualrec.storage import imaging_index, recognition_index
 from mutualrec.storage.imaging_index import StudyOverview
 
 # DICOM study dates and times are the hospital's local time.
-LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 
 
 def lab_ref(lab_result_id: int) -> str:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
+from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.violations import Violation
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAX_DAYS = 366
 # A day-by-day report longer than this is a spreadsheet nobody reads: ask for weeks or months.
 MAX_DAYS_BY_DAY = 92
@@ -37,13 +36,13 @@ class Period:
 
 def today(now: dt.datetime | None = None) -> dt.date:
     """The current calendar day in Asia/Shanghai."""
-    return (now or dt.datetime.now(dt.UTC)).astimezone(SHANGHAI).date()
+    return (now or dt.datetime.now(dt.UTC)).astimezone(LOCAL_ZONE).date()
 
 
 def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     """The instants (UTC) a Shanghai calendar day starts and ends (end exclusive)."""
-    start = dt.datetime.combine(day, dt.time(), SHANGHAI)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), SHANGHAI)
+    start = dt.datetime.combine(day, dt.time(), LOCAL_ZONE)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), LOCAL_ZONE)
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 

@@ -25,7 +25,7 @@ from mutualrec.matching.catalog import Catalog, ItemCategory, load_catalog, pack
 from mutualrec.matching.facts import InstitutionFacts, InstitutionLevel, Qualification, Scope
 from mutualrec.storage.models import CatalogVersion, CodeMapping, Institution, ItemPrice
 from mutualrec.storage.models import Qualification as QualificationRow
-from mutualrec.storage.sql import insert_ignoring_conflicts
+from mutualrec.storage.sql import as_utc, insert_ignoring_conflicts
 from mutualrec.violations import Rejected, Violation
 
 _PACKAGED_FILE = "data/recognition_items.csv"
@@ -65,11 +65,6 @@ class CatalogVersionInfo:
     sha256: str
     loaded_at: dt.datetime
     item_count: int
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; everything is written in UTC.
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 def ensure_catalog(session: Session, catalog: Catalog, source_text: str) -> bool:
@@ -172,7 +167,7 @@ def catalog_versions(session: Session) -> list[CatalogVersionInfo]:
         CatalogVersionInfo(
             version=row.version,
             sha256=row.sha256,
-            loaded_at=_utc(row.loaded_at),
+            loaded_at=as_utc(row.loaded_at),
             item_count=len(_parsed_catalog(session, row.id, row.version, row.sha256).items),
         )
         for row in rows
@@ -480,8 +475,8 @@ def qualifications(session: Session) -> list[Qualification]:
             item_code=row.item_code,
             category=None if row.category is None else ItemCategory(row.category),
             scope=Scope(row.scope),
-            valid_from=_utc(row.valid_from),
-            valid_until=None if row.valid_until is None else _utc(row.valid_until),
+            valid_from=as_utc(row.valid_from),
+            valid_until=None if row.valid_until is None else as_utc(row.valid_until),
         )
         for row, code in rows
     ]

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, delete, select, text, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck, RecognitionResult
+from mutualrec.storage.sql import as_utc, insert_ignoring_conflicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +33,6 @@ class IndexedResult:
     report_time: dt.datetime
     institution_id: int
     detail: str
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    # SQLite returns naive datetimes; the index stores UTC.
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 # One statement with one array per column, whatever the number of rows: a bundle of 1,000 lab
@@ -131,7 +127,7 @@ def results_for(
         )
     )
     return [
-        IndexedResult(item, kind, ref, version, status, _utc(time), institution, detail)
+        IndexedResult(item, kind, ref, version, status, as_utc(time), institution, detail)
         for item, kind, ref, version, status, time, institution, detail in rows
     ]
 
@@ -271,7 +267,7 @@ def line_on_record(session: Session, check_id: str, line: int) -> LineOnRecord |
     if row is None:
         return None
     institution_id, item_code, verdict, saving, received_at = row
-    return LineOnRecord(institution_id, item_code, verdict, saving, _utc(received_at))
+    return LineOnRecord(institution_id, item_code, verdict, saving, as_utc(received_at))
 
 
 def line_of_item(session: Session, check_id: str, item_code: str) -> int | None:
@@ -301,12 +297,7 @@ def record_decision(session: Session, row: dict[str, Any]) -> tuple[DecisionOnRe
 
     The primary key (check, line) decides a race: the first decision stands.
     """
-    table = cast(Table, Decision.__table__)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    inserted = session.execute(
-        insert.values(**row).on_conflict_do_nothing().returning(table.c.check_id)
-    ).first()
+    new = insert_ignoring_conflicts(session, Decision, row)
     found = session.execute(
         select(
             Decision.accepted,
@@ -317,4 +308,4 @@ def record_decision(session: Session, row: dict[str, Any]) -> tuple[DecisionOnRe
         ).where(tuple_(Decision.check_id, Decision.line) == (row["check_id"], row["line"]))
     ).one()
     accepted, reason, text, saving, decided_at = found
-    return DecisionOnRecord(accepted, reason, text, saving, _utc(decided_at)), inserted is not None
+    return DecisionOnRecord(accepted, reason, text, saving, as_utc(decided_at)), new

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, cast
 
 from sqlalchemy import Table, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql.dml import Insert
+
+
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """A datetime read back from the index, aware: SQLite returns the stored UTC value naive."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 def insert_ignoring_conflicts(
