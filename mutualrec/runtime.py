@@ -18,6 +18,7 @@ from mutualrec.config import Settings
 from mutualrec.recognition.checks import Recognition
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.security.principal_cache import PrincipalCache
+from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
 from mutualrec.storage.objects import ObjectStore
@@ -62,6 +63,9 @@ class Runtime:
             for _ in range(settings.parse_workers):
                 cpu_executor.submit(_start_parse_worker)
         sessions = sessionmaker(engine, expire_on_commit=False)
+        # Once, at start: every check and catalog read needs a catalog version to exist.
+        with sessions.begin() as session:
+            catalog_store.ensure_packaged_catalog(session)
         reference = ReferenceCache(sessions)
         return cls(
             settings=settings,

@@ -55,9 +55,6 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):  # type: ignore[m
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        # Versions are never deleted: once one is seen recorded, the packaged catalog need not
-        # be checked for again.
-        self._catalog_recorded = False
 
     async def ListItems(
         self, request: catalog_pb2.ListItemsRequest, context: Context
@@ -125,12 +122,9 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):  # type: ignore[m
 
     def _read_catalog(self, version: str) -> Catalog | None:
         with self.runtime.sessions.begin() as session:
-            if not self._catalog_recorded:
-                catalog_store.ensure_packaged_catalog(session)
             catalog = (
                 catalog_store.catalog_for_version(session, version)
                 if version
                 else catalog_store.current_catalog(session)
             )
-        self._catalog_recorded = True
         return catalog

@@ -138,9 +138,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             )
         overview = await self.runtime.run_blocking(upload.overview)
         if overview is not None:
-            await self.runtime.run_blocking(
-                self._index_for_recognition, overview.study_instance_uid
-            )
+            await self.runtime.run_blocking(self._index_for_recognition, overview)
         return ingest_pb2.UploadStudyResponse(
             instances=[_outcome_proto(o) for o in upload.outcomes],
             counts=_counts(upload.outcomes),
@@ -265,10 +263,10 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             max_instance_bytes=settings.max_instance_bytes,
         )
 
-    def _index_for_recognition(self, study_instance_uid: str) -> None:
+    def _index_for_recognition(self, overview: StudyOverview) -> None:
         catalog = self.runtime.reference.data().catalog
         with self.runtime.sessions.begin() as session:
-            index_study(session, study_instance_uid, catalog)
+            index_study(session, overview, catalog)
 
     async def GetStudyStatus(
         self, request: ingest_pb2.GetStudyStatusRequest, context: Context

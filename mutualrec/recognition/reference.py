@@ -67,8 +67,6 @@ class ReferenceCache:
         with self._lock:
             if self._data is None or not self._fresh(self._data.loaded_at):
                 with self._sessions() as session:
-                    catalog_store.ensure_packaged_catalog(session)
-                    session.commit()
                     self._data = ReferenceData(
                         catalog=catalog_store.current_catalog(session),
                         institutions=catalog_store.institution_facts(session),

@@ -121,15 +121,15 @@ def study_detail(overview: StudyOverview) -> str:
     )
 
 
-def index_study(session: Session, study_instance_uid: str, catalog: Catalog) -> frozenset[str]:
+def index_study(session: Session, overview: StudyOverview, catalog: Catalog) -> frozenset[str]:
     """Bring a study's index rows up to date; the items it is.
 
     A study has no report in DICOM: its report time is the study's date and time. It is final
     once held.
     """
-    overview = imaging_index.study_overview(session, study_instance_uid)
+    study_instance_uid = overview.study_instance_uid
     parties = imaging_index.study_parties(session, study_instance_uid)
-    if overview is None or parties is None:
+    if parties is None:
         return frozenset()
     items = items_for_study(
         overview.performed_item_code or None,
