@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.config import ConfigError, load_settings
@@ -269,6 +270,15 @@ def _api_key(args: argparse.Namespace) -> str:
     return str(key)
 
 
+def _print_message(message: Message) -> None:
+    """A reply as indented JSON with the proto's field names (the --json output)."""
+    print(
+        json.dumps(
+            MessageToDict(message, preserving_proto_field_name=True), indent=2, ensure_ascii=False
+        )
+    )
+
+
 def _cmd_upload(args: argparse.Namespace) -> int:
     from mutualrec.client.upload import Progress, find_files, make_header, upload_study
     from mutualrec.v1 import ingest_pb2
@@ -295,13 +305,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     if show:
         print(file=sys.stderr)
     if args.json:
-        print(
-            json.dumps(
-                MessageToDict(response, preserving_proto_field_name=True),
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        _print_message(response)
     else:
         for item in response.instances:
             kind = ingest_pb2.InstanceOutcomeKind.Name(item.outcome)
@@ -335,11 +339,7 @@ def _cmd_study_status(args: argparse.Namespace) -> int:
             ingest_pb2.GetStudyStatusRequest(study_instance_uid=args.study_uid),
             metadata=auth_metadata(_api_key(args)),
         )
-    print(
-        json.dumps(
-            MessageToDict(response, preserving_proto_field_name=True), indent=2, ensure_ascii=False
-        )
-    )
+    _print_message(response)
     return 0
 
 
@@ -408,13 +408,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             department=args.department,
         )
     if args.json:
-        print(
-            json.dumps(
-                MessageToDict(response, preserving_proto_field_name=True),
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        _print_message(response)
         return 0
     print(f"check {response.check_id} (catalog {response.catalog_version})")
     for line in response.lines:
@@ -438,13 +432,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
             args.text,
         )
     if args.json:
-        print(
-            json.dumps(
-                MessageToDict(response, preserving_proto_field_name=True),
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        _print_message(response)
     else:
         again = " (already recorded)" if response.already_recorded else ""
         print(f"line {response.line}: {args.decision}, booked {response.booked_saving}{again}")
