@@ -362,7 +362,8 @@ def _print_submission(name: str, response: Any) -> None:
 
 
 def _cmd_submit_fhir(args: argparse.Namespace) -> int:
-    from mutualrec.client.fhir import REFUSALS, refusal, response_dict, submit_document
+    from mutualrec.client.errors import refusal
+    from mutualrec.client.fhir import REFUSALS, response_dict, submit_document
 
     key = _api_key(args)
     report: list[dict[str, Any]] = []
@@ -671,7 +672,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mutualrec: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
+        from mutualrec.client.errors import refusal
+
         print(f"mutualrec: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        for violation in refusal(exc)["violations"]:
+            print(f"    {violation['field']}: {violation['description']}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,8 +6,6 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from mutualrec.client.upload import auth_metadata
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
@@ -33,20 +31,6 @@ def submit_document(
         metadata=auth_metadata(api_key),
     )
     return response
-
-
-def refusal(error: grpc.RpcError) -> dict[str, Any]:
-    """A refused call as JSON-ready data: status code, message, and field violations."""
-    violations: list[dict[str, str]] = []
-    status = rpc_status.from_call(error)
-    for detail in status.details if status is not None else []:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            violations.extend(
-                {"field": v.field, "description": v.description, "reason": v.reason}
-                for v in bad.field_violations
-            )
-    return {"code": error.code().name, "message": error.details(), "violations": violations}
 
 
 def response_dict(response: ingest_pb2.SubmitObservationsResponse) -> dict[str, Any]:
