@@ -1,0 +1,1 @@
+"""Patients' imaging history: listing, thumbnails, downloads, share links."""
