@@ -87,17 +87,13 @@ def _cmd_add_institution(args: argparse.Namespace) -> int:
 
 
 def _cmd_issue_key(args: argparse.Namespace) -> int:
-    from mutualrec.storage.institutions import (
-        REGULATOR,
-        issue_institution_key,
-        issue_regulator_key,
-    )
+    from mutualrec.storage.institutions import HOSPITAL, issue_institution_key, issue_role_key
 
-    if args.role == REGULATOR:
+    if args.role != HOSPITAL:
         if args.institution:
-            raise ValueError("a regulator key belongs to no institution: drop --institution")
+            raise ValueError(f"a {args.role} key belongs to no institution: drop --institution")
         with _admin_sessions().begin() as session:
-            token = issue_regulator_key(session)
+            token = issue_role_key(session, args.role)
         print(token)
         print("store this key now: the service keeps only its hash", file=sys.stderr)
         return 0
@@ -440,6 +436,169 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_patient_token(args: argparse.Namespace) -> int:
+    from mutualrec.identity import parse_identity, patient_key
+    from mutualrec.security.patient_tokens import mint_patient_token
+
+    settings = load_settings()
+    document = parse_identity(args.id_type, args.patient_id, args.country)
+    issued = mint_patient_token(
+        settings.token_secret,
+        patient_key(document, settings.patient_key_secret),
+        dt.timedelta(seconds=args.ttl),
+    )
+    print(issued.token)
+    print(f"valid until {issued.expires_at.isoformat()}", file=sys.stderr)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> str:
+    token = args.token or os.environ.get("MUTUALREC_TOKEN", "")
+    if not token:
+        raise ConfigError("give a patient token or share token with --token or MUTUALREC_TOKEN")
+    return str(token)
+
+
+def _study_line(study: Any) -> str:
+    valid = [r.item_code for r in study.recognition if r.within_validity]
+    recognized = f"  recognizable as {', '.join(valid)}" if valid else ""
+    return (
+        f"{study.study_date} {study.study_time[:5]:<5} {','.join(study.modalities):<6} "
+        f"{','.join(study.body_parts) or '-':<12} {study.institution_name} "
+        f"({study.series_count} series, {study.instance_count} images){recognized}\n"
+        f"    {study.study_instance_uid}  {study.description}"
+    )
+
+
+def _save_thumbnails(channel: grpc.Channel, token: str, study_uid: str, folder: Path) -> int:
+    from mutualrec.client.upload import auth_metadata
+    from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
+
+    stub = imaging_pb2_grpc.ImagingServiceStub(channel)
+    metadata = auth_metadata(token)
+    study = stub.GetStudy(
+        imaging_pb2.GetStudyRequest(study_instance_uid=study_uid), metadata=metadata
+    )
+    uid = study.study.study_instance_uid
+    written = 0
+    for series in study.series:
+        thumbnail = stub.GetThumbnail(
+            imaging_pb2.GetThumbnailRequest(
+                study_instance_uid=uid, series_instance_uid=series.series_instance_uid
+            ),
+            metadata=metadata,
+        )
+        target = folder / uid / f"{series.series_instance_uid}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(thumbnail.data)
+        written += 1
+    return written
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    from mutualrec.client.imaging import list_all_studies
+    from mutualrec.v1 import imaging_pb2
+
+    token = _token(args)
+    request = imaging_pb2.ListStudiesRequest(
+        page_size=args.page_size,
+        modality=args.modality,
+        from_date=args.from_date,
+        to_date=args.to_date,
+        institution_code=args.institution,
+    )
+    with grpc.insecure_channel(args.server) as channel:
+        studies = list(list_all_studies(channel, token, request))
+        thumbnails = 0
+        if args.thumbnails:
+            for study in studies:
+                thumbnails += _save_thumbnails(
+                    channel, token, study.study_instance_uid, Path(args.thumbnails)
+                )
+    if args.json:
+        rows = [MessageToDict(s, preserving_proto_field_name=True) for s in studies]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        for study in studies:
+            print(_study_line(study))
+        print(f"{len(studies)} studies")
+    if args.thumbnails:
+        print(f"{thumbnails} thumbnails written under {args.thumbnails}", file=sys.stderr)
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from mutualrec.client.imaging import download_study
+
+    with grpc.insecure_channel(args.server) as channel:
+        saved = download_study(channel, _token(args), args.study_uid, Path(args.out), args.series)
+    total = sum(f.size_bytes for f in saved)
+    print(f"{len(saved)} files, {total} bytes, checked, under {args.out}")
+    return 0
+
+
+def _cmd_share(args: argparse.Namespace) -> int:
+    from mutualrec.client.upload import auth_metadata
+    from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
+
+    expire = args.until or (dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days)).isoformat()
+    with grpc.insecure_channel(args.server) as channel:
+        response = imaging_pb2_grpc.ImagingServiceStub(channel).CreateShareLink(
+            imaging_pb2.CreateShareLinkRequest(
+                study_instance_uid=args.study_uid, expire_time=expire, note=args.note
+            ),
+            metadata=auth_metadata(_token(args)),
+        )
+    if args.json:
+        _print_message(response)
+    else:
+        print(response.uri)
+        print(
+            f"link {response.link.link_id} until {response.link.expire_time}; "
+            "the token is shown only now",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _cmd_share_links(args: argparse.Namespace) -> int:
+    from mutualrec.client.upload import auth_metadata
+    from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
+
+    with grpc.insecure_channel(args.server) as channel:
+        response = imaging_pb2_grpc.ImagingServiceStub(channel).ListShareLinks(
+            imaging_pb2.ListShareLinksRequest(study_instance_uid=args.study),
+            metadata=auth_metadata(_token(args)),
+        )
+    if args.json:
+        _print_message(response)
+        return 0
+    for link in response.links:
+        state = imaging_pb2.ShareLinkState.Name(link.state).removeprefix("SHARE_LINK_")
+        print(
+            f"{link.link_id} {state:<8} until {link.expire_time} opened {link.opening_count}x "
+            f"study {link.study_instance_uid} {link.note}"
+        )
+        for opening in link.openings:
+            print(f"    {opening.time} {opening.rpc} from {opening.peer}")
+    return 0
+
+
+def _cmd_revoke_share(args: argparse.Namespace) -> int:
+    from mutualrec.client.upload import auth_metadata
+    from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
+
+    with grpc.insecure_channel(args.server) as channel:
+        link = imaging_pb2_grpc.ImagingServiceStub(channel).RevokeShareLink(
+            imaging_pb2.RevokeShareLinkRequest(link_id=args.link_id),
+            metadata=auth_metadata(_token(args)),
+        )
+    print(f"{link.link_id} revoked at {link.revoke_time}")
+    return 0
+
+
 _REPORT_GROUPS = {
     "district": "GROUP_BY_DISTRICT",
     "asking-institution": "GROUP_BY_ASKING_INSTITUTION",
@@ -541,8 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument(
         "--role",
         default="hospital",
-        choices=["hospital", "regulator"],
-        help="regulator keys read aggregate statistics only and name no institution",
+        choices=["hospital", "regulator", "admin"],
+        help="regulator keys read aggregate statistics only; admin keys mint patient tokens "
+        "(IdentityService); neither names an institution",
     )
     issue.set_defaults(run=_cmd_issue_key)
     revoke = admin.add_parser("revoke-key", help="revoke an API key by its id")
@@ -589,6 +749,10 @@ def build_parser() -> argparse.ArgumentParser:
     def client_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--server", default=os.environ.get("MUTUALREC_SERVER", DEFAULT_SERVER))
         sub.add_argument("--key", help="API key (default: MUTUALREC_API_KEY)")
+
+    def token_options(sub: argparse.ArgumentParser, holder: str = "patient token") -> None:
+        sub.add_argument("--server", default=os.environ.get("MUTUALREC_SERVER", DEFAULT_SERVER))
+        sub.add_argument("--token", help=f"{holder} (default: MUTUALREC_TOKEN)")
 
     up = commands.add_parser("upload", help="upload DICOM files or folders as one study")
     up.add_argument("paths", nargs="+", metavar="PATH")
@@ -649,6 +813,62 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--json", action="store_true", help="print the reply as JSON")
     client_options(decide)
     decide.set_defaults(run=_cmd_decide)
+
+    token = admin.add_parser(
+        "patient-token",
+        help="mint a short-lived patient token (stand-in for the identity provider)",
+    )
+    token.add_argument("--patient-id", required=True, help="identity document number")
+    token.add_argument("--id-type", default="RESIDENT_ID_CARD", help="identity document type")
+    token.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds, 60 to 86400")
+    token.set_defaults(run=_cmd_patient_token)
+
+    history = commands.add_parser(
+        "history", help="a patient's imaging studies across all hospitals (patient token)"
+    )
+    history.add_argument("--modality", default="", help="e.g. CT")
+    history.add_argument("--from", dest="from_date", default="", metavar="YYYY-MM-DD")
+    history.add_argument("--to", dest="to_date", default="", metavar="YYYY-MM-DD")
+    history.add_argument("--institution", default="", metavar="CODE")
+    history.add_argument("--page-size", type=int, default=50, help="studies per call")
+    history.add_argument(
+        "--thumbnails",
+        metavar="DIR",
+        help="also write each series' thumbnail as DIR/STUDY/SERIES.png",
+    )
+    history.add_argument("--json", action="store_true", help="print the studies as JSON")
+    token_options(history)
+    history.set_defaults(run=_cmd_history)
+
+    download = commands.add_parser(
+        "download", help="save a study's DICOM files (patient token or share token)"
+    )
+    download.add_argument("study_uid", nargs="?", default="", help="empty with a share token")
+    download.add_argument("--out", required=True, metavar="DIR")
+    download.add_argument("--series", default="", help="one series only")
+    token_options(download, "patient or share token")
+    download.set_defaults(run=_cmd_download)
+
+    share = commands.add_parser("share", help="make a read-only link to one study for a doctor")
+    share.add_argument("study_uid")
+    share.add_argument("--days", type=float, default=7, help="how long it works (default 7)")
+    share.add_argument("--until", default="", help="or an exact ISO 8601 expiry with offset")
+    share.add_argument("--note", default="", help="for your own list, e.g. the doctor's name")
+    share.add_argument("--json", action="store_true", help="print the reply as JSON")
+    token_options(share)
+    share.set_defaults(run=_cmd_share)
+
+    links = commands.add_parser("share-links", help="your share links and who opened them")
+    links.add_argument("--study", default="", help="links of one study only")
+    links.add_argument("--json", action="store_true", help="print the reply as JSON")
+    token_options(links)
+    links.set_defaults(run=_cmd_share_links)
+
+    revoke_share = commands.add_parser("revoke-share", help="close a share link at once")
+    revoke_share.add_argument("link_id")
+    token_options(revoke_share)
+    revoke_share.set_defaults(run=_cmd_revoke_share)
 
     report = commands.add_parser(
         "report", help="savings statistics (regulator key): a table in the terminal, or CSV"

@@ -6,6 +6,8 @@ directory under ``./var/``, listening on 127.0.0.1:50051.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Mapping
@@ -53,6 +55,8 @@ class Settings:
     parse_workers: int
     auth_cache_seconds: float
     processes: int
+    # Signs patient tokens and paging cursors (HS256).
+    token_secret: bytes
     # Statistics rows of groups with fewer checks are left out (0: none are).
     min_group_size: int = 0
 
@@ -100,6 +104,18 @@ def _patient_key_secret(env: Mapping[str, str], data_dir: Path) -> tuple[bytes, 
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
     return path.read_text().strip().encode("utf-8"), str(path)
+
+
+def _token_secret(env: Mapping[str, str], patient_key_secret: bytes) -> bytes:
+    """The key that signs patient tokens: its own setting, else one derived from the
+    patient-key secret (a keyed hash with a fixed label, so the two never coincide and a
+    token's signature reveals nothing of the patient-key secret)."""
+    configured = env.get(PREFIX + "TOKEN_SECRET")
+    if configured:
+        if len(configured) < 32:
+            raise ConfigError(f"{PREFIX}TOKEN_SECRET must be at least 32 characters")
+        return configured.encode("utf-8")
+    return hmac.new(patient_key_secret, b"mutualrec patient tokens v1", hashlib.sha256).digest()
 
 
 def _s3_settings(env: Mapping[str, str], url: str) -> S3Settings:
@@ -161,5 +177,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth_cache_seconds=_number(env, "AUTH_CACHE_SECONDS", 30, 0),
         parse_workers=int(_number(env, "PARSE_WORKERS", os.cpu_count() or 1, 0)),
         processes=processes,
+        token_secret=_token_secret(env, secret),
         min_group_size=int(_number(env, "MIN_GROUP_SIZE", 0, 0)),
     )

@@ -6,15 +6,19 @@ import asyncio
 import functools
 import multiprocessing
 import signal
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.config import Settings
+from mutualrec.imaging.patient_history import PatientHistory
+from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.recognition.checks import Recognition
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.security.principal_cache import PrincipalCache
@@ -42,6 +46,7 @@ class Runtime:
     reference: ReferenceCache
     recognition: Recognition
     principals: PrincipalCache
+    history: PatientHistory
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -67,11 +72,12 @@ class Runtime:
         with sessions.begin() as session:
             catalog_store.ensure_packaged_catalog(session)
         reference = ReferenceCache(sessions)
+        store = open_object_store(settings)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
-            store=open_object_store(settings),
+            store=store,
             executor=executor,
             cpu_executor=cpu_executor,
             reference=reference,
@@ -85,6 +91,17 @@ class Runtime:
                 reference,
             ),
             principals=PrincipalCache(settings.auth_cache_seconds),
+            history=PatientHistory(
+                sessions,
+                store,
+                lambda: reference.data().catalog,
+                Path(tempfile.gettempdir()),
+                # Decoding and resizing pixels is pure CPU: in a worker process it does not hold
+                # the server's GIL while other calls wait. Without workers, on the caller's thread.
+                functools.partial(_render_elsewhere, cpu_executor)
+                if settings.parse_workers > 0
+                else render_thumbnail,
+            ),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -104,6 +121,10 @@ class Runtime:
         self.engine.dispose()
         if self.recognition.engine is not self.engine:
             self.recognition.engine.dispose()
+
+
+def _render_elsewhere(executor: Executor, path: Path) -> Thumbnail:
+    return executor.submit(render_thumbnail, path).result()
 
 
 def _start_parse_worker() -> None:

@@ -23,6 +23,8 @@ from sqlalchemy.engine import make_url
 
 from mutualrec import __version__
 from mutualrec.api.catalog_service import CatalogService
+from mutualrec.api.identity_service import IdentityService
+from mutualrec.api.imaging_service import ImagingService
 from mutualrec.api.ingest_service import IngestService
 from mutualrec.api.recognition_service import RecognitionService
 from mutualrec.api.statistics_service import StatisticsService
@@ -31,6 +33,8 @@ from mutualrec.runtime import Runtime
 from mutualrec.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
+    imaging_pb2,
+    imaging_pb2_grpc,
     ingest_pb2,
     ingest_pb2_grpc,
     recognition_pb2,
@@ -55,6 +59,8 @@ SERVICE_NAMES = (
     recognition_pb2.DESCRIPTOR.services_by_name["RecognitionService"].full_name,
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     statistics_pb2.DESCRIPTOR.services_by_name["StatisticsService"].full_name,
+    imaging_pb2.DESCRIPTOR.services_by_name["ImagingService"].full_name,
+    imaging_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
 )
 
 
@@ -75,6 +81,8 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
         RecognitionService(runtime), server
     )
     statistics_pb2_grpc.add_StatisticsServiceServicer_to_server(StatisticsService(runtime), server)
+    imaging_pb2_grpc.add_ImagingServiceServicer_to_server(ImagingService(runtime), server)
+    imaging_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(runtime), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

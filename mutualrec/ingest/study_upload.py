@@ -373,6 +373,8 @@ class StudyUpload:
         outcomes: list[InstanceOutcome] = []
         with self.sessions.begin() as session:
             series_ids = [self._ensure_rows(session, item.header, ensured) for item in staged]
+            assert ensured.study_id is not None
+            index.lock_study(session, ensured.study_id)
             # Same-SOP instances within one batch must go the slow way, in order.
             seen: set[str] = set()
             fast = []
@@ -403,6 +405,7 @@ class StudyUpload:
                         version,
                     )
                 )
+            index.refresh_study_counts(session, ensured.study_id)
         # Only committed rows may be skipped by later instances.
         self._ensured = ensured
         for outcome in outcomes:

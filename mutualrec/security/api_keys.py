@@ -34,6 +34,11 @@ class Principal:
     institution_id: int | None
     institution_code: str | None
     key_id: str
+    # A patient token's patient, or the patient who made a share link.
+    patient_key: str | None = None
+    # A share link's id and the one study it opens.
+    share_link_id: str | None = None
+    shared_study_id: int | None = None
 
 
 class InvalidKey(Exception):

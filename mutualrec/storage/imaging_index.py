@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from mutualrec.storage.models import (
     Instance,
@@ -122,6 +122,7 @@ def ensure_study(session: Session, record: StudyRecord) -> int:
         "study_time": record.study_time,
         "description": record.description,
         "performed_item_code": record.performed_item_code,
+        "started_at": dt.datetime.combine(record.study_date, record.study_time or dt.time()),
     }
     insert_ignoring_conflicts(session, Study, values)
     study_id, patient_key, institution_id = session.execute(
@@ -140,6 +141,46 @@ def ensure_study(session: Session, record: StudyRecord) -> int:
             "this study is held for another patient than the one the header declares",
         )
     return int(study_id)
+
+
+def lock_study(session: Session, study_id: int) -> None:
+    """Hold the study's row until commit, so concurrent uploads of one study count in turn.
+
+    Taken before any instance row is written: every transaction adding to a study then waits
+    at the same place, and the counts :func:`refresh_study_counts` reads see every commit made
+    before it. (SQLite has one writer at a time anyway.)
+    """
+    session.execute(select(Study.id).where(Study.id == study_id).with_for_update())
+
+
+def refresh_study_counts(session: Session, study_id: int) -> None:
+    """Recount the study's series, current instances and bytes into its row."""
+    newer = aliased(Instance)
+    in_study = Series.study_id == study_id
+    series_count = select(func.count()).select_from(Series).where(in_study).scalar_subquery()
+    instance_count = (
+        select(func.count(func.distinct(Instance.sop_instance_uid)))
+        .join(Series, Series.id == Instance.series_id)
+        .where(in_study)
+        .scalar_subquery()
+    )
+    size_bytes = (
+        select(func.coalesce(func.sum(Instance.size_bytes), 0))
+        .join(Series, Series.id == Instance.series_id)
+        .where(
+            in_study,
+            ~exists().where(
+                newer.sop_instance_uid == Instance.sop_instance_uid,
+                newer.version > Instance.version,
+            ),
+        )
+        .scalar_subquery()
+    )
+    session.execute(
+        update(Study)
+        .where(Study.id == study_id)
+        .values(series_count=series_count, instance_count=instance_count, size_bytes=size_bytes)
+    )
 
 
 def ensure_series(session: Session, study_id: int, record: SeriesRecord) -> int:

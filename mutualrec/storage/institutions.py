@@ -18,10 +18,12 @@ from mutualrec.security.api_keys import (
 from mutualrec.storage.models import ApiKey, Institution
 
 LEVELS = ("tertiary", "secondary", "primary")
-# Roles of API keys: a hospital ingests and checks; a regulator reads aggregate statistics only.
+# Roles of API keys: a hospital ingests and checks; a regulator reads aggregate statistics only;
+# an identity provider (admin) vouches for patients by minting their tokens.
 HOSPITAL = "hospital"
 REGULATOR = "regulator"
-ROLES = (HOSPITAL, REGULATOR)
+ADMIN = "admin"
+ROLES = (HOSPITAL, REGULATOR, ADMIN)
 DEFAULT_CITY = "chongqing"
 DEFAULT_REGION = "chengdu-chongqing"
 # Width of the institution.city and institution.region columns.
@@ -94,14 +96,17 @@ def issue_institution_key(session: Session, code: str) -> str:
     return issued.token
 
 
-def issue_regulator_key(session: Session) -> str:
-    """Make an API key for a regulator (health commission): aggregates only, no institution."""
+def issue_role_key(session: Session, role: str) -> str:
+    """Make an API key that names no institution: a regulator's (health commission:
+    aggregates only) or an administrator's (the identity provider minting patient tokens)."""
+    if role not in (REGULATOR, ADMIN):
+        raise ValueError(f"{role!r} keys belong to an institution")
     issued = issue_key()
     session.add(
         ApiKey(
             key_id=issued.key_id,
             secret_sha256=issued.secret_sha256,
-            role=REGULATOR,
+            role=role,
             institution_id=None,
         )
     )

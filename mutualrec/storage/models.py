@@ -100,7 +100,8 @@ class Study(Base):
     """An imaging study, owned by the institution that first uploaded it."""
 
     __tablename__ = "study"
-    __table_args__ = (Index("ix_study_patient_date", "patient_key", "study_date"),)
+    # A patient's history, newest first, is one range scan of this index (keyset paging).
+    __table_args__ = (Index("ix_study_patient_started", "patient_key", "started_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -111,6 +112,14 @@ class Study(Base):
     study_time: Mapped[dt.time | None] = mapped_column(Time)
     description: Mapped[str] = mapped_column(String(256))
     performed_item_code: Mapped[str] = mapped_column(String(32))
+    # Study date and time as one local (Asia/Shanghai) wall-clock value, midnight when the time
+    # is unknown: the sort key of a patient's history.
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=False))
+    # Kept by ingest in the transaction that adds instances, so listing a patient's history
+    # reads no instance rows. Current versions only.
+    series_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    instance_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
@@ -387,3 +396,31 @@ class DailyRollup(Base):
     declined_by_reason: Mapped[str] = mapped_column(Text)
     saving: Mapped[str] = mapped_column(String(24))
     __table_args__ = (Index("ix_daily_rollup_group_by_day", "group_by", "day"),)
+
+
+class ShareLink(Base):
+    """A patient's read-only link to one study, for a doctor; only the token's hash is kept."""
+
+    __tablename__ = "share_link"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_key: Mapped[str] = mapped_column(String(64), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    note: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ShareOpening(Base):
+    """One call made with a share link: the patient sees who opened what, and when."""
+
+    __tablename__ = "share_opening"
+    __table_args__ = (Index("ix_share_opening_link_time", "link_id", "opened_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    link_id: Mapped[str] = mapped_column(ForeignKey("share_link.id"))
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    rpc: Mapped[str] = mapped_column(String(32))
+    peer: Mapped[str] = mapped_column(String(100))

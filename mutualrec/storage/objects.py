@@ -25,6 +25,10 @@ class ObjectStoreError(RuntimeError):
     """The store could not carry out an operation (I/O error, S3 error)."""
 
 
+class ObjectCorrupt(ObjectStoreError):
+    """An object's bytes no longer match the hash the index recorded for them."""
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     """What the store knows of an object without reading it."""

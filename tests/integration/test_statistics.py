@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from mutualrec.statistics.periods import today
-from mutualrec.storage.institutions import issue_regulator_key
+from mutualrec.storage.institutions import REGULATOR, issue_role_key
 from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck
 from mutualrec.v1 import recognition_pb2, statistics_pb2, statistics_pb2_grpc
 from tests.conftest import RunningServer
@@ -29,7 +29,7 @@ SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 def _regulator(server: RunningServer) -> str:
     with server.runtime.sessions.begin() as session:
-        return issue_regulator_key(session)
+        return issue_role_key(session, REGULATOR)
 
 
 def _report(server: RunningServer, key: str, **fields: Any) -> statistics_pb2.SavingsReport:

@@ -1,0 +1,331 @@
+"""ImagingService: a patient's cloud imaging history, and share links for their doctors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from typing import TypeAlias
+
+import grpc
+
+from mutualrec.api.auth import PATIENT, SHARE, require_role
+from mutualrec.api.status import abort, abort_with_violations
+from mutualrec.imaging.history import check_query, encode_cursor
+from mutualrec.imaging.patient_history import ListedStudy, StudyNotFound, Viewer
+from mutualrec.imaging.sharing import LinkState, check_share_request, link_state
+from mutualrec.runtime import Runtime
+from mutualrec.security.api_keys import Principal
+from mutualrec.storage.history_index import InstanceFile, SeriesEntry
+from mutualrec.storage.objects import ObjectCorrupt, ObjectNotFound, ObjectStoreError
+from mutualrec.storage.share_index import LinkEntry
+from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
+from mutualrec.violations import Rejected
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+_OWNER_ONLY = frozenset({PATIENT})
+_READERS = frozenset({PATIENT, SHARE})
+_NOT_PATIENT = "only a patient token may do this"
+_NOT_READER = "only a patient token or a share link may read imaging history"
+THUMBNAIL_URI = "mutualrec://thumbnail/{study}/{series}"
+SHARE_URI = "mutualrec://share/{token}"
+# Largest data field of a DownloadStudy message.
+DOWNLOAD_CHUNK = 1024 * 1024
+_STATES = {
+    LinkState.ACTIVE: imaging_pb2.SHARE_LINK_ACTIVE,
+    LinkState.EXPIRED: imaging_pb2.SHARE_LINK_EXPIRED,
+    LinkState.REVOKED: imaging_pb2.SHARE_LINK_REVOKED,
+}
+
+
+def _time(moment: dt.datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _study_proto(listed: ListedStudy) -> imaging_pb2.StudyListing:
+    entry = listed.entry
+    return imaging_pb2.StudyListing(
+        study_instance_uid=entry.study_instance_uid,
+        institution_code=entry.institution_code,
+        institution_name=entry.institution_name,
+        study_date=entry.study_date.isoformat(),
+        study_time="" if entry.study_time is None else entry.study_time.isoformat("seconds"),
+        modalities=entry.modalities,
+        body_parts=entry.body_parts,
+        description=entry.description,
+        contrast=entry.contrast,
+        series_count=entry.series_count,
+        instance_count=entry.instance_count,
+        size_bytes=entry.size_bytes,
+        accession_number=entry.accession_number,
+        recognition=[
+            imaging_pb2.StudyRecognition(
+                item_code=v.item_code,
+                item_name=v.item_name,
+                valid_until=_time(v.valid_until),
+                within_validity=v.within_validity,
+            )
+            for v in listed.recognition
+        ],
+    )
+
+
+def _series_proto(study_uid: str, series: SeriesEntry) -> imaging_pb2.SeriesListing:
+    return imaging_pb2.SeriesListing(
+        series_instance_uid=series.series_instance_uid,
+        series_number=series.series_number or 0,
+        modality=series.modality,
+        body_part=series.body_part,
+        description=series.description,
+        contrast=series.contrast,
+        instance_count=series.instance_count,
+        size_bytes=series.size_bytes,
+        thumbnail_uri=THUMBNAIL_URI.format(study=study_uid, series=series.series_instance_uid),
+    )
+
+
+def _link_proto(link: LinkEntry, now: dt.datetime) -> imaging_pb2.ShareLink:
+    return imaging_pb2.ShareLink(
+        link_id=link.link_id,
+        study_instance_uid=link.study_instance_uid,
+        note=link.note,
+        create_time=_time(link.created_at),
+        expire_time=_time(link.expires_at),
+        revoke_time=_time(link.revoked_at),
+        state=_STATES[link_state(link.expires_at, link.revoked_at, now)],
+        opening_count=link.opening_count,
+        openings=[
+            imaging_pb2.ShareOpening(time=_time(o.opened_at), rpc=o.rpc, peer=o.peer)
+            for o in link.openings
+        ],
+    )
+
+
+def _viewer(principal: Principal, context: Context) -> Viewer:
+    assert principal.patient_key is not None
+    return Viewer(
+        patient_key=principal.patient_key,
+        shared_study_id=principal.shared_study_id,
+        share_link_id=principal.share_link_id,
+        peer=context.peer() or "",
+    )
+
+
+def _download_messages(
+    read: Iterator[bytes], instance: InstanceFile
+) -> Iterator[imaging_pb2.DownloadStudyResponse]:
+    """One instance as messages: its description on the first, data of at most 1 MiB each."""
+    first = True
+    digest = hashlib.sha256()
+    for block in read:
+        for start in range(0, len(block), DOWNLOAD_CHUNK):
+            part = block[start : start + DOWNLOAD_CHUNK]
+            digest.update(part)
+            message = imaging_pb2.DownloadStudyResponse(data=part)
+            if first:
+                message.instance.CopyFrom(_instance_proto(instance))
+                first = False
+            yield message
+    if digest.hexdigest() != instance.sha256:
+        raise ObjectCorrupt(f"stored bytes of {instance.sop_instance_uid} fail their SHA-256")
+    closing = imaging_pb2.DownloadStudyResponse(end_of_instance=True)
+    if first:
+        closing.instance.CopyFrom(_instance_proto(instance))
+    yield closing
+
+
+def _instance_proto(instance: InstanceFile) -> imaging_pb2.DownloadedInstance:
+    return imaging_pb2.DownloadedInstance(
+        sop_instance_uid=instance.sop_instance_uid,
+        series_instance_uid=instance.series_instance_uid,
+        version=instance.version,
+        size_bytes=instance.size_bytes,
+        sha256=instance.sha256,
+        file_name=f"{instance.series_instance_uid}/{instance.sop_instance_uid}.dcm",
+    )
+
+
+class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[misc]
+    """Translates imaging-history calls between messages and :mod:`mutualrec.imaging`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.history = runtime.history
+
+    async def _reader(self, context: Context) -> Viewer:
+        principal = await require_role(self.runtime, context, _READERS, _NOT_READER)
+        return _viewer(principal, context)
+
+    async def _owner(self, context: Context) -> str:
+        principal = await require_role(self.runtime, context, _OWNER_ONLY, _NOT_PATIENT)
+        assert principal.patient_key is not None
+        return principal.patient_key
+
+    async def ListStudies(
+        self, request: imaging_pb2.ListStudiesRequest, context: Context
+    ) -> imaging_pb2.ListStudiesResponse:
+        """The patient's studies, newest first, a page at a time."""
+        patient_key = await self._owner(context)
+        secret = self.runtime.settings.token_secret
+        try:
+            query = check_query(
+                secret,
+                patient_key,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                modality=request.modality,
+                from_date=request.from_date,
+                to_date=request.to_date,
+                institution_code=request.institution_code,
+            )
+        except Rejected as rejection:
+            await abort_with_violations(
+                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
+            )
+        page = await self.runtime.run_blocking(
+            self.history.list_studies, patient_key, query, dt.datetime.now(dt.UTC)
+        )
+        return imaging_pb2.ListStudiesResponse(
+            studies=[_study_proto(listed) for listed in page.studies],
+            next_page_token=(
+                encode_cursor(secret, patient_key, query.history_filter, page.next_cursor)
+                if page.next_cursor is not None
+                else ""
+            ),
+        )
+
+    async def GetStudy(
+        self, request: imaging_pb2.GetStudyRequest, context: Context
+    ) -> imaging_pb2.GetStudyResponse:
+        """One study of the patient's (or the shared study) with its series."""
+        viewer = await self._reader(context)
+        if not request.study_instance_uid and viewer.shared_study_id is None:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
+        try:
+            listed, series = await self.runtime.run_blocking(
+                self.history.study, viewer, request.study_instance_uid, dt.datetime.now(dt.UTC)
+            )
+        except StudyNotFound:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such study")
+        uid = listed.entry.study_instance_uid
+        return imaging_pb2.GetStudyResponse(
+            study=_study_proto(listed), series=[_series_proto(uid, s) for s in series]
+        )
+
+    async def GetThumbnail(
+        self, request: imaging_pb2.GetThumbnailRequest, context: Context
+    ) -> imaging_pb2.Thumbnail:
+        """A PNG of one series, rendered on first request and kept."""
+        viewer = await self._reader(context)
+        if not request.series_instance_uid:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "series_instance_uid is empty")
+        try:
+            thumbnail, sop_uid = await self.runtime.run_blocking(
+                self.history.thumbnail,
+                viewer,
+                request.study_instance_uid,
+                request.series_instance_uid,
+            )
+        except StudyNotFound:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such study or series")
+        except (ObjectNotFound, ObjectStoreError):
+            await abort(
+                context, grpc.StatusCode.UNAVAILABLE, "the object store could not be read; retry"
+            )
+        return imaging_pb2.Thumbnail(
+            content_type="image/png",
+            data=thumbnail.png,
+            width=thumbnail.width,
+            height=thumbnail.height,
+            placeholder=thumbnail.placeholder,
+            reason=thumbnail.reason,
+            sop_instance_uid=sop_uid,
+        )
+
+    async def DownloadStudy(
+        self, request: imaging_pb2.DownloadStudyRequest, context: Context
+    ) -> AsyncIterator[imaging_pb2.DownloadStudyResponse]:
+        """The study's original instances, streamed chunk by chunk with bounded memory."""
+        viewer = await self._reader(context)
+        if not request.study_instance_uid and viewer.shared_study_id is None:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
+        try:
+            files = await self.runtime.run_blocking(
+                self.history.files,
+                viewer,
+                request.study_instance_uid,
+                request.series_instance_uid,
+            )
+        except StudyNotFound:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such study or series")
+        for instance in files:
+            messages = _download_messages(self.history.read(instance), instance)
+            while True:
+                try:
+                    message = await self.runtime.run_blocking(next, messages, None)
+                except ObjectCorrupt:
+                    await abort(
+                        context,
+                        grpc.StatusCode.DATA_LOSS,
+                        f"instance {instance.sop_instance_uid} is damaged in the object store",
+                    )
+                except (ObjectNotFound, ObjectStoreError):
+                    await abort(
+                        context,
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"instance {instance.sop_instance_uid} could not be read; retry",
+                    )
+                if message is None:
+                    break
+                yield message
+
+    async def CreateShareLink(
+        self, request: imaging_pb2.CreateShareLinkRequest, context: Context
+    ) -> imaging_pb2.CreateShareLinkResponse:
+        """A read-only link to one of the patient's studies."""
+        patient_key = await self._owner(context)
+        now = dt.datetime.now(dt.UTC)
+        try:
+            share = check_share_request(request.expire_time, request.note, now)
+        except Rejected as rejection:
+            await abort_with_violations(
+                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
+            )
+        if not request.study_instance_uid:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
+        try:
+            created = await self.runtime.run_blocking(
+                self.history.create_link, patient_key, request.study_instance_uid, share, now
+            )
+        except StudyNotFound:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such study")
+        return imaging_pb2.CreateShareLinkResponse(
+            link=_link_proto(created.link, now),
+            token=created.token,
+            uri=SHARE_URI.format(token=created.token),
+        )
+
+    async def ListShareLinks(
+        self, request: imaging_pb2.ListShareLinksRequest, context: Context
+    ) -> imaging_pb2.ListShareLinksResponse:
+        """The patient's links with their openings."""
+        patient_key = await self._owner(context)
+        links = await self.runtime.run_blocking(
+            self.history.links, patient_key, request.study_instance_uid
+        )
+        now = dt.datetime.now(dt.UTC)
+        return imaging_pb2.ListShareLinksResponse(links=[_link_proto(link, now) for link in links])
+
+    async def RevokeShareLink(
+        self, request: imaging_pb2.RevokeShareLinkRequest, context: Context
+    ) -> imaging_pb2.ShareLink:
+        """Close a link at once; revoking twice keeps the first revocation."""
+        patient_key = await self._owner(context)
+        now = dt.datetime.now(dt.UTC)
+        link = await self.runtime.run_blocking(
+            self.history.revoke_link, patient_key, request.link_id, now
+        )
+        if link is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such share link")
+        return _link_proto(link, now)

@@ -1,0 +1,256 @@
+"""Reads of a patient's imaging history: their studies, a study's series, its current files.
+
+Every read here is keyed by the patient (or by a study id already proven to be theirs): the
+listing is one range scan of ``ix_study_patient_started`` whatever the size of the region's
+index, and the counts it shows are the ones ingest keeps on the study row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, Select, exists, func, select, tuple_
+from sqlalchemy.orm import Session, aliased
+
+from mutualrec.storage.models import Instance, Institution, RecognitionResult, Series, Study
+from mutualrec.storage.sql import as_utc
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """What a patient narrowed their history to; empty fields do not filter."""
+
+    modality: str = ""
+    from_date: dt.date | None = None
+    to_date: dt.date | None = None
+    institution_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCursor:
+    """Where the previous page ended: the sort key of its last study."""
+
+    started_at: dt.datetime
+    study_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldItem:
+    """A catalog item a study counts as, and the report time its validity runs from."""
+
+    item_code: str
+    report_time: dt.datetime
+
+
+@dataclass(slots=True)
+class StudyEntry:
+    """A study of the patient's history as the index holds it."""
+
+    study_id: int
+    study_instance_uid: str
+    institution_code: str
+    institution_name: str
+    accession_number: str
+    study_date: dt.date
+    study_time: dt.time | None
+    started_at: dt.datetime
+    description: str
+    series_count: int
+    instance_count: int
+    size_bytes: int
+    modalities: list[str] = field(default_factory=list)
+    body_parts: list[str] = field(default_factory=list)
+    contrast: bool = False
+    items: list[HeldItem] = field(default_factory=list)
+
+
+def _entries(session: Session, query: Select[Study, str, str]) -> list[StudyEntry]:
+    """Studies of ``query`` with their series facets and recognition items filled in."""
+    entries = [
+        StudyEntry(
+            study_id=study.id,
+            study_instance_uid=study.study_instance_uid,
+            institution_code=code,
+            institution_name=name,
+            accession_number=study.accession_number,
+            study_date=study.study_date,
+            study_time=study.study_time,
+            started_at=study.started_at,
+            description=study.description,
+            series_count=study.series_count,
+            instance_count=study.instance_count,
+            size_bytes=study.size_bytes,
+        )
+        for study, code, name in session.execute(query)
+    ]
+    if not entries:
+        return entries
+    by_id = {entry.study_id: entry for entry in entries}
+    facets: dict[int, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+    for study_id, modality, body_part, contrast in session.execute(
+        select(Series.study_id, Series.modality, Series.body_part, Series.contrast).where(
+            Series.study_id.in_(by_id)
+        )
+    ):
+        modalities, body_parts = facets[study_id]
+        modalities.add(modality)
+        if body_part:
+            body_parts.add(body_part)
+        by_id[study_id].contrast |= bool(contrast)
+    for study_id, (modalities, body_parts) in facets.items():
+        by_id[study_id].modalities = sorted(modalities)
+        by_id[study_id].body_parts = sorted(body_parts)
+    by_ref = {f"study:{entry.study_instance_uid}": entry for entry in entries}
+    for ref, item_code, report_time in session.execute(
+        select(
+            RecognitionResult.result_ref,
+            RecognitionResult.item_code,
+            RecognitionResult.report_time,
+        )
+        .where(RecognitionResult.result_ref.in_(by_ref))
+        .order_by(RecognitionResult.result_ref, RecognitionResult.item_code)
+    ):
+        by_ref[ref].items.append(HeldItem(item_code, as_utc(report_time)))
+    return entries
+
+
+def _listing() -> Select[Study, str, str]:
+    return select(Study, Institution.code, Institution.name).join(
+        Institution, Institution.id == Study.institution_id
+    )
+
+
+def patient_studies(
+    session: Session,
+    patient_key: str,
+    history_filter: HistoryFilter,
+    after: HistoryCursor | None,
+    limit: int,
+) -> list[StudyEntry]:
+    """Up to ``limit`` of the patient's studies, newest first, after ``after``."""
+    query = _listing().where(Study.patient_key == patient_key)
+    if after is not None:
+        query = query.where(
+            tuple_(Study.started_at, Study.id) < tuple_(after.started_at, after.study_id)
+        )
+    if history_filter.from_date is not None:
+        query = query.where(Study.study_date >= history_filter.from_date)
+    if history_filter.to_date is not None:
+        query = query.where(Study.study_date <= history_filter.to_date)
+    if history_filter.institution_code:
+        query = query.where(Institution.code == history_filter.institution_code)
+    if history_filter.modality:
+        query = query.where(
+            exists().where(Series.study_id == Study.id, Series.modality == history_filter.modality)
+        )
+    query = query.order_by(Study.started_at.desc(), Study.id.desc()).limit(limit)
+    return _entries(session, query)
+
+
+def patient_study(session: Session, patient_key: str, study_instance_uid: str) -> StudyEntry | None:
+    """The patient's study with that UID; None if there is none, or it is someone else's."""
+    query = _listing().where(
+        Study.study_instance_uid == study_instance_uid, Study.patient_key == patient_key
+    )
+    entries = _entries(session, query)
+    return entries[0] if entries else None
+
+
+def study_by_id(session: Session, study_id: int) -> StudyEntry | None:
+    """A study by its row id (a share link's study)."""
+    entries = _entries(session, _listing().where(Study.id == study_id))
+    return entries[0] if entries else None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesEntry:
+    """A series of a study with its current instance count and size."""
+
+    series_instance_uid: str
+    series_number: int | None
+    modality: str
+    body_part: str
+    description: str
+    contrast: bool
+    instance_count: int
+    size_bytes: int
+
+
+def _is_current() -> ColumnElement[bool]:
+    newer = aliased(Instance)
+    return ~exists().where(
+        newer.sop_instance_uid == Instance.sop_instance_uid, newer.version > Instance.version
+    )
+
+
+def study_series(session: Session, study_id: int) -> list[SeriesEntry]:
+    """The study's series by series number (then UID), counting current versions only."""
+    counts = (
+        select(
+            Instance.series_id.label("series_id"),
+            func.count().label("instances"),
+            func.sum(Instance.size_bytes).label("size"),
+        )
+        .join(Series, Series.id == Instance.series_id)
+        .where(Series.study_id == study_id, _is_current())
+        .group_by(Instance.series_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            Series.series_instance_uid,
+            Series.series_number,
+            Series.modality,
+            Series.body_part,
+            Series.description,
+            Series.contrast,
+            func.coalesce(counts.c.instances, 0),
+            func.coalesce(counts.c.size, 0),
+        )
+        .outerjoin(counts, counts.c.series_id == Series.id)
+        .where(Series.study_id == study_id)
+        .order_by(Series.series_number.is_(None), Series.series_number, Series.series_instance_uid)
+    ).all()
+    return [
+        SeriesEntry(uid, number, modality, body_part, description, bool(contrast), n, int(size))
+        for uid, number, modality, body_part, description, contrast, n, size in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFile:
+    """The current version of one instance: where its bytes are and what they hash to."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    instance_number: int | None
+    version: int
+    size_bytes: int
+    sha256: str
+    object_key: str
+
+
+def current_files(
+    session: Session, study_id: int, series_instance_uid: str = ""
+) -> list[InstanceFile]:
+    """The current version of every instance of the study (or of one of its series), in
+    series then SOP Instance UID order."""
+    query = (
+        select(
+            Instance.sop_instance_uid,
+            Series.series_instance_uid,
+            Instance.instance_number,
+            Instance.version,
+            Instance.size_bytes,
+            Instance.sha256,
+            Instance.object_key,
+        )
+        .join(Series, Series.id == Instance.series_id)
+        .where(Series.study_id == study_id, _is_current())
+        .order_by(Series.series_instance_uid, Instance.sop_instance_uid)
+    )
+    if series_instance_uid:
+        query = query.where(Series.series_instance_uid == series_instance_uid)
+    return [InstanceFile(*row) for row in session.execute(query)]
