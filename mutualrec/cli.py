@@ -436,6 +436,31 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from mutualrec.storage.factory import open_object_store
+    from mutualrec.storage.sweep import sweep
+
+    settings = load_settings()
+    store = open_object_store(settings)
+    report = sweep(
+        store,
+        _admin_sessions(),
+        now=dt.datetime.now(dt.UTC),
+        grace=dt.timedelta(minutes=args.grace_minutes),
+        remove=not args.dry_run,
+    )
+    if args.verbose:
+        for key in report.removed_keys:
+            print(key)
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"examined {report.examined} objects: {report.referenced} referenced, "
+        f"{report.recent} too recent to judge, {verb} {report.removed} "
+        f"({report.removed_bytes} bytes)"
+    )
+    return 0
+
+
 def _cmd_patient_token(args: argparse.Namespace) -> int:
     from mutualrec.identity import parse_identity, patient_key
     from mutualrec.security.patient_tokens import mint_patient_token
@@ -813,6 +838,19 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--json", action="store_true", help="print the reply as JSON")
     client_options(decide)
     decide.set_defaults(run=_cmd_decide)
+
+    swept = admin.add_parser(
+        "sweep", help="remove blobs no index row refers to (left by crashes between blob and row)"
+    )
+    swept.add_argument(
+        "--grace-minutes",
+        type=float,
+        default=60,
+        help="never touch objects written more recently (an upload may not have committed yet)",
+    )
+    swept.add_argument("--dry-run", action="store_true", help="count, remove nothing")
+    swept.add_argument("--verbose", action="store_true", help="print each key removed")
+    swept.set_defaults(run=_cmd_sweep)
 
     token = admin.add_parser(
         "patient-token",

@@ -275,13 +275,20 @@ class LabSubmission:
         )
 
     def _keep_document(self, key: str, body: bytes) -> bool:
+        """Store the document; True when the store did not hold it before.
+
+        Bytes already held are written again all the same: the fresh write time is what keeps
+        ``mutualrec admin sweep`` (which spares recent objects) from removing a blob that this
+        submission is about to reference, should an earlier submission have left it orphaned.
+        """
         try:
             self.store.stat(key)
+            held = True
         except ObjectNotFound:
-            self.store.put(key, io.BytesIO(body), len(body))
-            self.store.sync()
-            return True
-        return False
+            held = False
+        self.store.put(key, io.BytesIO(body), len(body))
+        self.store.sync()
+        return not held
 
     def _index(
         self, pending: list[_Pending], key: str, received_at: dt.datetime, kind: BundleKind

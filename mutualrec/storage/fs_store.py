@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import os
 import tempfile
@@ -110,7 +111,7 @@ class FileSystemObjectStore:
     def stat(self, key: str) -> ObjectInfo:
         """Size of the object under ``key``."""
         try:
-            return ObjectInfo(key, self._path(key).stat().st_size)
+            return _info(key, self._path(key).stat())
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
 
@@ -146,4 +147,12 @@ class FileSystemObjectStore:
                 if key.startswith(prefix):
                     entries.append(key)
             for key in sorted(entries):
-                yield ObjectInfo(key, (self.root / key).stat().st_size)
+                try:
+                    status = (self.root / key).stat()
+                except FileNotFoundError:
+                    continue  # deleted while the directory was being listed
+                yield _info(key, status)
+
+
+def _info(key: str, status: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key, status.st_size, dt.datetime.fromtimestamp(status.st_mtime, dt.UTC))

@@ -6,6 +6,7 @@ only refers to them by key. Every method is blocking: async callers run them in 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ class ObjectInfo:
 
     key: str
     size: int
+    # When the object was last written (UTC), where the backend says.
+    modified: dt.datetime | None = None
 
 
 def check_key(key: str) -> str:

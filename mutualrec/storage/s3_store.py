@@ -77,7 +77,7 @@ class S3ObjectStore:
             if exc.code in _MISSING:
                 raise ObjectNotFound(key) from None
             raise ObjectStoreError(f"stat {key}: {exc}") from exc
-        return ObjectInfo(key, int(result.size or 0))
+        return ObjectInfo(key, int(result.size or 0), result.last_modified)
 
     def delete(self, key: str) -> None:
         """Remove the object; S3 treats a missing key as success already."""
@@ -93,6 +93,6 @@ class S3ObjectStore:
         """Objects whose key starts with ``prefix``, in key order (as S3 lists them)."""
         try:
             for item in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
-                yield ObjectInfo(str(item.object_name), int(item.size or 0))
+                yield ObjectInfo(str(item.object_name), int(item.size or 0), item.last_modified)
         except MinioException as exc:
             raise ObjectStoreError(f"list {prefix}: {exc}") from exc

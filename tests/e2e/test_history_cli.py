@@ -86,3 +86,10 @@ def test_history_thumbnails_download_and_share_through_the_cli(
     bad = embedded.cli("history", "--token", token, "--from", "2024/01/01")
     assert bad.returncode == 2
     assert "from_date" in bad.stderr
+
+    # Every blob written above (instances, thumbnails) is referenced: the sweep keeps them all.
+    swept = embedded.cli("admin", "sweep", "--grace-minutes", "0")
+    assert swept.returncode == 0, swept.stderr
+    assert ", removed 0 (0 bytes)" in swept.stdout
+    kept = embedded.cli("download", "--token", token, chest, "--out", str(tmp_path / "kept"))
+    assert kept.returncode == 0, kept.stderr
