@@ -461,6 +461,57 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from mutualrec.identity import parse_identity, patient_key
+    from mutualrec.storage import audit_log
+
+    sessions = _admin_sessions()
+    if args.verify:
+        with sessions() as session:
+            checked, problems = audit_log.verify(session)
+        for problem in problems:
+            print(f"chain {problem.chain_id} entry {problem.seq}: {problem.problem}")
+        print(f"{checked} entries checked, {len(problems)} problems")
+        return 1 if problems else 0
+    if not args.patient_id:
+        raise ValueError("give --patient-id ID (whose accesses to list) or --verify")
+    settings = load_settings()
+    key = patient_key(
+        parse_identity(args.id_type, args.patient_id, args.country), settings.patient_key_secret
+    )
+    with sessions() as session:
+        rows = audit_log.accesses(session, key, args.limit)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "time": access.at.isoformat(),
+                        "role": access.role,
+                        "institution_code": access.institution_code,
+                        "credential": access.credential,
+                        "rpc": access.rpc,
+                        "what": access.what,
+                        "outcome": access.outcome,
+                        "peer": access.peer,
+                    }
+                    for _row_id, access in rows
+                ],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    for _row_id, access in rows:
+        who = access.institution_code or access.credential
+        print(
+            f"{access.at.isoformat(timespec='seconds')} {access.role:<9} {who:<18} "
+            f"{access.rpc:<34} {access.outcome:<10} {access.what}"
+        )
+    print(f"{len(rows)} entries (newest first)")
+    return 0
+
+
 def _cmd_patient_token(args: argparse.Namespace) -> int:
     from mutualrec.identity import parse_identity, patient_key
     from mutualrec.security.patient_tokens import mint_patient_token
@@ -861,6 +912,19 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
     token.add_argument("--ttl", type=int, default=3600, help="seconds, 60 to 86400")
     token.set_defaults(run=_cmd_patient_token)
+
+    audit = commands.add_parser(
+        "audit", help="who read or wrote a patient's data (the audit trail), or --verify it"
+    )
+    audit.add_argument("--patient-id", help="identity document number")
+    audit.add_argument("--id-type", default="RESIDENT_ID_CARD", help="identity document type")
+    audit.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
+    audit.add_argument("--limit", type=int, default=100, help="newest entries shown")
+    audit.add_argument("--json", action="store_true", help="print the entries as JSON")
+    audit.add_argument(
+        "--verify", action="store_true", help="recompute every hash chain and report breaks"
+    )
+    audit.set_defaults(run=_cmd_audit)
 
     history = commands.add_parser(
         "history", help="a patient's imaging studies across all hospitals (patient token)"

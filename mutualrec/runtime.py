@@ -21,6 +21,7 @@ from mutualrec.imaging.patient_history import PatientHistory
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.recognition.checks import Recognition
 from mutualrec.recognition.reference import ReferenceCache
+from mutualrec.security.audit_writer import AuditWriter
 from mutualrec.security.principal_cache import PrincipalCache
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
@@ -47,6 +48,7 @@ class Runtime:
     recognition: Recognition
     principals: PrincipalCache
     history: PatientHistory
+    audit: AuditWriter
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -102,6 +104,7 @@ class Runtime:
                 if settings.parse_workers > 0
                 else render_thumbnail,
             ),
+            audit=AuditWriter(sessions),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -115,7 +118,8 @@ class Runtime:
         return await loop.run_in_executor(self.cpu_executor, functools.partial(fn, *args, **kwargs))
 
     def close(self) -> None:
-        """Release processes, threads and connections."""
+        """Release processes, threads and connections; write the audit entries still queued."""
+        self.audit.close()
         self.cpu_executor.shutdown(wait=True, cancel_futures=True)
         self.executor.shutdown(wait=True)
         self.engine.dispose()

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 
 from mutualrec import __version__
+from mutualrec.api.audit_interceptor import AuditInterceptor
 from mutualrec.api.catalog_service import CatalogService
 from mutualrec.api.identity_service import IdentityService
 from mutualrec.api.imaging_service import ImagingService
@@ -67,13 +68,14 @@ SERVICE_NAMES = (
 async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
     """A started-ready (not yet started) server with every service; returns it and its port."""
     server = grpc.aio.server(
+        interceptors=[AuditInterceptor()],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes(runtime.settings)),
             ("grpc.max_send_message_length", max_message_bytes(runtime.settings)),
             # Several worker processes share one port only when asked to; otherwise a second
             # server on the same port is an error, not a silent split of the traffic.
             ("grpc.so_reuseport", 1 if runtime.settings.processes > 1 else 0),
-        ]
+        ],
     )
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestService(runtime), server)
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogService(runtime), server)

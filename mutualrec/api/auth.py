@@ -6,6 +6,7 @@ import datetime as dt
 
 import grpc
 
+from mutualrec.api.audit_interceptor import attach
 from mutualrec.api.status import abort
 from mutualrec.imaging.sharing import LinkState, link_state
 from mutualrec.runtime import Runtime
@@ -58,18 +59,26 @@ async def require_caller(
     (a JWT); its shape says which.
     """
     try:
-        token = bearer_token(context.invocation_metadata())
-        if looks_like_share_token(token):
-            return await runtime.run_blocking(_check_share, runtime, token)
-        if looks_like_patient_token(token):
-            key = verify_patient_token(runtime.settings.token_secret, token)
-            return Principal(PATIENT, None, None, key_id="", patient_key=key)
-        cached = runtime.principals.get(token)
-        if cached is not None:
-            return cached
-        return await runtime.run_blocking(_check, runtime, token)
+        principal = await _principal(runtime, context)
     except InvalidKey as exc:
         await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    attach(runtime.audit, context, principal)
+    return principal
+
+
+async def _principal(
+    runtime: Runtime, context: grpc.aio.ServicerContext[object, object]
+) -> Principal:
+    token = bearer_token(context.invocation_metadata())
+    if looks_like_share_token(token):
+        return await runtime.run_blocking(_check_share, runtime, token)
+    if looks_like_patient_token(token):
+        key = verify_patient_token(runtime.settings.token_secret, token)
+        return Principal(PATIENT, None, None, key_id="patient-token", patient_key=key)
+    cached = runtime.principals.get(token)
+    if cached is not None:
+        return cached
+    return await runtime.run_blocking(_check, runtime, token)
 
 
 async def require_role(

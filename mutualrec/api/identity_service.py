@@ -11,6 +11,7 @@ from mutualrec.api.auth import require_role
 from mutualrec.api.status import abort_with_violations
 from mutualrec.identity import InvalidIdentity, parse_identity, patient_key
 from mutualrec.runtime import Runtime
+from mutualrec.security.audit import touched
 from mutualrec.security.patient_tokens import DEFAULT_TTL, MAX_TTL, MIN_TTL, mint_patient_token
 from mutualrec.storage.institutions import ADMIN
 from mutualrec.v1 import common_pb2, imaging_pb2, imaging_pb2_grpc
@@ -60,9 +61,9 @@ class IdentityService(imaging_pb2_grpc.IdentityServiceServicer):  # type: ignore
                 context, grpc.StatusCode.INVALID_ARGUMENT, "the token request is invalid", problems
             )
         settings = self.runtime.settings
-        issued = mint_patient_token(
-            settings.token_secret, patient_key(document, settings.patient_key_secret), ttl
-        )
+        key = patient_key(document, settings.patient_key_secret)
+        touched(key, f"patient token valid {ttl.total_seconds():.0f} s")
+        issued = mint_patient_token(settings.token_secret, key, ttl)
         return imaging_pb2.IssuePatientTokenResponse(
             token=issued.token,
             expire_time=issued.expires_at.isoformat().replace("+00:00", "Z"),

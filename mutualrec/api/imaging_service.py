@@ -16,11 +16,13 @@ from mutualrec.imaging.patient_history import ListedStudy, StudyNotFound, Viewer
 from mutualrec.imaging.sharing import LinkState, check_share_request, link_state
 from mutualrec.runtime import Runtime
 from mutualrec.security.api_keys import Principal
+from mutualrec.security.audit import touched
+from mutualrec.security.cursors import InvalidCursor, open_cursor, sign_cursor
 from mutualrec.storage.history_index import InstanceFile, SeriesEntry
 from mutualrec.storage.objects import ObjectCorrupt, ObjectNotFound, ObjectStoreError
 from mutualrec.storage.share_index import LinkEntry
 from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
-from mutualrec.violations import Rejected
+from mutualrec.violations import Rejected, Violation
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -29,6 +31,9 @@ _READERS = frozenset({PATIENT, SHARE})
 _NOT_PATIENT = "only a patient token may do this"
 _NOT_READER = "only a patient token or a share link may read imaging history"
 THUMBNAIL_URI = "mutualrec://thumbnail/{study}/{series}"
+ACCESS_PAGE = 50
+MAX_ACCESS_PAGE = 100
+_ACCESS_AUDIENCE = "mutualrec:access-page"
 SHARE_URI = "mutualrec://share/{token}"
 # Largest data field of a DownloadStudy message.
 DOWNLOAD_CHUNK = 1024 * 1024
@@ -167,6 +172,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> imaging_pb2.ListStudiesResponse:
         """The patient's studies, newest first, a page at a time."""
         patient_key = await self._owner(context)
+        touched(patient_key, "list of studies")
         secret = self.runtime.settings.token_secret
         try:
             query = check_query(
@@ -200,6 +206,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> imaging_pb2.GetStudyResponse:
         """One study of the patient's (or the shared study) with its series."""
         viewer = await self._reader(context)
+        touched(viewer.patient_key, f"study {request.study_instance_uid or '(shared)'}")
         if not request.study_instance_uid and viewer.shared_study_id is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
         try:
@@ -218,6 +225,11 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> imaging_pb2.Thumbnail:
         """A PNG of one series, rendered on first request and kept."""
         viewer = await self._reader(context)
+        touched(
+            viewer.patient_key,
+            f"thumbnail of series {request.series_instance_uid} "
+            f"of study {request.study_instance_uid or '(shared)'}",
+        )
         if not request.series_instance_uid:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "series_instance_uid is empty")
         try:
@@ -248,6 +260,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> AsyncIterator[imaging_pb2.DownloadStudyResponse]:
         """The study's original instances, streamed chunk by chunk with bounded memory."""
         viewer = await self._reader(context)
+        touched(viewer.patient_key, f"files of study {request.study_instance_uid or '(shared)'}")
         if not request.study_instance_uid and viewer.shared_study_id is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
         try:
@@ -285,6 +298,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> imaging_pb2.CreateShareLinkResponse:
         """A read-only link to one of the patient's studies."""
         patient_key = await self._owner(context)
+        touched(patient_key, f"share link to study {request.study_instance_uid}")
         now = dt.datetime.now(dt.UTC)
         try:
             share = check_share_request(request.expire_time, request.note, now)
@@ -311,6 +325,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> imaging_pb2.ListShareLinksResponse:
         """The patient's links with their openings."""
         patient_key = await self._owner(context)
+        touched(patient_key, "list of share links")
         links = await self.runtime.run_blocking(
             self.history.links, patient_key, request.study_instance_uid
         )
@@ -322,6 +337,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> imaging_pb2.ShareLink:
         """Close a link at once; revoking twice keeps the first revocation."""
         patient_key = await self._owner(context)
+        touched(patient_key, f"revocation of share link {request.link_id}")
         now = dt.datetime.now(dt.UTC)
         link = await self.runtime.run_blocking(
             self.history.revoke_link, patient_key, request.link_id, now
@@ -329,3 +345,57 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         if link is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such share link")
         return _link_proto(link, now)
+
+    async def ListAccesses(
+        self, request: imaging_pb2.ListAccessesRequest, context: Context
+    ) -> imaging_pb2.ListAccessesResponse:
+        """Who read or wrote the patient's data, from the audit trail."""
+        patient_key = await self._owner(context)
+        touched(patient_key, "list of accesses")
+        secret = self.runtime.settings.token_secret
+        page_size = request.page_size or ACCESS_PAGE
+        before_id = None
+        problems = []
+        if not 1 <= page_size <= MAX_ACCESS_PAGE:
+            problems.append(
+                Violation(
+                    "page_size", f"1 to {MAX_ACCESS_PAGE} (0 for {ACCESS_PAGE})", "OUT_OF_RANGE"
+                )
+            )
+        if request.page_token:
+            try:
+                before_id = int(
+                    open_cursor(secret, _ACCESS_AUDIENCE, patient_key, "", request.page_token)
+                )
+            except (InvalidCursor, TypeError, ValueError) as exc:
+                reason = str(exc) if isinstance(exc, InvalidCursor) else "malformed page token"
+                problems.append(Violation("page_token", reason, "INVALID_PAGE_TOKEN"))
+        if problems:
+            await abort_with_violations(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "the request is invalid", problems
+            )
+        # What this patient's own earlier calls queued is committed before it is read.
+        await self.runtime.run_blocking(self.runtime.audit.flush, 2.0)
+        rows = await self.runtime.run_blocking(
+            self.history.accesses, patient_key, page_size + 1, before_id
+        )
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        return imaging_pb2.ListAccessesResponse(
+            accesses=[
+                imaging_pb2.DataAccess(
+                    time=_time(access.at),
+                    role=access.role,
+                    institution_code=access.institution_code,
+                    institution_name=access.institution_name,
+                    credential=access.credential,
+                    rpc=access.rpc,
+                    what=access.what,
+                    outcome=access.outcome,
+                )
+                for _row_id, access in rows
+            ],
+            next_page_token=(
+                sign_cursor(secret, _ACCESS_AUDIENCE, patient_key, "", rows[-1][0]) if more else ""
+            ),
+        )

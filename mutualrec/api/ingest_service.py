@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
@@ -23,6 +24,7 @@ from mutualrec.ingest.study_upload import (
 )
 from mutualrec.recognition.result_items import index_study, lab_item_mapper
 from mutualrec.runtime import Runtime
+from mutualrec.security.audit import touched
 from mutualrec.storage import imaging_index as index
 from mutualrec.storage.imaging_index import StudyOverview
 from mutualrec.storage.objects import ObjectStoreError
@@ -106,6 +108,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
         principal = await require_hospital(self.runtime, context)
         assert principal.institution_id is not None
         upload = await self._start(request_iterator, context, principal.institution_id)
+        touched(upload.patient_key, "upload of imaging study")
         # Receiving and storing overlap: while a worker thread validates, writes and indexes
         # instance N, this coroutine receives N+1. The bounded queue is the backpressure that
         # keeps memory flat however large the study.
@@ -350,6 +353,9 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             await abort_with_violations(
                 context, grpc.StatusCode.INVALID_ARGUMENT, prepared.summary, prepared.violations
             )
+        observations = Counter(pending.patient_key for pending in prepared.pending)
+        for key, count in observations.items():
+            touched(key, f"{count} lab observations submitted")
         items_of = await self.runtime.run_blocking(
             lab_item_mapper, self.runtime.reference, principal.institution_id
         )

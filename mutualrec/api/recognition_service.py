@@ -21,6 +21,7 @@ from mutualrec.recognition.checks import (
 )
 from mutualrec.recognition.order_check import CheckedLine
 from mutualrec.runtime import Runtime
+from mutualrec.security.audit import touched
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from mutualrec.violations import Rejected, Violation
 
@@ -153,6 +154,7 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
                 [Violation(exc.field, str(exc), "INVALID_IDENTITY")],
             )
         key = patient_key(document, self.runtime.settings.patient_key_secret)
+        touched(key, f"check of {len(request.ordered_codes)} ordered items")
         order = CheckContext(
             request.context.order_id, request.context.department, request.context.emergency
         )

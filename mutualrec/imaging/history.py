@@ -11,16 +11,14 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-import jwt
-
 from mutualrec.matching.catalog import Catalog
+from mutualrec.security.cursors import InvalidCursor, open_cursor, sign_cursor
 from mutualrec.storage.history_index import HeldItem, HistoryCursor, HistoryFilter
 from mutualrec.violations import Rejected, Violation
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 _PAGE_AUDIENCE = "mutualrec:page"
-_ALGORITHM = "HS256"
 _MODALITY_MAX = 16
 _CODE_MAX = 32
 
@@ -65,33 +63,20 @@ def encode_cursor(
     secret: bytes, patient_key: str, history_filter: HistoryFilter, cursor: HistoryCursor
 ) -> str:
     """The next_page_token resuming after ``cursor``."""
-    claims = {
-        "aud": _PAGE_AUDIENCE,
-        "sub": patient_key,
-        "f": _filter_digest(history_filter),
-        "k": [cursor.started_at.isoformat(), cursor.study_id],
-    }
-    return jwt.encode(claims, secret, algorithm=_ALGORITHM)
+    key = [cursor.started_at.isoformat(), cursor.study_id]
+    return sign_cursor(secret, _PAGE_AUDIENCE, patient_key, _filter_digest(history_filter), key)
 
 
 def _decode_cursor(
     secret: bytes, patient_key: str, history_filter: HistoryFilter, token: str
 ) -> HistoryCursor:
-    """The cursor a page token carries; raises ValueError with a reason if it is not ours."""
+    """The cursor a page token carries; raises InvalidCursor if it is not ours."""
+    key = open_cursor(secret, _PAGE_AUDIENCE, patient_key, _filter_digest(history_filter), token)
     try:
-        claims = jwt.decode(token, secret, algorithms=[_ALGORITHM], audience=_PAGE_AUDIENCE)
-    except jwt.InvalidTokenError:
-        raise ValueError("the page token is malformed or was altered") from None
-    if claims.get("sub") != patient_key:
-        raise ValueError("the page token was issued for another patient")
-    if claims.get("f") != _filter_digest(history_filter):
-        raise ValueError("the page token was issued for other filters; send the same filters")
-    key = claims.get("k")
-    try:
-        started_at, study_id = key  # type: ignore[misc]
+        started_at, study_id = key
         return HistoryCursor(dt.datetime.fromisoformat(started_at), int(study_id))
     except (TypeError, ValueError):
-        raise ValueError("the page token is malformed or was altered") from None
+        raise InvalidCursor("the page token is malformed or was altered") from None
 
 
 def check_query(
@@ -129,7 +114,7 @@ def check_query(
     if page_token and not problems:
         try:
             after = _decode_cursor(secret, patient_key, history_filter, page_token)
-        except ValueError as exc:
+        except InvalidCursor as exc:
             problems.append(Violation("page_token", str(exc), "INVALID_PAGE_TOKEN"))
     if problems:
         raise Rejected("the history request is invalid", problems)

@@ -19,7 +19,8 @@ from mutualrec.imaging.thumbnail_cache import Renderer, representative, thumbnai
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.matching.catalog import Catalog
 from mutualrec.security.patient_tokens import new_share_token
-from mutualrec.storage import history_index, share_index
+from mutualrec.storage import audit_log, history_index, share_index
+from mutualrec.storage.audit_log import Access
 from mutualrec.storage.history_index import HistoryCursor, InstanceFile, SeriesEntry, StudyEntry
 from mutualrec.storage.objects import ObjectStore
 from mutualrec.storage.share_index import LinkEntry
@@ -185,3 +186,10 @@ class PatientHistory:
         """Revoke one of the patient's links; None if they have no such link."""
         with self._sessions.begin() as session:
             return share_index.revoke_link(session, patient_key, link_id, now)
+
+    def accesses(
+        self, patient_key: str, limit: int, before_id: int | None
+    ) -> list[tuple[int, Access]]:
+        """Entries of the audit trail about the patient, newest first."""
+        with self._sessions() as session:
+            return audit_log.accesses(session, patient_key, limit, before_id)

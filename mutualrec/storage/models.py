@@ -424,3 +424,45 @@ class ShareOpening(Base):
     opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     rpc: Mapped[str] = mapped_column(String(32))
     peer: Mapped[str] = mapped_column(String(100))
+
+
+class AuditChain(Base):
+    """One hash chain of the audit trail: each server process appends to its own."""
+
+    __tablename__ = "audit_chain"
+
+    chain_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEntry(Base):
+    """Who read or wrote which patient's data, when, through which call, with what outcome.
+
+    Append-only (PostgreSQL refuses UPDATE and DELETE by trigger); ``entry_hash`` chains each
+    entry to the one before it in its chain, so an edited or removed entry is detected.
+    """
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "seq"),
+        Index("ix_audit_entry_patient_id", "patient_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    chain_id: Mapped[str] = mapped_column(ForeignKey("audit_chain.chain_id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    role: Mapped[str] = mapped_column(String(16))
+    # The API key id, share link id or patient token id the call was made with.
+    credential: Mapped[str] = mapped_column(String(40))
+    # No foreign key: like checks, an audit row must not lock the institution's row.
+    institution_id: Mapped[int | None] = mapped_column(Integer)
+    patient_key: Mapped[str] = mapped_column(String(64))
+    rpc: Mapped[str] = mapped_column(String(64))
+    what: Mapped[str] = mapped_column(String(300))
+    outcome: Mapped[str] = mapped_column(String(24))
+    peer: Mapped[str] = mapped_column(String(100))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))

@@ -268,3 +268,39 @@ class IssuePatientTokenResponse(_message.Message):
     token: str
     expire_time: str
     def __init__(self, token: _Optional[str] = ..., expire_time: _Optional[str] = ...) -> None: ...
+
+class ListAccessesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class DataAccess(_message.Message):
+    __slots__ = ("time", "role", "institution_code", "institution_name", "credential", "rpc", "what", "outcome")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    RPC_FIELD_NUMBER: _ClassVar[int]
+    WHAT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    time: str
+    role: str
+    institution_code: str
+    institution_name: str
+    credential: str
+    rpc: str
+    what: str
+    outcome: str
+    def __init__(self, time: _Optional[str] = ..., role: _Optional[str] = ..., institution_code: _Optional[str] = ..., institution_name: _Optional[str] = ..., credential: _Optional[str] = ..., rpc: _Optional[str] = ..., what: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class ListAccessesResponse(_message.Message):
+    __slots__ = ("accesses", "next_page_token")
+    ACCESSES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    accesses: _containers.RepeatedCompositeFieldContainer[DataAccess]
+    next_page_token: str
+    def __init__(self, accesses: _Optional[_Iterable[_Union[DataAccess, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -78,6 +78,11 @@ class ImagingServiceStub:
                 request_serializer=mutualrec_dot_v1_dot_imaging__pb2.RevokeShareLinkRequest.SerializeToString,
                 response_deserializer=mutualrec_dot_v1_dot_imaging__pb2.ShareLink.FromString,
                 _registered_method=True)
+        self.ListAccesses = channel.unary_unary(
+                '/mutualrec.v1.ImagingService/ListAccesses',
+                request_serializer=mutualrec_dot_v1_dot_imaging__pb2.ListAccessesRequest.SerializeToString,
+                response_deserializer=mutualrec_dot_v1_dot_imaging__pb2.ListAccessesResponse.FromString,
+                _registered_method=True)
 
 
 class ImagingServiceServicer:
@@ -143,6 +148,14 @@ class ImagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccesses(self, request, context):
+        """Who read or wrote the patient's data (hospitals checking or uploading, share links opened,
+        the patient's own app), newest first, from the audit trail. Patient tokens only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +193,11 @@ def add_ImagingServiceServicer_to_server(servicer, server):
                     servicer.RevokeShareLink,
                     request_deserializer=mutualrec_dot_v1_dot_imaging__pb2.RevokeShareLinkRequest.FromString,
                     response_serializer=mutualrec_dot_v1_dot_imaging__pb2.ShareLink.SerializeToString,
+            ),
+            'ListAccesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccesses,
+                    request_deserializer=mutualrec_dot_v1_dot_imaging__pb2.ListAccessesRequest.FromString,
+                    response_serializer=mutualrec_dot_v1_dot_imaging__pb2.ListAccessesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -380,6 +398,33 @@ class ImagingService:
             '/mutualrec.v1.ImagingService/RevokeShareLink',
             mutualrec_dot_v1_dot_imaging__pb2.RevokeShareLinkRequest.SerializeToString,
             mutualrec_dot_v1_dot_imaging__pb2.ShareLink.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mutualrec.v1.ImagingService/ListAccesses',
+            mutualrec_dot_v1_dot_imaging__pb2.ListAccessesRequest.SerializeToString,
+            mutualrec_dot_v1_dot_imaging__pb2.ListAccessesResponse.FromString,
             options,
             channel_credentials,
             insecure,

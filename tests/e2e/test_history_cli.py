@@ -93,3 +93,19 @@ def test_history_thumbnails_download_and_share_through_the_cli(
     assert ", removed 0 (0 bytes)" in swept.stdout
     kept = embedded.cli("download", "--token", token, chest, "--out", str(tmp_path / "kept"))
     assert kept.returncode == 0, kept.stderr
+
+    # The audit trail names every call above that touched the patient's data, and holds.
+    audit = embedded.cli("audit", "--patient-id", patient, "--json")
+    assert audit.returncode == 0, audit.stderr
+    rpcs = {entry["rpc"] for entry in json.loads(audit.stdout)}
+    assert {
+        "IngestService/UploadStudy",
+        "ImagingService/ListStudies",
+        "ImagingService/GetThumbnail",
+        "ImagingService/DownloadStudy",
+        "ImagingService/CreateShareLink",
+        "ImagingService/RevokeShareLink",
+    } <= rpcs
+    verified = embedded.cli("audit", "--verify")
+    assert verified.returncode == 0, verified.stdout
+    assert ", 0 problems" in verified.stdout

@@ -590,6 +590,7 @@ def test_a_share_link_opens_that_study_only_and_nothing_else(region: Region) -> 
         ("ListStudies", imaging_pb2.ListStudiesRequest()),
         ("ListShareLinks", imaging_pb2.ListShareLinksRequest()),
         ("RevokeShareLink", imaging_pb2.RevokeShareLinkRequest(link_id="shl_0")),
+        ("ListAccesses", imaging_pb2.ListAccessesRequest()),
         ("CreateShareLink", _reads(chest["study_instance_uid"], "")[3][1]),
     ]:
         with pytest.raises(grpc.RpcError) as error:
@@ -704,6 +705,7 @@ _EVERY_RPC = [
     ("CreateShareLink", imaging_pb2.CreateShareLinkRequest(study_instance_uid="1.2.3")),
     ("ListShareLinks", imaging_pb2.ListShareLinksRequest()),
     ("RevokeShareLink", imaging_pb2.RevokeShareLinkRequest(link_id="shl_0")),
+    ("ListAccesses", imaging_pb2.ListAccessesRequest()),
 ]
 
 
