@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -369,11 +370,31 @@ def test_sigterm_lets_an_inflight_upload_finish(
         )
         worker.start()
         assert first_sent.wait(30)
+        # The signal must find the call in flight on the server (not still in transport): wait
+        # until the region holds the first instance.
+        _wait_until_held(channel, key, study["study_instance_uid"])
         embedded.process.send_signal(signal.SIGTERM)
         worker.join(60)
     assert results, "the in-flight upload failed"
     assert results[0].counts.stored == study["instance_count"]
     assert embedded.process.wait(30) == 0
+
+
+def _wait_until_held(channel: grpc.Channel, key: str, study_uid: str) -> None:
+    from mutualrec.client.upload import auth_metadata
+    from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
+
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    for _ in range(300):
+        with contextlib.suppress(grpc.RpcError):
+            status = stub.GetStudyStatus(
+                ingest_pb2.GetStudyStatusRequest(study_instance_uid=study_uid),
+                metadata=auth_metadata(key),
+            )
+            if status.instances:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the upload never reached the server")
 
 
 def _free_port() -> int:
