@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from mutualrec.api.auth import require_hospital
 from mutualrec.api.lab_messages import FHIR_VERSIONS, submission_response
@@ -22,6 +24,7 @@ from mutualrec.ingest.study_upload import (
     StudyUpload,
     parse_declaration,
 )
+from mutualrec.matching.catalog import Catalog
 from mutualrec.recognition.result_items import index_study, lab_item_mapper
 from mutualrec.runtime import Runtime
 from mutualrec.security.audit import touched
@@ -93,6 +96,13 @@ def _counts(outcomes: list[InstanceOutcome]) -> ingest_pb2.UploadCounts:
     )
 
 
+def _index_for_recognition(catalog: Catalog, session: Session, study_instance_uid: str) -> None:
+    """Bring the study's recognition rows up to date, in the transaction adding instances."""
+    overview = index.study_overview(session, study_instance_uid)
+    if overview is not None:
+        index_study(session, overview, catalog)
+
+
 class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]  # untyped stub
     """Translates the streaming protocol to :class:`StudyUpload` and back."""
 
@@ -140,8 +150,6 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
                 ],
             )
         overview = await self.runtime.run_blocking(upload.overview)
-        if overview is not None:
-            await self.runtime.run_blocking(self._index_for_recognition, overview)
         return ingest_pb2.UploadStudyResponse(
             instances=[_outcome_proto(o) for o in upload.outcomes],
             counts=_counts(upload.outcomes),
@@ -257,6 +265,9 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
                 context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
             )
         settings = self.runtime.settings
+        # Read now, not inside a batch's transaction: on SQLite a second connection would wait
+        # for the write lock that very transaction holds.
+        reference = await self.runtime.run_blocking(self.runtime.reference.data)
         return StudyUpload(
             store=self.runtime.store,
             sessions=self.runtime.sessions,
@@ -264,12 +275,8 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             institution_id=institution_id,
             declaration=declaration,
             max_instance_bytes=settings.max_instance_bytes,
+            on_commit=functools.partial(_index_for_recognition, reference.catalog),
         )
-
-    def _index_for_recognition(self, overview: StudyOverview) -> None:
-        catalog = self.runtime.reference.data().catalog
-        with self.runtime.sessions.begin() as session:
-            index_study(session, overview, catalog)
 
     async def GetStudyStatus(
         self, request: ingest_pb2.GetStudyStatusRequest, context: Context

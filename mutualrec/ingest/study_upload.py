@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
@@ -202,8 +203,13 @@ class StudyUpload:
         institution_id: int,
         declaration: UploadDeclaration,
         max_instance_bytes: int,
+        on_commit: Callable[[Session, str], None] | None = None,
     ) -> None:
         self.store = store
+        # Runs in every batch's transaction, with the study's UID, after its rows are written:
+        # what depends on the study (its recognition rows) commits with the instances or not at
+        # all, so no interruption of the stream can leave a held study unrecognized.
+        self.on_commit = on_commit
         self.sessions = sessions
         self.institution_id = institution_id
         self.declaration = declaration
@@ -406,6 +412,8 @@ class StudyUpload:
                     )
                 )
             index.refresh_study_counts(session, ensured.study_id)
+            if self.on_commit is not None:
+                self.on_commit(session, staged[0].header.study_instance_uid)
         # Only committed rows may be skipped by later instances.
         self._ensured = ensured
         for outcome in outcomes:

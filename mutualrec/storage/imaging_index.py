@@ -360,7 +360,8 @@ def current_instances(session: Session, study_instance_uid: str) -> list[Current
 
 
 def study_overview(session: Session, study_instance_uid: str) -> StudyOverview | None:
-    """The summary of a study, counting current instance versions only."""
+    """The summary of a study, counting current instance versions only (read from the counts
+    ingest keeps on the study row, so it costs no instance scan)."""
     study = session.execute(
         select(Study, Institution.code)
         .join(Institution, Institution.id == Study.institution_id)
@@ -372,7 +373,6 @@ def study_overview(session: Session, study_instance_uid: str) -> StudyOverview |
     series = session.execute(
         select(Series.modality, Series.body_part, Series.contrast).where(Series.study_id == row.id)
     ).all()
-    instances = current_instances(session, study_instance_uid)
     return StudyOverview(
         study_instance_uid=row.study_instance_uid,
         institution_code=institution_code,
@@ -385,8 +385,9 @@ def study_overview(session: Session, study_instance_uid: str) -> StudyOverview |
         body_parts=sorted({s.body_part for s in series if s.body_part}),
         contrast=any(s.contrast for s in series),
         series_count=len(series),
-        instance_count=len(instances),
-        size_bytes=sum(i.size_bytes for i in instances),
+        # Kept on the study row by every batch that adds instances (refresh_study_counts).
+        instance_count=row.instance_count,
+        size_bytes=row.size_bytes,
     )
 
 
