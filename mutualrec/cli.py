@@ -456,7 +456,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(
         f"examined {report.examined} objects: {report.referenced} referenced, "
         f"{report.recent} too recent to judge, {verb} {report.removed} "
-        f"({report.removed_bytes} bytes)"
+        f"({report.removed_bytes} bytes), and {report.removed_temporaries} stale temporary files"
     )
     return 0
 

@@ -153,6 +153,19 @@ class FileSystemObjectStore:
                     continue  # deleted while the directory was being listed
                 yield _info(key, status)
 
+    def remove_stale_temporaries(self, before: dt.datetime) -> int:
+        """Delete temporary files (writes a crash cut short) last written before ``before``."""
+        removed = 0
+        for entry in os.scandir(self.root / _TMP_DIR):
+            try:
+                written = dt.datetime.fromtimestamp(entry.stat().st_mtime, dt.UTC)
+                if entry.is_file() and written < before:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # renamed into place, or removed, meanwhile
+        return removed
+
 
 def _info(key: str, status: os.stat_result) -> ObjectInfo:
     return ObjectInfo(key, status.st_size, dt.datetime.fromtimestamp(status.st_mtime, dt.UTC))

@@ -72,3 +72,6 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix`` (order depends on the backend)."""
+
+    def remove_stale_temporaries(self, before: dt.datetime) -> int:
+        """Remove what interrupted writes left behind before ``before``; how many were removed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -96,3 +97,8 @@ class S3ObjectStore:
                 yield ObjectInfo(str(item.object_name), int(item.size or 0), item.last_modified)
         except MinioException as exc:
             raise ObjectStoreError(f"list {prefix}: {exc}") from exc
+
+    def remove_stale_temporaries(self, before: dt.datetime) -> int:
+        """Nothing to remove: a PUT is atomic, and S3 (or a bucket lifecycle rule) discards the
+        parts of an abandoned multipart upload."""
+        return 0

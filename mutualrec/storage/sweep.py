@@ -40,6 +40,7 @@ class SweepReport:
     removed: int = 0
     removed_bytes: int = 0
     removed_keys: list[str] = field(default_factory=list)
+    removed_temporaries: int = 0
 
 
 def _batches(items: Iterable[ObjectInfo]) -> Iterator[list[ObjectInfo]]:
@@ -121,4 +122,6 @@ def sweep(
                 report.removed += 1
                 report.removed_bytes += orphan.size
                 report.removed_keys.append(orphan.key)
+    if remove:
+        report.removed_temporaries = store.remove_stale_temporaries(cutoff)
     return report

@@ -90,6 +90,12 @@ def test_the_sweep_removes_old_orphans_and_keeps_everything_referenced(
     for key in [*held, *thumbnails]:
         os.utime(store.root / key, (old, old))
 
+    # Writes a crash cut short leave temporary files; only old ones are removed.
+    stale, fresh = store.root / ".tmp" / "tmp-stale", store.root / ".tmp" / "tmp-fresh"
+    stale.write_bytes(b"cut short")
+    fresh.write_bytes(b"being written")
+    os.utime(stale, (old, old))
+
     dry = sweep(store, server.runtime.sessions, now=dt.datetime.now(dt.UTC), remove=False)
     assert sorted(dry.removed_keys) == sorted(orphans)
     assert all(store.stat(key) for key in orphans)
@@ -99,6 +105,10 @@ def test_the_sweep_removes_old_orphans_and_keeps_everything_referenced(
     assert sorted(report.removed_keys) == sorted(orphans)
     assert report.removed_bytes == sum(len(data) for data in orphans.values())
     assert report.recent == 1
+    assert report.removed_temporaries == 1
+    assert not stale.exists()
+    assert fresh.exists()
+    assert dry.removed_temporaries == 0
     assert report.referenced == len(held) + len(thumbnails)
     remaining = {info.key for info in store.list("")}
     assert remaining == {
