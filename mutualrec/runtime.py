@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import functools
 import multiprocessing
+import os
 import signal
 import tempfile
 from collections.abc import Callable
@@ -135,4 +138,16 @@ def _start_parse_worker() -> None:
     """Prepare a parse worker: the server handles signals, and the heavy imports happen now."""
     # Ctrl-C reaches the whole process group; the server shuts its workers down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     import mutualrec.ingest.lab_ingest  # noqa: F401 - imported for its import time
+
+
+def _die_with_parent() -> None:
+    """Have Linux end this worker when the server dies, even by SIGKILL: a killed server must
+    not leave idle workers behind (they were seen to outlive it). Elsewhere a no-op."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    # The server may have died before the request above took effect.
+    if os.getppid() == 1:
+        os._exit(0)
