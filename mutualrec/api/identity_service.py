@@ -8,13 +8,14 @@ from typing import TypeAlias
 import grpc
 
 from mutualrec.api.auth import require_role
+from mutualrec.api.patients import identity_document
 from mutualrec.api.status import abort_with_violations
-from mutualrec.identity import InvalidIdentity, parse_identity, patient_key
+from mutualrec.identity import InvalidIdentity, patient_key
 from mutualrec.runtime import Runtime
 from mutualrec.security.audit import touched
 from mutualrec.security.patient_tokens import DEFAULT_TTL, MAX_TTL, MIN_TTL, mint_patient_token
 from mutualrec.storage.institutions import ADMIN
-from mutualrec.v1 import common_pb2, imaging_pb2, imaging_pb2_grpc
+from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
 from mutualrec.violations import Violation
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -36,14 +37,7 @@ class IdentityService(imaging_pb2_grpc.IdentityServiceServicer):  # type: ignore
         problems = []
         patient = request.patient
         try:
-            document = parse_identity(
-                common_pb2.IdentityDocumentType.Name(patient.document_type)
-                if patient.document_type
-                else "",
-                patient.document_number,
-                patient.issuing_country,
-                field_prefix="patient.",
-            )
+            document = identity_document(patient, "patient.")
         except InvalidIdentity as exc:
             problems.append(Violation(exc.field, str(exc), "INVALID_IDENTITY"))
         ttl = dt.timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else DEFAULT_TTL

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from mutualrec.api.auth import require_hospital
 from mutualrec.api.lab_messages import FHIR_VERSIONS, submission_response
+from mutualrec.api.patients import document_type_name
 from mutualrec.api.status import abort, abort_with_violations, violations_to_proto
 from mutualrec.ingest.lab_ingest import LabSubmission, Refusal, SubmissionRefused, prepare_batch
 from mutualrec.ingest.study_upload import (
@@ -31,7 +32,7 @@ from mutualrec.security.audit import touched
 from mutualrec.storage import imaging_index as index
 from mutualrec.storage.imaging_index import StudyOverview
 from mutualrec.storage.objects import ObjectStoreError
-from mutualrec.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
+from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 from mutualrec.violations import Rejected, Violation
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -252,9 +253,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
         header = first.header
         try:
             declaration = parse_declaration(
-                common_pb2.IdentityDocumentType.Name(header.patient.document_type)
-                if header.patient.document_type
-                else "",
+                document_type_name(header.patient),
                 header.patient.document_number,
                 header.patient.issuing_country,
                 header.accession_number,

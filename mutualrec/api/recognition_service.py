@@ -10,8 +10,9 @@ from typing import TypeAlias
 import grpc
 
 from mutualrec.api.auth import require_hospital
+from mutualrec.api.patients import identity_document
 from mutualrec.api.status import abort_with_violations
-from mutualrec.identity import InvalidIdentity, parse_identity, patient_key
+from mutualrec.identity import InvalidIdentity, patient_key
 from mutualrec.matching.decisions import DeclineReason
 from mutualrec.recognition.checks import (
     CheckContext,
@@ -22,7 +23,7 @@ from mutualrec.recognition.checks import (
 from mutualrec.recognition.order_check import CheckedLine
 from mutualrec.runtime import Runtime
 from mutualrec.security.audit import touched
-from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
+from mutualrec.v1 import recognition_pb2, recognition_pb2_grpc
 from mutualrec.violations import Rejected, Violation
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -138,14 +139,7 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
         assert principal.institution_id is not None
         patient = request.patient
         try:
-            document = parse_identity(
-                common_pb2.IdentityDocumentType.Name(patient.document_type)
-                if patient.document_type
-                else "",
-                patient.document_number,
-                patient.issuing_country,
-                field_prefix="patient.",
-            )
+            document = identity_document(patient, "patient.")
         except InvalidIdentity as exc:
             await abort_with_violations(
                 context,

@@ -1,0 +1,24 @@
+"""A patient's identity document as the messages carry it, read into the domain's form."""
+
+from __future__ import annotations
+
+from mutualrec.identity import IdentityDocument, parse_identity
+from mutualrec.v1 import common_pb2
+
+
+def document_type_name(patient: common_pb2.PatientIdentity) -> str:
+    """The document type's enum name ("" when unset, which the identity check refuses)."""
+    if not patient.document_type:
+        return ""
+    return str(common_pb2.IdentityDocumentType.Name(patient.document_type))
+
+
+def identity_document(patient: common_pb2.PatientIdentity, field_prefix: str) -> IdentityDocument:
+    """The validated document; raises :class:`mutualrec.identity.InvalidIdentity` naming the
+    field (under ``field_prefix``) that is wrong."""
+    return parse_identity(
+        document_type_name(patient),
+        patient.document_number,
+        patient.issuing_country,
+        field_prefix=field_prefix,
+    )
