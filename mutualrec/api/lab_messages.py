@@ -6,7 +6,7 @@ from collections import Counter
 
 from mutualrec.api.status import violations_to_proto
 from mutualrec.ingest.fhir_validation import FhirVersion
-from mutualrec.ingest.lab_ingest import EntryKind, EntryOutcome, SubmissionResult
+from mutualrec.ingest.lab_ingest import EntryKind, SubmissionResult
 from mutualrec.v1 import ingest_pb2
 
 FHIR_VERSIONS = {
@@ -25,26 +25,11 @@ _KINDS = {
 }
 
 
-def _entry_proto(outcome: EntryOutcome) -> ingest_pb2.EntryOutcome:
-    return ingest_pb2.EntryOutcome(
-        index=outcome.index,
-        full_url=outcome.full_url,
-        resource_type=outcome.resource_type,
-        identity=outcome.identity,
-        outcome=_KINDS[outcome.kind],
-        version=outcome.version,
-        status=outcome.status,
-        reason=outcome.reason,
-        violations=violations_to_proto(outcome.violations),
-    )
-
-
 def submission_response(result: SubmissionResult) -> ingest_pb2.SubmitObservationsResponse:
     """The reply to a stored submission: one outcome per entry and their counts."""
     counts = Counter(o.kind for o in result.outcomes)
-    return ingest_pb2.SubmitObservationsResponse(
+    response = ingest_pb2.SubmitObservationsResponse(
         bundle_type=result.bundle_kind.value,
-        entries=[_entry_proto(o) for o in result.outcomes],
         counts=ingest_pb2.SubmitCounts(
             created=counts[EntryKind.CREATED],
             updated_new_version=counts[EntryKind.UPDATED_NEW_VERSION],
@@ -55,3 +40,19 @@ def submission_response(result: SubmissionResult) -> ingest_pb2.SubmitObservatio
         ),
         document_sha256=result.document_sha256,
     )
+    # Built in place: a list of messages given to the constructor is copied once more.
+    add = response.entries.add
+    for outcome in result.outcomes:
+        entry = add(
+            index=outcome.index,
+            full_url=outcome.full_url,
+            resource_type=outcome.resource_type,
+            identity=outcome.identity,
+            outcome=_KINDS[outcome.kind],
+            version=outcome.version,
+            status=outcome.status,
+            reason=outcome.reason,
+        )
+        if outcome.violations:
+            entry.violations.extend(violations_to_proto(outcome.violations))
+    return response

@@ -45,17 +45,6 @@ class PreparedEntry:
         """Whether the entry cannot be stored."""
         return bool(self.violations)
 
-    def without_resource(self) -> PreparedEntry:
-        """This entry without its JSON resource: what storage needs, cheap to hand over."""
-        entry = self.entry
-        return PreparedEntry(
-            Entry(entry.index, entry.full_url, entry.resource_type, {}, entry.path),
-            self.violations,
-            self.result,
-            self.patient,
-            self.identity,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class PreparedSubmission:

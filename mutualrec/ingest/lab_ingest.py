@@ -12,15 +12,17 @@ import datetime as dt
 import enum
 import hashlib
 import io
+import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from mutualrec.identity import patient_key
-from mutualrec.ingest.fhir_document import BundleKind
+from mutualrec.identity import IdentityDocument, patient_key
+from mutualrec.ingest.fhir_document import INDEXED_TYPE, BundleKind
 from mutualrec.ingest.fhir_submission import PreparedEntry, prepare_submission
 from mutualrec.ingest.fhir_validation import FhirVersion
 from mutualrec.ingest.lab_result import LabResult
@@ -70,6 +72,13 @@ class EntryOutcome:
     reason: str = ""
     violations: list[Violation] = field(default_factory=list)
 
+    def __reduce__(self) -> tuple[type[EntryOutcome], tuple[Any, ...]]:
+        # Positional arguments: dataclasses' pickling of slotted classes walks fields() per object.
+        return EntryOutcome, _OUTCOME_STATE(self)
+
+
+_OUTCOME_STATE = operator.attrgetter(*(f.name for f in fields(EntryOutcome)))
+
 
 @dataclass(frozen=True, slots=True)
 class SubmissionResult:
@@ -113,14 +122,26 @@ def _context_outcome(prepared: PreparedEntry) -> EntryOutcome:
     return EntryOutcome(entry.index, entry.full_url, entry.resource_type, "", EntryKind.CONTEXT)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Pending:
-    """An Observation ready to index, with its patient key and content digest."""
+    """An Observation ready to index: its entry, result, patient key and content digest."""
 
-    prepared: PreparedEntry
+    index: int
+    full_url: str
+    path: str
     result: LabResult
     patient_key: str
     sha256: str
+
+    def field(self, name: str) -> str:
+        """The document path of ``name`` within the Observation."""
+        return f"{self.path}.{name}" if self.path else name
+
+    def __reduce__(self) -> tuple[type[_Pending], tuple[Any, ...]]:
+        return _Pending, _PENDING_STATE(self)
+
+
+_PENDING_STATE = operator.attrgetter(*(f.name for f in fields(_Pending)))
 
 
 @dataclass
@@ -132,6 +153,15 @@ class _State:
     stored_version: int
 
 
+def _text(number: Decimal | None) -> str | None:
+    return None if number is None else str(number)
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    # Stored in UTC: SQLite keeps a datetime's wall-clock digits and drops its offset.
+    return None if moment is None else moment.astimezone(dt.UTC)
+
+
 def _version_row(
     pending: _Pending,
     lab_result_id: int,
@@ -139,51 +169,45 @@ def _version_row(
     institution_id: int,
     key: str,
     received_at: dt.datetime,
-) -> dict[str, Any]:
+) -> tuple[Any, ...]:
+    """The values of a version row, in the order of :data:`lab_index.VERSION_COLUMNS`."""
     result = pending.result
     value = result.value
     local = result.local_codes[0] if result.local_codes else None
-
-    def text(number: Any) -> str | None:
-        return None if number is None else str(number)
-
-    def utc(moment: dt.datetime | None) -> dt.datetime | None:
-        # Stored in UTC: SQLite keeps a datetime's wall-clock digits and drops its offset.
-        return None if moment is None else moment.astimezone(dt.UTC)
-
-    return {
-        "lab_result_id": lab_result_id,
-        "version": version,
-        "content_sha256": pending.sha256,
-        "status": result.status.value,
-        "institution_id": institution_id,
-        "patient_key": pending.patient_key,
-        "loinc": result.loinc[0] if result.loinc else "",
-        "other_loinc": ";".join(result.loinc[1:]),
-        "local_system": local.system if local else "",
-        "local_code": local.code if local else "",
-        "code_text": result.code_text[:200],
-        "value_kind": value.kind,
-        "value_decimal": text(value.number),
-        "value_unit": value.unit,
-        "value_text": value.text[:1000],
-        "value_code_system": value.code.system if value.code else "",
-        "value_code": value.code.code if value.code else "",
-        "value_low": text(value.low),
-        "value_high": text(value.high),
-        "reference_low": text(result.reference_low),
-        "reference_high": text(result.reference_high),
-        "reference_text": result.reference_text[:200],
-        "interpretation": ";".join(result.interpretation)[:64],
-        "specimen_collected_at": utc(result.specimen_collected_at),
-        "effective_at": utc(result.effective_at),
-        "issued_at": utc(result.issued_at),
-        "report_time": utc(result.report_time),
-        "report_ref": result.report_ref[:300],
-        "document_key": key,
-        "entry_index": pending.prepared.entry.index,
-        "received_at": received_at,
-    }
+    code = value.code
+    return (
+        lab_result_id,
+        version,
+        pending.sha256,
+        result.status.value,
+        institution_id,
+        pending.patient_key,
+        result.loinc[0] if result.loinc else "",
+        ";".join(result.loinc[1:]),
+        local.system if local else "",
+        local.code if local else "",
+        result.code_text[:200],
+        value.kind,
+        _text(value.number),
+        value.unit,
+        value.text[:1000],
+        code.system if code else "",
+        code.code if code else "",
+        _text(value.low),
+        _text(value.high),
+        _text(result.reference_low),
+        _text(result.reference_high),
+        result.reference_text[:200],
+        ";".join(result.interpretation)[:64],
+        _utc(result.specimen_collected_at),
+        _utc(result.effective_at),
+        _utc(result.issued_at),
+        _utc(result.report_time),
+        result.report_ref[:300],
+        key,
+        pending.index,
+        received_at,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +215,12 @@ class PreparedBatch:
     """A submission read, validated and normalized, ready to store.
 
     Plain picklable data without the JSON resources or identity numbers, so the CPU-heavy
-    preparation can run in a worker process and hand over only what storage needs.
+    preparation can run in a worker process and hand over only what storage needs: the results
+    to index, and the outcomes of the other entries (context, rejected), already decided.
     """
 
     kind: BundleKind
-    entries: list[PreparedEntry]
+    settled: list[EntryOutcome]
     pending: list[_Pending]
     document_sha256: str
     received_at: dt.datetime
@@ -223,18 +248,31 @@ def prepare_batch(
         return Refusal(
             _refusal_summary(kind, len(rejected)), [v for p in rejected for v in p.violations]
         )
-    entries = [p.without_resource() for p in submission.entries]
-    pending = []
-    for prepared in entries:
-        if prepared.result is None or prepared.patient is None or prepared.rejected:
-            continue
-        key = patient_key(prepared.patient, patient_key_secret)
-        pending.append(
-            _Pending(prepared, prepared.result, key, prepared.result.content_sha256(key))
-        )
-    for prepared in entries:
-        prepared.patient = None
-    return PreparedBatch(kind, entries, pending, hashlib.sha256(body).hexdigest(), received_at)
+    settled: list[EntryOutcome] = []
+    pending: list[_Pending] = []
+    # One key per patient (a patient has many results): an HMAC each, and one string to pickle.
+    keys: dict[IdentityDocument, str] = {}
+    for prepared in submission.entries:
+        entry = prepared.entry
+        if prepared.rejected:
+            settled.append(_rejected_outcome(prepared))
+        elif prepared.result is None or prepared.patient is None:
+            settled.append(_context_outcome(prepared))
+        else:
+            key = keys.get(prepared.patient)
+            if key is None:
+                key = keys[prepared.patient] = patient_key(prepared.patient, patient_key_secret)
+            pending.append(
+                _Pending(
+                    entry.index,
+                    entry.full_url,
+                    entry.path,
+                    prepared.result,
+                    key,
+                    prepared.result.content_sha256(key),
+                )
+            )
+    return PreparedBatch(kind, settled, pending, hashlib.sha256(body).hexdigest(), received_at)
 
 
 class LabSubmission:
@@ -271,7 +309,7 @@ class LabSubmission:
                     self.store.delete(key)
                 raise
         return SubmissionResult(
-            batch.kind, _outcomes(batch.entries, decided), batch.document_sha256
+            batch.kind, _outcomes(batch.settled, decided), batch.document_sha256
         )
 
     def _keep_document(self, key: str, body: bytes) -> bool:
@@ -351,7 +389,7 @@ class LabSubmission:
                 ),
                 row.version,
             )
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         # The recognition rows of each result's newest version; written with the versions.
         recognized: dict[str, list[dict[str, Any]]] = {}
         decided: dict[int, EntryOutcome] = {}
@@ -397,7 +435,7 @@ class LabSubmission:
                     self.institution_id,
                     self.items_of(item.result),
                 )
-            decided[item.prepared.entry.index] = _decided_outcome(item, transition, state)
+            decided[item.index] = _decided_outcome(item, transition, state)
         refused = [o for o in decided.values() if o.kind is EntryKind.REJECTED]
         if kind.all_or_nothing and refused:
             raise SubmissionRefused(
@@ -425,13 +463,12 @@ class LabSubmission:
 
 
 def _decided_outcome(item: _Pending, transition: Transition, state: _State) -> EntryOutcome:
-    entry = item.prepared.entry
     if transition.change is Change.REFUSED:
-        violation = Violation(entry.field("status"), transition.reason, transition.reason_code)
+        violation = Violation(item.field("status"), transition.reason, transition.reason_code)
         return EntryOutcome(
-            entry.index,
-            entry.full_url,
-            entry.resource_type,
+            item.index,
+            item.full_url,
+            INDEXED_TYPE,
             item.result.identity,
             EntryKind.REJECTED,
             version=0,
@@ -440,9 +477,9 @@ def _decided_outcome(item: _Pending, transition: Transition, state: _State) -> E
             violations=[violation],
         )
     return EntryOutcome(
-        entry.index,
-        entry.full_url,
-        entry.resource_type,
+        item.index,
+        item.full_url,
+        INDEXED_TYPE,
         item.result.identity,
         _KIND_OF_CHANGE[transition.change],
         version=transition.version,
@@ -456,14 +493,11 @@ def _refusal_summary(kind: BundleKind, count: int) -> str:
     return f"{what} was not stored: {count} entr{'y' if count == 1 else 'ies'} rejected"
 
 
-def _outcomes(entries: list[PreparedEntry], decided: dict[int, EntryOutcome]) -> list[EntryOutcome]:
-    outcomes = []
-    for prepared in entries:
-        index = prepared.entry.index
-        if index in decided:
-            outcomes.append(decided[index])
-        elif prepared.rejected:
-            outcomes.append(_rejected_outcome(prepared))
-        else:
-            outcomes.append(_context_outcome(prepared))
+def _outcomes(settled: list[EntryOutcome], decided: dict[int, EntryOutcome]) -> list[EntryOutcome]:
+    """Every entry's outcome in document order: each entry is either settled or decided."""
+    outcomes = settled + list(decided.values())
+    outcomes.sort(key=_INDEX)
     return outcomes
+
+
+_INDEX = operator.attrgetter("index")

@@ -11,9 +11,10 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -46,6 +47,9 @@ class Coding:
     code: str
     display: str = ""
 
+    def __reduce__(self) -> tuple[type[Coding], tuple[Any, ...]]:
+        return Coding, _state_of(self)
+
 
 @dataclass(frozen=True, slots=True)
 class LabValue:
@@ -58,6 +62,9 @@ class LabValue:
     code: Coding | None = None
     low: Decimal | None = None
     high: Decimal | None = None
+
+    def __reduce__(self) -> tuple[type[LabValue], tuple[Any, ...]]:
+        return LabValue, _state_of(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,12 @@ class LabResult:
     effective_at: dt.datetime
     issued_at: dt.datetime | None
     report_ref: str
+
+    def __reduce__(self) -> tuple[type[LabResult], tuple[Any, ...]]:
+        # Results cross from the parse workers to the server by pickle; dataclasses' own
+        # pickling of slotted classes walks fields() in Python for every object, several times
+        # what the positional arguments cost.
+        return LabResult, _state_of(self)
 
     @property
     def report_time(self) -> dt.datetime:
@@ -122,6 +135,17 @@ class LabResult:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# Each class's fields in __init__ order, read by C code: the arguments that rebuild an instance.
+_STATE_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+    cls: operator.attrgetter(*(f.name for f in fields(cls)))
+    for cls in (Coding, LabValue, LabResult)
+}
+
+
+def _state_of(value: Coding | LabValue | LabResult) -> tuple[Any, ...]:
+    return _STATE_GETTERS[type(value)](value)
+
+
 def _decimal_repr(value: Decimal | None) -> str | None:
     return None if value is None else str(value.normalize())
 
@@ -143,6 +167,14 @@ def _value_repr(value: LabValue) -> list[Any]:
     ]
 
 
+# One tzinfo object per UTC offset: results cross to the server by pickle, which writes a shared
+# object once, and a feed's times carry one or two offsets.
+_ZONES: dict[dt.tzinfo, dt.tzinfo] = {}
+
+
+# Cached: the Observations of one report (and their Specimen and DiagnosticReport) repeat its
+# times, and datetimes are immutable.
+@functools.lru_cache(maxsize=8192)
 def parse_fhir_time(text: str) -> dt.datetime:
     """A FHIR date, dateTime or instant as an aware datetime.
 
@@ -155,7 +187,11 @@ def parse_fhir_time(text: str) -> dt.datetime:
         return dt.datetime(int(year), int(month or 1), int(day or 1), tzinfo=LOCAL_ZONE)
     if not _FHIR_DATETIME.match(text):
         raise ValueError("not a FHIR dateTime: YYYY-MM-DDThh:mm:ss[.fff] and a zone")
-    return dt.datetime.fromisoformat(text)
+    moment = dt.datetime.fromisoformat(text)
+    zone = moment.tzinfo
+    assert zone is not None  # the pattern requires a zone
+    shared = _ZONES.setdefault(zone, zone)
+    return moment if shared is zone else moment.replace(tzinfo=shared)
 
 
 @functools.lru_cache(maxsize=4096)
