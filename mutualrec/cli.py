@@ -694,6 +694,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         granularity=f"GRANULARITY_{args.granularity.upper()}",
         group_by=_REPORT_GROUPS[args.by],
     )
+    if args.format == "png" and not args.out:
+        raise ValueError("--format png needs --out FILE.png")
+    if args.format != "png" and args.out:
+        raise ValueError("--out goes with --format png")
     metadata = (("authorization", f"Bearer {_api_key(args)}"),)
     with grpc.insecure_channel(args.server) as channel:
         stub = statistics_pb2_grpc.StatisticsServiceStub(channel)
@@ -702,6 +706,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 sys.stdout.write(chunk.data.decode("utf-8"))
             return 0
         report = stub.GetSavingsReport(request, metadata=metadata, timeout=300)
+    if args.format == "png":
+        # matplotlib only here: importing it costs the other commands' start-up time.
+        from mutualrec.client.report_chart import write_chart
+
+        chart = write_chart(report, Path(args.out))
+        print(args.out)
+        for drawn, named in chart.replaced_labels:
+            print(f"    {drawn}: {named}")
+        return 0
     header = ("period", "group", "checks", "items", "recog.", "acc.", "decl.", "rate", "saving")
     table = [header]
     for row in [*report.rows, report.totals]:
@@ -973,13 +986,20 @@ def build_parser() -> argparse.ArgumentParser:
     revoke_share.set_defaults(run=_cmd_revoke_share)
 
     report = commands.add_parser(
-        "report", help="savings statistics (regulator key): a table in the terminal, or CSV"
+        "report",
+        help="savings statistics (regulator key): a table in the terminal, CSV, or a PNG chart",
     )
     report.add_argument("--from", dest="from_date", required=True, metavar="YYYY-MM-DD")
     report.add_argument("--to", dest="to_date", required=True, metavar="YYYY-MM-DD")
     report.add_argument("--by", required=True, choices=list(_REPORT_GROUPS))
     report.add_argument("--granularity", default="month", choices=["day", "week", "month"])
-    report.add_argument("--format", default="table", choices=["table", "csv"])
+    report.add_argument("--format", default="table", choices=["table", "csv", "png"])
+    report.add_argument(
+        "--out",
+        metavar="FILE.png",
+        help="where --format png writes the chart (savings and recognition rate per period, "
+        "top 8 groups by saving and the rest as one line)",
+    )
     client_options(report)
     report.set_defaults(run=_cmd_report)
     return parser
