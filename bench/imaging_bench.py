@@ -19,14 +19,16 @@ prints the tables of everything gathered there):
     ``<workdir>/<database>/manifest.json`` records the secret and the benchmark patients.
 
 ``list``
-    ``mutualrec serve`` on a generated database, patient tokens minted locally for the benchmark
-    patients, then a separate client process calls ListStudies over one persistent channel:
-    the first page (20), a page in the middle (page 6 of 10, reached with page tokens), a page
-    of 100, a modality filter (CT) and the first page of "typical" patients (1 to 5 studies),
-    sequentially (one client) and with ``--concurrency`` clients (one channel each); warm-up
-    calls first. Before that: EXPLAIN (ANALYZE, BUFFERS) of the statements
-    ``history_index.patient_studies`` sends, and that function's own latency in-process (the
-    database and ORM share of a call).
+    For each database given (in interleaved ``--rounds``): ``mutualrec serve`` on it, patient
+    tokens minted locally for its benchmark patients, then a separate client process calls
+    ListStudies: the first page (20), a page in the middle (page 6 of 10, reached with page
+    tokens), a page of 100, a modality filter (CT) and the first page of "typical" patients
+    (1 to 5 studies), sequentially (one client, one persistent channel) and with
+    ``--concurrency`` closed-loop clients (a channel each); warm-up calls first. Before each
+    timed phase it waits (up to ``--quiet-timeout``) for the machine to be quiet, and it records
+    the CPU used meanwhile by the server, PostgreSQL, the client and everything else. Before the
+    servers: EXPLAIN (ANALYZE, BUFFERS) of the statements ``history_index.patient_studies``
+    sends, and that function's own latency in-process (the database and ORM share of a call).
 
 ``orthanc``
     Orthanc (Debian's ``orthanc`` package, default SQLite index, fresh storage) loaded over one
@@ -48,13 +50,17 @@ prints the tables of everything gathered there):
 mutualrec runs from a private copy of the package (the working tree by default, or ``git
 archive`` of ``--ref``), so edits made while a benchmark runs do not affect it.
 
-    .venv/bin/python bench/imaging_bench.py generate --database mutualrec_bench_imaging_1m \\
-        --studies 1000000 --json bench/RESULTS-imaging.json
-    .venv/bin/python bench/imaging_bench.py list --database mutualrec_bench_imaging_1m \\
+    .venv/bin/python bench/imaging_bench.py generate --ref 8378e8a \\
+        --database mutualrec_bench_imaging_20k --studies 20000 --json bench/RESULTS-imaging.json
+    .venv/bin/python bench/imaging_bench.py generate --ref 8378e8a \\
+        --database mutualrec_bench_imaging_1m --studies 1000000 --json bench/RESULTS-imaging.json
+    .venv/bin/python bench/imaging_bench.py list --ref 8378e8a \\
+        --database mutualrec_bench_imaging_20k mutualrec_bench_imaging_1m --rounds 2 \\
+        --calls 2000 --warmup 200 --concurrent-calls 2000 --json bench/RESULTS-imaging.json
+    .venv/bin/python bench/imaging_bench.py orthanc --sizes 20 1000 5000 20000 50000 \\
         --json bench/RESULTS-imaging.json
-    .venv/bin/python bench/imaging_bench.py orthanc --sizes 20 1000 5000 \\
+    .venv/bin/python bench/imaging_bench.py thumbnail --ref 8378e8a --studies 5 \\
         --json bench/RESULTS-imaging.json
-    .venv/bin/python bench/imaging_bench.py thumbnail --json bench/RESULTS-imaging.json
     .venv/bin/python bench/imaging_bench.py report bench/RESULTS-imaging.json
 """
 
@@ -339,7 +345,7 @@ def provenance(argv: Sequence[str], code: str) -> dict[str, Any]:
     return {
         "command": [Path(sys.executable).name, "bench/imaging_bench.py", *argv],
         "mutualrec_code": code,
-        "git": git_commit(),
+        "repository_at_finish": git_commit(),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -1694,10 +1700,19 @@ class Orthanc:
     def request(
         self, method: str, path: str, body: bytes | None = None, content_type: str = ""
     ) -> tuple[bytes, Any]:
-        """One call on the keep-alive connection: the body and its JSON."""
+        """One call on the keep-alive connection: the body and its JSON. The connection is
+        opened again if Orthanc closed it while idle (its keep-alive timeout is short)."""
         headers = {"Content-Type": content_type} if content_type else {}
-        self.conn.request(method, path, body=body, headers=headers)
-        reply = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            reply = self.conn.getresponse()
+        except (ConnectionError, http.client.RemoteDisconnected, http.client.CannotSendRequest):
+            self.conn.close()
+            self.conn.connect()
+            assert self.conn.sock is not None
+            self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.conn.request(method, path, body=body, headers=headers)
+            reply = self.conn.getresponse()
         data = reply.read()
         if reply.status != 200:
             raise RuntimeError(f"Orthanc {method} {path}: HTTP {reply.status} {data[:200]!r}")
@@ -1796,8 +1811,20 @@ def orthanc_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     query["Expand"] = True
                 if limit:
                     query["Limit"] = limit
+                quiet = wait_for_quiet(args.quiet_below, args.quiet_timeout)
+                pid = orthanc.process.pid
+                t0, busy0, me0 = time.perf_counter(), cpu_busy_s(), _self_cpu()
+                o0 = process_tree_stats(pid)
                 latencies, answered, size_bytes = time_find(orthanc, query, args.warmup, args.calls)
+                o1 = process_tree_stats(pid)
+                wall = time.perf_counter() - t0
+                server_cpu = o1.user_seconds + o1.sys_seconds - o0.user_seconds - o0.sys_seconds
+                other = cpu_busy_s() - busy0 - server_cpu - (_self_cpu() - me0)
                 queries[label] = {
+                    "quiet_wait_s": quiet["waited_s"],
+                    "busy_before_pct": quiet["busy_pct"],
+                    "orthanc_cpu_pct": round(100 * server_cpu / wall, 1),
+                    "other_cpu_pct": round(100 * max(other, 0.0) / wall, 1),
                     "query": query,
                     "studies_answered": answered,
                     "response_bytes": size_bytes,
@@ -1862,8 +1889,8 @@ def orthanc_markdown(result: dict[str, Any]) -> str:
         "warm-up, one keep-alive connection)",
         "",
         "| studies held | query | studies answered | p50 ms | p90 ms | p99 ms | max ms "
-        "| answer bytes |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| answer bytes | CPU % Orthanc / other |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for stage in result["stages"]:
         for label, q in stage["queries"].items():
@@ -1871,7 +1898,8 @@ def orthanc_markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {stage['studies']:,} | {ORTHANC_QUERIES.get(label, label)} "
                 f"| {q['studies_answered']} | {lat['p50']:.2f} | {lat['p90']:.2f} "
-                f"| {lat['p99']:.2f} | {lat['max']:.1f} | {q['response_bytes']:,} |"
+                f"| {lat['p99']:.2f} | {lat['max']:.1f} | {q['response_bytes']:,} "
+                f"| {q.get('orthanc_cpu_pct', '?')} / {q.get('other_cpu_pct', '?')} |"
             )
     lines.append("")
     lines.append(
