@@ -55,6 +55,8 @@ class Directory:
     institutions: Mapping[int, InstitutionInfo]
     categories: Mapping[str, str]
     item_names: Mapping[str, str] = field(default_factory=dict)
+    # Institution names by code, filled on first use: a report labels every row.
+    _names_by_code: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def _code(self, institution_id: int | None) -> str:
         if institution_id is None:
@@ -88,7 +90,11 @@ class Directory:
 
     def label(self, group_by: GroupBy, key: str) -> str:
         """What a person reads for a group key."""
-        by_code = {info.code: info.name for info in self.institutions.values()}
+        if not self._names_by_code:
+            self._names_by_code.update(
+                {info.code: info.name for info in self.institutions.values()}
+            )
+        by_code = self._names_by_code
         if group_by is GroupBy.DISTRICT:
             return key or "(no district)"
         if group_by in (GroupBy.ASKING_INSTITUTION, GroupBy.ISSUING_INSTITUTION):
