@@ -436,6 +436,16 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rebuild_statistics(args: argparse.Namespace) -> int:
+    from mutualrec.storage import statistics_index
+
+    del args
+    with _admin_sessions().begin() as session:
+        days = statistics_index.rebuild(session)
+    print(f"tallied {days} days again from the record of checks and decisions")
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from mutualrec.storage.factory import open_object_store
     from mutualrec.storage.sweep import sweep
@@ -915,6 +925,12 @@ def build_parser() -> argparse.ArgumentParser:
     swept.add_argument("--dry-run", action="store_true", help="count, remove nothing")
     swept.add_argument("--verbose", action="store_true", help="print each key removed")
     swept.set_defaults(run=_cmd_sweep)
+
+    rebuilt = admin.add_parser(
+        "rebuild-statistics",
+        help="tally every day again from the record of checks and decisions (service stopped)",
+    )
+    rebuilt.set_defaults(run=_cmd_rebuild_statistics)
 
     token = admin.add_parser(
         "patient-token",

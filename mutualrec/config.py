@@ -59,6 +59,8 @@ class Settings:
     token_secret: bytes
     # Statistics rows of groups with fewer checks are left out (0: none are).
     min_group_size: int = 0
+    # How often statistics deltas are folded into the tallies.
+    tally_interval_seconds: float = 5.0
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -179,4 +181,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         processes=processes,
         token_secret=_token_secret(env, secret),
         min_group_size=int(_number(env, "MIN_GROUP_SIZE", 0, 0)),
+        tally_interval_seconds=_number(env, "TALLY_INTERVAL_SECONDS", 5, 0.1),
     )

@@ -30,6 +30,7 @@ from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
 from mutualrec.storage.objects import ObjectStore
+from mutualrec.storage.tally_compactor import TallyCompactor
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -52,6 +53,7 @@ class Runtime:
     principals: PrincipalCache
     history: PatientHistory
     audit: AuditWriter
+    tallies: TallyCompactor
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -108,6 +110,7 @@ class Runtime:
                 else render_thumbnail,
             ),
             audit=AuditWriter(sessions),
+            tallies=TallyCompactor(engine, settings.tally_interval_seconds),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -121,8 +124,10 @@ class Runtime:
         return await loop.run_in_executor(self.cpu_executor, functools.partial(fn, *args, **kwargs))
 
     def close(self) -> None:
-        """Release processes, threads and connections; write the audit entries still queued."""
+        """Release processes, threads and connections; write the audit entries still queued and
+        fold the statistics deltas."""
         self.audit.close()
+        self.tallies.close()
         self.cpu_executor.shutdown(wait=True, cancel_futures=True)
         self.executor.shutdown(wait=True)
         self.engine.dispose()

@@ -16,9 +16,9 @@ from mutualrec.api.auth import require_regulator
 from mutualrec.api.status import abort, abort_with_violations
 from mutualrec.runtime import Runtime
 from mutualrec.statistics.counters import REASONS, Counters, recognition_rate, yuan
-from mutualrec.statistics.periods import Granularity, Period, parse_period, today
-from mutualrec.statistics.report import Directory, GroupBy, Row, rows_of, suppress_small, totals
-from mutualrec.storage.statistics_index import report_days
+from mutualrec.statistics.periods import Granularity, Period, parse_period
+from mutualrec.statistics.report import Directory, GroupBy, Row, suppress_small, totals
+from mutualrec.storage import statistics_index
 from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
 from mutualrec.violations import Violation
 
@@ -214,8 +214,8 @@ class StatisticsService(statistics_pb2_grpc.StatisticsServiceServicer):  # type:
                 violations,
             )
         try:
-            figures, names = await self.runtime.run_blocking(
-                report_days, self.runtime.sessions, group_by, period, today()
+            found, names = await self.runtime.run_blocking(
+                _read_report, self.runtime, group_by, granularity, period
             )
         except (SQLAlchemyError, OSError) as failure:
             await abort(
@@ -223,7 +223,14 @@ class StatisticsService(statistics_pb2_grpc.StatisticsServiceServicer):  # type:
                 grpc.StatusCode.UNAVAILABLE,
                 f"statistics cannot be read now ({failure.__class__.__name__}); try again",
             )
-        rows, suppressed = suppress_small(
-            rows_of(figures, granularity, period), self.runtime.settings.min_group_size
-        )
+        rows, suppressed = suppress_small(found, self.runtime.settings.min_group_size)
         return Report(period, granularity, group_by, rows, totals(rows), suppressed, names)
+
+
+def _read_report(
+    runtime: Runtime, group_by: GroupBy, granularity: Granularity, period: Period
+) -> tuple[list[Row], Directory]:
+    """The report's rows, and the directory (cached reference data) that labels them."""
+    names = runtime.reference.data().directory
+    with runtime.sessions() as session:
+        return statistics_index.report(session, group_by, granularity, period), names

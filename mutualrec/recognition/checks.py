@@ -16,7 +16,10 @@ from mutualrec.matching.decisions import DeclineReason, validate_decision
 from mutualrec.matching.facts import Policy, Verdict
 from mutualrec.recognition.order_check import CheckedLine, decide_lines, plan_lines, wanted_items
 from mutualrec.recognition.reference import ReferenceCache
-from mutualrec.storage import recognition_index
+from mutualrec.statistics.periods import today
+from mutualrec.statistics.report import Directory, LineFact
+from mutualrec.statistics.tally import decision_rows, lines_rows
+from mutualrec.storage import recognition_index, statistics_index
 from mutualrec.storage.recognition_index import IndexedResult
 from mutualrec.violations import Rejected, Violation
 
@@ -127,7 +130,7 @@ class Recognition:
             checked = decide_lines(lines, rows, data, asker_id, received_at, prices, self.policy)
             report = CheckReport(str(uuid.uuid4()), received_at, data.catalog.version, checked)
             reports.append(report)
-            return _record_rows(report, asker_id, patient_key, context)
+            return _record_rows(report, asker_id, patient_key, context, data.directory)
 
         # One transaction: read the patient's results, record the answer.
         recognition_index.check_round_trip(
@@ -152,6 +155,8 @@ class Recognition:
         violations = validate_decision(accepted, reason, reason_text)
         if violations:
             raise Rejected("the decision is incomplete", violations)
+        # Read before the transaction: on SQLite a second session inside it would wait on it.
+        directory = self.reference.data().directory
         with self.sessions() as session, session.begin():
             if isinstance(line, str):
                 number = recognition_index.line_of_item(session, check_id, line)
@@ -199,6 +204,22 @@ class Recognition:
                     "decided_at": decided_at,
                 },
             )
+            if new:
+                fact = LineFact(
+                    check_id=check_id,
+                    asker_id=on_record.institution_id,
+                    issuer_id=on_record.issuer_institution_id,
+                    item_code=on_record.item_code,
+                    verdict=on_record.verdict,
+                    accepted=accepted,
+                    reason=reason.value if reason else "",
+                    booked_saving=saving,
+                )
+                statistics_index.append_deltas(
+                    session,
+                    today(on_record.received_at),
+                    decision_rows(fact, directory),
+                )
         same = recorded.accepted == accepted and recorded.reason == (reason.value if reason else "")
         if not new and not same:
             raise DecisionConflict.one(
@@ -228,9 +249,13 @@ def _is_uuid(text: str) -> bool:
 
 
 def _record_rows(
-    report: CheckReport, asker_id: int, patient_key: str, context: CheckContext
+    report: CheckReport,
+    asker_id: int,
+    patient_key: str,
+    context: CheckContext,
+    directory: Directory,
 ) -> recognition_index.CheckRows:
-    """The check's row and its lines' rows, as the record keeps them."""
+    """The check's row, its lines' rows as the record keeps them, and its statistics deltas."""
     lines: list[dict[str, Any]] = []
     for number, checked in enumerate(report.lines):
         finding = checked.finding
@@ -259,4 +284,18 @@ def _record_rows(
         "department": context.department[:64],
         "emergency": context.emergency,
     }
-    return check, lines
+    facts = [
+        LineFact(
+            check_id=report.check_id,
+            asker_id=asker_id,
+            issuer_id=line["issuer_institution_id"],
+            item_code=line["item_code"],
+            verdict=line["verdict"],
+            accepted=None,
+            reason="",
+            booked_saving="0",
+        )
+        for line in lines
+    ]
+    deltas = statistics_index.delta_params(today(report.received_at), lines_rows(facts, directory))
+    return check, lines, deltas

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from mutualrec.matching.catalog import Catalog
 from mutualrec.matching.facts import InstitutionFacts, Qualification
-from mutualrec.storage import catalog_store
+from mutualrec.statistics.report import Directory
+from mutualrec.storage import catalog_store, statistics_index
 
 DEFAULT_TTL_SECONDS = 30.0
 
@@ -30,6 +31,8 @@ class ReferenceData:
     institutions: Mapping[int, InstitutionFacts]
     qualifications: tuple[Qualification, ...]
     loaded_at: float
+    # How statistics key what a check or a decision adds (districts, codes, categories).
+    directory: Directory = field(default_factory=lambda: Directory({}, {}))
     _by_code: dict[str, int] = field(default_factory=dict)
 
     def institution_id(self, code: str) -> int | None:
@@ -72,6 +75,7 @@ class ReferenceCache:
                         institutions=catalog_store.institution_facts(session),
                         qualifications=tuple(catalog_store.qualifications(session)),
                         loaded_at=self._clock(),
+                        directory=statistics_index.directory(session),
                     )
             return self._data
 

@@ -366,36 +366,50 @@ class Decision(Base):
     )
 
 
-class RollupDay(Base):
-    """A closed Asia/Shanghai calendar day whose statistics are materialized in DailyRollup."""
-
-    __tablename__ = "rollup_day"
-
-    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
-    materialized_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
-
-
-class DailyRollup(Base):
-    """What one group did on one closed day, for one grouping: written once, then only read.
+class StatTally(Base):
+    """What one group did on one Asia/Shanghai day, for one grouping: the compacted counters.
 
     ``group_key`` is the group's stable key (a district, an institution code, ``ISSUER>ASKER``,
-    an item code, a category); ``declined_by_reason`` is JSON ``{reason: count}``, ``saving``
-    yuan decimal text.
+    an item code, a category). The row with ``reason`` ``""`` holds every counter but the
+    declines; a row per decline reason holds that reason's ``declined``. ``saving_fen`` is
+    the booked saving in fen (0.01 yuan), so sums stay exact in SQL.
     """
 
-    __tablename__ = "daily_rollup"
+    __tablename__ = "stat_tally"
 
-    day: Mapped[dt.date] = mapped_column(ForeignKey("rollup_day.day"), primary_key=True)
     group_by: Mapped[str] = mapped_column(String(24), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     group_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40), primary_key=True)
     checks: Mapped[int] = mapped_column(BigInteger)
     items_checked: Mapped[int] = mapped_column(BigInteger)
     items_recognizable: Mapped[int] = mapped_column(BigInteger)
     accepted: Mapped[int] = mapped_column(BigInteger)
     declined: Mapped[int] = mapped_column(BigInteger)
-    declined_by_reason: Mapped[str] = mapped_column(Text)
-    saving: Mapped[str] = mapped_column(String(24))
-    __table_args__ = (Index("ix_daily_rollup_group_by_day", "group_by", "day"),)
+    saving_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatDelta(Base):
+    """Counters a check or a decision adds to a tally, appended in its own transaction.
+
+    Appending instead of updating the tally keeps concurrent checks from queueing on the same
+    hot rows (every check of a day adds to its category's row); the compactor folds deltas into
+    ``stat_tally`` every few seconds, and reports add the deltas not yet folded.
+    """
+
+    __tablename__ = "stat_delta"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    group_by: Mapped[str] = mapped_column(String(24))
+    day: Mapped[dt.date] = mapped_column(Date)
+    group_key: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(String(40))
+    checks: Mapped[int] = mapped_column(BigInteger)
+    items_checked: Mapped[int] = mapped_column(BigInteger)
+    items_recognizable: Mapped[int] = mapped_column(BigInteger)
+    accepted: Mapped[int] = mapped_column(BigInteger)
+    declined: Mapped[int] = mapped_column(BigInteger)
+    saving_fen: Mapped[int] = mapped_column(BigInteger)
 
 
 class ShareLink(Base):

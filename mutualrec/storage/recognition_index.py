@@ -17,8 +17,15 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck, RecognitionResult
+from mutualrec.storage.models import (
+    CheckLine,
+    Decision,
+    RecognitionCheck,
+    RecognitionResult,
+    StatDelta,
+)
 from mutualrec.storage.sql import as_utc, insert_ignoring_conflicts
+from mutualrec.storage.statistics_index import DELTA_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,19 +193,24 @@ _LINE_COLUMNS = (
 )
 
 
-# The check and its lines in one statement: one round trip, atomic without a transaction.
+# The check, its lines and its statistics deltas in one statement: one round trip, atomic
+# without a transaction.
 _RECORD_CHECK_SQL = (
     "WITH recorded AS (INSERT INTO recognition_check ("
     + ", ".join(_CHECK_COLUMNS)
     + ") VALUES ("
     + ", ".join(["%s"] * len(_CHECK_COLUMNS))
-    + ") RETURNING id) INSERT INTO check_line ("
+    + ") RETURNING id), lines AS (INSERT INTO check_line ("
     + ", ".join(_LINE_COLUMNS)
     + ") SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::text[], %s::integer[], %s::integer[], %s::text[])"
+    " %s::text[], %s::text[], %s::integer[], %s::integer[], %s::text[])) INSERT INTO stat_delta ("
+    + ", ".join(DELTA_COLUMNS)
+    + ") SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::bigint[],"
+    " %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])"
 )
 
-CheckRows = tuple[dict[str, Any], list[dict[str, Any]]]
+CheckRows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]
+"""A check's row, its lines' rows and its ``stat_delta`` rows."""
 
 
 def check_round_trip(
@@ -207,7 +219,8 @@ def check_round_trip(
     item_codes: Iterable[str],
     answer: Callable[[list[IndexedResult]], CheckRows],
 ) -> None:
-    """Read a patient's indexed results, let ``answer`` decide, record the check it returns.
+    """Read a patient's indexed results, let ``answer`` decide, record the check it returns
+    with its lines and what it adds to the statistics.
 
     On PostgreSQL ``engine`` is a ``fast_records`` engine (autocommit, asynchronous commit, see
     :func:`mutualrec.storage.db.make_engine`): one statement reads, one statement records the
@@ -217,8 +230,10 @@ def check_round_trip(
     codes = sorted(set(item_codes))
     if engine.dialect.name != "postgresql":
         with Session(engine) as session, session.begin():
-            check, lines = answer(results_for(session, patient_key, codes))
+            check, lines, deltas = answer(results_for(session, patient_key, codes))
             record_checks(session, [check], lines, durable=False)
+            if deltas:
+                session.execute(StatDelta.__table__.insert(), deltas)  # type: ignore[attr-defined]
         return
     pooled = engine.raw_connection()
     try:
@@ -229,11 +244,12 @@ def check_round_trip(
             if codes:
                 cursor.execute(_RESULTS_SQL, (patient_key, codes), prepare=True)
                 rows = [IndexedResult(*row) for row in cursor.fetchall()]
-            check, lines = answer(rows)
+            check, lines, deltas = answer(rows)
             cursor.execute(
                 _RECORD_CHECK_SQL,
                 [check[c] for c in _CHECK_COLUMNS]
-                + [[line[c] for line in lines] for c in _LINE_COLUMNS],
+                + [[line[c] for line in lines] for c in _LINE_COLUMNS]
+                + [[delta[c] for delta in deltas] for c in DELTA_COLUMNS],
                 prepare=True,
             )
     finally:
@@ -249,6 +265,7 @@ class LineOnRecord:
     verdict: str
     estimated_saving: str
     received_at: dt.datetime
+    issuer_institution_id: int | None
 
 
 def line_on_record(session: Session, check_id: str, line: int) -> LineOnRecord | None:
@@ -260,14 +277,15 @@ def line_on_record(session: Session, check_id: str, line: int) -> LineOnRecord |
             CheckLine.verdict,
             CheckLine.estimated_saving,
             RecognitionCheck.received_at,
+            CheckLine.issuer_institution_id,
         )
         .join(CheckLine, CheckLine.check_id == RecognitionCheck.id)
         .where(RecognitionCheck.id == check_id, CheckLine.line == line)
     ).first()
     if row is None:
         return None
-    institution_id, item_code, verdict, saving, received_at = row
-    return LineOnRecord(institution_id, item_code, verdict, saving, as_utc(received_at))
+    institution_id, item_code, verdict, saving, received_at, issuer_id = row
+    return LineOnRecord(institution_id, item_code, verdict, saving, as_utc(received_at), issuer_id)
 
 
 def line_of_item(session: Session, check_id: str, item_code: str) -> int | None:

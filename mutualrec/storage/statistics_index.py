@@ -1,44 +1,154 @@
-"""Statistics in the index: the day's check lines, and their rollups once the day is closed.
+"""Statistics in the index: tallies appended by checks and decisions, compacted, summed by reports.
 
-A closed day is folded once into ``daily_rollup`` (one row per grouping and group) the first
-time a report needs it, and only read afterwards: a closed period gives the same numbers every
-time, and a report reads at most a few rows per day and group instead of every decision. The
-open days are counted live from ``check_line`` and ``decision``.
+Every check and every decision appends its :class:`~mutualrec.statistics.tally.TallyRow` s to
+``stat_delta`` in its own transaction (appends never wait on each other). The compactor folds
+deltas into ``stat_tally`` (one row per grouping, day, group and reason) every few seconds. A
+report is one SQL statement summing the tallies and the deltas not yet folded over its period,
+bucketed into its rows: it reads a few rows per day and group whatever the number of decisions,
+and, being one statement, it sees one snapshot even while the compactor runs.
 
 A line belongs to the day its check was received; its decision counts on that same day. A
 decision is accepted at most ``DECISION_WINDOW`` after its check (see
-:mod:`mutualrec.recognition.checks`), so a day is closed, and folded, only once every decision
-on its checks is in: from the day after tomorrow (Asia/Shanghai) on.
+:mod:`mutualrec.recognition.checks`), so from the day after tomorrow (Asia/Shanghai) on a day's
+tallies no longer change: a closed period gives the same numbers every time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from decimal import Decimal
+from collections.abc import Sequence
+from typing import Any
+from typing import cast as type_cast
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Date,
+    Engine,
+    Table,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
 
-from mutualrec.statistics.counters import Counters, yuan
-from mutualrec.statistics.periods import Period, day_bounds
-from mutualrec.statistics.report import Directory, GroupBy, InstitutionInfo, LineFact, fold_day
+from mutualrec.statistics.periods import Granularity, Period, day_bounds, today
+from mutualrec.statistics.report import Directory, GroupBy, InstitutionInfo, LineFact, Row
+from mutualrec.statistics.tally import TallyRow, TallySum, buckets, lines_rows, report_rows
 from mutualrec.storage import catalog_store
 from mutualrec.storage.models import (
     CheckLine,
-    DailyRollup,
     Decision,
     Institution,
     RecognitionCheck,
-    RollupDay,
+    StatDelta,
+    StatTally,
 )
 
-DayFigures = dict[dt.date, dict[str, Counters]]
+_COUNTERS = (
+    "checks",
+    "items_checked",
+    "items_recognizable",
+    "accepted",
+    "declined",
+    "saving_fen",
+)
+_KEY = ("group_by", "day", "group_key", "reason")
+DELTA_COLUMNS = (*_KEY, *_COUNTERS)
 
-# Today and yesterday stay open: a check received just before midnight may be decided until
-# the same time the next day.
-OPEN_DAYS = 2
+# How many deltas one compaction folds at most: a bounded transaction, repeated until done.
+COMPACT_BATCH = 50_000
+
+# On PostgreSQL, one statement takes a batch of deltas out and adds it into the tallies: atomic
+# without a transaction of ours, and rows another compactor holds are skipped, not waited for.
+# ORDER BY makes every compactor lock tally rows in the same order (no deadlock between two).
+_COMPACT_PG = text(
+    f"""
+    WITH moved AS (
+        DELETE FROM stat_delta WHERE id IN (
+            SELECT id FROM stat_delta ORDER BY id LIMIT :batch FOR UPDATE SKIP LOCKED
+        )
+        RETURNING {", ".join(DELTA_COLUMNS)}
+    ), folded AS (
+        INSERT INTO stat_tally ({", ".join(DELTA_COLUMNS)})
+        SELECT {", ".join(_KEY)}, {", ".join(f"sum({c})::bigint" for c in _COUNTERS)}
+        FROM moved GROUP BY {", ".join(_KEY)} ORDER BY {", ".join(_KEY)}
+        ON CONFLICT ({", ".join(_KEY)}) DO UPDATE SET
+        {", ".join(f"{c} = stat_tally.{c} + excluded.{c}" for c in _COUNTERS)}
+    )
+    SELECT count(*) FROM moved
+    """
+)
+
+
+def delta_params(day: dt.date, rows: Sequence[TallyRow]) -> list[dict[str, Any]]:
+    """``rows`` of ``day`` as ``stat_delta`` rows."""
+    return [
+        {
+            "group_by": r.group_by.value,
+            "day": day,
+            "group_key": r.group_key[:80],
+            "reason": r.reason,
+            "checks": r.checks,
+            "items_checked": r.items_checked,
+            "items_recognizable": r.items_recognizable,
+            "accepted": r.accepted,
+            "declined": r.declined,
+            "saving_fen": r.saving_fen,
+        }
+        for r in rows
+    ]
+
+
+def append_deltas(session: Session, day: dt.date, rows: Sequence[TallyRow]) -> None:
+    """Append what a check or a decision of ``day`` adds, in the caller's transaction."""
+    if rows:
+        session.execute(StatDelta.__table__.insert(), delta_params(day, rows))  # type: ignore[attr-defined]
+
+
+def compact(engine: Engine, batch: int = COMPACT_BATCH) -> int:
+    """Fold deltas into the tallies, ``batch`` at a time until none is left; how many were."""
+    folded = 0
+    while True:
+        with engine.begin() as connection:
+            moved = _compact_once(connection, batch)
+        folded += moved
+        if moved < batch:
+            return folded
+
+
+def _compact_once(connection: Connection, batch: int) -> int:
+    if connection.dialect.name == "postgresql":
+        return int(connection.execute(_COMPACT_PG, {"batch": batch}).scalar_one())
+    # SQLite writes one transaction at a time (BEGIN IMMEDIATE): nothing moves meanwhile.
+    last = connection.execute(
+        select(StatDelta.id).order_by(StatDelta.id).offset(batch - 1).limit(1)
+    ).scalar()
+    if last is None:
+        last = connection.execute(select(func.max(StatDelta.id))).scalar()
+        if last is None:
+            return 0
+    sums = select(
+        *(getattr(StatDelta, c) for c in _KEY),
+        *(func.sum(getattr(StatDelta, c)) for c in _COUNTERS),
+    ).where(StatDelta.id <= last)
+    table = type_cast(Table, StatTally.__table__)
+    insert = sqlite.insert(table).from_select(
+        list(DELTA_COLUMNS), sums.group_by(*(getattr(StatDelta, c) for c in _KEY))
+    )
+    connection.execute(
+        insert.on_conflict_do_update(
+            index_elements=list(_KEY),
+            set_={c: getattr(table.c, c) + getattr(insert.excluded, c) for c in _COUNTERS},
+        )
+    )
+    return int(connection.execute(delete(StatDelta).where(StatDelta.id <= last)).rowcount)
 
 
 def directory(session: Session) -> Directory:
@@ -56,6 +166,57 @@ def directory(session: Session) -> Directory:
         {item.code: item.category.value for item in catalog.items},
         {item.code: item.name_zh for item in catalog.items},
     )
+
+
+def report(
+    session: Session, group_by: GroupBy, granularity: Granularity, period: Period
+) -> list[Row]:
+    """The report's rows: tallies and unfolded deltas of ``period``, summed per row and group.
+
+    One statement, so one snapshot: a compaction committing meanwhile moves counters from the
+    deltas to the tallies without the report counting them twice or not at all.
+    """
+    spans = buckets(period, granularity)
+    parts = [
+        select(
+            model.day,
+            model.group_key,
+            model.reason,
+            *(getattr(model, c).label(c) for c in _COUNTERS),
+        ).where(
+            model.group_by == group_by.value, model.day >= period.start, model.day <= period.end
+        )
+        for model in (StatTally, StatDelta)
+    ]
+    both = union_all(*parts).subquery()
+    first: Any = both.c.day
+    if granularity is not Granularity.DAY:
+        # Latest bucket first: a day falls in the first bucket that starts on or before it.
+        first = literal(spans[0][0], Date)
+        if len(spans) > 1:
+            first = case(
+                *(
+                    (both.c.day >= literal(start, Date), literal(start, Date))
+                    for start, _ in spans[:0:-1]
+                ),
+                else_=first,
+            )
+    bucket = first.label("first")
+    statement = select(
+        bucket,
+        both.c.group_key,
+        both.c.reason,
+        # Sums of BIGINT are NUMERIC on PostgreSQL: back to BIGINT, so rows arrive as ints.
+        *(cast(func.sum(getattr(both.c, c)), BigInteger) for c in _COUNTERS),
+    ).group_by(bucket, both.c.group_key, both.c.reason)
+    # Core rows straight from the connection: the ORM's row handling cost more than the query.
+    found = session.connection().execute(statement)
+    return report_rows((TallySum(_date(row[0]), *row[1:]) for row in found), spans)
+
+
+def _date(value: dt.date | str) -> dt.date:
+    # SQLite hands a CASE of dates back as text.
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
 def day_lines(session: Session, day: dt.date) -> list[LineFact]:
@@ -93,91 +254,28 @@ def day_lines(session: Session, day: dt.date) -> list[LineFact]:
     ]
 
 
-def materialize_day(sessions: sessionmaker[Session], day: dt.date, names: Directory) -> None:
-    """Fold a closed day into ``daily_rollup``, once; a concurrent fold of the same day wins."""
-    try:
-        with sessions.begin() as session:
-            session.add(RollupDay(day=day, materialized_at=dt.datetime.now(dt.UTC)))
-            session.flush()
-            folded = fold_day(day_lines(session, day), names, list(GroupBy))
-            session.add_all(
-                DailyRollup(
-                    day=day,
-                    group_by=group_by.value,
-                    group_key=key,
-                    checks=c.checks,
-                    items_checked=c.items_checked,
-                    items_recognizable=c.items_recognizable,
-                    accepted=c.accepted,
-                    declined=c.declined,
-                    declined_by_reason=c.reasons_json(),
-                    saving=yuan(c.saving),
-                )
-                for group_by, groups in folded.items()
-                for key, c in groups.items()
-            )
-    except IntegrityError:
-        # Another request folded the same day first: its rows are the same numbers.
-        pass
+def rebuild(session: Session) -> int:
+    """Tally again, from the record of checks and decisions, every day it holds; how many days.
+
+    For an index whose tallies are missing (made before tallies existed) or in doubt. The
+    service must not take checks meanwhile: what they append would be wiped with the rest.
+    """
+    session.execute(delete(StatDelta))
+    session.execute(delete(StatTally))
+    first, last = session.execute(
+        select(func.min(RecognitionCheck.received_at), func.max(RecognitionCheck.received_at))
+    ).one()
+    if first is None:
+        return 0
+    names = directory(session)
+    days = Period(_day_of(first), _day_of(last)).days()
+    for day in days:
+        rows = lines_rows(day_lines(session, day), names)
+        if rows:
+            session.execute(StatTally.__table__.insert(), delta_params(day, rows))  # type: ignore[attr-defined]
+    return len(days)
 
 
-def _materialized(session: Session, first: dt.date, last: dt.date) -> set[dt.date]:
-    return set(
-        session.scalars(select(RollupDay.day).where(RollupDay.day >= first, RollupDay.day <= last))
-    )
-
-
-def _reasons(text: str) -> dict[str, int]:
-    return {str(reason): int(count) for reason, count in json.loads(text).items()}
-
-
-def _rollups(session: Session, group_by: GroupBy, first: dt.date, last: dt.date) -> DayFigures:
-    figures: DayFigures = {}
-    for row in session.scalars(
-        select(DailyRollup).where(
-            DailyRollup.group_by == group_by.value,
-            DailyRollup.day >= first,
-            DailyRollup.day <= last,
-        )
-    ):
-        figures.setdefault(row.day, {})[row.group_key] = Counters(
-            checks=row.checks,
-            items_checked=row.items_checked,
-            items_recognizable=row.items_recognizable,
-            accepted=row.accepted,
-            declined=row.declined,
-            declined_by_reason={
-                str(k): int(v) for k, v in json.loads(row.declined_by_reason).items()
-            },
-            saving=Decimal(row.saving),
-        )
-    return figures
-
-
-def report_days(
-    sessions: sessionmaker[Session], group_by: GroupBy, period: Period, today: dt.date
-) -> tuple[DayFigures, Directory]:
-    """Figures per day and group over ``period``: rollups for closed days, live for today."""
-    with sessions() as session:
-        names = directory(session)
-        last_closed = min(period.end, today - dt.timedelta(days=OPEN_DAYS))
-        if period.start <= last_closed:
-            done = _materialized(session, period.start, last_closed)
-            missing = [d for d in Period(period.start, last_closed).days() if d not in done]
-        else:
-            missing = []
-    for day in missing:
-        materialize_day(sessions, day, names)
-    with sessions() as session:
-        figures: DayFigures = {}
-        if period.start <= last_closed:
-            figures = _rollups(session, group_by, period.start, last_closed)
-        for open_day in Period(
-            max(period.start, last_closed + dt.timedelta(days=1)), period.end
-        ).days():
-            if open_day > today:
-                break
-            live = fold_day(day_lines(session, open_day), names, [group_by])[group_by]
-            if live:
-                figures[open_day] = live
-    return figures, names
+def _day_of(instant: dt.datetime) -> dt.date:
+    aware = instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)
+    return today(aware)

@@ -109,3 +109,20 @@ def test_report_png_writes_a_chart_of_the_period(embedded: ServeProcess, tmp_pat
     no_out = embedded.cli("report", "--key", regulator, *period, "--by", "item", "--format", "png")
     assert no_out.returncode == 2
     assert "--out" in no_out.stderr
+
+
+def test_rebuild_statistics_gives_the_same_report(embedded: ServeProcess, tmp_path: Path) -> None:
+    _accepted_decision(embedded, tmp_path)
+    regulator = embedded.cli("admin", "issue-key", "--role", "regulator").stdout.strip()
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    ask = ("report", "--key", regulator, "--from", today, "--to", today, "--by", "item")
+    before = embedded.cli(*ask, "--format", "csv")
+    assert before.returncode == 0, before.stderr
+    assert "LAB-K" in before.stdout
+
+    rebuilt = embedded.cli("admin", "rebuild-statistics")
+
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.strip() == "tallied 1 days again from the record of checks and decisions"
+    after = embedded.cli(*ask, "--format", "csv")
+    assert after.stdout == before.stdout

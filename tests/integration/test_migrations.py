@@ -109,3 +109,95 @@ def test_0006_fills_the_sort_key_and_counts_of_studies_already_held(database_url
     ]
     assert started == [dt.datetime(2024, 5, 6, 21, 37, 44, 123000), dt.datetime(2024, 5, 6)]
     assert [tuple(row[2:]) for row in rows] == [(2, 3, 42), (0, 0, 0)]
+
+
+def test_0008_tallies_the_checks_and_decisions_already_recorded(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine, "0007")
+    stamp = bindparam("at", type_=DateTime(timezone=True))
+    # 2026-03-01 23:30 in Shanghai is still 15:30 UTC of that day; 2026-03-02 00:30 Shanghai is
+    # 16:30 UTC of March 1st, yet a check of March 2nd.
+    late_evening = dt.datetime(2026, 3, 1, 15, 30, tzinfo=dt.UTC)
+    past_midnight = dt.datetime(2026, 3, 1, 16, 30, tzinfo=dt.UTC)
+    with engine.begin() as connection:
+        for row_id, code, district in ((1, "H1", "Yuzhong"), (2, "H2", "Jiangbei")):
+            connection.execute(
+                text(
+                    "INSERT INTO institution (id, code, name, district, level, created_at) "
+                    "VALUES (:id, :code, :code, :district, 'tertiary', :at)"
+                ).bindparams(stamp),
+                {"id": row_id, "code": code, "district": district, "at": late_evening},
+            )
+        for check_id, asker, at in (("c1", 1, late_evening), ("c2", 1, past_midnight)):
+            connection.execute(
+                text(
+                    "INSERT INTO recognition_check (id, institution_id, patient_key, received_at, "
+                    "catalog_version, order_id, department, emergency) "
+                    "VALUES (:id, :asker, 'p', :at, '2026.1', '', '', false)"
+                ).bindparams(stamp),
+                {"id": check_id, "asker": asker, "at": at},
+            )
+        # c1: LAB-K recognizable (issued by H2) and IMG-CT-CHEST with no result; c2: LAB-K.
+        for check_id, line, item, verdict, issuer in (
+            ("c1", 0, "LAB-K", "RECOGNIZABLE", 2),
+            ("c1", 1, "IMG-CT-CHEST", "NO_RESULT", None),
+            ("c2", 0, "LAB-K", "RECOGNIZABLE", 2),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO check_line (check_id, line, ordered_code, item_code, verdict, "
+                    "reason, result_ref, result_version, issuer_institution_id, "
+                    "estimated_saving) VALUES (:check, :line, :item, :item, :verdict, '', '', "
+                    "0, :issuer, '4.00')"
+                ),
+                {
+                    "check": check_id,
+                    "line": line,
+                    "item": item,
+                    "verdict": verdict,
+                    "issuer": issuer,
+                },
+            )
+        for check_id, accepted, reason, saving in (
+            ("c1", True, "", "4.00"),
+            ("c2", False, "EMERGENCY", "0.00"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO decision (check_id, line, accepted, reason, reason_text, "
+                    "booked_saving, decided_at) VALUES (:check, 0, :accepted, :reason, '', "
+                    ":saving, :at)"
+                ).bindparams(stamp),
+                {
+                    "check": check_id,
+                    "accepted": accepted,
+                    "reason": reason,
+                    "saving": saving,
+                    "at": past_midnight,
+                },
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT group_by, day, group_key, reason, checks, items_checked, "
+                "items_recognizable, accepted, declined, saving_fen FROM stat_tally "
+                "WHERE group_by IN ('district', 'category', 'issuer_asker_pair') "
+                "ORDER BY group_by, day, group_key, reason"
+            )
+        ).all()
+    engine.dispose()
+    got = [(row[0], str(row[1]), *row[2:]) for row in rows]
+    assert got == [
+        ("category", "2026-03-01", "imaging", "", 1, 1, 0, 0, 0, 0),
+        ("category", "2026-03-01", "lab", "", 1, 1, 1, 1, 0, 400),
+        ("category", "2026-03-02", "lab", "", 1, 1, 1, 0, 0, 0),
+        ("category", "2026-03-02", "lab", "EMERGENCY", 0, 0, 0, 0, 1, 0),
+        ("district", "2026-03-01", "Yuzhong", "", 1, 2, 1, 1, 0, 400),
+        ("district", "2026-03-02", "Yuzhong", "", 1, 1, 1, 0, 0, 0),
+        ("district", "2026-03-02", "Yuzhong", "EMERGENCY", 0, 0, 0, 0, 1, 0),
+        ("issuer_asker_pair", "2026-03-01", ">H1", "", 1, 1, 0, 0, 0, 0),
+        ("issuer_asker_pair", "2026-03-01", "H2>H1", "", 1, 1, 1, 1, 0, 400),
+        ("issuer_asker_pair", "2026-03-02", "H2>H1", "", 1, 1, 1, 0, 0, 0),
+        ("issuer_asker_pair", "2026-03-02", "H2>H1", "EMERGENCY", 0, 0, 0, 0, 1, 0),
+    ]

@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from mutualrec.statistics.periods import today
+from mutualrec.storage import statistics_index
 from mutualrec.storage.institutions import REGULATOR, issue_role_key
 from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck
 from mutualrec.v1 import recognition_pb2, statistics_pb2, statistics_pb2_grpc
@@ -266,9 +267,10 @@ def test_bad_requests_name_the_field(
 def test_closed_day_gives_the_same_numbers_every_time(server: RunningServer) -> None:
     keys = _setup(server)
     regulator = _regulator(server)
-    del keys
-    yesterday = today() - dt.timedelta(days=2)  # the last closed day
-    noon = dt.datetime.combine(yesterday, dt.time(12), SHANGHAI)
+    closed = today() - dt.timedelta(days=2)  # the last closed day
+    noon = dt.datetime.combine(closed, dt.time(12), SHANGHAI)
+    # A day recorded before tallies were kept: written straight into the record, then tallied
+    # from it as the migration and the operator's rebuild do.
     with server.runtime.sessions.begin() as session:
         asker_id = _institution_id(session, ASKER)
         for n, accepted in enumerate((True, False, None)):
@@ -279,9 +281,11 @@ def test_closed_day_gives_the_same_numbers_every_time(server: RunningServer) -> 
             session.flush()
             if accepted is not None:
                 session.add(_decision_row(check_id, accepted, noon))
+    with server.runtime.sessions.begin() as session:
+        assert statistics_index.rebuild(session) == 1
     request = {
-        "from_date": yesterday.isoformat(),
-        "to_date": yesterday.isoformat(),
+        "from_date": closed.isoformat(),
+        "to_date": closed.isoformat(),
         "granularity": statistics_pb2.GRANULARITY_DAY,
         "group_by": statistics_pb2.GROUP_BY_ASKING_INSTITUTION,
     }
@@ -290,14 +294,83 @@ def test_closed_day_gives_the_same_numbers_every_time(server: RunningServer) -> 
         (ASKER, 3, 1, 1)
     ]
     assert first.rows[0].saving == "4.00"
-    # A late decision after the day was closed and materialized changes nothing.
-    with server.runtime.sessions.begin() as session:
+    # The undecided line can no longer be decided, and new checks count on their own day.
+    with server.runtime.sessions() as session:
         decided = _decided(session)
         undecided = [line for line in session.query(CheckLine) if line.check_id not in decided]
-        session.add(_decision_row(undecided[0].check_id, True, dt.datetime.now(dt.UTC)))
+    with pytest.raises(grpc.RpcError) as late:
+        _decide(server, keys[ASKER], undecided[0].check_id, 0, decision=recognition_pb2.ACCEPTED)
+    assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    _check(server, keys[ASKER], "LAB-K")
+    statistics_index.compact(server.runtime.engine)
     second = _report(server, regulator, **request)
     assert list(second.rows) == list(first.rows)
     assert second.totals == first.totals
+
+
+def _every_grouping(server: RunningServer, key: str) -> dict[int, list[Any]]:
+    day = today().isoformat()
+    return {
+        group_by: list(
+            _report(
+                server,
+                key,
+                from_date=day,
+                to_date=day,
+                granularity=statistics_pb2.GRANULARITY_DAY,
+                group_by=group_by,
+            ).rows
+        )
+        for group_by in statistics_pb2.GroupBy.values()
+        if group_by != statistics_pb2.GROUP_BY_UNSPECIFIED
+    }
+
+
+def test_tallies_kept_on_write_equal_a_rebuild_from_the_record(server: RunningServer) -> None:
+    keys = _setup(server)
+    regulator = _regulator(server)
+    issued = _fhir_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+    submit(
+        server.channel,
+        keys[ISSUER],
+        bundle([observation("T-K", issued=issued), observation("T-NA", loinc="2951-2")]),
+    )
+    first = _check(server, keys[ASKER], "LAB-K", "LAB-NA", "IMG-CT-CHEST")
+    second = _check(server, keys[ASKER], "LAB-K", "LAB-CBC")
+    _check(server, keys[ISSUER], "LAB-K", patient=OTHER_PATIENT_ID)
+    _decide(server, keys[ASKER], first.check_id, 0, decision=recognition_pb2.ACCEPTED)
+    _decide(
+        server,
+        keys[ASKER],
+        first.check_id,
+        1,
+        decision=recognition_pb2.DECLINED,
+        reason=recognition_pb2.FAST_CHANGING_VALUE,
+    )
+    _decide(
+        server,
+        keys[ASKER],
+        second.check_id,
+        0,
+        decision=recognition_pb2.DECLINED,
+        reason=recognition_pb2.EMERGENCY,
+    )
+    # The same decision again books nothing twice.
+    _decide(server, keys[ASKER], first.check_id, 0, decision=recognition_pb2.ACCEPTED)
+
+    on_write = _every_grouping(server, regulator)
+    by_item = {row.group_key: row for row in on_write[statistics_pb2.GROUP_BY_ITEM]}
+    assert (by_item["LAB-K"].checks, by_item["LAB-K"].accepted, by_item["LAB-K"].declined) == (
+        3,
+        1,
+        1,
+    )
+    assert by_item["LAB-NA"].declined == 1
+    statistics_index.compact(server.runtime.engine)
+    assert _every_grouping(server, regulator) == on_write
+    with server.runtime.sessions.begin() as session:
+        statistics_index.rebuild(session)
+    assert _every_grouping(server, regulator) == on_write
 
 
 def _institution_id(session: Any, code: str) -> int:
