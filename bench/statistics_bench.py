@@ -23,16 +23,19 @@ Three subcommands (``all`` runs ``report`` then ``decisions`` on one server):
     again afterwards from the definitions PostgreSQL reported before the drop (a sort beats
     tens of millions of random B-tree inserts; the foreign keys are validated once when added);
     the generator then checks that the constraints and indexes equal the migrated ones.
+    The statistics tallies (``stat_tally``) are then built from the record in SQL, one
+    grouping at a time, as the service's compactor would have left them (the service keeps
+    them on write; the tests check that against a rebuild from the record).
     ``VACUUM (ANALYZE)`` at the end.
 
 ``report --database NAME``
     Starts ``mutualrec serve`` on the database (a private copy of the working tree's package),
     issues a regulator key, then over gRPC (the generated stub):
-    (a) the first one-year report, which folds every closed day into ``daily_rollup``, timed;
-    (b) the nightly cost: the rollups of a few closed days are deleted and each is folded again
-    by a one-day report (timed against the same report once folded);
-    (c) repeated reports (p50/p90/p99/max) per case: one year by district and by item (month
-    rows), 92 days by day, and diagnostics (a one-year period of closed days only).
+    (a) the year's totals against an independent SQL count over the record;
+    (b) repeated reports (p50/p90/p99/max) per case: one year by district and by item (month
+    rows), 92 days by day, and diagnostics (a one-year period of closed days only);
+    (c) EXPLAIN (ANALYZE, BUFFERS) of the statement a one-year report sends, and the storage
+    function's own time in-process.
 
 ``decisions --database NAME``
     RecordDecision latency: fresh checks through CheckOrder by a hospital key (results for a
@@ -65,7 +68,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -103,10 +106,9 @@ DEFAULT_SECRET = "mutualrec-bench-stats-secret-0123456789abcdef"
 DEFAULT_DATABASE = "mutualrec_bench_stats"
 LISTENING = re.compile(r"mutualrec listening on (\S+):(\d+)")
 START_TIMEOUT = 120.0
-# The first report folds a year of days in one call: give it time.
-FIRST_REPORT_TIMEOUT = 3 * 3600.0
 REPORT_TIMEOUT = 600.0
 STATS_TABLES = ("recognition_check", "check_line", "decision")
+TALLY_TABLES = ("stat_tally", "stat_delta")
 
 # Lines per check: 1, 2 or 3 ordered items.
 LINES_P = (0.40, 0.38, 0.22)
@@ -192,6 +194,18 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+def disk_read_mib() -> float:
+    """MiB read from the machine's disks so far (/proc/diskstats, whole disks only)."""
+    sectors = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/diskstats").read_text().splitlines():
+            fields = line.split()
+            name = fields[2]
+            if Path(f"/sys/block/{name}").exists() and not name.startswith(("loop", "ram")):
+                sectors += int(fields[5])
+    return sectors * 512 / 2**20
+
+
 def database_url(name: str, host: str, port: int, user: str) -> str:
     """The SQLAlchemy URL the server uses for ``name``."""
     if host.startswith("/"):
@@ -244,20 +258,25 @@ def merge_json(path: Path, section: str, body: dict[str, Any]) -> None:
     path.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def table_sizes(conn: Any) -> dict[str, dict[str, int]]:
-    """Rows (exact), heap and total bytes of the statistics tables, and each index's bytes."""
+def table_sizes(conn: Any, exact: bool = True) -> dict[str, dict[str, int]]:
+    """Rows (exact, or the planner's estimate), heap and total bytes of the statistics tables,
+    and each index's bytes."""
     sizes: dict[str, dict[str, int]] = {}
-    for table in (*STATS_TABLES, "daily_rollup", "rollup_day", "institution", "qualification"):
+    for table in (*STATS_TABLES, *TALLY_TABLES, "institution", "qualification"):
+        rows = (
+            f"(SELECT count(*) FROM {table})"
+            if exact
+            else f"(SELECT reltuples::bigint FROM pg_class WHERE oid = '{table}'::regclass)"
+        )
         row = conn.execute(
-            "SELECT pg_total_relation_size(%s::regclass), pg_relation_size(%s::regclass), "
-            f"(SELECT count(*) FROM {table})",
+            "SELECT pg_total_relation_size(%s::regclass), pg_relation_size(%s::regclass), " + rows,
             [table, table],
         ).fetchone()
         sizes[table] = {"rows": row[2], "heap_bytes": row[1], "total_bytes": row[0]}
     for name, size in conn.execute(
         "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
         "WHERE relname = ANY(%s) ORDER BY indexrelname",
-        [[*STATS_TABLES, "daily_rollup", "rollup_day"]],
+        [[*STATS_TABLES, *TALLY_TABLES]],
     ).fetchall():
         sizes[name] = {"index_bytes": size}
     return sizes
@@ -760,6 +779,61 @@ def plan_days(
     return [(d, int(c), float(f)) for d, c, f in zip(days, per_day, fracs, strict=True)]
 
 
+# Each grouping's key from a line (l), its check (c), the asker (a), the issuer (i, may be
+# missing) and the item's category (k), as mutualrec.statistics.report.Directory.key makes it.
+_GROUP_KEYS = {
+    "district": "a.district",
+    "asking_institution": "a.code",
+    "issuing_institution": "coalesce(i.code, '')",
+    "issuer_asker_pair": "coalesce(i.code, '') || '>' || a.code",
+    "item": "l.item_code",
+    "category": (
+        "coalesce(k.category, CASE WHEN l.item_code = '' THEN '' "
+        "WHEN l.item_code LIKE 'LAB-%%' THEN 'lab' ELSE 'imaging' END)"
+    ),
+}
+
+
+def build_tallies(conn: Any, categories: dict[str, str], phases: Phases) -> None:
+    """``stat_tally`` from the record, one grouping per statement (the service keeps it on
+    write; reports read nothing else)."""
+    conn.execute("CREATE TEMP TABLE bench_item_category (code text PRIMARY KEY, category text)")
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO bench_item_category VALUES (%s, %s)", sorted(categories.items())
+        )
+    conn.execute("TRUNCATE stat_tally, stat_delta")
+    lines = (
+        "FROM check_line l JOIN recognition_check c ON c.id = l.check_id "
+        "JOIN institution a ON a.id = c.institution_id "
+        "LEFT JOIN institution i ON i.id = l.issuer_institution_id "
+        "LEFT JOIN bench_item_category k ON k.code = l.item_code "
+        "LEFT JOIN decision d ON d.check_id = l.check_id AND d.line = l.line"
+    )
+    day = "(c.received_at AT TIME ZONE 'Asia/Shanghai')::date"
+    for group_by, key in _GROUP_KEYS.items():
+        conn.execute(
+            "INSERT INTO stat_tally (group_by, day, group_key, reason, checks, items_checked, "
+            "items_recognizable, accepted, declined, saving_fen) "
+            f"SELECT %s, {day}, {key}, '', count(DISTINCT l.check_id), count(*), "
+            "count(*) FILTER (WHERE l.verdict = 'RECOGNIZABLE'), "
+            "count(*) FILTER (WHERE d.accepted), 0, "
+            "coalesce(sum(round(d.booked_saving::numeric * 100)) FILTER (WHERE d.accepted), 0) "
+            f"{lines} GROUP BY 2, 3",
+            [group_by],
+        )
+        conn.execute(
+            "INSERT INTO stat_tally (group_by, day, group_key, reason, checks, items_checked, "
+            "items_recognizable, accepted, declined, saving_fen) "
+            f"SELECT %s, {day}, {key}, CASE WHEN d.reason = '' THEN 'UNSPECIFIED' "
+            "ELSE d.reason END, 0, 0, 0, 0, count(*), 0 "
+            f"{lines} WHERE NOT d.accepted GROUP BY 2, 3, 4",
+            [group_by],
+        )
+        phases.done(f"tallies by {group_by}")
+    conn.execute("DROP TABLE bench_item_category")
+
+
 def fresh_db(args: argparse.Namespace) -> None:
     """Drop and create the benchmark database (connecting to the maintenance database)."""
     with connect(args, dbname=args.maintenance_db) as conn:
@@ -883,6 +957,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             "the rebuilt keys and indexes differ from the migrated ones:\n"
             f"{json.dumps(schema, indent=1)}\n{json.dumps(rebuilt, indent=1)}"
         )
+    build_tallies(conn, {item.code: item.category.value for item in catalog.items}, phases)
     conn.execute("VACUUM (ANALYZE)")
     phases.done("VACUUM ANALYZE")
 
@@ -1100,6 +1175,7 @@ class Timed:
     seconds: float
     rows: int
     bytes: int
+    items_checked: int
 
 
 def report_call(stub: Any, request: Any, key: str, timeout: float) -> Timed:
@@ -1109,7 +1185,7 @@ def report_call(stub: Any, request: Any, key: str, timeout: float) -> Timed:
         request, metadata=(("authorization", f"Bearer {key}"),), timeout=timeout
     )
     took = time.perf_counter() - t0
-    return Timed(took, len(reply.rows), reply.ByteSize())
+    return Timed(took, len(reply.rows), reply.ByteSize(), reply.totals.items_checked)
 
 
 def independent_totals(args: argparse.Namespace, first: dt.date, last: dt.date) -> dict[str, Any]:
@@ -1132,27 +1208,14 @@ def independent_totals(args: argparse.Namespace, first: dt.date, last: dt.date) 
     return dict(zip(keys, [*row[:5], str(row[5])], strict=True))
 
 
-def delete_rollups(args: argparse.Namespace, days: Sequence[dt.date] | None) -> int:
-    """Forget the rollups of ``days`` (all when None): the next report folds them again."""
-    with connect(args) as conn:
-        if days is None:
-            conn.execute("DELETE FROM daily_rollup")
-            return int(conn.execute("DELETE FROM rollup_day").rowcount)
-        conn.execute("DELETE FROM daily_rollup WHERE day = ANY(%s)", [list(days)])
-        return int(
-            conn.execute("DELETE FROM rollup_day WHERE day = ANY(%s)", [list(days)]).rowcount
-        )
-
-
-def explain_statements(args: argparse.Namespace, today: dt.date) -> list[dict[str, Any]]:
-    """EXPLAIN (ANALYZE, BUFFERS) of the statements statistics_index sends for a year's report.
-
-    The statements are captured from the real functions (``_rollups`` for one year by district
-    and by item, ``day_lines`` for yesterday, an open day every report counts live).
-    """
+def explain_report(args: argparse.Namespace, today: dt.date) -> list[dict[str, Any]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the statement a one-year report (month rows) by district
+    and by item sends, captured from ``statistics_index.report``, and that function's own
+    latency in-process (median of 20 calls: the SQL and building the rows)."""
     from sqlalchemy import event
     from sqlalchemy.orm import sessionmaker
 
+    from mutualrec.statistics.periods import Granularity, Period
     from mutualrec.statistics.report import GroupBy
     from mutualrec.storage import statistics_index
     from mutualrec.storage.db import make_engine
@@ -1165,30 +1228,18 @@ def explain_statements(args: argparse.Namespace, today: dt.date) -> list[dict[st
 
     event.listen(engine, "before_cursor_execute", capture)
     sessions = sessionmaker(engine)
-    last_closed = today - dt.timedelta(days=statistics_index.OPEN_DAYS)
-    first = today - dt.timedelta(days=364)
-    calls: list[tuple[str, Any]] = [
-        (
-            "_rollups, one year by district",
-            lambda s: statistics_index._rollups(s, GroupBy.DISTRICT, first, last_closed),
-        ),
-        (
-            "_rollups, one year by item",
-            lambda s: statistics_index._rollups(s, GroupBy.ITEM, first, last_closed),
-        ),
-        (
-            "day_lines, yesterday (counted live)",
-            lambda s: statistics_index.day_lines(s, today - dt.timedelta(days=1)),
-        ),
-    ]
+    period = Period(today - dt.timedelta(days=364), today)
     out = []
     try:
-        for label, call in calls:
-            captured.clear()
-            with sessions() as session:
-                t0 = time.perf_counter()
-                result = call(session)
-                python_s = time.perf_counter() - t0
+        for grouping in (GroupBy.DISTRICT, GroupBy.ITEM):
+            seconds = []
+            rows: list[Any] = []
+            for _ in range(20):
+                captured.clear()
+                with sessions() as session:
+                    t0 = time.perf_counter()
+                    rows = statistics_index.report(session, grouping, Granularity.MONTH, period)
+                    seconds.append(time.perf_counter() - t0)
             statement, parameters = captured[-1]
             raw = engine.raw_connection()
             try:
@@ -1200,9 +1251,9 @@ def explain_statements(args: argparse.Namespace, today: dt.date) -> list[dict[st
                 raw.close()
             out.append(
                 {
-                    "call": label,
-                    "rows": len(result),
-                    "call_s": round(python_s, 3),
+                    "group_by": grouping.value,
+                    "rows": len(rows),
+                    "call_p50_ms": round(1000 * statistics.median(seconds), 1),
                     "sql": statement,
                     "plan": plan,
                 }
@@ -1212,183 +1263,17 @@ def explain_statements(args: argparse.Namespace, today: dt.date) -> list[dict[st
     return out
 
 
-def check_id_statistics(conn: Any) -> dict[str, Any]:
-    """What the planner believes of check_line.check_id, and the truth."""
-    believed = conn.execute(
-        "SELECT n_distinct FROM pg_stats WHERE tablename = 'check_line' AND attname = 'check_id'"
-    ).fetchone()
-    lines, checks = conn.execute(
-        "SELECT (SELECT reltuples FROM pg_class WHERE relname = 'check_line'), "
-        "(SELECT reltuples FROM pg_class WHERE relname = 'recognition_check')"
-    ).fetchone()
-    option = conn.execute(
-        "SELECT attoptions FROM pg_attribute WHERE attrelid = 'check_line'::regclass "
-        "AND attname = 'check_id'"
-    ).fetchone()[0]
-    distinct = float(believed[0]) if believed else 0.0
-    return {
-        "pg_stats_n_distinct": distinct,
-        "planner_distinct_check_ids": round(distinct if distinct > 0 else -distinct * lines),
-        "check_ids_in_fact": round(checks),
-        "lines": round(lines),
-        "planner_lines_per_check_id": round(
-            lines / (distinct if distinct > 0 else -distinct * lines), 1
-        )
-        if distinct
-        else None,
-        "attoptions": option,
-    }
+def run_reports(
+    args: argparse.Namespace, server: Server, checkpoint: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """The year's totals against SQL, repeated reports, and the report statement's plan.
 
-
-def planner_fix_fraction(conn: Any) -> float:
-    """n_distinct to declare for check_line.check_id: minus checks per line (a fraction)."""
-    lines, checks = conn.execute(
-        "SELECT (SELECT reltuples FROM pg_class WHERE relname = 'check_line'), "
-        "(SELECT reltuples FROM pg_class WHERE relname = 'recognition_check')"
-    ).fetchone()
-    return -round(float(checks) / max(float(lines), 1.0), 3)
-
-
-def apply_planner_fix(args: argparse.Namespace, on: bool) -> dict[str, Any]:
-    """Declare (or reset) the number of distinct check ids per line and ANALYZE check_line."""
-    with connect(args) as conn:
-        if on:
-            fraction = planner_fix_fraction(conn)
-            conn.execute(
-                f"ALTER TABLE check_line ALTER COLUMN check_id SET (n_distinct = {fraction})"
-            )
-        else:
-            conn.execute("ALTER TABLE check_line ALTER COLUMN check_id RESET (n_distinct)")
-        conn.execute("ANALYZE check_line")
-        return check_id_statistics(conn)
-
-
-def _explain_twice(conn: Any, sql: str, parameters: Any) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) twice: the first run may read from disk, the second less."""
-    seconds = []
-    plan: list[Any] = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, parameters).fetchall()
-        seconds.append(round(time.perf_counter() - t0, 3))
-    return {"s": seconds[-1], "first_s": seconds[0], "plan": "\n".join(r[0] for r in plan)}
-
-
-def day_lines_plans(args: argparse.Namespace, day: dt.date) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) of day_lines for ``day``: as the planner sees it now, and
-    with check_line.check_id's real number of distinct values declared (n_distinct, in a
-    transaction rolled back afterwards); each twice, the second with the pages it read cached."""
-    from sqlalchemy import event
-    from sqlalchemy.orm import sessionmaker
-
-    from mutualrec.storage import statistics_index
-    from mutualrec.storage.db import make_engine
-
-    engine = make_engine(database_url(args.database, args.pg_host, args.pg_port, args.pg_user))
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        captured.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        with sessionmaker(engine)() as session:
-            t0 = time.perf_counter()
-            rows = len(statistics_index.day_lines(session, day))
-            call_s = time.perf_counter() - t0
-        statement, parameters = captured[-1]
-    finally:
-        engine.dispose()
-    sql = statement
-    out: dict[str, Any] = {
-        "day": day.isoformat(),
-        "rows": rows,
-        "day_lines_call_s": round(call_s, 3),
-    }
-    with connect(args, autocommit=False) as conn:
-        out["statistics"] = check_id_statistics(conn)
-        out["as_is"] = _explain_twice(conn, sql, parameters)
-        conn.rollback()
-        fraction = planner_fix_fraction(conn)
-        conn.execute(f"ALTER TABLE check_line ALTER COLUMN check_id SET (n_distinct = {fraction})")
-        conn.execute("ANALYZE check_line")
-        out["with_n_distinct"] = {"n_distinct": fraction, **_explain_twice(conn, sql, parameters)}
-        conn.rollback()
-    out["sql"] = statement
-    return out
-
-
-def profile_report(args: argparse.Namespace, today: dt.date, group_by: str) -> dict[str, Any]:
-    """Where a one-year report's time goes in the server's code, run in this process.
-
-    Times each step of ``report_days`` (the directory, the rollups of the closed days, the
-    open days counted live) and of the reply (``rows_of``), and a cProfile of the whole.
+    ``checkpoint`` is given the results so far after every step (a long run that is stopped
+    keeps what it measured).
     """
-    import cProfile
-    import io
-    import pstats
-
-    from sqlalchemy.orm import sessionmaker
-
-    from mutualrec.statistics.periods import Granularity, Period
-    from mutualrec.statistics.report import GroupBy, fold_day, rows_of
-    from mutualrec.storage import statistics_index
-    from mutualrec.storage.db import make_engine
-
-    grouping = GroupBy[GROUPS[group_by].removeprefix("GROUP_BY_")]
-    engine = make_engine(database_url(args.database, args.pg_host, args.pg_port, args.pg_user))
-    sessions = sessionmaker(engine)
-    period = Period(today - dt.timedelta(days=364), today)
-    last_closed = today - dt.timedelta(days=statistics_index.OPEN_DAYS)
-    steps: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    try:
-        statistics_index.report_days(sessions, grouping, period, today)  # warm
-        with sessions() as session:
-            t0 = time.perf_counter()
-            names = statistics_index.directory(session)
-            steps["directory"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            figures = statistics_index._rollups(session, grouping, period.start, last_closed)
-            steps["rollups of closed days (ORM rows)"] = time.perf_counter() - t0
-            counts["rollup rows"] = sum(len(groups) for groups in figures.values())
-            for back in (1, 0):
-                day = today - dt.timedelta(days=back)
-                t0 = time.perf_counter()
-                lines = statistics_index.day_lines(session, day)
-                steps[f"day_lines {day} (live)"] = time.perf_counter() - t0
-                counts[f"lines {day}"] = len(lines)
-                t0 = time.perf_counter()
-                figures[day] = fold_day(lines, names, [grouping])[grouping]
-                steps[f"fold_day {day} (live)"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rows = rows_of(figures, Granularity.MONTH, period)
-        steps["rows_of"] = time.perf_counter() - t0
-        counts["report rows"] = len(rows)
-        profiler = cProfile.Profile()
-        t0 = time.perf_counter()
-        profiler.enable()
-        statistics_index.report_days(sessions, grouping, period, today)
-        profiler.disable()
-        whole = time.perf_counter() - t0
-    finally:
-        engine.dispose()
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
-    return {
-        "group_by": group_by,
-        "report_days_s": round(whole, 3),
-        "steps_s": {k: round(v, 3) for k, v in steps.items()},
-        "counts": counts,
-        "cprofile_top25_cumulative": text.getvalue(),
-    }
-
-
-def run_reports(args: argparse.Namespace, server: Server) -> dict[str, Any]:
-    """First report (folding), nightly fold cost, repeated reports, plans and a profile."""
     import grpc
 
-    from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
+    from mutualrec.v1 import statistics_pb2_grpc
 
     today = dt.datetime.now(SHANGHAI).date()
     key = server.cli("admin", "issue-key", "--role", "regulator")
@@ -1397,139 +1282,50 @@ def run_reports(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     )
     stub = statistics_pb2_grpc.StatisticsServiceStub(channel)
     out: dict[str, Any] = {"today": today.isoformat()}
-    if not args.keep_rollups:
-        log(f"forgot the rollups of {delete_rollups(args, None)} days")
-
-    if not args.skip_profile:
-        log("day_lines of a closed day: EXPLAIN ANALYZE as is and with n_distinct declared")
-        out["day_lines_plans"] = day_lines_plans(args, today - dt.timedelta(days=30))
-        plans = out["day_lines_plans"]
-        log(
-            f"  {plans['rows']} lines: {plans['as_is']['s']:.2f} s as is, "
-            f"{plans['with_n_distinct']['s']:.2f} s with n_distinct declared"
+    request = Case.parse("district:month:365").request(today)
+    if not args.skip_totals_check:
+        # Correctness: the year's totals against an independent count.
+        reply = stub.GetSavingsReport(
+            request, metadata=(("authorization", f"Bearer {key}"),), timeout=REPORT_TIMEOUT
         )
-
-    # (a) The first one-year report folds every closed day of the year.
-    first_case = Case.parse("district:month:365")
-    request = first_case.request(today)
-    with connect(args) as conn:
-        folded_before = conn.execute("SELECT count(*) FROM rollup_day").fetchone()[0]
-    cpu0, pg0 = server.cpu(), _pg_cpu(args.database)
-    log(
-        f"first report {request.from_date}..{request.to_date} by district "
-        f"({folded_before} days folded already)"
-    )
-    done = threading.Event()
-
-    def progress() -> None:
-        with connect(args) as conn:
-            while not done.wait(60):
-                count = conn.execute("SELECT count(*) FROM rollup_day").fetchone()[0]
-                log(f"  {count} days folded")
-
-    watcher = threading.Thread(target=progress, daemon=True)
-    watcher.start()
-    try:
-        first = report_call(stub, request, key, FIRST_REPORT_TIMEOUT)
-    finally:
-        done.set()
-    cpu1, pg1 = server.cpu(), _pg_cpu(args.database)
-    with connect(args) as conn:
-        folded_after, rollup_rows = conn.execute(
-            "SELECT (SELECT count(*) FROM rollup_day), (SELECT count(*) FROM daily_rollup)"
-        ).fetchone()
-    days_folded = folded_after - folded_before
-    out["first_report"] = {
-        "case": first_case.spec,
-        "seconds": round(first.seconds, 2),
-        "days_folded": days_folded,
-        "per_day_folded_s": round(first.seconds / max(days_folded, 1), 3),
-        "rollup_rows_after": rollup_rows,
-        "server_cpu_s": round(cpu1 - cpu0, 1),
-        "postgres_cpu_s": round(pg1 - pg0, 1),
-        "rows": first.rows,
-    }
-    log(f"  {first.seconds:.1f} s, {days_folded} days folded, {rollup_rows} rollup rows")
-    second = report_call(stub, request, key, REPORT_TIMEOUT)
-    out["first_report"]["same_report_again_s"] = round(second.seconds, 3)
-
-    # Correctness: the year's totals against an independent count.
-    reply = stub.GetSavingsReport(
-        request, metadata=(("authorization", f"Bearer {key}"),), timeout=REPORT_TIMEOUT
-    )
-    t = reply.totals
-    reported = {
-        "checks": t.checks,
-        "items_checked": t.items_checked,
-        "items_recognizable": t.items_recognizable,
-        "accepted": t.accepted,
-        "declined": t.declined,
-        "saving": t.saving,
-    }
-    t0 = time.perf_counter()
-    counted = independent_totals(
-        args, dt.date.fromisoformat(request.from_date), dt.date.fromisoformat(request.to_date)
-    )
-    out["totals_check"] = {
-        "report": reported,
-        "sql": counted,
-        "equal": reported == counted,
-        "sql_s": round(time.perf_counter() - t0, 1),
-    }
-    log(f"  totals equal an independent SQL count: {reported == counted}")
-
-    # (b) What a deployment pays each night: folding one closed day.
-    nightly = []
-    for back in args.fold_days_back:
-        day = today - dt.timedelta(days=back)
-        delete_rollups(args, [day])
-        one = statistics_pb2.ReportRequest(
-            from_date=day.isoformat(),
-            to_date=day.isoformat(),
-            granularity=statistics_pb2.GRANULARITY_DAY,
-            group_by=statistics_pb2.GROUP_BY_DISTRICT,
+        t = reply.totals
+        reported = {
+            "checks": t.checks,
+            "items_checked": t.items_checked,
+            "items_recognizable": t.items_recognizable,
+            "accepted": t.accepted,
+            "declined": t.declined,
+            "saving": t.saving,
+        }
+        t0 = time.perf_counter()
+        counted = independent_totals(
+            args, dt.date.fromisoformat(request.from_date), dt.date.fromisoformat(request.to_date)
         )
-        cpu0, pg0 = server.cpu(), _pg_cpu(args.database)
-        folding = report_call(stub, one, key, REPORT_TIMEOUT)
-        cpu1, pg1 = server.cpu(), _pg_cpu(args.database)
-        reads = [report_call(stub, one, key, REPORT_TIMEOUT).seconds for _ in range(5)]
-        with connect(args) as conn:
-            lines = conn.execute(
-                "SELECT count(*) FROM check_line l JOIN recognition_check c ON c.id = l.check_id "
-                "WHERE c.received_at >= %s AND c.received_at < %s",
-                [
-                    dt.datetime.combine(day, dt.time(), SHANGHAI),
-                    dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), SHANGHAI),
-                ],
-            ).fetchone()[0]
-        fold_s = folding.seconds - statistics.median(reads)
-        nightly.append(
-            {
-                "day": day.isoformat(),
-                "lines": lines,
-                "report_with_fold_s": round(folding.seconds, 3),
-                "same_report_folded_s": round(statistics.median(reads), 3),
-                "fold_s": round(fold_s, 3),
-                "server_cpu_s": round(cpu1 - cpu0, 2),
-                "postgres_cpu_s": round(pg1 - pg0, 2),
-            }
-        )
-        log(f"  fold of {day} ({lines} lines): {fold_s:.2f} s")
-    out["nightly_fold"] = nightly
+        out["totals_check"] = {
+            "report": reported,
+            "sql": counted,
+            "equal": reported == counted,
+            "sql_s": round(time.perf_counter() - t0, 1),
+        }
+        log(f"  totals equal an independent SQL count: {reported == counted}")
+        checkpoint(out)
 
-    # (c) Repeated reports.
+    # Repeated reports.
     cases = [Case.parse(c) for c in args.cases]
     diagnostics = [Case.parse(c) for c in args.diagnostic_cases]
-    repeated = []
+    repeated: list[dict[str, Any]] = []
+    out["repeated"] = repeated
     for case, calls in [(c, args.calls) for c in cases] + [
         (c, args.diagnostic_calls) for c in diagnostics
     ]:
+        if calls <= 0:
+            continue
         request = case.request(today)
         for _ in range(args.warmup):
             report_call(stub, request, key, REPORT_TIMEOUT)
-        cpu0, pg0 = server.cpu(), _pg_cpu(args.database)
+        cpu0, pg0, read0 = server.cpu(), _pg_cpu(args.database), disk_read_mib()
         timings = [report_call(stub, request, key, REPORT_TIMEOUT) for _ in range(calls)]
-        cpu1, pg1 = server.cpu(), _pg_cpu(args.database)
+        cpu1, pg1, read1 = server.cpu(), _pg_cpu(args.database), disk_read_mib()
         summary = latency_summary([t.seconds for t in timings])
         repeated.append(
             {
@@ -1541,6 +1337,7 @@ def run_reports(args: argparse.Namespace, server: Server) -> dict[str, Any]:
                 "reply_bytes": timings[-1].bytes,
                 "server_cpu_ms_per_call": round(1000 * (cpu1 - cpu0) / calls, 1),
                 "postgres_cpu_ms_per_call": round(1000 * (pg1 - pg0) / calls, 1),
+                "disk_read_mib_per_call": round((read1 - read0) / calls, 1),
                 "meets_200ms_p99": summary["p99_ms"] <= 200,
             }
         )
@@ -1548,13 +1345,13 @@ def run_reports(args: argparse.Namespace, server: Server) -> dict[str, Any]:
             f"  {case.spec}: p50 {summary['p50_ms']:.0f} ms, p99 {summary['p99_ms']:.0f} ms "
             f"({calls} calls, {timings[-1].rows} rows)"
         )
-    out["repeated"] = repeated
+        checkpoint(out)
     channel.close()
 
     if not args.skip_profile:
-        log("profiling: EXPLAIN ANALYZE and an in-process run of report_days")
-        out["plans"] = explain_statements(args, today)
-        out["profile"] = [profile_report(args, today, g) for g in ("district", "item")]
+        log("EXPLAIN ANALYZE of a one-year report's statement (by district and by item)")
+        out["report_plans"] = explain_report(args, today)
+        checkpoint(out)
     return out
 
 
@@ -1714,32 +1511,36 @@ def decide_all(
     return seconds
 
 
-def run_decisions(args: argparse.Namespace, server: Server) -> dict[str, Any]:
-    """RecordDecision p50/p99 alone and with report callers in parallel."""
+def run_decisions(
+    args: argparse.Namespace, server: Server, checkpoint: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """RecordDecision p50/p99 alone, then beside each set of report callers."""
     rng = np.random.default_rng(args.seed + 2)
     per_phase = args.decisions_per_phase + args.decision_warmup
     checks_per_phase = -(-per_phase // len(DECISION_ITEMS))
-    numbers, issuer, asker = prepare_patients(args, server, 2 * checks_per_phase)
+    sets = [[c for c in spec.split(",") if c] for spec in args.caller_sets]
+    phases: list[tuple[str, int, list[str]]] = [("alone", 0, [])]
+    for cases in sets:
+        name = f"with {args.report_callers} report callers ({', '.join(cases)})"
+        phases.append((name, args.report_callers, cases))
+    numbers, issuer, asker = prepare_patients(args, server, len(phases) * checks_per_phase)
     key = server.cli("admin", "issue-key", "--institution", asker)
     regulator = server.cli("admin", "issue-key", "--role", "regulator")
     log(f"decisions by {asker} on results of {issuer}, {per_phase} per phase")
     out: dict[str, Any] = {"asker": asker, "issuer": issuer, "phases": []}
-    specs = [c for c in args.caller_cases]
-    for phase, callers in (
-        ("alone", 0),
-        (f"with {args.report_callers} report callers", args.report_callers),
-    ):
-        start = checks_per_phase * (0 if callers == 0 else 1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(server.code_dir), str(Path(__file__).parent)])
+    for n_phase, (phase, callers, specs) in enumerate(phases):
+        start = checks_per_phase * n_phase
         t0 = time.perf_counter()
         lines = make_checks(server, key, numbers[start : start + checks_per_phase])[:per_phase]
         checks_s = time.perf_counter() - t0
         procs: list[subprocess.Popen[str]] = []
-        stop = server.run_dir / f"stop-{callers}"
-        outs = [server.run_dir / f"caller-{callers}-{n}.json" for n in range(callers)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-        env["PYTHONPATH"] = os.pathsep.join([str(server.code_dir), str(Path(__file__).parent)])
+        stop = server.run_dir / f"stop-{n_phase}"
+        outs = [server.run_dir / f"caller-{n_phase}-{n}.json" for n in range(callers)]
         try:
             for n in range(callers):
+                rotated = specs[n % len(specs) :] + specs[: n % len(specs)]
                 procs.append(
                     subprocess.Popen(
                         [
@@ -1750,23 +1551,24 @@ def run_decisions(args: argparse.Namespace, server: Server) -> dict[str, Any]:
                             regulator,
                             str(stop),
                             str(outs[n]),
-                            *specs[n % len(specs) :],
-                            *specs[: n % len(specs)],
+                            *rotated,
                         ],
                         stdout=subprocess.PIPE,
                         text=True,
                         env=env,
                     )
                 )
+            ready0 = time.perf_counter()
             for proc in procs:
                 assert proc.stdout is not None
                 if proc.stdout.readline().strip() != "READY":
                     raise RuntimeError("a report caller did not start")
-            cpu0, pg0 = server.cpu(), _pg_cpu(args.database)
+            ready_s = time.perf_counter() - ready0
+            cpu0, pg0, read0 = server.cpu(), _pg_cpu(args.database), disk_read_mib()
             t0 = time.perf_counter()
             seconds = decide_all(server, key, lines, rng)
             wall = time.perf_counter() - t0
-            cpu1, pg1 = server.cpu(), _pg_cpu(args.database)
+            cpu1, pg1, read1 = server.cpu(), _pg_cpu(args.database), disk_read_mib()
         finally:
             stop.touch()
             for proc in procs:
@@ -1785,14 +1587,17 @@ def run_decisions(args: argparse.Namespace, server: Server) -> dict[str, Any]:
             {
                 "phase": phase,
                 "report_callers": callers,
-                "caller_cases": specs if callers else [],
+                "caller_cases": specs,
                 "checks_made_s": round(checks_s, 1),
+                "callers_first_report_s": round(ready_s, 1) if callers else None,
                 "latency": summary,
                 "warmup_decisions": args.decision_warmup,
                 "decisions_per_s": round(len(seconds) / wall, 1),
+                "wall_s": round(wall, 1),
                 "meets_5ms_p99": summary["p99_ms"] <= 5,
                 "server_cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1),
                 "postgres_cpu_pct": round(100 * (pg1 - pg0) / wall, 1),
+                "disk_read_mib": round(read1 - read0),
                 "concurrent_reports": latency_summary(report_seconds) if callers else {},
                 "loadavg_1m": round(os.getloadavg()[0], 2),
             }
@@ -1801,6 +1606,7 @@ def run_decisions(args: argparse.Namespace, server: Server) -> dict[str, Any]:
             f"  {phase}: p50 {summary['p50_ms']:.2f} ms, p99 {summary['p99_ms']:.2f} ms "
             f"({summary['n']} decisions)"
         )
+        checkpoint(out)
     return out
 
 
@@ -1814,7 +1620,7 @@ def _context(args: argparse.Namespace, server: Server | None) -> dict[str, Any]:
                 [["shared_buffers", "work_mem", "effective_cache_size", "max_wal_size", "jit"]],
             ).fetchall()
         )
-        sizes = table_sizes(conn)
+        sizes = table_sizes(conn, exact=False)
         database_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     return {
         "command": [Path(sys.executable).name, "bench/statistics_bench.py", *sys.argv[1:]],
@@ -1831,55 +1637,33 @@ def _context(args: argparse.Namespace, server: Server | None) -> dict[str, Any]:
 
 def print_reports(result: dict[str, Any]) -> None:
     """The report results as markdown tables."""
-    first = result["first_report"]
-    print(
-        f"\nfirst one-year report (folds {first['days_folded']} closed days): "
-        f"{first['seconds']:.1f} s ({first['per_day_folded_s']:.2f} s per day; server CPU "
-        f"{first['server_cpu_s']:.0f} s, PostgreSQL CPU {first['postgres_cpu_s']:.0f} s); "
-        f"the same report again: {1000 * first['same_report_again_s']:.0f} ms"
-    )
-    print(f"totals equal an independent SQL count: {result['totals_check']['equal']}")
-    plans = result.get("day_lines_plans")
-    if plans:
-        stats = plans["statistics"]
-        print(
-            f"day_lines of {plans['day']} ({plans['rows']} lines): {plans['as_is']['s']:.2f} s "
-            f"as planned (the planner believes {stats['planner_lines_per_check_id']} lines per "
-            f"check id), {plans['with_n_distinct']['s']:.2f} s with n_distinct "
-            f"{plans['with_n_distinct']['n_distinct']} declared (second runs; first runs "
-            f"{plans['as_is']['first_s']:.2f} s and {plans['with_n_distinct']['first_s']:.2f} s)"
-        )
-    print(
-        "\n| nightly fold of | lines | fold s | server CPU s | PG CPU s |"
-        "\n|---|---:|---:|---:|---:|"
-    )
-    for n in result["nightly_fold"]:
-        print(
-            f"| {n['day']} | {n['lines']} | {n['fold_s']:.2f} | {n['server_cpu_s']:.2f} "
-            f"| {n['postgres_cpu_s']:.2f} |"
-        )
+    if "totals_check" in result:
+        print(f"totals equal an independent SQL count: {result['totals_check']['equal']}")
     print(
         "\n| report | calls | p50 ms | p90 ms | p99 ms | max ms | rows | server CPU ms/call "
-        "| PG CPU ms/call |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| PG CPU ms/call | disk MiB/call |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
-    for r in result["repeated"]:
+    for r in result.get("repeated", []):
         lat = r["latency"]
         print(
             f"| {r['case']} | {lat['n']} | {lat['p50_ms']:.0f} | {lat['p90_ms']:.0f} "
             f"| {lat['p99_ms']:.0f} | {lat['max_ms']:.0f} | {r['rows']} "
-            f"| {r['server_cpu_ms_per_call']:.0f} | {r['postgres_cpu_ms_per_call']:.0f} |"
+            f"| {r['server_cpu_ms_per_call']:.0f} | {r['postgres_cpu_ms_per_call']:.0f} "
+            f"| {r['disk_read_mib_per_call']:.0f} |"
         )
-    for p in result.get("profile", []):
-        print(f"\nreport_days, one year by {p['group_by']}: {1000 * p['report_days_s']:.0f} ms")
-        for step, secs in p["steps_s"].items():
-            print(f"  {1000 * secs:7.0f} ms  {step}")
+    for p in result.get("report_plans", []):
+        print(
+            f"\none year by {p['group_by']} (month rows), in-process: {p['call_p50_ms']} ms "
+            f"median, {p['rows']} rows"
+        )
 
 
 def print_decisions(result: dict[str, Any]) -> None:
     """The decision results as a markdown table."""
     print(
         "\n| RecordDecision | n | p50 ms | p90 ms | p99 ms | max ms | server CPU % | PG CPU % "
-        "| reports done (p50/p99 ms) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        "| disk MiB | reports done (p50/p99 ms) |"
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     for p in result["phases"]:
         lat = p["latency"]
@@ -1890,31 +1674,37 @@ def print_decisions(result: dict[str, Any]) -> None:
         print(
             f"| {p['phase']} | {lat['n']} | {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} "
             f"| {lat['p99_ms']:.2f} | {lat['max_ms']:.2f} | {p['server_cpu_pct']:.0f} "
-            f"| {p['postgres_cpu_pct']:.0f} | {done} |"
+            f"| {p['postgres_cpu_pct']:.0f} | {p['disk_read_mib']} | {done} |"
         )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The ``report``, ``decisions`` and ``all`` subcommands."""
-    planner: dict[str, Any] = {}
-    if args.planner_fix:
-        planner["applied"] = apply_planner_fix(args, True)
-        log(f"planner fix: check_line.check_id declared n_distinct {planner['applied']}")
     server = start_server(args)
     results: dict[str, dict[str, Any]] = {}
+    started = {
+        "command": [Path(sys.executable).name, "bench/statistics_bench.py", *sys.argv[1:]],
+        "database": args.database,
+        "mutualrec_code": server.code,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "partial": True,
+    }
+
+    def checkpoint_of(section: str) -> Callable[[dict[str, Any]], None]:
+        def checkpoint(body: dict[str, Any]) -> None:
+            if args.json:
+                merge_json(args.json, section, {**started, **body})
+
+        return checkpoint
+
     try:
         if args.command in ("report", "all"):
-            results["report"] = run_reports(args, server)
+            results["report"] = run_reports(args, server, checkpoint_of("report"))
         if args.command in ("decisions", "all"):
-            results["decisions"] = run_decisions(args, server)
+            results["decisions"] = run_decisions(args, server, checkpoint_of("decisions"))
     finally:
         server.process.stop()
-        if args.planner_fix:
-            planner["reset"] = apply_planner_fix(args, False)
-            log("planner fix reset: check_line.check_id n_distinct as ANALYZE estimates it")
     context = _context(args, server)
-    if planner:
-        context["planner_fix"] = planner
     if "report" in results:
         print_reports(results["report"])
     if "decisions" in results:
@@ -1930,8 +1720,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.json:
         for section, body in results.items():
-            name = f"{section}_with_planner_fix" if args.planner_fix else section
-            merge_json(args.json, name, {**context, **body})
+            merge_json(args.json, section, {**started, **context, **body, "partial": False})
     return 0
 
 
@@ -1978,12 +1767,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             action="store_true",
             help="run the working tree's mutualrec package (with others' uncommitted edits)",
         )
-        sp.add_argument(
-            "--planner-fix",
-            action="store_true",
-            help="what-if: declare check_line.check_id's n_distinct (ANALYZE underestimates it) "
-            "for the run, reset afterwards; results go to *_with_planner_fix sections",
-        )
 
     def report_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
@@ -1997,32 +1780,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         sp.add_argument("--diagnostic-cases", nargs="*", default=list(DIAGNOSTIC_CASES))
         sp.add_argument("--diagnostic-calls", type=int, default=50)
         sp.add_argument("--warmup", type=int, default=3, help="untimed calls before each case")
-        sp.add_argument(
-            "--fold-days-back",
-            type=int,
-            nargs="*",
-            default=[2, 9, 60, 180, 300],
-            help="closed days (days before today) whose fold is timed on its own",
-        )
-        sp.add_argument(
-            "--keep-rollups",
-            action="store_true",
-            help="do not forget the rollups first (the first report then folds nothing)",
-        )
-        sp.add_argument("--skip-profile", action="store_true", help="no EXPLAIN, no cProfile")
+        sp.add_argument("--skip-profile", action="store_true", help="no EXPLAIN")
+        sp.add_argument("--skip-totals-check", action="store_true", help="no independent SQL count")
 
     def decision_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--decisions-per-phase", type=int, default=2000)
         sp.add_argument("--decision-warmup", type=int, default=100)
         sp.add_argument("--report-callers", type=int, default=4, help="processes asking reports")
         sp.add_argument(
-            "--caller-cases",
+            "--caller-sets",
             nargs="+",
-            default=["district:month:365", "item:month:365"],
-            metavar="GROUP:GRANULARITY:DAYS[:closed]",
+            default=["district:month:365,item:month:365"],
+            metavar="CASE,CASE",
+            help="one phase per set: the callers ask these reports in turn "
+            "(cases as GROUP:GRANULARITY:DAYS[:closed])",
         )
 
-    rep = sub.add_parser("report", help="first report, nightly fold, repeated reports")
+    rep = sub.add_parser("report", help="totals check, repeated reports, plans")
     server_options(rep)
     report_options(rep)
     dec = sub.add_parser("decisions", help="RecordDecision alone and beside report callers")
@@ -2033,7 +1807,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     report_options(both)
     decision_options(both)
     args = p.parse_args(argv)
-    for spec in [*getattr(args, "cases", []), *getattr(args, "caller_cases", [])]:
+    callers = [c for spec in getattr(args, "caller_sets", []) for c in spec.split(",") if c]
+    for spec in [*getattr(args, "cases", []), *getattr(args, "diagnostic_cases", []), *callers]:
         try:
             Case.parse(spec)
         except argparse.ArgumentTypeError as exc:
