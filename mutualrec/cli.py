@@ -87,7 +87,8 @@ def _cmd_add_institution(args: argparse.Namespace) -> int:
 
 
 def _cmd_issue_key(args: argparse.Namespace) -> int:
-    from mutualrec.storage.institutions import HOSPITAL, issue_institution_key, issue_role_key
+    from mutualrec.security.access import HOSPITAL
+    from mutualrec.storage.institutions import issue_institution_key, issue_role_key
 
     if args.role != HOSPITAL:
         if args.institution:

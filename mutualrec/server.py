@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from mutualrec import __version__
 from mutualrec.api.audit_interceptor import AuditInterceptor
+from mutualrec.api.authorization import AuthorizationInterceptor
 from mutualrec.api.catalog_service import CatalogService
 from mutualrec.api.identity_service import IdentityService
 from mutualrec.api.imaging_service import ImagingService
@@ -68,7 +69,7 @@ SERVICE_NAMES = (
 async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
     """A started-ready (not yet started) server with every service; returns it and its port."""
     server = grpc.aio.server(
-        interceptors=[AuditInterceptor()],
+        interceptors=[AuditInterceptor(), AuthorizationInterceptor(runtime)],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes(runtime.settings)),
             ("grpc.max_send_message_length", max_message_bytes(runtime.settings)),

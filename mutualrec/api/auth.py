@@ -1,15 +1,22 @@
-"""Who is calling: the credential in the call's metadata (API key, patient token, share token)."""
+"""Who is calling: the credential in the call's metadata (API key, patient token, share token).
+
+:class:`mutualrec.api.authorization.AuthorizationInterceptor` authenticates every call and checks
+its role against :mod:`mutualrec.security.access` before a servicer runs; the servicer then asks
+:func:`caller` for the principal.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
+from collections.abc import Sequence
 
 import grpc
 
 from mutualrec.api.audit_interceptor import attach
-from mutualrec.api.status import abort
 from mutualrec.imaging.sharing import LinkState, link_state
 from mutualrec.runtime import Runtime
+from mutualrec.security.access import PATIENT, SHARE
 from mutualrec.security.api_keys import InvalidKey, Principal, bearer_token
 from mutualrec.security.patient_tokens import (
     looks_like_patient_token,
@@ -20,9 +27,8 @@ from mutualrec.security.patient_tokens import (
 from mutualrec.storage import share_index
 from mutualrec.storage.institutions import authenticate
 
-# Roles of credentials that are not API keys.
-PATIENT = "patient"
-SHARE = "share"
+# The principal of the call in progress, set by the authorization interceptor.
+_CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("mutualrec_caller")
 
 
 def _check(runtime: Runtime, token: str) -> Principal:
@@ -50,26 +56,15 @@ def _check_share(runtime: Runtime, token: str) -> Principal:
     )
 
 
-async def require_caller(
-    runtime: Runtime, context: grpc.aio.ServicerContext[object, object]
+async def authenticate_call(
+    runtime: Runtime, metadata: Sequence[tuple[str, str | bytes]] | None
 ) -> Principal:
-    """Whoever calls with a valid credential, in any role; aborts with UNAUTHENTICATED.
+    """The principal of the credential in ``metadata``; raises :class:`InvalidKey`.
 
     The credential is an API key (``mrk_...``), a share token (``mrs_...``) or a patient token
     (a JWT); its shape says which.
     """
-    try:
-        principal = await _principal(runtime, context)
-    except InvalidKey as exc:
-        await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
-    attach(runtime.audit, context, principal)
-    return principal
-
-
-async def _principal(
-    runtime: Runtime, context: grpc.aio.ServicerContext[object, object]
-) -> Principal:
-    token = bearer_token(context.invocation_metadata())
+    token = bearer_token(tuple(metadata or ()))
     if looks_like_share_token(token):
         return await runtime.run_blocking(_check_share, runtime, token)
     if looks_like_patient_token(token):
@@ -81,38 +76,13 @@ async def _principal(
     return await runtime.run_blocking(_check, runtime, token)
 
 
-async def require_role(
-    runtime: Runtime,
-    context: grpc.aio.ServicerContext[object, object],
-    roles: frozenset[str],
-    refusal: str,
-) -> Principal:
-    """A caller in one of ``roles``; aborts with UNAUTHENTICATED or PERMISSION_DENIED."""
-    principal = await require_caller(runtime, context)
-    if principal.role not in roles:
-        await abort(context, grpc.StatusCode.PERMISSION_DENIED, refusal)
-    return principal
+def admit(principal: Principal) -> None:
+    """Make ``principal`` the caller of the call in progress (the interceptor's last step)."""
+    _CALLER.set(principal)
 
 
-async def require_hospital(
-    runtime: Runtime, context: grpc.aio.ServicerContext[object, object]
-) -> Principal:
-    """The calling hospital; aborts with UNAUTHENTICATED or PERMISSION_DENIED otherwise."""
-    principal = await require_caller(runtime, context)
-    if principal.role != "hospital" or principal.institution_id is None:
-        await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only hospitals may ingest")
-    return principal
-
-
-async def require_regulator(
-    runtime: Runtime, context: grpc.aio.ServicerContext[object, object]
-) -> Principal:
-    """A regulator's key; aborts with UNAUTHENTICATED or PERMISSION_DENIED otherwise."""
-    principal = await require_caller(runtime, context)
-    if principal.role != "regulator":
-        await abort(
-            context,
-            grpc.StatusCode.PERMISSION_DENIED,
-            "only regulator keys may read statistics",
-        )
+def caller(runtime: Runtime, context: grpc.aio.ServicerContext[object, object]) -> Principal:
+    """The authorized caller of this call, recorded in its audit entries."""
+    principal = _CALLER.get()
+    attach(runtime.audit, context, principal)
     return principal

@@ -9,7 +9,7 @@ from typing import TypeAlias
 import grpc
 from sqlalchemy.exc import SQLAlchemyError
 
-from mutualrec.api.auth import require_caller
+from mutualrec.api.auth import caller
 from mutualrec.api.status import abort, abort_with_violations
 from mutualrec.matching.catalog import Catalog, CatalogItem, ItemCategory
 from mutualrec.runtime import Runtime
@@ -60,7 +60,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):  # type: ignore[m
         self, request: catalog_pb2.ListItemsRequest, context: Context
     ) -> catalog_pb2.ListItemsResponse:
         """The items of a catalog version, optionally of one category."""
-        await require_caller(self.runtime, context)
+        caller(self.runtime, context)
         category: ItemCategory | None = None
         if request.category.strip():
             try:
@@ -87,7 +87,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):  # type: ignore[m
         self, request: catalog_pb2.GetItemRequest, context: Context
     ) -> catalog_pb2.CatalogItem:
         """One item of a catalog version; NOT_FOUND when the version has no such code."""
-        await require_caller(self.runtime, context)
+        caller(self.runtime, context)
         code = request.code.strip()
         if not code:
             await abort_with_violations(

@@ -7,14 +7,13 @@ from typing import TypeAlias
 
 import grpc
 
-from mutualrec.api.auth import require_role
+from mutualrec.api.auth import caller
 from mutualrec.api.patients import identity_document
 from mutualrec.api.status import abort_with_violations
 from mutualrec.identity import InvalidIdentity, patient_key
 from mutualrec.runtime import Runtime
 from mutualrec.security.audit import touched
 from mutualrec.security.patient_tokens import DEFAULT_TTL, MAX_TTL, MIN_TTL, mint_patient_token
-from mutualrec.storage.institutions import ADMIN
 from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
 from mutualrec.violations import Violation
 
@@ -31,9 +30,7 @@ class IdentityService(imaging_pb2_grpc.IdentityServiceServicer):  # type: ignore
         self, request: imaging_pb2.IssuePatientTokenRequest, context: Context
     ) -> imaging_pb2.IssuePatientTokenResponse:
         """A short-lived token reading one patient's own data."""
-        await require_role(
-            self.runtime, context, frozenset({ADMIN}), "only admin keys may issue patient tokens"
-        )
+        caller(self.runtime, context)
         problems = []
         patient = request.patient
         try:

@@ -9,7 +9,7 @@ from typing import TypeAlias
 
 import grpc
 
-from mutualrec.api.auth import PATIENT, SHARE, require_role
+from mutualrec.api.auth import caller
 from mutualrec.api.status import abort, abort_with_violations
 from mutualrec.imaging.history import check_query, encode_cursor
 from mutualrec.imaging.patient_history import ListedStudy, StudyNotFound, Viewer
@@ -26,10 +26,6 @@ from mutualrec.violations import Rejected, Violation
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
-_OWNER_ONLY = frozenset({PATIENT})
-_READERS = frozenset({PATIENT, SHARE})
-_NOT_PATIENT = "only a patient token may do this"
-_NOT_READER = "only a patient token or a share link may read imaging history"
 THUMBNAIL_URI = "mutualrec://thumbnail/{study}/{series}"
 ACCESS_PAGE = 50
 MAX_ACCESS_PAGE = 100
@@ -158,12 +154,11 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self.runtime = runtime
         self.history = runtime.history
 
-    async def _reader(self, context: Context) -> Viewer:
-        principal = await require_role(self.runtime, context, _READERS, _NOT_READER)
-        return _viewer(principal, context)
+    def _reader(self, context: Context) -> Viewer:
+        return _viewer(caller(self.runtime, context), context)
 
-    async def _owner(self, context: Context) -> str:
-        principal = await require_role(self.runtime, context, _OWNER_ONLY, _NOT_PATIENT)
+    def _owner(self, context: Context) -> str:
+        principal = caller(self.runtime, context)
         assert principal.patient_key is not None
         return principal.patient_key
 
@@ -171,7 +166,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.ListStudiesRequest, context: Context
     ) -> imaging_pb2.ListStudiesResponse:
         """The patient's studies, newest first, a page at a time."""
-        patient_key = await self._owner(context)
+        patient_key = self._owner(context)
         touched(patient_key, "list of studies")
         secret = self.runtime.settings.token_secret
         try:
@@ -205,7 +200,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.GetStudyRequest, context: Context
     ) -> imaging_pb2.GetStudyResponse:
         """One study of the patient's (or the shared study) with its series."""
-        viewer = await self._reader(context)
+        viewer = self._reader(context)
         touched(viewer.patient_key, f"study {request.study_instance_uid or '(shared)'}")
         if not request.study_instance_uid and viewer.shared_study_id is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
@@ -224,7 +219,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.GetThumbnailRequest, context: Context
     ) -> imaging_pb2.Thumbnail:
         """A PNG of one series, rendered on first request and kept."""
-        viewer = await self._reader(context)
+        viewer = self._reader(context)
         touched(
             viewer.patient_key,
             f"thumbnail of series {request.series_instance_uid} "
@@ -259,7 +254,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.DownloadStudyRequest, context: Context
     ) -> AsyncIterator[imaging_pb2.DownloadStudyResponse]:
         """The study's original instances, streamed chunk by chunk with bounded memory."""
-        viewer = await self._reader(context)
+        viewer = self._reader(context)
         touched(viewer.patient_key, f"files of study {request.study_instance_uid or '(shared)'}")
         if not request.study_instance_uid and viewer.shared_study_id is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
@@ -297,7 +292,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.CreateShareLinkRequest, context: Context
     ) -> imaging_pb2.CreateShareLinkResponse:
         """A read-only link to one of the patient's studies."""
-        patient_key = await self._owner(context)
+        patient_key = self._owner(context)
         touched(patient_key, f"share link to study {request.study_instance_uid}")
         now = dt.datetime.now(dt.UTC)
         try:
@@ -324,7 +319,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.ListShareLinksRequest, context: Context
     ) -> imaging_pb2.ListShareLinksResponse:
         """The patient's links with their openings."""
-        patient_key = await self._owner(context)
+        patient_key = self._owner(context)
         touched(patient_key, "list of share links")
         links = await self.runtime.run_blocking(
             self.history.links, patient_key, request.study_instance_uid
@@ -336,7 +331,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.RevokeShareLinkRequest, context: Context
     ) -> imaging_pb2.ShareLink:
         """Close a link at once; revoking twice keeps the first revocation."""
-        patient_key = await self._owner(context)
+        patient_key = self._owner(context)
         touched(patient_key, f"revocation of share link {request.link_id}")
         now = dt.datetime.now(dt.UTC)
         link = await self.runtime.run_blocking(
@@ -350,7 +345,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.ListAccessesRequest, context: Context
     ) -> imaging_pb2.ListAccessesResponse:
         """Who read or wrote the patient's data, from the audit trail."""
-        patient_key = await self._owner(context)
+        patient_key = self._owner(context)
         touched(patient_key, "list of accesses")
         secret = self.runtime.settings.token_secret
         page_size = request.page_size or ACCESS_PAGE

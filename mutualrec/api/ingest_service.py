@@ -13,7 +13,7 @@ import grpc
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mutualrec.api.auth import require_hospital
+from mutualrec.api.auth import caller
 from mutualrec.api.lab_messages import FHIR_VERSIONS, submission_response
 from mutualrec.api.patients import document_type_name
 from mutualrec.api.status import abort, abort_with_violations, violations_to_proto
@@ -116,7 +116,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
         context: Context,
     ) -> ingest_pb2.UploadStudyResponse:
         """Receive a study instance by instance; reply with one outcome per instance."""
-        principal = await require_hospital(self.runtime, context)
+        principal = caller(self.runtime, context)
         assert principal.institution_id is not None
         upload = await self._start(request_iterator, context, principal.institution_id)
         touched(upload.patient_key, "upload of imaging study")
@@ -281,7 +281,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
         self, request: ingest_pb2.GetStudyStatusRequest, context: Context
     ) -> ingest_pb2.GetStudyStatusResponse:
         """The instances held for a study of the calling institution."""
-        principal = await require_hospital(self.runtime, context)
+        principal = caller(self.runtime, context)
         uid = request.study_instance_uid.strip()
         if not uid:
             await abort_with_violations(
@@ -323,7 +323,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
         self, request: ingest_pb2.SubmitObservationsRequest, context: Context
     ) -> ingest_pb2.SubmitObservationsResponse:
         """Store the lab results of a FHIR document; one outcome per entry."""
-        principal = await require_hospital(self.runtime, context)
+        principal = caller(self.runtime, context)
         assert principal.institution_id is not None
         # The cut-off for "in the future" is when the region received the document.
         received_at = dt.datetime.now(dt.UTC)

@@ -9,7 +9,7 @@ from typing import TypeAlias
 
 import grpc
 
-from mutualrec.api.auth import require_hospital
+from mutualrec.api.auth import caller
 from mutualrec.api.patients import identity_document
 from mutualrec.api.status import abort_with_violations
 from mutualrec.identity import InvalidIdentity, patient_key
@@ -135,7 +135,7 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
         """Per ordered item, whether the patient holds a result that must be recognized."""
         # The cut-off of every validity window: when the region received the check.
         received_at = dt.datetime.now(dt.UTC)
-        principal = await require_hospital(self.runtime, context)
+        principal = caller(self.runtime, context)
         assert principal.institution_id is not None
         patient = request.patient
         try:
@@ -171,7 +171,7 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
         self, request: recognition_pb2.RecordDecisionRequest, context: Context
     ) -> recognition_pb2.RecordDecisionResponse:
         """Record accepted, or declined with a reason, for one line of a check."""
-        principal = await require_hospital(self.runtime, context)
+        principal = caller(self.runtime, context)
         assert principal.institution_id is not None
         if request.decision not in (recognition_pb2.ACCEPTED, recognition_pb2.DECLINED):
             await abort_with_violations(

@@ -12,7 +12,7 @@ from typing import TypeAlias
 import grpc
 from sqlalchemy.exc import SQLAlchemyError
 
-from mutualrec.api.auth import require_regulator
+from mutualrec.api.auth import caller
 from mutualrec.api.status import abort, abort_with_violations
 from mutualrec.runtime import Runtime
 from mutualrec.statistics.counters import REASONS, Counters, recognition_rate, yuan
@@ -183,7 +183,7 @@ class StatisticsService(statistics_pb2_grpc.StatisticsServiceServicer):  # type:
             yield statistics_pb2.CsvChunk(data=buffer.getvalue().encode("utf-8"))
 
     async def _report(self, request: statistics_pb2.ReportRequest, context: Context) -> Report:
-        await require_regulator(self.runtime, context)
+        caller(self.runtime, context)
         violations: list[Violation] = []
         granularity = _GRANULARITIES.get(request.granularity)
         if granularity is None:

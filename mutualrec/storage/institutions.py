@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mutualrec.security.access import ADMIN, HOSPITAL, REGULATOR
 from mutualrec.security.api_keys import (
     InvalidKey,
     Principal,
@@ -19,10 +20,8 @@ from mutualrec.storage.models import ApiKey, Institution
 
 LEVELS = ("tertiary", "secondary", "primary")
 # Roles of API keys: a hospital ingests and checks; a regulator reads aggregate statistics only;
-# an identity provider (admin) vouches for patients by minting their tokens.
-HOSPITAL = "hospital"
-REGULATOR = "regulator"
-ADMIN = "admin"
+# an identity provider (admin) vouches for patients by minting their tokens. Patients and share
+# links hold tokens, not keys.
 ROLES = (HOSPITAL, REGULATOR, ADMIN)
 DEFAULT_CITY = "chongqing"
 DEFAULT_REGION = "chengdu-chongqing"

@@ -24,6 +24,7 @@ import grpc
 import jwt
 import pydicom
 import pytest
+from google.protobuf import message_factory
 from PIL import Image
 from sqlalchemy import create_engine, text, update
 from sqlalchemy.engine import make_url
@@ -31,10 +32,12 @@ from sqlalchemy.engine import make_url
 from mutualrec.client.imaging import download_study, list_all_studies
 from mutualrec.client.upload import auth_metadata
 from mutualrec.identity import parse_identity, patient_key
+from mutualrec.security.access import ADMIN, REGULATOR
 from mutualrec.security.patient_tokens import mint_patient_token
-from mutualrec.storage.institutions import ADMIN, REGULATOR, issue_role_key
+from mutualrec.storage.institutions import issue_role_key
 from mutualrec.storage.models import ShareLink
 from mutualrec.v1 import (
+    catalog_pb2,
     common_pb2,
     imaging_pb2,
     imaging_pb2_grpc,
@@ -908,3 +911,89 @@ def test_thumbnails_and_downloads_work_on_the_s3_object_store(
 
 def _shown_sha256(sample: dict[str, Any], sop_instance_uid: str) -> str:
     return next(f["sha256"] for f in sample["files"] if f["sop_instance_uid"] == sop_instance_uid)
+
+
+# Who may call what, written out here on its own: a change to the service's matrix must be made
+# in both places on purpose.
+_ANY = {"hospital", "regulator", "admin", "patient", "share"}
+_MATRIX = {
+    "mutualrec.v1.CatalogService/ListItems": _ANY,
+    "mutualrec.v1.CatalogService/GetItem": _ANY,
+    "mutualrec.v1.IngestService/UploadStudy": {"hospital"},
+    "mutualrec.v1.IngestService/GetStudyStatus": {"hospital"},
+    "mutualrec.v1.IngestService/SubmitObservations": {"hospital"},
+    "mutualrec.v1.RecognitionService/CheckOrder": {"hospital"},
+    "mutualrec.v1.RecognitionService/RecordDecision": {"hospital"},
+    "mutualrec.v1.StatisticsService/GetSavingsReport": {"regulator"},
+    "mutualrec.v1.StatisticsService/ExportReport": {"regulator"},
+    "mutualrec.v1.ImagingService/ListStudies": {"patient"},
+    "mutualrec.v1.ImagingService/GetStudy": {"patient", "share"},
+    "mutualrec.v1.ImagingService/GetThumbnail": {"patient", "share"},
+    "mutualrec.v1.ImagingService/DownloadStudy": {"patient", "share"},
+    "mutualrec.v1.ImagingService/CreateShareLink": {"patient"},
+    "mutualrec.v1.ImagingService/ListShareLinks": {"patient"},
+    "mutualrec.v1.ImagingService/RevokeShareLink": {"patient"},
+    "mutualrec.v1.ImagingService/ListAccesses": {"patient"},
+    "mutualrec.v1.IdentityService/IssuePatientToken": {"admin"},
+}
+
+
+def _status_of_an_empty_call(
+    channel: grpc.Channel, method: Any, credential: str
+) -> grpc.StatusCode:
+    """The status of ``method`` called with an empty request (or stream) and ``credential``."""
+    request = message_factory.GetMessageClass(method.input_type)()
+    response = message_factory.GetMessageClass(method.output_type)
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    kind = {
+        (False, False): channel.unary_unary,
+        (False, True): channel.unary_stream,
+        (True, False): channel.stream_unary,
+        (True, True): channel.stream_stream,
+    }[method.client_streaming, method.server_streaming]
+    call = kind(
+        path,
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=response.FromString,
+    )
+    metadata = auth_metadata(credential) if credential else ()
+    try:
+        reply = call(
+            iter([]) if method.client_streaming else request, metadata=metadata, timeout=30
+        )
+        if method.server_streaming:
+            list(reply)
+    except grpc.RpcError as error:
+        return error.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+def test_every_rpc_admits_exactly_the_roles_of_the_matrix(region: Region) -> None:
+    patient = region.token(ZHANG)
+    shared = next(iter(region.studies_of(ZHANG)))
+    credentials = {
+        "hospital": region.hospital_keys["H500103001"],
+        "regulator": region.regulator_key,
+        "admin": region.admin_key,
+        "patient": patient,
+        "share": _share(region, patient, shared).token,
+    }
+    methods = [
+        method
+        for module in (catalog_pb2, ingest_pb2, recognition_pb2, statistics_pb2, imaging_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    ]
+    assert {f"{m.containing_service.full_name}/{m.name}" for m in methods} == set(_MATRIX)
+    refusals = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+    for method in methods:
+        allowed = _MATRIX[f"{method.containing_service.full_name}/{method.name}"]
+        for role, credential in credentials.items():
+            status = _status_of_an_empty_call(region.server.channel, method, credential)
+            if role in allowed:
+                assert status not in refusals, (method.full_name, role, status)
+            else:
+                assert status == grpc.StatusCode.PERMISSION_DENIED, (method.full_name, role)
+        for credential in ("", "mrk_0123456789abcdef_" + "A" * 43):
+            status = _status_of_an_empty_call(region.server.channel, method, credential)
+            assert status == grpc.StatusCode.UNAUTHENTICATED, (method.full_name, credential)

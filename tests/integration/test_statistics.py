@@ -15,9 +15,10 @@ from typing import Any
 import grpc
 import pytest
 
+from mutualrec.security.access import REGULATOR
 from mutualrec.statistics.periods import today
 from mutualrec.storage import statistics_index
-from mutualrec.storage.institutions import REGULATOR, issue_role_key
+from mutualrec.storage.institutions import issue_role_key
 from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck
 from mutualrec.v1 import recognition_pb2, statistics_pb2, statistics_pb2_grpc
 from tests.conftest import RunningServer
