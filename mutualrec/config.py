@@ -61,6 +61,8 @@ class Settings:
     min_group_size: int = 0
     # How often statistics deltas are folded into the tallies.
     tally_interval_seconds: float = 5.0
+    # A deployment holding real patients' data: no generated or derived secrets.
+    production: bool = False
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -106,6 +108,30 @@ def _patient_key_secret(env: Mapping[str, str], data_dir: Path) -> tuple[bytes, 
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
     return path.read_text().strip().encode("utf-8"), str(path)
+
+
+# Fewer distinct characters than this is a placeholder ("xxxx...", "changeme" repeated), not a
+# secret; 32 random hex digits hold 16.
+_MIN_DISTINCT_SECRET_CHARACTERS = 10
+
+
+def _require_production_secrets(env: Mapping[str, str]) -> None:
+    """Refuse what is fine on a laptop and wrong with a city's data: a patient-key secret
+    generated into one server's data directory (other servers would key patients differently),
+    a token key derived from it, placeholders, and the same value for both."""
+    problems = []
+    values = {}
+    for name in ("PATIENT_KEY_SECRET", "TOKEN_SECRET"):
+        value = env.get(PREFIX + name, "")
+        values[name] = value
+        if not value:
+            problems.append(f"{PREFIX}{name} must be set")
+        elif len(set(value)) < _MIN_DISTINCT_SECRET_CHARACTERS:
+            problems.append(f"{PREFIX}{name} looks like a placeholder, not a random secret")
+    if values["PATIENT_KEY_SECRET"] and values["PATIENT_KEY_SECRET"] == values["TOKEN_SECRET"]:
+        problems.append(f"{PREFIX}PATIENT_KEY_SECRET and {PREFIX}TOKEN_SECRET must differ")
+    if problems:
+        raise ConfigError(f"{PREFIX}PRODUCTION is on: " + "; ".join(problems))
 
 
 def _token_secret(env: Mapping[str, str], patient_key_secret: bytes) -> bytes:
@@ -155,6 +181,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"{PREFIX}OBJECT_STORE must start with file:// or s3://, got {object_store_url!r}"
         )
+    production = _bool(env, "PRODUCTION", False)
+    if production:
+        _require_production_secrets(env)
     secret, secret_source = _patient_key_secret(env, data_dir)
     listen = env.get(PREFIX + "LISTEN") or "127.0.0.1:50051"
     processes = int(_number(env, "PROCESSES", 1, 1))
@@ -182,4 +211,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_secret=_token_secret(env, secret),
         min_group_size=int(_number(env, "MIN_GROUP_SIZE", 0, 0)),
         tally_interval_seconds=_number(env, "TALLY_INTERVAL_SECONDS", 5, 0.1),
+        production=production,
     )
