@@ -294,6 +294,8 @@ def server_env(
     env["MUTUALREC_DATABASE_URL"] = database_url(args.database, args.pg_host, args.pg_user)
     env["MUTUALREC_PATIENT_KEY_SECRET"] = args.secret
     env["MUTUALREC_AUTO_MIGRATE"] = "false"
+    # The benchmark measures the service, not its per-credential rate limit.
+    env["MUTUALREC_RATE_LIMIT"] = "0"
     if args.processes > 1:
         env["MUTUALREC_PROCESSES"] = str(args.processes)
     for item in args.mutualrec_env:

@@ -272,6 +272,8 @@ def server_env(
     env["MUTUALREC_PATIENT_KEY_SECRET"] = secret
     env["MUTUALREC_AUTO_MIGRATE"] = "false"
     env["MUTUALREC_PARSE_WORKERS"] = "0"
+    # The benchmark measures the service, not its per-credential rate limit.
+    env["MUTUALREC_RATE_LIMIT"] = "0"
     return env
 
 

@@ -639,6 +639,8 @@ class MutualrecServer(Server):
         env["PYTHONPATH"] = str(self.options.code_dir)
         env["MUTUALREC_DATA_DIR"] = str(self.run_dir / "data")
         env["MUTUALREC_LISTEN"] = self.listen
+        # The benchmark measures the service, not its per-credential rate limit.
+        env["MUTUALREC_RATE_LIMIT"] = "0"
         if self.processes > 1:
             env["MUTUALREC_PROCESSES"] = str(self.processes)
         if self.postgres:

@@ -1145,6 +1145,8 @@ def start_server(args: argparse.Namespace) -> Server:
         MUTUALREC_PATIENT_KEY_SECRET=args.secret,
         MUTUALREC_DATA_DIR=str(run_dir / "data"),
         MUTUALREC_AUTO_MIGRATE="false",
+        # The benchmark measures the service, not its per-credential rate limit.
+        MUTUALREC_RATE_LIMIT="0",
     )
     for item in args.mutualrec_env:
         name, _, value = item.partition("=")

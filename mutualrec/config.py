@@ -63,6 +63,13 @@ class Settings:
     tally_interval_seconds: float = 5.0
     # A deployment holding real patients' data: no generated or derived secrets.
     production: bool = False
+    # Calls per second per credential (0: unlimited) and the burst allowed above that rate.
+    rate_limit: float = 200.0
+    rate_burst: float = 400.0
+    # Concurrent UploadStudy streams per credential (0: unlimited).
+    max_uploads: int = 16
+    # Calls in progress in one server process; beyond it gRPC answers RESOURCE_EXHAUSTED.
+    max_concurrent_calls: int = 1000
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -190,6 +197,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if processes > 1 and listen.endswith(":0"):
         raise ConfigError(f"{PREFIX}PROCESSES > 1 needs a fixed port in {PREFIX}LISTEN")
     is_sqlite = database_url.startswith("sqlite")
+    rate_limit = _number(env, "RATE_LIMIT", 200, 0)
     return Settings(
         listen=listen,
         data_dir=data_dir,
@@ -212,4 +220,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         min_group_size=int(_number(env, "MIN_GROUP_SIZE", 0, 0)),
         tally_interval_seconds=_number(env, "TALLY_INTERVAL_SECONDS", 5, 0.1),
         production=production,
+        rate_limit=rate_limit,
+        rate_burst=_number(env, "RATE_BURST", max(2 * rate_limit, 1), 1),
+        max_uploads=int(_number(env, "MAX_UPLOADS", 16, 0)),
+        max_concurrent_calls=int(_number(env, "MAX_CONCURRENT_CALLS", 1000, 1)),
     )

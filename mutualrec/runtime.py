@@ -25,6 +25,7 @@ from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.recognition.checks import Recognition
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.security.audit_writer import AuditWriter
+from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
@@ -54,6 +55,7 @@ class Runtime:
     history: PatientHistory
     audit: AuditWriter
     tallies: TallyCompactor
+    limits: Limits
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -111,6 +113,9 @@ class Runtime:
             ),
             audit=AuditWriter(sessions),
             tallies=TallyCompactor(engine, settings.tally_interval_seconds),
+            limits=Limits(
+                TokenBuckets(settings.rate_limit, settings.rate_burst), Slots(settings.max_uploads)
+            ),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

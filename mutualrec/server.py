@@ -70,6 +70,8 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
     """A started-ready (not yet started) server with every service; returns it and its port."""
     server = grpc.aio.server(
         interceptors=[AuditInterceptor(), AuthorizationInterceptor(runtime)],
+        # Beyond this gRPC answers RESOURCE_EXHAUSTED at once rather than queue without end.
+        maximum_concurrent_rpcs=runtime.settings.max_concurrent_calls,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes(runtime.settings)),
             ("grpc.max_send_message_length", max_message_bytes(runtime.settings)),

@@ -94,6 +94,8 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
         "MUTUALREC_PARSE_WORKERS": "0",
         # Revocation takes effect at once, as tests of it expect.
         "MUTUALREC_AUTH_CACHE_SECONDS": "0",
+        # Tests call as fast as they can; the limits have tests of their own.
+        "MUTUALREC_RATE_LIMIT": "0",
     }
     base.update(env)
     return load_settings(base)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import NoReturn
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -35,6 +35,17 @@ def _status(code: grpc.StatusCode, message: str, violations: Iterable[Violation]
     )
     detail = any_pb2.Any()
     detail.Pack(bad_request)
+    return rpc_status.to_status(
+        status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    )
+
+
+def retry_status(code: grpc.StatusCode, message: str, retry_after: float) -> grpc.Status:
+    """``code`` with a ``google.rpc.RetryInfo`` saying how long to wait before trying again."""
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(max(int(retry_after * 1e9), 1_000_000))
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
     return rpc_status.to_status(
         status_pb2.Status(code=code.value[0], message=message, details=[detail])
     )

@@ -1,0 +1,96 @@
+"""Per-credential limits: a call rate (token buckets) and concurrent calls of one kind (slots).
+
+Both live on the server's event loop, where every call is admitted, so they take no lock. They
+remember a bounded number of credentials: an idle credential's bucket is full again anyway, so
+forgetting the least recently seen one loses nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class TokenBuckets:
+    """``rate`` calls per second per key, with bursts of up to ``burst`` calls."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._clock = clock
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Spend one call of ``key``: 0.0 when allowed, else the seconds until one would be."""
+        if self.rate <= 0:
+            return 0.0
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = _Bucket(self.burst, now)
+            self._buckets[key] = bucket
+            if len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+            bucket.at = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+
+class Slots:
+    """At most ``limit`` calls at once per key (0: no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[str, int] = {}
+
+    def acquire(self, key: str) -> bool:
+        """Take a slot of ``key``; False when all are taken."""
+        held = self._held.get(key, 0)
+        if self.limit and held >= self.limit:
+            return False
+        self._held[key] = held + 1
+        return True
+
+    def release(self, key: str) -> None:
+        """Give back a slot taken by :meth:`acquire`."""
+        left = self._held[key] - 1
+        if left:
+            self._held[key] = left
+        else:
+            del self._held[key]
+
+    def held(self, key: str) -> int:
+        """How many slots of ``key`` are taken."""
+        return self._held.get(key, 0)
+
+    def busy(self) -> int:
+        """How many slots are taken, of every key."""
+        return sum(self._held.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A server's limits per credential: its call rate and its concurrent uploads."""
+
+    calls: TokenBuckets
+    uploads: Slots
