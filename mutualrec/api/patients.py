@@ -7,10 +7,11 @@ from mutualrec.v1 import common_pb2
 
 
 def document_type_name(patient: common_pb2.PatientIdentity) -> str:
-    """The document type's enum name ("" when unset, which the identity check refuses)."""
-    if not patient.document_type:
-        return ""
-    return str(common_pb2.IdentityDocumentType.Name(patient.document_type))
+    """The document type's enum name; "" when unset or a number this service does not know
+    (proto3 enums are open: a newer client may send one), which the identity check refuses."""
+    names = common_pb2.IdentityDocumentType.DESCRIPTOR.values_by_number
+    value = names.get(patient.document_type)
+    return value.name if value is not None and patient.document_type else ""
 
 
 def identity_document(patient: common_pb2.PatientIdentity, field_prefix: str) -> IdentityDocument:
