@@ -116,6 +116,20 @@ def _cmd_revoke_key(args: argparse.Namespace) -> int:
     return 0 if revoked else 1
 
 
+def _cmd_rotate_key(args: argparse.Namespace) -> int:
+    from mutualrec.storage.institutions import rotate_key
+
+    with _admin_sessions().begin() as session:
+        rotation = rotate_key(session, args.key_id, dt.timedelta(hours=args.grace_hours))
+    print(rotation.token)
+    print(
+        f"store this key now: the service keeps only its hash; {args.key_id} keeps working "
+        f"until {rotation.old_key_until.isoformat(timespec='seconds')}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 AdminCommand = Callable[[argparse.Namespace], int]
 
 
@@ -261,10 +275,41 @@ def _cmd_load_prices(args: argparse.Namespace) -> int:
 
 
 def _api_key(args: argparse.Namespace) -> str:
+    """The API key to send; "" when a client certificate names the hospital instead."""
     key = args.key or os.environ.get("MUTUALREC_API_KEY", "")
-    if not key:
-        raise ConfigError("give the institution's API key with --key or MUTUALREC_API_KEY")
+    if not key and not _client_cert(args):
+        raise ConfigError(
+            "give the institution's API key with --key or MUTUALREC_API_KEY, "
+            "or its client certificate with --cert and --cert-key"
+        )
     return str(key)
+
+
+def _client_cert(args: argparse.Namespace) -> tuple[str, str] | None:
+    cert = getattr(args, "cert", None) or os.environ.get("MUTUALREC_CLIENT_CERT", "")
+    key = getattr(args, "cert_key", None) or os.environ.get("MUTUALREC_CLIENT_KEY", "")
+    if bool(cert) != bool(key):
+        raise ConfigError("--cert and --cert-key (MUTUALREC_CLIENT_CERT, _KEY) go together")
+    return (cert, key) if cert else None
+
+
+def _channel(
+    args: argparse.Namespace, options: list[tuple[str, Any]] | None = None
+) -> grpc.Channel:
+    """A channel to ``--server``: TLS when given the server's CA (``--ca``), with the
+    hospital's client certificate when given one (mTLS), plaintext otherwise."""
+    ca = getattr(args, "ca", None) or os.environ.get("MUTUALREC_SERVER_CA", "")
+    pair = _client_cert(args)
+    if not ca:
+        if pair:
+            raise ConfigError("a client certificate needs TLS: give the server's CA with --ca")
+        return grpc.insecure_channel(args.server, options=options)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(ca).read_bytes(),
+        private_key=Path(pair[1]).read_bytes() if pair else None,
+        certificate_chain=Path(pair[0]).read_bytes() if pair else None,
+    )
+    return grpc.secure_channel(args.server, credentials, options=options)
 
 
 def _print_message(message: Message) -> None:
@@ -297,7 +342,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         response = upload_study(channel, _api_key(args), header, files, on_progress=on_progress)
     if show:
         print(file=sys.stderr)
@@ -330,7 +375,7 @@ def _cmd_study_status(args: argparse.Namespace) -> int:
     from mutualrec.client.upload import auth_metadata
     from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         response = stub.GetStudyStatus(
             ingest_pb2.GetStudyStatusRequest(study_instance_uid=args.study_uid),
@@ -365,7 +410,7 @@ def _cmd_submit_fhir(args: argparse.Namespace) -> int:
     key = _api_key(args)
     report: list[dict[str, Any]] = []
     rejected = False
-    with grpc.insecure_channel(args.server, options=_large_messages()) as channel:
+    with _channel(args, _large_messages()) as channel:
         for name in args.files:
             body = Path(name).read_bytes()
             try:
@@ -394,7 +439,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from mutualrec.client.recognition import check_order
     from mutualrec.v1 import recognition_pb2
 
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         response = check_order(
             channel,
             _api_key(args),
@@ -419,7 +464,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_decide(args: argparse.Namespace) -> int:
     from mutualrec.client.recognition import record_decision
 
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         response = record_decision(
             channel,
             _api_key(args),
@@ -434,6 +479,27 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     else:
         again = " (already recorded)" if response.already_recorded else ""
         print(f"line {response.line}: {args.decision}, booked {response.booked_saving}{again}")
+    return 0
+
+
+def _cmd_dev_ca(args: argparse.Namespace) -> int:
+    from mutualrec.security.dev_ca import make_ca
+
+    issued = make_ca(Path(args.out), days=args.days)
+    print(f"development CA: {issued.cert} (key {issued.key}); not for real patients' data")
+    return 0
+
+
+def _cmd_dev_cert(args: argparse.Namespace) -> int:
+    from mutualrec.security.dev_ca import make_client_cert, make_server_cert
+
+    if bool(args.server_host) == bool(args.institution):
+        raise ValueError("give either --server-host (a server certificate) or --institution")
+    if args.server_host:
+        issued = make_server_cert(Path(args.ca), Path(args.out), args.server_host, args.days)
+    else:
+        issued = make_client_cert(Path(args.ca), Path(args.out), args.institution, args.days)
+    print(f"{issued.cert} (key {issued.key})")
     return 0
 
 
@@ -596,7 +662,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
         to_date=args.to_date,
         institution_code=args.institution,
     )
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         studies = list(list_all_studies(channel, token, request))
         thumbnails = 0
         if args.thumbnails:
@@ -619,7 +685,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_download(args: argparse.Namespace) -> int:
     from mutualrec.client.imaging import download_study
 
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         saved = download_study(channel, _token(args), args.study_uid, Path(args.out), args.series)
     total = sum(f.size_bytes for f in saved)
     print(f"{len(saved)} files, {total} bytes, checked, under {args.out}")
@@ -631,7 +697,7 @@ def _cmd_share(args: argparse.Namespace) -> int:
     from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
 
     expire = args.until or (dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days)).isoformat()
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         response = imaging_pb2_grpc.ImagingServiceStub(channel).CreateShareLink(
             imaging_pb2.CreateShareLinkRequest(
                 study_instance_uid=args.study_uid, expire_time=expire, note=args.note
@@ -654,7 +720,7 @@ def _cmd_share_links(args: argparse.Namespace) -> int:
     from mutualrec.client.upload import auth_metadata
     from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
 
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         response = imaging_pb2_grpc.ImagingServiceStub(channel).ListShareLinks(
             imaging_pb2.ListShareLinksRequest(study_instance_uid=args.study),
             metadata=auth_metadata(_token(args)),
@@ -677,7 +743,7 @@ def _cmd_revoke_share(args: argparse.Namespace) -> int:
     from mutualrec.client.upload import auth_metadata
     from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
 
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         link = imaging_pb2_grpc.ImagingServiceStub(channel).RevokeShareLink(
             imaging_pb2.RevokeShareLinkRequest(link_id=args.link_id),
             metadata=auth_metadata(_token(args)),
@@ -709,8 +775,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ValueError("--format png needs --out FILE.png")
     if args.format != "png" and args.out:
         raise ValueError("--out goes with --format png")
-    metadata = (("authorization", f"Bearer {_api_key(args)}"),)
-    with grpc.insecure_channel(args.server) as channel:
+    from mutualrec.client.upload import auth_metadata
+
+    metadata = auth_metadata(_api_key(args))
+    with _channel(args) as channel:
         stub = statistics_pb2_grpc.StatisticsServiceStub(channel)
         if args.format == "csv":
             for chunk in stub.ExportReport(request, metadata=metadata, timeout=300):
@@ -808,6 +876,14 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = admin.add_parser("revoke-key", help="revoke an API key by its id")
     revoke.add_argument("key_id")
     revoke.set_defaults(run=_cmd_revoke_key)
+    rotate = admin.add_parser(
+        "rotate-key",
+        help="issue a key's successor (same role and institution); the old key keeps working "
+        "for --grace-hours, then stops",
+    )
+    rotate.add_argument("key_id")
+    rotate.add_argument("--grace-hours", type=float, default=24.0)
+    rotate.set_defaults(run=_cmd_rotate_key)
 
     load = admin.add_parser("load-catalog", help="record a catalog file as a new version")
     load.add_argument("file", metavar="FILE", help="catalog CSV")
@@ -846,13 +922,25 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("file", metavar="FILE", help="CSV: item_code,price_cny")
     prices.set_defaults(run=_cmd_load_prices)
 
+    def tls_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--ca", help="the server's CA, PEM: connect with TLS (default: MUTUALREC_SERVER_CA)"
+        )
+
     def client_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--server", default=os.environ.get("MUTUALREC_SERVER", DEFAULT_SERVER))
         sub.add_argument("--key", help="API key (default: MUTUALREC_API_KEY)")
+        tls_options(sub)
+        sub.add_argument(
+            "--cert",
+            help="the hospital's client certificate, PEM, for mTLS (MUTUALREC_CLIENT_CERT)",
+        )
+        sub.add_argument("--cert-key", help="its private key, PEM (MUTUALREC_CLIENT_KEY)")
 
     def token_options(sub: argparse.ArgumentParser, holder: str = "patient token") -> None:
         sub.add_argument("--server", default=os.environ.get("MUTUALREC_SERVER", DEFAULT_SERVER))
         sub.add_argument("--token", help=f"{holder} (default: MUTUALREC_TOKEN)")
+        tls_options(sub)
 
     up = commands.add_parser("upload", help="upload DICOM files or folders as one study")
     up.add_argument("paths", nargs="+", metavar="PATH")
@@ -926,6 +1014,27 @@ def build_parser() -> argparse.ArgumentParser:
     swept.add_argument("--dry-run", action="store_true", help="count, remove nothing")
     swept.add_argument("--verbose", action="store_true", help="print each key removed")
     swept.set_defaults(run=_cmd_sweep)
+
+    dev_ca = admin.add_parser(
+        "dev-ca", help="a development CA for trying TLS and mTLS (ca.pem, ca.key in --out)"
+    )
+    dev_ca.add_argument("--out", required=True, metavar="DIR")
+    dev_ca.add_argument("--days", type=int, default=365)
+    dev_ca.set_defaults(run=_cmd_dev_ca)
+    dev_cert = admin.add_parser(
+        "dev-cert",
+        help="a server certificate, or a hospital's client certificate, signed by the dev CA",
+    )
+    dev_cert.add_argument("--ca", required=True, metavar="DIR", help="where dev-ca wrote the CA")
+    dev_cert.add_argument("--out", required=True, metavar="DIR")
+    dev_cert.add_argument(
+        "--server-host", nargs="+", metavar="HOST", help="DNS names or IPs of the server"
+    )
+    dev_cert.add_argument(
+        "--institution", metavar="CODE", help="the hospital the client certificate names"
+    )
+    dev_cert.add_argument("--days", type=int, default=365)
+    dev_cert.set_defaults(run=_cmd_dev_cert)
 
     rebuilt = admin.add_parser(
         "rebuild-statistics",

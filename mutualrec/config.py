@@ -35,6 +35,15 @@ class S3Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files of the server's TLS identity and, for mTLS, of the clients' CA."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting of a server process; see the README's settings table."""
 
@@ -70,6 +79,9 @@ class Settings:
     max_uploads: int = 16
     # Calls in progress in one server process; beyond it gRPC answers RESOURCE_EXHAUSTED.
     max_concurrent_calls: int = 1000
+    # TLS: the server's certificate and key (PEM), and the CA of hospitals' client
+    # certificates, which makes every client present one (mTLS).
+    tls: TlsFiles | None = None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -139,6 +151,20 @@ def _require_production_secrets(env: Mapping[str, str]) -> None:
         problems.append(f"{PREFIX}PATIENT_KEY_SECRET and {PREFIX}TOKEN_SECRET must differ")
     if problems:
         raise ConfigError(f"{PREFIX}PRODUCTION is on: " + "; ".join(problems))
+
+
+def _tls_files(env: Mapping[str, str]) -> TlsFiles | None:
+    names = ("TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA")
+    cert, key, client_ca = (env.get(PREFIX + name, "") for name in names)
+    if not (cert or key or client_ca):
+        return None
+    if not (cert and key):
+        raise ConfigError(f"{PREFIX}TLS_CERT and {PREFIX}TLS_KEY go together")
+    paths = [Path(p) for p in (cert, key, client_ca) if p]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ConfigError(f"TLS files not found: {', '.join(missing)}")
+    return TlsFiles(Path(cert), Path(key), Path(client_ca) if client_ca else None)
 
 
 def _token_secret(env: Mapping[str, str], patient_key_secret: bytes) -> bytes:
@@ -224,4 +250,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_burst=_number(env, "RATE_BURST", max(2 * rate_limit, 1), 1),
         max_uploads=int(_number(env, "MAX_UPLOADS", 16, 0)),
         max_concurrent_calls=int(_number(env, "MAX_CONCURRENT_CALLS", 1000, 1)),
+        tls=_tls_files(env),
     )

@@ -98,7 +98,17 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
         ),
         server,
     )
-    port = server.add_insecure_port(runtime.settings.listen)
+    tls = runtime.settings.tls
+    if tls is None:
+        port = server.add_insecure_port(runtime.settings.listen)
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(tls.key.read_bytes(), tls.cert.read_bytes())],
+            root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
+            # With a client CA every client must present a certificate it signed: mTLS.
+            require_client_auth=tls.client_ca is not None,
+        )
+        port = server.add_secure_port(runtime.settings.listen, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {runtime.settings.listen}")
     return server, health, port
@@ -112,12 +122,21 @@ async def _set_health(health: health_aio.HealthServicer, status: int) -> None:
 def _banner(settings: Settings, store_description: str, port: int, processes: int) -> str:
     host = settings.listen.rsplit(":", 1)[0]
     workers = f" ({processes} processes)" if processes > 1 else ""
+    tls = settings.tls
+    transport = (
+        "plaintext (no TLS)"
+        if tls is None
+        else f"TLS ({tls.cert})"
+        if tls.client_ca is None
+        else f"mTLS ({tls.cert}; client certificates signed by {tls.client_ca} required)"
+    )
     # One write, the listening line last: whoever waits for it has read the rest too.
     return (
         f"mutualrec {__version__}\n"
         f"  index:   {_redact(settings.database_url)}\n"
         f"  objects: {store_description}\n"
         f"  patient-key secret from {settings.patient_key_secret_source}\n"
+        f"  transport: {transport}\n"
         f"mutualrec listening on {host}:{port}{workers}"
     )
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import grpc
 
 from mutualrec.api.audit_interceptor import attach
 from mutualrec.imaging.sharing import LinkState, link_state
 from mutualrec.runtime import Runtime
-from mutualrec.security.access import PATIENT, SHARE
-from mutualrec.security.api_keys import InvalidKey, Principal, bearer_token
+from mutualrec.security.access import HOSPITAL, PATIENT, SHARE
+from mutualrec.security.api_keys import InvalidKey, Principal, bearer_token, has_bearer
 from mutualrec.security.patient_tokens import (
     looks_like_patient_token,
     looks_like_share_token,
@@ -25,7 +25,7 @@ from mutualrec.security.patient_tokens import (
     verify_patient_token,
 )
 from mutualrec.storage import share_index
-from mutualrec.storage.institutions import authenticate
+from mutualrec.storage.institutions import UnknownInstitution, authenticate, find_institution
 
 # The principal of the call in progress, set by the authorization interceptor.
 _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("mutualrec_caller")
@@ -56,15 +56,61 @@ def _check_share(runtime: Runtime, token: str) -> Principal:
     )
 
 
+def _check_certificate(runtime: Runtime, code: str) -> Principal:
+    with runtime.sessions() as session:
+        try:
+            institution = find_institution(session, code)
+        except UnknownInstitution:
+            raise InvalidKey(
+                f"the client certificate names no known institution ({code})"
+            ) from None
+    principal = Principal(HOSPITAL, institution.id, institution.code, key_id=f"cert:{code}")
+    runtime.principals.put(f"cert:{code}", principal)
+    return principal
+
+
+def certified_institution(peer: Mapping[str, Iterable[bytes]] | None) -> str | None:
+    """The institution code a verified client certificate names (its subject CN), if any.
+
+    gRPC fills ``x509_common_name`` only for a certificate it verified against
+    ``MUTUALREC_TLS_CLIENT_CA``, which it requires of every client once that is set.
+    """
+    names = list((peer or {}).get("x509_common_name", ()))
+    return names[0].decode("utf-8") if names else None
+
+
 async def authenticate_call(
-    runtime: Runtime, metadata: Sequence[tuple[str, str | bytes]] | None
+    runtime: Runtime,
+    metadata: Sequence[tuple[str, str | bytes]] | None,
+    peer: Mapping[str, Iterable[bytes]] | None = None,
 ) -> Principal:
-    """The principal of the credential in ``metadata``; raises :class:`InvalidKey`.
+    """The principal of the call's credential; raises :class:`InvalidKey`.
 
     The credential is an API key (``mrk_...``), a share token (``mrs_...``) or a patient token
-    (a JWT); its shape says which.
+    (a JWT) in ``metadata``, its shape saying which; or, without one, the hospital a verified
+    client certificate names (``peer``, the call's TLS auth context). Sent together, the key
+    must be that same hospital's: a certificate is not a carrier for someone else's key.
     """
-    token = bearer_token(tuple(metadata or ()))
+    certified = certified_institution(peer)
+    if certified is not None and not has_bearer(metadata):
+        cached = runtime.principals.get(f"cert:{certified}")
+        if cached is not None:
+            return cached
+        return await runtime.run_blocking(_check_certificate, runtime, certified)
+    principal = await _token_principal(runtime, tuple(metadata or ()))
+    if certified is not None and (
+        principal.role != HOSPITAL or principal.institution_code != certified
+    ):
+        raise InvalidKey(
+            f"the credential sent is not {certified}'s, whose client certificate carries the call"
+        )
+    return principal
+
+
+async def _token_principal(
+    runtime: Runtime, metadata: tuple[tuple[str, str | bytes], ...]
+) -> Principal:
+    token = bearer_token(metadata)
     if looks_like_share_token(token):
         return await runtime.run_blocking(_check_share, runtime, token)
     if looks_like_patient_token(token):

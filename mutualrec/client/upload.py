@@ -90,9 +90,10 @@ def make_header(
     )
 
 
-def auth_metadata(api_key: str) -> tuple[tuple[str, str]]:
-    """The call metadata that carries an API key."""
-    return (("authorization", f"Bearer {api_key}"),)
+def auth_metadata(api_key: str) -> tuple[tuple[str, str], ...]:
+    """The call metadata that carries an API key (none without one: a client certificate
+    names the hospital)."""
+    return (("authorization", f"Bearer {api_key}"),) if api_key else ()
 
 
 def upload_study(

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 PREFIX = "mrk"
@@ -68,6 +69,11 @@ def split_token(token: str) -> tuple[str, str]:
 def secret_matches(secret: str, stored_sha256: str) -> bool:
     """Constant-time check of a presented secret against the stored hash."""
     return hmac.compare_digest(hash_secret(secret), stored_sha256)
+
+
+def has_bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
+    """Whether the call carries ``authorization`` metadata at all."""
+    return any(name.lower() == "authorization" for name, _ in metadata or ())
 
 
 def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:

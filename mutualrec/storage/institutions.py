@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +18,7 @@ from mutualrec.security.api_keys import (
     split_token,
 )
 from mutualrec.storage.models import ApiKey, Institution
+from mutualrec.storage.sql import as_utc
 
 LEVELS = ("tertiary", "secondary", "primary")
 # Roles of API keys: a hospital ingests and checks; a regulator reads aggregate statistics only;
@@ -113,14 +115,47 @@ def issue_role_key(session: Session, role: str) -> str:
     return issued.token
 
 
-def revoke_key(session: Session, key_id: str) -> bool:
-    """Revoke a key by its id; True if a live key was revoked."""
+def revoke_key(session: Session, key_id: str, at: dt.datetime | None = None) -> bool:
+    """Revoke a key by its id, now or at ``at`` (a rotation's grace period); True if a key
+    that was not already revoked by then was."""
+    when = at or dt.datetime.now(dt.UTC)
     result = session.execute(
         update(ApiKey)
-        .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=dt.datetime.now(dt.UTC))
+        .where(ApiKey.key_id == key_id, (ApiKey.revoked_at.is_(None)) | (ApiKey.revoked_at > when))
+        .values(revoked_at=when)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A key's successor, and when the key it replaces stops working."""
+
+    token: str
+    old_key_until: dt.datetime
+
+
+def rotate_key(session: Session, key_id: str, grace: dt.timedelta) -> Rotation:
+    """A new key of the same role and institution as ``key_id``, which keeps working for
+    ``grace`` so clients can switch without an outage; raises :class:`LookupError` when
+    ``key_id`` names no live key."""
+    now = dt.datetime.now(dt.UTC)
+    old = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
+    if old is None or (old.revoked_at is not None and as_utc(old.revoked_at) <= now):
+        raise LookupError(f"no live key {key_id}")
+    issued = issue_key()
+    session.add(
+        ApiKey(
+            key_id=issued.key_id,
+            secret_sha256=issued.secret_sha256,
+            role=old.role,
+            institution_id=old.institution_id,
+        )
+    )
+    until = now + grace
+    revoke_key(session, key_id, at=until)
+    session.flush()
+    return Rotation(issued.token, until)
 
 
 def authenticate(session: Session, token: str) -> Principal:
@@ -132,9 +167,10 @@ def authenticate(session: Session, token: str) -> Principal:
         .where(ApiKey.key_id == key_id)
     ).one_or_none()
     # The same message for unknown, wrong and revoked keys: a caller learns nothing from it.
+    revoked_at = row[0].revoked_at if row is not None else None
     if (
         row is None
-        or row[0].revoked_at is not None
+        or (revoked_at is not None and as_utc(revoked_at) <= dt.datetime.now(dt.UTC))
         or not secret_matches(secret, row[0].secret_sha256)
     ):
         raise InvalidKey("the API key is unknown, wrong or revoked")

@@ -22,7 +22,7 @@ from mutualrec.matching.catalog import ItemCategory, load_catalog, packaged_cata
 from mutualrec.matching.facts import InstitutionFacts, InstitutionLevel, Qualification, Scope
 from mutualrec.security.api_keys import split_token
 from mutualrec.storage import catalog_store
-from mutualrec.storage.institutions import revoke_key
+from mutualrec.storage.institutions import authenticate, revoke_key, rotate_key
 from mutualrec.storage.models import CatalogVersion, CodeMapping, Institution
 from mutualrec.v1 import catalog_pb2, catalog_pb2_grpc
 from mutualrec.violations import Rejected
@@ -206,6 +206,34 @@ def test_catalog_needs_a_valid_key(server: RunningServer) -> None:
             with pytest.raises(grpc.RpcError) as refused:
                 call(presented)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_rotated_key_keeps_working_for_its_grace_period_then_stops(
+    server: RunningServer,
+) -> None:
+    old = server.add_hospital(HOSPITAL)
+    old_id = split_token(old)[0]
+    with server.runtime.sessions.begin() as session:
+        rotation = rotate_key(session, old_id, dt.timedelta(hours=1))
+    new = rotation.token
+
+    # Both work during the grace period; the successor speaks for the same hospital.
+    assert _list(server, old).items
+    assert _list(server, new).items
+    assert split_token(new)[0] != old_id
+    with server.runtime.sessions() as session:
+        assert authenticate(session, new).institution_code == HOSPITAL
+    # A revocation later than the grace period cannot extend it; an earlier one shortens it.
+    with server.runtime.sessions.begin() as session:
+        assert not revoke_key(session, old_id, at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+        assert revoke_key(session, old_id)
+
+    with pytest.raises(grpc.RpcError) as refused:
+        _list(server, old)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert _list(server, new).items
+    with server.runtime.sessions.begin() as session, pytest.raises(LookupError):
+        rotate_key(session, old_id, dt.timedelta(hours=1))
 
 
 def test_new_catalog_version_becomes_current_and_old_stays(
