@@ -121,7 +121,7 @@ class Recognition:
             )
         if violations:
             raise Rejected("the order cannot be checked", violations)
-        data = self.reference.data()
+        data = self.reference.data_knowing(asker_id)
         lines = plan_lines(codes, data.catalog, self.reference.mappings(asker_id))
         prices = self.reference.prices(asker_id)
         reports: list[CheckReport] = []

@@ -79,6 +79,17 @@ class ReferenceCache:
                     )
             return self._data
 
+    def data_knowing(self, institution_id: int) -> ReferenceData:
+        """The current snapshot, loaded afresh if it predates ``institution_id``: a hospital
+        registered a moment ago checks at once instead of failing until the snapshot ages."""
+        data = self.data()
+        if institution_id in data.institutions:
+            return data
+        with self._lock:
+            if self._data is data:
+                self._data = None
+        return self.data()
+
     def mappings(self, institution_id: int) -> dict[str, tuple[str, ...]]:
         """The institution's local code mapping."""
         cached = self._mappings.get(institution_id)

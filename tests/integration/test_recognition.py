@@ -302,3 +302,13 @@ def test_a_decision_a_day_after_its_check_is_refused(server: RunningServer) -> N
 
     assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert bad_request(late.value) == {"check_id": "DECISION_TOO_LATE"}
+
+
+def test_a_hospital_registered_a_moment_ago_checks_at_once(server: RunningServer) -> None:
+    keys = _setup(server)
+    _check(server, keys[ASKER], "LAB-K")  # the reference snapshot is now loaded and fresh
+    newcomer = server.add_hospital("H500199001", level="primary")
+
+    checked = _check(server, newcomer, "LAB-K")
+
+    assert checked.lines[0].verdict == recognition_pb2.NO_RESULT
