@@ -15,6 +15,7 @@ from mutualrec.imaging.history import check_query, encode_cursor
 from mutualrec.imaging.patient_history import ListedStudy, StudyNotFound, Viewer
 from mutualrec.imaging.sharing import LinkState, check_share_request, link_state
 from mutualrec.runtime import Runtime
+from mutualrec.security.access import HOSPITAL
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
 from mutualrec.security.cursors import InvalidCursor, open_cursor, sign_cursor
@@ -104,6 +105,13 @@ def _link_proto(link: LinkEntry, now: dt.datetime) -> imaging_pb2.ShareLink:
 
 
 def _viewer(principal: Principal, context: Context) -> Viewer:
+    if principal.role == HOSPITAL:
+        # A hospital reads a study only for a patient it recently checked an order for.
+        return Viewer(
+            patient_key="",
+            checking_institution_id=principal.institution_id,
+            peer=context.peer() or "",
+        )
     assert principal.patient_key is not None
     return Viewer(
         patient_key=principal.patient_key,
@@ -157,6 +165,20 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     def _reader(self, context: Context) -> Viewer:
         return _viewer(caller(self.runtime, context), context)
 
+    async def _audit_read(self, viewer: Viewer, study_instance_uid: str, what: str) -> None:
+        """Name the patient whose study the call reads in its audit entries. A hospital names
+        no patient in its request: the study does, if the hospital may open it at all."""
+        if viewer.checking_institution_id is None:
+            touched(viewer.patient_key, what)
+            return
+        try:
+            entry = await self.runtime.run_blocking(
+                self.history.find_study, viewer, study_instance_uid, "audit"
+            )
+        except StudyNotFound:
+            return
+        touched(entry.patient_key, what)
+
     def _owner(self, context: Context) -> str:
         principal = caller(self.runtime, context)
         assert principal.patient_key is not None
@@ -201,7 +223,9 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> imaging_pb2.GetStudyResponse:
         """One study of the patient's (or the shared study) with its series."""
         viewer = self._reader(context)
-        touched(viewer.patient_key, f"study {request.study_instance_uid or '(shared)'}")
+        await self._audit_read(
+            viewer, request.study_instance_uid, f"study {request.study_instance_uid or '(shared)'}"
+        )
         if not request.study_instance_uid and viewer.shared_study_id is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
         try:
@@ -220,8 +244,9 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> imaging_pb2.Thumbnail:
         """A PNG of one series, rendered on first request and kept."""
         viewer = self._reader(context)
-        touched(
-            viewer.patient_key,
+        await self._audit_read(
+            viewer,
+            request.study_instance_uid,
             f"thumbnail of series {request.series_instance_uid} "
             f"of study {request.study_instance_uid or '(shared)'}",
         )
@@ -255,7 +280,11 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
     ) -> AsyncIterator[imaging_pb2.DownloadStudyResponse]:
         """The study's original instances, streamed chunk by chunk with bounded memory."""
         viewer = self._reader(context)
-        touched(viewer.patient_key, f"files of study {request.study_instance_uid or '(shared)'}")
+        await self._audit_read(
+            viewer,
+            request.study_instance_uid,
+            f"files of study {request.study_instance_uid or '(shared)'}",
+        )
         if not request.study_instance_uid and viewer.shared_study_id is None:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
         try:

@@ -30,15 +30,23 @@ class StudyNotFound(LookupError):
     """No such study for this viewer (it may exist for someone else: that is not said)."""
 
 
+# A hospital opens another hospital's study of a patient only while the check it made for that
+# patient is recent: as long as the doctor may still record a decision on it.
+RECENT_CHECK = dt.timedelta(hours=24)
+
+
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """Who reads: a patient, or a share link of theirs limited to one study."""
+    """Who reads: a patient, a share link of theirs limited to one study, or a hospital that
+    checked an order for the study's patient within :data:`RECENT_CHECK` (``patient_key``
+    empty: the study names the patient)."""
 
     patient_key: str
     shared_study_id: int | None = None
     share_link_id: str | None = None
     # The caller's network address, recorded with every use of a share link.
     peer: str = ""
+    checking_institution_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +108,14 @@ class PatientHistory:
     def _find(
         self, session: Session, viewer: Viewer, study_instance_uid: str, rpc: str
     ) -> StudyEntry:
+        if viewer.checking_institution_id is not None:
+            since = dt.datetime.now(dt.UTC) - RECENT_CHECK
+            checked = history_index.study_checked_by(
+                session, study_instance_uid, viewer.checking_institution_id, since
+            )
+            if checked is None:
+                raise StudyNotFound(study_instance_uid)
+            return checked
         if viewer.shared_study_id is not None:
             entry = history_index.study_by_id(session, viewer.shared_study_id)
             if entry is None or study_instance_uid not in ("", entry.study_instance_uid):

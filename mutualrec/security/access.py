@@ -25,7 +25,9 @@ ROLES = (HOSPITAL, REGULATOR, ADMIN, PATIENT, SHARE)
 _EVERYONE = frozenset(ROLES)
 _HOSPITAL = frozenset({HOSPITAL})
 _PATIENT = frozenset({PATIENT})
-_STUDY_READERS = frozenset({PATIENT, SHARE})
+# A hospital opens a study only for a patient it recently checked an order for (the servicer
+# answers NOT_FOUND otherwise, as for a study that does not exist).
+_STUDY_READERS = frozenset({PATIENT, SHARE, HOSPITAL})
 
 RPC_ROLES: Mapping[str, frozenset[str]] = {
     "mutualrec.v1.CatalogService/ListItems": _EVERYONE,

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
-from mutualrec.storage.models import Instance, Institution, RecognitionResult, Series, Study
+from mutualrec.storage.models import (
+    Instance,
+    Institution,
+    RecognitionCheck,
+    RecognitionResult,
+    Series,
+    Study,
+)
 from mutualrec.storage.sql import as_utc
 
 
@@ -50,6 +57,7 @@ class StudyEntry:
 
     study_id: int
     study_instance_uid: str
+    patient_key: str
     institution_code: str
     institution_name: str
     accession_number: str
@@ -72,6 +80,7 @@ def _entries(session: Session, query: Select[Study, str, str]) -> list[StudyEntr
         StudyEntry(
             study_id=study.id,
             study_instance_uid=study.study_instance_uid,
+            patient_key=study.patient_key,
             institution_code=code,
             institution_name=name,
             accession_number=study.accession_number,
@@ -155,6 +164,22 @@ def patient_study(session: Session, patient_key: str, study_instance_uid: str) -
         Study.study_instance_uid == study_instance_uid, Study.patient_key == patient_key
     )
     entries = _entries(session, query)
+    return entries[0] if entries else None
+
+
+def study_checked_by(
+    session: Session, study_instance_uid: str, institution_id: int, since: dt.datetime
+) -> StudyEntry | None:
+    """The study with that UID if ``institution_id`` checked an order for its patient at or
+    after ``since``; None otherwise (no such study, or no such check: indistinguishable)."""
+    checked = exists().where(
+        RecognitionCheck.institution_id == institution_id,
+        RecognitionCheck.patient_key == Study.patient_key,
+        RecognitionCheck.received_at >= since,
+    )
+    entries = _entries(
+        session, _listing().where(Study.study_instance_uid == study_instance_uid, checked)
+    )
     return entries[0] if entries else None
 
 
