@@ -1,0 +1,82 @@
+"""No log line names a patient: identity numbers, names and result values stay out of the logs,
+on success and on every kind of refusal."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from typing import Any
+
+import grpc
+import pytest
+
+from mutualrec.v1 import recognition_pb2
+from tests.conftest import RunningServer
+from tests.fhir_docs import PATIENT_ID, bundle, observation, submit
+from tests.helpers import file_messages, header_message, study_files, upload
+from tests.integration.test_recognition import ASKER, ISSUER, _check, _decide, _fhir_time, _setup
+
+NAME = "王秀英"
+# A value no code or date of the scenario holds, so finding it means the value leaked.
+VALUE = 4.731
+
+
+def _named_bundle(number: str) -> dict[str, Any]:
+    document = bundle(
+        [
+            observation(
+                "PRIV-1",
+                value=VALUE,
+                issued=_fhir_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)),
+            )
+        ]
+    )
+    document["entry"][0]["resource"]["name"] = [{"text": NAME}]
+    document["entry"][0]["resource"]["identifier"][0]["value"] = number
+    return document
+
+
+def test_no_log_line_holds_an_identity_number_a_name_or_a_value(
+    server: RunningServer, manifest: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    keys = _setup(server)
+    submit(server.channel, keys[ISSUER], _named_bundle(PATIENT_ID))
+    checked = _check(server, keys[ASKER], "LAB-K", "IMG-CT-CHEST")
+    _decide(server, keys[ASKER], checked.check_id, 0, decision=recognition_pb2.ACCEPTED)
+    study = manifest["ct_chest_contrast_hosp_a"]
+    assert study["institution_code"] == ISSUER
+    study_key = keys[ISSUER]
+    upload(server.channel, study_key, [header_message(study), *file_messages(study_files(study))])
+
+    # Refusals that carry the same data: an invalid bundle, a malformed identity number, a
+    # DICOM upload declaring another patient, a decision on a line that is not there.
+    broken = _named_bundle(PATIENT_ID)
+    broken["entry"][1]["resource"]["status"] = "not-a-status"
+    broken["type"] = "transaction"
+    bad_number = _named_bundle(PATIENT_ID[:-1] + "0")
+    for document in (broken, bad_number):
+        # Refused whole (INVALID_ARGUMENT) or entry by entry (REJECTED outcomes).
+        with contextlib.suppress(grpc.RpcError):
+            submit(server.channel, keys[ISSUER], document)
+    with pytest.raises(grpc.RpcError):
+        _check(server, keys[ASKER], "LAB-K", patient=PATIENT_ID[:-1] + "0")
+    upload(
+        server.channel,
+        study_key,
+        [
+            header_message(study, document_number="500106195511021028"),
+            *file_messages(study_files(study)[:1]),
+        ],
+    )
+    with pytest.raises(grpc.RpcError):
+        _decide(server, keys[ASKER], checked.check_id, 9, decision=recognition_pb2.ACCEPTED)
+
+    logged = "\n".join(
+        f"{record.getMessage()} {record.exc_text or ''} {record.args!r}"
+        for record in caplog.records
+    )
+    study_patient = study["patient"]["document_number"]
+    for secret in (PATIENT_ID, PATIENT_ID[:-1] + "0", study_patient, NAME, str(VALUE)):
+        assert secret not in logged, secret
