@@ -21,6 +21,7 @@ from mutualrec.matching.catalog import Catalog
 from mutualrec.security.patient_tokens import new_share_token
 from mutualrec.storage import audit_log, history_index, share_index
 from mutualrec.storage.audit_log import Access
+from mutualrec.storage.db import reads_without_transaction
 from mutualrec.storage.history_index import HistoryCursor, InstanceFile, SeriesEntry, StudyEntry
 from mutualrec.storage.objects import ObjectStore
 from mutualrec.storage.share_index import LinkEntry
@@ -96,6 +97,7 @@ class PatientHistory:
     def list_studies(self, patient_key: str, query: HistoryQuery, now: dt.datetime) -> HistoryPage:
         """A page of the patient's studies, newest first."""
         with self._sessions() as session:
+            reads_without_transaction(session)
             entries = history_index.patient_studies(
                 session, patient_key, query.history_filter, query.after, query.page_size + 1
             )

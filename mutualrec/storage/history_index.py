@@ -8,8 +8,8 @@ index, and the counts it shows are the ones ingest keeps on the study row.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
@@ -74,43 +74,71 @@ class StudyEntry:
     items: list[HeldItem] = field(default_factory=list)
 
 
-def _entries(session: Session, query: Select[Study, str, str]) -> list[StudyEntry]:
-    """Studies of ``query`` with their series facets and recognition items filled in."""
+# Separates the values an aggregate joins into one string (never inside a modality or body part).
+_SEP = "\x1f"
+
+
+def _facet(column: Any) -> Any:
+    """The values of a study's series in ``column``, joined into one string."""
+    return (
+        select(func.aggregate_strings(column, _SEP))
+        .where(Series.study_id == Study.id)
+        .scalar_subquery()
+    )
+
+
+def _listing() -> Select[*tuple[Any, ...]]:
+    """Studies with their institution and series facets, in one statement: a page is one
+    round trip for the studies and one for their recognition items."""
+    return select(
+        Study.id,
+        Study.study_instance_uid,
+        Study.patient_key,
+        Institution.code,
+        Institution.name,
+        Study.accession_number,
+        Study.study_date,
+        Study.study_time,
+        Study.started_at,
+        Study.description,
+        Study.series_count,
+        Study.instance_count,
+        Study.size_bytes,
+        _facet(Series.modality),
+        _facet(Series.body_part),
+        exists().where(Series.study_id == Study.id, Series.contrast.is_(True)),
+    ).join(Institution, Institution.id == Study.institution_id)
+
+
+def _split(joined: str | None) -> list[str]:
+    return sorted({value for value in (joined or "").split(_SEP) if value})
+
+
+def _entries(session: Session, query: Select[*tuple[Any, ...]]) -> list[StudyEntry]:
+    """Studies of ``query`` (a :func:`_listing`) with their recognition items filled in."""
     entries = [
         StudyEntry(
-            study_id=study.id,
-            study_instance_uid=study.study_instance_uid,
-            patient_key=study.patient_key,
-            institution_code=code,
-            institution_name=name,
-            accession_number=study.accession_number,
-            study_date=study.study_date,
-            study_time=study.study_time,
-            started_at=study.started_at,
-            description=study.description,
-            series_count=study.series_count,
-            instance_count=study.instance_count,
-            size_bytes=study.size_bytes,
+            study_id=row[0],
+            study_instance_uid=row[1],
+            patient_key=row[2],
+            institution_code=row[3],
+            institution_name=row[4],
+            accession_number=row[5],
+            study_date=row[6],
+            study_time=row[7],
+            started_at=row[8],
+            description=row[9],
+            series_count=row[10],
+            instance_count=row[11],
+            size_bytes=row[12],
+            modalities=_split(row[13]),
+            body_parts=_split(row[14]),
+            contrast=bool(row[15]),
         )
-        for study, code, name in session.execute(query)
+        for row in session.execute(query)
     ]
     if not entries:
         return entries
-    by_id = {entry.study_id: entry for entry in entries}
-    facets: dict[int, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
-    for study_id, modality, body_part, contrast in session.execute(
-        select(Series.study_id, Series.modality, Series.body_part, Series.contrast).where(
-            Series.study_id.in_(by_id)
-        )
-    ):
-        modalities, body_parts = facets[study_id]
-        modalities.add(modality)
-        if body_part:
-            body_parts.add(body_part)
-        by_id[study_id].contrast |= bool(contrast)
-    for study_id, (modalities, body_parts) in facets.items():
-        by_id[study_id].modalities = sorted(modalities)
-        by_id[study_id].body_parts = sorted(body_parts)
     by_ref = {f"study:{entry.study_instance_uid}": entry for entry in entries}
     for ref, item_code, report_time in session.execute(
         select(
@@ -123,12 +151,6 @@ def _entries(session: Session, query: Select[Study, str, str]) -> list[StudyEntr
     ):
         by_ref[ref].items.append(HeldItem(item_code, as_utc(report_time)))
     return entries
-
-
-def _listing() -> Select[Study, str, str]:
-    return select(Study, Institution.code, Institution.name).join(
-        Institution, Institution.id == Study.institution_id
-    )
 
 
 def patient_studies(
