@@ -105,6 +105,10 @@ def _file_meta(fp: BinaryIO) -> tuple[FileMetaDataset, bool, int]:
         try:
             preamble = read_preamble(fp, force=True)
             meta = _read_file_meta_info(fp)
+            # pydicom converts elements when first read: convert them here, where a corrupt
+            # one (an unknown VR, say) is a refusal, not an error later on.
+            for tag in list(meta.keys()):
+                meta[tag]
         # Untrusted bytes make pydicom raise almost any exception type; whatever it is, the
         # bytes are not an instance we can read.
         except Exception as exc:
@@ -146,7 +150,15 @@ def _decode(raw: dict[int, bytes]) -> dict[str, str]:
     terms = [t.strip() for t in charset_raw.split("\\")] if charset_raw.strip("\0 ") else []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        encodings = convert_encodings(terms or ["ISO_IR 6"])
+        try:
+            encodings = convert_encodings(terms or ["ISO_IR 6"])
+        except (LookupError, ValueError):
+            raise Rejected.one(
+                "the character set is not one DICOM defines",
+                attribute("SpecificCharacterSet"),
+                "Specific Character Set names no known character set",
+                "UNKNOWN_CHARACTER_SET",
+            ) from None
     values: dict[str, str] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about undecodable bytes; we replace them

@@ -217,3 +217,31 @@ def test_all_violations_are_reported_at_once() -> None:
 def test_study_time_with_fraction() -> None:
     header = _read(_modified(StudyTime="083015.25"))
     assert header.study_time == dt.time(8, 30, 15, 250000)
+
+
+def _sample_with(old: bytes, new: bytes) -> bytes:
+    """The first CT sample with ``old`` (found once) replaced by ``new`` of the same length."""
+    data = next(p for p in SAMPLE_FILES if "ct_chest" in str(p)).read_bytes()
+    assert len(old) == len(new)
+    assert data.count(old) >= 1
+    return data.replace(old, new, 1)
+
+
+def test_a_character_set_with_a_nul_inside_is_refused() -> None:
+    # Found by the fuzzer: pydicom's codec lookup raised ValueError.
+    data = _sample_with(b"ISO_IR 100", b"ISO_IR\x00100")
+
+    with pytest.raises(Rejected) as refused:
+        _read(data)
+
+    assert [v.reason for v in refused.value.violations] == ["UNKNOWN_CHARACTER_SET"]
+
+
+def test_a_file_meta_element_of_unknown_vr_is_not_dicom() -> None:
+    # Found by the fuzzer: pydicom raised NotImplementedError when the element was first read.
+    data = _sample_with(b"\x02\x00\x02\x00UI", b"\x02\x00\x02\x00U\x00")
+
+    with pytest.raises(Rejected) as refused:
+        _read(data)
+
+    assert [v.reason for v in refused.value.violations] == ["NOT_DICOM"]
