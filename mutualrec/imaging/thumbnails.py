@@ -40,6 +40,10 @@ from pydicom.uid import (
     JPEGTransferSyntaxes,
 )
 
+from mutualrec.ingest.pydicom_quiet import quiet_pydicom
+
+quiet_pydicom()
+
 _Floats = npt.NDArray[np.float64]
 _Bytes = npt.NDArray[np.uint8]
 

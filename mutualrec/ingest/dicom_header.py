@@ -22,8 +22,11 @@ from pydicom.uid import (
 )
 
 from mutualrec.ingest.dicom_structure import Truncated, inflate_dataset, walk_dataset
+from mutualrec.ingest.pydicom_quiet import quiet_pydicom
 from mutualrec.matching.body_part import has_contrast, normalize_body_part
 from mutualrec.violations import Rejected, Violation
+
+quiet_pydicom()
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _CS_SHAPE = re.compile(r"^[A-Z0-9_ ]{1,16}$")
