@@ -797,6 +797,8 @@ _GROUP_KEYS = {
 def build_tallies(conn: Any, categories: dict[str, str], phases: Phases) -> None:
     """``stat_tally`` from the record, one grouping per statement (the service keeps it on
     write; reports read nothing else)."""
+    from mutualrec.statistics.tally import REASON_COLUMNS, TALLY_REASONS
+
     conn.execute("CREATE TEMP TABLE bench_item_category (code text PRIMARY KEY, category text)")
     with conn.cursor() as cur:
         cur.executemany(
@@ -811,23 +813,24 @@ def build_tallies(conn: Any, categories: dict[str, str], phases: Phases) -> None
         "LEFT JOIN decision d ON d.check_id = l.check_id AND d.line = l.line"
     )
     day = "(c.received_at AT TIME ZONE 'Asia/Shanghai')::date"
+    known = [r for r in TALLY_REASONS if r != "UNSPECIFIED"]
+    reasons = [f"count(*) FILTER (WHERE NOT d.accepted AND d.reason = '{r}')" for r in known] + [
+        "count(*) FILTER (WHERE NOT d.accepted AND d.reason NOT IN ("
+        + ", ".join(f"'{r}'" for r in known)
+        + "))"
+    ]
     for group_by, key in _GROUP_KEYS.items():
         conn.execute(
-            "INSERT INTO stat_tally (group_by, day, group_key, reason, checks, items_checked, "
-            "items_recognizable, accepted, declined, saving_fen) "
-            f"SELECT %s, {day}, {key}, '', count(DISTINCT l.check_id), count(*), "
+            "INSERT INTO stat_tally (group_by, day, group_key, checks, items_checked, "
+            "items_recognizable, accepted, saving_fen, declined, "
+            + ", ".join(REASON_COLUMNS)
+            + f") SELECT %s, {day}, {key}, count(DISTINCT l.check_id), count(*), "
             "count(*) FILTER (WHERE l.verdict = 'RECOGNIZABLE'), "
-            "count(*) FILTER (WHERE d.accepted), 0, "
-            "coalesce(sum(round(d.booked_saving::numeric * 100)) FILTER (WHERE d.accepted), 0) "
-            f"{lines} GROUP BY 2, 3",
-            [group_by],
-        )
-        conn.execute(
-            "INSERT INTO stat_tally (group_by, day, group_key, reason, checks, items_checked, "
-            "items_recognizable, accepted, declined, saving_fen) "
-            f"SELECT %s, {day}, {key}, CASE WHEN d.reason = '' THEN 'UNSPECIFIED' "
-            "ELSE d.reason END, 0, 0, 0, 0, count(*), 0 "
-            f"{lines} WHERE NOT d.accepted GROUP BY 2, 3, 4",
+            "count(*) FILTER (WHERE d.accepted), "
+            "coalesce(sum(round(d.booked_saving::numeric * 100)) FILTER (WHERE d.accepted), 0), "
+            "count(*) FILTER (WHERE NOT d.accepted), "
+            + ", ".join(reasons)
+            + f" {lines} GROUP BY 2, 3",
             [group_by],
         )
         phases.done(f"tallies by {group_by}")

@@ -15,29 +15,44 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from mutualrec.matching.decisions import DeclineReason
 from mutualrec.statistics.counters import Counters
 from mutualrec.statistics.periods import Granularity, Period, period_of
 from mutualrec.statistics.report import Directory, GroupBy, LineFact, Row, fold_day
 
-MAIN = ""
-"""The ``reason`` of the row that holds every counter but the declines."""
-
 UNSPECIFIED = "UNSPECIFIED"
+# The reasons a decline is tallied under, each a counter of its own (a column, not a row: a
+# year of day tallies is then one row per day and group). A reason the service does not know
+# (there is none today: decisions take a DeclineReason) counts as unspecified.
+TALLY_REASONS = (*(reason.value for reason in DeclineReason), UNSPECIFIED)
+
+
+def reason_column(reason: str) -> str:
+    """The tally column of a decline reason."""
+    return "declined_" + (reason if reason in TALLY_REASONS else UNSPECIFIED).lower()
+
+
+REASON_COLUMNS = tuple(reason_column(reason) for reason in TALLY_REASONS)
 
 
 @dataclass(frozen=True, slots=True)
 class TallyRow:
-    """Counters of one group of one grouping, on one row: the main one or one decline reason."""
+    """What a check or a decision (or a whole day) adds to one group of one grouping."""
 
     group_by: GroupBy
     group_key: str
-    reason: str = MAIN
     checks: int = 0
     items_checked: int = 0
     items_recognizable: int = 0
     accepted: int = 0
-    declined: int = 0
     saving_fen: int = 0
+    # Declines by reason (a DeclineReason value or UNSPECIFIED); ``declined`` is their sum.
+    declined_by_reason: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def declined(self) -> int:
+        """Every decline, whatever its reason."""
+        return sum(count for _, count in self.declined_by_reason)
 
 
 def to_fen(amount: str | Decimal) -> int:
@@ -48,36 +63,29 @@ def to_fen(amount: str | Decimal) -> int:
     return int(fen)
 
 
-def counter_rows(group_by: GroupBy, key: str, counters: Counters) -> list[TallyRow]:
-    """``counters`` of one group as tally rows: the main row, then one row per decline reason."""
-    rows = [
-        TallyRow(
-            group_by,
-            key,
-            MAIN,
-            checks=counters.checks,
-            items_checked=counters.items_checked,
-            items_recognizable=counters.items_recognizable,
-            accepted=counters.accepted,
-            saving_fen=to_fen(counters.saving),
-        )
-    ]
-    rows.extend(
-        TallyRow(group_by, key, reason, declined=count)
-        for reason, count in sorted(counters.declined_by_reason.items())
-        if count
+def counter_row(group_by: GroupBy, key: str, counters: Counters) -> TallyRow:
+    """``counters`` of one group as a tally row."""
+    return TallyRow(
+        group_by,
+        key,
+        checks=counters.checks,
+        items_checked=counters.items_checked,
+        items_recognizable=counters.items_recognizable,
+        accepted=counters.accepted,
+        saving_fen=to_fen(counters.saving),
+        declined_by_reason=tuple(
+            sorted((r, n) for r, n in counters.declined_by_reason.items() if n)
+        ),
     )
-    return rows
 
 
 def lines_rows(lines: Iterable[LineFact], directory: Directory) -> list[TallyRow]:
     """Tally rows of ``lines`` (a check's, or a whole day's) in every grouping, in key order."""
     folded = fold_day(lines, directory, list(GroupBy))
     return [
-        row
+        counter_row(group_by, key, groups[key])
         for group_by, groups in folded.items()
         for key in sorted(groups)
-        for row in counter_rows(group_by, key, groups[key])
     ]
 
 
@@ -91,7 +99,9 @@ def decision_rows(line: LineFact, directory: Directory) -> list[TallyRow]:
         if line.accepted:
             rows.append(TallyRow(group_by, key, accepted=1, saving_fen=to_fen(line.booked_saving)))
         else:
-            rows.append(TallyRow(group_by, key, line.reason or UNSPECIFIED, declined=1))
+            rows.append(
+                TallyRow(group_by, key, declined_by_reason=((line.reason or UNSPECIFIED, 1),))
+            )
     return rows
 
 
@@ -106,17 +116,17 @@ def buckets(period: Period, granularity: Granularity) -> list[tuple[dt.date, dt.
 
 @dataclass(frozen=True, slots=True)
 class TallySum:
-    """A sum of tally rows of one report row's period, group and reason, as SQL returns it."""
+    """A sum of tally rows of one report row's period and group, as SQL returns it."""
 
     first: dt.date
     group_key: str
-    reason: str
     checks: int
     items_checked: int
     items_recognizable: int
     accepted: int
-    declined: int
     saving_fen: int
+    # Declines per reason, in TALLY_REASONS order.
+    declines: tuple[int, ...]
 
 
 def report_rows(sums: Iterable[TallySum], spans: Sequence[tuple[dt.date, dt.date]]) -> list[Row]:
@@ -130,10 +140,10 @@ def report_rows(sums: Iterable[TallySum], spans: Sequence[tuple[dt.date, dt.date
         c.items_recognizable += s.items_recognizable
         c.accepted += s.accepted
         c.saving += Decimal(s.saving_fen) / 100
-        if s.declined:
-            c.declined += s.declined
-            reason = s.reason or UNSPECIFIED
-            c.declined_by_reason[reason] = c.declined_by_reason.get(reason, 0) + s.declined
+        for reason, count in zip(TALLY_REASONS, s.declines, strict=True):
+            if count:
+                c.declined += count
+                c.declined_by_reason[reason] = c.declined_by_reason.get(reason, 0) + count
     return [
         Row(first, last_of[first], key, counters[first, key]) for first, key in sorted(counters)
     ]

@@ -67,6 +67,9 @@ def make_engine(url: str, *, pool_size: int = 10, fast_records: bool = False) ->
     # No pre-ping: it is a round trip on every checkout, as long as a whole ordering-time check.
     # A connection the server dropped fails one call (UNAVAILABLE) and is discarded by the pool;
     # recycling keeps connections younger than typical idle timeouts.
+    # JIT compilation pays off for long analytic scans, not for this service's statements: it
+    # spent 240 ms compiling a one-year statistics report that ran in 700.
+    options = "-c jit=off"
     if fast_records:
         return create_engine(
             url,
@@ -74,9 +77,15 @@ def make_engine(url: str, *, pool_size: int = 10, fast_records: bool = False) ->
             max_overflow=pool_size,
             pool_recycle=600,
             isolation_level="AUTOCOMMIT",
-            connect_args={"options": "-c synchronous_commit=off"},
+            connect_args={"options": f"{options} -c synchronous_commit=off"},
         )
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=600)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=600,
+        connect_args={"options": options},
+    )
 
 
 def reads_without_transaction(session: Session) -> None:

@@ -370,9 +370,9 @@ class StatTally(Base):
     """What one group did on one Asia/Shanghai day, for one grouping: the compacted counters.
 
     ``group_key`` is the group's stable key (a district, an institution code, ``ISSUER>ASKER``,
-    an item code, a category). The row with ``reason`` ``""`` holds every counter but the
-    declines; a row per decline reason holds that reason's ``declined``. ``saving_fen`` is
-    the booked saving in fen (0.01 yuan), so sums stay exact in SQL.
+    an item code, a category). ``saving_fen`` is the booked saving in fen (0.01 yuan), so sums
+    stay exact in SQL; declines are counted per reason, a column each
+    (:data:`~mutualrec.statistics.tally.REASON_COLUMNS`), ``declined`` being their sum.
     """
 
     __tablename__ = "stat_tally"
@@ -380,13 +380,24 @@ class StatTally(Base):
     group_by: Mapped[str] = mapped_column(String(24), primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     group_key: Mapped[str] = mapped_column(String(80), primary_key=True)
-    reason: Mapped[str] = mapped_column(String(40), primary_key=True)
     checks: Mapped[int] = mapped_column(BigInteger)
     items_checked: Mapped[int] = mapped_column(BigInteger)
     items_recognizable: Mapped[int] = mapped_column(BigInteger)
     accepted: Mapped[int] = mapped_column(BigInteger)
     declined: Mapped[int] = mapped_column(BigInteger)
     saving_fen: Mapped[int] = mapped_column(BigInteger)
+    # Declines per reason (statistics.tally.REASON_COLUMNS); ``declined`` is their sum.
+    declined_condition_changed: Mapped[int] = mapped_column(BigInteger)
+    declined_fast_changing_value: Mapped[int] = mapped_column(BigInteger)
+    declined_before_surgery_or_transfusion: Mapped[int] = mapped_column(BigInteger)
+    declined_emergency: Mapped[int] = mapped_column(BigInteger)
+    declined_forensic_assessment: Mapped[int] = mapped_column(BigInteger)
+    declined_patient_request: Mapped[int] = mapped_column(BigInteger)
+    declined_issuer_failed_quality_assessment: Mapped[int] = mapped_column(BigInteger)
+    declined_image_quality: Mapped[int] = mapped_column(BigInteger)
+    declined_body_part_mismatch: Mapped[int] = mapped_column(BigInteger)
+    declined_other: Mapped[int] = mapped_column(BigInteger)
+    declined_unspecified: Mapped[int] = mapped_column(BigInteger)
 
 
 class StatDelta(Base):
@@ -403,13 +414,24 @@ class StatDelta(Base):
     group_by: Mapped[str] = mapped_column(String(24))
     day: Mapped[dt.date] = mapped_column(Date)
     group_key: Mapped[str] = mapped_column(String(80))
-    reason: Mapped[str] = mapped_column(String(40))
     checks: Mapped[int] = mapped_column(BigInteger)
     items_checked: Mapped[int] = mapped_column(BigInteger)
     items_recognizable: Mapped[int] = mapped_column(BigInteger)
     accepted: Mapped[int] = mapped_column(BigInteger)
     declined: Mapped[int] = mapped_column(BigInteger)
     saving_fen: Mapped[int] = mapped_column(BigInteger)
+    # Declines per reason (statistics.tally.REASON_COLUMNS); ``declined`` is their sum.
+    declined_condition_changed: Mapped[int] = mapped_column(BigInteger)
+    declined_fast_changing_value: Mapped[int] = mapped_column(BigInteger)
+    declined_before_surgery_or_transfusion: Mapped[int] = mapped_column(BigInteger)
+    declined_emergency: Mapped[int] = mapped_column(BigInteger)
+    declined_forensic_assessment: Mapped[int] = mapped_column(BigInteger)
+    declined_patient_request: Mapped[int] = mapped_column(BigInteger)
+    declined_issuer_failed_quality_assessment: Mapped[int] = mapped_column(BigInteger)
+    declined_image_quality: Mapped[int] = mapped_column(BigInteger)
+    declined_body_part_mismatch: Mapped[int] = mapped_column(BigInteger)
+    declined_other: Mapped[int] = mapped_column(BigInteger)
+    declined_unspecified: Mapped[int] = mapped_column(BigInteger)
 
 
 class ShareLink(Base):

@@ -205,8 +205,9 @@ _RECORD_CHECK_SQL = (
     + ") SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::text[], %s::text[],"
     " %s::text[], %s::text[], %s::integer[], %s::integer[], %s::text[])) INSERT INTO stat_delta ("
     + ", ".join(DELTA_COLUMNS)
-    + ") SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::bigint[],"
-    " %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])"
+    + ") SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], "
+    + ", ".join(["%s::bigint[]"] * (len(DELTA_COLUMNS) - 3))
+    + ")"
 )
 
 CheckRows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]

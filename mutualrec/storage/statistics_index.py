@@ -2,7 +2,7 @@
 
 Every check and every decision appends its :class:`~mutualrec.statistics.tally.TallyRow` s to
 ``stat_delta`` in its own transaction (appends never wait on each other). The compactor folds
-deltas into ``stat_tally`` (one row per grouping, day, group and reason) every few seconds. A
+deltas into ``stat_tally`` (one row per grouping, day and group) every few seconds. A
 report is one SQL statement summing the tallies and the deltas not yet folded over its period,
 bucketed into its rows: it reads a few rows per day and group whatever the number of decisions,
 and, being one statement, it sees one snapshot even while the compactor runs.
@@ -40,7 +40,15 @@ from sqlalchemy.orm import Session
 
 from mutualrec.statistics.periods import Granularity, Period, day_bounds, today
 from mutualrec.statistics.report import Directory, GroupBy, InstitutionInfo, LineFact, Row
-from mutualrec.statistics.tally import TallyRow, TallySum, buckets, lines_rows, report_rows
+from mutualrec.statistics.tally import (
+    REASON_COLUMNS,
+    TallyRow,
+    TallySum,
+    buckets,
+    lines_rows,
+    reason_column,
+    report_rows,
+)
 from mutualrec.storage import catalog_store
 from mutualrec.storage.models import (
     CheckLine,
@@ -56,10 +64,13 @@ _COUNTERS = (
     "items_checked",
     "items_recognizable",
     "accepted",
-    "declined",
     "saving_fen",
+    "declined",
+    *REASON_COLUMNS,
 )
-_KEY = ("group_by", "day", "group_key", "reason")
+_KEY = ("group_by", "day", "group_key")
+# The key's three columns (text, date, text), then BIGINT counters only: the check's statement
+# on PostgreSQL casts its arrays accordingly.
 DELTA_COLUMNS = (*_KEY, *_COUNTERS)
 
 # How many deltas one compaction folds at most: a bounded transaction, repeated until done.
@@ -94,13 +105,14 @@ def delta_params(day: dt.date, rows: Sequence[TallyRow]) -> list[dict[str, Any]]
             "group_by": r.group_by.value,
             "day": day,
             "group_key": r.group_key[:80],
-            "reason": r.reason,
             "checks": r.checks,
             "items_checked": r.items_checked,
             "items_recognizable": r.items_recognizable,
             "accepted": r.accepted,
-            "declined": r.declined,
             "saving_fen": r.saving_fen,
+            "declined": r.declined,
+            **dict.fromkeys(REASON_COLUMNS, 0),
+            **{reason_column(reason): count for reason, count in r.declined_by_reason},
         }
         for r in rows
     ]
@@ -181,7 +193,6 @@ def report(
         select(
             model.day,
             model.group_key,
-            model.reason,
             *(getattr(model, c).label(c) for c in _COUNTERS),
         ).where(
             model.group_by == group_by.value, model.day >= period.start, model.day <= period.end
@@ -205,13 +216,31 @@ def report(
     statement = select(
         bucket,
         both.c.group_key,
-        both.c.reason,
         # Sums of BIGINT are NUMERIC on PostgreSQL: back to BIGINT, so rows arrive as ints.
         *(cast(func.sum(getattr(both.c, c)), BigInteger) for c in _COUNTERS),
-    ).group_by(bucket, both.c.group_key, both.c.reason)
+    ).group_by(bucket, both.c.group_key)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # A year of day tallies is 10^4 to 10^5 rows to group: in memory, not sorted on disk.
+        connection.execute(text("SET LOCAL work_mem = '64MB'"))
     # Core rows straight from the connection: the ORM's row handling cost more than the query.
-    found = session.connection().execute(statement)
-    return report_rows((TallySum(_date(row[0]), *row[1:]) for row in found), spans)
+    found = connection.execute(statement)
+    return report_rows(
+        (
+            TallySum(
+                first=_date(row[0]),
+                group_key=row[1],
+                checks=row[2],
+                items_checked=row[3],
+                items_recognizable=row[4],
+                accepted=row[5],
+                saving_fen=row[6],
+                declines=tuple(row[8:]),
+            )
+            for row in found
+        ),
+        spans,
+    )
 
 
 def _date(value: dt.date | str) -> dt.date:

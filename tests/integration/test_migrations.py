@@ -180,24 +180,22 @@ def test_0008_tallies_the_checks_and_decisions_already_recorded(database_url: st
     with engine.connect() as connection:
         rows = connection.execute(
             text(
-                "SELECT group_by, day, group_key, reason, checks, items_checked, "
-                "items_recognizable, accepted, declined, saving_fen FROM stat_tally "
+                "SELECT group_by, day, group_key, checks, items_checked, items_recognizable, "
+                "accepted, saving_fen, declined, declined_emergency FROM stat_tally "
                 "WHERE group_by IN ('district', 'category', 'issuer_asker_pair') "
-                "ORDER BY group_by, day, group_key, reason"
+                "ORDER BY group_by, day, group_key"
             )
         ).all()
     engine.dispose()
+    # 0008 tallies the record (a row per decline reason), 0009 pivots the reasons into columns.
     got = [(row[0], str(row[1]), *row[2:]) for row in rows]
     assert got == [
-        ("category", "2026-03-01", "imaging", "", 1, 1, 0, 0, 0, 0),
-        ("category", "2026-03-01", "lab", "", 1, 1, 1, 1, 0, 400),
-        ("category", "2026-03-02", "lab", "", 1, 1, 1, 0, 0, 0),
-        ("category", "2026-03-02", "lab", "EMERGENCY", 0, 0, 0, 0, 1, 0),
-        ("district", "2026-03-01", "Yuzhong", "", 1, 2, 1, 1, 0, 400),
-        ("district", "2026-03-02", "Yuzhong", "", 1, 1, 1, 0, 0, 0),
-        ("district", "2026-03-02", "Yuzhong", "EMERGENCY", 0, 0, 0, 0, 1, 0),
-        ("issuer_asker_pair", "2026-03-01", ">H1", "", 1, 1, 0, 0, 0, 0),
-        ("issuer_asker_pair", "2026-03-01", "H2>H1", "", 1, 1, 1, 1, 0, 400),
-        ("issuer_asker_pair", "2026-03-02", "H2>H1", "", 1, 1, 1, 0, 0, 0),
-        ("issuer_asker_pair", "2026-03-02", "H2>H1", "EMERGENCY", 0, 0, 0, 0, 1, 0),
+        ("category", "2026-03-01", "imaging", 1, 1, 0, 0, 0, 0, 0),
+        ("category", "2026-03-01", "lab", 1, 1, 1, 1, 400, 0, 0),
+        ("category", "2026-03-02", "lab", 1, 1, 1, 0, 0, 1, 1),
+        ("district", "2026-03-01", "Yuzhong", 1, 2, 1, 1, 400, 0, 0),
+        ("district", "2026-03-02", "Yuzhong", 1, 1, 1, 0, 0, 1, 1),
+        ("issuer_asker_pair", "2026-03-01", ">H1", 1, 1, 0, 0, 0, 0, 0),
+        ("issuer_asker_pair", "2026-03-01", "H2>H1", 1, 1, 1, 1, 400, 0, 0),
+        ("issuer_asker_pair", "2026-03-02", "H2>H1", 1, 1, 1, 0, 0, 1, 1),
     ]

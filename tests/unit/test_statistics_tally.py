@@ -11,14 +11,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mutualrec.matching.decisions import DeclineReason
 from mutualrec.statistics.periods import Granularity, Period
 from mutualrec.statistics.report import Directory, GroupBy, InstitutionInfo, LineFact
 from mutualrec.statistics.tally import (
+    REASON_COLUMNS,
+    TALLY_REASONS,
     TallyRow,
     TallySum,
     buckets,
     decision_rows,
     lines_rows,
+    reason_column,
     report_rows,
     to_fen,
 )
@@ -45,14 +49,16 @@ _line = st.tuples(
 _check = st.tuples(st.sampled_from([1, 2, 3]), st.lists(_line, min_size=1, max_size=5))
 
 
-def _summed(rows: list[TallyRow]) -> dict[tuple[GroupBy, str, str], tuple[int, ...]]:
-    sums: dict[tuple[GroupBy, str, str], Counter[str]] = {}
+def _summed(rows: list[TallyRow]) -> dict[tuple[GroupBy, str], dict[str, int]]:
+    sums: dict[tuple[GroupBy, str], Counter[str]] = {}
     for r in rows:
-        c = sums.setdefault((r.group_by, r.group_key, r.reason), Counter())
+        c = sums.setdefault((r.group_by, r.group_key), Counter())
         for name in ("checks", "items_checked", "items_recognizable", "accepted", "declined"):
             c[name] += getattr(r, name)
         c["saving_fen"] += r.saving_fen
-    return {key: tuple(c[n] for n in sorted(c)) for key, c in sums.items() if any(c.values())}
+        for reason, count in r.declined_by_reason:
+            c[f"declined {reason}"] += count
+    return {key: {n: v for n, v in c.items() if v} for key, c in sums.items() if any(c.values())}
 
 
 @given(st.lists(_check, min_size=1, max_size=8))
@@ -93,7 +99,7 @@ def test_a_check_counts_once_per_group_however_many_of_its_lines_fall_there() ->
 def test_a_decline_without_a_reason_counts_as_unspecified() -> None:
     fact = LineFact("c", 1, 2, "LAB-K", "RECOGNIZABLE", False, "", "0")
     rows = decision_rows(fact, DIRECTORY)
-    assert {(r.reason, r.declined) for r in rows} == {("UNSPECIFIED", 1)}
+    assert {(r.declined_by_reason, r.declined) for r in rows} == {((("UNSPECIFIED", 1),), 1)}
     assert len(rows) == len(GroupBy)
 
 
@@ -112,12 +118,12 @@ def test_report_rows_put_declines_by_reason_and_savings_in_yuan() -> None:
         (dt.date(2026, 2, 20), dt.date(2026, 2, 28)),
         (dt.date(2026, 3, 1), dt.date(2026, 3, 10)),
     ]
+    declines = dict.fromkeys(TALLY_REASONS, 0) | {"EMERGENCY": 1, "OTHER": 2}
+    none = (0,) * len(TALLY_REASONS)
     rows = report_rows(
         [
-            TallySum(dt.date(2026, 3, 1), "lab", "", 3, 5, 4, 2, 0, 1235),
-            TallySum(dt.date(2026, 3, 1), "lab", "EMERGENCY", 0, 0, 0, 0, 1, 0),
-            TallySum(dt.date(2026, 3, 1), "lab", "OTHER", 0, 0, 0, 0, 2, 0),
-            TallySum(dt.date(2026, 2, 20), "imaging", "", 1, 1, 0, 0, 0, 0),
+            TallySum(dt.date(2026, 3, 1), "lab", 3, 5, 4, 2, 1235, tuple(declines.values())),
+            TallySum(dt.date(2026, 2, 20), "imaging", 1, 1, 0, 0, 0, none),
         ],
         spans,
     )
@@ -130,3 +136,9 @@ def test_report_rows_put_declines_by_reason_and_savings_in_yuan() -> None:
     assert lab.declined == 3
     assert lab.declined_by_reason == {"EMERGENCY": 1, "OTHER": 2}
     assert lab.saving == Decimal("12.35")
+
+
+def test_every_decline_reason_has_a_tally_column_and_unknown_ones_are_unspecified() -> None:
+    assert len(set(REASON_COLUMNS)) == len(DeclineReason) + 1
+    assert reason_column("EMERGENCY") == "declined_emergency"
+    assert reason_column("SOMETHING_NEW") == reason_column("UNSPECIFIED")

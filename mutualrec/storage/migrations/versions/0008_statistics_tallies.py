@@ -7,14 +7,14 @@ Create Date: 2026-11-22 06:00:00
 The day rollups of 0005 were folded from every check line of a day the first time a report
 covered it; over a city's year that first report took more than an hour. Checks and decisions
 now append what they add (``stat_delta``) and a compactor folds it into ``stat_tally``. The
-tallies of the checks already recorded are built here from the record.
+tallies of the checks already recorded are built by 0009, once the tallies have their final
+shape.
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.orm import Session
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -60,13 +60,6 @@ def upgrade() -> None:
     )
     op.drop_table("daily_rollup")
     op.drop_table("rollup_day")
-    # The record is the source: tally every day it holds with the service's own rules. This
-    # imports the application (not frozen here): a later change to how groups are keyed must
-    # keep this migration's result or bring a migration of its own.
-    from mutualrec.storage.statistics_index import rebuild
-
-    with Session(bind=op.get_bind()) as session:
-        rebuild(session)
 
 
 def downgrade() -> None:
