@@ -366,7 +366,30 @@ class Decision(Base):
     )
 
 
-class StatTally(Base):
+class TallyCounters:
+    """The counters a tally and a delta both hold."""
+
+    checks: Mapped[int] = mapped_column(BigInteger)
+    items_checked: Mapped[int] = mapped_column(BigInteger)
+    items_recognizable: Mapped[int] = mapped_column(BigInteger)
+    accepted: Mapped[int] = mapped_column(BigInteger)
+    declined: Mapped[int] = mapped_column(BigInteger)
+    saving_fen: Mapped[int] = mapped_column(BigInteger)
+    # Declines per reason (statistics.tally.REASON_COLUMNS); ``declined`` is their sum.
+    declined_condition_changed: Mapped[int] = mapped_column(BigInteger)
+    declined_fast_changing_value: Mapped[int] = mapped_column(BigInteger)
+    declined_before_surgery_or_transfusion: Mapped[int] = mapped_column(BigInteger)
+    declined_emergency: Mapped[int] = mapped_column(BigInteger)
+    declined_forensic_assessment: Mapped[int] = mapped_column(BigInteger)
+    declined_patient_request: Mapped[int] = mapped_column(BigInteger)
+    declined_issuer_failed_quality_assessment: Mapped[int] = mapped_column(BigInteger)
+    declined_image_quality: Mapped[int] = mapped_column(BigInteger)
+    declined_body_part_mismatch: Mapped[int] = mapped_column(BigInteger)
+    declined_other: Mapped[int] = mapped_column(BigInteger)
+    declined_unspecified: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatTally(TallyCounters, Base):
     """What one group did on one Asia/Shanghai day, for one grouping: the compacted counters.
 
     ``group_key`` is the group's stable key (a district, an institution code, ``ISSUER>ASKER``,
@@ -380,27 +403,9 @@ class StatTally(Base):
     group_by: Mapped[str] = mapped_column(String(24), primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     group_key: Mapped[str] = mapped_column(String(80), primary_key=True)
-    checks: Mapped[int] = mapped_column(BigInteger)
-    items_checked: Mapped[int] = mapped_column(BigInteger)
-    items_recognizable: Mapped[int] = mapped_column(BigInteger)
-    accepted: Mapped[int] = mapped_column(BigInteger)
-    declined: Mapped[int] = mapped_column(BigInteger)
-    saving_fen: Mapped[int] = mapped_column(BigInteger)
-    # Declines per reason (statistics.tally.REASON_COLUMNS); ``declined`` is their sum.
-    declined_condition_changed: Mapped[int] = mapped_column(BigInteger)
-    declined_fast_changing_value: Mapped[int] = mapped_column(BigInteger)
-    declined_before_surgery_or_transfusion: Mapped[int] = mapped_column(BigInteger)
-    declined_emergency: Mapped[int] = mapped_column(BigInteger)
-    declined_forensic_assessment: Mapped[int] = mapped_column(BigInteger)
-    declined_patient_request: Mapped[int] = mapped_column(BigInteger)
-    declined_issuer_failed_quality_assessment: Mapped[int] = mapped_column(BigInteger)
-    declined_image_quality: Mapped[int] = mapped_column(BigInteger)
-    declined_body_part_mismatch: Mapped[int] = mapped_column(BigInteger)
-    declined_other: Mapped[int] = mapped_column(BigInteger)
-    declined_unspecified: Mapped[int] = mapped_column(BigInteger)
 
 
-class StatDelta(Base):
+class StatDelta(TallyCounters, Base):
     """Counters a check or a decision adds to a tally, appended in its own transaction.
 
     Appending instead of updating the tally keeps concurrent checks from queueing on the same
@@ -414,24 +419,6 @@ class StatDelta(Base):
     group_by: Mapped[str] = mapped_column(String(24))
     day: Mapped[dt.date] = mapped_column(Date)
     group_key: Mapped[str] = mapped_column(String(80))
-    checks: Mapped[int] = mapped_column(BigInteger)
-    items_checked: Mapped[int] = mapped_column(BigInteger)
-    items_recognizable: Mapped[int] = mapped_column(BigInteger)
-    accepted: Mapped[int] = mapped_column(BigInteger)
-    declined: Mapped[int] = mapped_column(BigInteger)
-    saving_fen: Mapped[int] = mapped_column(BigInteger)
-    # Declines per reason (statistics.tally.REASON_COLUMNS); ``declined`` is their sum.
-    declined_condition_changed: Mapped[int] = mapped_column(BigInteger)
-    declined_fast_changing_value: Mapped[int] = mapped_column(BigInteger)
-    declined_before_surgery_or_transfusion: Mapped[int] = mapped_column(BigInteger)
-    declined_emergency: Mapped[int] = mapped_column(BigInteger)
-    declined_forensic_assessment: Mapped[int] = mapped_column(BigInteger)
-    declined_patient_request: Mapped[int] = mapped_column(BigInteger)
-    declined_issuer_failed_quality_assessment: Mapped[int] = mapped_column(BigInteger)
-    declined_image_quality: Mapped[int] = mapped_column(BigInteger)
-    declined_body_part_mismatch: Mapped[int] = mapped_column(BigInteger)
-    declined_other: Mapped[int] = mapped_column(BigInteger)
-    declined_unspecified: Mapped[int] = mapped_column(BigInteger)
 
 
 class ShareLink(Base):
