@@ -7,11 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import message_factory
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mutualrec.client.upload import auth_metadata, make_header
-from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
+from mutualrec.v1 import (
+    catalog_pb2,
+    imaging_pb2,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    recognition_pb2,
+    statistics_pb2,
+)
 from tests.conftest import SAMPLES
 
 Request = ingest_pb2.UploadStudyRequest
@@ -79,3 +87,39 @@ def bad_request(error: grpc.RpcError) -> dict[str, str]:
 def study_files(study: dict[str, Any]) -> list[Path]:
     """The files of a manifest study."""
     return [SAMPLES / f["path"] for f in study["files"]]
+
+
+# Every RPC the service defines, as proto method descriptors.
+SERVICE_METHODS = [
+    method
+    for module in (catalog_pb2, ingest_pb2, recognition_pb2, statistics_pb2, imaging_pb2)
+    for service in module.DESCRIPTOR.services_by_name.values()
+    for method in service.methods
+]
+
+
+def status_of_call(
+    channel: grpc.Channel, method: Any, request: Any, credential: str
+) -> grpc.StatusCode:
+    """The status ``method`` (a descriptor) ends with when called with ``request`` (an
+    iterator of messages for a client stream) and ``credential`` (none when empty); a reply
+    stream is read to its end."""
+    response = message_factory.GetMessageClass(method.output_type)
+    kind = {
+        (False, False): channel.unary_unary,
+        (False, True): channel.unary_stream,
+        (True, False): channel.stream_unary,
+        (True, True): channel.stream_stream,
+    }[method.client_streaming, method.server_streaming]
+    call = kind(
+        f"/{method.containing_service.full_name}/{method.name}",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=response.FromString,
+    )
+    try:
+        reply = call(request, metadata=auth_metadata(credential), timeout=30)
+        if method.server_streaming:
+            list(reply)
+    except grpc.RpcError as error:
+        return error.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK

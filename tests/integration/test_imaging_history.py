@@ -37,7 +37,6 @@ from mutualrec.security.patient_tokens import mint_patient_token
 from mutualrec.storage.institutions import issue_role_key
 from mutualrec.storage.models import RecognitionCheck, ShareLink
 from mutualrec.v1 import (
-    catalog_pb2,
     common_pb2,
     imaging_pb2,
     imaging_pb2_grpc,
@@ -49,7 +48,15 @@ from mutualrec.v1 import (
     statistics_pb2_grpc,
 )
 from tests.conftest import REPO, SAMPLES, RunningServer, make_settings, s3_env, start_server
-from tests.helpers import bad_request, file_messages, header_message, study_files, upload
+from tests.helpers import (
+    SERVICE_METHODS,
+    bad_request,
+    file_messages,
+    header_message,
+    status_of_call,
+    study_files,
+    upload,
+)
 
 CATALOG_CSV = REPO / "mutualrec" / "matching" / "data" / "recognition_items.csv"
 ZHANG = "50010319680315109X"  # CT chest at hospital A, chest films at hospital C
@@ -1016,30 +1023,10 @@ def _status_of_an_empty_call(
     channel: grpc.Channel, method: Any, credential: str
 ) -> grpc.StatusCode:
     """The status of ``method`` called with an empty request (or stream) and ``credential``."""
-    request = message_factory.GetMessageClass(method.input_type)()
-    response = message_factory.GetMessageClass(method.output_type)
-    path = f"/{method.containing_service.full_name}/{method.name}"
-    kind = {
-        (False, False): channel.unary_unary,
-        (False, True): channel.unary_stream,
-        (True, False): channel.stream_unary,
-        (True, True): channel.stream_stream,
-    }[method.client_streaming, method.server_streaming]
-    call = kind(
-        path,
-        request_serializer=lambda m: m.SerializeToString(),
-        response_deserializer=response.FromString,
+    empty = message_factory.GetMessageClass(method.input_type)()
+    return status_of_call(
+        channel, method, iter([]) if method.client_streaming else empty, credential
     )
-    metadata = auth_metadata(credential) if credential else ()
-    try:
-        reply = call(
-            iter([]) if method.client_streaming else request, metadata=metadata, timeout=30
-        )
-        if method.server_streaming:
-            list(reply)
-    except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
-    return grpc.StatusCode.OK
 
 
 def test_every_rpc_admits_exactly_the_roles_of_the_matrix(region: Region) -> None:
@@ -1052,12 +1039,7 @@ def test_every_rpc_admits_exactly_the_roles_of_the_matrix(region: Region) -> Non
         "patient": patient,
         "share": _share(region, patient, shared).token,
     }
-    methods = [
-        method
-        for module in (catalog_pb2, ingest_pb2, recognition_pb2, statistics_pb2, imaging_pb2)
-        for service in module.DESCRIPTOR.services_by_name.values()
-        for method in service.methods
-    ]
+    methods = SERVICE_METHODS
     assert {f"{m.containing_service.full_name}/{m.name}" for m in methods} == set(_MATRIX)
     refusals = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
     for method in methods:

@@ -17,13 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mutualrec.client.upload import auth_metadata
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.access import ADMIN, REGULATOR
 from mutualrec.security.patient_tokens import mint_patient_token
 from mutualrec.storage.institutions import issue_role_key
-from mutualrec.v1 import catalog_pb2, imaging_pb2, ingest_pb2, recognition_pb2, statistics_pb2
 from tests.conftest import RunningServer, make_settings, start_server
+from tests.helpers import SERVICE_METHODS, status_of_call
 
 FD = pb_descriptor.FieldDescriptor
 # What a server must never answer, whatever the request: a bug, not a refusal.
@@ -106,14 +105,6 @@ def messages(descriptor: pb_descriptor.Descriptor, depth: int = 0) -> st.SearchS
     return st.fixed_dictionaries({}, optional=optional).map(lambda kw: cls(**kw))
 
 
-METHODS = [
-    method
-    for module in (catalog_pb2, ingest_pb2, recognition_pb2, statistics_pb2, imaging_pb2)
-    for service in module.DESCRIPTOR.services_by_name.values()
-    for method in service.methods
-]
-
-
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One server on SQLite for every RPC's fuzzing, and a credential of every role."""
@@ -154,32 +145,9 @@ def _credential(method: pb_descriptor.MethodDescriptor, roles: dict[str, Any]) -
     return str(roles["patient"])
 
 
-def _call(
-    channel: grpc.Channel, method: pb_descriptor.MethodDescriptor, request: Any, key: str
-) -> grpc.StatusCode:
-    response = message_factory.GetMessageClass(method.output_type)
-    path = f"/{method.containing_service.full_name}/{method.name}"
-    kind = {
-        (False, False): channel.unary_unary,
-        (False, True): channel.unary_stream,
-        (True, False): channel.stream_unary,
-        (True, True): channel.stream_stream,
-    }[method.client_streaming, method.server_streaming]
-    call = kind(
-        path,
-        request_serializer=lambda m: m.SerializeToString(),
-        response_deserializer=response.FromString,
-    )
-    try:
-        reply = call(request, metadata=auth_metadata(key), timeout=30)
-        if method.server_streaming:
-            list(reply)
-    except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
-    return grpc.StatusCode.OK
-
-
-@pytest.mark.parametrize("method", METHODS, ids=lambda m: f"{m.containing_service.name}.{m.name}")
+@pytest.mark.parametrize(
+    "method", SERVICE_METHODS, ids=lambda m: f"{m.containing_service.name}.{m.name}"
+)
 def test_no_request_gets_an_internal_error(
     fuzzed: dict[str, Any], method: pb_descriptor.MethodDescriptor
 ) -> None:
@@ -195,7 +163,7 @@ def test_no_request_gets_an_internal_error(
     )
     @given(strategy)
     def check(sent: Any) -> None:
-        status = _call(server.channel, method, sent, key)
+        status = status_of_call(server.channel, method, sent, key)
         assert status not in INTERNAL, (method.full_name, status)
 
     check()
