@@ -96,7 +96,6 @@ class Runtime:
                 )
                 if engine.dialect.name == "postgresql"
                 else engine,
-                sessions,
                 reference,
             ),
             principals=PrincipalCache(settings.auth_cache_seconds),

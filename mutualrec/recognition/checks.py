@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from mutualrec.matching.decisions import DeclineReason, validate_decision
 from mutualrec.matching.facts import Policy, Verdict
@@ -78,17 +77,19 @@ class CheckContext:
 
 
 class Recognition:
-    """Runs checks and records decisions against the index."""
+    """Runs checks and records decisions against the index.
+
+    On PostgreSQL ``engine`` is a ``fast_records`` engine (see
+    :func:`mutualrec.storage.db.make_engine`); decisions still commit durably.
+    """
 
     def __init__(
         self,
         engine: Engine,
-        sessions: Callable[[], Session],
         reference: ReferenceCache,
         policy: Policy | None = None,
     ) -> None:
         self.engine = engine
-        self.sessions = sessions
         self.reference = reference
         self.policy = policy or Policy()
 
@@ -155,45 +156,55 @@ class Recognition:
         violations = validate_decision(accepted, reason, reason_text)
         if violations:
             raise Rejected("the decision is incomplete", violations)
-        # Read before the transaction: on SQLite a second session inside it would wait on it.
-        directory = self.reference.data().directory
-        with self.sessions() as session, session.begin():
-            if isinstance(line, str):
-                number = recognition_index.line_of_item(session, check_id, line)
-                if number is None:
-                    raise UnknownCheckLine.one(
-                        f"check {check_id} has no line of item {line}",
-                        "item_code",
-                        "no line of this item was answered to this institution",
-                        "UNKNOWN_CHECK_LINE",
-                    )
-                line = number
-            on_record = recognition_index.line_on_record(session, check_id, line)
-            if on_record is None or on_record.institution_id != institution_id:
+        # Lines never change once recorded, so the line is read on its own and the write alone
+        # settles a race between two decisions on it.
+        on_record = recognition_index.line_on_record(self.engine, check_id, line)
+        if on_record is None or on_record.institution_id != institution_id:
+            if isinstance(line, str) and on_record is None:
                 raise UnknownCheckLine.one(
-                    f"no line {line} of check {check_id} of this institution",
-                    "line" if on_record is None and _is_uuid(check_id) else "check_id",
-                    "no such check line was answered to this institution",
+                    f"check {check_id} has no line of item {line}",
+                    "item_code",
+                    "no line of this item was answered to this institution",
                     "UNKNOWN_CHECK_LINE",
                 )
-            if decided_at - on_record.received_at > DECISION_WINDOW:
-                raise DecisionConflict.one(
-                    f"check {check_id} was answered at {on_record.received_at.isoformat()}; "
-                    "decisions are recorded within 24 hours of their check",
-                    "check_id",
-                    "too late to record a decision on this check",
-                    "DECISION_TOO_LATE",
-                )
-            if on_record.verdict != Verdict.RECOGNIZABLE.value:
-                raise DecisionConflict.one(
-                    f"line {line} was {on_record.verdict}: there is nothing to recognize",
-                    "line",
-                    "only RECOGNIZABLE lines take a decision",
-                    "NOT_RECOGNIZABLE",
-                )
+            raise UnknownCheckLine.one(
+                f"no line {line} of check {check_id} of this institution",
+                "line" if on_record is None and _is_uuid(check_id) else "check_id",
+                "no such check line was answered to this institution",
+                "UNKNOWN_CHECK_LINE",
+            )
+        line = on_record.line
+        if decided_at - on_record.received_at > DECISION_WINDOW:
+            raise DecisionConflict.one(
+                f"check {check_id} was answered at {on_record.received_at.isoformat()}; "
+                "decisions are recorded within 24 hours of their check",
+                "check_id",
+                "too late to record a decision on this check",
+                "DECISION_TOO_LATE",
+            )
+        if on_record.verdict != Verdict.RECOGNIZABLE.value:
+            raise DecisionConflict.one(
+                f"line {line} was {on_record.verdict}: there is nothing to recognize",
+                "line",
+                "only RECOGNIZABLE lines take a decision",
+                "NOT_RECOGNIZABLE",
+            )
+        if on_record.decision is not None:
+            recorded, new = on_record.decision, False
+        else:
             saving = on_record.estimated_saving if accepted else "0.00"
+            fact = LineFact(
+                check_id=check_id,
+                asker_id=on_record.institution_id,
+                issuer_id=on_record.issuer_institution_id,
+                item_code=on_record.item_code,
+                verdict=on_record.verdict,
+                accepted=accepted,
+                reason=reason.value if reason else "",
+                booked_saving=saving,
+            )
             recorded, new = recognition_index.record_decision(
-                session,
+                self.engine,
                 {
                     "check_id": check_id,
                     "line": line,
@@ -203,23 +214,11 @@ class Recognition:
                     "booked_saving": saving,
                     "decided_at": decided_at,
                 },
-            )
-            if new:
-                fact = LineFact(
-                    check_id=check_id,
-                    asker_id=on_record.institution_id,
-                    issuer_id=on_record.issuer_institution_id,
-                    item_code=on_record.item_code,
-                    verdict=on_record.verdict,
-                    accepted=accepted,
-                    reason=reason.value if reason else "",
-                    booked_saving=saving,
-                )
-                statistics_index.append_deltas(
-                    session,
+                statistics_index.delta_params(
                     today(on_record.received_at),
-                    decision_rows(fact, directory),
-                )
+                    decision_rows(fact, self.reference.data().directory),
+                ),
+            )
         same = recorded.accepted == accepted and recorded.reason == (reason.value if reason else "")
         if not new and not same:
             raise DecisionConflict.one(

@@ -54,7 +54,8 @@ def make_engine(url: str, *, pool_size: int = 10, fast_records: bool = False) ->
 
     ``fast_records`` (PostgreSQL): every statement commits by itself, without waiting for the
     WAL flush (asynchronous commit); for records whose loss in a database crash is tolerable,
-    such as the answers of ordering-time checks. Never for results or decisions.
+    such as the answers of ordering-time checks. Never for results; a decision's statement
+    switches its own commit back to synchronous.
     """
     url = normalize_url(url)
     if url.startswith("sqlite"):

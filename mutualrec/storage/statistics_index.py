@@ -118,12 +118,6 @@ def delta_params(day: dt.date, rows: Sequence[TallyRow]) -> list[dict[str, Any]]
     ]
 
 
-def append_deltas(session: Session, day: dt.date, rows: Sequence[TallyRow]) -> None:
-    """Append what a check or a decision of ``day`` adds, in the caller's transaction."""
-    if rows:
-        session.execute(StatDelta.__table__.insert(), delta_params(day, rows))  # type: ignore[attr-defined]
-
-
 def compact(engine: Engine, batch: int = COMPACT_BATCH) -> int:
     """Fold deltas into the tallies, ``batch`` at a time until none is left; how many were."""
     folded = 0

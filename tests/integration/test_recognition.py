@@ -7,14 +7,16 @@ verdicts, savings and times are worked out by hand from the catalog file and the
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
 import pytest
 from sqlalchemy import func, select, update
 
-from mutualrec.storage import catalog_store
-from mutualrec.storage.models import Decision, RecognitionCheck
+from mutualrec.storage import catalog_store, recognition_index, statistics_index
+from mutualrec.storage.models import Decision, RecognitionCheck, StatTally
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer
 from tests.fhir_docs import PATIENT_ID, bundle, observation, submit
@@ -214,6 +216,94 @@ def test_decisions_book_a_saving_once(server: RunningServer) -> None:
         booked = session.scalars(select(Decision.booked_saving)).all()
         assert booked == ["4.00"]
         assert session.scalar(select(func.count()).select_from(Decision)) == 1
+
+
+def test_racing_decisions_on_one_line_record_one_and_count_once(server: RunningServer) -> None:
+    keys = _setup(server)
+    issued = _fhir_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    submit(server.channel, keys[ISSUER], bundle([observation("RACE-1", issued=issued)]))
+    check = _check(server, keys[ASKER], "LAB-K")
+    start = threading.Barrier(8)
+
+    def decide(accept: bool) -> recognition_pb2.RecordDecisionResponse | grpc.StatusCode:
+        start.wait()
+        try:
+            if accept:
+                return _decide(
+                    server, keys[ASKER], check.check_id, 0, decision=recognition_pb2.ACCEPTED
+                )
+            return _decide(
+                server,
+                keys[ASKER],
+                check.check_id,
+                0,
+                decision=recognition_pb2.DECLINED,
+                reason=recognition_pb2.EMERGENCY,
+            )
+        except grpc.RpcError as error:
+            return error.code()
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(decide, [True, False] * 4))
+
+    answered = [o for o in outcomes if not isinstance(o, grpc.StatusCode)]
+    refused = [o for o in outcomes if isinstance(o, grpc.StatusCode)]
+    assert sum(not o.already_recorded for o in answered) == 1
+    winner = next(o for o in answered if not o.already_recorded)
+    assert {o.decision for o in answered} == {winner.decision}
+    # The losing side was told the line is decided otherwise, never an internal error.
+    assert refused == [grpc.StatusCode.FAILED_PRECONDITION] * 4
+    statistics_index.compact(server.runtime.engine)
+    with server.runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Decision)) == 1
+        accepted, declined, emergency = session.execute(
+            select(
+                func.sum(StatTally.accepted),
+                func.sum(StatTally.declined),
+                func.sum(StatTally.declined_emergency),
+            ).where(StatTally.group_by == "district")
+        ).one()
+    accepted_won = winner.decision == recognition_pb2.ACCEPTED
+    assert (accepted, declined, emergency) == ((1, 0, 0) if accepted_won else (0, 1, 1))
+
+
+def test_the_write_that_loses_a_race_returns_the_first_decision(server: RunningServer) -> None:
+    """Both calls read the line undecided; the second write meets the first decision."""
+    keys = _setup(server)
+    issued = _fhir_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    submit(server.channel, keys[ISSUER], bundle([observation("RACE-2", issued=issued)]))
+    check = _check(server, keys[ASKER], "LAB-K")
+    engine = server.runtime.recognition.engine
+    decided_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def row(accepted: bool) -> dict[str, Any]:
+        return {
+            "check_id": check.check_id,
+            "line": 0,
+            "accepted": accepted,
+            "reason": "" if accepted else "emergency",
+            "reason_text": "",
+            "booked_saving": "4.00" if accepted else "0.00",
+            "decided_at": decided_at,
+        }
+
+    def delta(accepted: bool) -> dict[str, Any]:
+        counters = dict.fromkeys(statistics_index.DELTA_COLUMNS[3:], 0)
+        counters["accepted" if accepted else "declined"] = 1
+        return {"group_by": "district", "day": decided_at.date(), "group_key": "x", **counters}
+
+    first, first_new = recognition_index.record_decision(engine, row(True), [delta(True)])
+    second, second_new = recognition_index.record_decision(engine, row(False), [delta(False)])
+
+    assert (first_new, second_new) == (True, False)
+    assert second == first
+    assert (second.accepted, second.booked_saving, second.decided_at) == (True, "4.00", decided_at)
+    statistics_index.compact(server.runtime.engine)
+    with server.runtime.sessions() as session:
+        kept = session.execute(
+            select(StatTally.accepted, StatTally.declined).where(StatTally.group_key == "x")
+        ).one()
+    assert tuple(kept) == (1, 0)
 
 
 def test_decline_needs_a_reason_and_checks_are_private_to_the_asker(
