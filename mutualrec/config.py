@@ -70,6 +70,8 @@ class Settings:
     min_group_size: int = 0
     # How often statistics deltas are folded into the tallies.
     tally_interval_seconds: float = 5.0
+    # Statistics reports computed at once by one server process; more wait their turn.
+    max_concurrent_reports: int = 1
     # A deployment holding real patients' data: no generated or derived secrets.
     production: bool = False
     # Calls per second per credential (0: unlimited) and the burst allowed above that rate.
@@ -244,6 +246,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         processes=processes,
         token_secret=_token_secret(env, secret),
         min_group_size=int(_number(env, "MIN_GROUP_SIZE", 0, 0)),
+        max_concurrent_reports=int(_number(env, "MAX_CONCURRENT_REPORTS", 1, 1)),
         tally_interval_seconds=_number(env, "TALLY_INTERVAL_SECONDS", 5, 0.1),
         production=production,
         rate_limit=rate_limit,

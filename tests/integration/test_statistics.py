@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,10 +24,18 @@ from mutualrec.storage import statistics_index
 from mutualrec.storage.institutions import issue_role_key
 from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck
 from mutualrec.v1 import recognition_pb2, statistics_pb2, statistics_pb2_grpc
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, make_settings, start_server
 from tests.fhir_docs import OTHER_PATIENT_ID, bundle, observation, submit
 from tests.helpers import bad_request
-from tests.integration.test_recognition import ASKER, ISSUER, _check, _decide, _fhir_time, _setup
+from tests.integration.test_recognition import (
+    ASKER,
+    ISSUER,
+    UNQUALIFIED,
+    _check,
+    _decide,
+    _fhir_time,
+    _setup,
+)
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -422,3 +433,46 @@ def _decision_row(check_id: str, accepted: bool, when: dt.datetime) -> Decision:
         booked_saving="4.00" if accepted else "0",
         decided_at=when,
     )
+
+
+@pytest.fixture
+def strict_server(tmp_path: Path, database_url: str) -> Iterator[RunningServer]:
+    """A server that leaves out groups of fewer than 2 checks and computes one report at once."""
+    yield from start_server(
+        make_settings(
+            tmp_path,
+            MUTUALREC_DATABASE_URL=database_url,
+            MUTUALREC_MIN_GROUP_SIZE="2",
+            MUTUALREC_MAX_CONCURRENT_REPORTS="1",
+        )
+    )
+
+
+def test_small_groups_are_left_out_and_reports_wait_their_turn(
+    strict_server: RunningServer,
+) -> None:
+    server = strict_server
+    keys = _setup(server)
+    regulator = _regulator(server)
+    for _ in range(2):
+        _check(server, keys[ASKER], "LAB-K")
+    _check(server, keys[UNQUALIFIED], "LAB-K", "LAB-NA")
+    day = today().isoformat()
+    request = {
+        "from_date": day,
+        "to_date": day,
+        "granularity": statistics_pb2.GRANULARITY_DAY,
+        "group_by": statistics_pb2.GROUP_BY_ASKING_INSTITUTION,
+    }
+
+    report = _report(server, regulator, **request)
+
+    assert [(r.group_key, r.checks, r.items_checked) for r in report.rows] == [(ASKER, 2, 2)]
+    assert (report.suppressed_rows, report.min_group_size) == (1, 2)
+    # Totals are the sums of the rows shown, so a left-out group cannot be worked out from them.
+    assert (report.totals.checks, report.totals.items_checked) == (2, 2)
+    csv_rows = _export(server, regulator, **request).splitlines()
+    assert [line.split(",")[2] for line in csv_rows[1:]] == [ASKER, "TOTAL"]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda _: _report(server, regulator, **request), range(4)))
+    assert [list(r.rows) for r in together] == [list(report.rows)] * 4
