@@ -795,16 +795,17 @@ _GROUP_KEYS = {
 
 
 def build_tallies(conn: Any, categories: dict[str, str], phases: Phases) -> None:
-    """``stat_tally`` from the record, one grouping per statement (the service keeps it on
-    write; reports read nothing else)."""
+    """``stat_tally`` from the record, one grouping per statement, then ``stat_tally_month``
+    from it (the service keeps both on write; reports read nothing else)."""
     from mutualrec.statistics.tally import REASON_COLUMNS, TALLY_REASONS
+    from mutualrec.storage.statistics_index import month_fold_sql
 
     conn.execute("CREATE TEMP TABLE bench_item_category (code text PRIMARY KEY, category text)")
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO bench_item_category VALUES (%s, %s)", sorted(categories.items())
         )
-    conn.execute("TRUNCATE stat_tally, stat_delta")
+    conn.execute("TRUNCATE stat_tally, stat_tally_month, stat_delta")
     lines = (
         "FROM check_line l JOIN recognition_check c ON c.id = l.check_id "
         "JOIN institution a ON a.id = c.institution_id "
@@ -834,6 +835,8 @@ def build_tallies(conn: Any, categories: dict[str, str], phases: Phases) -> None
             [group_by],
         )
         phases.done(f"tallies by {group_by}")
+    conn.execute(month_fold_sql("postgresql"))
+    phases.done("month tallies")
     conn.execute("DROP TABLE bench_item_category")
 
 

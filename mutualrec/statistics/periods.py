@@ -97,3 +97,16 @@ def period_of(day: dt.date, granularity: Granularity, period: Period) -> tuple[d
         following = (first + dt.timedelta(days=32)).replace(day=1)
         last = following - dt.timedelta(days=1)
     return max(first, period.start), min(last, period.end)
+
+
+def full_months(period: Period) -> Period | None:
+    """The calendar months wholly inside ``period``, as one period; None when there is none."""
+    start = period.start if period.start.day == 1 else _next_month(period.start)
+    ends_a_month = _next_month(period.end) - dt.timedelta(days=1) == period.end
+    end = period.end if ends_a_month else period.end.replace(day=1) - dt.timedelta(days=1)
+    return Period(start, end) if start <= end else None
+
+
+def _next_month(day: dt.date) -> dt.date:
+    """The first day of the month after ``day``'s."""
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)

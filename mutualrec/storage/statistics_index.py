@@ -2,7 +2,8 @@
 
 Every check and every decision appends its :class:`~mutualrec.statistics.tally.TallyRow` s to
 ``stat_delta`` in its own transaction (appends never wait on each other). The compactor folds
-deltas into ``stat_tally`` (one row per grouping, day and group) every few seconds. A
+deltas into ``stat_tally`` (one row per grouping, day and group) and ``stat_tally_month`` (the
+same per calendar month) every few seconds. A
 report is one SQL statement summing the tallies and the deltas not yet folded over its period,
 bucketed into its rows: it reads a few rows per day and group whatever the number of decisions,
 and, being one statement, it sees one snapshot even while the compactor runs.
@@ -31,14 +32,16 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    literal_column,
     select,
     text,
     union_all,
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement, Select
 
-from mutualrec.statistics.periods import Granularity, Period, day_bounds, today
+from mutualrec.statistics.periods import Granularity, Period, day_bounds, full_months, today
 from mutualrec.statistics.report import Directory, GroupBy, InstitutionInfo, LineFact, Row
 from mutualrec.statistics.tally import (
     REASON_COLUMNS,
@@ -57,6 +60,7 @@ from mutualrec.storage.models import (
     RecognitionCheck,
     StatDelta,
     StatTally,
+    StatTallyMonth,
 )
 
 _COUNTERS = (
@@ -72,6 +76,11 @@ _KEY = ("group_by", "day", "group_key")
 # The key's three columns (text, date, text), then BIGINT counters only: the check's statement
 # on PostgreSQL casts its arrays accordingly.
 DELTA_COLUMNS = (*_KEY, *_COUNTERS)
+
+_MONTH_KEY = ("group_by", "month", "group_key")
+# The first day of a day's calendar month, in each database's SQL.
+_MONTH_PG = "date_trunc('month', day::timestamp)::date"
+_MONTH_SQLITE = "date(day, 'start of month')"
 
 # How many deltas one compaction folds at most: a bounded transaction, repeated until done.
 COMPACT_BATCH = 50_000
@@ -92,6 +101,13 @@ _COMPACT_PG = text(
         FROM moved GROUP BY {", ".join(_KEY)} ORDER BY {", ".join(_KEY)}
         ON CONFLICT ({", ".join(_KEY)}) DO UPDATE SET
         {", ".join(f"{c} = stat_tally.{c} + excluded.{c}" for c in _COUNTERS)}
+    ), folded_by_month AS (
+        INSERT INTO stat_tally_month ({", ".join(_MONTH_KEY)}, {", ".join(_COUNTERS)})
+        SELECT group_by, {_MONTH_PG}, group_key,
+               {", ".join(f"sum({c})::bigint" for c in _COUNTERS)}
+        FROM moved GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT ({", ".join(_MONTH_KEY)}) DO UPDATE SET
+        {", ".join(f"{c} = stat_tally_month.{c} + excluded.{c}" for c in _COUNTERS)}
     )
     SELECT count(*) FROM moved
     """
@@ -154,6 +170,23 @@ def _compact_once(connection: Connection, batch: int) -> int:
             set_={c: getattr(table.c, c) + getattr(insert.excluded, c) for c in _COUNTERS},
         )
     )
+    month: ColumnElement[str] = literal_column(_MONTH_SQLITE)
+    by_month = select(
+        StatDelta.group_by,
+        month,
+        StatDelta.group_key,
+        *(func.sum(getattr(StatDelta, c)) for c in _COUNTERS),
+    ).where(StatDelta.id <= last)
+    months = type_cast(Table, StatTallyMonth.__table__)
+    insert = sqlite.insert(months).from_select(
+        [*_MONTH_KEY, *_COUNTERS], by_month.group_by(StatDelta.group_by, month, StatDelta.group_key)
+    )
+    connection.execute(
+        insert.on_conflict_do_update(
+            index_elements=list(_MONTH_KEY),
+            set_={c: getattr(months.c, c) + getattr(insert.excluded, c) for c in _COUNTERS},
+        )
+    )
     return int(connection.execute(delete(StatDelta).where(StatDelta.id <= last)).rowcount)
 
 
@@ -183,16 +216,20 @@ def report(
     deltas to the tallies without the report counting them twice or not at all.
     """
     spans = buckets(period, granularity)
-    parts = [
-        select(
-            model.day,
-            model.group_key,
-            *(getattr(model, c).label(c) for c in _COUNTERS),
-        ).where(
-            model.group_by == group_by.value, model.day >= period.start, model.day <= period.end
-        )
-        for model in (StatTally, StatDelta)
-    ]
+    parts = [_tally_rows(StatDelta, group_by, period.start, period.end)]
+    months = full_months(period) if granularity is Granularity.MONTH else None
+    if months is None:
+        parts.append(_tally_rows(StatTally, group_by, period.start, period.end))
+    else:
+        # Whole months from the month tallies (dated their first day, which is their row's
+        # first day too), the partial months at either end from the day tallies.
+        parts.append(_tally_rows(StatTallyMonth, group_by, months.start, months.end))
+        if period.start < months.start:
+            before = months.start - dt.timedelta(days=1)
+            parts.append(_tally_rows(StatTally, group_by, period.start, before))
+        if months.end < period.end:
+            after = months.end + dt.timedelta(days=1)
+            parts.append(_tally_rows(StatTally, group_by, after, period.end))
     both = union_all(*parts).subquery()
     first: Any = both.c.day
     if granularity is not Granularity.DAY:
@@ -237,6 +274,22 @@ def report(
     )
 
 
+def _tally_rows(
+    model: type[StatTally] | type[StatDelta] | type[StatTallyMonth],
+    group_by: GroupBy,
+    first: dt.date,
+    last: dt.date,
+) -> Select[Any]:
+    """The rows of ``model`` of one grouping dated from ``first`` to ``last``, as (day, key,
+    counters...)."""
+    day = model.month if model is StatTallyMonth else model.day  # type: ignore[union-attr]
+    return select(
+        day.label("day"),
+        model.group_key,
+        *(getattr(model, c).label(c) for c in _COUNTERS),
+    ).where(model.group_by == group_by.value, day >= first, day <= last)
+
+
 def _date(value: dt.date | str) -> dt.date:
     # SQLite hands a CASE of dates back as text.
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
@@ -277,14 +330,18 @@ def day_lines(session: Session, day: dt.date) -> list[LineFact]:
     ]
 
 
-def rebuild(session: Session) -> int:
+def rebuild(session: Session, *, months: bool = True) -> int:
     """Tally again, from the record of checks and decisions, every day it holds; how many days.
 
     For an index whose tallies are missing (made before tallies existed) or in doubt. The
     service must not take checks meanwhile: what they append would be wiped with the rest.
+    ``months=False`` leaves the month tallies alone, for migration 0009, which runs before
+    they exist.
     """
     session.execute(delete(StatDelta))
     session.execute(delete(StatTally))
+    if months:
+        session.execute(delete(StatTallyMonth))
     first, last = session.execute(
         select(func.min(RecognitionCheck.received_at), func.max(RecognitionCheck.received_at))
     ).one()
@@ -296,7 +353,25 @@ def rebuild(session: Session) -> int:
         rows = lines_rows(day_lines(session, day), names)
         if rows:
             session.execute(StatTally.__table__.insert(), delta_params(day, rows))  # type: ignore[attr-defined]
+    if months:
+        fold_months(session)
     return len(days)
+
+
+def fold_months(session: Session) -> None:
+    """Fill the (empty) month tallies from the day tallies."""
+    session.execute(text(month_fold_sql(session.get_bind().dialect.name)))
+
+
+def month_fold_sql(dialect: str) -> str:
+    """The statement that fills the month tallies from the day tallies, in ``dialect``'s SQL."""
+    month = _MONTH_PG if dialect == "postgresql" else _MONTH_SQLITE
+    return (
+        f"INSERT INTO stat_tally_month ({', '.join(_MONTH_KEY)}, {', '.join(_COUNTERS)}) "
+        f"SELECT group_by, {month}, group_key, "
+        f"{', '.join(f'sum({c})' for c in _COUNTERS)} FROM stat_tally "
+        f"GROUP BY group_by, {month}, group_key"
+    )
 
 
 def _day_of(instant: dt.datetime) -> dt.date:

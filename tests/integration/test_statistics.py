@@ -17,12 +17,14 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import select
 
 from mutualrec.security.access import REGULATOR
-from mutualrec.statistics.periods import today
+from mutualrec.statistics.periods import Period, full_months, today
+from mutualrec.statistics.report import GroupBy
 from mutualrec.storage import statistics_index
 from mutualrec.storage.institutions import issue_role_key
-from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck
+from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck, StatTallyMonth
 from mutualrec.v1 import recognition_pb2, statistics_pb2, statistics_pb2_grpc
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.fhir_docs import OTHER_PATIENT_ID, bundle, observation, submit
@@ -380,9 +382,75 @@ def test_tallies_kept_on_write_equal_a_rebuild_from_the_record(server: RunningSe
     assert by_item["LAB-NA"].declined == 1
     statistics_index.compact(server.runtime.engine)
     assert _every_grouping(server, regulator) == on_write
+    months_on_write = _month_tallies(server)
     with server.runtime.sessions.begin() as session:
         statistics_index.rebuild(session)
     assert _every_grouping(server, regulator) == on_write
+    assert _month_tallies(server) == months_on_write
+    assert {row[0] for row in months_on_write} == {g.value for g in GroupBy}
+
+
+def _month_tallies(server: RunningServer) -> list[tuple[Any, ...]]:
+    with server.runtime.sessions() as session:
+        return sorted(tuple(row) for row in session.execute(select(StatTallyMonth.__table__)))
+
+
+def test_whole_months_come_from_month_tallies_and_edges_from_days(server: RunningServer) -> None:
+    """A year by month: checks at the edges of whole months and in the partial months."""
+    _setup(server)
+    regulator = _regulator(server)
+    end = today() - dt.timedelta(days=2)
+    start = end - dt.timedelta(days=365)
+    months = full_months(Period(start, end))
+    assert months is not None
+    first_whole = months.start
+    last_whole = months.end
+    # (day, accepted) of each check, one line each; counted here by the month it falls in.
+    recorded = [
+        (start, True),  # the period's first day, in a partial month
+        (first_whole - dt.timedelta(days=1), False),  # the same partial month's last day
+        (first_whole, True),
+        (first_whole, None),
+        (last_whole, False),
+        (last_whole + dt.timedelta(days=1), True),  # the last partial month
+        (end, True),
+        (start - dt.timedelta(days=1), True),  # outside the period
+        (end + dt.timedelta(days=1), True),  # outside the period
+    ]
+    with server.runtime.sessions.begin() as session:
+        asker_id = _institution_id(session, ASKER)
+        for day, accepted in recorded:
+            noon = dt.datetime.combine(day, dt.time(12), SHANGHAI)
+            check_id = str(uuid.uuid4())
+            session.add(_check_row(check_id, asker_id, noon))
+            session.flush()
+            session.add(_line_row(check_id, 0))
+            session.flush()
+            if accepted is not None:
+                session.add(_decision_row(check_id, accepted, noon))
+    with server.runtime.sessions.begin() as session:
+        statistics_index.rebuild(session)
+
+    report = _report(
+        server,
+        regulator,
+        from_date=start.isoformat(),
+        to_date=end.isoformat(),
+        granularity=statistics_pb2.GRANULARITY_MONTH,
+        group_by=statistics_pb2.GROUP_BY_ASKING_INSTITUTION,
+    )
+
+    expected: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for day, accepted in recorded:
+        if start <= day <= end:
+            row_start = max(day.replace(day=1), start).isoformat()
+            expected[row_start][0] += 1
+            expected[row_start][1] += accepted is True
+            expected[row_start][2] += accepted is False
+    assert {r.period_start: [r.checks, r.accepted, r.declined] for r in report.rows} == dict(
+        expected
+    )
+    assert report.totals.checks == 7
 
 
 def _institution_id(session: Any, code: str) -> int:

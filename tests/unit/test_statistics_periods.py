@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mutualrec.statistics.counters import recognition_rate
-from mutualrec.statistics.periods import Granularity, Period, day_bounds, period_of
+from mutualrec.statistics.periods import Granularity, Period, day_bounds, full_months, period_of
 
 D = dt.date
 
@@ -41,3 +44,30 @@ def test_a_shanghai_day_starts_at_16_utc_the_day_before() -> None:
 def test_rate_has_four_decimals_and_is_empty_without_recognizable_items() -> None:
     assert recognition_rate(2, 3) == "0.6667"
     assert recognition_rate(0, 0) == ""
+
+
+def test_full_months_are_the_whole_months_inside_the_period() -> None:
+    assert full_months(Period(D(2025, 11, 23), D(2026, 11, 22))) == Period(
+        D(2025, 12, 1), D(2026, 10, 31)
+    )
+    assert full_months(Period(D(2028, 2, 1), D(2028, 2, 29))) == Period(
+        D(2028, 2, 1), D(2028, 2, 29)
+    )
+    assert full_months(Period(D(2026, 1, 2), D(2026, 2, 27))) is None
+    assert full_months(Period(D(2026, 1, 1), D(2026, 1, 30))) is None
+
+
+@given(
+    st.dates(min_value=D(2020, 1, 1), max_value=D(2030, 12, 31)),
+    st.integers(min_value=0, max_value=400),
+)
+def test_full_months_hold_exactly_the_days_whose_month_is_inside(
+    start: dt.date, length: int
+) -> None:
+    period = Period(start, start + dt.timedelta(days=length))
+    months = full_months(period)
+    for day in period.days():
+        whole = period_of(day, Granularity.MONTH, period)
+        month_inside = whole[0].day == 1 and (whole[1] + dt.timedelta(days=1)).day == 1
+        in_months = months is not None and months.start <= day <= months.end
+        assert in_months == month_inside

@@ -118,7 +118,7 @@ def upgrade() -> None:
         from mutualrec.storage.statistics_index import rebuild
 
         with Session(bind=bind) as session:
-            rebuild(session)
+            rebuild(session, months=False)
 
 
 def downgrade() -> None:
