@@ -61,7 +61,7 @@ def row_proto(
     first: dt.date, last: dt.date, key: str, label: str, c: Counters
 ) -> statistics_pb2.ReportRow:
     """One row of the reply."""
-    return statistics_pb2.ReportRow(
+    row = statistics_pb2.ReportRow(
         period_start=first.isoformat(),
         period_end=last.isoformat(),
         group_key=key,
@@ -71,13 +71,15 @@ def row_proto(
         items_recognizable=c.items_recognizable,
         accepted=c.accepted,
         declined=c.declined,
-        declined_by_reason=[
-            statistics_pb2.DeclineCount(reason=reason, count=count)
-            for reason, count in c.reasons_in_order()
-        ],
         recognition_rate=recognition_rate(c.accepted, c.items_recognizable),
         saving=yuan(c.saving),
     )
+    # Added in place: building DeclineCount messages first and handing them over copies each
+    # (a third of the time of a 1,500-row report's reply).
+    add = row.declined_by_reason.add
+    for reason, count in c.reasons_in_order():
+        add(reason=reason, count=count)
+    return row
 
 
 def csv_lines(report: Report) -> list[list[str]]:

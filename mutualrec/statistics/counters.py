@@ -12,6 +12,7 @@ RECOGNIZABLE = "RECOGNIZABLE"
 _FEN = Decimal("0.01")
 _RATE = Decimal("0.0001")
 REASONS = tuple(reason.value for reason in DeclineReason)
+_KNOWN = frozenset(REASONS)
 
 
 @dataclass(slots=True)
@@ -56,10 +57,9 @@ class Counters:
 
     def reasons_in_order(self) -> list[tuple[str, int]]:
         """(reason, count) with a count, in DeclineReason order, unknown names last."""
-        known = [(r, self.declined_by_reason[r]) for r in REASONS if self.declined_by_reason.get(r)]
-        others = sorted(
-            (r, n) for r, n in self.declined_by_reason.items() if r not in REASONS and n
-        )
+        counts = self.declined_by_reason
+        known = [(r, counts[r]) for r in REASONS if counts.get(r)]
+        others = sorted((r, n) for r, n in counts.items() if n and r not in _KNOWN)
         return known + others
 
 
