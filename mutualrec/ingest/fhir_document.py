@@ -62,6 +62,14 @@ def _reject(field: str, description: str, reason: str) -> Rejected:
     return Rejected.one(f"the document cannot be read: {description}", field, description, reason)
 
 
+class _DuplicateKey(ValueError):
+    """A key appears twice in one JSON object."""
+
+
+class _NumberTooLong(ValueError):
+    """A JSON integer longer than Python converts (sys.get_int_max_str_digits())."""
+
+
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # JSON allows a key twice, FHIR does not: a second "valueQuantity" would silently win.
     result = dict(pairs)
@@ -69,9 +77,16 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(f"the key {key!r} appears twice in one object")
+                raise _DuplicateKey(f"the key {key!r} appears twice in one object")
             seen.add(key)
     return result
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise _NumberTooLong(f"a number of {len(text)} digits; no FHIR value has so many") from None
 
 
 def parse_json(body: bytes) -> Any:
@@ -82,13 +97,20 @@ def parse_json(body: bytes) -> Any:
         raise _reject("body", f"not UTF-8 at byte {exc.start}", "NOT_UTF8") from None
     try:
         # Decimals, not floats: FHIR decimals keep their precision ("4.10" is not "4.1").
-        return json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_float=Decimal)
+        return json.loads(
+            text,
+            object_pairs_hook=_reject_duplicate_keys,
+            parse_float=Decimal,
+            parse_int=_integer,
+        )
     except json.JSONDecodeError as exc:
         raise _reject(
             "body", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", "BAD_JSON"
         ) from None
-    except ValueError as exc:
+    except _DuplicateKey as exc:
         raise _reject("body", str(exc), "DUPLICATE_JSON_KEY") from None
+    except _NumberTooLong as exc:
+        raise _reject("body", str(exc), "NUMBER_TOO_LONG") from None
 
 
 def read_document(body: bytes) -> FhirDocument:

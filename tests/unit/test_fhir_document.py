@@ -136,6 +136,15 @@ def test_duplicate_keys_are_rejected(body: bytes, key: str) -> None:
     assert repr(key) in violation.description
 
 
+def test_an_integer_too_long_to_convert_is_named_as_such() -> None:
+    digits = "9" * 5000
+    violation = _rejection(
+        b'{"resourceType": "Observation", "valueInteger": ' + digits.encode() + b"}"
+    )
+    assert (violation.field, violation.reason) == ("body", "NUMBER_TOO_LONG")
+    assert "5000 digits" in violation.description
+
+
 def test_decimals_keep_their_precision() -> None:
     value = parse_json(b'{"value": 4.10, "count": 7, "tiny": 1e-22}')
     assert isinstance(value["value"], Decimal)
