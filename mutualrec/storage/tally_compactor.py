@@ -37,7 +37,8 @@ class TallyCompactor:
         while True:
             stopping = self._stop.wait(self._interval)
             try:
-                statistics_index.compact(self._engine)
+                if statistics_index.compact(self._engine):
+                    statistics_index.vacuum_deltas(self._engine)
             except SQLAlchemyError:
                 # The deltas stay where they are, counted by reports, and fold next time.
                 _log.exception(

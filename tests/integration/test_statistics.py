@@ -7,6 +7,7 @@ of the report is compared with a count made here from those replies, not from th
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from mutualrec.security.access import REGULATOR
 from mutualrec.statistics.periods import Period, full_months, today
@@ -544,3 +545,34 @@ def test_small_groups_are_left_out_and_reports_wait_their_turn(
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda _: _report(server, regulator, **request), range(4)))
     assert [list(r.rows) for r in together] == [list(report.rows)] * 4
+
+
+def test_the_compactor_empties_and_vacuums_the_deltas_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Autovacuum is off on the CI database: only the compactor's own VACUUM counts here."""
+    settings = make_settings(
+        tmp_path, MUTUALREC_DATABASE_URL=postgres_url, MUTUALREC_TALLY_INTERVAL_SECONDS="0.2"
+    )
+    running = start_server(settings)
+    server = next(running)
+    try:
+        keys = _setup(server)
+        for _ in range(3):
+            _check(server, keys[ASKER], "LAB-K", "LAB-NA")
+        deadline = time.monotonic() + 30
+        while True:
+            with server.runtime.engine.connect() as connection:
+                connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+                left = connection.execute(text("SELECT count(*) FROM stat_delta")).scalar_one()
+                vacuums = connection.execute(
+                    text(
+                        "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'stat_delta'"
+                    )
+                ).scalar_one()
+            if (left, vacuums > 0) == (0, True) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert (left, vacuums > 0) == (0, True)
+    finally:
+        running.close()
