@@ -34,11 +34,16 @@ class TallyCompactor:
         self._thread.join(60)
 
     def _run(self) -> None:
+        # The first pass, at start, vacuums even when it folds nothing: dead deltas left behind
+        # on a database without autovacuum would otherwise be scanned by every report until the
+        # next fold.
+        first = True
         while True:
-            stopping = self._stop.wait(self._interval)
+            stopping = self._stop.wait(0 if first else self._interval)
             try:
-                if statistics_index.compact(self._engine):
+                if statistics_index.compact(self._engine) or first:
                     statistics_index.vacuum_deltas(self._engine)
+                first = False
             except SQLAlchemyError:
                 # The deltas stay where they are, counted by reports, and fold next time.
                 _log.exception(
