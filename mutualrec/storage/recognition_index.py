@@ -210,6 +210,22 @@ _RECORD_CHECK_SQL = (
     + ")"
 )
 
+
+def _delta_arrays(deltas: Sequence[dict[str, Any]]) -> list[Any]:
+    """``stat_delta`` rows as one parameter per column, for the unnest in the check's and the
+    decision's statements.
+
+    The counters go as array literals ({1,0,...}): psycopg inspects every element of a list to
+    pick its dumper, and for the 17 counter columns that cost 60 to 170 us per statement in a
+    micro-benchmark. Counters are integers, so the literal needs no quoting.
+    """
+    key = [[delta[c] for delta in deltas] for c in DELTA_COLUMNS[:3]]
+    counters = [
+        "{" + ",".join(str(int(delta[c])) for delta in deltas) + "}" for c in DELTA_COLUMNS[3:]
+    ]
+    return key + counters
+
+
 CheckRows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]
 """A check's row, its lines' rows and its ``stat_delta`` rows."""
 
@@ -250,7 +266,7 @@ def check_round_trip(
                 _RECORD_CHECK_SQL,
                 [check[c] for c in _CHECK_COLUMNS]
                 + [[line[c] for line in lines] for c in _LINE_COLUMNS]
-                + [[delta[c] for delta in deltas] for c in DELTA_COLUMNS],
+                + _delta_arrays(deltas),
                 prepare=True,
             )
     finally:
@@ -424,8 +440,7 @@ def record_decision(
         with connection.cursor() as cursor:
             cursor.execute(
                 _RECORD_DECISION_SQL,
-                [row[c] for c in _DECISION_COLUMNS]
-                + [[delta[c] for delta in deltas] for c in DELTA_COLUMNS],
+                [row[c] for c in _DECISION_COLUMNS] + _delta_arrays(deltas),
                 prepare=True,
             )
             inserted = cursor.fetchone()
