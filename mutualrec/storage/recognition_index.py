@@ -8,7 +8,8 @@ patient's rows. Checks, their lines and decisions are the record that savings ar
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -211,6 +212,20 @@ _RECORD_CHECK_SQL = (
 )
 
 
+@contextmanager
+def _driver_cursor(engine: Engine) -> Iterator[Any]:
+    """A psycopg cursor on a pooled connection of ``engine``, for the hot paths' prepared
+    statements; the connection goes back to the pool afterwards."""
+    pooled = engine.raw_connection()
+    try:
+        connection = pooled.driver_connection
+        assert connection is not None
+        with connection.cursor() as cursor:
+            yield cursor
+    finally:
+        pooled.close()
+
+
 def _delta_arrays(deltas: Sequence[dict[str, Any]]) -> list[Any]:
     """``stat_delta`` rows as one parameter per column, for the unnest in the check's and the
     decision's statements.
@@ -252,25 +267,19 @@ def check_round_trip(
             if deltas:
                 session.execute(StatDelta.__table__.insert(), deltas)  # type: ignore[attr-defined]
         return
-    pooled = engine.raw_connection()
-    try:
-        connection = pooled.driver_connection
-        assert connection is not None
-        with connection.cursor() as cursor:
-            rows: list[IndexedResult] = []
-            if codes:
-                cursor.execute(_RESULTS_SQL, (patient_key, codes), prepare=True)
-                rows = [IndexedResult(*row) for row in cursor.fetchall()]
-            check, lines, deltas = answer(rows)
-            cursor.execute(
-                _RECORD_CHECK_SQL,
-                [check[c] for c in _CHECK_COLUMNS]
-                + [[line[c] for line in lines] for c in _LINE_COLUMNS]
-                + _delta_arrays(deltas),
-                prepare=True,
-            )
-    finally:
-        pooled.close()
+    with _driver_cursor(engine) as cursor:
+        rows: list[IndexedResult] = []
+        if codes:
+            cursor.execute(_RESULTS_SQL, (patient_key, codes), prepare=True)
+            rows = [IndexedResult(*row) for row in cursor.fetchall()]
+        check, lines, deltas = answer(rows)
+        cursor.execute(
+            _RECORD_CHECK_SQL,
+            [check[c] for c in _CHECK_COLUMNS]
+            + [[line[c] for line in lines] for c in _LINE_COLUMNS]
+            + _delta_arrays(deltas),
+            prepare=True,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,19 +380,13 @@ def line_on_record(engine: Engine, check_id: str, line: int | str) -> LineOnReco
     with its decision; None when there is no such check or line."""
     by_item = isinstance(line, str)
     if engine.dialect.name == "postgresql":
-        pooled = engine.raw_connection()
-        try:
-            connection = pooled.driver_connection
-            assert connection is not None
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _LINE_BY_ITEM_SQL if by_item else _LINE_BY_NUMBER_SQL,
-                    {"check_id": check_id, "item_code": line, "line": line},
-                    prepare=True,
-                )
-                found = cursor.fetchone()
-        finally:
-            pooled.close()
+        with _driver_cursor(engine) as cursor:
+            cursor.execute(
+                _LINE_BY_ITEM_SQL if by_item else _LINE_BY_NUMBER_SQL,
+                {"check_id": check_id, "item_code": line, "line": line},
+                prepare=True,
+            )
+            found = cursor.fetchone()
         return None if found is None else _line(found)
     statement = (
         select(
@@ -433,19 +436,13 @@ def record_decision(
         recorded = _decided(found)
         assert recorded is not None
         return recorded, new
-    pooled = engine.raw_connection()
-    try:
-        connection = pooled.driver_connection
-        assert connection is not None
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _RECORD_DECISION_SQL,
-                [row[c] for c in _DECISION_COLUMNS] + _delta_arrays(deltas),
-                prepare=True,
-            )
-            inserted = cursor.fetchone()
-    finally:
-        pooled.close()
+    with _driver_cursor(engine) as cursor:
+        cursor.execute(
+            _RECORD_DECISION_SQL,
+            [row[c] for c in _DECISION_COLUMNS] + _delta_arrays(deltas),
+            prepare=True,
+        )
+        inserted = cursor.fetchone()
     if inserted is not None:
         recorded = _decided(inserted[: len(_DECIDED)])
         assert recorded is not None
