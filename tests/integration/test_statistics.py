@@ -286,16 +286,13 @@ def test_closed_day_gives_the_same_numbers_every_time(server: RunningServer) -> 
     noon = dt.datetime.combine(closed, dt.time(12), SHANGHAI)
     # A day recorded before tallies were kept: written straight into the record, then tallied
     # from it as the migration and the operator's rebuild do.
-    with server.runtime.sessions.begin() as session:
-        asker_id = _institution_id(session, ASKER)
-        for n, accepted in enumerate((True, False, None)):
-            check_id = str(uuid.uuid4())
-            session.add(_check_row(check_id, asker_id, noon + dt.timedelta(minutes=n)))
-            session.flush()
-            session.add(_line_row(check_id, 0))
-            session.flush()
-            if accepted is not None:
-                session.add(_decision_row(check_id, accepted, noon))
+    _record_directly(
+        server,
+        [
+            (noon + dt.timedelta(minutes=n), accepted)
+            for n, accepted in enumerate((True, False, None))
+        ],
+    )
     with server.runtime.sessions.begin() as session:
         assert statistics_index.rebuild(session) == 1
     request = {
@@ -418,17 +415,10 @@ def test_whole_months_come_from_month_tallies_and_edges_from_days(server: Runnin
         (start - dt.timedelta(days=1), True),  # outside the period
         (end + dt.timedelta(days=1), True),  # outside the period
     ]
-    with server.runtime.sessions.begin() as session:
-        asker_id = _institution_id(session, ASKER)
-        for day, accepted in recorded:
-            noon = dt.datetime.combine(day, dt.time(12), SHANGHAI)
-            check_id = str(uuid.uuid4())
-            session.add(_check_row(check_id, asker_id, noon))
-            session.flush()
-            session.add(_line_row(check_id, 0))
-            session.flush()
-            if accepted is not None:
-                session.add(_decision_row(check_id, accepted, noon))
+    _record_directly(
+        server,
+        [(dt.datetime.combine(day, dt.time(12), SHANGHAI), accepted) for day, accepted in recorded],
+    )
     with server.runtime.sessions.begin() as session:
         statistics_index.rebuild(session)
 
@@ -462,6 +452,21 @@ def _institution_id(session: Any, code: str) -> int:
 
 def _decided(session: Any) -> set[str]:
     return {row.check_id for row in session.query(Decision)}
+
+
+def _record_directly(server: RunningServer, checks: list[tuple[dt.datetime, bool | None]]) -> None:
+    """Write checks of ASKER (one LAB-K line each, decided at once unless None) straight into
+    the record, as if made before tallies were kept."""
+    with server.runtime.sessions.begin() as session:
+        asker_id = _institution_id(session, ASKER)
+        for when, accepted in checks:
+            check_id = str(uuid.uuid4())
+            session.add(_check_row(check_id, asker_id, when))
+            session.flush()
+            session.add(_line_row(check_id, 0))
+            session.flush()
+            if accepted is not None:
+                session.add(_decision_row(check_id, accepted, when))
 
 
 def _check_row(check_id: str, asker_id: int, when: dt.datetime) -> RecognitionCheck:
