@@ -170,37 +170,23 @@ def _compact_once(connection: Connection, batch: int) -> int:
         last = connection.execute(select(func.max(StatDelta.id))).scalar()
         if last is None:
             return 0
-    sums = select(
-        *(getattr(StatDelta, c) for c in _KEY),
-        *(func.sum(getattr(StatDelta, c)) for c in _COUNTERS),
-    ).where(StatDelta.id <= last)
-    table = type_cast(Table, StatTally.__table__)
-    insert = sqlite.insert(table).from_select(
-        list(DELTA_COLUMNS), sums.group_by(*(getattr(StatDelta, c) for c in _KEY))
-    )
-    connection.execute(
-        insert.on_conflict_do_update(
-            index_elements=list(_KEY),
-            set_={c: getattr(table.c, c) + getattr(insert.excluded, c) for c in _COUNTERS},
-        )
-    )
     month: ColumnElement[str] = literal_column(_MONTH_SQLITE)
-    by_month = select(
-        StatDelta.group_by,
-        month,
-        StatDelta.group_key,
-        *(func.sum(getattr(StatDelta, c)) for c in _COUNTERS),
-    ).where(StatDelta.id <= last)
-    months = type_cast(Table, StatTallyMonth.__table__)
-    insert = sqlite.insert(months).from_select(
-        [*_MONTH_KEY, *_COUNTERS], by_month.group_by(StatDelta.group_by, month, StatDelta.group_key)
-    )
-    connection.execute(
-        insert.on_conflict_do_update(
-            index_elements=list(_MONTH_KEY),
-            set_={c: getattr(months.c, c) + getattr(insert.excluded, c) for c in _COUNTERS},
+    for model, key, dated in (
+        (StatTally, _KEY, StatDelta.day),
+        (StatTallyMonth, _MONTH_KEY, month),
+    ):
+        grouping = (StatDelta.group_by, dated, StatDelta.group_key)
+        sums = select(*grouping, *(func.sum(getattr(StatDelta, c)) for c in _COUNTERS))
+        table = type_cast(Table, model.__table__)
+        insert = sqlite.insert(table).from_select(
+            [*key, *_COUNTERS], sums.where(StatDelta.id <= last).group_by(*grouping)
         )
-    )
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(key),
+                set_={c: getattr(table.c, c) + getattr(insert.excluded, c) for c in _COUNTERS},
+            )
+        )
     return int(connection.execute(delete(StatDelta).where(StatDelta.id <= last)).rowcount)
 
 
