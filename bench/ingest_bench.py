@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 MAKE_SAMPLES = REPO / "dicom_samples" / "make_samples.py"
 NETNS_ENV = "MUTUALREC_BENCH_IN_NETNS"
-BACKENDS = ("sqlite", "postgres", "orthanc", "grpc-null")
+BACKENDS = ("sqlite", "postgres", "orthanc", "grpc-null", "grpc-store")
 DEFAULT_BACKENDS = ("sqlite", "postgres", "orthanc")
 NULL_SERVER = Path(__file__).resolve().parent / "null_ingest_server.py"
 INSTITUTION = ("H500103001", "CQ YUZHONG DEMO PEOPLES HOSPITAL", "Yuzhong", "tertiary")
@@ -786,16 +786,20 @@ class NullGrpcServer(MutualrecServer):
 
     LISTENING = re.compile(r"null ingest listening on (\S+):(\d+)")
 
-    def __init__(self, options: Options, run_dir: Path) -> None:
+    def __init__(self, options: Options, run_dir: Path, store: bool = False) -> None:
         super().__init__(options, run_dir, postgres=False)
-        self.backend = "grpc-null"
+        self.backend = "grpc-store" if store else "grpc-null"
+        self.store = store
         self.api_key = "unused"
 
     def start(self) -> None:
         """Start the null server from the same code snapshot as mutualrec."""
         self.run_dir.mkdir(parents=True)
+        keep = ["--store", str(self.run_dir / "objects")] if self.store else []
+        if self.store and not self.options.fsync:
+            keep.append("--no-fsync")
         self.process = ServerProcess(
-            [sys.executable, str(NULL_SERVER), "--listen", "127.0.0.1:0"],
+            [sys.executable, str(NULL_SERVER), "--listen", "127.0.0.1:0", *keep],
             self.run_dir / "server.log",
             self._env(),
             cwd=self.options.code_dir,
@@ -998,6 +1002,7 @@ def display_name(server_id: str) -> str:
         "postgres": "mutualrec, local dir + PostgreSQL",
         "orthanc": "Orthanc 1.10 REST",
         "grpc-null": "gRPC transport only (null UploadStudy)",
+        "grpc-store": "gRPC transport + hash, fsync, rename only (no parse, no index)",
     }
     backend, processes = parse_server_id(server_id)
     return names[backend] + (f", {processes} processes" if processes > 1 else "")
@@ -1008,8 +1013,8 @@ def make_server(server_id: str, options: Options, run_dir: Path) -> Server:
     backend, processes = parse_server_id(server_id)
     if backend == "orthanc":
         return OrthancServer(options, run_dir)
-    if backend == "grpc-null":
-        return NullGrpcServer(options, run_dir)
+    if backend in ("grpc-null", "grpc-store"):
+        return NullGrpcServer(options, run_dir, store=backend == "grpc-store")
     return MutualrecServer(options, run_dir, postgres=backend == "postgres", processes=processes)
 
 
@@ -1237,7 +1242,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         choices=BACKENDS,
         default=list(DEFAULT_BACKENDS),
         help="grpc-null (diagnostic): mutualrec's gRPC contract with an UploadStudy that "
-        "stores nothing, i.e. the transport's ceiling",
+        "stores nothing, i.e. the transport's ceiling; grpc-store: the same keeping each "
+        "instance as a hashed, fsynced file and nothing more, i.e. a storage floor",
     )
     p.add_argument("--runs", type=int, default=3, help="runs per configuration (median)")
     p.add_argument(

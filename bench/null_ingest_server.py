@@ -5,16 +5,28 @@ It uses mutualrec's contract and the same grpc.aio server options as ``mutualrec
 stores, parses and indexes nothing, so the ingest benchmark can show how much of mutualrec's
 time is the gRPC transport (Python client and grpc.aio server) itself. Diagnostic only.
 
-    PYTHONPATH=. .venv/bin/python bench/null_ingest_server.py [--listen 127.0.0.1:0]
+With ``--store DIR`` it also keeps every instance the way any durable store must, and nothing
+more: SHA-256 of its bytes, a temporary file, fsync (unless ``--no-fsync``), a rename into
+place; written by worker threads while the next instance arrives, two in flight per upload. No
+parsing, no validation, no index. That is the floor under any CPython ingest server that keeps
+instances as files, as Orthanc does with ``SyncStorageArea``.
+
+    PYTHONPATH=. .venv/bin/python bench/null_ingest_server.py [--listen 127.0.0.1:0] \
+        [--store DIR [--no-fsync]]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import hashlib
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 
@@ -22,24 +34,70 @@ from mutualrec.config import load_settings
 from mutualrec.server import max_message_bytes
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 
+# Instances being written per upload while the next one is received.
+IN_FLIGHT = 2
+
+
+class FileKeeper:
+    """Keeps instances as files below ``root``: hash, temporary file, fsync, rename."""
+
+    def __init__(self, root: Path, fsync: bool) -> None:
+        self.root = root
+        self.fsync = fsync
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        self.threads = concurrent.futures.ThreadPoolExecutor(8)
+
+    def write(self, chunks: list[bytes]) -> None:
+        """Write one instance's bytes durably under a name of its content hash."""
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp")
+        with os.fdopen(fd, "wb") as out:
+            out.writelines(chunks)
+            if self.fsync:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp_name, self.root / f"{digest.hexdigest()}.dcm")
+
 
 class NullIngest(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]  # untyped stub
     """Reads every message of an upload and answers STORED for each complete instance."""
+
+    def __init__(self, keeper: FileKeeper | None) -> None:
+        self.keeper = keeper
 
     async def UploadStudy(
         self,
         request_iterator: AsyncIterator[ingest_pb2.UploadStudyRequest],
         context: grpc.aio.ServicerContext[object, object],
     ) -> ingest_pb2.UploadStudyResponse:
-        """Count instances and bytes; keep nothing."""
+        """Count instances; keep each one as a file with ``--store``, else nothing."""
+        loop = asyncio.get_running_loop()
         instances = 0
+        chunks: list[bytes] = []
+        writing: set[asyncio.Future[None]] = set()
         async for message in request_iterator:
-            if message.WhichOneof("part") == "chunk" and message.chunk.end_of_instance:
+            if message.WhichOneof("part") != "chunk":
+                continue
+            if self.keeper is not None:
+                chunks.append(message.chunk.data)
+            if message.chunk.end_of_instance:
                 instances += 1
+                if self.keeper is not None:
+                    keeper = self.keeper
+                    writing.add(loop.run_in_executor(keeper.threads, keeper.write, chunks))
+                    chunks = []
+                    if len(writing) >= IN_FLIGHT:
+                        _, writing = await asyncio.wait(
+                            writing, return_when=asyncio.FIRST_COMPLETED
+                        )
+        if writing:
+            await asyncio.gather(*writing)
         return ingest_pb2.UploadStudyResponse(counts=ingest_pb2.UploadCounts(stored=instances))
 
 
-async def serve(listen: str) -> None:
+async def serve(listen: str, keeper: FileKeeper | None) -> None:
     """Serve until SIGTERM or SIGINT."""
     limit = max_message_bytes(load_settings({}))
     server = grpc.aio.server(
@@ -49,7 +107,7 @@ async def serve(listen: str) -> None:
             ("grpc.so_reuseport", 0),
         ]
     )
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(NullIngest(), server)
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(NullIngest(keeper), server)
     port = server.add_insecure_port(listen)
     await server.start()
     print(f"null ingest listening on {listen.rsplit(':', 1)[0]}:{port}", flush=True)
@@ -65,7 +123,11 @@ def main() -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--listen", default="127.0.0.1:0")
-    asyncio.run(serve(parser.parse_args().listen))
+    parser.add_argument("--store", type=Path, help="keep each instance as a file below this")
+    parser.add_argument("--no-fsync", dest="fsync", action="store_false")
+    args = parser.parse_args()
+    keeper = FileKeeper(args.store, args.fsync) if args.store else None
+    asyncio.run(serve(args.listen, keeper))
     return 0
 
 
