@@ -69,7 +69,15 @@ from ingest_bench import (
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SECRET = "mutualrec-bench-city-secret-0123456789abcdef"
-LISTENING = re.compile(r"mutualrec listening on (\S+):(\d+)")
+LISTENING = re.compile(r"(?:mutualrec|floor check) listening on (\S+):(\d+)")
+FLOOR_SERVER = Path(__file__).resolve().parent / "floor_check_server.py"
+# --server: the real service, or bench/floor_check_server.py as a floor under it.
+SERVERS = {
+    "mutualrec": [],
+    "floor": ["--driver", "thread"],
+    "floor-async": ["--driver", "async"],
+    "transport": ["--no-sql"],
+}
 CALL_TIMEOUT = 10.0
 ITEMS_PER_CALL = 5
 HOT_SQL = (
@@ -302,6 +310,24 @@ def server_env(
         name, _, value = item.partition("=")
         env[name] = value
     return env
+
+
+def server_argv(args: argparse.Namespace) -> list[str]:
+    """The command of the server under load: ``mutualrec serve`` or the floor server."""
+    if args.server == "mutualrec":
+        return [sys.executable, "-m", "mutualrec.cli", "serve"]
+    conninfo = f"host={args.pg_host} user={args.pg_user} dbname={args.database}"
+    return [
+        sys.executable,
+        str(FLOOR_SERVER),
+        "--database-url",
+        conninfo,
+        "--secret",
+        args.secret,
+        "--processes",
+        str(args.processes),
+        *SERVERS[args.server],
+    ]
 
 
 def issue_key(env: dict[str, str], code_dir: Path, institution: str) -> str:
@@ -704,6 +730,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="calls the client keeps open at most; beyond, due calls are not sent (counted)",
     )
     p.add_argument("--processes", type=int, default=1, help="MUTUALREC_PROCESSES of the server")
+    p.add_argument(
+        "--server",
+        choices=tuple(SERVERS),
+        default="mutualrec",
+        help="diagnostic: load bench/floor_check_server.py instead of mutualrec, keying the "
+        "patient and running the check's two statements (floor, floor-async: threads or the "
+        "async driver) or nothing but the transport",
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--pg-host", default="/var/run/postgresql")
     p.add_argument("--pg-user", default="postgres")
@@ -800,7 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="check-", dir=scratch / "runs"))
     listen = f"127.0.0.1:{free_port()}"
     env = server_env(args, code_dir, run_dir, listen)
-    api_key = issue_key(env, code_dir, institution)
+    api_key = issue_key(env, code_dir, institution) if args.server == "mutualrec" else "unused"
     info = machine(scratch)
     with (
         contextlib.suppress(Exception),
@@ -811,9 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[RateResult] = []
     failure = ""
     probe_result: tuple[str, str] = ("", "")
-    server = ServerProcess(
-        [sys.executable, "-m", "mutualrec.cli", "serve"], run_dir / "server.log", env, cwd=code_dir
-    )
+    server = ServerProcess(server_argv(args), run_dir / "server.log", env, cwd=code_dir)
     try:
         match = server.wait_for_line(LISTENING, START_TIMEOUT)
         target = f"127.0.0.1:{match[2]}"
@@ -841,7 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.copyfile(run_dir / "server.log", scratch / "last-server.log")
 
     header = (
-        f"**CheckOrder**, mutualrec {code}, PostgreSQL {info.get('postgres_server', '?')}, "
+        f"**CheckOrder**, {args.server} {code}, PostgreSQL {info.get('postgres_server', '?')}, "
         f"{args.database} ({held[0]:,} results, {held[1]:,} patients), {args.processes} server "
         f"process(es), {args.channels} client channels, {ITEMS_PER_CALL} items per call, "
         f"{args.duration:g} s per rate after {args.warmup:g} s warmup; "
@@ -867,6 +899,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "city": {k: v for k, v in args.city.items() if k != "secret"},
                     "held": {"results": held[0], "patients": held[1], "institutions": held[2]},
                     "institution": institution,
+                    "server": args.server,
                     "processes": args.processes,
                     "channels": args.channels,
                     "mutualrec_env": args.mutualrec_env,

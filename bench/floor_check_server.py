@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""A CheckOrder server that does only what any check must: the transport and the two statements.
+
+It speaks mutualrec's contract with the same grpc.aio server as ``mutualrec serve`` (one
+process, or several on one port with SO_REUSEPORT), and per call does what no implementation of
+the check can skip on PostgreSQL: key the patient (resident ID validation and HMAC), run the hot
+read of ``mutualrec.storage.recognition_index`` (the patient's rows of the ordered items), and
+record a check with five lines and thirteen statistics deltas through the same prepared
+statement the server uses. Everything else is left out: no credential, no rate limit, no audit
+entry, no catalog or code mapping, no rules (every line is a canned NO_RESULT), a canned reply.
+
+So its rate and latency under bench/check_bench.py's load are a floor under any CheckOrder built
+on CPython, grpcio and psycopg on the same machine: what the real server cannot beat, however
+lean its own logic. Diagnostic only.
+
+    PYTHONPATH=. .venv/bin/python bench/floor_check_server.py \\
+        --database-url "host=/var/run/postgresql user=postgres dbname=mutualrec_city" \\
+        --secret SECRET [--processes 2] [--driver thread|async] [--no-sql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import psycopg
+
+from mutualrec.identity import parse_identity, patient_key
+from mutualrec.storage.recognition_index import _RECORD_CHECK_SQL, _RESULTS_SQL
+from mutualrec.storage.statistics_index import DELTA_COLUMNS
+from mutualrec.v1 import recognition_pb2, recognition_pb2_grpc
+
+LINES = 5
+# What one check of five lines appends to stat_delta in the real server (checks, items, the
+# asker, its district and category, per item and per category), in the real column shape.
+DELTA_KEYS = (
+    [("district", "500103"), ("asking_institution", "1")]
+    + [("item", f"ITEM-{n}") for n in range(LINES)]
+    + [("category", "lab"), ("category", "imaging")]
+    + [("issuing_institution", "-"), ("issuer_asker_pair", "-:1")]
+    + [("district", "-"), ("asking_institution", "-")]
+)
+REPLY = recognition_pb2.CheckOrderResponse(
+    check_id=str(uuid.uuid4()),
+    received_at="2026-12-03T00:00:00Z",
+    catalog_version="2026.1",
+    total_estimated_saving="0.00",
+    lines=[
+        recognition_pb2.CheckLine(
+            line=n,
+            ordered_code=f"ITEM-{n}",
+            item_code=f"ITEM-{n}",
+            item_name="血常规",
+            verdict=recognition_pb2.NO_RESULT,
+            reason="no result of this item is held for the patient",
+            estimated_saving="0.00",
+        )
+        for n in range(LINES)
+    ],
+)
+
+
+def record_parameters(key: str, codes: Sequence[str]) -> list[Any]:
+    """The parameters of the server's check statement for a canned five-line answer."""
+    check_id = str(uuid.uuid4())
+    now = dt.datetime.now(dt.UTC)
+    items = [f"ITEM-{n}" for n in range(LINES)]
+    ordered = (list(codes) + items)[:LINES]
+    check = [check_id, 1, key, now, "2026.1", "FLOOR", "内科", False]
+    lines: list[Any] = [
+        [check_id] * LINES,
+        list(range(LINES)),
+        ordered,
+        items,
+        ["NO_RESULT"] * LINES,
+        ["no result of this item is held for the patient"] * LINES,
+        [""] * LINES,
+        [0] * LINES,
+        [None] * LINES,
+        ["0.00"] * LINES,
+    ]
+    count = len(DELTA_KEYS)
+    deltas: list[Any] = [
+        [group for group, _ in DELTA_KEYS],
+        [now.date()] * count,
+        [key_ for _, key_ in DELTA_KEYS],
+    ]
+    deltas += ["{" + ",".join(["1"] * count) + "}" for _ in DELTA_COLUMNS[3:]]
+    return check + lines + deltas
+
+
+class FloorCheck(recognition_pb2_grpc.RecognitionServiceServicer):  # type: ignore[misc]
+    """CheckOrder reduced to keying the patient and the two statements."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.secret = args.secret.encode("utf-8")
+        self.local = threading.local()
+        self.threads = concurrent.futures.ThreadPoolExecutor(args.connections)
+        self.pool: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
+
+    async def open(self) -> None:
+        """Open the async driver's connections."""
+        if self.args.driver == "async" and self.args.sql:
+            for _ in range(self.args.connections):
+                connection = await psycopg.AsyncConnection.connect(
+                    self.args.database_url, autocommit=True
+                )
+                await connection.execute("SET synchronous_commit TO OFF")
+                self.pool.put_nowait(connection)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        connection: psycopg.Connection[Any] | None = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = psycopg.connect(self.args.database_url, autocommit=True)
+            connection.execute("SET synchronous_commit TO OFF")
+            self.local.connection = connection
+        return connection
+
+    def _statements(self, key: str, codes: Sequence[str]) -> None:
+        with self._connection().cursor() as cursor:
+            cursor.execute(_RESULTS_SQL, (key, list(codes)), prepare=True)
+            cursor.fetchall()
+            cursor.execute(_RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
+
+    async def _statements_async(self, key: str, codes: Sequence[str]) -> None:
+        connection = await self.pool.get()
+        try:
+            async with connection.cursor() as cursor:
+                await cursor.execute(_RESULTS_SQL, (key, list(codes)), prepare=True)
+                await cursor.fetchall()
+                await cursor.execute(_RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
+        finally:
+            self.pool.put_nowait(connection)
+
+    async def CheckOrder(
+        self, request: recognition_pb2.CheckOrderRequest, context: Any
+    ) -> recognition_pb2.CheckOrderResponse:
+        """Key the patient, read and record; answer the canned reply."""
+        if self.args.sql:
+            document = parse_identity("RESIDENT_ID_CARD", request.patient.document_number)
+            key = patient_key(document, self.secret)
+            codes = list(request.ordered_codes)
+            if self.args.driver == "async":
+                await self._statements_async(key, codes)
+            else:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self.threads, self._statements, key, codes)
+        return REPLY
+
+
+async def serve(args: argparse.Namespace, port: int) -> None:
+    """Serve on ``port`` until SIGTERM or SIGINT."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if args.processes > 1 else 0)])
+    servicer = FloorCheck(args)
+    await servicer.open()
+    recognition_pb2_grpc.add_RecognitionServiceServicer_to_server(servicer, server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    if args.worker is None:
+        print(f"floor check listening on 127.0.0.1:{bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.stop(1)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_listening(port: int, timeout: float = 30.0) -> None:
+    """Return once something accepts connections on ``port`` (a worker has bound it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def main() -> int:
+    """Entry point: one server, or ``--processes`` of them on one port."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--database-url", default="", help="psycopg conninfo of the city")
+    parser.add_argument("--secret", default="", help="the city's patient-key secret")
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=4, help="per process")
+    parser.add_argument("--driver", choices=("thread", "async"), default="thread")
+    parser.add_argument(
+        "--no-sql", dest="sql", action="store_false", help="the transport alone: no statements"
+    )
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sql and not (args.database_url and args.secret):
+        parser.error("--database-url and --secret are needed unless --no-sql")
+    if args.processes == 1 or args.worker is not None:
+        asyncio.run(serve(args, args.port))
+        return 0
+    port = free_port()
+    workers = [
+        subprocess.Popen([sys.executable, *sys.argv, "--worker", str(n), "--port", str(port)])
+        for n in range(args.processes)
+    ]
+    wait_listening(port)
+    print(f"floor check listening on 127.0.0.1:{port}", flush=True)
+
+    def stop(*_: object) -> None:
+        for worker in workers:
+            worker.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    for worker in workers:
+        worker.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
