@@ -154,7 +154,9 @@ def test_preliminary_expired_and_unqualified_issuers(server: RunningServer) -> N
     submit(
         server.channel,
         keys[UNQUALIFIED],
-        bundle([observation("U-1", loinc="14682-9", value=80, unit="umol/L")]),
+        bundle(
+            [observation("U-1", loinc="14682-9", value=80, unit="umol/L", issued=_fhir_time(now))]
+        ),
     )
     response = _check(server, keys[ASKER], "LAB-NA", "LAB-CL", "LAB-CREA")
 

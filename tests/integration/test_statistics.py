@@ -106,7 +106,9 @@ def test_report_matches_an_independent_count(server: RunningServer) -> None:
     submit(
         server.channel,
         keys[ISSUER],
-        bundle([observation("S-K", issued=issued), observation("S-NA", loinc="2951-2")]),
+        bundle(
+            [observation("S-K", issued=issued), observation("S-NA", loinc="2951-2", issued=issued)]
+        ),
     )
     submit(
         server.channel,
@@ -345,7 +347,9 @@ def test_tallies_kept_on_write_equal_a_rebuild_from_the_record(server: RunningSe
     submit(
         server.channel,
         keys[ISSUER],
-        bundle([observation("T-K", issued=issued), observation("T-NA", loinc="2951-2")]),
+        bundle(
+            [observation("T-K", issued=issued), observation("T-NA", loinc="2951-2", issued=issued)]
+        ),
     )
     first = _check(server, keys[ASKER], "LAB-K", "LAB-NA", "IMG-CT-CHEST")
     second = _check(server, keys[ASKER], "LAB-K", "LAB-CBC")
@@ -399,6 +403,11 @@ def test_whole_months_come_from_month_tallies_and_edges_from_days(server: Runnin
     regulator = _regulator(server)
     end = today() - dt.timedelta(days=2)
     start = end - dt.timedelta(days=365)
+    # Both edge months must be partial whatever today is: the period starts after a 1st and ends
+    # before a month's last day.
+    while start.day == 1 or (end + dt.timedelta(days=1)).day == 1:
+        end -= dt.timedelta(days=1)
+        start = end - dt.timedelta(days=365)
     months = full_months(Period(start, end))
     assert months is not None
     first_whole = months.start
