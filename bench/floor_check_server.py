@@ -38,8 +38,17 @@ from typing import Any
 import grpc
 import psycopg
 
+# Run as a script, this file's directory is on sys.path, so the sibling benchmarks import.
+from ingest_bench import free_port
+
 from mutualrec.identity import parse_identity, patient_key
-from mutualrec.storage.recognition_index import _RECORD_CHECK_SQL, _RESULTS_SQL
+from mutualrec.storage.recognition_index import (
+    _CHECK_COLUMNS,
+    _LINE_COLUMNS,
+    _RECORD_CHECK_SQL,
+    _RESULTS_SQL,
+    _delta_arrays,
+)
 from mutualrec.storage.statistics_index import DELTA_COLUMNS
 from mutualrec.v1 import recognition_pb2, recognition_pb2_grpc
 
@@ -74,32 +83,46 @@ REPLY = recognition_pb2.CheckOrderResponse(
 
 
 def record_parameters(key: str, codes: Sequence[str]) -> list[Any]:
-    """The parameters of the server's check statement for a canned five-line answer."""
+    """The parameters of the server's check statement for a canned five-line answer, laid
+    out by ``recognition_index`` itself as the server's hot path does."""
     check_id = str(uuid.uuid4())
     now = dt.datetime.now(dt.UTC)
-    items = [f"ITEM-{n}" for n in range(LINES)]
-    ordered = (list(codes) + items)[:LINES]
-    check = [check_id, 1, key, now, "2026.1", "FLOOR", "内科", False]
-    lines: list[Any] = [
-        [check_id] * LINES,
-        list(range(LINES)),
-        ordered,
-        items,
-        ["NO_RESULT"] * LINES,
-        ["no result of this item is held for the patient"] * LINES,
-        [""] * LINES,
-        [0] * LINES,
-        [None] * LINES,
-        ["0.00"] * LINES,
+    ordered = (list(codes) + [f"ITEM-{n}" for n in range(LINES)])[:LINES]
+    check = {
+        "id": check_id,
+        "institution_id": 1,
+        "patient_key": key,
+        "received_at": now,
+        "catalog_version": "2026.1",
+        "order_id": "FLOOR",
+        "department": "内科",
+        "emergency": False,
+    }
+    lines = [
+        {
+            "check_id": check_id,
+            "line": n,
+            "ordered_code": ordered[n],
+            "item_code": f"ITEM-{n}",
+            "verdict": "NO_RESULT",
+            "reason": "no result of this item is held for the patient",
+            "result_ref": "",
+            "result_version": 0,
+            "issuer_institution_id": None,
+            "estimated_saving": "0.00",
+        }
+        for n in range(LINES)
     ]
-    count = len(DELTA_KEYS)
-    deltas: list[Any] = [
-        [group for group, _ in DELTA_KEYS],
-        [now.date()] * count,
-        [key_ for _, key_ in DELTA_KEYS],
+    counters = dict.fromkeys(DELTA_COLUMNS[3:], 1)
+    deltas = [
+        {"group_by": group, "day": now.date(), "group_key": group_key, **counters}
+        for group, group_key in DELTA_KEYS
     ]
-    deltas += ["{" + ",".join(["1"] * count) + "}" for _ in DELTA_COLUMNS[3:]]
-    return check + lines + deltas
+    return (
+        [check[c] for c in _CHECK_COLUMNS]
+        + [[line[c] for line in lines] for c in _LINE_COLUMNS]
+        + _delta_arrays(deltas)
+    )
 
 
 class FloorCheck(recognition_pb2_grpc.RecognitionServiceServicer):  # type: ignore[misc]
@@ -178,13 +201,6 @@ async def serve(args: argparse.Namespace, port: int) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.stop(1)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_listening(port: int, timeout: float = 30.0) -> None:
