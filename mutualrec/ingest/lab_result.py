@@ -220,7 +220,10 @@ class _Reader:
         self.violations.append(Violation(self.path(field), description, reason))
 
     def time(self, node: Any, field: str) -> dt.datetime | None:
+        if node is None:
+            return None
         if not isinstance(node, str):
+            self.add(field, f"{node!r:.80} is not a FHIR date or dateTime string", "INVALID_VALUE")
             return None
         try:
             return parse_fhir_time(node)
@@ -384,13 +387,15 @@ def _read_reference_range(
 
 
 def _read_effective(resource: dict[str, Any], reader: _Reader) -> dt.datetime | None:
+    # A JSON null is no value at all: it falls through to "required", never to a None time.
     for field in ("effectiveDateTime", "effectiveInstant"):
-        if field in resource:
+        if resource.get(field) is not None:
             return reader.time(resource[field], field)
     period = resource.get("effectivePeriod")
-    if isinstance(period, dict) and ("start" in period or "end" in period):
-        field = "start" if "start" in period else "end"
-        return reader.time(period[field], f"effectivePeriod.{field}")
+    if isinstance(period, dict):
+        for field in ("start", "end"):
+            if period.get(field) is not None:
+                return reader.time(period[field], f"effectivePeriod.{field}")
     reader.add(
         "effective[x]",
         "required: when the specimen was taken or the test performed (effectiveDateTime)",

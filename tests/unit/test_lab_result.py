@@ -411,6 +411,30 @@ def test_f001_without_effective_time_is_missing_effective() -> None:
     assert _problems(resource) == {("effective[x]", "MISSING_FIELD")}
 
 
+@pytest.mark.parametrize(
+    ("element", "null"),
+    [
+        ("effectivePeriod", {"start": None}),
+        ("effectivePeriod", {"start": None, "end": None}),
+        ("effectiveDateTime", None),
+        ("effectiveInstant", None),
+    ],
+)
+def test_f001_with_a_null_effective_time_is_missing_effective(element: str, null: Any) -> None:
+    resource = _example("r4", "f001")
+    del resource["effectivePeriod"]
+    resource[element] = null
+    assert _problems(resource) == {("effective[x]", "MISSING_FIELD")}
+
+
+@pytest.mark.parametrize("value", [20261120, ["2026-11-20"], {"date": "2026-11-20"}, True])
+def test_f001_with_an_effective_time_that_is_not_a_string_names_it(value: Any) -> None:
+    resource = _example("r4", "f001")
+    del resource["effectivePeriod"]
+    resource["effectiveDateTime"] = value
+    assert _problems(resource) == {("effectiveDateTime", "INVALID_VALUE")}
+
+
 def test_f001_without_range_units_is_accepted_without_units() -> None:
     resource = _example("r4", "f001")
     for end in ("low", "high"):
