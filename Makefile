@@ -3,8 +3,11 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Debian tools the tests drive (root on the development and CI machines, so apt-get works):
+# faketime moves the clock of the whole test run, subprocesses included (.ci/run's shifted pass).
+TEST_DEBS := faketime
 
-.PHONY: install proto proto-check serve test lint bench clean
+.PHONY: install proto proto-check serve test test-tools lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +29,11 @@ proto-check: proto
 serve: $(STAMP)
 	$(BIN)/mutualrec serve
 
-test: $(STAMP)
+test-tools:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+test: $(STAMP) test-tools
 	$(BIN)/pytest
 
 lint: $(STAMP)
