@@ -184,14 +184,26 @@ def parse_fhir_time(text: str) -> dt.datetime:
     match = _FHIR_DATE.match(text)
     if match:
         year, month, day = match.groups()
-        return dt.datetime(int(year), int(month or 1), int(day or 1), tzinfo=LOCAL_ZONE)
+        return _in_utc_range(
+            dt.datetime(int(year), int(month or 1), int(day or 1), tzinfo=LOCAL_ZONE)
+        )
     if not _FHIR_DATETIME.match(text):
         raise ValueError("not a FHIR dateTime: YYYY-MM-DDThh:mm:ss[.fff] and a zone")
-    moment = dt.datetime.fromisoformat(text)
+    moment = _in_utc_range(dt.datetime.fromisoformat(text))
     zone = moment.tzinfo
     assert zone is not None  # the pattern requires a zone
     shared = _ZONES.setdefault(zone, zone)
     return moment if shared is zone else moment.replace(tzinfo=shared)
+
+
+def _in_utc_range(moment: dt.datetime) -> dt.datetime:
+    """``moment``, if it is an instant Python can hold in UTC too: 0001-01-01T00:00+14:00 is not,
+    and converting it (to store or compare it) would overflow."""
+    try:
+        moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("outside the years 1 to 9999 once converted to UTC") from None
+    return moment
 
 
 @functools.lru_cache(maxsize=4096)
