@@ -202,11 +202,14 @@ def _read_entries(kind: BundleKind, raw_entries: list[Any], check_text: bool) ->
     first_use: dict[str, int] = {}
     for index, raw in enumerate(raw_entries):
         path = f"entry[{index}]"
-        found = list(_unstorable_strings(raw, path)) if check_text else []
-        if found:
-            # Nothing else of it is read: what follows walks it, and would store its text.
-            raw = {}
-        elif not isinstance(raw, dict):
+        unstorable = list(_unstorable_strings(raw, path)) if check_text else []
+        if unstorable:
+            # Nothing else of it is read: what reads it would store or hash its text.
+            problems[index] = unstorable
+            entries.append(Entry(index, "", "", {}, f"{path}.resource"))
+            continue
+        found: list[Violation] = []
+        if not isinstance(raw, dict):
             raw = {}
             found.append(Violation(path, "an entry must be a JSON object", "BAD_ENTRY"))
         resource = raw.get("resource")
