@@ -32,16 +32,24 @@ def string_violations(message: Message) -> list[Violation]:
     pending: deque[tuple[Message, str]] = deque([(message, "")])
     while pending:
         current, prefix = pending.popleft()
-        for field, value in current.ListFields():
+        for field in current.DESCRIPTOR.fields:
+            # Bytes and numbers are never read: an upload chunk's megabyte is not copied here.
+            if field.type != FD.TYPE_STRING and field.message_type is None:
+                continue
             path = prefix + field.name
             if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                items = [(f"{path}[{quote(str(key))}]", key, item) for key, item in value.items()]
+                mapping = getattr(current, field.name)
+                items = [(f"{path}[{quote(str(key))}]", key, mapping[key]) for key in mapping]
                 found += [_nul(where) for where, key, _ in items if "\0" in str(key)]
                 values = [(where, item) for where, _, item in items]
             elif field.is_repeated:
-                values = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+                values = [(f"{path}[{i}]", v) for i, v in enumerate(getattr(current, field.name))]
+            elif field.message_type is not None:
+                values = (
+                    [(path, getattr(current, field.name))] if current.HasField(field.name) else []
+                )
             else:
-                values = [(path, value)]
+                values = [(path, getattr(current, field.name))]
             for where, item in values:
                 if isinstance(item, Message):
                     pending.append((item, where + "."))

@@ -3,6 +3,8 @@ protobuf, each named by the path of its field."""
 
 from __future__ import annotations
 
+from google.protobuf import struct_pb2
+
 from mutualrec.api.message_check import malformed_violation, string_violations
 from mutualrec.v1 import common_pb2, ingest_pb2, recognition_pb2
 from mutualrec.violations import Violation
@@ -42,3 +44,13 @@ def test_malformed_bytes_name_the_field_where_they_break() -> None:
     )
     assert malformed_violation(b"\x08" + b"\xff" * 11, descriptor).reason == "MALFORMED_REQUEST"
     assert malformed_violation(b"\xff", None).field == "request"
+
+
+def test_map_keys_and_values_are_checked() -> None:
+    message = struct_pb2.Struct()
+    message.fields["k\x00"].string_value = "ok"
+    message.fields["note"].string_value = "\x00"
+    assert sorted(v.field for v in string_violations(message)) == [
+        "fields['k\\x00']",
+        "fields['note'].string_value",
+    ]
