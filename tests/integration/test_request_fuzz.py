@@ -404,11 +404,19 @@ def _hostile_fhir() -> list[bytes]:
         _json_lab(identifier=[{"system": LIS, "value": "K" * 100_000}]),
     ]
     dumped = [json.dumps(d, ensure_ascii=True).encode("ascii") for d in documents]
+    # Just within what the parser reads: deep, and reaching whatever walks the document.
+    deep_but_readable = encode(_json_lab()).replace(
+        b'"status"', b'"extension":' + b"[" * 900 + b"]" * 900 + b',"status"', 1
+    )
+    # Just within what the parser reads: deep, and reaching whatever walks the document.
+    deep_but_readable = encode(_json_lab()).replace(
+        b'"status"', b'"extension":' + b"[" * 900 + b"]" * 900 + b',"status"', 1
+    )
     numbers = [
         encode(_json_lab()).replace(b"4.1", number)
         for number in (b"1e999", b"-1e999", b"1e-999", b"9" * 4000, b"NaN", b"Infinity")
     ]
-    return [*raw, *dumped, *numbers]
+    return [*raw, *dumped, deep_but_readable, *numbers]
 
 
 def _variants(
