@@ -20,12 +20,14 @@ MAX_MESSAGE = 200
 MAX_FIELD = 120
 MAX_DESCRIPTION = 200
 MAX_VIOLATIONS = 10
+# A reply's body has room for more, but repeats no caller's value at any length either.
+MAX_REPLY_DESCRIPTION = 400
 
 
-def _bounded(violation: Violation) -> Violation:
+def _bounded(violation: Violation, description: int = MAX_DESCRIPTION) -> Violation:
     return Violation(
         clip(violation.field, MAX_FIELD),
-        clip(violation.description, MAX_DESCRIPTION),
+        clip(violation.description, description),
         clip(violation.reason, MAX_FIELD),
     )
 
@@ -34,7 +36,7 @@ def violations_to_proto(violations: Iterable[Violation]) -> list[common_pb2.Fiel
     """Violations as the FieldViolation messages of our own replies."""
     return [
         common_pb2.FieldViolation(field=v.field, description=v.description, reason=v.reason)
-        for v in map(_bounded, violations)
+        for v in (_bounded(v, MAX_REPLY_DESCRIPTION) for v in violations)
     ]
 
 

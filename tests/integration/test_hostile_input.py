@@ -229,3 +229,15 @@ def test_many_long_violations_fit_the_reply_metadata(
     violations = bad_request(error)
     assert len(violations) == 10
     assert violations[""] == "MORE_VIOLATIONS"
+
+
+def test_entry_violations_echo_a_100_kb_value_capped(
+    server: RunningServer, manifest: dict[str, Any]
+) -> None:
+    key = server.add_hospital(manifest[CT]["institution_code"])
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    reply = submit(server.channel, key, bundle([_observation("K-1", now, status="f" * 100_000)]))
+    rejected = reply.entries[1]
+    assert rejected.outcome == ingest_pb2.ENTRY_REJECTED
+    assert [v.field for v in rejected.violations] == ["entry[1].resource.status"]
+    assert 0 < len(rejected.violations[0].description) <= 400
