@@ -109,6 +109,13 @@ def status_of_call(
     """The status ``method`` (a descriptor) ends with when called with ``request`` (an
     iterator of messages for a client stream) and ``credential`` (none when empty); a reply
     stream is read to its end."""
+    return outcome_of_call(channel, method, request, credential)[0]
+
+
+def outcome_of_call(
+    channel: grpc.Channel, method: Any, request: Any, credential: str
+) -> tuple[grpc.StatusCode, str]:
+    """The status and its message, as :func:`status_of_call` calls."""
     response = message_factory.GetMessageClass(method.output_type)
     kind = {
         (False, False): channel.unary_unary,
@@ -126,5 +133,5 @@ def status_of_call(
         if method.server_streaming:
             list(reply)
     except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
-    return grpc.StatusCode.OK
+        return error.code(), error.details() or ""  # type: ignore[attr-defined]
+    return grpc.StatusCode.OK, ""

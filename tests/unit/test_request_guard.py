@@ -11,9 +11,12 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import DataError, OperationalError
 
 from mutualrec.api.request_guard import RequestGuard
+from mutualrec.api.storage_failures import is_outage
 from mutualrec.v1 import ingest_pb2
+from tests.helpers import bad_request
 
 METHOD = "/mutualrec.v1.IngestService/GetStudyStatus"
 
@@ -22,12 +25,17 @@ async def _failing(request: ingest_pb2.GetStudyStatusRequest, context: Any) -> A
     raise RuntimeError(f"a servicer bug, reached with {request.study_instance_uid}")
 
 
-async def _call() -> grpc.aio.AioRpcError:
+async def _refused_by_database(request: ingest_pb2.GetStudyStatusRequest, context: Any) -> Any:
+    # What psycopg's refusal of a value looks like once SQLAlchemy has wrapped it.
+    raise DataError("INSERT ...", {}, ValueError("integer out of range"))
+
+
+async def _call(servicer: Any = _failing) -> grpc.aio.AioRpcError:
     handler = grpc.method_handlers_generic_handler(
         "mutualrec.v1.IngestService",
         {
             "GetStudyStatus": grpc.unary_unary_rpc_method_handler(
-                _failing,
+                servicer,
                 request_deserializer=ingest_pb2.GetStudyStatusRequest.FromString,
                 response_serializer=ingest_pb2.GetStudyStatusResponse.SerializeToString,
             )
@@ -69,3 +77,19 @@ def test_unexpected_error_is_unknown_with_a_logged_correlation_id(
     assert len(logged) == 1
     assert logged[0].exc_info is not None
     assert "a servicer bug" in str(logged[0].exc_info[1])
+
+
+def test_a_value_the_database_refuses_is_invalid_argument_not_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="mutualrec.api.request_guard"):
+        error = asyncio.run(_call(_refused_by_database))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request(error) == {"request": "UNSTORABLE_VALUE"}
+    assert any("correlation id" in r.getMessage() for r in caplog.records)
+
+
+def test_only_an_outage_is_retryable() -> None:
+    assert not is_outage(DataError("INSERT ...", {}, ValueError("NUL")))
+    assert is_outage(OperationalError("SELECT 1", {}, ConnectionError("server closed")))
+    assert is_outage(OSError("disk"))
