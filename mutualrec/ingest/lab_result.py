@@ -293,6 +293,36 @@ def _first_coding(node: Any) -> Coding | None:
     return None
 
 
+# The longest text of each kind the index holds (its column sizes): longer is this entry's
+# violation, not a database error failing the whole document (PostgreSQL enforces the sizes).
+_MAX_IDENTITY, _MAX_SYSTEM, _MAX_CODE, _MAX_DECIMAL = 300, 200, 64, 40
+
+
+def _check_lengths(
+    reader: _Reader,
+    identity: str | None,
+    loinc: tuple[str, ...],
+    local: tuple[Coding, ...],
+    value: LabValue | None,
+    reference: tuple[Decimal | None, Decimal | None],
+) -> None:
+    value = value or LabValue("none")
+    numbers = (value.number, value.low, value.high, *reference)
+    checks = [
+        ("identifier", identity or "", _MAX_IDENTITY),
+        ("code.coding", ";".join(loinc[1:]), _MAX_SYSTEM),
+        ("code.coding", local[0].system if local else "", _MAX_SYSTEM),
+        ("code.coding", local[0].code if local else "", _MAX_CODE),
+        ("value[x]", value.unit, _MAX_CODE),
+        ("value[x]", value.code.system if value.code else "", _MAX_SYSTEM),
+        ("value[x]", value.code.code if value.code else "", _MAX_CODE),
+        *(("value[x]", str(n), _MAX_DECIMAL) for n in numbers if n is not None),
+    ]
+    for field, text, limit in checks:
+        if len(text) > limit:
+            reader.add(field, f"{len(text)} characters; at most {limit} are kept", "TOO_LONG")
+
+
 def observation_identity(resource: dict[str, Any]) -> str | None:
     """How the institution names the Observation: its business identifier, else its id."""
     for identifier in resource.get("identifier", []) or []:
@@ -466,6 +496,7 @@ def normalize_observation(
         for c in _codings(concept)
         if isinstance(c.get("code"), str)
     )
+    _check_lengths(reader, identity, loinc, local, value, (reference_low, reference_high))
     if reader.violations:
         return reader.violations
     assert identity is not None

@@ -241,3 +241,22 @@ def test_entry_violations_echo_a_100_kb_value_capped(
     assert rejected.outcome == ingest_pb2.ENTRY_REJECTED
     assert [v.field for v in rejected.violations] == ["entry[1].resource.status"]
     assert 0 < len(rejected.violations[0].description) <= 400
+
+
+def test_a_value_longer_than_the_index_holds_rejects_its_entry_only(
+    server: RunningServer, manifest: dict[str, Any]
+) -> None:
+    """PostgreSQL enforces column sizes, SQLite does not: on both, the entry is rejected."""
+    key = server.add_hospital(manifest[CT]["institution_code"])
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    long_identifier = [{"system": LIS, "value": "K" * 400}]
+    document = bundle(
+        [_observation("K-1", now), _observation("K-2", now, identifier=long_identifier)]
+    )
+    reply = submit(server.channel, key, document)
+    outcomes = [(e.outcome, {v.field: v.reason for v in e.violations}) for e in reply.entries]
+    assert outcomes == [
+        (ingest_pb2.CONTEXT, {}),
+        (ingest_pb2.CREATED, {}),
+        (ingest_pb2.ENTRY_REJECTED, {"entry[2].resource.identifier": "TOO_LONG"}),
+    ]
