@@ -31,10 +31,10 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class _Malformed:
-    """Stands in for a request protobuf could not parse, so the call can say why."""
+class _Invalid:
+    """Stands in for a request no servicer may see, so the call can say why."""
 
-    violation: Violation
+    violations: list[Violation]
 
 
 class _Refused(Exception):
@@ -56,12 +56,8 @@ def _input_type(method: str) -> pb_descriptor.Descriptor | None:
 
 
 def _checked(request: Any) -> Any:
-    if isinstance(request, _Malformed):
-        raise _Refused([request.violation])
-    if isinstance(request, Message):
-        violations = string_violations(request)
-        if violations:
-            raise _Refused(violations)
+    if isinstance(request, _Invalid):
+        raise _Refused(request.violations)
     return request
 
 
@@ -96,11 +92,17 @@ def _deserializer(
 
     def deserialize(data: bytes) -> Any:
         try:
-            return parse(data)
+            request = parse(data)
         # Left to gRPC, a parse error ends the call with a bare INTERNAL; protobuf raises
         # DecodeError, and RuntimeWarning or others on some inputs.
         except Exception:
-            return _Malformed(malformed_violation(data, descriptor))
+            return _Invalid([malformed_violation(data, descriptor)])
+        # NUL is a zero byte in UTF-8: a request without one (most of them) needs no walk.
+        if b"\0" in data and isinstance(request, Message):
+            violations = string_violations(request)
+            if violations:
+                return _Invalid(violations)
+        return request
 
     return deserialize
 

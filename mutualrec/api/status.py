@@ -20,6 +20,7 @@ MAX_MESSAGE = 200
 MAX_FIELD = 120
 MAX_DESCRIPTION = 200
 MAX_VIOLATIONS = 10
+MAX_VIOLATION_BYTES = 3000
 # A reply's body has room for more, but repeats no caller's value at any length either.
 MAX_REPLY_DESCRIPTION = 400
 
@@ -42,10 +43,17 @@ def violations_to_proto(violations: Iterable[Violation]) -> list[common_pb2.Fiel
 
 def _within_metadata(violations: Iterable[Violation]) -> list[Violation]:
     """The first violations, and a last one saying how many more there were."""
-    found = list(violations)
-    if len(found) <= MAX_VIOLATIONS:
-        return [_bounded(v) for v in found]
-    kept = [_bounded(v) for v in found[: MAX_VIOLATIONS - 1]]
+    found = [_bounded(v) for v in violations]
+    kept: list[Violation] = []
+    size = 0
+    for violation in found:
+        # Characters are capped above; bytes (Chinese text takes three each) are capped here.
+        size += sum(len(text.encode()) for text in (violation.field, violation.description))
+        if len(kept) == MAX_VIOLATIONS - 1 or size > MAX_VIOLATION_BYTES:
+            break
+        kept.append(violation)
+    if len(kept) == len(found):
+        return kept
     more = len(found) - len(kept)
     return [*kept, Violation("", f"and {more} more violations", "MORE_VIOLATIONS")]
 

@@ -28,7 +28,7 @@ CONTEXT_TYPES = frozenset({"Patient", "DiagnosticReport", "Specimen"})
 # UTF-16 surrogates (a pair is read as one character; a lone one is not text, and cannot be
 # encoded as UTF-8). Neither can appear raw in UTF-8 JSON: a document without these escapes
 # needs no walk.
-_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 _UNSTORABLE = re.compile("[\0\ud800-\udfff]")
 
 
@@ -159,7 +159,7 @@ def read_document(body: bytes) -> FhirDocument:
     if not isinstance(document, dict):
         raise _reject("body", "the document must be a JSON object", "NOT_A_RESOURCE")
     # Only a document with such an escape is walked: parsing is the costly part of a submission.
-    check_text = _UNSTORABLE_ESCAPE.search(body.decode("utf-8-sig")) is not None
+    check_text = _UNSTORABLE_ESCAPE.search(body) is not None
     # The entries of a batch are checked one by one, so that a bad one is rejected alone;
     # everything else of the document is the document's.
     outside = {k: v for k, v in document.items() if k != "entry"}
