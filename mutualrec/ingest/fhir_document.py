@@ -21,9 +21,6 @@ from mutualrec.violations import Rejected, Violation, clip
 # Resource types a lab feed may carry: the results, and what they refer to.
 INDEXED_TYPE = "Observation"
 CONTEXT_TYPES = frozenset({"Patient", "DiagnosticReport", "Specimen"})
-# JSON nests as deep as the parser's recursion allows (about a thousand levels); deeper is
-# refused as a whole, never an error of the server.
-#
 # JSON escapes of what no stored string may hold: NUL (PostgreSQL refuses it in text) and
 # UTF-16 surrogates (a pair is read as one character; a lone one is not text, and cannot be
 # encoded as UTF-8). Neither can appear raw in UTF-8 JSON: a document without these escapes
@@ -123,6 +120,7 @@ def parse_json(body: bytes) -> Any:
     except _NumberTooLong as exc:
         raise _reject("body", str(exc), "NUMBER_TOO_LONG") from None
     except RecursionError:
+        # The parser recurses per level (about a thousand fit): deeper is refused whole.
         raise _reject("body", "nested too deep to be read", "TOO_DEEP") from None
 
 
