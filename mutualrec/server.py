@@ -29,6 +29,7 @@ from mutualrec.api.identity_service import IdentityService
 from mutualrec.api.imaging_service import ImagingService
 from mutualrec.api.ingest_service import IngestService
 from mutualrec.api.recognition_service import RecognitionService
+from mutualrec.api.request_guard import RequestGuard
 from mutualrec.api.statistics_service import StatisticsService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
@@ -69,7 +70,7 @@ SERVICE_NAMES = (
 async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
     """A started-ready (not yet started) server with every service; returns it and its port."""
     server = grpc.aio.server(
-        interceptors=[AuditInterceptor(), AuthorizationInterceptor(runtime)],
+        interceptors=[AuditInterceptor(), AuthorizationInterceptor(runtime), RequestGuard()],
         # Beyond this gRPC answers RESOURCE_EXHAUSTED at once rather than queue without end.
         maximum_concurrent_rpcs=runtime.settings.max_concurrent_calls,
         options=[

@@ -30,3 +30,18 @@ class Rejected(Exception):
     def one(cls, summary: str, field: str, description: str, reason: str) -> Rejected:
         """A rejection for a single violation."""
         return cls(summary, [Violation(field, description, reason)])
+
+
+# How much of a caller's value an error message repeats: enough to recognize it, never so much
+# that a 100 KB value swells a reply's metadata past what gRPC carries.
+ECHO_LIMIT = 100
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quote(value: str, limit: int = ECHO_LIMIT) -> str:
+    """A caller's value as an error message repeats it: quoted, at most ``limit`` characters."""
+    return repr(clip(value, limit))

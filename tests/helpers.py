@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,15 +13,9 @@ from google.protobuf import message_factory
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+import mutualrec.v1 as v1
 from mutualrec.client.upload import auth_metadata, make_header
-from mutualrec.v1 import (
-    catalog_pb2,
-    imaging_pb2,
-    ingest_pb2,
-    ingest_pb2_grpc,
-    recognition_pb2,
-    statistics_pb2,
-)
+from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.conftest import SAMPLES
 
 Request = ingest_pb2.UploadStudyRequest
@@ -89,10 +85,19 @@ def study_files(study: dict[str, Any]) -> list[Path]:
     return [SAMPLES / f["path"] for f in study["files"]]
 
 
+def _service_modules() -> list[Any]:
+    """Every ``*_pb2`` module of mutualrec.v1: a service added there is found without a list."""
+    return [
+        importlib.import_module(f"{v1.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(v1.__path__)
+        if info.name.endswith("_pb2")
+    ]
+
+
 # Every RPC the service defines, as proto method descriptors.
 SERVICE_METHODS = [
     method
-    for module in (catalog_pb2, ingest_pb2, recognition_pb2, statistics_pb2, imaging_pb2)
+    for module in _service_modules()
     for service in module.DESCRIPTOR.services_by_name.values()
     for method in service.methods
 ]
@@ -104,6 +109,13 @@ def status_of_call(
     """The status ``method`` (a descriptor) ends with when called with ``request`` (an
     iterator of messages for a client stream) and ``credential`` (none when empty); a reply
     stream is read to its end."""
+    return outcome_of_call(channel, method, request, credential)[0]
+
+
+def outcome_of_call(
+    channel: grpc.Channel, method: Any, request: Any, credential: str
+) -> tuple[grpc.StatusCode, str]:
+    """The status and its message, as :func:`status_of_call` calls."""
     response = message_factory.GetMessageClass(method.output_type)
     kind = {
         (False, False): channel.unary_unary,
@@ -121,5 +133,5 @@ def status_of_call(
         if method.server_streaming:
             list(reply)
     except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
-    return grpc.StatusCode.OK
+        return error.code(), error.details() or ""  # type: ignore[attr-defined]
+    return grpc.StatusCode.OK, ""

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mutualrec.api.auth import caller
 from mutualrec.api.status import abort, abort_with_violations
+from mutualrec.api.storage_failures import is_outage
 from mutualrec.matching.catalog import Catalog, CatalogItem, ItemCategory
 from mutualrec.runtime import Runtime
 from mutualrec.storage import catalog_store
@@ -111,6 +112,8 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):  # type: ignore[m
         try:
             catalog = await self.runtime.run_blocking(self._read_catalog, version)
         except (SQLAlchemyError, OSError) as failure:
+            if not is_outage(failure):
+                raise
             await abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,

@@ -17,6 +17,7 @@ from mutualrec.api.auth import caller
 from mutualrec.api.lab_messages import FHIR_VERSIONS, submission_response
 from mutualrec.api.patients import document_type_name
 from mutualrec.api.status import abort, abort_with_violations, violations_to_proto
+from mutualrec.api.storage_failures import is_outage
 from mutualrec.ingest.lab_ingest import LabSubmission, Refusal, SubmissionRefused, prepare_batch
 from mutualrec.ingest.study_upload import (
     InstanceOutcome,
@@ -133,6 +134,8 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
                 # before the call ends; shielded so a client's cancel cannot interrupt a commit.
                 await asyncio.shield(self._finish_storing(ready, storing))
         except STORAGE_FAILURES as failure:
+            if not is_outage(failure):
+                raise
             await abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,
@@ -378,6 +381,8 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
                 context, grpc.StatusCode.FAILED_PRECONDITION, refusal.summary, refusal.violations
             )
         except STORAGE_FAILURES as failure:
+            if not is_outage(failure):
+                raise
             await abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mutualrec.api.auth import caller
 from mutualrec.api.status import abort, abort_with_violations
+from mutualrec.api.storage_failures import is_outage
 from mutualrec.runtime import Runtime
 from mutualrec.statistics.counters import REASONS, Counters, recognition_rate, yuan
 from mutualrec.statistics.periods import Granularity, Period, parse_period
@@ -219,6 +220,8 @@ class StatisticsService(statistics_pb2_grpc.StatisticsServiceServicer):  # type:
         try:
             return await self.runtime.run_blocking(work, *args)
         except (SQLAlchemyError, OSError) as failure:
+            if not is_outage(failure):
+                raise
             await abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,

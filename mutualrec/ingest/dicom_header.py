@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import tempfile
 import warnings
@@ -24,7 +25,7 @@ from pydicom.uid import (
 from mutualrec.ingest.dicom_structure import Truncated, inflate_dataset, walk_dataset
 from mutualrec.ingest.pydicom_quiet import quiet_pydicom
 from mutualrec.matching.body_part import has_contrast, normalize_body_part
-from mutualrec.violations import Rejected, Violation
+from mutualrec.violations import Rejected, Violation, quote
 
 quiet_pydicom()
 
@@ -230,11 +231,45 @@ def _study_time(value: str) -> dt.time | None:
         return None
 
 
-def _integer(value: str) -> int | None:
+# The range of the index's integer columns (32-bit signed, on SQLite and PostgreSQL alike).
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+# Neither is text: NUL (PostgreSQL refuses it) and a UTF-16 surrogate (not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\0\ud800-\udfff]")
+
+
+def _integer(values: dict[str, str], keyword: str, problems: list[Violation]) -> int | None:
+    """An IS value as an integer; a number beyond the index's range is a violation. A value
+    that is no number at all is left out, as modalities are known to write such."""
+    value = values.get(keyword, "")
     try:
-        return int(float(value)) if value else None
+        number = float(value) if value else None
     except ValueError:
         return None
+    if number is None or math.isnan(number):
+        return None
+    if not _INT_MIN <= number <= _INT_MAX:
+        problems.append(
+            Violation(
+                attribute(keyword),
+                f"{keyword} {quote(value, 20)} is beyond the range of an integer "
+                f"({_INT_MIN} to {_INT_MAX})",
+                "OUT_OF_RANGE",
+            )
+        )
+        return None
+    return int(number)
+
+
+def _unstorable(values: dict[str, str]) -> list[Violation]:
+    return [
+        Violation(
+            attribute(keyword),
+            f"{keyword} holds a NUL character or a surrogate, which is not text",
+            "MALFORMED_ATTRIBUTE",
+        )
+        for keyword, value in values.items()
+        if _UNSTORABLE.search(value)
+    ]
 
 
 def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> DicomHeader:
@@ -269,7 +304,7 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
     if not meta and not has_preamble and not values.get("SOPInstanceUID"):
         raise _not_dicom("no DICOM file meta and no identifying attribute")
 
-    problems: list[Violation] = []
+    problems = _unstorable(values)
     sop_class = _uid(values, "SOPClassUID", problems)
     sop_instance = _uid(values, "SOPInstanceUID", problems)
     study = _uid(values, "StudyInstanceUID", problems)
@@ -297,6 +332,8 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
                 "MISSING_ATTRIBUTE",
             )
         )
+    series_number = _integer(values, "SeriesNumber", problems)
+    instance_number = _integer(values, "InstanceNumber", problems)
     if problems:
         raise Rejected("required attributes are missing or malformed", problems)
 
@@ -314,8 +351,8 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
         accession_number=values.get("AccessionNumber", "")[:64],
         study_description=values.get("StudyDescription", "")[:256],
         series_description=values.get("SeriesDescription", "")[:256],
-        series_number=_integer(values.get("SeriesNumber", "")),
-        instance_number=_integer(values.get("InstanceNumber", "")),
+        series_number=series_number,
+        instance_number=instance_number,
         body_part_examined=raw_body_part[:64],
         body_part=normalize_body_part(raw_body_part),
         contrast_agent=agent[:128],

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import enum
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from mutualrec.violations import Rejected, Violation
+from mutualrec.violations import Rejected, Violation, clip
 
 # Resource types a lab feed may carry: the results, and what they refer to.
 INDEXED_TYPE = "Observation"
 CONTEXT_TYPES = frozenset({"Patient", "DiagnosticReport", "Specimen"})
+# JSON escapes of what no stored string may hold: NUL (PostgreSQL refuses it in text) and
+# UTF-16 surrogates (a pair is read as one character; a lone one is not text, and cannot be
+# encoded as UTF-8). Neither can appear raw in UTF-8 JSON: a document without these escapes
+# needs no walk.
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_UNSTORABLE = re.compile("[\0\ud800-\udfff]")
 
 
 class BundleKind(enum.Enum):
@@ -111,6 +119,36 @@ def parse_json(body: bytes) -> Any:
         raise _reject("body", str(exc), "DUPLICATE_JSON_KEY") from None
     except _NumberTooLong as exc:
         raise _reject("body", str(exc), "NUMBER_TOO_LONG") from None
+    except RecursionError:
+        # The parser recurses per level (about a thousand fit): deeper is refused whole.
+        raise _reject("body", "nested too deep to be read", "TOO_DEEP") from None
+
+
+def _unstorable_strings(value: Any, path: str) -> Iterator[Violation]:
+    """A violation for every string or key within ``value`` (at document ``path``) that holds
+    a NUL or a lone surrogate."""
+    # Without recursion: the nesting is the caller's to choose.
+    pending: list[tuple[Any, str]] = [(value, path)]
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                inner = f"{where}.{clip(key, 64)}" if where else clip(key, 64)
+                if _UNSTORABLE.search(key):
+                    yield _unstorable(inner)
+                pending.append((item, inner))
+        elif isinstance(node, list):
+            pending.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
+        elif isinstance(node, str) and _UNSTORABLE.search(node):
+            yield _unstorable(where)
+
+
+def _unstorable(path: str) -> Violation:
+    return Violation(
+        path,
+        "holds a NUL character (\\u0000) or a lone UTF-16 surrogate, which is not text",
+        "UNSTORABLE_TEXT",
+    )
 
 
 def read_document(body: bytes) -> FhirDocument:
@@ -118,6 +156,16 @@ def read_document(body: bytes) -> FhirDocument:
     document = parse_json(body)
     if not isinstance(document, dict):
         raise _reject("body", "the document must be a JSON object", "NOT_A_RESOURCE")
+    # Only a document with such an escape is walked: parsing is the costly part of a submission.
+    check_text = _UNSTORABLE_ESCAPE.search(body) is not None
+    # The entries of a batch are checked one by one, so that a bad one is rejected alone;
+    # everything else of the document is the document's.
+    outside = {k: v for k, v in document.items() if k != "entry"}
+    if document.get("resourceType") != INDEXED_TYPE and isinstance(document.get("entry"), list):
+        outside["entry"] = []
+    problems = list(_unstorable_strings(outside, "")) if check_text else []
+    if problems:
+        raise Rejected("the document cannot be read: it holds what cannot be stored", problems)
     resource_type = document.get("resourceType")
     if resource_type == INDEXED_TYPE:
         return FhirDocument(
@@ -143,15 +191,21 @@ def read_document(body: bytes) -> FhirDocument:
     raw_entries = document.get("entry", [])
     if not isinstance(raw_entries, list) or not raw_entries:
         raise _reject("entry", "the Bundle has no entries", "EMPTY_BUNDLE")
-    return _read_entries(kind, raw_entries)
+    return _read_entries(kind, raw_entries, check_text)
 
 
-def _read_entries(kind: BundleKind, raw_entries: list[Any]) -> FhirDocument:
+def _read_entries(kind: BundleKind, raw_entries: list[Any], check_text: bool) -> FhirDocument:
     entries: list[Entry] = []
     problems: dict[int, list[Violation]] = {}
     first_use: dict[str, int] = {}
     for index, raw in enumerate(raw_entries):
         path = f"entry[{index}]"
+        unstorable = list(_unstorable_strings(raw, path)) if check_text else []
+        if unstorable:
+            # Nothing else of it is read: what reads it would store or hash its text.
+            problems[index] = unstorable
+            entries.append(Entry(index, "", "", {}, f"{path}.resource"))
+            continue
         found: list[Violation] = []
         if not isinstance(raw, dict):
             raw = {}

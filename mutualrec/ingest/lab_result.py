@@ -184,14 +184,26 @@ def parse_fhir_time(text: str) -> dt.datetime:
     match = _FHIR_DATE.match(text)
     if match:
         year, month, day = match.groups()
-        return dt.datetime(int(year), int(month or 1), int(day or 1), tzinfo=LOCAL_ZONE)
+        return _in_utc_range(
+            dt.datetime(int(year), int(month or 1), int(day or 1), tzinfo=LOCAL_ZONE)
+        )
     if not _FHIR_DATETIME.match(text):
         raise ValueError("not a FHIR dateTime: YYYY-MM-DDThh:mm:ss[.fff] and a zone")
-    moment = dt.datetime.fromisoformat(text)
+    moment = _in_utc_range(dt.datetime.fromisoformat(text))
     zone = moment.tzinfo
     assert zone is not None  # the pattern requires a zone
     shared = _ZONES.setdefault(zone, zone)
     return moment if shared is zone else moment.replace(tzinfo=shared)
+
+
+def _in_utc_range(moment: dt.datetime) -> dt.datetime:
+    """``moment``, if it is an instant Python can hold in UTC too: 0001-01-01T00:00+14:00 is not,
+    and converting it (to store or compare it) would overflow."""
+    try:
+        moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("outside the years 1 to 9999 once converted to UTC") from None
+    return moment
 
 
 @functools.lru_cache(maxsize=4096)
@@ -279,6 +291,36 @@ def _first_coding(node: Any) -> Coding | None:
         if isinstance(coding.get("code"), str):
             return Coding(str(coding.get("system", "")), coding["code"], coding.get("display", ""))
     return None
+
+
+# The longest text of each kind the index holds (its column sizes): longer is this entry's
+# violation, not a database error failing the whole document (PostgreSQL enforces the sizes).
+_MAX_IDENTITY, _MAX_SYSTEM, _MAX_CODE, _MAX_DECIMAL = 300, 200, 64, 40
+
+
+def _check_lengths(
+    reader: _Reader,
+    identity: str | None,
+    loinc: tuple[str, ...],
+    local: tuple[Coding, ...],
+    value: LabValue | None,
+    reference: tuple[Decimal | None, Decimal | None],
+) -> None:
+    value = value or LabValue("none")
+    numbers = (value.number, value.low, value.high, *reference)
+    checks = [
+        ("identifier", identity or "", _MAX_IDENTITY),
+        ("code.coding", ";".join(loinc[1:]), _MAX_SYSTEM),
+        ("code.coding", local[0].system if local else "", _MAX_SYSTEM),
+        ("code.coding", local[0].code if local else "", _MAX_CODE),
+        ("value[x]", value.unit, _MAX_CODE),
+        ("value[x]", value.code.system if value.code else "", _MAX_SYSTEM),
+        ("value[x]", value.code.code if value.code else "", _MAX_CODE),
+        *(("value[x]", str(n), _MAX_DECIMAL) for n in numbers if n is not None),
+    ]
+    for field, text, limit in checks:
+        if len(text) > limit:
+            reader.add(field, f"{len(text)} characters; at most {limit} are kept", "TOO_LONG")
 
 
 def observation_identity(resource: dict[str, Any]) -> str | None:
@@ -454,6 +496,7 @@ def normalize_observation(
         for c in _codings(concept)
         if isinstance(c.get("code"), str)
     )
+    _check_lengths(reader, identity, loinc, local, value, (reference_low, reference_high))
     if reader.violations:
         return reader.violations
     assert identity is not None
