@@ -113,7 +113,10 @@ class Runtime:
             audit=AuditWriter(sessions),
             tallies=TallyCompactor(engine, settings.tally_interval_seconds),
             limits=Limits(
-                TokenBuckets(settings.rate_limit, settings.rate_burst), Slots(settings.max_uploads)
+                TokenBuckets(settings.rate_limit, settings.rate_burst),
+                Slots(settings.max_uploads),
+                peers=Slots(settings.max_calls_per_peer),
+                auth_failures=TokenBuckets(settings.auth_failure_rate, settings.auth_failure_burst),
             ),
         )
 
