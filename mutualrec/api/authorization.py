@@ -12,10 +12,11 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from mutualrec.api.auth import admit, authenticate_call
-from mutualrec.api.status import retry_status
+from mutualrec.api.status import abort_with_violations, retry_status
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import is_public, refusal, roles_for
 from mutualrec.security.api_keys import InvalidKey, Principal
+from mutualrec.violations import Violation
 
 # Calls that hold a slot of their credential while they run: a PACS gateway streaming studies.
 _SLOTTED = frozenset({"/mutualrec.v1.IngestService/UploadStudy"})
@@ -180,9 +181,16 @@ def _guarded(handler: Any, admission: Admission, request_timeout: float) -> Any:
     async def requests(messages: Any, context: Context) -> Any:
         """What ``behavior`` takes: the one request, or the stream with its first message."""
         first = await _first_request(context, request_timeout)
-        if not request_streaming:
-            return first
-        return _followed_by(first, messages)
+        if request_streaming:
+            return _followed_by(first, messages)
+        if first is grpc.aio.EOF:
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the call ended before sending its request",
+                [Violation("", "a unary call sends exactly one request", "MISSING_REQUEST")],
+            )
+        return first
 
     async def run(messages: Any, context: Context) -> Any:
         done = await admission(context)
@@ -213,24 +221,28 @@ def _guarded(handler: Any, admission: Admission, request_timeout: float) -> Any:
 
 
 async def _first_request(context: Context, seconds: float) -> Any:
-    """The call's first request message, or the call ended if it does not come in time."""
+    """The call's first request message (EOF: none, the stream ended), or the call ended if it
+    does not come in time."""
     try:
-        message = await asyncio.wait_for(context.read(), seconds)
+        return await asyncio.wait_for(context.read(), seconds)
     except TimeoutError:
         await context.abort(
             grpc.StatusCode.DEADLINE_EXCEEDED,
             f"no request arrived within {seconds:g} s of the call's start",
         )
     except DecodeError:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not valid protobuf")
-    if message is grpc.aio.EOF:
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT, "the call ended before sending its request"
+        await abort_with_violations(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "the request is not valid protobuf",
+            [Violation("", "the request does not decode as its message", "MALFORMED_REQUEST")],
         )
-    return message
 
 
 async def _followed_by(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The stream whose first message was read already (EOF: an empty stream)."""
+    if first is grpc.aio.EOF:
+        return
     yield first
     async for message in rest:
         yield message

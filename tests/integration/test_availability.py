@@ -23,6 +23,7 @@ from mutualrec.client.upload import auth_metadata
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.fhir_docs import PATIENT_ID
+from tests.helpers import bad_request
 
 CHECK_ORDER = "/mutualrec.v1.RecognitionService/CheckOrder"
 HOSPITAL = "H500106002"
@@ -203,3 +204,29 @@ def test_one_address_cannot_take_every_call_slot(tmp_path: Path) -> None:
     # The address's 20 calls wait for their requests; the server refused the other 40.
     assert codes.count(None) == 20
     assert set(codes) - {None} <= _refused(grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+def _raw_check_order(server: RunningServer, key: str, requests: list[bytes]) -> grpc.RpcError:
+    """CheckOrder sent as raw request messages (none, or bytes that are not protobuf)."""
+    call = server.channel.stream_unary(CHECK_ORDER)
+    with pytest.raises(grpc.RpcError) as ended:
+        call(iter(requests), metadata=auth_metadata(key), timeout=30)
+    return ended.value
+
+
+def test_a_unary_call_without_its_request_is_invalid(server: RunningServer) -> None:
+    key = server.add_hospital(HOSPITAL)
+
+    ended = _raw_check_order(server, key, [])
+
+    assert ended.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request(ended) == {"": "MISSING_REQUEST"}
+
+
+def test_a_request_that_is_not_protobuf_is_invalid(server: RunningServer) -> None:
+    key = server.add_hospital(HOSPITAL)
+
+    ended = _raw_check_order(server, key, [b"\xff\xff\xff\xff"])
+
+    assert ended.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request(ended) == {"": "MALFORMED_REQUEST"}
