@@ -96,6 +96,12 @@ class Settings:
     keepalive_seconds: float = 60.0
     max_connection_idle_seconds: float = 300.0
     max_connection_age_seconds: float = 3600.0
+    # What reading one instance's header may cost (a deflated dataset's inflated size and
+    # ratio, its elements), and the threads that read headers: never the ones storage needs.
+    max_inflated_bytes: int = 1024 * MIB
+    max_inflate_ratio: float = 200.0
+    max_dicom_elements: int = 250_000
+    header_workers: int = 2
     # TLS: the server's certificate and key (PEM), and the CA of hospitals' client
     # certificates, which makes every client present one (mTLS).
     tls: TlsFiles | None = None
@@ -281,5 +287,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keepalive_seconds=_number(env, "KEEPALIVE_SECONDS", 60, 1),
         max_connection_idle_seconds=_number(env, "MAX_CONNECTION_IDLE_SECONDS", 300, 0),
         max_connection_age_seconds=_number(env, "MAX_CONNECTION_AGE_SECONDS", 3600, 0),
+        max_inflated_bytes=int(_number(env, "MAX_INFLATED_MIB", 1024, 1) * MIB),
+        max_inflate_ratio=_number(env, "MAX_INFLATE_RATIO", 200, 1),
+        max_dicom_elements=int(_number(env, "MAX_DICOM_ELEMENTS", 250_000, 1)),
+        header_workers=int(_number(env, "HEADER_WORKERS", 2, 1)),
         tls=_tls_files(env),
     )
