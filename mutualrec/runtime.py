@@ -112,6 +112,7 @@ class Runtime:
                 functools.partial(_render_elsewhere, cpu_executor)
                 if settings.parse_workers > 0
                 else render_thumbnail,
+                share_token_secret=settings.token_secret,
             ),
             audit=AuditWriter(sessions),
             tallies=TallyCompactor(engine, settings.tally_interval_seconds),
