@@ -131,7 +131,7 @@ def test_share_tokens_made_before_the_mac_still_open_their_study(
     assert _get_study(server, created.token) == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_a_share_token_with_a_mac_of_another_secret_is_refused_without_lookup(
+def test_a_share_token_with_a_wrong_mac_is_refused_without_lookup(
     server: RunningServer, manifest: dict[str, Any]
 ) -> None:
     study = manifest[CT]
