@@ -207,14 +207,14 @@ def _guarded(handler: Any, admission: Admission, request_timeout: float) -> Any:
         finally:
             done()
 
-    if inspect.isasyncgenfunction(behavior):
-        return grpc.stream_stream_rpc_method_handler(
-            stream,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    return grpc.stream_unary_rpc_method_handler(
-        run,
+    make = (
+        grpc.stream_stream_rpc_method_handler
+        if handler.response_streaming
+        else grpc.stream_unary_rpc_method_handler
+    )
+    # A streaming reply comes from an async generator, or from context.write (health's Watch).
+    return make(
+        stream if inspect.isasyncgenfunction(behavior) else run,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from mutualrec.client.upload import auth_metadata
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
@@ -230,3 +231,19 @@ def test_a_request_that_is_not_protobuf_is_invalid(server: RunningServer) -> Non
 
     assert ended.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_request(ended) == {"": "MALFORMED_REQUEST"}
+
+
+def test_public_methods_of_every_shape_still_answer(server: RunningServer) -> None:
+    # Watch streams its replies with context.write, reflection is a stream both ways.
+    watch = health_pb2_grpc.HealthStub(server.channel).Watch(
+        health_pb2.HealthCheckRequest(), timeout=DEADLINE
+    )
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
+    reflection = reflection_pb2_grpc.ServerReflectionStub(server.channel)
+    [reply] = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=DEADLINE
+    )
+    assert "mutualrec.v1.RecognitionService" in {
+        service.name for service in reply.list_services_response.service
+    }
