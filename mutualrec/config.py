@@ -81,6 +81,27 @@ class Settings:
     max_uploads: int = 16
     # Calls in progress in one server process; beyond it gRPC answers RESOURCE_EXHAUSTED.
     max_concurrent_calls: int = 1000
+    # Calls in progress from one client address (0: no cap beyond max_concurrent_calls).
+    max_calls_per_peer: int = 250
+    # Seconds a call may take to send its request (a stream: its first message) after its
+    # headers; one that sends nothing must not hold a call slot for long.
+    request_timeout_seconds: float = 10.0
+    # Failed authentications per second per client address (0: unlimited), and the burst; a
+    # peer beyond them is refused before its credential costs a lookup.
+    auth_failure_rate: float = 20.0
+    auth_failure_burst: float = 40.0
+    # Connections: concurrent streams on one, pings to find dead peers, and how long one may
+    # stay idle or open at all (0: for ever) before the server closes it (GOAWAY).
+    max_streams_per_connection: int = 100
+    keepalive_seconds: float = 60.0
+    max_connection_idle_seconds: float = 300.0
+    max_connection_age_seconds: float = 3600.0
+    # What reading one instance's header may cost (a deflated dataset's inflated size and
+    # ratio, its elements), and the threads that read headers: never the ones storage needs.
+    max_inflated_bytes: int = 1024 * MIB
+    max_inflate_ratio: float = 200.0
+    max_dicom_elements: int = 250_000
+    header_workers: int = 2
     # TLS: the server's certificate and key (PEM), and the CA of hospitals' client
     # certificates, which makes every client present one (mTLS).
     tls: TlsFiles | None = None
@@ -226,6 +247,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{PREFIX}PROCESSES > 1 needs a fixed port in {PREFIX}LISTEN")
     is_sqlite = database_url.startswith("sqlite")
     rate_limit = _number(env, "RATE_LIMIT", 200, 0)
+    max_concurrent_calls = int(_number(env, "MAX_CONCURRENT_CALLS", 1000, 1))
+    # A tenth of the call rate: a client whose credentials keep failing is broken or guessing.
+    auth_failure_rate = _number(env, "AUTH_FAILURE_RATE", rate_limit / 10, 0)
     return Settings(
         listen=listen,
         data_dir=data_dir,
@@ -252,6 +276,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit=rate_limit,
         rate_burst=_number(env, "RATE_BURST", max(2 * rate_limit, 1), 1),
         max_uploads=int(_number(env, "MAX_UPLOADS", 16, 0)),
-        max_concurrent_calls=int(_number(env, "MAX_CONCURRENT_CALLS", 1000, 1)),
+        max_concurrent_calls=max_concurrent_calls,
+        max_calls_per_peer=int(
+            _number(env, "MAX_CALLS_PER_PEER", max(max_concurrent_calls // 4, 1), 0)
+        ),
+        request_timeout_seconds=_number(env, "REQUEST_TIMEOUT_SECONDS", 10, 0.1),
+        auth_failure_rate=auth_failure_rate,
+        auth_failure_burst=_number(env, "AUTH_FAILURE_BURST", max(2 * auth_failure_rate, 1), 1),
+        max_streams_per_connection=int(_number(env, "MAX_STREAMS_PER_CONNECTION", 100, 1)),
+        keepalive_seconds=_number(env, "KEEPALIVE_SECONDS", 60, 1),
+        max_connection_idle_seconds=_number(env, "MAX_CONNECTION_IDLE_SECONDS", 300, 0),
+        max_connection_age_seconds=_number(env, "MAX_CONNECTION_AGE_SECONDS", 3600, 0),
+        max_inflated_bytes=int(_number(env, "MAX_INFLATED_MIB", 1024, 1) * MIB),
+        max_inflate_ratio=_number(env, "MAX_INFLATE_RATIO", 200, 1),
+        max_dicom_elements=int(_number(env, "MAX_DICOM_ELEMENTS", 250_000, 1)),
+        header_workers=int(_number(env, "HEADER_WORKERS", 2, 1)),
         tls=_tls_files(env),
     )

@@ -56,6 +56,9 @@ class Runtime:
     audit: AuditWriter
     tallies: TallyCompactor
     limits: Limits
+    # DICOM headers are walked here, a few at a time: uploads of costly instances must not hold
+    # the worker threads that every storage-backed call needs.
+    header_executor: ThreadPoolExecutor
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -109,11 +112,18 @@ class Runtime:
                 functools.partial(_render_elsewhere, cpu_executor)
                 if settings.parse_workers > 0
                 else render_thumbnail,
+                share_token_secret=settings.token_secret,
             ),
             audit=AuditWriter(sessions),
             tallies=TallyCompactor(engine, settings.tally_interval_seconds),
             limits=Limits(
-                TokenBuckets(settings.rate_limit, settings.rate_burst), Slots(settings.max_uploads)
+                TokenBuckets(settings.rate_limit, settings.rate_burst),
+                Slots(settings.max_uploads),
+                peers=Slots(settings.max_calls_per_peer),
+                auth_failures=TokenBuckets(settings.auth_failure_rate, settings.auth_failure_burst),
+            ),
+            header_executor=ThreadPoolExecutor(
+                max_workers=settings.header_workers, thread_name_prefix="mutualrec-header"
             ),
         )
 
@@ -121,6 +131,13 @@ class Runtime:
         """Run blocking storage or parsing work on the worker threads, off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def run_header(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run header parsing on its own bounded threads, off the storage workers."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.header_executor, functools.partial(fn, *args, **kwargs)
+        )
 
     async def run_cpu(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run pure CPU work on the parse workers; arguments and result must pickle."""
@@ -134,6 +151,7 @@ class Runtime:
         self.tallies.close()
         self.cpu_executor.shutdown(wait=True, cancel_futures=True)
         self.executor.shutdown(wait=True)
+        self.header_executor.shutdown(wait=True)
         self.engine.dispose()
         if self.recognition.engine is not self.engine:
             self.recognition.engine.dispose()

@@ -57,6 +57,31 @@ def max_message_bytes(settings: Settings) -> int:
     return 2 * max(settings.max_chunk_bytes, settings.max_fhir_bytes) + FRAMING_BYTES
 
 
+# Calls in flight when a connection reaches its maximum age get this long to finish.
+CONNECTION_AGE_GRACE_SECONDS = 600
+
+
+def connection_options(settings: Settings) -> list[tuple[str, int]]:
+    """Limits per connection: one client cannot open streams without end on one connection,
+    dead peers are found by pings, and idle or old connections are closed (GOAWAY; clients
+    reconnect on their own)."""
+    options = [
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", 20_000),
+    ]
+    if settings.max_connection_idle_seconds > 0:
+        options.append(
+            ("grpc.max_connection_idle_ms", int(settings.max_connection_idle_seconds * 1000))
+        )
+    if settings.max_connection_age_seconds > 0:
+        options += [
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_SECONDS * 1000),
+        ]
+    return options
+
+
 SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
     recognition_pb2.DESCRIPTOR.services_by_name["RecognitionService"].full_name,
@@ -79,6 +104,7 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
             # Several worker processes share one port only when asked to; otherwise a second
             # server on the same port is an error, not a silent split of the traffic.
             ("grpc.so_reuseport", 1 if runtime.settings.processes > 1 else 0),
+            *connection_options(runtime.settings),
         ],
     )
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestService(runtime), server)

@@ -19,6 +19,7 @@ from mutualrec.runtime import Runtime
 from mutualrec.security.access import HOSPITAL, PATIENT, SHARE
 from mutualrec.security.api_keys import InvalidKey, Principal, bearer_token, has_bearer
 from mutualrec.security.patient_tokens import (
+    check_share_token,
     looks_like_patient_token,
     looks_like_share_token,
     share_token_hash,
@@ -112,6 +113,8 @@ async def _token_principal(
 ) -> Principal:
     token = bearer_token(metadata)
     if looks_like_share_token(token):
+        # A token the server did not sign costs no worker thread and no lookup.
+        check_share_token(runtime.settings.token_secret, token)
         return await runtime.run_blocking(_check_share, runtime, token)
     if looks_like_patient_token(token):
         key = verify_patient_token(runtime.settings.token_secret, token)

@@ -18,6 +18,7 @@ from mutualrec.api.lab_messages import FHIR_VERSIONS, submission_response
 from mutualrec.api.patients import document_type_name
 from mutualrec.api.status import abort, abort_with_violations, violations_to_proto
 from mutualrec.api.storage_failures import is_outage
+from mutualrec.ingest.dicom_limits import HeaderLimits
 from mutualrec.ingest.lab_ingest import LabSubmission, Refusal, SubmissionRefused, prepare_batch
 from mutualrec.ingest.study_upload import (
     InstanceOutcome,
@@ -215,7 +216,9 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
                 pending.close()
                 continue
             try:
-                await self.runtime.run_blocking(upload.finish, pending)
+                header = await self.runtime.run_header(upload.read, pending)
+                if header is not None:
+                    await self.runtime.run_blocking(upload.finish, pending, header)
                 if ready.empty() or upload.batch_full:
                     await self.runtime.run_blocking(upload.commit)
             except STORAGE_FAILURES as exc:
@@ -278,6 +281,11 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             declaration=declaration,
             max_instance_bytes=settings.max_instance_bytes,
             on_commit=functools.partial(_index_for_recognition, reference.catalog),
+            header_limits=HeaderLimits(
+                max_inflated_bytes=settings.max_inflated_bytes,
+                max_inflate_ratio=settings.max_inflate_ratio,
+                max_elements=settings.max_dicom_elements,
+            ),
         )
 
     async def GetStudyStatus(

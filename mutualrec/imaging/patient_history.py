@@ -84,8 +84,11 @@ class PatientHistory:
         catalog: Callable[[], Catalog],
         scratch: Path,
         render: Renderer = render_thumbnail,
+        *,
+        share_token_secret: bytes,
     ) -> None:
         self._sessions = sessions
+        self._share_token_secret = share_token_secret
         self._store = store
         self._catalog = catalog
         self._scratch = scratch
@@ -178,7 +181,7 @@ class PatientHistory:
         self, patient_key: str, study_instance_uid: str, request: ShareRequest, now: dt.datetime
     ) -> CreatedLink:
         """A new share link to one of the patient's studies."""
-        issued = new_share_token()
+        issued = new_share_token(self._share_token_secret)
         link_id = new_link_id()
         with self._sessions.begin() as session:
             entry = self._find(session, Viewer(patient_key), study_instance_uid, "")

@@ -22,6 +22,13 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from mutualrec.ingest.dicom_limits import (
+    DEFAULT_LIMITS,
+    ElementCount,
+    HeaderLimits,
+    InflationGuard,
+    OverLimit,
+)
 from mutualrec.ingest.dicom_structure import Truncated, inflate_dataset, walk_dataset
 from mutualrec.ingest.pydicom_quiet import quiet_pydicom
 from mutualrec.matching.body_part import has_contrast, normalize_body_part
@@ -138,14 +145,25 @@ def _encoding(meta: FileMetaDataset, fp: BinaryIO, start: int) -> tuple[str, boo
 
 
 def _raw_values(
-    fp: BinaryIO, size: int, start: int, syntax: str, implicit: bool, little: bool
+    fp: BinaryIO,
+    size: int,
+    start: int,
+    syntax: str,
+    implicit: bool,
+    little: bool,
+    limits: HeaderLimits,
 ) -> dict[int, bytes]:
+    count = ElementCount(limits.max_elements)
     if syntax != DeflatedExplicitVRLittleEndian:
-        return walk_dataset(fp, size, start, implicit=implicit, little=little, capture=_CAPTURE)
+        return walk_dataset(
+            fp, size, start, implicit=implicit, little=little, capture=_CAPTURE, on_element=count
+        )
     with tempfile.SpooledTemporaryFile(max_size=_INFLATE_IN_MEMORY) as spooled:
         inflated = cast(BinaryIO, spooled)
-        length = inflate_dataset(fp, start, inflated)
-        return walk_dataset(inflated, length, 0, implicit=False, little=True, capture=_CAPTURE)
+        length = inflate_dataset(fp, start, inflated, InflationGuard(limits))
+        return walk_dataset(
+            inflated, length, 0, implicit=False, little=True, capture=_CAPTURE, on_element=count
+        )
 
 
 def _decode(raw: dict[int, bytes]) -> dict[str, str]:
@@ -272,11 +290,17 @@ def _unstorable(values: dict[str, str]) -> list[Violation]:
     ]
 
 
-def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> DicomHeader:
+def read_header(
+    fp: BinaryIO,
+    size: int,
+    *,
+    today: dt.date | None = None,
+    limits: HeaderLimits = DEFAULT_LIMITS,
+) -> DicomHeader:
     """Parse and validate an instance held in the seekable ``fp`` of ``size`` bytes.
 
     Raises :class:`Rejected` with every violation found: not DICOM, truncated, a DICOMDIR,
-    missing or malformed required attributes.
+    missing or malformed required attributes, or beyond ``limits`` of what reading may cost.
     """
     if size < 132 + 8:
         raise _not_dicom(f"{size} bytes is too short for a DICOM instance")
@@ -290,7 +314,11 @@ def read_header(fp: BinaryIO, size: int, *, today: dt.date | None = None) -> Dic
         )
     syntax, implicit, little = _encoding(meta, fp, start)
     try:
-        raw = _raw_values(fp, size, start, syntax, implicit, little)
+        raw = _raw_values(fp, size, start, syntax, implicit, little, limits)
+    except OverLimit as exc:
+        raise Rejected.one(
+            "the instance is beyond what reading one may cost", _INSTANCE, str(exc), exc.reason
+        ) from None
     except Truncated as exc:
         if not meta and not has_preamble:
             raise _not_dicom("no DICOM preamble, file meta or readable dataset") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -52,9 +53,17 @@ def _read_exact(fp: BinaryIO, count: int, what: str) -> bytes:
 
 class _Walker:
     def __init__(
-        self, fp: BinaryIO, size: int, *, implicit: bool, little: bool, capture: frozenset[int]
+        self,
+        fp: BinaryIO,
+        size: int,
+        *,
+        implicit: bool,
+        little: bool,
+        capture: frozenset[int],
+        on_element: Callable[[], None],
     ) -> None:
         self.fp = fp
+        self.on_element = on_element
         self.size = size
         self.implicit = implicit
         self.order = "<" if little else ">"
@@ -82,6 +91,7 @@ class _Walker:
             if len(raw) != 4:
                 raise Truncated(f"the file ends inside an element tag at byte {self.fp.tell()}")
             tag = self._tag(raw)
+            self.on_element()
             if tag in (_ITEM_DELIMITER, _SEQUENCE_DELIMITER):
                 _read_exact(self.fp, 4, "a delimiter")
                 if tag == until:
@@ -115,6 +125,7 @@ class _Walker:
         while True:
             tag = self._tag(_read_exact(self.fp, 4, "an item tag"))
             (length,) = struct.unpack(self.order + "L", _read_exact(self.fp, 4, "an item length"))
+            self.on_element()
             if tag == _SEQUENCE_DELIMITER:
                 return
             if tag != _ITEM:
@@ -133,33 +144,46 @@ def walk_dataset(
     implicit: bool,
     little: bool,
     capture: frozenset[int] = frozenset(),
+    on_element: Callable[[], None] = lambda: None,
 ) -> dict[int, bytes]:
     """Walk the dataset from ``dataset_start`` to ``size``; return the captured raw values.
 
     Raises :class:`Truncated` unless the dataset ends exactly at ``size``. ``capture`` names the
-    top-level tags (as ``group << 16 | element``) whose values to return.
+    top-level tags (as ``group << 16 | element``) whose values to return. ``on_element`` is
+    called for every element, item and delimiter passed (and may stop the walk by raising).
     """
     fp.seek(dataset_start)
-    walker = _Walker(fp, size, implicit=implicit, little=little, capture=capture)
+    walker = _Walker(
+        fp, size, implicit=implicit, little=little, capture=capture, on_element=on_element
+    )
     walker.walk(until=None, depth=0)
     return walker.captured
 
 
-def inflate_dataset(fp: BinaryIO, dataset_start: int, out: BinaryIO) -> int:
+def inflate_dataset(
+    fp: BinaryIO,
+    dataset_start: int,
+    out: BinaryIO,
+    check: Callable[[int, int], None] = lambda _consumed, _inflated: None,
+) -> int:
     """Inflate a deflated dataset into ``out``; return its size.
 
     Inflates in bounded blocks, so memory stays flat; raises :class:`Truncated` unless the
-    compressed stream is whole.
+    compressed stream is whole. ``check(consumed, inflated)`` is called after every block with
+    the compressed and inflated byte counts so far (and may stop the inflation by raising).
     """
     fp.seek(dataset_start)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     written = 0
+    fed = 0
     try:
         while block := fp.read(1024 * 1024):
+            fed += len(block)
             piece = inflater.decompress(block, 1024 * 1024)
             while True:
                 out.write(piece)
                 written += len(piece)
+                check(fed - len(inflater.unconsumed_tail), written)
                 if not inflater.unconsumed_tail:
                     break
                 piece = inflater.decompress(inflater.unconsumed_tail, 1024 * 1024)

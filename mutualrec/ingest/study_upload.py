@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.identity import IdentityDocument, InvalidIdentity, parse_identity, patient_key
 from mutualrec.ingest.dicom_header import DicomHeader, attribute, read_header
+from mutualrec.ingest.dicom_limits import DEFAULT_LIMITS, HeaderLimits
 from mutualrec.storage import imaging_index as index
 from mutualrec.storage.imaging_index import StudyOverview
 from mutualrec.storage.objects import ObjectStore
@@ -189,9 +190,10 @@ MAX_BATCH = 64
 class StudyUpload:
     """The server side of one UploadStudy stream.
 
-    :meth:`finish` validates an instance and writes its blob; :meth:`commit` indexes the staged
-    instances in one transaction. Both are blocking and must be called from one thread at a time
-    (the servicer runs them in order on a worker thread while it receives the next instance).
+    :meth:`read` parses an instance's header (CPU only), :meth:`finish` validates it and writes
+    its blob; :meth:`commit` indexes the staged instances in one transaction. All are blocking
+    and must be called one at a time (the servicer runs them in order on worker threads while it
+    receives the next instance).
     """
 
     def __init__(
@@ -204,7 +206,9 @@ class StudyUpload:
         declaration: UploadDeclaration,
         max_instance_bytes: int,
         on_commit: Callable[[Session, str], None] | None = None,
+        header_limits: HeaderLimits = DEFAULT_LIMITS,
     ) -> None:
+        self.header_limits = header_limits
         self.store = store
         # Runs in every batch's transaction, with the study's UID, after its rows are written:
         # what depends on the study (its recognition rows) commits with the instances or not at
@@ -254,14 +258,13 @@ class StudyUpload:
             )
         )
 
-    def finish(self, pending: PendingInstance) -> None:
-        """Validate a completely received instance and write its blob, or reject it."""
+    def read(self, pending: PendingInstance) -> DicomHeader | None:
+        """The header of a completely received instance; None when it is rejected (recorded,
+        and the instance dropped). Touches no storage: it runs on the header workers."""
         try:
             if pending.problem is not None:
                 raise Rejected(pending.problem.description, [pending.problem])
-            header = read_header(pending.spool, pending.size)
-            self._check_belongs_to_upload(header)
-            self._stage(pending, header)
+            return read_header(pending.spool, pending.size, limits=self.header_limits)
         except Rejected as rejection:
             self._reject(
                 pending.index,
@@ -269,6 +272,22 @@ class StudyUpload:
                 rejection,
                 pending.size,
                 pending.sha256 if pending.problem is None else "",
+            )
+            pending.close()
+            return None
+        except BaseException:
+            pending.close()
+            raise
+
+    def finish(self, pending: PendingInstance, header: DicomHeader) -> None:
+        """Validate an instance whose header :meth:`read` parsed and write its blob, or reject
+        it."""
+        try:
+            self._check_belongs_to_upload(header)
+            self._stage(pending, header)
+        except Rejected as rejection:
+            self._reject(
+                pending.index, pending.source_name, rejection, pending.size, pending.sha256
             )
         finally:
             pending.close()

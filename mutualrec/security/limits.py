@@ -1,4 +1,5 @@
-"""Per-credential limits: a call rate (token buckets) and concurrent calls of one kind (slots).
+"""Per-credential and per-address limits: a call rate (token buckets) and concurrent calls
+(slots).
 
 Both live on the server's event loop, where every call is admitted, so they take no lock. They
 remember a bounded number of credentials: an idle credential's bucket is full again anyway, so
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -39,6 +40,20 @@ class TokenBuckets:
         """Spend one call of ``key``: 0.0 when allowed, else the seconds until one would be."""
         if self.rate <= 0:
             return 0.0
+        bucket = self._refill(key)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+    def delay(self, key: str) -> float:
+        """Like :meth:`take` but spends nothing: whether ``key`` has a call left right now."""
+        if self.rate <= 0 or key not in self._buckets:
+            return 0.0
+        bucket = self._refill(key)
+        return 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / self.rate
+
+    def _refill(self, key: str) -> _Bucket:
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -50,10 +65,7 @@ class TokenBuckets:
             self._buckets.move_to_end(key)
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
             bucket.at = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        return bucket
 
 
 class Slots:
@@ -90,7 +102,10 @@ class Slots:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """A server's limits per credential: its call rate and its concurrent uploads."""
+    """A server's limits per credential (its call rate and its concurrent uploads) and per client
+    address (its calls in progress, and its failed authentications)."""
 
     calls: TokenBuckets
     uploads: Slots
+    peers: Slots = field(default_factory=lambda: Slots(0))
+    auth_failures: TokenBuckets = field(default_factory=lambda: TokenBuckets(0, 1))

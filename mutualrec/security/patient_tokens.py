@@ -3,12 +3,18 @@
 A patient token is a short-lived JWT (HS256) bound to one ``patient_key``; it needs no lookup,
 so listing a history costs no credential query. A share token is a random secret whose SHA-256
 alone is stored: it can be revoked, and every use is recorded, so it is looked up on every call.
+It carries a MAC of its random part (``mrs_<random>.<mac>``): a token the server did not make
+is refused without a lookup, so guessing tokens costs no index query. Tokens made before the
+MAC (``mrs_<random>``) are still looked up, within the per-address limit of failed attempts.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -24,6 +30,9 @@ MAX_TTL = dt.timedelta(hours=24)
 # Clocks of the identity provider and of the servers may differ a little.
 LEEWAY = dt.timedelta(seconds=30)
 SHARE_PREFIX = "mrs_"
+# 32 random bytes and a 16-byte MAC, base64url without padding.
+_SHARE_SHAPE = re.compile(r"^mrs_([A-Za-z0-9_-]{43})(?:\.([A-Za-z0-9_-]{22}))?$")
+_SHARE_MAC_LABEL = b"mutualrec share token v2\0"
 _ALGORITHM = "HS256"
 
 
@@ -96,10 +105,27 @@ class IssuedShareToken:
     token_sha256: str
 
 
-def new_share_token() -> IssuedShareToken:
-    """A fresh share token with 256 bits of entropy."""
-    token = SHARE_PREFIX + secrets.token_urlsafe(32)
+def _share_mac(secret: bytes, random_part: str) -> str:
+    digest = hmac.new(secret, _SHARE_MAC_LABEL + random_part.encode("ascii"), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()[:16]).rstrip(b"=").decode("ascii")
+
+
+def new_share_token(secret: bytes) -> IssuedShareToken:
+    """A fresh share token with 256 bits of entropy, signed with ``secret``."""
+    random_part = secrets.token_urlsafe(32)
+    token = f"{SHARE_PREFIX}{random_part}.{_share_mac(secret, random_part)}"
     return IssuedShareToken(token, share_token_hash(token))
+
+
+def check_share_token(secret: bytes, token: str) -> None:
+    """Refuse (:class:`InvalidKey`) a share token that cannot be one the server made: a wrong
+    shape, or a MAC that ``secret`` did not make. Passing says only that a lookup may find it."""
+    shape = _SHARE_SHAPE.match(token)
+    if shape is None:
+        raise InvalidKey("the share link is unknown, expired or revoked")
+    random_part, mac = shape.groups()
+    if mac is not None and not hmac.compare_digest(mac, _share_mac(secret, random_part)):
+        raise InvalidKey("the share link is unknown, expired or revoked")
 
 
 def share_token_hash(token: str) -> str:

@@ -71,3 +71,15 @@ def test_slots_without_a_limit_never_refuse() -> None:
     slots = Slots(limit=0)
 
     assert all(slots.acquire("a") for _ in range(1000))
+
+
+def test_delay_tells_whether_a_key_has_calls_left_without_spending_one() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(rate=4, burst=2, clock=clock)
+
+    assert buckets.delay("a") == 0.0
+    assert [buckets.take("a") for _ in range(2)] == [0.0, 0.0]
+    assert [buckets.delay("a") for _ in range(3)] == [0.25, 0.25, 0.25]
+    clock.now += 0.25
+    assert buckets.delay("a") == 0.0
+    assert buckets.take("a") == 0.0
