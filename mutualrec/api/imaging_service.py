@@ -106,7 +106,7 @@ def _link_proto(link: LinkEntry, now: dt.datetime) -> imaging_pb2.ShareLink:
 
 def _viewer(principal: Principal, context: Context) -> Viewer:
     if principal.role == HOSPITAL:
-        # A hospital reads a study only for a patient it recently checked an order for.
+        # A hospital reads a study only while a recent check of its recognized that study.
         return Viewer(
             patient_key="",
             checking_institution_id=principal.institution_id,
