@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mutualrec.private_files import private_dir, tighten_file
+
 PREFIX = "MUTUALREC_"
 MIB = 1024 * 1024
 
@@ -124,10 +126,11 @@ def _patient_key_secret(env: Mapping[str, str], data_dir: Path) -> tuple[bytes, 
         return configured.encode("utf-8"), f"{PREFIX}PATIENT_KEY_SECRET"
     path = data_dir / "patient-key.secret"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
+    tighten_file(path)
     return path.read_text().strip().encode("utf-8"), str(path)
 
 

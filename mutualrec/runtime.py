@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mutualrec.config import Settings
 from mutualrec.imaging.patient_history import PatientHistory
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
+from mutualrec.private_files import private_dir
 from mutualrec.recognition.checks import Recognition
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.security.audit_writer import AuditWriter
@@ -60,6 +61,9 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         """Connect to the index (migrating it when allowed) and the object store."""
+        if settings.data_dir.is_dir():
+            # Made by an older version, or by hand with the usual 0755: patients' data inside.
+            private_dir(settings.data_dir)
         engine = make_engine(settings.database_url, pool_size=settings.blocking_workers)
         ensure_schema(engine, auto_migrate=settings.auto_migrate)
         executor = ThreadPoolExecutor(
