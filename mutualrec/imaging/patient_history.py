@@ -137,6 +137,15 @@ class PatientHistory:
         with self._sessions.begin() as session:
             return self._find(session, viewer, study_instance_uid, rpc)
 
+    def patient_of(self, study_instance_uid: str) -> str | None:
+        """The patient key of a study whoever may read it (for the audit of a refused read);
+        None if the region holds no such study."""
+        if not study_instance_uid or "\x00" in study_instance_uid:
+            return None  # no study has such a UID, and PostgreSQL refuses NUL in a query
+        with self._sessions() as session:
+            reads_without_transaction(session)
+            return history_index.study_patient(session, study_instance_uid)
+
     def study(
         self, viewer: Viewer, study_instance_uid: str, now: dt.datetime
     ) -> tuple[ListedStudy, list[SeriesEntry]]:

@@ -216,6 +216,13 @@ def study_checked_by(
     return entries[0] if entries else None
 
 
+def study_patient(session: Session, study_instance_uid: str) -> str | None:
+    """The patient key of the study with that UID, or None if there is no such study."""
+    return session.scalar(
+        select(Study.patient_key).where(Study.study_instance_uid == study_instance_uid)
+    )
+
+
 def study_by_id(session: Session, study_id: int) -> StudyEntry | None:
     """A study by its row id (a share link's study)."""
     entries = _entries(session, _listing().where(Study.id == study_id))
