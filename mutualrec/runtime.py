@@ -19,6 +19,7 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutualrec.change_watch import ChangeWatch
 from mutualrec.config import Settings
 from mutualrec.imaging.patient_history import PatientHistory
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
@@ -57,6 +58,8 @@ class Runtime:
     audit: AuditWriter
     tallies: TallyCompactor
     limits: Limits
+    # Drops `reference` and `principals` when an administrator changed something.
+    changes: ChangeWatch
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -85,6 +88,12 @@ class Runtime:
         with sessions.begin() as session:
             catalog_store.ensure_packaged_catalog(session)
         reference = ReferenceCache(sessions)
+        principals = PrincipalCache(settings.auth_cache_seconds)
+
+        def forget_cached() -> None:
+            reference.invalidate()
+            principals.clear()
+
         store = open_object_store(settings)
         return cls(
             settings=settings,
@@ -102,7 +111,7 @@ class Runtime:
                 else engine,
                 reference,
             ),
-            principals=PrincipalCache(settings.auth_cache_seconds),
+            principals=principals,
             history=PatientHistory(
                 sessions,
                 store,
@@ -119,6 +128,7 @@ class Runtime:
             limits=Limits(
                 TokenBuckets(settings.rate_limit, settings.rate_burst), Slots(settings.max_uploads)
             ),
+            changes=ChangeWatch(sessions, forget_cached),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -134,6 +144,7 @@ class Runtime:
     def close(self) -> None:
         """Release processes, threads and connections; write the audit entries still queued and
         fold the statistics deltas."""
+        self.changes.close()
         self.audit.close()
         self.tallies.close()
         self.cpu_executor.shutdown(wait=True, cancel_futures=True)

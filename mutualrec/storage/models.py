@@ -514,3 +514,12 @@ class AuditEntry(Base):
     peer: Mapped[str] = mapped_column(String(100))
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AdminChange(Base):
+    """One row counting administrators' changes: servers poll it to drop their caches."""
+
+    __tablename__ = "admin_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
