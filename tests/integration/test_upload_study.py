@@ -14,7 +14,9 @@ import pydicom
 import pytest
 from sqlalchemy import func, select, text
 
+from mutualrec.identity import parse_identity, patient_key
 from mutualrec.server import max_message_bytes
+from mutualrec.storage import audit_log
 from mutualrec.storage.institutions import revoke_key
 from mutualrec.storage.models import Instance, Patient, PatientIdentifier, Series, Study
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
@@ -564,6 +566,21 @@ def test_a_held_study_resent_under_another_patient_is_rejected_not_a_duplicate(
         }
     # Nothing of the held study is described to the upload naming another patient.
     assert not response.HasField("study")
+    # The patient the upload named sees that nothing was kept under their name.
+    named = patient_key(
+        parse_identity("RESIDENT_ID_CARD", other_patient),
+        server.runtime.settings.patient_key_secret,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        with server.runtime.sessions() as session:
+            whats = [access.what for _, access in audit_log.accesses(session, named, 10)]
+        if whats or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert whats == [
+        f"upload of imaging study; 0 instances stored, {study['instance_count']} rejected"
+    ]
 
 
 def test_an_upload_into_another_institutions_study_learns_nothing_of_it(
