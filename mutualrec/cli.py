@@ -113,6 +113,8 @@ def _cmd_revoke_key(args: argparse.Namespace) -> int:
     with _admin_sessions().begin() as session:
         revoked = revoke_key(session, args.key_id)
     print("revoked" if revoked else "no live key with that id")
+    if revoked:
+        print(IN_EFFECT, file=sys.stderr)
     return 0 if revoked else 1
 
 
@@ -131,6 +133,8 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
 
 
 AdminCommand = Callable[[argparse.Namespace], int]
+# Servers poll for administrators' changes once a second (mutualrec.change_watch).
+IN_EFFECT = "in effect on every running server within about a second"
 
 
 def _reporting_rejections(command: AdminCommand) -> AdminCommand:
@@ -209,6 +213,7 @@ def _cmd_load_mappings(args: argparse.Namespace) -> int:
         f"code mapping of {args.institution} loaded: {count} local code(s), checked against "
         f"catalog {catalog.version}; it replaces the previous mapping"
     )
+    print(IN_EFFECT, file=sys.stderr)
     return 0
 
 
@@ -256,6 +261,7 @@ def _cmd_add_qualification(args: argparse.Namespace) -> int:
         f"qualification {qualification_id} added: {args.institution} holds {what}, "
         f"{args.scope} scope, from {valid_from.isoformat()} until {until}"
     )
+    print(IN_EFFECT, file=sys.stderr)
     return 0
 
 
@@ -271,6 +277,7 @@ def _cmd_load_prices(args: argparse.Namespace) -> int:
         f"price list of {args.institution} loaded: {count} item(s); "
         "it replaces the previous price list"
     )
+    print(IN_EFFECT, file=sys.stderr)
     return 0
 
 

@@ -6,6 +6,7 @@ directory under ``./var/``, listening on 127.0.0.1:50051.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -13,6 +14,8 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from mutualrec.private_files import private_dir, tighten_file
 
 PREFIX = "MUTUALREC_"
 MIB = 1024 * 1024
@@ -105,6 +108,9 @@ class Settings:
     # TLS: the server's certificate and key (PEM), and the CA of hospitals' client
     # certificates, which makes every client present one (mTLS).
     tls: TlsFiles | None = None
+    # Keys sealing kept FHIR originals at rest: the first seals, all of them open (rotation).
+    document_keys: tuple[bytes, ...] = ()
+    document_key_source: str = ""
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -145,11 +151,48 @@ def _patient_key_secret(env: Mapping[str, str], data_dir: Path) -> tuple[bytes, 
         return configured.encode("utf-8"), f"{PREFIX}PATIENT_KEY_SECRET"
     path = data_dir / "patient-key.secret"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
+    tighten_file(path)
     return path.read_text().strip().encode("utf-8"), str(path)
+
+
+def _hex_key(raw: str, name: str) -> bytes:
+    try:
+        key = bytes.fromhex(raw.strip())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(f"{PREFIX}{name} must be 64 hexadecimal digits (a 256-bit key)")
+    return key
+
+
+def _document_keys(env: Mapping[str, str], data_dir: Path) -> tuple[tuple[bytes, ...], str]:
+    """The keys sealing kept FHIR originals (the current one first), and where they came from.
+
+    ``DOCUMENT_KEY`` seals; ``DOCUMENT_KEYS_RETIRED`` (comma-separated) still opens what older
+    keys sealed, so a deployment can roll its key. Without a setting, a random key is made once
+    and kept beside the embedded data (0600), like the patient-key secret.
+    """
+    retired = tuple(
+        _hex_key(raw, "DOCUMENT_KEYS_RETIRED")
+        for raw in env.get(PREFIX + "DOCUMENT_KEYS_RETIRED", "").split(",")
+        if raw.strip()
+    )
+    configured = env.get(PREFIX + "DOCUMENT_KEY")
+    if configured:
+        return (_hex_key(configured, "DOCUMENT_KEY"), *retired), f"{PREFIX}DOCUMENT_KEY"
+    path = data_dir / "document-key.secret"
+    if not path.exists():
+        private_dir(data_dir)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    tighten_file(path)
+    return (_hex_key(path.read_text(), "DOCUMENT_KEY"), *retired), str(path)
 
 
 # Fewer distinct characters than this is a placeholder ("xxxx...", "changeme" repeated), not a
@@ -172,6 +215,9 @@ def _require_production_secrets(env: Mapping[str, str]) -> None:
             problems.append(f"{PREFIX}{name} looks like a placeholder, not a random secret")
     if values["PATIENT_KEY_SECRET"] and values["PATIENT_KEY_SECRET"] == values["TOKEN_SECRET"]:
         problems.append(f"{PREFIX}PATIENT_KEY_SECRET and {PREFIX}TOKEN_SECRET must differ")
+    if not env.get(PREFIX + "DOCUMENT_KEY"):
+        # A key generated into one server's directory: the others could not read the originals.
+        problems.append(f"{PREFIX}DOCUMENT_KEY must be set")
     if problems:
         raise ConfigError(f"{PREFIX}PRODUCTION is on: " + "; ".join(problems))
 
@@ -241,6 +287,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if production:
         _require_production_secrets(env)
     secret, secret_source = _patient_key_secret(env, data_dir)
+    document_keys, document_key_source = _document_keys(env, data_dir)
     listen = env.get(PREFIX + "LISTEN") or "127.0.0.1:50051"
     processes = int(_number(env, "PROCESSES", 1, 1))
     if processes > 1 and listen.endswith(":0"):
@@ -292,4 +339,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_dicom_elements=int(_number(env, "MAX_DICOM_ELEMENTS", 250_000, 1)),
         header_workers=int(_number(env, "HEADER_WORKERS", 2, 1)),
         tls=_tls_files(env),
+        document_keys=document_keys,
+        document_key_source=document_key_source,
     )

@@ -19,9 +19,11 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutualrec.change_watch import ChangeWatch
 from mutualrec.config import Settings
 from mutualrec.imaging.patient_history import PatientHistory
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
+from mutualrec.private_files import private_dir
 from mutualrec.recognition.checks import Recognition
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.security.audit_writer import AuditWriter
@@ -59,10 +61,15 @@ class Runtime:
     # DICOM headers are walked here, a few at a time: uploads of costly instances must not hold
     # the worker threads that every storage-backed call needs.
     header_executor: ThreadPoolExecutor
+    # Drops `reference` and `principals` when an administrator changed something.
+    changes: ChangeWatch
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         """Connect to the index (migrating it when allowed) and the object store."""
+        if settings.data_dir.is_dir():
+            # Made by an older version, or by hand with the usual 0755: patients' data inside.
+            private_dir(settings.data_dir)
         engine = make_engine(settings.database_url, pool_size=settings.blocking_workers)
         ensure_schema(engine, auto_migrate=settings.auto_migrate)
         executor = ThreadPoolExecutor(
@@ -84,6 +91,12 @@ class Runtime:
         with sessions.begin() as session:
             catalog_store.ensure_packaged_catalog(session)
         reference = ReferenceCache(sessions)
+        principals = PrincipalCache(settings.auth_cache_seconds)
+
+        def forget_cached() -> None:
+            reference.invalidate()
+            principals.clear()
+
         store = open_object_store(settings)
         return cls(
             settings=settings,
@@ -101,7 +114,7 @@ class Runtime:
                 else engine,
                 reference,
             ),
-            principals=PrincipalCache(settings.auth_cache_seconds),
+            principals=principals,
             history=PatientHistory(
                 sessions,
                 store,
@@ -125,6 +138,7 @@ class Runtime:
             header_executor=ThreadPoolExecutor(
                 max_workers=settings.header_workers, thread_name_prefix="mutualrec-header"
             ),
+            changes=ChangeWatch(sessions, forget_cached),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -147,6 +161,7 @@ class Runtime:
     def close(self) -> None:
         """Release processes, threads and connections; write the audit entries still queued and
         fold the statistics deltas."""
+        self.changes.close()
         self.audit.close()
         self.tallies.close()
         self.cpu_executor.shutdown(wait=True, cancel_futures=True)

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 
 from mutualrec import __version__
+from mutualrec.api.audit_health import report_audit_losses
 from mutualrec.api.audit_interceptor import AuditInterceptor
 from mutualrec.api.authorization import AuthorizationInterceptor
 from mutualrec.api.catalog_service import CatalogService
@@ -117,6 +118,7 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
     imaging_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(runtime), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    await report_audit_losses(health, runtime.audit)
     reflection.enable_server_reflection(
         (
             *SERVICE_NAMES,

@@ -33,9 +33,10 @@ _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("mutualrec_c
 
 
 def _check(runtime: Runtime, token: str) -> Principal:
+    generation = runtime.principals.generation
     with runtime.sessions() as session:
         principal = authenticate(session, token)
-    runtime.principals.put(token, principal)
+    runtime.principals.put(token, principal, generation)
     return principal
 
 
@@ -58,6 +59,7 @@ def _check_share(runtime: Runtime, token: str) -> Principal:
 
 
 def _check_certificate(runtime: Runtime, code: str) -> Principal:
+    generation = runtime.principals.generation
     with runtime.sessions() as session:
         try:
             institution = find_institution(session, code)
@@ -66,7 +68,7 @@ def _check_certificate(runtime: Runtime, code: str) -> Principal:
                 f"the client certificate names no known institution ({code})"
             ) from None
     principal = Principal(HOSPITAL, institution.id, institution.code, key_id=f"cert:{code}")
-    runtime.principals.put(f"cert:{code}", principal)
+    runtime.principals.put(f"cert:{code}", principal, generation)
     return principal
 
 

@@ -106,7 +106,7 @@ def _link_proto(link: LinkEntry, now: dt.datetime) -> imaging_pb2.ShareLink:
 
 def _viewer(principal: Principal, context: Context) -> Viewer:
     if principal.role == HOSPITAL:
-        # A hospital reads a study only for a patient it recently checked an order for.
+        # A hospital reads a study only while a recent check of its recognized that study.
         return Viewer(
             patient_key="",
             checking_institution_id=principal.institution_id,
@@ -176,6 +176,14 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
                 self.history.find_study, viewer, study_instance_uid, "audit"
             )
         except StudyNotFound:
+            # A refused attempt on a study that exists is the patient's business too: it is
+            # recorded against them (the call's outcome says NOT_FOUND); the caller learns
+            # nothing more than for a study that does not exist.
+            patient = await self.runtime.run_blocking(self.history.patient_of, study_instance_uid)
+            if patient is not None:
+                touched(
+                    patient, f"{what} (refused: no recent check of this institution recognized it)"
+                )
             return
         touched(entry.patient_key, what)
 

@@ -155,9 +155,16 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
                 ],
             )
         overview = await self.runtime.run_blocking(upload.overview)
+        counts = _counts(upload.outcomes)
+        # The declared patient's trail says what was kept under their name: an upload refused
+        # (another patient's study, say) is not an upload of theirs.
+        touched(
+            upload.patient_key,
+            f"{counts.stored + counts.new_version} instances stored, {counts.rejected} rejected",
+        )
         return ingest_pb2.UploadStudyResponse(
             instances=[_outcome_proto(o) for o in upload.outcomes],
-            counts=_counts(upload.outcomes),
+            counts=counts,
             study=_study_proto(overview),
         )
 

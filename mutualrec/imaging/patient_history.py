@@ -31,16 +31,16 @@ class StudyNotFound(LookupError):
     """No such study for this viewer (it may exist for someone else: that is not said)."""
 
 
-# A hospital opens another hospital's study of a patient only while the check it made for that
-# patient is recent: as long as the doctor may still record a decision on it.
+# A hospital opens another hospital's study only while a check it made recognized that very study
+# (a RECOGNIZABLE line citing it): as long as the doctor may still record a decision on that line.
 RECENT_CHECK = dt.timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """Who reads: a patient, a share link of theirs limited to one study, or a hospital that
-    checked an order for the study's patient within :data:`RECENT_CHECK` (``patient_key``
-    empty: the study names the patient)."""
+    """Who reads: a patient, a share link of theirs limited to one study, or a hospital whose
+    check within :data:`RECENT_CHECK` recognized the study (``patient_key`` empty: the study
+    names the patient)."""
 
     patient_key: str
     shared_study_id: int | None = None
@@ -139,6 +139,15 @@ class PatientHistory:
         """The viewer's study; a share link's use is recorded. Raises :class:`StudyNotFound`."""
         with self._sessions.begin() as session:
             return self._find(session, viewer, study_instance_uid, rpc)
+
+    def patient_of(self, study_instance_uid: str) -> str | None:
+        """The patient key of a study whoever may read it (for the audit of a refused read);
+        None if the region holds no such study."""
+        if not study_instance_uid or "\x00" in study_instance_uid:
+            return None  # no study has such a UID, and PostgreSQL refuses NUL in a query
+        with self._sessions() as session:
+            reads_without_transaction(session)
+            return history_index.study_patient(session, study_instance_uid)
 
     def study(
         self, viewer: Viewer, study_instance_uid: str, now: dt.datetime

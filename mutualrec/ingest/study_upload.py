@@ -453,22 +453,32 @@ class StudyUpload:
         if self._study_was_new is True:
             return []
         if self._ensured.study_id is None:
-            owner = index.study_owner(session, header.study_instance_uid)
+            holder = index.study_holder(session, header.study_instance_uid)
             if self._study_was_new is None:
-                self._study_was_new = owner is None
-            if owner is not None and owner != self.institution_id:
+                self._study_was_new = holder is None
+            if holder is not None and holder[0] != self.institution_id:
                 raise Rejected.one(
                     "the study belongs to another institution",
                     attribute("StudyInstanceUID"),
                     "this Study Instance UID is held for another institution",
                     "CONFLICT",
                 )
+            if holder is not None and holder[1] != self.patient_key:
+                # Checked before the duplicate test: identical bytes re-sent under another
+                # patient are a wrong identity, not a harmless retry.
+                raise Rejected.one(
+                    "the study is held for another patient",
+                    "header.patient",
+                    "this study is held for another patient than the one the header declares",
+                    "OTHER_PATIENT",
+                )
         held = index.held_versions(session, header.sop_instance_uid)
         if held and held[0].series_instance_uid != header.series_instance_uid:
+            # The holding series is not named: it may be another institution's.
             raise Rejected.one(
                 "the SOP Instance UID is held in another series",
                 attribute("SOPInstanceUID"),
-                f"this SOP Instance UID is held in series {held[0].series_instance_uid}",
+                "this SOP Instance UID is held in another series",
                 "CONFLICT",
             )
         return held
@@ -531,8 +541,12 @@ class StudyUpload:
         )
 
     def overview(self) -> StudyOverview | None:
-        """The study as the region holds it now (blocking)."""
+        """The study as the region holds it now (blocking); None unless it is held for this
+        institution and the declared patient: the reply never describes someone else's study."""
         if self.study_instance_uid is None:
             return None
         with self.sessions() as session:
+            holder = index.study_holder(session, self.study_instance_uid)
+            if holder != (self.institution_id, self.patient_key):
+                return None
             return index.study_overview(session, self.study_instance_uid)

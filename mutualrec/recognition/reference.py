@@ -1,8 +1,9 @@
 """Reference data every check reads: catalog, institutions, qualifications, mappings, prices.
 
 Small (a catalog, about a thousand institutions) and read on every check, so it is held in
-memory and refreshed after ``ttl`` seconds; an administrator's change reaches every server
-within that time without a restart.
+memory. An administrator's change bumps a counter every server polls about once a second
+(:class:`mutualrec.change_watch.ChangeWatch`), which invalidates this cache; ``ttl`` only bounds
+how old a snapshot can get should that poll fail.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class ReferenceCache:
         self._data: ReferenceData | None = None
         self._mappings: dict[int, tuple[float, dict[str, tuple[str, ...]]]] = {}
         self._prices: dict[int, tuple[float, dict[str, Decimal]]] = {}
+        # Bumped by invalidate(): a load that began before is not kept (it may predate the
+        # change that caused the invalidation).
+        self._generation = 0
 
     def _fresh(self, loaded_at: float) -> bool:
         return self._clock() - loaded_at < self._ttl
@@ -69,6 +73,8 @@ class ReferenceCache:
             return data
         with self._lock:
             if self._data is None or not self._fresh(self._data.loaded_at):
+                # Loads under the lock, which invalidate() takes too: an invalidation waits for
+                # a load in progress and then drops it.
                 with self._sessions() as session:
                     self._data = ReferenceData(
                         catalog=catalog_store.current_catalog(session),
@@ -95,9 +101,12 @@ class ReferenceCache:
         cached = self._mappings.get(institution_id)
         if cached is not None and self._fresh(cached[0]):
             return cached[1]
+        generation = self._generation
         with self._sessions() as session:
             found = catalog_store.institution_mappings(session, institution_id)
-        self._mappings[institution_id] = (self._clock(), found)
+        with self._lock:
+            if generation == self._generation:
+                self._mappings[institution_id] = (self._clock(), found)
         return found
 
     def prices(self, institution_id: int) -> dict[str, Decimal]:
@@ -105,14 +114,18 @@ class ReferenceCache:
         cached = self._prices.get(institution_id)
         if cached is not None and self._fresh(cached[0]):
             return cached[1]
+        generation = self._generation
         with self._sessions() as session:
             found = catalog_store.price_list(session, institution_id)
-        self._prices[institution_id] = (self._clock(), found)
+        with self._lock:
+            if generation == self._generation:
+                self._prices[institution_id] = (self._clock(), found)
         return found
 
     def invalidate(self) -> None:
-        """Forget everything: the next read loads afresh (after an admin change here)."""
+        """Forget everything: the next read loads afresh (after an administrator's change)."""
         with self._lock:
+            self._generation += 1
             self._data = None
             self._mappings.clear()
             self._prices.clear()

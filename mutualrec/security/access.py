@@ -25,7 +25,7 @@ ROLES = (HOSPITAL, REGULATOR, ADMIN, PATIENT, SHARE)
 _EVERYONE = frozenset(ROLES)
 _HOSPITAL = frozenset({HOSPITAL})
 _PATIENT = frozenset({PATIENT})
-# A hospital opens a study only for a patient it recently checked an order for (the servicer
+# A hospital opens a study only while a recent check of its recognized that study (the servicer
 # answers NOT_FOUND otherwise, as for a study that does not exist).
 _STUDY_READERS = frozenset({PATIENT, SHARE, HOSPITAL})
 

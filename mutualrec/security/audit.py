@@ -72,19 +72,30 @@ class AuditEvent:
     peer: str
 
 
+def storable(text: str, limit: int) -> str:
+    """``text`` as every index can keep it, in at most ``limit`` characters: a NUL (which
+    PostgreSQL refuses in text) and lone surrogates (which UTF-8 cannot encode) are written as
+    backslash escapes. What a caller sent must never be able to stop its own call's entry, or
+    the entries written with it, from being written."""
+    if text.isascii() and "\x00" not in text:
+        return text[:limit]
+    escaped = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return escaped[:limit]
+
+
 def events_of(record: CallRecord, outcome: str, at: dt.datetime) -> list[AuditEvent]:
     """The entries a finished call leaves: one per patient it touched."""
     return [
         AuditEvent(
             at=at,
-            role=record.role,
-            credential=record.credential,
+            role=storable(record.role, 16),
+            credential=storable(record.credential, 40),
             institution_id=record.institution_id,
-            patient_key=patient_key,
-            rpc=record.rpc,
-            what=what,
-            outcome=outcome,
-            peer=record.peer[:100],
+            patient_key=storable(patient_key, 64),
+            rpc=storable(record.rpc, 64),
+            what=storable(what, WHAT_MAX),
+            outcome=storable(outcome, 24),
+            peer=storable(record.peer, 100),
         )
         for patient_key, what in sorted(record.patients.items())
     ]

@@ -2,7 +2,9 @@
 
 A call's entries are queued when it ends and committed within ``interval`` seconds, together with
 every other call's of that moment, in one transaction: a busy server pays one commit per batch,
-not one per call. Closing the writer commits whatever is still queued.
+not one per call. Closing the writer commits whatever is still queued. A batch the index refuses
+is written entry by entry, so one bad entry never loses another; an entry lost all the same is
+counted, logged and reported by the health service (:data:`AUDIT_HEALTH_SERVICE`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from mutualrec.security.audit import AuditEvent
+from mutualrec.security.audit import AuditEvent, storable
 from mutualrec.storage import audit_log
 
 _log = logging.getLogger(__name__)
 BATCH = 500
+# The health service name that turns NOT_SERVING once an entry is lost.
+AUDIT_HEALTH_SERVICE = "mutualrec.audit"
 
 
 class AuditWriter:
@@ -36,6 +40,9 @@ class AuditWriter:
             audit_log.start_chain(session, self.chain_id, dt.datetime.now(dt.UTC))
         # Events queued and not yet committed; flush() waits for it to reach zero.
         self._pending = 0
+        # Entries that could not be written even one by one: never silent (log, health).
+        self._lost = 0
+        self._on_loss: list[Callable[[int], None]] = []
         self._settled = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="mutualrec-audit", daemon=True)
         self._thread.start()
@@ -85,15 +92,66 @@ class AuditWriter:
                 self._pending -= len(batch)
                 self._settled.notify_all()
 
+    @property
+    def lost(self) -> int:
+        """Entries that could not be written at all since the writer started."""
+        return self._lost
+
     def _write(self, batch: list[AuditEvent]) -> None:
-        for attempt in range(3):
+        if self._append(batch, retries=3):
+            return
+        # One entry the index refuses must not take the others down with it: write them one by
+        # one; an entry refused on its own is written as a stand-in that still says who called
+        # which RPC on whose data and how it ended.
+        lost = 0
+        for event in batch:
+            if len(batch) > 1 and self._append([event], retries=1):
+                continue
+            if not self._append([_stand_in(event)], retries=1):
+                lost += 1
+        if lost:
+            with self._settled:
+                self._lost += lost
+            _log.error(
+                "audit: %d entries lost (%d since start); health reports %s NOT_SERVING",
+                lost,
+                self._lost,
+                AUDIT_HEALTH_SERVICE,
+            )
+            for listener in list(self._on_loss):
+                listener(self._lost)
+
+    def _append(self, events: list[AuditEvent], retries: int) -> bool:
+        for attempt in range(retries):
             try:
                 with self._sessions() as session, session.begin():
-                    audit_log.append(session, self.chain_id, batch)
-                return
+                    audit_log.append(session, self.chain_id, events)
+                return True
             except Exception:
-                # The index is unreachable: keep trying a little, then say loudly what is lost.
                 _log.exception(
-                    "audit batch of %d entries not written (try %d)", len(batch), attempt + 1
+                    "audit: %d entries not written (try %d of %d)",
+                    len(events),
+                    attempt + 1,
+                    retries,
                 )
-        _log.error("audit: %d entries lost after 3 attempts", len(batch))
+        return False
+
+    def on_loss(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener`` with the total lost so far whenever entries are lost (from the
+        writer's thread)."""
+        self._on_loss.append(listener)
+
+
+def _stand_in(event: AuditEvent) -> AuditEvent:
+    """What is known for sure of an entry the index refused, in values every index takes."""
+    return AuditEvent(
+        at=dt.datetime.now(dt.UTC),
+        role=storable(str(event.role), 16),
+        credential=storable(str(event.credential), 40),
+        institution_id=event.institution_id,
+        patient_key=storable(str(event.patient_key), 64),
+        rpc=storable(str(event.rpc), 64),
+        what="(the entry as recorded was refused by the index; see the server log)",
+        outcome=storable(str(event.outcome), 24),
+        peer=storable(str(event.peer), 100),
+    )

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from mutualrec.matching.catalog import Catalog, ItemCategory, load_catalog, packaged_catalog
 from mutualrec.matching.facts import InstitutionFacts, InstitutionLevel, Qualification, Scope
+from mutualrec.storage import admin_changes
 from mutualrec.storage.models import CatalogVersion, CodeMapping, Institution, ItemPrice
 from mutualrec.storage.models import Qualification as QualificationRow
 from mutualrec.storage.sql import as_utc, insert_ignoring_conflicts
@@ -93,6 +94,7 @@ def ensure_catalog(session: Session, catalog: Catalog, source_text: str) -> bool
             "loaded_at": dt.datetime.now(dt.UTC),
         },
     ):
+        admin_changes.bump(session)
         return True
     recorded = session.scalar(
         select(CatalogVersion.sha256).where(CatalogVersion.version == catalog.version)
@@ -330,6 +332,7 @@ def load_code_mappings(
             for local_code, (_line, item_codes, description) in mapped.items()
         ],
     )
+    admin_changes.bump(session)
     return len(mapped)
 
 
@@ -435,6 +438,7 @@ def add_qualification(
     )
     session.add(row)
     session.flush()
+    admin_changes.bump(session)
     return row.id
 
 
@@ -537,6 +541,7 @@ def load_prices(session: Session, institution_code: str, csv_text: str, catalog:
             for item_code, (_line, price) in prices.items()
         ],
     )
+    admin_changes.bump(session)
     return len(prices)
 
 

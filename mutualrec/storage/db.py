@@ -13,6 +13,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from mutualrec.private_files import new_private_dir, private_file, tighten_file
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -49,6 +51,15 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _private_sqlite(path: Path) -> None:
+    """Make the index file 0600 before SQLite opens it: SQLite gives its write-ahead log and
+    shared-memory files the main file's permissions, so none of them is world-readable."""
+    new_private_dir(path.parent)
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten_file(path.with_name(path.name + suffix))
+
+
 def make_engine(url: str, *, pool_size: int = 10, fast_records: bool = False) -> Engine:
     """An engine for ``url``, tuned for this service's concurrent ingest.
 
@@ -61,7 +72,7 @@ def make_engine(url: str, *, pool_size: int = 10, fast_records: bool = False) ->
     if url.startswith("sqlite"):
         path = make_url(url).database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _tune_sqlite(engine)
         return engine

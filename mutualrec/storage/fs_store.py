@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from mutualrec.private_files import private_dir
 from mutualrec.storage.objects import ObjectInfo, ObjectNotFound, ObjectStoreError, check_key
 
 _COPY_CHUNK = 1024 * 1024
@@ -28,6 +29,8 @@ class FileSystemObjectStore:
         self.root = root
         self.fsync = fsync
         self.description = f"directory {root}"
+        # The root is 0700, so no other local user reaches any object below it.
+        private_dir(root)
         (root / _TMP_DIR).mkdir(parents=True, exist_ok=True)
         # Directories whose entries changed since the last sync(): a renamed file or a new
         # directory is durable only once its parent directory is fsynced.

@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
+from mutualrec.matching.facts import Verdict
 from mutualrec.storage.models import (
+    CheckLine,
     Instance,
     Institution,
     RecognitionCheck,
@@ -192,17 +194,33 @@ def patient_study(session: Session, patient_key: str, study_instance_uid: str) -
 def study_checked_by(
     session: Session, study_instance_uid: str, institution_id: int, since: dt.datetime
 ) -> StudyEntry | None:
-    """The study with that UID if ``institution_id`` checked an order for its patient at or
-    after ``since``; None otherwise (no such study, or no such check: indistinguishable)."""
-    checked = exists().where(
-        RecognitionCheck.institution_id == institution_id,
-        RecognitionCheck.patient_key == Study.patient_key,
-        RecognitionCheck.received_at >= since,
+    """The study with that UID if a check ``institution_id`` made at or after ``since`` for
+    the study's patient recognized this very study (a RECOGNIZABLE line citing it); None
+    otherwise (no such study, or no such check: indistinguishable). A check that recognized
+    nothing, or another study, opens nothing."""
+    recognized = (
+        select(CheckLine.check_id)
+        .join(RecognitionCheck, RecognitionCheck.id == CheckLine.check_id)
+        .where(
+            CheckLine.result_ref == f"study:{study_instance_uid}",
+            CheckLine.verdict == Verdict.RECOGNIZABLE.value,
+            RecognitionCheck.institution_id == institution_id,
+            RecognitionCheck.patient_key == Study.patient_key,
+            RecognitionCheck.received_at >= since,
+        )
+        .exists()
     )
     entries = _entries(
-        session, _listing().where(Study.study_instance_uid == study_instance_uid, checked)
+        session, _listing().where(Study.study_instance_uid == study_instance_uid, recognized)
     )
     return entries[0] if entries else None
+
+
+def study_patient(session: Session, study_instance_uid: str) -> str | None:
+    """The patient key of the study with that UID, or None if there is no such study."""
+    return session.scalar(
+        select(Study.patient_key).where(Study.study_instance_uid == study_instance_uid)
+    )
 
 
 def study_by_id(session: Session, study_id: int) -> StudyEntry | None:

@@ -330,6 +330,17 @@ def study_owner(session: Session, study_instance_uid: str) -> int | None:
     )
 
 
+def study_holder(session: Session, study_instance_uid: str) -> tuple[int, str] | None:
+    """The (institution id, patient key) a study is held for, or None if the region holds no
+    such study."""
+    row = session.execute(
+        select(Study.institution_id, Study.patient_key).where(
+            Study.study_instance_uid == study_instance_uid
+        )
+    ).one_or_none()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
 def current_instances(session: Session, study_instance_uid: str) -> list[CurrentInstance]:
     """The newest version of every instance of a study, by series and SOP Instance UID."""
     newest = (

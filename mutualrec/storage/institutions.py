@@ -17,6 +17,7 @@ from mutualrec.security.api_keys import (
     secret_matches,
     split_token,
 )
+from mutualrec.storage import admin_changes
 from mutualrec.storage.models import ApiKey, Institution
 from mutualrec.storage.sql import as_utc
 
@@ -70,6 +71,7 @@ def add_institution(
         session.flush()
     except IntegrityError:
         raise DuplicateInstitution(f"institution {code} exists already") from None
+    admin_changes.bump(session)
     return institution
 
 
@@ -124,6 +126,8 @@ def revoke_key(session: Session, key_id: str, at: dt.datetime | None = None) -> 
         .where(ApiKey.key_id == key_id, (ApiKey.revoked_at.is_(None)) | (ApiKey.revoked_at > when))
         .values(revoked_at=when)
     )
+    if result.rowcount:  # type: ignore[attr-defined]
+        admin_changes.bump(session)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

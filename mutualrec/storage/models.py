@@ -22,6 +22,7 @@ from sqlalchemy import (
     Time,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -335,6 +336,16 @@ class CheckLine(Base):
     """One line of a check: the ordered code, the item, the verdict and the result cited."""
 
     __tablename__ = "check_line"
+    # Which checks recognized a study: a hospital opens a study only through such a line. Partial,
+    # so the lines that recognize nothing (most of them) cost the check's insert no index entry.
+    __table_args__ = (
+        Index(
+            "ix_check_line_recognized_ref",
+            "result_ref",
+            postgresql_where=text("verdict = 'RECOGNIZABLE'"),
+            sqlite_where=text("verdict = 'RECOGNIZABLE'"),
+        ),
+    )
 
     check_id: Mapped[str] = mapped_column(ForeignKey("recognition_check.id"), primary_key=True)
     line: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -503,3 +514,12 @@ class AuditEntry(Base):
     peer: Mapped[str] = mapped_column(String(100))
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AdminChange(Base):
+    """One row counting administrators' changes: servers poll it to drop their caches."""
+
+    __tablename__ = "admin_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)

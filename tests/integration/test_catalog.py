@@ -552,6 +552,8 @@ def test_prices_round_trip_and_reject(server: RunningServer, admin: Admin, tmp_p
 
     assert loaded.code == 0, loaded.err
     assert f"price list of {HOSPITAL} loaded: 3 item(s)" in loaded.out
+    # The administrator is told when the change reaches the running servers.
+    assert "in effect on every running server within about a second" in loaded.err
     with server.runtime.sessions() as session:
         assert catalog_store.price_list(session, institution_id) == {
             "LAB-K": Decimal("4.50"),

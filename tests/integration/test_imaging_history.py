@@ -35,7 +35,7 @@ from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.access import ADMIN, REGULATOR
 from mutualrec.security.patient_tokens import mint_patient_token
 from mutualrec.storage.institutions import issue_role_key
-from mutualrec.storage.models import RecognitionCheck, ShareLink
+from mutualrec.storage.models import ShareLink
 from mutualrec.v1 import (
     common_pb2,
     imaging_pb2,
@@ -778,80 +778,14 @@ def test_hospital_regulator_and_admin_keys_may_not_read_a_patients_history(
         for rpc, request in _EVERY_RPC:
             with pytest.raises(grpc.RpcError) as error:
                 _call(region.stub, rpc, request, key)
-            # Without a recent check a hospital finds no study: the same as one that does
-            # not exist.
+            # Without a recent check that recognized the study a hospital finds none: the
+            # same as a study that does not exist (tests/integration/test_study_access.py).
             expected = (
                 grpc.StatusCode.NOT_FOUND
                 if label == "hospital" and rpc in opened_after_a_check
                 else grpc.StatusCode.PERMISSION_DENIED
             )
             assert _code(error) == expected, (label, rpc)
-
-
-def _check_order(region: Region, hospital: str, document_number: str) -> str:
-    stub = recognition_pb2_grpc.RecognitionServiceStub(region.server.channel)
-    reply = stub.CheckOrder(
-        recognition_pb2.CheckOrderRequest(
-            patient=common_pb2.PatientIdentity(
-                document_type=common_pb2.RESIDENT_ID_CARD, document_number=document_number
-            ),
-            ordered_codes=["IMG-CT-CHEST"],
-        ),
-        metadata=auth_metadata(region.hospital_keys[hospital]),
-    )
-    return str(reply.check_id)
-
-
-def test_a_hospital_opens_a_patients_study_only_while_its_check_for_that_patient_is_recent(
-    region: Region, tmp_path: Path
-) -> None:
-    # Hospital C checks an order for Zhang, whose CT hospital A holds; nobody checked Wang.
-    ct = region.manifest["ct_chest_contrast_hosp_a"]
-    wangs = region.manifest["ct_head_hosp_b"]
-    uid = ct["study_instance_uid"]
-    checker = region.hospital_keys["H500112003"]
-    bystander = region.hospital_keys["H500106002"]
-    check_id = _check_order(region, "H500112003", ZHANG)
-
-    study = _call(
-        region.stub, "GetStudy", imaging_pb2.GetStudyRequest(study_instance_uid=uid), checker
-    )
-    assert study.study.study_instance_uid == uid
-    series_uid = study.series[0].series_instance_uid
-    thumbnail = _call(
-        region.stub,
-        "GetThumbnail",
-        imaging_pb2.GetThumbnailRequest(study_instance_uid=uid, series_instance_uid=series_uid),
-        checker,
-    )
-    assert thumbnail.data.startswith(b"\x89PNG")
-    saved = download_study(region.server.channel, checker, uid, tmp_path / "files")
-    assert len(saved) == ct["instance_count"]
-    for key, wanted in ((bystander, uid), (checker, wangs["study_instance_uid"])):
-        with pytest.raises(grpc.RpcError) as hidden:
-            _call(
-                region.stub, "GetStudy", imaging_pb2.GetStudyRequest(study_instance_uid=wanted), key
-            )
-        assert _code(hidden) == grpc.StatusCode.NOT_FOUND
-    # The patient sees which hospital opened the study.
-    accesses = region.stub.ListAccesses(
-        imaging_pb2.ListAccessesRequest(), metadata=auth_metadata(region.token(ZHANG))
-    )
-    opened = [
-        a for a in accesses.accesses if a.rpc == "ImagingService/GetStudy" and a.role == "hospital"
-    ]
-    assert [a.institution_code for a in opened] == ["H500112003"]
-
-    # A day later the check no longer opens the study.
-    with region.server.runtime.sessions.begin() as session:
-        session.execute(
-            update(RecognitionCheck)
-            .where(RecognitionCheck.id == check_id)
-            .values(received_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=25))
-        )
-    with pytest.raises(grpc.RpcError) as stale:
-        _call(region.stub, "GetStudy", imaging_pb2.GetStudyRequest(study_instance_uid=uid), checker)
-    assert _code(stale) == grpc.StatusCode.NOT_FOUND
 
 
 def test_a_patient_token_opens_nothing_but_the_patients_own_history(region: Region) -> None:

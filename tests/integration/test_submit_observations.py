@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.ingest.lab_ingest import document_key
+from mutualrec.storage.fs_store import FileSystemObjectStore
 from mutualrec.storage.models import LabResult, LabResultVersion, Patient
 from mutualrec.v1 import ingest_pb2
 from tests.conftest import RunningServer, make_settings, start_server
@@ -560,3 +561,23 @@ def test_parse_workers_in_other_processes_give_the_same_outcomes(tmp_path: Path)
 
     assert _outcomes(first) == [ingest_pb2.CONTEXT] + [ingest_pb2.CREATED] * 3
     assert _outcomes(again) == [ingest_pb2.CONTEXT] + [ingest_pb2.UNCHANGED] * 3
+
+
+def test_the_kept_original_is_encrypted_at_rest_and_read_back_whole(
+    server: RunningServer,
+) -> None:
+    key = server.add_hospital(HOSPITAL)
+    body = encode(_three_results())
+    assert PATIENT_ID.encode() in body
+
+    response = submit(server.channel, key, body)
+
+    object_key = document_key(response.document_sha256)
+    # What the object directory holds: ciphertext, without the resident's ID number.
+    raw = FileSystemObjectStore(Path(server.runtime.settings.object_store_url[len("file://") :]))
+    at_rest = b"".join(raw.open(object_key))
+    assert at_rest.startswith(b"MRS1")
+    assert PATIENT_ID.encode() not in at_rest
+    assert b"Observation" not in at_rest
+    # What every reader of the original gets: the document as the hospital sent it.
+    assert b"".join(server.runtime.store.open(object_key)) == body

@@ -15,6 +15,7 @@ from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.patient_tokens import mint_patient_token
 from mutualrec.storage.fs_store import FileSystemObjectStore
 from mutualrec.storage.models import Instance, LabResultVersion
+from mutualrec.storage.sealed_store import SealedDocuments
 from mutualrec.storage.sweep import sweep
 from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
 from tests.conftest import RunningServer
@@ -24,10 +25,17 @@ from tests.helpers import file_messages, header_message, study_files, upload
 HOUR = dt.timedelta(hours=1)
 
 
-def _put(server: RunningServer, key: str, data: bytes, age: dt.timedelta) -> None:
+def _directory(server: RunningServer) -> FileSystemObjectStore:
+    """The directory behind the server's store (which seals FHIR originals on top of it)."""
     store = server.runtime.store
-    store.put(key, io.BytesIO(data), len(data))
-    assert isinstance(store, FileSystemObjectStore)
+    assert isinstance(store, SealedDocuments)
+    assert isinstance(store.inner, FileSystemObjectStore)
+    return store.inner
+
+
+def _put(server: RunningServer, key: str, data: bytes, age: dt.timedelta) -> None:
+    server.runtime.store.put(key, io.BytesIO(data), len(data))
+    store = _directory(server)
     moment = (dt.datetime.now(dt.UTC) - age).timestamp()
     os.utime(store.root / key, (moment, moment))
 
@@ -72,6 +80,7 @@ def test_the_sweep_removes_old_orphans_and_keeps_everything_referenced(
 ) -> None:
     _hold_everything(server, manifest)
     store = server.runtime.store
+    directory = _directory(server)
     held = _held_hashes(server)
     thumbnails = [info.key for info in store.list("thumbnails/")]
     assert len(thumbnails) == 1
@@ -85,13 +94,12 @@ def test_the_sweep_removes_old_orphans_and_keeps_everything_referenced(
     _put(server, "dicom/1.2.3/1.2.4/1.2.6.cafe.dcm", b"in flight", age=dt.timedelta(minutes=5))
     _put(server, "elsewhere/notes.txt", b"not ours", age=48 * HOUR)
     # Referenced blobs as old as the orphans: age alone must not condemn them.
-    assert isinstance(store, FileSystemObjectStore)
     old = (dt.datetime.now(dt.UTC) - 3 * HOUR).timestamp()
     for key in [*held, *thumbnails]:
-        os.utime(store.root / key, (old, old))
+        os.utime(directory.root / key, (old, old))
 
     # Writes a crash cut short leave temporary files; only old ones are removed.
-    stale, fresh = store.root / ".tmp" / "tmp-stale", store.root / ".tmp" / "tmp-fresh"
+    stale, fresh = directory.root / ".tmp" / "tmp-stale", directory.root / ".tmp" / "tmp-fresh"
     stale.write_bytes(b"cut short")
     fresh.write_bytes(b"being written")
     os.utime(stale, (old, old))
@@ -103,7 +111,8 @@ def test_the_sweep_removes_old_orphans_and_keeps_everything_referenced(
     report = sweep(store, server.runtime.sessions, now=dt.datetime.now(dt.UTC))
 
     assert sorted(report.removed_keys) == sorted(orphans)
-    assert report.removed_bytes == sum(len(data) for data in orphans.values())
+    # The FHIR orphan is held sealed: 109 bytes of header and tag around its 2 bytes.
+    assert report.removed_bytes == sum(len(data) for data in orphans.values()) + 109
     assert report.recent == 1
     assert report.removed_temporaries == 1
     assert not stale.exists()

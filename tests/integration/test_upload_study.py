@@ -14,7 +14,9 @@ import pydicom
 import pytest
 from sqlalchemy import func, select, text
 
+from mutualrec.identity import parse_identity, patient_key
 from mutualrec.server import max_message_bytes
+from mutualrec.storage import audit_log
 from mutualrec.storage.institutions import revoke_key
 from mutualrec.storage.models import Instance, Patient, PatientIdentifier, Series, Study
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
@@ -542,3 +544,81 @@ def test_sop_instance_held_in_another_study_is_refused(
     # The refused instance left no blob behind; the good one of the same batch was kept.
     assert len(_objects(server)) == len(objects) + 1
     assert _count(server, Instance) == 2
+
+
+def test_a_held_study_resent_under_another_patient_is_rejected_not_a_duplicate(
+    server: RunningServer, manifest: dict[str, Any]
+) -> None:
+    study = manifest[CT]
+    key = server.add_hospital(study["institution_code"])
+    messages = list(file_messages(study_files(study)))
+    upload(server.channel, key, [header_message(study), *messages])
+
+    other_patient = manifest["us_abdomen_hosp_a"]["patient"]["document_number"]
+    response = upload(
+        server.channel, key, [header_message(study, document_number=other_patient), *messages]
+    )
+    assert response.counts.rejected == study["instance_count"]
+    assert response.counts.duplicate_identical == 0
+    for outcome in response.instances:
+        assert {(v.field, v.reason) for v in outcome.violations} == {
+            ("header.patient", "OTHER_PATIENT")
+        }
+    # Nothing of the held study is described to the upload naming another patient.
+    assert not response.HasField("study")
+    # The patient the upload named sees that nothing was kept under their name.
+    named = patient_key(
+        parse_identity("RESIDENT_ID_CARD", other_patient),
+        server.runtime.settings.patient_key_secret,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        with server.runtime.sessions() as session:
+            whats = [access.what for _, access in audit_log.accesses(session, named, 10)]
+        if whats or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert whats == [
+        f"upload of imaging study; 0 instances stored, {study['instance_count']} rejected"
+    ]
+
+
+def test_an_upload_into_another_institutions_study_learns_nothing_of_it(
+    server: RunningServer, manifest: dict[str, Any]
+) -> None:
+    study = manifest[CT]
+    owner = server.add_hospital(study["institution_code"])
+    intruder = server.add_hospital("H-OTHER-003")
+    files = study_files(study)
+    upload(server.channel, owner, [header_message(study), *file_messages(files[:2])])
+    held_series = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
+
+    response = upload(
+        server.channel,
+        intruder,
+        [header_message(study, accession_number="MINE-1"), *file_messages(files[2:3])],
+    )
+    assert response.instances[0].outcome == ingest_pb2.REJECTED
+    assert not response.HasField("study")
+
+    # A study of the intruder's own, then an instance of it reusing a SOP Instance UID that the
+    # owner holds: refused without naming the owner's series.
+    own_study, own_series = "1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.12"
+    first = _rewritten(
+        files[3],
+        StudyInstanceUID=own_study,
+        SeriesInstanceUID=own_series,
+        SOPInstanceUID="1.2.826.0.1.3680043.8.498.13",
+    )
+    mine = header_message(study, accession_number="MINE-2")
+    upload(server.channel, intruder, [mine, *chunk_messages(first, "own.dcm")])
+    reused = _rewritten(files[0], StudyInstanceUID=own_study, SeriesInstanceUID=own_series)
+    response = upload(server.channel, intruder, [mine, *chunk_messages(reused, "reused.dcm")])
+    refused = response.instances[0]
+    assert refused.outcome == ingest_pb2.REJECTED
+    assert {(v.field, v.reason) for v in refused.violations} == {
+        ("(0008,0018) SOPInstanceUID", "CONFLICT")
+    }
+    told = str(response)
+    for secret in (held_series, study["accession_number"], study["institution_code"]):
+        assert secret not in told

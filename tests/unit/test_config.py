@@ -57,11 +57,54 @@ def test_production_mode_refuses_missing_placeholder_or_shared_secrets(
 def test_production_mode_starts_with_two_distinct_random_secrets(tmp_path: Path) -> None:
     patient, token = secrets.token_hex(32), secrets.token_urlsafe(32)
 
+    document = secrets.token_hex(32)
     settings = load_settings(
-        _env(tmp_path, PRODUCTION="true", PATIENT_KEY_SECRET=patient, TOKEN_SECRET=token)
+        _env(
+            tmp_path,
+            PRODUCTION="true",
+            PATIENT_KEY_SECRET=patient,
+            TOKEN_SECRET=token,
+            DOCUMENT_KEY=document,
+        )
     )
 
     assert settings.production
     assert settings.patient_key_secret == patient.encode()
     assert settings.token_secret == token.encode()
     assert not (tmp_path / "patient-key.secret").exists()
+    assert settings.document_keys == (bytes.fromhex(document),)
+    assert not (tmp_path / "document-key.secret").exists()
+
+
+def test_production_mode_refuses_to_start_without_a_document_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="MUTUALREC_DOCUMENT_KEY must be set"):
+        load_settings(
+            _env(
+                tmp_path,
+                PRODUCTION="true",
+                PATIENT_KEY_SECRET=secrets.token_hex(32),
+                TOKEN_SECRET=secrets.token_hex(32),
+            )
+        )
+
+
+def test_without_a_setting_a_document_key_is_generated_once_into_the_data_directory(
+    tmp_path: Path,
+) -> None:
+    first = load_settings(_env(tmp_path))
+    key_file = tmp_path / "document-key.secret"
+
+    assert first.document_key_source == str(key_file)
+    assert len(first.document_keys) == 1
+    assert len(first.document_keys[0]) == 32
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert load_settings(_env(tmp_path)).document_keys == first.document_keys
+
+
+def test_a_rolled_document_key_keeps_the_retired_ones_for_reading(tmp_path: Path) -> None:
+    new, old = "ab" * 32, "cd" * 32
+    settings = load_settings(_env(tmp_path, DOCUMENT_KEY=new, DOCUMENT_KEYS_RETIRED=old))
+
+    assert settings.document_keys == (bytes.fromhex(new), bytes.fromhex(old))
+    with pytest.raises(ConfigError, match="64 hexadecimal digits"):
+        load_settings(_env(tmp_path, DOCUMENT_KEY="too-short"))
