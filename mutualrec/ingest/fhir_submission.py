@@ -9,7 +9,7 @@ or as violations; the caller decides what a rejected entry means for the rest.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mutualrec.identity import IdentityDocument
@@ -19,6 +19,7 @@ from mutualrec.ingest.fhir_validation import FhirVersion, validate_resource
 from mutualrec.ingest.lab_result import (
     LabResult,
     ReportContext,
+    inherited_fields,
     normalize_observation,
     observation_identity,
     parse_fhir_time,
@@ -39,6 +40,8 @@ class PreparedEntry:
     result: LabResult | None = None
     patient: IdentityDocument | None = None
     identity: str = ""
+    # What the outcome tells the LIS about an accepted entry, e.g. times taken from its report.
+    note: str = ""
 
     @property
     def rejected(self) -> bool:
@@ -112,6 +115,20 @@ def _specimen_time(prepared: PreparedEntry) -> dt.datetime | None:
         return None
 
 
+def _time_of(node: Any) -> dt.datetime | None:
+    # The report's times were validated with the report; a bad one is the report's violation.
+    try:
+        return parse_fhir_time(node) if isinstance(node, str) else None
+    except ValueError:
+        return None
+
+
+def _report_effective(resource: dict[str, Any]) -> dt.datetime | None:
+    period = resource.get("effectivePeriod")
+    start = period.get("start") if isinstance(period, dict) else None
+    return _time_of(resource.get("effectiveDateTime")) or _time_of(start)
+
+
 def _report_context(reports: list[PreparedEntry], bundle: _Bundle) -> dict[int, ReportContext]:
     """Per Observation entry index, the report that groups it; dangling results are flagged."""
     contexts: dict[int, ReportContext] = {}
@@ -120,11 +137,8 @@ def _report_context(reports: list[PreparedEntry], bundle: _Bundle) -> dict[int, 
         # Not the fullUrl: a LIS regenerates urn:uuid references on every send, and the report
         # reference is part of a result's content.
         identity = observation_identity(resource) or ""
-        issued = resource.get("issued")
-        try:
-            issued_at = parse_fhir_time(issued) if isinstance(issued, str) else None
-        except ValueError:
-            issued_at = None
+        issued_at = _time_of(resource.get("issued"))
+        effective_at = _report_effective(resource)
         for position, node in enumerate(resource.get("result", []) or []):
             target = bundle.resolve(_reference(node))
             if target is None or target.entry.resource_type != INDEXED_TYPE:
@@ -137,7 +151,9 @@ def _report_context(reports: list[PreparedEntry], bundle: _Bundle) -> dict[int, 
                     )
                 )
                 continue
-            contexts[target.entry.index] = ReportContext(identity, issued_at)
+            contexts[target.entry.index] = ReportContext(
+                identity, issued_at, report_effective=effective_at, report_index=report.entry.index
+            )
     return contexts
 
 
@@ -239,8 +255,9 @@ def prepare_submission(
         collected_at, specimen_problem = _specimen(item, bundle)
         if specimen_problem is not None:
             item.violations.append(specimen_problem)
-        context = contexts.get(item.entry.index, ReportContext())
-        context = ReportContext(context.report_ref, context.report_issued, collected_at)
+        context = replace(
+            contexts.get(item.entry.index, ReportContext()), specimen_collected_at=collected_at
+        )
         normalized = normalize_observation(
             item.entry.resource, item.entry.field, context, received_at
         )
@@ -250,4 +267,10 @@ def prepare_submission(
             assert isinstance(subject, IdentityDocument)
             item.result = normalized
             item.patient = subject
+            inherited = inherited_fields(item.entry.resource, context)
+            if inherited:
+                item.note = (
+                    f"{' and '.join(inherited)} inherited from the DiagnosticReport "
+                    f"(entry[{context.report_index}])"
+                )
     return PreparedSubmission(document, prepared)

@@ -132,6 +132,7 @@ class _Pending:
     result: LabResult
     patient_key: str
     sha256: str
+    note: str = ""
 
     def field(self, name: str) -> str:
         """The document path of ``name`` within the Observation."""
@@ -270,6 +271,7 @@ def prepare_batch(
                     prepared.result,
                     key,
                     prepared.result.content_sha256(key),
+                    prepared.note,
                 )
             )
     return PreparedBatch(kind, settled, pending, hashlib.sha256(body).hexdigest(), received_at)
@@ -485,6 +487,7 @@ def _decided_outcome(item: _Pending, transition: Transition, state: _State) -> E
         version=transition.version,
         # The digest covers the status, so the version held has the submitted status.
         status=item.result.status.value,
+        reason=item.note,
     )
 
 

@@ -74,6 +74,11 @@ class ReportContext:
     report_ref: str = ""
     report_issued: dt.datetime | None = None
     specimen_collected_at: dt.datetime | None = None
+    # The report's own effective time (effectiveDateTime or effectivePeriod.start): a LIS that
+    # exports report-centred bundles times the report and leaves its results untimed.
+    report_effective: dt.datetime | None = None
+    # The report's entry in the bundle, for telling the LIS where an inherited time came from.
+    report_index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,8 +391,31 @@ def _read_reference_range(
     return bounds[0], bounds[1], str(first.get("text", ""))
 
 
-def _read_effective(resource: dict[str, Any], reader: _Reader) -> dt.datetime | None:
+def _has_effective(resource: dict[str, Any]) -> bool:
     # A JSON null is no value at all: it falls through to "required", never to a None time.
+    if resource.get("effectiveDateTime") is not None:
+        return True
+    if resource.get("effectiveInstant") is not None:
+        return True
+    period = resource.get("effectivePeriod")
+    return isinstance(period, dict) and (
+        period.get("start") is not None or period.get("end") is not None
+    )
+
+
+def inherited_fields(resource: dict[str, Any], context: ReportContext) -> tuple[str, ...]:
+    """The times an Observation takes from its DiagnosticReport because it has none itself."""
+    found: list[str] = []
+    if not _has_effective(resource) and context.report_effective is not None:
+        found.append("effective[x]")
+    if resource.get("issued") is None and context.report_issued is not None:
+        found.append("issued")
+    return tuple(found)
+
+
+def _read_effective(
+    resource: dict[str, Any], reader: _Reader, context: ReportContext
+) -> dt.datetime | None:
     for field in ("effectiveDateTime", "effectiveInstant"):
         if resource.get(field) is not None:
             return reader.time(resource[field], field)
@@ -396,9 +424,12 @@ def _read_effective(resource: dict[str, Any], reader: _Reader) -> dt.datetime | 
         for field in ("start", "end"):
             if period.get(field) is not None:
                 return reader.time(period[field], f"effectivePeriod.{field}")
+    if context.report_effective is not None:
+        return context.report_effective
     reader.add(
         "effective[x]",
-        "required: when the specimen was taken or the test performed (effectiveDateTime)",
+        "required: when the specimen was taken or the test performed (effectiveDateTime), "
+        "here or on the DiagnosticReport whose result it is",
         "MISSING_FIELD",
     )
     return None
@@ -425,7 +456,7 @@ def normalize_observation(
         )
     status = _read_status(resource, reader)
     loinc, local, code_text = _read_codes(resource, reader)
-    effective = _read_effective(resource, reader)
+    effective = _read_effective(resource, reader, context)
     issued = reader.time(resource.get("issued"), "issued") or context.report_issued
     value = _read_value(resource, reader)
     if (
