@@ -17,6 +17,7 @@ from mutualrec.ingest.fhir_document import INDEXED_TYPE, Entry, FhirDocument, re
 from mutualrec.ingest.fhir_patient import identity_from_identifier, identity_from_identifiers
 from mutualrec.ingest.fhir_validation import FhirVersion, validate_resource
 from mutualrec.ingest.lab_result import (
+    LOINC_SYSTEM,
     LabResult,
     ReportContext,
     inherited_fields,
@@ -151,10 +152,32 @@ def _report_context(reports: list[PreparedEntry], bundle: _Bundle) -> dict[int, 
                     )
                 )
                 continue
-            contexts[target.entry.index] = ReportContext(
+            context = ReportContext(
                 identity, issued_at, report_effective=effective_at, report_index=report.entry.index
             )
+            contexts[target.entry.index] = context
+            # A panel's members belong to the report as much as the panel does.
+            for member in _panel_members(target, bundle):
+                contexts.setdefault(member.entry.index, context)
     return contexts
+
+
+def _panel_members(panel: PreparedEntry, bundle: _Bundle) -> list[PreparedEntry]:
+    """The Observations a grouping Observation holds, through nested panels too."""
+    found: list[PreparedEntry] = []
+    seen = {panel.entry.index}
+    pending = [panel]
+    while pending:
+        node = pending.pop()
+        for reference in _member_references(node.entry.resource):
+            target = bundle.resolve(reference)
+            if target is None or target.entry.index in seen:
+                continue
+            seen.add(target.entry.index)
+            if target.entry.resource_type == INDEXED_TYPE:
+                found.append(target)
+                pending.append(target)
+    return found
 
 
 def _subject(prepared: PreparedEntry, bundle: _Bundle) -> IdentityDocument | Violation:
@@ -209,6 +232,63 @@ def _specimen(
             )
         return None, None
     return _specimen_time(target), None
+
+
+def _group_codes(resource: dict[str, Any]) -> list[str]:
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return [
+        c["code"]
+        for c in codings or []
+        if isinstance(c, dict)
+        and c.get("system") == LOINC_SYSTEM
+        and isinstance(c.get("code"), str)
+    ]
+
+
+def _member_references(resource: dict[str, Any]) -> list[str]:
+    element = "result" if resource.get("resourceType") == "DiagnosticReport" else "hasMember"
+    nodes = resource.get(element)
+    return [_reference(node) for node in nodes or [] if _reference(node)]
+
+
+def _attach_groups(prepared: list[PreparedEntry], bundle: _Bundle) -> None:
+    """Tell each result which groups of the bundle hold it, and what else they hold.
+
+    A group is a DiagnosticReport or a grouping Observation (``hasMember``); a group within a
+    group counts for the outer one too. Only members accepted with a value count as held.
+    """
+    groups = [
+        p
+        for p in prepared
+        if not p.rejected
+        and (
+            p.entry.resource_type == "DiagnosticReport"
+            or (p.result is not None and p.entry.resource.get("hasMember"))
+        )
+    ]
+    memberships: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
+    for group in groups:
+        codes = _group_codes(group.entry.resource)
+        if not codes:
+            continue
+        held = _held_members(group, bundle)
+        loinc = tuple(sorted({code for p in held for code in (p.result.loinc if p.result else ())}))
+        for member in held:
+            memberships.setdefault(member.entry.index, []).extend((c, loinc) for c in codes)
+    for item in prepared:
+        found = memberships.get(item.entry.index)
+        if found and item.result is not None:
+            item.result = replace(item.result, groups=tuple(sorted(set(found))))
+
+
+def _held_members(group: PreparedEntry, bundle: _Bundle) -> list[PreparedEntry]:
+    held = [
+        member
+        for member in _panel_members(group, bundle)
+        if member.result is not None and member.result.has_value
+    ]
+    return sorted(held, key=lambda p: p.entry.index)
 
 
 def prepare_submission(
@@ -273,4 +353,5 @@ def prepare_submission(
                     f"{' and '.join(inherited)} inherited from the DiagnosticReport "
                     f"(entry[{context.report_index}])"
                 )
+    _attach_groups(prepared, bundle)
     return PreparedSubmission(document, prepared)

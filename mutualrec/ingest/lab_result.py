@@ -99,12 +99,22 @@ class LabResult:
     effective_at: dt.datetime
     issued_at: dt.datetime | None
     report_ref: str
+    # The groups (DiagnosticReport, panel Observation) the result is a member of: each group's
+    # LOINC code and the LOINC codes of the group's members that carry a value. A panel item
+    # (a complete blood count) is recognized from these, never from one result alone.
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __reduce__(self) -> tuple[type[LabResult], tuple[Any, ...]]:
         # Results cross from the parse workers to the server by pickle; dataclasses' own
         # pickling of slotted classes walks fields() in Python for every object, several times
         # what the positional arguments cost.
         return LabResult, _state_of(self)
+
+    @property
+    def has_value(self) -> bool:
+        """Whether the result carries a value; one without (a panel's grouping entry, a
+        cancelled test, an interpretation alone) is kept and shown, never recognized."""
+        return self.value.kind != "none"
 
     @property
     def report_time(self) -> dt.datetime:
@@ -133,6 +143,12 @@ class LabResult:
                 _time_repr(self.effective_at),
                 _time_repr(self.issued_at),
                 self.report_ref,
+                # Only when there are groups, so results outside any group keep their digest.
+                *(
+                    [[[code, list(members)] for code, members in self.groups]]
+                    if self.groups
+                    else []
+                ),
             ],
             ensure_ascii=False,
             separators=(",", ":"),
@@ -464,6 +480,8 @@ def normalize_observation(
         and status in FINAL_STATUSES
         and not resource.get("dataAbsentReason")
         and not resource.get("component")
+        # A panel's grouping entry: its members carry the values.
+        and not resource.get("hasMember")
     ):
         reader.add(
             "value[x]",

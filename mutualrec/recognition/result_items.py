@@ -97,8 +97,10 @@ def lab_item_mapper(
     mapping = reference.mappings(institution_id)
 
     def items_of(result: LabResult) -> frozenset[str]:
+        if not result.has_value:
+            return frozenset()
         local = [coding.code for coding in result.local_codes]
-        return items_for_lab_result(result.loinc, local, mapping, catalog)
+        return items_for_lab_result(result.loinc, local, mapping, catalog, result.groups)
 
     return items_of
 

@@ -12,6 +12,8 @@ from mutualrec.identity import DocumentType, IdentityDocument
 from mutualrec.ingest.fhir_submission import PreparedEntry, prepare_submission
 from mutualrec.ingest.fhir_validation import FhirVersion
 from mutualrec.ingest.lab_ingest import EntryKind, PreparedBatch, prepare_batch
+from mutualrec.matching.catalog import packaged_catalog
+from mutualrec.matching.codes import items_for_lab_result
 from tests.fhir_docs import PATIENT_ID, encode
 from tests.lis_docs import (
     as_entry,
@@ -119,3 +121,95 @@ def test_the_outcome_says_the_times_were_inherited() -> None:
         "effective[x] and issued inherited from the DiagnosticReport (entry[1])"
     ]
     assert {o.kind for o in batch.settled} == {EntryKind.CONTEXT}
+
+
+# --- 2. panels ----------------------------------------------------------------------------------
+
+CBC = [
+    ("WBC", "6690-2", 6.2, "10*9/L"),
+    ("RBC", "789-8", 4.6, "10*12/L"),
+    ("HGB", "718-7", 138.0, "g/L"),
+    ("HCT", "4544-3", 41.5, "%"),
+    ("PLT", "777-3", 215.0, "10*9/L"),
+]
+
+
+def _panel_bundle(analytes: list[tuple[str, str, float, str]]) -> dict[str, Any]:
+    """A report coded as a CBC whose one result is a grouping Observation with the analytes."""
+    members = [f"urn:uuid:{name}" for name, _, _, _ in analytes]
+    panel = lis_result("PANEL-1", "58410-2", hasMember=[{"reference": m} for m in members])
+    entries = [
+        lis_patient(),
+        as_entry(
+            lis_report("R-1", "58410-2", ["urn:uuid:panel"], effective=TAKEN, issued=ISSUED),
+            "urn:uuid:rpt-1",
+        ),
+        as_entry(panel, "urn:uuid:panel"),
+    ]
+    entries += [
+        as_entry(lis_result(name, code, value=value, unit=unit), url)
+        for (name, code, value, unit), url in zip(analytes, members, strict=True)
+    ]
+    return lis_bundle(entries)
+
+
+def _items(prepared: PreparedEntry) -> frozenset[str]:
+    result = prepared.result
+    assert result is not None
+    local = [c.code for c in result.local_codes]
+    return items_for_lab_result(result.loinc, local, {}, packaged_catalog(), result.groups)
+
+
+def test_a_grouping_observation_is_accepted_without_a_value() -> None:
+    prepared = _prepare(_panel_bundle(CBC))
+    panel = prepared[2]
+    assert panel.violations == []
+    assert panel.result is not None
+    assert panel.result.value.kind == "none"
+    assert not panel.result.has_value
+    assert [p.violations for p in prepared[3:]] == [[]] * 5
+
+
+def test_members_know_their_groups_through_the_panel_and_the_report() -> None:
+    prepared = _prepare(_panel_bundle(CBC))
+    members = ("4544-3", "6690-2", "718-7", "777-3", "789-8")
+    for entry in prepared[3:]:
+        assert entry.result is not None
+        # The report and the panel are both coded 58410-2: one group each, the same members.
+        assert entry.result.groups == (("58410-2", members),)
+
+
+def test_the_first_required_analyte_carries_the_panel_item() -> None:
+    prepared = _prepare(_panel_bundle(CBC))
+    assert [sorted(_items(p)) for p in prepared[3:]] == [["LAB-CBC"], [], [], [], []]
+    # The grouping entry itself is no item: 58410-2 stands for a panel, not for one result.
+    assert _items(prepared[2]) == frozenset()
+
+
+def test_a_panel_missing_a_required_analyte_is_no_item() -> None:
+    without_platelets = _prepare(_panel_bundle(CBC[:4]))
+    assert [sorted(_items(p)) for p in without_platelets[3:]] == [[], [], [], []]
+
+
+def test_a_member_without_a_value_does_not_count_as_held() -> None:
+    document = _panel_bundle(CBC)
+    platelets = document["entry"][-1]["resource"]
+    del platelets["valueQuantity"]
+    platelets["dataAbsentReason"] = {"text": "clotted specimen"}
+    prepared = _prepare(document)
+    assert prepared[-1].violations == []
+    assert [sorted(_items(p)) for p in prepared[3:]] == [[], [], [], [], []]
+
+
+def test_an_alternative_code_of_an_analyte_counts() -> None:
+    # Platelets by any method (26515-7) instead of the automated count (777-3).
+    prepared = _prepare(_panel_bundle([*CBC[:4], ("PLT", "26515-7", 215.0, "10*9/L")]))
+    assert sorted(_items(prepared[3])) == ["LAB-CBC"]
+
+
+def test_a_report_coded_as_a_panel_without_a_grouping_observation_counts() -> None:
+    urls = [f"urn:uuid:res-{i}" for i in range(len(CBC))]
+    report = lis_report("R-1", "57021-8", urls, effective=TAKEN, issued=ISSUED)
+    document = _chemistry(report, *(lis_result(n, c, value=v, unit=u) for n, c, v, u in CBC))
+    prepared = _prepare(document)
+    assert [sorted(_items(p)) for p in prepared[2:]] == [["LAB-CBC"], [], [], [], []]

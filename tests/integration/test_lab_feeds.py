@@ -1,0 +1,115 @@
+"""Report-centred lab feeds end to end over gRPC: SubmitObservations, then CheckOrder.
+
+The bundles are shaped as a LIS exports them (tests/lis_docs.py); expected outcomes and verdicts
+are worked out by hand from the catalog file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from mutualrec.storage import catalog_store
+from mutualrec.v1 import common_pb2, ingest_pb2, recognition_pb2, recognition_pb2_grpc
+from tests.conftest import RunningServer
+from tests.fhir_docs import PATIENT_ID, submit
+from tests.lis_docs import as_entry, lis_bundle, lis_patient, lis_report, lis_result
+
+ISSUER = "H500103001"
+ASKER = "H500106002"
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+# The five analytes LAB-CBC requires (catalog panel_requires), by their automated-count codes.
+CBC_ANALYTES = [
+    ("WBC", "6690-2", 6.2, "10*9/L"),
+    ("RBC", "789-8", 4.6, "10*12/L"),
+    ("HGB", "718-7", 138, "g/L"),
+    ("HCT", "4544-3", 41.5, "%"),
+    ("PLT", "777-3", 215, "10*9/L"),
+]
+
+
+def _setup(server: RunningServer) -> dict[str, str]:
+    keys = {
+        ISSUER: server.add_hospital(ISSUER, level="tertiary"),
+        ASKER: server.add_hospital(ASKER, level="secondary"),
+    }
+    with server.runtime.sessions.begin() as session:
+        catalog_store.ensure_packaged_catalog(session)
+        catalog_store.add_qualification(
+            session,
+            ISSUER,
+            item_code=None,
+            category="lab",
+            scope="city",
+            valid_from=dt.datetime(2020, 1, 1, tzinfo=SHANGHAI),
+            valid_until=None,
+            catalog=catalog_store.current_catalog(session),
+        )
+    server.runtime.reference.invalidate()
+    return keys
+
+
+def _check(server: RunningServer, key: str, *codes: str) -> list[str]:
+    stub = recognition_pb2_grpc.RecognitionServiceStub(server.channel)
+    response: recognition_pb2.CheckOrderResponse = stub.CheckOrder(
+        recognition_pb2.CheckOrderRequest(
+            patient=common_pb2.PatientIdentity(
+                document_type=common_pb2.RESIDENT_ID_CARD, document_number=PATIENT_ID
+            ),
+            ordered_codes=list(codes),
+            context=recognition_pb2.ClinicalContext(order_id="ORD-1", department="内科"),
+        ),
+        metadata=(("authorization", f"Bearer {key}"),),
+        timeout=30,
+    )
+    return [recognition_pb2.Verdict.Name(line.verdict) for line in response.lines]
+
+
+def _cbc_bundle(analytes: list[tuple[str, str, float, str]], number: str) -> dict[str, Any]:
+    """A CBC report: the Patient, a DiagnosticReport coded 58410-2, results without times."""
+    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    urls = [f"urn:uuid:{number}-{name}" for name, _, _, _ in analytes]
+    entries = [
+        lis_patient(),
+        as_entry(
+            lis_report(
+                number,
+                "58410-2",
+                urls,
+                effective=now - dt.timedelta(hours=3),
+                issued=now - dt.timedelta(hours=1),
+            ),
+            f"urn:uuid:{number}",
+        ),
+    ]
+    entries += [
+        as_entry(lis_result(f"{number}-{name}", code, value=value, unit=unit), url)
+        for (name, code, value, unit), url in zip(analytes, urls, strict=True)
+    ]
+    return lis_bundle(entries)
+
+
+def test_a_cbc_report_makes_the_cbc_recognizable(server: RunningServer) -> None:
+    keys = _setup(server)
+    assert _check(server, keys[ASKER], "LAB-CBC") == ["NO_RESULT"]
+
+    response = submit(server.channel, keys[ISSUER], _cbc_bundle(CBC_ANALYTES, "CBC-1"))
+
+    assert [e.outcome for e in response.entries] == [ingest_pb2.CONTEXT] * 2 + [
+        ingest_pb2.CREATED
+    ] * 5
+    assert response.entries[2].reason == (
+        "effective[x] and issued inherited from the DiagnosticReport (entry[1])"
+    )
+    # By item code and by either panel LOINC code.
+    assert _check(server, keys[ASKER], "LAB-CBC", "58410-2", "57021-8") == ["RECOGNIZABLE"] * 3
+
+
+def test_a_cbc_report_missing_platelets_does_not_make_the_cbc(server: RunningServer) -> None:
+    keys = _setup(server)
+
+    response = submit(server.channel, keys[ISSUER], _cbc_bundle(CBC_ANALYTES[:4], "CBC-2"))
+
+    assert response.counts.created == 4
+    assert _check(server, keys[ASKER], "LAB-CBC") == ["NO_RESULT"]
