@@ -451,6 +451,13 @@ def _read_effective(
     return None
 
 
+def _says_why_no_value(resource: dict[str, Any]) -> bool:
+    return any(
+        resource.get(element)
+        for element in ("dataAbsentReason", "interpretation", "component", "hasMember")
+    )
+
+
 def normalize_observation(
     resource: dict[str, Any],
     path: Callable[[str], str],
@@ -475,17 +482,14 @@ def normalize_observation(
     effective = _read_effective(resource, reader, context)
     issued = reader.time(resource.get("issued"), "issued") or context.report_issued
     value = _read_value(resource, reader)
-    if (
-        value is None
-        and status in FINAL_STATUSES
-        and not resource.get("dataAbsentReason")
-        and not resource.get("component")
-        # A panel's grouping entry: its members carry the values.
-        and not resource.get("hasMember")
-    ):
+    # Results without a value that are results all the same: a dataAbsentReason (specimen
+    # haemolysed, test cancelled), a susceptibility told by its interpretation alone, a panel's
+    # grouping entry whose members carry the values. Kept and shown, never recognized.
+    if value is None and status in FINAL_STATUSES and not _says_why_no_value(resource):
         reader.add(
             "value[x]",
-            "a final result needs a value (or a dataAbsentReason saying why there is none)",
+            "a final result needs a value, or a dataAbsentReason saying why there is none "
+            "(an interpretation, components or hasMember members also do)",
             "MISSING_FIELD",
         )
     reference_low, reference_high, reference_text = _read_reference_range(resource, reader)

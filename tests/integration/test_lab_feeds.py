@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy import func, select
+
 from mutualrec.storage import catalog_store
+from mutualrec.storage.models import LabResultVersion, RecognitionResult
 from mutualrec.v1 import common_pb2, ingest_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer
 from tests.fhir_docs import PATIENT_ID, submit
@@ -113,3 +116,56 @@ def test_a_cbc_report_missing_platelets_does_not_make_the_cbc(server: RunningSer
 
     assert response.counts.created == 4
     assert _check(server, keys[ASKER], "LAB-CBC") == ["NO_RESULT"]
+
+
+def test_results_without_a_value_are_kept_with_their_status_and_never_recognized(
+    server: RunningServer,
+) -> None:
+    keys = _setup(server)
+    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    susceptibility = lis_result(
+        "AMX-1",
+        "18862-3",
+        interpretation=[
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                        "code": "S",
+                    }
+                ]
+            }
+        ],
+    )
+    haemolysed = lis_result("K-1", "2823-3", dataAbsentReason={"text": "specimen haemolysed"})
+    document = lis_bundle(
+        [
+            lis_patient(),
+            as_entry(
+                lis_report(
+                    "RPT-9",
+                    "24323-8",
+                    ["urn:uuid:amx", "urn:uuid:k"],
+                    effective=now - dt.timedelta(hours=3),
+                    issued=now - dt.timedelta(hours=1),
+                ),
+                "urn:uuid:rpt",
+            ),
+            as_entry(susceptibility, "urn:uuid:amx"),
+            as_entry(haemolysed, "urn:uuid:k"),
+        ]
+    )
+
+    response = submit(server.channel, keys[ISSUER], document)
+
+    assert [e.outcome for e in response.entries[2:]] == [ingest_pb2.CREATED] * 2
+    assert [e.status for e in response.entries[2:]] == ["final", "final"]
+    with server.runtime.sessions() as session:
+        rows = {r.loinc: r for r in session.scalars(select(LabResultVersion))}
+        indexed = session.scalar(select(func.count()).select_from(RecognitionResult))
+    assert {code: (r.status, r.value_kind, r.interpretation) for code, r in rows.items()} == {
+        "18862-3": ("final", "none", "S"),
+        "2823-3": ("final", "none", ""),
+    }
+    assert indexed == 0
+    assert _check(server, keys[ASKER], "LAB-K") == ["NO_RESULT"]

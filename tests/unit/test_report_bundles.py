@@ -213,3 +213,48 @@ def test_a_report_coded_as_a_panel_without_a_grouping_observation_counts() -> No
     document = _chemistry(report, *(lis_result(n, c, value=v, unit=u) for n, c, v, u in CBC))
     prepared = _prepare(document)
     assert [sorted(_items(p)) for p in prepared[2:]] == [["LAB-CBC"], [], [], [], []]
+
+
+# --- 3. results without a value ----------------------------------------------------------------
+
+SUSCEPTIBLE = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+            "code": "S",
+        }
+    ]
+}
+HAEMOLYSED = {"text": "specimen haemolysed"}
+
+
+def test_a_susceptibility_told_by_its_interpretation_alone_is_accepted() -> None:
+    document = _chemistry(
+        lis_report("M-1", "18769-0", ["urn:uuid:res-0"], effective=TAKEN, issued=ISSUED),
+        lis_result("AMX-1", "18862-3", interpretation=[SUSCEPTIBLE]),
+    )
+    prepared = _prepare(document)[2]
+    assert prepared.violations == []
+    assert prepared.result is not None
+    assert prepared.result.interpretation == ("S",)
+    assert not prepared.result.has_value
+
+
+def test_a_result_with_a_data_absent_reason_is_accepted() -> None:
+    document = _chemistry(
+        lis_report("R-1", "24323-8", ["urn:uuid:res-0"], effective=TAKEN, issued=ISSUED),
+        lis_result("K-1", "2823-3", dataAbsentReason=HAEMOLYSED),
+    )
+    prepared = _prepare(document)[2]
+    assert prepared.violations == []
+    assert prepared.result is not None
+    assert prepared.result.status.value == "final"
+    assert not prepared.result.has_value
+
+
+def test_a_final_result_with_nothing_at_all_is_still_refused() -> None:
+    document = _chemistry(
+        lis_report("R-1", "24323-8", ["urn:uuid:res-0"], effective=TAKEN, issued=ISSUED),
+        lis_result("K-1", "2823-3"),
+    )
+    assert _problems(_prepare(document)[2]) == {("entry[2].resource.value[x]", "MISSING_FIELD")}
