@@ -304,7 +304,10 @@ def _first_coding(node: Any) -> Coding | None:
 
 def observation_identity(resource: dict[str, Any]) -> str | None:
     """How the institution names the Observation: its business identifier, else its id."""
-    for identifier in resource.get("identifier", []) or []:
+    identifiers = resource.get("identifier")
+    # Read before the resource is validated: a malformed identifier names nothing here and is
+    # the validator's violation.
+    for identifier in identifiers if isinstance(identifiers, list) else []:
         if isinstance(identifier, dict) and identifier.get("value"):
             return f"identifier|{identifier.get('system', '')}|{identifier['value']}"
     resource_id = resource.get("id")
