@@ -9,6 +9,7 @@ or as violations; the caller decides what a rejected entry means for the rest.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -58,25 +59,87 @@ class PreparedSubmission:
     entries: list[PreparedEntry]
 
 
+# A RESTful fullUrl: [base]/[type]/[id], optionally /_history/[version] (FHIR R4 §2.36.4).
+_RESTFUL_URL = re.compile(
+    r"^(?P<base>https?://.+)/[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?$"
+)
+# An absolute reference starts with a URI scheme (http:, https:, urn:).
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_HISTORY = "/_history/"
+
+
+def _version_id(prepared: PreparedEntry) -> str:
+    meta = prepared.entry.resource.get("meta")
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) else ""
+
+
+def _server_base(full_url: str) -> str:
+    match = _RESTFUL_URL.match(full_url)
+    return match.group("base") if match else ""
+
+
 class _Bundle:
-    """Reference resolution within one document: fullUrl or ``Type/id`` to entry."""
+    """Reference resolution within one document, as FHIR R4 §2.36.4 says.
+
+    A versioned reference drops its version to find the entries and then matches
+    ``meta.versionId``. An absolute reference matches a fullUrl. A relative one, in an entry whose
+    fullUrl is RESTful, is made absolute against that fullUrl's server base, so ``Patient/23``
+    written at one server never names another server's Patient/23; in an entry without a server
+    base (a ``urn:uuid:`` or no fullUrl), it names an entry without one by ``Type/id``. A
+    reference that names several entries (versions of one resource) without saying which
+    resolves to none.
+    """
 
     def __init__(self, entries: list[PreparedEntry]) -> None:
-        self.by_reference: dict[str, PreparedEntry] = {}
+        self.by_full_url: dict[str, list[PreparedEntry]] = {}
+        self.by_local_id: dict[str, list[PreparedEntry]] = {}
         for prepared in entries:
             entry = prepared.entry
             if entry.full_url:
-                self.by_reference.setdefault(entry.full_url, prepared)
+                self.by_full_url.setdefault(entry.full_url, []).append(prepared)
             resource_id = entry.resource.get("id")
-            if isinstance(resource_id, str) and entry.resource_type:
-                self.by_reference.setdefault(f"{entry.resource_type}/{resource_id}", prepared)
+            if (
+                isinstance(resource_id, str)
+                and entry.resource_type
+                and not _server_base(entry.full_url)
+            ):
+                self.by_local_id.setdefault(f"{entry.resource_type}/{resource_id}", []).append(
+                    prepared
+                )
 
-    def resolve(self, reference: str) -> PreparedEntry | None:
-        found = self.by_reference.get(reference)
-        if found is None and "/" in reference:
-            # An absolute URL ending in Type/id names the same resource as the relative form.
-            found = self.by_reference.get("/".join(reference.rsplit("/", 2)[-2:]))
-        return found
+    def resolve(self, reference: str, referrer: Entry) -> PreparedEntry | None:
+        """The entry ``reference``, written in ``referrer``, names; None when it names none."""
+        version = ""
+        if _HISTORY in reference:
+            reference, version = reference.split(_HISTORY, 1)
+        if _ABSOLUTE.match(reference):
+            candidates = self.by_full_url.get(reference, [])
+        elif base := _server_base(referrer.full_url):
+            candidates = self.by_full_url.get(f"{base}/{reference}", [])
+        else:
+            candidates = self.by_local_id.get(reference, [])
+        if version:
+            versioned = [c for c in candidates if _version_id(c) == version]
+            # An entry that gives no version is the version referred to when it is the only one.
+            if versioned or len(candidates) != 1 or _version_id(candidates[0]):
+                candidates = versioned
+        return candidates[0] if len(candidates) == 1 else None
+
+
+def _allow_versions_of_one_full_url(prepared: list[PreparedEntry]) -> None:
+    """Drop the shell's duplicate-fullUrl violation where the entries are versions of one
+    resource: FHIR allows one fullUrl on several entries whose meta.versionId differ."""
+    by_url: dict[str, list[PreparedEntry]] = {}
+    for item in prepared:
+        if item.entry.full_url:
+            by_url.setdefault(item.entry.full_url, []).append(item)
+    for group in by_url.values():
+        versions = [_version_id(item) for item in group]
+        if len(group) < 2 or "" in versions or len(set(versions)) != len(versions):
+            continue
+        for item in group:
+            item.violations = [v for v in item.violations if v.reason != "DUPLICATE_FULL_URL"]
 
 
 def _reference(node: Any) -> str:
@@ -141,7 +204,7 @@ def _report_context(reports: list[PreparedEntry], bundle: _Bundle) -> dict[int, 
         issued_at = _time_of(resource.get("issued"))
         effective_at = _report_effective(resource)
         for position, node in enumerate(resource.get("result", []) or []):
-            target = bundle.resolve(_reference(node))
+            target = bundle.resolve(_reference(node), report.entry)
             if target is None or target.entry.resource_type != INDEXED_TYPE:
                 report.violations.append(
                     Violation(
@@ -170,7 +233,7 @@ def _panel_members(panel: PreparedEntry, bundle: _Bundle) -> list[PreparedEntry]
     while pending:
         node = pending.pop()
         for reference in _member_references(node.entry.resource):
-            target = bundle.resolve(reference)
+            target = bundle.resolve(reference, node.entry)
             if target is None or target.entry.index in seen:
                 continue
             seen.add(target.entry.index)
@@ -198,7 +261,7 @@ def _subject(prepared: PreparedEntry, bundle: _Bundle) -> IdentityDocument | Vio
                 "MISSING_IDENTITY",
             )
         # An MRN beside a reference: the referenced Patient names the document.
-    target = bundle.resolve(reference) if reference else None
+    target = bundle.resolve(reference, entry) if reference else None
     if target is None or target.entry.resource_type != "Patient":
         return Violation(
             entry.field("subject.reference"),
@@ -221,7 +284,7 @@ def _specimen(
     reference = _reference(prepared.entry.resource.get("specimen"))
     if not reference:
         return None, None
-    target = bundle.resolve(reference)
+    target = bundle.resolve(reference, prepared.entry)
     if target is None or target.entry.resource_type != "Specimen":
         # A specimen known only to the LIS is fine; one pointing into the bundle must resolve.
         if reference.startswith(("urn:uuid:", "urn:oid:", "#")):
@@ -311,6 +374,7 @@ def prepare_submission(
         )
         for entry in document.entries
     ]
+    _allow_versions_of_one_full_url(prepared)
     for item in prepared:
         if not item.rejected:
             item.violations.extend(

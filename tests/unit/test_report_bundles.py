@@ -14,7 +14,7 @@ from mutualrec.ingest.fhir_validation import FhirVersion
 from mutualrec.ingest.lab_ingest import EntryKind, PreparedBatch, prepare_batch
 from mutualrec.matching.catalog import packaged_catalog
 from mutualrec.matching.codes import items_for_lab_result
-from tests.fhir_docs import PATIENT_ID, encode
+from tests.fhir_docs import OTHER_PATIENT_ID, PATIENT_ID, encode
 from tests.lis_docs import (
     as_entry,
     lis_bundle,
@@ -258,3 +258,118 @@ def test_a_final_result_with_nothing_at_all_is_still_refused() -> None:
         lis_result("K-1", "2823-3"),
     )
     assert _problems(_prepare(document)[2]) == {("entry[2].resource.value[x]", "MISSING_FIELD")}
+
+
+# --- 4. references, FHIR R4 §2.36.4 ------------------------------------------------------------
+
+SERVER_A = "https://lis.h500103001.example/fhir"
+SERVER_B = "https://lis.h500106002.example/fhir"
+
+
+def _restful(subject: str, patient_url: str, observation_url: str) -> dict[str, Any]:
+    observation = lis_result(
+        "K-1",
+        "2823-3",
+        value=4.1,
+        unit="mmol/L",
+        subject=subject,
+        effectiveDateTime="2026-11-20T07:40:00+08:00",
+    )
+    return lis_bundle(
+        [
+            lis_patient(full_url=patient_url, resource_id="23"),
+            as_entry(observation, observation_url),
+        ]
+    )
+
+
+def test_a_relative_reference_resolves_against_the_entrys_own_server_base() -> None:
+    prepared = _prepare(
+        _restful("Patient/23", f"{SERVER_A}/Patient/23", f"{SERVER_A}/Observation/9")
+    )
+    assert prepared[1].violations == []
+    assert prepared[1].patient == RESIDENT
+
+
+def test_a_relative_reference_in_an_entry_of_another_server_is_not_this_patient() -> None:
+    # The wrong-patient case: Patient/23 written at server B is not server A's Patient/23.
+    prepared = _prepare(
+        _restful("Patient/23", f"{SERVER_A}/Patient/23", f"{SERVER_B}/Observation/9")
+    )
+    assert prepared[1].result is None
+    assert _problems(prepared[1]) == {
+        ("entry[1].resource.subject.reference", "UNRESOLVED_REFERENCE")
+    }
+
+
+def test_an_absolute_reference_matches_a_full_url() -> None:
+    prepared = _prepare(
+        _restful(f"{SERVER_A}/Patient/23", f"{SERVER_A}/Patient/23", "urn:uuid:obs-1")
+    )
+    assert prepared[1].patient == RESIDENT
+
+
+def test_an_absolute_reference_matching_no_full_url_resolves_to_nothing() -> None:
+    # Only the end, Patient/23, is the same: another server's resource.
+    prepared = _prepare(
+        _restful(f"{SERVER_B}/Patient/23", f"{SERVER_A}/Patient/23", "urn:uuid:obs-1")
+    )
+    assert _problems(prepared[1]) == {
+        ("entry[1].resource.subject.reference", "UNRESOLVED_REFERENCE")
+    }
+
+
+def test_an_absolute_reference_does_not_match_an_id_under_a_uuid() -> None:
+    prepared = _prepare(_restful(f"{SERVER_A}/Patient/23", "urn:uuid:patient-x", "urn:uuid:o-1"))
+    assert _problems(prepared[1]) == {
+        ("entry[1].resource.subject.reference", "UNRESOLVED_REFERENCE")
+    }
+
+
+def _two_versions(subject: str, versions: tuple[str, str] = ("1", "2")) -> dict[str, Any]:
+    """Two versions of Patient/45 under one fullUrl: version 1 holds the other patient's ID."""
+    url = f"{SERVER_A}/Patient/45"
+    old = lis_patient(full_url=url, number=OTHER_PATIENT_ID, resource_id="45")
+    new = lis_patient(full_url=url, resource_id="45")
+    old["resource"]["meta"] = {"versionId": versions[0]}
+    new["resource"]["meta"] = {"versionId": versions[1]}
+    observation = lis_result(
+        "K-1",
+        "2823-3",
+        value=4.1,
+        unit="mmol/L",
+        subject=subject,
+        effectiveDateTime="2026-11-20T07:40:00+08:00",
+    )
+    return lis_bundle([old, new, as_entry(observation, f"{SERVER_A}/Observation/9")])
+
+
+def test_one_full_url_is_allowed_on_versions_with_different_version_ids() -> None:
+    prepared = _prepare(_two_versions("Patient/45/_history/2"))
+    assert [p.violations for p in prepared[:2]] == [[], []]
+
+
+def test_a_versioned_reference_resolves_to_its_version() -> None:
+    second = _prepare(_two_versions("Patient/45/_history/2"))
+    first = _prepare(_two_versions(f"{SERVER_A}/Patient/45/_history/1"))
+    assert second[2].patient == RESIDENT
+    assert first[2].patient == IdentityDocument(DocumentType.RESIDENT_ID_CARD, OTHER_PATIENT_ID)
+
+
+def test_an_unversioned_reference_to_several_versions_resolves_to_none() -> None:
+    prepared = _prepare(_two_versions("Patient/45"))
+    assert _problems(prepared[2]) == {
+        ("entry[2].resource.subject.reference", "UNRESOLVED_REFERENCE")
+    }
+
+
+def test_a_versioned_reference_to_a_version_not_in_the_bundle_resolves_to_none() -> None:
+    prepared = _prepare(_two_versions("Patient/45/_history/3"))
+    assert _problems(prepared[2]) == {
+        ("entry[2].resource.subject.reference", "UNRESOLVED_REFERENCE")
+    }
+
+
+def test_one_full_url_with_the_same_version_id_stays_a_duplicate() -> None:
+    prepared = _prepare(_two_versions("Patient/45/_history/2", versions=("2", "2")))
+    assert _problems(prepared[1]) == {("entry[1].fullUrl", "DUPLICATE_FULL_URL")}
