@@ -399,7 +399,7 @@ def _print_submission(name: str, response: Any) -> None:
     c = response.counts
     print(
         f"{name}: created {c.created}, new version {c.updated_new_version}, unchanged "
-        f"{c.unchanged}, withdrawn {c.withdrawn}, rejected {c.rejected}"
+        f"{c.unchanged}, withdrawn {c.withdrawn}, rejected {c.rejected}, ignored {c.ignored}"
     )
 
 

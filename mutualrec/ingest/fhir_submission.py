@@ -16,7 +16,7 @@ from typing import Any
 from mutualrec.identity import IdentityDocument
 from mutualrec.ingest.fhir_document import INDEXED_TYPE, Entry, FhirDocument, read_document
 from mutualrec.ingest.fhir_patient import identity_from_identifier, identity_from_identifiers
-from mutualrec.ingest.fhir_validation import FhirVersion, validate_resource
+from mutualrec.ingest.fhir_validation import FhirVersion, is_fhir_resource_type, validate_resource
 from mutualrec.ingest.lab_result import (
     LOINC_SYSTEM,
     LabResult,
@@ -44,6 +44,8 @@ class PreparedEntry:
     identity: str = ""
     # What the outcome tells the LIS about an accepted entry, e.g. times taken from its report.
     note: str = ""
+    # A FHIR resource that is not part of a lab feed: left alone, neither stored nor rejected.
+    ignored: bool = False
 
     @property
     def rejected(self) -> bool:
@@ -354,6 +356,23 @@ def _held_members(group: PreparedEntry, bundle: _Bundle) -> list[PreparedEntry]:
     return sorted(held, key=lambda p: p.entry.index)
 
 
+def _ignore_other_resources(prepared: PreparedEntry, version: FhirVersion) -> None:
+    """Mark an entry holding a FHIR resource of a type a lab feed does not carry as ignored.
+
+    The shell refuses such an entry (UNSUPPORTED_RESOURCE_TYPE); but a LIS exporting a report
+    sends a Composition, Practitioners, an Organization with it, and they are no error. A type
+    FHIR does not define is still refused.
+    """
+    reasons = {v.reason for v in prepared.violations}
+    if reasons != {"UNSUPPORTED_RESOURCE_TYPE"} or not is_fhir_resource_type(
+        version, prepared.entry.resource_type
+    ):
+        return
+    prepared.violations = []
+    prepared.ignored = True
+    prepared.note = f"{prepared.entry.resource_type} is not part of a lab feed; left as sent"
+
+
 def prepare_submission(
     body: bytes, version: FhirVersion, received_at: dt.datetime
 ) -> PreparedSubmission:
@@ -376,7 +395,9 @@ def prepare_submission(
     ]
     _allow_versions_of_one_full_url(prepared)
     for item in prepared:
-        if not item.rejected:
+        _ignore_other_resources(item, version)
+    for item in prepared:
+        if not item.rejected and not item.ignored:
             item.violations.extend(
                 validate_resource(
                     version, item.entry.resource_type, item.entry.resource, item.entry.path

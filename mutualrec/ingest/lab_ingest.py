@@ -47,6 +47,7 @@ class EntryKind(enum.Enum):
     WITHDRAWN = "withdrawn"
     REJECTED = "rejected"
     CONTEXT = "context"
+    IGNORED = "ignored"
 
 
 _KIND_OF_CHANGE = {
@@ -119,7 +120,10 @@ def _rejected_outcome(prepared: PreparedEntry) -> EntryOutcome:
 
 def _context_outcome(prepared: PreparedEntry) -> EntryOutcome:
     entry = prepared.entry
-    return EntryOutcome(entry.index, entry.full_url, entry.resource_type, "", EntryKind.CONTEXT)
+    kind = EntryKind.IGNORED if prepared.ignored else EntryKind.CONTEXT
+    return EntryOutcome(
+        entry.index, entry.full_url, entry.resource_type, "", kind, reason=prepared.note
+    )
 
 
 @dataclass(frozen=True, slots=True)

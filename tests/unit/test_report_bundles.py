@@ -373,3 +373,52 @@ def test_a_versioned_reference_to_a_version_not_in_the_bundle_resolves_to_none()
 def test_one_full_url_with_the_same_version_id_stays_a_duplicate() -> None:
     prepared = _prepare(_two_versions("Patient/45/_history/2", versions=("2", "2")))
     assert _problems(prepared[1]) == {("entry[1].fullUrl", "DUPLICATE_FULL_URL")}
+
+
+# --- 7. entries that are not lab results --------------------------------------------------------
+
+
+def test_other_fhir_resources_are_ignored_with_their_type() -> None:
+    document = _chemistry(
+        lis_report("R-1", "24323-8", ["urn:uuid:res-0"], effective=TAKEN, issued=ISSUED),
+        lis_result("K-1", "2823-3", value=4.1, unit="mmol/L"),
+    )
+    document["entry"] += [
+        as_entry({"resourceType": "Composition", "status": "final"}, "urn:uuid:c"),
+        as_entry({"resourceType": "Practitioner", "id": "dr-1"}, "urn:uuid:dr"),
+        as_entry({"resourceType": "MolecularSequence", "type": "dna"}, "urn:uuid:seq"),
+    ]
+    batch = prepare_batch(encode(document), FhirVersion.R4, RECEIVED, b"k" * 32)
+    assert isinstance(batch, PreparedBatch)
+    ignored = [(o.index, o.resource_type, o.kind) for o in batch.settled if o.index > 2]
+    assert ignored == [
+        (3, "Composition", EntryKind.IGNORED),
+        (4, "Practitioner", EntryKind.IGNORED),
+        (5, "MolecularSequence", EntryKind.IGNORED),
+    ]
+    assert batch.settled[-1].reason == "MolecularSequence is not part of a lab feed; left as sent"
+    assert [p.index for p in batch.pending] == [2]
+
+
+def test_a_transaction_with_other_resources_is_not_refused() -> None:
+    document = _chemistry(
+        lis_report("R-1", "24323-8", ["urn:uuid:res-0"], effective=TAKEN, issued=ISSUED),
+        lis_result("K-1", "2823-3", value=4.1, unit="mmol/L"),
+    )
+    document["type"] = "transaction"
+    document["entry"].append(as_entry({"resourceType": "Organization", "id": "o"}, "urn:uuid:o"))
+    batch = prepare_batch(encode(document), FhirVersion.R4, RECEIVED, b"k" * 32)
+    assert isinstance(batch, PreparedBatch)
+    assert [p.index for p in batch.pending] == [2]
+
+
+def test_a_type_fhir_does_not_define_is_still_rejected() -> None:
+    document = _chemistry(
+        lis_report("R-1", "24323-8", ["urn:uuid:res-0"], effective=TAKEN, issued=ISSUED),
+        lis_result("K-1", "2823-3", value=4.1, unit="mmol/L"),
+    )
+    document["entry"].append(as_entry({"resourceType": "LabThing"}, "urn:uuid:x"))
+    prepared = _prepare(document)
+    assert _problems(prepared[3]) == {
+        ("entry[3].resource.resourceType", "UNSUPPORTED_RESOURCE_TYPE")
+    }
