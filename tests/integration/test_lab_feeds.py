@@ -13,7 +13,14 @@ from sqlalchemy import func, select
 
 from mutualrec.storage import catalog_store
 from mutualrec.storage.models import LabResultVersion, RecognitionResult
-from mutualrec.v1 import common_pb2, ingest_pb2, recognition_pb2, recognition_pb2_grpc
+from mutualrec.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    common_pb2,
+    ingest_pb2,
+    recognition_pb2,
+    recognition_pb2_grpc,
+)
 from tests.conftest import RunningServer
 from tests.fhir_docs import PATIENT_ID, submit
 from tests.lis_docs import as_entry, lis_bundle, lis_patient, lis_report, lis_result
@@ -169,3 +176,29 @@ def test_results_without_a_value_are_kept_with_their_status_and_never_recognized
     }
     assert indexed == 0
     assert _check(server, keys[ASKER], "LAB-K") == ["NO_RESULT"]
+
+
+def test_the_catalog_shows_specimen_variants_and_panel_analytes(server: RunningServer) -> None:
+    keys = _setup(server)
+    stub = catalog_pb2_grpc.CatalogServiceStub(server.channel)
+    metadata = (("authorization", f"Bearer {keys[ASKER]}"),)
+
+    def get(code: str) -> catalog_pb2.CatalogItem:
+        item: catalog_pb2.CatalogItem = stub.GetItem(
+            catalog_pb2.GetItemRequest(code=code), metadata=metadata, timeout=30
+        )
+        return item
+
+    glucose = get("LAB-GLU")
+    cbc = get("LAB-CBC")
+
+    assert list(glucose.specimen_loinc) == ["2339-0", "15074-8", "41653-7", "14743-9"]
+    assert list(glucose.panel_requires) == []
+    assert list(cbc.loinc) == ["57021-8", "58410-2"]
+    assert list(cbc.panel_requires) == [
+        "6690-2|26464-8",
+        "789-8|26453-1",
+        "718-7|20509-6",
+        "4544-3|20570-8",
+        "777-3|26515-7",
+    ]
