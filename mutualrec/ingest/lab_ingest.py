@@ -291,12 +291,15 @@ class LabSubmission:
         sessions: Callable[[], Session],
         institution_id: int,
         items_of: Callable[[LabResult], frozenset[str]],
+        detail_of: Callable[[LabResult, str], str] | None = None,
     ) -> None:
-        """``items_of`` names the catalog items a result is, for the recognition index."""
+        """``items_of`` names the catalog items a result is, for the recognition index;
+        ``detail_of`` is what a doctor sees of it as one item (default: as reported)."""
         self.store = store
         self.sessions = sessions
         self.institution_id = institution_id
         self.items_of = items_of
+        self.detail_of = detail_of
 
     def write(self, batch: PreparedBatch, body: bytes) -> SubmissionResult:
         """Keep ``body`` and index the batch prepared from it.
@@ -440,6 +443,7 @@ class LabSubmission:
                     transition.version,
                     self.institution_id,
                     self.items_of(item.result),
+                    self.detail_of,
                 )
             decided[item.index] = _decided_outcome(item, transition, state)
         refused = [o for o in decided.values() if o.kind is EntryKind.REJECTED]

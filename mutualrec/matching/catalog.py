@@ -15,6 +15,10 @@ Two lab columns say how results map beyond their own LOINC code:
   codes are panel codes, carried by a DiagnosticReport or a grouping Observation, never by a
   result with a value; the panel counts only when the group holds a result for every required
   analyte. Analytes are separated by ``;``, alternative codes of one analyte by ``|``.
+
+And two say how its values are shown: ``unit``, the canonical UCUM unit results are converted
+to for display and comparison (mmol/L for glucose, as the region's doctors read it), and
+``molar_mass`` in g/mol, for converting a mass concentration (mg/dL) to a substance one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
+from typing import Any
 
 from mutualrec.matching.body_part import normalize_body_part
 from mutualrec.violations import Rejected, Violation
@@ -48,7 +53,15 @@ _BASE_COLUMNS = (
     "price_cny",
     "source",
 )
-_OPTIONAL_COLUMNS = ("contrast", "header_match", "satisfies", "specimen_loinc", "panel_requires")
+_OPTIONAL_COLUMNS = (
+    "contrast",
+    "header_match",
+    "satisfies",
+    "specimen_loinc",
+    "panel_requires",
+    "unit",
+    "molar_mass",
+)
 _VALIDITY_COLUMNS = ("validity", "validity_days")
 
 _ITEM_CODE_SHAPE = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$")
@@ -95,6 +108,9 @@ class CatalogItem:
     specimen_loinc: tuple[str, ...] = ()
     # For a panel: per required analyte, its alternative LOINC codes.
     panel_requires: tuple[tuple[str, ...], ...] = ()
+    # Canonical UCUM unit of the item's values, and the analyte's molar mass (g/mol).
+    unit: str = ""
+    molar_mass: Decimal | None = None
 
     @property
     def is_panel(self) -> bool:
@@ -392,6 +408,8 @@ def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation])
             if present:
                 fail(column, f"a lab item has no {column}", "IMAGING_FIELD_ON_LAB_ITEM")
 
+    unit, molar_mass = _unit_columns(cells, imaging, fail)
+
     validity_column = "validity" if "validity" in cells else "validity_days"
     validity = _validity(cells[validity_column].strip(), validity_column, fail)
 
@@ -425,8 +443,47 @@ def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation])
         source=cells["source"].strip(),
         specimen_loinc=specimen_loinc,
         panel_requires=panel_requires,
+        unit=unit,
+        molar_mass=molar_mass,
     )
     return _Row(line, item, category_known)
+
+
+_MOLAR_MASS_SHAPE = re.compile(r"^\d{1,7}(\.\d{1,4})?$")
+
+
+@functools.cache
+def _ucum_parser() -> Any:
+    from ucumvert import get_ucum_parser
+
+    return get_ucum_parser()
+
+
+def _unit_columns(
+    cells: Mapping[str, str], imaging: bool, fail: _Fail
+) -> tuple[str, Decimal | None]:
+    unit = cells.get("unit", "").strip()
+    raw_mass = cells.get("molar_mass", "").strip()
+    if imaging:
+        for column, value in (("unit", unit), ("molar_mass", raw_mass)):
+            if value:
+                fail(column, f"an imaging item has no {column}", "LAB_FIELD_ON_IMAGING_ITEM")
+        return "", None
+    if unit:
+        try:
+            _ucum_parser().parse(unit)
+        except Exception:  # lark raises several kinds; any of them means invalid
+            fail("unit", f"{unit!r} is not a UCUM unit", "NOT_UCUM")
+    if not raw_mass:
+        return unit, None
+    if not _MOLAR_MASS_SHAPE.match(raw_mass) or Decimal(raw_mass) <= 0:
+        fail(
+            "molar_mass",
+            f"a molar mass is a positive number of g/mol, got {raw_mass!r}",
+            "BAD_MOLAR_MASS",
+        )
+        return unit, None
+    return unit, Decimal(raw_mass)
 
 
 def _loinc_list(raw: str, column: str, fail: _Fail) -> tuple[str, ...]:

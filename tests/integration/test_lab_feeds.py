@@ -61,6 +61,10 @@ def _setup(server: RunningServer) -> dict[str, str]:
 
 
 def _check(server: RunningServer, key: str, *codes: str) -> list[str]:
+    return [recognition_pb2.Verdict.Name(line.verdict) for line in _lines(server, key, *codes)]
+
+
+def _lines(server: RunningServer, key: str, *codes: str) -> list[recognition_pb2.CheckLine]:
     stub = recognition_pb2_grpc.RecognitionServiceStub(server.channel)
     response: recognition_pb2.CheckOrderResponse = stub.CheckOrder(
         recognition_pb2.CheckOrderRequest(
@@ -73,7 +77,7 @@ def _check(server: RunningServer, key: str, *codes: str) -> list[str]:
         metadata=(("authorization", f"Bearer {key}"),),
         timeout=30,
     )
-    return [recognition_pb2.Verdict.Name(line.verdict) for line in response.lines]
+    return list(response.lines)
 
 
 def _cbc_bundle(analytes: list[tuple[str, str, float, str]], number: str) -> dict[str, Any]:
@@ -202,3 +206,40 @@ def test_the_catalog_shows_specimen_variants_and_panel_analytes(server: RunningS
         "4544-3|20570-8",
         "777-3|26515-7",
     ]
+
+
+def test_values_show_in_the_items_canonical_unit_beside_the_reported_one(
+    server: RunningServer,
+) -> None:
+    keys = _setup(server)
+    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    document = lis_bundle(
+        [
+            lis_patient(),
+            as_entry(
+                lis_report(
+                    "RPT-U",
+                    "24323-8",
+                    ["urn:uuid:glu", "urn:uuid:k"],
+                    effective=now - dt.timedelta(hours=3),
+                    issued=now - dt.timedelta(hours=1),
+                ),
+                "urn:uuid:rpt",
+            ),
+            as_entry(lis_result("GLU-1", "2345-7", value=98, unit="mg/dL"), "urn:uuid:glu"),
+            # Potassium by mass: the catalog gives no molar mass for it, so it stays as sent.
+            as_entry(lis_result("K-1", "2823-3", value=16, unit="mg/dL"), "urn:uuid:k"),
+        ]
+    )
+    assert submit(server.channel, keys[ISSUER], document).counts.created == 2
+
+    glucose, potassium = (
+        line.result.lab for line in _lines(server, keys[ASKER], "LAB-GLU", "LAB-K")
+    )
+
+    assert (glucose.value, glucose.unit) == ("98", "mg/dL")
+    assert (glucose.canonical_value, glucose.canonical_unit) == ("5.44", "mmol/L")
+    assert glucose.unit_note == "converted from 98 mg/dL"
+    assert (potassium.value, potassium.unit) == ("16", "mg/dL")
+    assert (potassium.canonical_value, potassium.canonical_unit) == ("", "mmol/L")
+    assert potassium.unit_note == "mg/dL cannot be converted to mmol/L: shown as reported"

@@ -478,3 +478,39 @@ def test_specimen_and_panel_columns_load() -> None:
 def test_bad_specimen_and_panel_cells_are_rejected(row: str, field: str, reason: str) -> None:
     found = {(v.field, v.reason) for v in rejection(catalog_text([row], PANEL_HEADER)).violations}
     assert (f"line 2: {field}", reason) in found
+
+
+UNIT_HEADER = HEADER.replace("satisfies,source", "satisfies,unit,molar_mass,source")
+
+
+def test_unit_and_molar_mass_load() -> None:
+    catalog = load_catalog(
+        catalog_text(
+            ["LAB-GLU,葡萄糖,Glucose,lab,2345-7,,,,,30d,4,,mmol/L,180.16,test"], UNIT_HEADER
+        ),
+        "test",
+    )
+    glucose = catalog.get("LAB-GLU")
+    assert glucose is not None
+    assert (glucose.unit, glucose.molar_mass) == ("mmol/L", Decimal("180.16"))
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "reason"),
+    [
+        ("LAB-GLU,葡萄糖,Glucose,lab,2345-7,,,,,30d,4,,mmol/LL(,,test", "unit", "NOT_UCUM"),
+        (
+            "LAB-GLU,葡萄糖,Glucose,lab,2345-7,,,,,30d,4,,mmol/L,-3,test",
+            "molar_mass",
+            "BAD_MOLAR_MASS",
+        ),
+        (
+            "LAB-GLU,葡萄糖,Glucose,lab,2345-7,,,,,30d,4,,mmol/L,0,test",
+            "molar_mass",
+            "BAD_MOLAR_MASS",
+        ),
+    ],
+)
+def test_bad_unit_cells_are_rejected(row: str, field: str, reason: str) -> None:
+    found = {(v.field, v.reason) for v in rejection(catalog_text([row], UNIT_HEADER)).violations}
+    assert (f"line 2: {field}", reason) in found
