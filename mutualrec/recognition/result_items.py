@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from mutualrec.ingest.lab_result import LabResult
 from mutualrec.localtime import LOCAL_ZONE
-from mutualrec.matching.catalog import Catalog
+from mutualrec.matching.catalog import Catalog, CatalogItem
 from mutualrec.matching.codes import SeriesFacts, items_for_lab_result, items_for_study
 from mutualrec.matching.units import CanonicalValue, canonical_value
 from mutualrec.recognition.reference import ReferenceCache
@@ -119,12 +119,33 @@ def lab_item_mapper(
     return items_of
 
 
+def panel_detail(result: LabResult, panel: CatalogItem) -> str:
+    """What a doctor sees of a panel (a CBC) a result carries: the panel, not the one analyte."""
+    code, members = next(
+        ((code, members) for code, members in result.groups if code in panel.loinc),
+        (panel.loinc[0], ()),
+    )
+    return json.dumps(
+        {
+            "loinc": code,
+            "display": panel.name_zh,
+            "value": f"{len(members)} results",
+            "unit": "",
+            "range": "",
+            "interpretation": "",
+        },
+        ensure_ascii=False,
+    )
+
+
 def lab_detail_mapper(reference: ReferenceCache) -> Callable[[LabResult, str], str]:
     """The detail of a lab result as one catalog item: its value in the item's canonical unit."""
     catalog = reference.data().catalog
 
     def detail_of(result: LabResult, item_code: str) -> str:
         item = catalog.get(item_code)
+        if item is not None and item.is_panel:
+            return panel_detail(result, item)
         value = result.value
         canonical = None
         if item is not None and value.kind == "Quantity":

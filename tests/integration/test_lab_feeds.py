@@ -118,6 +118,9 @@ def test_a_cbc_report_makes_the_cbc_recognizable(server: RunningServer) -> None:
     )
     # By item code and by either panel LOINC code.
     assert _check(server, keys[ASKER], "LAB-CBC", "58410-2", "57021-8") == ["RECOGNIZABLE"] * 3
+    # The doctor sees the panel, not the white cell count that carries it.
+    lab = _lines(server, keys[ASKER], "LAB-CBC")[0].result.lab
+    assert (lab.loinc, lab.display, lab.value) == ("58410-2", "血细胞分析(血常规)", "5 results")
 
 
 def test_a_cbc_report_missing_platelets_does_not_make_the_cbc(server: RunningServer) -> None:
