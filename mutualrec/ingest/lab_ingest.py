@@ -25,7 +25,7 @@ from mutualrec.identity import IdentityDocument, patient_key
 from mutualrec.ingest.fhir_document import INDEXED_TYPE, BundleKind
 from mutualrec.ingest.fhir_submission import PreparedEntry, prepare_submission
 from mutualrec.ingest.fhir_validation import FhirVersion
-from mutualrec.ingest.lab_result import LabResult
+from mutualrec.ingest.lab_result import LabResult, groups_text
 from mutualrec.ingest.lab_versions import Change, HeldResult, Transition, decide_transition
 from mutualrec.matching.facts import ResultStatus
 from mutualrec.recognition.result_items import lab_ref, lab_rows
@@ -212,6 +212,7 @@ def _version_row(
         key,
         pending.index,
         received_at,
+        groups_text(result.groups),
     )
 
 

@@ -156,6 +156,23 @@ class LabResult:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+Groups = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def groups_text(groups: Groups) -> str:
+    """``groups`` as stored beside a version: ``code=member,member;code=...`` (LOINC codes)."""
+    return ";".join(f"{code}={','.join(members)}" for code, members in groups)
+
+
+def parse_groups(text: str) -> Groups:
+    """The groups :func:`groups_text` wrote."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for part in text.split(";") if text else []:
+        code, _, members = part.partition("=")
+        found.append((code, tuple(m for m in members.split(",") if m)))
+    return tuple(found)
+
+
 # Each class's fields in __init__ order, read by C code: the arguments that rebuild an instance.
 _STATE_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {
     cls: operator.attrgetter(*(f.name for f in fields(cls)))

@@ -138,9 +138,9 @@ def panel_detail(result: LabResult, panel: CatalogItem) -> str:
     )
 
 
-def lab_detail_mapper(reference: ReferenceCache) -> Callable[[LabResult, str], str]:
-    """The detail of a lab result as one catalog item: its value in the item's canonical unit."""
-    catalog = reference.data().catalog
+def detail_for_item(catalog: Catalog) -> Callable[[LabResult, str], str]:
+    """The detail of a lab result as one catalog item: its value in the item's canonical unit,
+    or the panel it carries."""
 
     def detail_of(result: LabResult, item_code: str) -> str:
         item = catalog.get(item_code)
@@ -153,6 +153,11 @@ def lab_detail_mapper(reference: ReferenceCache) -> Callable[[LabResult, str], s
         return lab_detail(result, canonical)
 
     return detail_of
+
+
+def lab_detail_mapper(reference: ReferenceCache) -> Callable[[LabResult, str], str]:
+    """:func:`detail_for_item` under the current catalog."""
+    return detail_for_item(reference.data().catalog)
 
 
 def _study_time(overview: StudyOverview) -> dt.datetime:
