@@ -173,10 +173,32 @@ class SeedSource:
         return seeds
 
 
-def generate(seeds: SeedSource, observations: int, bundle_size: int, bundle_type: str) -> Batch:
-    """``observations`` Observations in bundles of ``bundle_size`` (the last one may be smaller)."""
+def report_centred(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` as a report-centred LIS exports it: each DiagnosticReport carries the
+    collection time (effectiveDateTime) and its results carry no time of their own."""
+    by_url = {e["fullUrl"]: e["resource"] for e in document["entry"]}
+    for entry in document["entry"]:
+        report = entry["resource"]
+        if report["resourceType"] != "DiagnosticReport":
+            continue
+        results = [by_url[r["reference"]] for r in report["result"]]
+        report["effectiveDateTime"] = results[0]["effectiveDateTime"]
+        for result in results:
+            del result["effectiveDateTime"], result["issued"]
+    return document
+
+
+def generate(
+    seeds: SeedSource,
+    observations: int,
+    bundle_size: int,
+    bundle_type: str,
+    centred: bool = False,
+) -> Batch:
+    """``observations`` Observations in bundles of ``bundle_size`` (the last one may be smaller);
+    ``centred``: shaped by :func:`report_centred`."""
     from mutualrec.v1 import ingest_pb2
-    from tests.fhir_factory import CHINA, bundle_bytes
+    from tests.fhir_factory import CHINA, make_bundle, to_bytes
 
     # Generated just before sending: every time in the bundles is in the past, but recent.
     now = dt.datetime.now(CHINA)
@@ -187,7 +209,8 @@ def generate(seeds: SeedSource, observations: int, bundle_size: int, bundle_type
     size = 0
     for i, seed in enumerate(seeds.take(calls)):
         count = min(bundle_size, observations - i * bundle_size)
-        body = bundle_bytes(seed, observations=count, bundle_type=bundle_type, now=now)
+        document = make_bundle(seed, observations=count, bundle_type=bundle_type, now=now)
+        body = to_bytes(report_centred(document) if centred else document)
         requests.append(
             ingest_pb2.SubmitObservationsRequest(body=body, fhir_version=ingest_pb2.FHIR_R4)
         )
@@ -384,7 +407,9 @@ class Session:
         while done < observations and not errors:
             part = min(segment, observations - done)
             t_gen = time.perf_counter()
-            batch = generate(self.seeds, part, bundle_size, self.args.bundle_type)
+            batch = generate(
+                self.seeds, part, bundle_size, self.args.bundle_type, self.args.report_centred
+            )
             generate_s += time.perf_counter() - t_gen
             pg_before = postgres_cpu_seconds()
             sampler = RssSampler(pid)
@@ -498,6 +523,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="Observations generated at once while preloading (bounds client memory)",
     )
     p.add_argument("--bundle-type", choices=["batch", "transaction"], default="batch")
+    p.add_argument(
+        "--report-centred",
+        action="store_true",
+        help="results without times of their own: they inherit the DiagnosticReport's",
+    )
     p.add_argument(
         "--warmup-calls",
         type=int,

@@ -184,6 +184,42 @@ def _cmd_load_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reporting_rejections
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    from mutualrec.recognition.reindex import ReindexProgress, reindex_lab_results
+    from mutualrec.storage import catalog_store
+
+    sessions = _admin_sessions()
+    with sessions.begin() as session:
+        catalog = (
+            catalog_store.catalog_for_version(session, args.catalog_version)
+            if args.catalog_version
+            else _current_catalog(session)
+        )
+        # Read before the run: a batch holds SQLite's one write lock while it maps.
+        mappings = catalog_store.all_institution_mappings(session)
+    if catalog is None:
+        raise Rejected.one(
+            f"no catalog version {args.catalog_version!r} is recorded",
+            "--catalog-version",
+            "load it first (mutualrec admin load-catalog), or list them (catalog-versions)",
+            "UNKNOWN_CATALOG_VERSION",
+        )
+
+    def report(progress: ReindexProgress) -> None:
+        print(
+            f"{progress.results} results, +{progress.rows_added} -{progress.rows_removed} "
+            f"index rows, up to lab result {progress.last_lab_result_id}",
+            flush=True,
+        )
+
+    final = reindex_lab_results(
+        sessions, catalog, lambda i: mappings.get(i, {}), batch=args.batch, on_batch=report
+    )
+    print(f"reindexed under catalog {catalog.version}: {final.results} results")
+    return 0
+
+
 def _cmd_catalog_versions(_args: argparse.Namespace) -> int:
     from mutualrec.storage.catalog_store import catalog_versions
 
@@ -406,7 +442,7 @@ def _print_submission(name: str, response: Any) -> None:
     c = response.counts
     print(
         f"{name}: created {c.created}, new version {c.updated_new_version}, unchanged "
-        f"{c.unchanged}, withdrawn {c.withdrawn}, rejected {c.rejected}"
+        f"{c.unchanged}, withdrawn {c.withdrawn}, rejected {c.rejected}, ignored {c.ignored}"
     )
 
 
@@ -896,6 +932,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("file", metavar="FILE", help="catalog CSV")
     load.add_argument("--version", required=True, help="the version it is cited as, e.g. 2026.2")
     load.set_defaults(run=_cmd_load_catalog)
+    reindex = admin.add_parser(
+        "reindex",
+        help="re-derive every held lab result's catalog items (online; resumes if interrupted)",
+    )
+    reindex.add_argument("--catalog-version", help="default: the current catalog")
+    reindex.add_argument("--batch", type=int, default=20_000, help="results per transaction")
+    reindex.set_defaults(run=_cmd_reindex)
     admin.add_parser("catalog-versions", help="list the recorded catalog versions").set_defaults(
         run=_cmd_catalog_versions
     )

@@ -48,6 +48,8 @@ def item_proto(item: CatalogItem, version: str) -> catalog_pb2.CatalogItem:
         satisfies=item.satisfies,
         source=item.source,
         catalog_version=version,
+        specimen_loinc=item.specimen_loinc,
+        panel_requires=["|".join(analyte) for analyte in item.panel_requires],
     )
 
 

@@ -28,7 +28,7 @@ from mutualrec.ingest.study_upload import (
     parse_declaration,
 )
 from mutualrec.matching.catalog import Catalog
-from mutualrec.recognition.result_items import index_study, lab_item_mapper
+from mutualrec.recognition.result_items import index_study, lab_detail_mapper, lab_item_mapper
 from mutualrec.runtime import Runtime
 from mutualrec.security.audit import touched
 from mutualrec.storage import imaging_index as index
@@ -388,6 +388,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             sessions=self.runtime.sessions,
             institution_id=principal.institution_id,
             items_of=items_of,
+            detail_of=lab_detail_mapper(self.runtime.reference),
         )
         try:
             result = await self.runtime.run_blocking(submission.write, prepared, request.body)

@@ -22,6 +22,7 @@ _KINDS = {
     EntryKind.WITHDRAWN: ingest_pb2.WITHDRAWN,
     EntryKind.REJECTED: ingest_pb2.ENTRY_REJECTED,
     EntryKind.CONTEXT: ingest_pb2.CONTEXT,
+    EntryKind.IGNORED: ingest_pb2.IGNORED,
 }
 
 
@@ -37,6 +38,7 @@ def submission_response(result: SubmissionResult) -> ingest_pb2.SubmitObservatio
             withdrawn=counts[EntryKind.WITHDRAWN],
             rejected=counts[EntryKind.REJECTED],
             context=counts[EntryKind.CONTEXT],
+            ignored=counts[EntryKind.IGNORED],
         ),
         document_sha256=result.document_sha256,
     )

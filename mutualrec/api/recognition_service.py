@@ -77,6 +77,9 @@ def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | No
                 unit=str(detail.get("unit", "")),
                 reference_range=str(detail.get("range", "")),
                 interpretation=str(detail.get("interpretation", "")),
+                canonical_value=str(detail.get("canonical_value", "")),
+                canonical_unit=str(detail.get("canonical_unit", "")),
+                unit_note=str(detail.get("unit_note", "")),
             )
         )
     else:

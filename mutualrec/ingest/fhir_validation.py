@@ -8,6 +8,7 @@ normalizer does. Its errors are turned into violations addressed by document pat
 from __future__ import annotations
 
 import enum
+import functools
 import importlib
 import threading
 import typing
@@ -44,6 +45,17 @@ def _model(version: FhirVersion, resource_type: str, module_name: str = "") -> t
         assert issubclass(model, BaseModel)
         _models[key] = model
     return _models[key]
+
+
+@functools.cache
+def is_fhir_resource_type(version: FhirVersion, resource_type: str) -> bool:
+    """Whether FHIR ``version`` defines a resource type of this name."""
+    package = importlib.import_module(_PACKAGES[version])
+    try:
+        package.get_fhir_model_class(resource_type)
+    except (ValueError, KeyError, AttributeError):
+        return False
+    return True
 
 
 def _path(prefix: str, loc: Sequence[int | str]) -> str:

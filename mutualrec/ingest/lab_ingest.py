@@ -25,7 +25,7 @@ from mutualrec.identity import IdentityDocument, patient_key
 from mutualrec.ingest.fhir_document import INDEXED_TYPE, BundleKind
 from mutualrec.ingest.fhir_submission import PreparedEntry, prepare_submission
 from mutualrec.ingest.fhir_validation import FhirVersion
-from mutualrec.ingest.lab_result import LabResult
+from mutualrec.ingest.lab_result import LabResult, groups_text
 from mutualrec.ingest.lab_versions import Change, HeldResult, Transition, decide_transition
 from mutualrec.matching.facts import ResultStatus
 from mutualrec.recognition.result_items import lab_ref, lab_rows
@@ -47,6 +47,7 @@ class EntryKind(enum.Enum):
     WITHDRAWN = "withdrawn"
     REJECTED = "rejected"
     CONTEXT = "context"
+    IGNORED = "ignored"
 
 
 _KIND_OF_CHANGE = {
@@ -119,7 +120,10 @@ def _rejected_outcome(prepared: PreparedEntry) -> EntryOutcome:
 
 def _context_outcome(prepared: PreparedEntry) -> EntryOutcome:
     entry = prepared.entry
-    return EntryOutcome(entry.index, entry.full_url, entry.resource_type, "", EntryKind.CONTEXT)
+    kind = EntryKind.IGNORED if prepared.ignored else EntryKind.CONTEXT
+    return EntryOutcome(
+        entry.index, entry.full_url, entry.resource_type, "", kind, reason=prepared.note
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,7 @@ class _Pending:
     result: LabResult
     patient_key: str
     sha256: str
+    note: str = ""
 
     def field(self, name: str) -> str:
         """The document path of ``name`` within the Observation."""
@@ -207,6 +212,7 @@ def _version_row(
         key,
         pending.index,
         received_at,
+        groups_text(result.groups),
     )
 
 
@@ -270,6 +276,7 @@ def prepare_batch(
                     prepared.result,
                     key,
                     prepared.result.content_sha256(key),
+                    prepared.note,
                 )
             )
     return PreparedBatch(kind, settled, pending, hashlib.sha256(body).hexdigest(), received_at)
@@ -285,12 +292,15 @@ class LabSubmission:
         sessions: Callable[[], Session],
         institution_id: int,
         items_of: Callable[[LabResult], frozenset[str]],
+        detail_of: Callable[[LabResult, str], str] | None = None,
     ) -> None:
-        """``items_of`` names the catalog items a result is, for the recognition index."""
+        """``items_of`` names the catalog items a result is, for the recognition index;
+        ``detail_of`` is what a doctor sees of it as one item (default: as reported)."""
         self.store = store
         self.sessions = sessions
         self.institution_id = institution_id
         self.items_of = items_of
+        self.detail_of = detail_of
 
     def write(self, batch: PreparedBatch, body: bytes) -> SubmissionResult:
         """Keep ``body`` and index the batch prepared from it.
@@ -434,6 +444,7 @@ class LabSubmission:
                     transition.version,
                     self.institution_id,
                     self.items_of(item.result),
+                    self.detail_of,
                 )
             decided[item.index] = _decided_outcome(item, transition, state)
         refused = [o for o in decided.values() if o.kind is EntryKind.REJECTED]
@@ -485,6 +496,7 @@ def _decided_outcome(item: _Pending, transition: Transition, state: _State) -> E
         version=transition.version,
         # The digest covers the status, so the version held has the submitted status.
         status=item.result.status.value,
+        reason=item.note,
     )
 
 

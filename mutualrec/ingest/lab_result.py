@@ -74,6 +74,11 @@ class ReportContext:
     report_ref: str = ""
     report_issued: dt.datetime | None = None
     specimen_collected_at: dt.datetime | None = None
+    # The report's own effective time (effectiveDateTime or effectivePeriod.start): a LIS that
+    # exports report-centred bundles times the report and leaves its results untimed.
+    report_effective: dt.datetime | None = None
+    # The report's entry in the bundle, for telling the LIS where an inherited time came from.
+    report_index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +99,22 @@ class LabResult:
     effective_at: dt.datetime
     issued_at: dt.datetime | None
     report_ref: str
+    # The groups (DiagnosticReport, panel Observation) the result is a member of: each group's
+    # LOINC code and the LOINC codes of the group's members that carry a value. A panel item
+    # (a complete blood count) is recognized from these, never from one result alone.
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __reduce__(self) -> tuple[type[LabResult], tuple[Any, ...]]:
         # Results cross from the parse workers to the server by pickle; dataclasses' own
         # pickling of slotted classes walks fields() in Python for every object, several times
         # what the positional arguments cost.
         return LabResult, _state_of(self)
+
+    @property
+    def has_value(self) -> bool:
+        """Whether the result carries a value; one without (a panel's grouping entry, a
+        cancelled test, an interpretation alone) is kept and shown, never recognized."""
+        return self.value.kind != "none"
 
     @property
     def report_time(self) -> dt.datetime:
@@ -128,11 +143,34 @@ class LabResult:
                 _time_repr(self.effective_at),
                 _time_repr(self.issued_at),
                 self.report_ref,
+                # Only when there are groups, so results outside any group keep their digest.
+                *(
+                    [[[code, list(members)] for code, members in self.groups]]
+                    if self.groups
+                    else []
+                ),
             ],
             ensure_ascii=False,
             separators=(",", ":"),
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+Groups = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def groups_text(groups: Groups) -> str:
+    """``groups`` as stored beside a version: ``code=member,member;code=...`` (LOINC codes)."""
+    return ";".join(f"{code}={','.join(members)}" for code, members in groups)
+
+
+def parse_groups(text: str) -> Groups:
+    """The groups :func:`groups_text` wrote."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for part in text.split(";") if text else []:
+        code, _, members = part.partition("=")
+        found.append((code, tuple(m for m in members.split(",") if m)))
+    return tuple(found)
 
 
 # Each class's fields in __init__ order, read by C code: the arguments that rebuild an instance.
@@ -325,7 +363,10 @@ def _check_lengths(
 
 def observation_identity(resource: dict[str, Any]) -> str | None:
     """How the institution names the Observation: its business identifier, else its id."""
-    for identifier in resource.get("identifier", []) or []:
+    identifiers = resource.get("identifier")
+    # Read before the resource is validated: a malformed identifier names nothing here and is
+    # the validator's violation.
+    for identifier in identifiers if isinstance(identifiers, list) else []:
         if isinstance(identifier, dict) and identifier.get("value"):
             return f"identifier|{identifier.get('system', '')}|{identifier['value']}"
     resource_id = resource.get("id")
@@ -428,8 +469,31 @@ def _read_reference_range(
     return bounds[0], bounds[1], str(first.get("text", ""))
 
 
-def _read_effective(resource: dict[str, Any], reader: _Reader) -> dt.datetime | None:
+def _has_effective(resource: dict[str, Any]) -> bool:
     # A JSON null is no value at all: it falls through to "required", never to a None time.
+    if resource.get("effectiveDateTime") is not None:
+        return True
+    if resource.get("effectiveInstant") is not None:
+        return True
+    period = resource.get("effectivePeriod")
+    return isinstance(period, dict) and (
+        period.get("start") is not None or period.get("end") is not None
+    )
+
+
+def inherited_fields(resource: dict[str, Any], context: ReportContext) -> tuple[str, ...]:
+    """The times an Observation takes from its DiagnosticReport because it has none itself."""
+    found: list[str] = []
+    if not _has_effective(resource) and context.report_effective is not None:
+        found.append("effective[x]")
+    if resource.get("issued") is None and context.report_issued is not None:
+        found.append("issued")
+    return tuple(found)
+
+
+def _read_effective(
+    resource: dict[str, Any], reader: _Reader, context: ReportContext
+) -> dt.datetime | None:
     for field in ("effectiveDateTime", "effectiveInstant"):
         if resource.get(field) is not None:
             return reader.time(resource[field], field)
@@ -438,12 +502,22 @@ def _read_effective(resource: dict[str, Any], reader: _Reader) -> dt.datetime | 
         for field in ("start", "end"):
             if period.get(field) is not None:
                 return reader.time(period[field], f"effectivePeriod.{field}")
+    if context.report_effective is not None:
+        return context.report_effective
     reader.add(
         "effective[x]",
-        "required: when the specimen was taken or the test performed (effectiveDateTime)",
+        "required: when the specimen was taken or the test performed (effectiveDateTime), "
+        "here or on the DiagnosticReport whose result it is",
         "MISSING_FIELD",
     )
     return None
+
+
+def _says_why_no_value(resource: dict[str, Any]) -> bool:
+    return any(
+        resource.get(element)
+        for element in ("dataAbsentReason", "interpretation", "component", "hasMember")
+    )
 
 
 def normalize_observation(
@@ -467,18 +541,17 @@ def normalize_observation(
         )
     status = _read_status(resource, reader)
     loinc, local, code_text = _read_codes(resource, reader)
-    effective = _read_effective(resource, reader)
+    effective = _read_effective(resource, reader, context)
     issued = reader.time(resource.get("issued"), "issued") or context.report_issued
     value = _read_value(resource, reader)
-    if (
-        value is None
-        and status in FINAL_STATUSES
-        and not resource.get("dataAbsentReason")
-        and not resource.get("component")
-    ):
+    # Results without a value that are results all the same: a dataAbsentReason (specimen
+    # haemolysed, test cancelled), a susceptibility told by its interpretation alone, a panel's
+    # grouping entry whose members carry the values. Kept and shown, never recognized.
+    if value is None and status in FINAL_STATUSES and not _says_why_no_value(resource):
         reader.add(
             "value[x]",
-            "a final result needs a value (or a dataAbsentReason saying why there is none)",
+            "a final result needs a value, or a dataAbsentReason saying why there is none "
+            "(an interpretation, components or hasMember members also do)",
             "MISSING_FIELD",
         )
     reference_low, reference_high, reference_text = _read_reference_range(resource, reader)

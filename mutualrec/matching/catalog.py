@@ -2,8 +2,23 @@
 
 The catalog is a CSV file shipped with the package (``data/recognition_items.csv``). The loader
 also reads the researched draft's shape (``validity_days`` instead of ``validity``, no
-``contrast``/``header_match``/``satisfies`` columns), so an official list in that shape can be
-checked with the same code before it replaces the packaged one.
+``contrast``/``header_match``/``satisfies``/``specimen_loinc``/``panel_requires`` columns), so
+an official list in that shape can be checked with the same code before it replaces the
+packaged one.
+
+Two lab columns say how results map beyond their own LOINC code:
+
+- ``specimen_loinc``: LOINC codes of the same analyte measured in another specimen (serum or
+  plasma, whole blood, capillary blood) that the region treats as this item. They map like the
+  item's own codes; the column is where the equivalence is stated.
+- ``panel_requires``: the item is a panel (a complete blood count, a urinalysis). Its ``loinc``
+  codes are panel codes, carried by a DiagnosticReport or a grouping Observation, never by a
+  result with a value; the panel counts only when the group holds a result for every required
+  analyte. Analytes are separated by ``;``, alternative codes of one analyte by ``|``.
+
+And two say how its values are shown: ``unit``, the canonical UCUM unit results are converted
+to for display and comparison (mmol/L for glucose, as the region's doctors read it), and
+``molar_mass`` in g/mol, for converting a mass concentration (mg/dL) to a substance one.
 """
 
 from __future__ import annotations
@@ -19,11 +34,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
+from typing import Any
 
 from mutualrec.matching.body_part import normalize_body_part
 from mutualrec.violations import Rejected, Violation
 
-CATALOG_VERSION = "2026.1"
+CATALOG_VERSION = "2026.2"
 _PACKAGED_FILE = "data/recognition_items.csv"
 
 _BASE_COLUMNS = (
@@ -37,7 +53,15 @@ _BASE_COLUMNS = (
     "price_cny",
     "source",
 )
-_OPTIONAL_COLUMNS = ("contrast", "header_match", "satisfies")
+_OPTIONAL_COLUMNS = (
+    "contrast",
+    "header_match",
+    "satisfies",
+    "specimen_loinc",
+    "panel_requires",
+    "unit",
+    "molar_mass",
+)
 _VALIDITY_COLUMNS = ("validity", "validity_days")
 
 _ITEM_CODE_SHAPE = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$")
@@ -80,6 +104,18 @@ class CatalogItem:
     reference_price: Decimal
     satisfies: tuple[str, ...]
     source: str
+    # Same analyte in another specimen, treated as this item (see the module docstring).
+    specimen_loinc: tuple[str, ...] = ()
+    # For a panel: per required analyte, its alternative LOINC codes.
+    panel_requires: tuple[tuple[str, ...], ...] = ()
+    # Canonical UCUM unit of the item's values, and the analyte's molar mass (g/mol).
+    unit: str = ""
+    molar_mass: Decimal | None = None
+
+    @property
+    def is_panel(self) -> bool:
+        """Whether the item is a panel, recognized from a group of results."""
+        return bool(self.panel_requires)
 
     @property
     def header_key(self) -> HeaderKey:
@@ -99,6 +135,7 @@ class Catalog:
         "_by_header",
         "_by_loinc",
         "_items",
+        "_result_by_loinc",
         "_satisfiers",
         "_sha256",
         "_version",
@@ -109,7 +146,12 @@ class Catalog:
         self._sha256 = sha256
         self._items = tuple(items)
         self._by_code = {item.code.upper(): item for item in self._items}
-        self._by_loinc = {code: item for item in self._items for code in item.loinc}
+        self._by_loinc = {
+            code: item for item in self._items for code in (*item.loinc, *item.specimen_loinc)
+        }
+        self._result_by_loinc = {
+            code: item for code, item in self._by_loinc.items() if not item.is_panel
+        }
         self._by_header = {
             item.header_key: item
             for item in self._items
@@ -137,8 +179,18 @@ class Catalog:
         return self._by_code.get(code.strip().upper())
 
     def item_for_loinc(self, loinc: str) -> CatalogItem | None:
-        """The item a LOINC code maps to, or None."""
+        """The item a LOINC code stands for (an ordered code: panels included), or None."""
         return self._by_loinc.get(loinc.strip())
+
+    def item_for_result_loinc(self, loinc: str) -> CatalogItem | None:
+        """The item one result with this LOINC code is, or None: never a panel, which only a
+        group of results makes (see :meth:`panel_for_loinc`)."""
+        return self._result_by_loinc.get(loinc.strip())
+
+    def panel_for_loinc(self, loinc: str) -> CatalogItem | None:
+        """The panel item a report or grouping Observation with this LOINC code stands for."""
+        item = self._by_loinc.get(loinc.strip())
+        return item if item is not None and item.is_panel else None
 
     def item_for_header(self, modality: str, body_part: str, contrast: bool) -> CatalogItem | None:
         """The item a study maps to from its header alone, or None.
@@ -325,25 +377,28 @@ def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation])
         category = ItemCategory.IMAGING if modality else ItemCategory.LAB
         category_known = False
 
-    loinc = tuple(part.strip() for part in cells["loinc"].split(";") if part.strip())
-    for code_text in loinc:
-        match = _LOINC_SHAPE.match(code_text)
-        if match is None:
-            fail("loinc", f"{code_text!r} is not a LOINC code (digits-digit)", "BAD_LOINC_SYNTAX")
-        elif loinc_check_digit(match.group(1)) != int(match.group(2)):
-            fail(
-                "loinc",
-                f"{code_text}: the LOINC check digit of {match.group(1)} is "
-                f"{loinc_check_digit(match.group(1))}, not {match.group(2)}",
-                "BAD_LOINC_CHECK_DIGIT",
-            )
+    loinc = _loinc_list(cells["loinc"], "loinc", fail)
+    specimen_loinc = _loinc_list(cells.get("specimen_loinc", ""), "specimen_loinc", fail)
+    panel_requires = tuple(
+        _loinc_list(analyte.replace("|", ";"), "panel_requires", fail)
+        for analyte in cells.get("panel_requires", "").split(";")
+        if analyte.strip()
+    )
 
     imaging = category is ItemCategory.IMAGING
     contrast = _flag(cells, "contrast", default=False, fail=fail)
     header_match = _flag(cells, "header_match", default=imaging, fail=fail)
     if imaging:
         _check_imaging_key(modality, body_part, fail)
+        for column, values in (
+            ("specimen_loinc", specimen_loinc),
+            ("panel_requires", panel_requires),
+        ):
+            if values:
+                fail(column, f"an imaging item has no {column}", "LAB_FIELD_ON_IMAGING_ITEM")
     else:
+        if panel_requires and not loinc:
+            fail("loinc", "a panel needs the panel codes that stand for it", "PANEL_WITHOUT_CODE")
         for column, present in (
             ("modality", bool(modality)),
             ("body_part", bool(body_part)),
@@ -352,6 +407,8 @@ def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation])
         ):
             if present:
                 fail(column, f"a lab item has no {column}", "IMAGING_FIELD_ON_LAB_ITEM")
+
+    unit, molar_mass = _unit_columns(cells, imaging, fail)
 
     validity_column = "validity" if "validity" in cells else "validity_days"
     validity = _validity(cells[validity_column].strip(), validity_column, fail)
@@ -384,8 +441,65 @@ def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation])
         reference_price=price,
         satisfies=satisfies,
         source=cells["source"].strip(),
+        specimen_loinc=specimen_loinc,
+        panel_requires=panel_requires,
+        unit=unit,
+        molar_mass=molar_mass,
     )
     return _Row(line, item, category_known)
+
+
+_MOLAR_MASS_SHAPE = re.compile(r"^\d{1,7}(\.\d{1,4})?$")
+
+
+@functools.cache
+def _ucum_parser() -> Any:
+    from ucumvert import get_ucum_parser
+
+    return get_ucum_parser()
+
+
+def _unit_columns(
+    cells: Mapping[str, str], imaging: bool, fail: _Fail
+) -> tuple[str, Decimal | None]:
+    unit = cells.get("unit", "").strip()
+    raw_mass = cells.get("molar_mass", "").strip()
+    if imaging:
+        for column, value in (("unit", unit), ("molar_mass", raw_mass)):
+            if value:
+                fail(column, f"an imaging item has no {column}", "LAB_FIELD_ON_IMAGING_ITEM")
+        return "", None
+    if unit:
+        try:
+            _ucum_parser().parse(unit)
+        except Exception:  # lark raises several kinds; any of them means invalid
+            fail("unit", f"{unit!r} is not a UCUM unit", "NOT_UCUM")
+    if not raw_mass:
+        return unit, None
+    if not _MOLAR_MASS_SHAPE.match(raw_mass) or Decimal(raw_mass) <= 0:
+        fail(
+            "molar_mass",
+            f"a molar mass is a positive number of g/mol, got {raw_mass!r}",
+            "BAD_MOLAR_MASS",
+        )
+        return unit, None
+    return unit, Decimal(raw_mass)
+
+
+def _loinc_list(raw: str, column: str, fail: _Fail) -> tuple[str, ...]:
+    codes = tuple(part.strip() for part in raw.split(";") if part.strip())
+    for code_text in codes:
+        match = _LOINC_SHAPE.match(code_text)
+        if match is None:
+            fail(column, f"{code_text!r} is not a LOINC code (digits-digit)", "BAD_LOINC_SYNTAX")
+        elif loinc_check_digit(match.group(1)) != int(match.group(2)):
+            fail(
+                column,
+                f"{code_text}: the LOINC check digit of {match.group(1)} is "
+                f"{loinc_check_digit(match.group(1))}, not {match.group(2)}",
+                "BAD_LOINC_CHECK_DIGIT",
+            )
+    return codes
 
 
 def _flag(cells: Mapping[str, str], column: str, *, default: bool, fail: _Fail) -> bool:
@@ -460,9 +574,10 @@ def _check_across_rows(rows: Sequence[_Row], violations: list[Violation]) -> Non
 
     loinc_owner: dict[str, _Row] = {}
     for row in rows:
-        for code in row.item.loinc:
+        codes = (*row.item.loinc, *row.item.specimen_loinc)
+        for code in codes:
             owner = loinc_owner.setdefault(code, row)
-            if owner is not row or row.item.loinc.count(code) > 1:
+            if owner is not row or codes.count(code) > 1:
                 violations.append(
                     Violation(
                         f"line {row.line}: loinc",

@@ -72,24 +72,45 @@ def items_for_lab_result(
     local_codes_of_result: Sequence[str],
     institution_mapping: Mapping[str, tuple[str, ...]],
     catalog: Catalog,
+    groups: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> frozenset[str]:
-    """The item codes a lab result maps to: by its LOINC codes, else by the issuer's local codes.
+    """The item codes a lab result maps to: by its LOINC codes, else by the issuer's local codes,
+    plus the panels it anchors.
 
     LOINC wins because it is the same everywhere; a local mapping table is only as current as
-    the hospital keeps it.
+    the hospital keeps it. ``groups`` are the result's groups (group LOINC code, LOINC codes of
+    the members with a value): a group coded as a panel item makes that item when it holds every
+    analyte the panel requires. One member carries the panel, so that a panel is one result of
+    the index: the member of the panel's first required analyte.
     """
     by_loinc = {
         item.code
-        for item in (catalog.item_for_loinc(loinc) for loinc in loinc_codes)
+        for item in (catalog.item_for_result_loinc(loinc) for loinc in loinc_codes)
         if item is not None
     }
+    panels = {
+        panel.code
+        for code, members in groups
+        if (panel := catalog.panel_for_loinc(code)) is not None
+        and _anchors_panel(panel, loinc_codes, members)
+    }
     if by_loinc:
-        return frozenset(by_loinc)
+        return frozenset(by_loinc | panels)
     return frozenset(
-        item.code
-        for local in local_codes_of_result
-        for item in _known_items(institution_mapping.get(local.strip(), ()), catalog)
+        panels
+        | {
+            item.code
+            for local in local_codes_of_result
+            for item in _known_items(institution_mapping.get(local.strip(), ()), catalog)
+        }
     )
+
+
+def _anchors_panel(panel: CatalogItem, loinc_codes: Sequence[str], members: Sequence[str]) -> bool:
+    present = set(members)
+    if not all(present.intersection(alternatives) for alternatives in panel.panel_requires):
+        return False
+    return any(code in panel.panel_requires[0] for code in loinc_codes)
 
 
 def items_for_study(

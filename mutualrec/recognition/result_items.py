@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from mutualrec.ingest.lab_result import LabResult
 from mutualrec.localtime import LOCAL_ZONE
-from mutualrec.matching.catalog import Catalog
+from mutualrec.matching.catalog import Catalog, CatalogItem
 from mutualrec.matching.codes import SeriesFacts, items_for_lab_result, items_for_study
+from mutualrec.matching.units import CanonicalValue, canonical_value
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.storage import imaging_index, recognition_index
 from mutualrec.storage.imaging_index import StudyOverview
@@ -44,8 +45,9 @@ def _range(result: LabResult) -> str:
 _json_string = json.encoder.encode_basestring
 
 
-def lab_detail(result: LabResult) -> str:
-    """What a doctor sees of a recognized lab result, as JSON."""
+def lab_detail(result: LabResult, canonical: CanonicalValue | None = None) -> str:
+    """What a doctor sees of a recognized lab result, as JSON; with ``canonical``, the value in
+    the item's canonical unit beside the value as reported."""
     value = result.value
     shown = str(value.number) if value.number is not None else value.text
     if value.kind == "Range":
@@ -53,13 +55,20 @@ def lab_detail(result: LabResult) -> str:
     # What json.dumps(..., ensure_ascii=False) writes for this dict of strings, spelled out: it
     # is built for every result ingested, and the generic encoder costs three times as much.
     string = _json_string
-    return (
+    text = (
         f'{{"loinc": {string(result.loinc[0] if result.loinc else "")}, '
         f'"display": {string(result.code_text)}, '
         f'"value": {string(shown)}, '
         f'"unit": {string(value.unit)}, '
         f'"range": {string(_range(result))}, '
         f'"interpretation": {string(";".join(result.interpretation))}}}'
+    )
+    if canonical is None:
+        return text
+    converted = "" if canonical.value is None else str(canonical.value)
+    return (
+        f'{text[:-1]}, "canonical_value": {string(converted)}, '
+        f'"canonical_unit": {string(canonical.unit)}, "unit_note": {string(canonical.note)}}}'
     )
 
 
@@ -70,9 +79,14 @@ def lab_rows(
     version: int,
     institution_id: int,
     item_codes: Iterable[str],
+    detail_of: Callable[[LabResult, str], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Index rows of one lab result version, one per catalog item it is."""
-    detail = lab_detail(result)
+    """Index rows of one lab result version, one per catalog item it is.
+
+    ``detail_of`` gives the detail of the result as one item (its value in that item's unit);
+    without it every row shows the result as reported.
+    """
+    detail = lab_detail(result) if detail_of is None else ""
     return [
         {
             "patient_key": patient_key,
@@ -83,7 +97,7 @@ def lab_rows(
             "status": result.status.value,
             "report_time": result.report_time.astimezone(dt.UTC),
             "institution_id": institution_id,
-            "detail": detail,
+            "detail": detail if detail_of is None else detail_of(result, item_code),
         }
         for item_code in sorted(item_codes)
     ]
@@ -97,10 +111,53 @@ def lab_item_mapper(
     mapping = reference.mappings(institution_id)
 
     def items_of(result: LabResult) -> frozenset[str]:
+        if not result.has_value:
+            return frozenset()
         local = [coding.code for coding in result.local_codes]
-        return items_for_lab_result(result.loinc, local, mapping, catalog)
+        return items_for_lab_result(result.loinc, local, mapping, catalog, result.groups)
 
     return items_of
+
+
+def panel_detail(result: LabResult, panel: CatalogItem) -> str:
+    """What a doctor sees of a panel (a CBC) a result carries: the panel, not the one analyte."""
+    code, members = next(
+        ((code, members) for code, members in result.groups if code in panel.loinc),
+        (panel.loinc[0], ()),
+    )
+    return json.dumps(
+        {
+            "loinc": code,
+            "display": panel.name_zh,
+            "value": f"{len(members)} results",
+            "unit": "",
+            "range": "",
+            "interpretation": "",
+        },
+        ensure_ascii=False,
+    )
+
+
+def detail_for_item(catalog: Catalog) -> Callable[[LabResult, str], str]:
+    """The detail of a lab result as one catalog item: its value in the item's canonical unit,
+    or the panel it carries."""
+
+    def detail_of(result: LabResult, item_code: str) -> str:
+        item = catalog.get(item_code)
+        if item is not None and item.is_panel:
+            return panel_detail(result, item)
+        value = result.value
+        canonical = None
+        if item is not None and value.kind == "Quantity":
+            canonical = canonical_value(value.number, value.unit, item)
+        return lab_detail(result, canonical)
+
+    return detail_of
+
+
+def lab_detail_mapper(reference: ReferenceCache) -> Callable[[LabResult, str], str]:
+    """:func:`detail_for_item` under the current catalog."""
+    return detail_for_item(reference.data().catalog)
 
 
 def _study_time(overview: StudyOverview) -> dt.datetime:

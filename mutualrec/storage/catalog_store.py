@@ -369,6 +369,20 @@ def institution_mappings(session: Session, institution_id: int) -> dict[str, tup
     }
 
 
+def all_institution_mappings(session: Session) -> dict[int, dict[str, tuple[str, ...]]]:
+    """Every institution's local code mapping, by institution id (institutions without one
+    are absent)."""
+    found: dict[int, dict[str, tuple[str, ...]]] = {}
+    rows = session.execute(
+        select(CodeMapping.institution_id, CodeMapping.local_code, CodeMapping.item_codes)
+    )
+    for institution_id, local_code, item_codes in rows:
+        found.setdefault(institution_id, {})[local_code] = tuple(
+            code for code in item_codes.split(";") if code
+        )
+    return found
+
+
 def add_qualification(
     session: Session,
     institution_code: str,

@@ -226,6 +226,7 @@ _VERSION_COLUMN_TYPES = (
     ("document_key", "text"),
     ("entry_index", "int4"),
     ("received_at", "timestamptz"),
+    ("result_groups", "text"),
 )
 VERSION_COLUMNS = tuple(name for name, _ in _VERSION_COLUMN_TYPES)
 _VERSION_TYPES = [pg_type for _, pg_type in _VERSION_COLUMN_TYPES]

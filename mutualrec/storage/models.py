@@ -233,6 +233,8 @@ class LabResultVersion(Base):
     document_key: Mapped[str] = mapped_column(String(200))
     entry_index: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # The groups (report, panel) the version came in: see mutualrec.ingest.lab_result.groups_text.
+    result_groups: Mapped[str] = mapped_column(Text, server_default="")
 
 
 class CatalogVersion(Base):
@@ -287,6 +289,23 @@ class ItemPrice(Base):
     item_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     price: Mapped[str] = mapped_column(String(20))
     loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ReindexCheckpoint(Base):
+    """How far a re-index of the lab results under one catalog version got."""
+
+    __tablename__ = "reindex_checkpoint"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    catalog_version: Mapped[str] = mapped_column(String(32))
+    catalog_sha256: Mapped[str] = mapped_column(String(64))
+    last_lab_result_id: Mapped[int] = mapped_column(BigInteger)
+    results: Mapped[int] = mapped_column(BigInteger)
+    rows_added: Mapped[int] = mapped_column(BigInteger)
+    rows_removed: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RecognitionResult(Base):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amutualrec/v1/catalog.proto\x12\x0cmutualrec.v1\"=\n\x10ListItemsRequest\x12\x17\n\x0f\x63\x61talog_version\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\"f\n\x11ListItemsResponse\x12\x17\n\x0f\x63\x61talog_version\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12(\n\x05items\x18\x03 \x03(\x0b\x32\x19.mutualrec.v1.CatalogItem\"7\n\x0eGetItemRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x01(\t\"\x96\x02\n\x0b\x43\x61talogItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07name_zh\x18\x02 \x01(\t\x12\x0f\n\x07name_en\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05loinc\x18\x05 \x03(\t\x12\x10\n\x08modality\x18\x06 \x01(\t\x12\x11\n\tbody_part\x18\x07 \x01(\t\x12\x10\n\x08\x63ontrast\x18\x08 \x01(\x08\x12\x10\n\x08validity\x18\t \x01(\t\x12\x18\n\x10validity_seconds\x18\n \x01(\x03\x12\x17\n\x0freference_price\x18\x0b \x01(\t\x12\x11\n\tsatisfies\x18\x0c \x03(\t\x12\x0e\n\x06source\x18\r \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x0e \x01(\t2\xa2\x01\n\x0e\x43\x61talogService\x12L\n\tListItems\x12\x1e.mutualrec.v1.ListItemsRequest\x1a\x1f.mutualrec.v1.ListItemsResponse\x12\x42\n\x07GetItem\x12\x1c.mutualrec.v1.GetItemRequest\x1a\x19.mutualrec.v1.CatalogItemb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amutualrec/v1/catalog.proto\x12\x0cmutualrec.v1\"=\n\x10ListItemsRequest\x12\x17\n\x0f\x63\x61talog_version\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\"f\n\x11ListItemsResponse\x12\x17\n\x0f\x63\x61talog_version\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12(\n\x05items\x18\x03 \x03(\x0b\x32\x19.mutualrec.v1.CatalogItem\"7\n\x0eGetItemRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x01(\t\"\xc6\x02\n\x0b\x43\x61talogItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07name_zh\x18\x02 \x01(\t\x12\x0f\n\x07name_en\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05loinc\x18\x05 \x03(\t\x12\x10\n\x08modality\x18\x06 \x01(\t\x12\x11\n\tbody_part\x18\x07 \x01(\t\x12\x10\n\x08\x63ontrast\x18\x08 \x01(\x08\x12\x10\n\x08validity\x18\t \x01(\t\x12\x18\n\x10validity_seconds\x18\n \x01(\x03\x12\x17\n\x0freference_price\x18\x0b \x01(\t\x12\x11\n\tsatisfies\x18\x0c \x03(\t\x12\x0e\n\x06source\x18\r \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x0e \x01(\t\x12\x16\n\x0especimen_loinc\x18\x0f \x03(\t\x12\x16\n\x0epanel_requires\x18\x10 \x03(\t2\xa2\x01\n\x0e\x43\x61talogService\x12L\n\tListItems\x12\x1e.mutualrec.v1.ListItemsRequest\x1a\x1f.mutualrec.v1.ListItemsResponse\x12\x42\n\x07GetItem\x12\x1c.mutualrec.v1.GetItemRequest\x1a\x19.mutualrec.v1.CatalogItemb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,7 +38,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETITEMREQUEST']._serialized_start=211
   _globals['_GETITEMREQUEST']._serialized_end=266
   _globals['_CATALOGITEM']._serialized_start=269
-  _globals['_CATALOGITEM']._serialized_end=547
-  _globals['_CATALOGSERVICE']._serialized_start=550
-  _globals['_CATALOGSERVICE']._serialized_end=712
+  _globals['_CATALOGITEM']._serialized_end=595
+  _globals['_CATALOGSERVICE']._serialized_start=598
+  _globals['_CATALOGSERVICE']._serialized_end=760
 # @@protoc_insertion_point(module_scope)

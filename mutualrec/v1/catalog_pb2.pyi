@@ -33,7 +33,7 @@ class GetItemRequest(_message.Message):
     def __init__(self, code: _Optional[str] = ..., catalog_version: _Optional[str] = ...) -> None: ...
 
 class CatalogItem(_message.Message):
-    __slots__ = ("code", "name_zh", "name_en", "category", "loinc", "modality", "body_part", "contrast", "validity", "validity_seconds", "reference_price", "satisfies", "source", "catalog_version")
+    __slots__ = ("code", "name_zh", "name_en", "category", "loinc", "modality", "body_part", "contrast", "validity", "validity_seconds", "reference_price", "satisfies", "source", "catalog_version", "specimen_loinc", "panel_requires")
     CODE_FIELD_NUMBER: _ClassVar[int]
     NAME_ZH_FIELD_NUMBER: _ClassVar[int]
     NAME_EN_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,8 @@ class CatalogItem(_message.Message):
     SATISFIES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPECIMEN_LOINC_FIELD_NUMBER: _ClassVar[int]
+    PANEL_REQUIRES_FIELD_NUMBER: _ClassVar[int]
     code: str
     name_zh: str
     name_en: str
@@ -62,4 +64,6 @@ class CatalogItem(_message.Message):
     satisfies: _containers.RepeatedScalarFieldContainer[str]
     source: str
     catalog_version: str
-    def __init__(self, code: _Optional[str] = ..., name_zh: _Optional[str] = ..., name_en: _Optional[str] = ..., category: _Optional[str] = ..., loinc: _Optional[_Iterable[str]] = ..., modality: _Optional[str] = ..., body_part: _Optional[str] = ..., contrast: _Optional[bool] = ..., validity: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., reference_price: _Optional[str] = ..., satisfies: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ..., catalog_version: _Optional[str] = ...) -> None: ...
+    specimen_loinc: _containers.RepeatedScalarFieldContainer[str]
+    panel_requires: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, code: _Optional[str] = ..., name_zh: _Optional[str] = ..., name_en: _Optional[str] = ..., category: _Optional[str] = ..., loinc: _Optional[_Iterable[str]] = ..., modality: _Optional[str] = ..., body_part: _Optional[str] = ..., contrast: _Optional[bool] = ..., validity: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., reference_price: _Optional[str] = ..., satisfies: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ..., catalog_version: _Optional[str] = ..., specimen_loinc: _Optional[_Iterable[str]] = ..., panel_requires: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -31,6 +31,7 @@ class EntryOutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WITHDRAWN: _ClassVar[EntryOutcomeKind]
     ENTRY_REJECTED: _ClassVar[EntryOutcomeKind]
     CONTEXT: _ClassVar[EntryOutcomeKind]
+    IGNORED: _ClassVar[EntryOutcomeKind]
 INSTANCE_OUTCOME_KIND_UNSPECIFIED: InstanceOutcomeKind
 STORED: InstanceOutcomeKind
 DUPLICATE_IDENTICAL: InstanceOutcomeKind
@@ -46,6 +47,7 @@ UNCHANGED: EntryOutcomeKind
 WITHDRAWN: EntryOutcomeKind
 ENTRY_REJECTED: EntryOutcomeKind
 CONTEXT: EntryOutcomeKind
+IGNORED: EntryOutcomeKind
 
 class UploadStudyRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -210,20 +212,22 @@ class EntryOutcome(_message.Message):
     def __init__(self, index: _Optional[int] = ..., full_url: _Optional[str] = ..., resource_type: _Optional[str] = ..., identity: _Optional[str] = ..., outcome: _Optional[_Union[EntryOutcomeKind, str]] = ..., version: _Optional[int] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., violations: _Optional[_Iterable[_Union[_common_pb2.FieldViolation, _Mapping]]] = ...) -> None: ...
 
 class SubmitCounts(_message.Message):
-    __slots__ = ("created", "updated_new_version", "unchanged", "withdrawn", "rejected", "context")
+    __slots__ = ("created", "updated_new_version", "unchanged", "withdrawn", "rejected", "context", "ignored")
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_NEW_VERSION_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_FIELD_NUMBER: _ClassVar[int]
     created: int
     updated_new_version: int
     unchanged: int
     withdrawn: int
     rejected: int
     context: int
-    def __init__(self, created: _Optional[int] = ..., updated_new_version: _Optional[int] = ..., unchanged: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., context: _Optional[int] = ...) -> None: ...
+    ignored: int
+    def __init__(self, created: _Optional[int] = ..., updated_new_version: _Optional[int] = ..., unchanged: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., context: _Optional[int] = ..., ignored: _Optional[int] = ...) -> None: ...
 
 class SubmitObservationsResponse(_message.Message):
     __slots__ = ("bundle_type", "entries", "counts", "document_sha256")

@@ -132,20 +132,26 @@ class RecognizedResult(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., result_ref: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[str] = ..., issuer_code: _Optional[str] = ..., issuer_name: _Optional[str] = ..., report_time: _Optional[str] = ..., age_seconds: _Optional[int] = ..., valid_until: _Optional[str] = ..., item_code: _Optional[str] = ..., lab: _Optional[_Union[LabValue, _Mapping]] = ..., imaging: _Optional[_Union[ImagingStudyRef, _Mapping]] = ...) -> None: ...
 
 class LabValue(_message.Message):
-    __slots__ = ("loinc", "display", "value", "unit", "reference_range", "interpretation")
+    __slots__ = ("loinc", "display", "value", "unit", "reference_range", "interpretation", "canonical_value", "canonical_unit", "unit_note")
     LOINC_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_RANGE_FIELD_NUMBER: _ClassVar[int]
     INTERPRETATION_FIELD_NUMBER: _ClassVar[int]
+    CANONICAL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    CANONICAL_UNIT_FIELD_NUMBER: _ClassVar[int]
+    UNIT_NOTE_FIELD_NUMBER: _ClassVar[int]
     loinc: str
     display: str
     value: str
     unit: str
     reference_range: str
     interpretation: str
-    def __init__(self, loinc: _Optional[str] = ..., display: _Optional[str] = ..., value: _Optional[str] = ..., unit: _Optional[str] = ..., reference_range: _Optional[str] = ..., interpretation: _Optional[str] = ...) -> None: ...
+    canonical_value: str
+    canonical_unit: str
+    unit_note: str
+    def __init__(self, loinc: _Optional[str] = ..., display: _Optional[str] = ..., value: _Optional[str] = ..., unit: _Optional[str] = ..., reference_range: _Optional[str] = ..., interpretation: _Optional[str] = ..., canonical_value: _Optional[str] = ..., canonical_unit: _Optional[str] = ..., unit_note: _Optional[str] = ...) -> None: ...
 
 class ImagingStudyRef(_message.Message):
     __slots__ = ("study_instance_uid", "accession_number", "modalities", "body_parts", "contrast", "description", "instance_count", "open_url")

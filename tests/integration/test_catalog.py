@@ -34,14 +34,14 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 PACKAGED_TEXT = (
     resources.files("mutualrec.matching").joinpath("data/recognition_items.csv").read_text("utf-8")
 )
-LAB_K_ROW = "LAB-K,钾,Potassium,lab,2823-3,,,,,7d,4,,"
+LAB_K_ROW = "LAB-K,钾,Potassium,lab,2823-3,,,,,7d,4,,6298-4,,"
 ESR_ROW_START = "LAB-ESR,"
 
 
 def _modified_catalog() -> str:
     """The packaged catalog with potassium valid 6 hours at 5 yuan, and without LAB-ESR."""
     assert LAB_K_ROW in PACKAGED_TEXT
-    text = PACKAGED_TEXT.replace(LAB_K_ROW, "LAB-K,钾,Potassium,lab,2823-3,,,,,6h,5,,")
+    text = PACKAGED_TEXT.replace(LAB_K_ROW, "LAB-K,钾,Potassium,lab,2823-3,,,,,6h,5,,6298-4,,")
     return "".join(
         line for line in text.splitlines(keepends=True) if not line.startswith(ESR_ROW_START)
     )
@@ -124,7 +124,7 @@ def test_list_items_gives_the_packaged_catalog(server: RunningServer) -> None:
 
     response = _list(server, key)
 
-    assert response.catalog_version == "2026.1"
+    assert response.catalog_version == "2026.2"
     assert response.sha256 == packaged_catalog().sha256
     assert len(response.items) == 112
     items = _by_code(response)
@@ -134,7 +134,7 @@ def test_list_items_gives_the_packaged_catalog(server: RunningServer) -> None:
     assert (potassium.validity, potassium.validity_seconds) == ("7d", 7 * 24 * 3600)
     assert potassium.reference_price == "4.00"
     assert (potassium.modality, potassium.body_part, potassium.contrast) == ("", "", False)
-    assert potassium.catalog_version == "2026.1"
+    assert potassium.catalog_version == "2026.2"
     assert "LOINC verified" in potassium.source
     glucose = items["LAB-GLU"]
     assert list(glucose.loinc) == ["14749-6", "2345-7"]
@@ -168,8 +168,8 @@ def test_get_item_and_not_found(server: RunningServer) -> None:
 
     item = _get(server, key, "img-ct-chest-c")
     assert item.code == "IMG-CT-CHEST-C"
-    assert item.catalog_version == "2026.1"
-    assert _get(server, key, "LAB-K", version="2026.1").validity == "7d"
+    assert item.catalog_version == "2026.2"
+    assert _get(server, key, "LAB-K", version="2026.2").validity == "7d"
 
     with pytest.raises(grpc.RpcError) as unknown:
         _get(server, key, "LAB-NOPE")
@@ -240,34 +240,34 @@ def test_new_catalog_version_becomes_current_and_old_stays(
     server: RunningServer, admin: Admin, tmp_path: Path
 ) -> None:
     key = server.add_hospital(HOSPITAL)
-    assert _list(server, key).catalog_version == "2026.1"
-    modified = _write(tmp_path, "catalog-2026.2.csv", _modified_catalog())
+    assert _list(server, key).catalog_version == "2026.2"
+    modified = _write(tmp_path, "catalog-2026.3.csv", _modified_catalog())
 
-    loaded = admin("load-catalog", modified, "--version", "2026.2")
+    loaded = admin("load-catalog", modified, "--version", "2026.3")
 
     assert loaded.code == 0, loaded.err
-    assert "catalog 2026.2 loaded: 111 items" in loaded.out
+    assert "catalog 2026.3 loaded: 111 items" in loaded.out
     current = _list(server, key)
-    assert current.catalog_version == "2026.2"
-    assert current.sha256 == load_catalog(_modified_catalog(), "2026.2").sha256
+    assert current.catalog_version == "2026.3"
+    assert current.sha256 == load_catalog(_modified_catalog(), "2026.3").sha256
     assert len(current.items) == 111
     potassium = _by_code(current)["LAB-K"]
     assert (potassium.validity, potassium.validity_seconds) == ("6h", 6 * 3600)
-    assert (potassium.reference_price, potassium.catalog_version) == ("5.00", "2026.2")
+    assert (potassium.reference_price, potassium.catalog_version) == ("5.00", "2026.3")
     assert "LAB-ESR" not in _by_code(current)
     with pytest.raises(grpc.RpcError) as dropped:
         _get(server, key, "LAB-ESR")
     assert dropped.value.code() == grpc.StatusCode.NOT_FOUND
 
-    old = _list(server, key, version="2026.1")
-    assert (old.catalog_version, len(old.items)) == ("2026.1", 112)
+    old = _list(server, key, version="2026.2")
+    assert (old.catalog_version, len(old.items)) == ("2026.2", 112)
     assert _by_code(old)["LAB-K"].validity == "7d"
-    assert _get(server, key, "LAB-ESR", version="2026.1").catalog_version == "2026.1"
+    assert _get(server, key, "LAB-ESR", version="2026.2").catalog_version == "2026.2"
 
     listing = admin("catalog-versions")
     assert listing.code == 0
     lines = listing.out.splitlines()
-    assert [line.split()[0] for line in lines] == ["2026.1", "2026.2"]
+    assert [line.split()[0] for line in lines] == ["2026.2", "2026.3"]
     assert "112 items" in lines[0]
     assert not lines[0].endswith("(current)")
     assert "111 items" in lines[1]
@@ -280,14 +280,14 @@ def test_a_version_never_changes(server: RunningServer, admin: Admin, tmp_path: 
     modified_text = _modified_catalog()
     modified = _write(tmp_path, "catalog.csv", modified_text)
 
-    again = admin("load-catalog", modified, "--version", "2026.1")
+    again = admin("load-catalog", modified, "--version", "2026.2")
 
     assert again.code == 2
-    assert "version: catalog 2026.1 was loaded from a file with SHA-256" in again.err
+    assert "version: catalog 2026.2 was loaded from a file with SHA-256" in again.err
     with server.runtime.sessions() as session:
         with pytest.raises(catalog_store.CatalogConflict) as conflict:
             catalog_store.ensure_catalog(
-                session, load_catalog(modified_text, "2026.1"), modified_text
+                session, load_catalog(modified_text, "2026.2"), modified_text
             )
         assert [(v.field, v.reason) for v in conflict.value.violations] == [
             ("version", "CATALOG_VERSION_EXISTS")
@@ -300,8 +300,8 @@ def test_a_version_never_changes(server: RunningServer, admin: Admin, tmp_path: 
         assert session.scalar(select(func.count()).select_from(CatalogVersion)) == 1
     assert _list(server, key).sha256 == packaged_catalog().sha256
 
-    first = admin("load-catalog", modified, "--version", "2026.2")
-    repeat = admin("load-catalog", modified, "--version", "2026.2")
+    first = admin("load-catalog", modified, "--version", "2026.3")
+    repeat = admin("load-catalog", modified, "--version", "2026.3")
     assert (first.code, repeat.code) == (0, 0)
     assert "already loaded" in repeat.out
     assert len(admin("catalog-versions").out.splitlines()) == 2
@@ -310,18 +310,18 @@ def test_a_version_never_changes(server: RunningServer, admin: Admin, tmp_path: 
 def test_load_catalog_rejects_bad_input(
     server: RunningServer, admin: Admin, tmp_path: Path
 ) -> None:
-    bad_loinc = PACKAGED_TEXT.replace(LAB_K_ROW, "LAB-K,钾,Potassium,lab,2823-4,,,,,7d,4,,")
+    bad_loinc = PACKAGED_TEXT.replace(LAB_K_ROW, "LAB-K,钾,Potassium,lab,2823-4,,,,,7d,4,,6298-4,,")
     broken = _write(tmp_path, "broken.csv", bad_loinc)
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("code,name_zh\nLAB-K,caf\xe9\n".encode("latin-1"))
     good = _write(tmp_path, "good.csv", PACKAGED_TEXT)
 
-    rejected = admin("load-catalog", broken, "--version", "2026.2")
+    rejected = admin("load-catalog", broken, "--version", "2026.3")
     assert rejected.code == 2
     assert "line 39: loinc: 2823-4: the LOINC check digit" in rejected.err
-    not_utf8 = admin("load-catalog", str(latin1), "--version", "2026.2")
+    not_utf8 = admin("load-catalog", str(latin1), "--version", "2026.3")
     assert (not_utf8.code, "not UTF-8" in not_utf8.err) == (2, True)
-    missing = admin("load-catalog", str(tmp_path / "absent.csv"), "--version", "2026.2")
+    missing = admin("load-catalog", str(tmp_path / "absent.csv"), "--version", "2026.3")
     assert missing.code == 2
     bad_version = admin("load-catalog", good, "--version", "2026 spring")
     assert bad_version.code == 2
@@ -332,7 +332,7 @@ def test_load_catalog_rejects_bad_input(
 
     with server.runtime.sessions() as session:
         assert session.scalar(select(func.count()).select_from(CatalogVersion)) in (0, 1)
-        assert catalog_store.catalog_for_version(session, "2026.2") is None
+        assert catalog_store.catalog_for_version(session, "2026.3") is None
 
 
 def _institution_id(server: RunningServer, code: str) -> int:
@@ -383,7 +383,7 @@ def test_code_mappings_load_replace_and_reject(
     )
     rejected = admin("load-mappings", "--institution", HOSPITAL, bad)
     assert rejected.code == 2
-    assert "line 3: item_codes: LAB-POTASSIUM is not an item of catalog 2026.1" in rejected.err
+    assert "line 3: item_codes: LAB-POTASSIUM is not an item of catalog 2026.2" in rejected.err
     assert "line 4: local_code" in rejected.err
     assert "line 5: local_code: BMP-02 is already mapped on line 2" in rejected.err
     with server.runtime.sessions() as session:
@@ -491,7 +491,7 @@ def test_add_qualification_rejects_bad_input(server: RunningServer, admin: Admin
 
     unknown_item = qualify("--item", "IMG-CT-KNEE-X", "--scope", "city", "--from", "2026-01-01")
     assert unknown_item.code == 2
-    assert "item_code: IMG-CT-KNEE-X is not an item of catalog 2026.1" in unknown_item.err
+    assert "item_code: IMG-CT-KNEE-X is not an item of catalog 2026.2" in unknown_item.err
     backwards = qualify(
         "--item", "LAB-K", "--scope", "city", "--from", "2026-06-01", "--until", "2026-06-01"
     )
@@ -573,7 +573,7 @@ def test_prices_round_trip_and_reject(server: RunningServer, admin: Admin, tmp_p
     for expected in (
         "line 2: price_cny: a price is a non-negative amount",
         "line 3: price_cny",
-        "line 4: item_code: 'LAB-NOPE' is not an item of catalog 2026.1",
+        "line 4: item_code: 'LAB-NOPE' is not an item of catalog 2026.2",
         "line 6: item_code: LAB-CL already has a price on line 5",
         "line 7: the row has 1 fields",
     ):

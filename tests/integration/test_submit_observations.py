@@ -437,12 +437,13 @@ def _bad_documents() -> list[tuple[str, bytes, str, str]]:
             "UNRESOLVED_REFERENCE",
         ),
         (
-            "foreign resource in bundle",
+            # A FHIR resource of another kind is ignored; a type FHIR does not define is not.
+            "unknown resource type in bundle",
             encode(
                 {
                     "resourceType": "Bundle",
                     "type": "transaction",
-                    "entry": [entry({"resourceType": "Encounter"}, "urn:uuid:e")],
+                    "entry": [entry({"resourceType": "LabThing"}, "urn:uuid:e")],
                 }
             ),
             "entry[0].resource.resourceType",

@@ -55,7 +55,7 @@ def rejection(text: str) -> CatalogError:
 
 def test_packaged_catalog_holds_the_112_items_in_file_order() -> None:
     catalog = packaged_catalog()
-    assert catalog.version == CATALOG_VERSION == "2026.1"
+    assert catalog.version == CATALOG_VERSION == "2026.2"
     assert len(catalog.items) == 112
     assert catalog.items[0].code == "LAB-CBC"
     assert catalog.items[-1].code == "IMG-NM-THYROID"
@@ -392,3 +392,125 @@ def test_any_single_digit_change_breaks_a_loinc_check_digit(
     mutated = code[:position] + str(changed) + code[position + 1 :]
     # Mod 10 catches every single-digit substitution (the Luhn property).
     assert not is_loinc(mutated)
+
+
+# --- panels and specimen variants ---------------------------------------------------------------
+
+PANEL_HEADER = HEADER.replace("satisfies,source", "satisfies,specimen_loinc,panel_requires,source")
+
+
+def test_packaged_cbc_is_a_panel_of_five_analytes() -> None:
+    catalog = packaged_catalog()
+    cbc = catalog.get("LAB-CBC")
+    assert cbc is not None
+    assert cbc.panel_requires == (
+        ("6690-2", "26464-8"),
+        ("789-8", "26453-1"),
+        ("718-7", "20509-6"),
+        ("4544-3", "20570-8"),
+        ("777-3", "26515-7"),
+    )
+    # An order by the panel code stands for the CBC; a result with it alone is no item.
+    assert catalog.item_for_loinc("58410-2") == cbc
+    assert catalog.panel_for_loinc("57021-8") == cbc
+    assert catalog.item_for_result_loinc("58410-2") is None
+    assert catalog.panel_for_loinc("2823-3") is None
+
+
+@pytest.mark.parametrize(
+    ("loinc", "item_code"),
+    [
+        ("2345-7", "LAB-GLU"),  # serum or plasma
+        ("2339-0", "LAB-GLU"),  # blood
+        ("41653-7", "LAB-GLU"),  # capillary blood by glucometer
+        ("2823-3", "LAB-K"),  # serum or plasma
+        ("6298-4", "LAB-K"),  # blood
+        ("2160-0", "LAB-CREA"),  # serum or plasma
+        ("38483-4", "LAB-CREA"),  # blood
+    ],
+)
+def test_packaged_specimen_variants_are_one_item(loinc: str, item_code: str) -> None:
+    catalog = packaged_catalog()
+    item = catalog.item_for_result_loinc(loinc)
+    assert item is not None
+    assert item.code == item_code
+    assert catalog.item_for_loinc(loinc) == item
+
+
+def test_specimen_and_panel_columns_load() -> None:
+    catalog = load_catalog(
+        catalog_text(
+            [
+                "LAB-K,钾,Potassium,lab,2823-3,,,,,7d,4,,6298-4,,test",
+                "LAB-CBC,血常规,CBC,lab,58410-2,,,,,3d,30,,,6690-2|26464-8;718-7,test",
+            ],
+            PANEL_HEADER,
+        ),
+        "test",
+    )
+    potassium = catalog.get("LAB-K")
+    cbc = catalog.get("LAB-CBC")
+    assert potassium is not None
+    assert cbc is not None
+    assert potassium.specimen_loinc == ("6298-4",)
+    assert not potassium.is_panel
+    assert cbc.panel_requires == (("6690-2", "26464-8"), ("718-7",))
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "reason"),
+    [
+        (
+            "LAB-K,钾,Potassium,lab,2823-3,,,,,7d,4,,6298-5,,test",
+            "specimen_loinc",
+            "BAD_LOINC_CHECK_DIGIT",
+        ),
+        ("LAB-K,钾,Potassium,lab,2823-3,,,,,7d,4,,2823-3,,test", "loinc", "DUPLICATE_LOINC"),
+        ("LAB-C,血,CBC,lab,58410-2,,,,,3d,30,,,718-x,test", "panel_requires", "BAD_LOINC_SYNTAX"),
+        ("LAB-C,血,CBC,lab,,,,,,3d,30,,,718-7,test", "loinc", "PANEL_WITHOUT_CODE"),
+        (
+            "IMG-X,胸,Chest,imaging,,CT,CHEST,no,yes,90d,200,,2823-3,,test",
+            "specimen_loinc",
+            "LAB_FIELD_ON_IMAGING_ITEM",
+        ),
+    ],
+)
+def test_bad_specimen_and_panel_cells_are_rejected(row: str, field: str, reason: str) -> None:
+    found = {(v.field, v.reason) for v in rejection(catalog_text([row], PANEL_HEADER)).violations}
+    assert (f"line 2: {field}", reason) in found
+
+
+UNIT_HEADER = HEADER.replace("satisfies,source", "satisfies,unit,molar_mass,source")
+
+
+def test_unit_and_molar_mass_load() -> None:
+    catalog = load_catalog(
+        catalog_text(
+            ["LAB-GLU,葡萄糖,Glucose,lab,2345-7,,,,,30d,4,,mmol/L,180.16,test"], UNIT_HEADER
+        ),
+        "test",
+    )
+    glucose = catalog.get("LAB-GLU")
+    assert glucose is not None
+    assert (glucose.unit, glucose.molar_mass) == ("mmol/L", Decimal("180.16"))
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "reason"),
+    [
+        ("LAB-GLU,葡萄糖,Glucose,lab,2345-7,,,,,30d,4,,mmol/LL(,,test", "unit", "NOT_UCUM"),
+        (
+            "LAB-GLU,葡萄糖,Glucose,lab,2345-7,,,,,30d,4,,mmol/L,-3,test",
+            "molar_mass",
+            "BAD_MOLAR_MASS",
+        ),
+        (
+            "LAB-GLU,葡萄糖,Glucose,lab,2345-7,,,,,30d,4,,mmol/L,0,test",
+            "molar_mass",
+            "BAD_MOLAR_MASS",
+        ),
+    ],
+)
+def test_bad_unit_cells_are_rejected(row: str, field: str, reason: str) -> None:
+    found = {(v.field, v.reason) for v in rejection(catalog_text([row], UNIT_HEADER)).violations}
+    assert (f"line 2: {field}", reason) in found

@@ -384,7 +384,7 @@ def test_windows_in_hours() -> None:
 def test_codes_that_name_no_item() -> None:
     not_covered = unresolved_finding(resolve_ordered_code("718-7", CATALOG, {}), CATALOG)
     assert not_covered.verdict is Verdict.NOT_COVERED
-    assert not_covered.reason == "718-7 is not a mutually recognized item (catalog 2026.1)"
+    assert not_covered.reason == "718-7 is not a mutually recognized item (catalog 2026.2)"
     assert not_covered.saving == Decimal(0)
     unknown = unresolved_finding(resolve_ordered_code("XYZ", CATALOG, {}), CATALOG)
     assert unknown.verdict is Verdict.UNKNOWN_CODE

@@ -1,0 +1,203 @@
+"""Re-derive every held lab result's catalog items under a catalog version.
+
+Results keep the items they were indexed with when they arrived; after a new catalog version or
+new local code mappings, ``mutualrec admin reindex`` brings the recognition index in line.
+
+Online: batches of results, each its own short transaction that locks its results, so checks
+keep being answered and ingest waits at most one batch. Resumable: each batch commits its
+checkpoint with its rows, and a run of the same catalog content resumes after the last result
+committed. Only differences are written: a result whose items did not change costs a read.
+Items are mapped once per distinct (institution, codes, value, groups), not once per result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mutualrec.ingest.lab_result import Coding, LabResult, LabValue, parse_groups
+from mutualrec.matching.catalog import Catalog
+from mutualrec.matching.codes import items_for_lab_result
+from mutualrec.matching.facts import ResultStatus
+from mutualrec.recognition.result_items import detail_for_item, lab_ref, lab_rows
+from mutualrec.storage import recognition_index, reindex_store
+from mutualrec.storage.reindex_store import VERSION_FIELDS, Checkpoint
+
+_FIELD = {name: position for position, name in enumerate(VERSION_FIELDS)}
+DEFAULT_BATCH = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexProgress:
+    """Where a run stands after a batch."""
+
+    results: int
+    rows_added: int
+    rows_removed: int
+    last_lab_result_id: int
+    done: bool
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _result(row: Sequence[Any]) -> LabResult:
+    """The version's result as ingest normalized it (what an index row shows of it)."""
+
+    def get(name: str) -> Any:
+        return row[_FIELD[name]]
+
+    loinc = tuple(c for c in [get("loinc"), *get("other_loinc").split(";")] if c)
+    code = Coding(get("value_code_system"), get("value_code")) if get("value_code") else None
+    return LabResult(
+        identity="",
+        status=ResultStatus(get("status")),
+        loinc=loinc,
+        local_codes=(Coding("", get("local_code")),) if get("local_code") else (),
+        code_text=get("code_text"),
+        value=LabValue(
+            get("value_kind"),
+            number=_decimal(get("value_decimal")),
+            unit=get("value_unit"),
+            text=get("value_text"),
+            code=code,
+            low=_decimal(get("value_low")),
+            high=_decimal(get("value_high")),
+        ),
+        reference_low=_decimal(get("reference_low")),
+        reference_high=_decimal(get("reference_high")),
+        reference_text=get("reference_text"),
+        interpretation=tuple(i for i in get("interpretation").split(";") if i),
+        specimen_collected_at=get("specimen_collected_at"),
+        effective_at=get("effective_at"),
+        issued_at=get("issued_at"),
+        report_ref=get("report_ref"),
+        groups=parse_groups(get("result_groups")),
+    )
+
+
+class _Mapper:
+    """Items of a stored version, memoized by what decides them."""
+
+    def __init__(
+        self, catalog: Catalog, mappings: Callable[[int], Mapping[str, tuple[str, ...]]]
+    ) -> None:
+        self.catalog = catalog
+        self.mappings = mappings
+        self.memo: dict[tuple[Any, ...], frozenset[str]] = {}
+
+    def items(self, row: Sequence[Any]) -> frozenset[str]:
+        key = (
+            row[_FIELD["institution_id"]],
+            row[_FIELD["loinc"]],
+            row[_FIELD["other_loinc"]],
+            row[_FIELD["local_code"]],
+            row[_FIELD["value_kind"]] == "none",
+            row[_FIELD["result_groups"]],
+        )
+        found = self.memo.get(key)
+        if found is None:
+            institution, loinc, other, local, no_value, groups = key
+            if no_value:
+                found = frozenset()
+            else:
+                codes = [c for c in [loinc, *other.split(";")] if c]
+                found = items_for_lab_result(
+                    codes,
+                    [local] if local else [],
+                    self.mappings(institution),
+                    self.catalog,
+                    parse_groups(groups),
+                )
+            self.memo[key] = found
+        return found
+
+
+def reindex_lab_results(
+    sessions: Callable[[], Session],
+    catalog: Catalog,
+    mappings: Callable[[int], Mapping[str, tuple[str, ...]]],
+    *,
+    batch: int = DEFAULT_BATCH,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    on_batch: Callable[[ReindexProgress], None] = lambda _: None,
+) -> ReindexProgress:
+    """Bring every held lab result's index rows in line with ``catalog``; the final progress.
+
+    ``mappings`` gives an institution's local code mapping. Panel items of versions stored
+    before their groups were kept (an empty ``result_groups``) are left as they are.
+    """
+    mapper = _Mapper(catalog, mappings)
+    with sessions() as session, session.begin():
+        checkpoint = reindex_store.open_checkpoint(
+            session, catalog.version, catalog.sha256, clock()
+        )
+    while True:
+        with sessions() as session, session.begin():
+            rows = reindex_store.current_versions(session, checkpoint.last_lab_result_id, batch)
+            checkpoint = _apply(session, rows, checkpoint, mapper, catalog)
+            done = len(rows) < batch
+            reindex_store.advance(session, checkpoint, clock(), done=done)
+        progress = ReindexProgress(
+            checkpoint.results,
+            checkpoint.rows_added,
+            checkpoint.rows_removed,
+            checkpoint.last_lab_result_id,
+            done,
+        )
+        on_batch(progress)
+        if done:
+            return progress
+
+
+def _apply(
+    session: Session,
+    rows: list[Sequence[Any]],
+    checkpoint: Checkpoint,
+    mapper: _Mapper,
+    catalog: Catalog,
+) -> Checkpoint:
+    if not rows:
+        return checkpoint
+    id_at = _FIELD["lab_result_id"]
+    refs = [lab_ref(row[id_at]) for row in rows]
+    held = reindex_store.held_items(session, refs)
+    removed: list[tuple[str, str]] = []
+    added: list[dict[str, Any]] = []
+    detail_of = detail_for_item(catalog)
+    for row, ref in zip(rows, refs, strict=True):
+        wanted = set(mapper.items(row))
+        have = held.get(ref, set())
+        groups_unknown = not row[_FIELD["result_groups"]]
+        for item in have - wanted:
+            item_row = catalog.get(item)
+            # A panel item of a version stored before groups were kept cannot be re-derived.
+            if groups_unknown and item_row is not None and item_row.is_panel:
+                continue
+            removed.append((ref, item))
+        new = wanted - have
+        if new:
+            added += lab_rows(
+                row[id_at],
+                _result(row),
+                row[_FIELD["patient_key"]],
+                row[_FIELD["version"]],
+                row[_FIELD["institution_id"]],
+                new,
+                detail_of,
+            )
+    reindex_store.remove_items(session, removed)
+    recognition_index.upsert_results(session, added)
+    return replace(
+        checkpoint,
+        last_lab_result_id=rows[-1][id_at],
+        results=checkpoint.results + len(rows),
+        rows_added=checkpoint.rows_added + len(added),
+        rows_removed=checkpoint.rows_removed + len(removed),
+    )
