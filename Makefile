@@ -7,13 +7,12 @@ STAMP  := $(VENV)/.installed
 # faketime moves the clock of the whole test run, subprocesses included (.ci/run's shifted pass).
 TEST_DEBS := faketime
 
-.PHONY: install proto proto-check serve test test-tools lint bench clean
+.PHONY: install proto proto-check serve demo test test-tools test-s3 lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	bash tests/s3/install.sh
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,11 +28,20 @@ proto-check: proto
 serve: $(STAMP)
 	$(BIN)/mutualrec serve
 
+# Loads the demo into the server `make serve` runs (start that first, in another terminal).
+demo: $(STAMP)
+	$(BIN)/mutualrec demo
+
 test-tools:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-test: $(STAMP) test-tools
+# The S3 test server (Swift with s3api, about 79 MB, in its own venv): only the tests use it,
+# so `make serve` does not install it. The script is idempotent.
+test-s3:
+	bash tests/s3/install.sh
+
+test: $(STAMP) test-tools test-s3
 	$(BIN)/pytest
 
 lint: $(STAMP)
