@@ -155,9 +155,15 @@ def test_embedded_defaults_health_reflection_upload_and_graceful_stop(
     again = json.loads(embedded.cli(*args).stdout)
     assert again["counts"]["duplicate_identical"] == study["instance_count"]
 
-    status = embedded.cli("study-status", "--key", key, study["study_instance_uid"])
+    status = embedded.cli("study-status", "--key", key, study["study_instance_uid"], "--json")
     assert status.returncode == 0, status.stderr
     assert len(json.loads(status.stdout)["instances"]) == study["instance_count"]
+    # Without --json, for people: the study's summary and a table of its instances.
+    link = f"mutualrec://study/{study['study_instance_uid']}"
+    readable = embedded.cli("study-status", "--key", key, link)
+    assert readable.returncode == 0, readable.stderr
+    assert "2 series, 12 instances, 1594176 bytes" in readable.stdout
+    assert readable.stdout.count(" 1  132812  ") == 6
 
     embedded.process.send_signal(signal.SIGTERM)
     assert embedded.process.wait(30) == 0
@@ -423,7 +429,7 @@ def test_several_processes_share_the_port(tmp_path: Path, manifest: dict[str, An
             results = list(pool.map(partial(_upload_part, proc, args), parts))
         assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
         status = json.loads(
-            proc.cli("study-status", "--key", key, study["study_instance_uid"]).stdout
+            proc.cli("study-status", "--key", key, study["study_instance_uid"], "--json").stdout
         )
         assert len(status["instances"]) == study["instance_count"]
         proc.process.send_signal(signal.SIGTERM)
