@@ -18,7 +18,6 @@ from typing import TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 
 from mutualrec import __version__
@@ -29,6 +28,7 @@ from mutualrec.api.identity_service import IdentityService
 from mutualrec.api.imaging_service import ImagingService
 from mutualrec.api.ingest_service import IngestService
 from mutualrec.api.recognition_service import RecognitionService
+from mutualrec.api.reflection import enable_reflection
 from mutualrec.api.statistics_service import StatisticsService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
@@ -90,13 +90,8 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
     imaging_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityService(runtime), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    enable_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
     tls = runtime.settings.tls
     if tls is None:
