@@ -32,6 +32,7 @@ from mutualrec.api.reflection import enable_reflection
 from mutualrec.api.statistics_service import StatisticsService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
+from mutualrec.secret_owner import shared_secret_warning
 from mutualrec.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -168,6 +169,8 @@ async def _run_server(
 async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     """Run one server process until SIGTERM or SIGINT."""
 
+    _warn_shared_secret(settings)
+
     def ready(runtime: Runtime, port: int) -> None:
         print(_banner(settings, runtime.store.description, port, 1), file=out, flush=True)
 
@@ -186,6 +189,7 @@ def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
     concurrent uploads use every core. The schema is brought up to date once, here, before the
     workers start. SIGTERM or SIGINT is passed on to every worker, which finish in-flight calls.
     """
+    _warn_shared_secret(settings)
     # Migrate (when allowed) and check both stores once, before any worker starts.
     checked = Runtime.open(settings)
     store_description = checked.store.description
@@ -225,6 +229,12 @@ def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
         worker.join()
     print("mutualrec stopped", file=out, flush=True)
     return 0 if stopping and all(w.exitcode == 0 for w in workers) else 1
+
+
+def _warn_shared_secret(settings: Settings) -> None:
+    warning = shared_secret_warning(settings)
+    if warning:
+        print(f"mutualrec: {warning}", file=sys.stderr, flush=True)
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
