@@ -886,6 +886,7 @@ def _large_messages() -> list[tuple[str, int]]:
     return [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
 
+_SERVER_HELP = f"HOST:PORT of the server (default: MUTUALREC_SERVER, else {DEFAULT_SERVER})"
 _ID_TYPES = [
     "RESIDENT_ID_CARD",
     "PASSPORT",
@@ -916,7 +917,13 @@ def _sub(group: Any, name: str, help: str) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mutualrec`` command."""
-    parser = argparse.ArgumentParser(prog="mutualrec", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mutualrec",
+        description="City-wide mutual recognition of medical exam and lab results: the server, "
+        "its administration, and the clients of hospitals, patients and regulators.",
+        epilog="new here? run `mutualrec serve` (or `make serve`), then `mutualrec demo` in "
+        "another terminal; `mutualrec COMMAND --help` shows a command's options and an example",
+    )
     parser.add_argument("--version", action="version", version=f"mutualrec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -932,7 +939,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="the sample studies (default: ./dicom_samples, else the checkout's)",
     )
-    demo.add_argument("--server", type=_server_address, default=_default_server())
+    demo.add_argument(
+        "--server",
+        type=_server_address,
+        default=_default_server(),
+        help=_SERVER_HELP,
+    )
     demo.set_defaults(run=_cmd_demo)
 
     db = _sub(commands, "db", help="database schema").add_subparsers(dest="db", required=True)
@@ -1018,7 +1030,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def client_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--server", type=_server_address, default=_default_server())
+        sub.add_argument(
+            "--server",
+            type=_server_address,
+            default=_default_server(),
+            help=_SERVER_HELP,
+        )
         sub.add_argument("--key", help="API key (default: MUTUALREC_API_KEY)")
         tls_options(sub)
         sub.add_argument(
@@ -1028,7 +1045,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cert-key", help="its private key, PEM (MUTUALREC_CLIENT_KEY)")
 
     def token_options(sub: argparse.ArgumentParser, holder: str = "patient token") -> None:
-        sub.add_argument("--server", type=_server_address, default=_default_server())
+        sub.add_argument(
+            "--server",
+            type=_server_address,
+            default=_default_server(),
+            help=_SERVER_HELP,
+        )
         sub.add_argument(
             "--token",
             help=f"{holder}, or the link `share` printed (default: MUTUALREC_TOKEN)",
@@ -1180,7 +1202,9 @@ def build_parser() -> argparse.ArgumentParser:
     history.set_defaults(run=_cmd_history)
 
     download = _sub(
-        commands, "download", help="save a study's DICOM files (patient token or share token)"
+        commands,
+        "download",
+        help="save a study's DICOM files (patient token, share link, or a hospital's key)",
     )
     download.add_argument(
         "study_uid",
