@@ -4,13 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install proto proto-check serve test test-later lint bench clean
+.PHONY: install proto proto-check serve demo test test-later test-s3 lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	bash tests/s3/install.sh
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,13 +25,22 @@ proto-check: proto
 serve: $(STAMP)
 	$(BIN)/mutualrec serve
 
-test: $(STAMP)
+# Loads the demo into the server `make serve` runs (start that first, in another terminal).
+demo: $(STAMP)
+	$(BIN)/mutualrec demo
+
+# The S3 test server (Swift with s3api, about 79 MB, in its own venv): only the tests use it,
+# so `make serve` does not install it. The script is idempotent.
+test-s3:
+	bash tests/s3/install.sh
+
+test: $(STAMP) test-s3
 	$(BIN)/pytest
 
 # The suite again with the clock of every process it starts moved LATER_DAYS ahead: proof that no
 # test depends on today's date (CI runs it). Monotonic clocks stay real, so timeouts still work.
 LATER_DAYS ?= 400
-test-later: $(STAMP)
+test-later: $(STAMP) test-s3
 	LD_PRELOAD="$$($(BIN)/python -c 'import libfaketime, pathlib; print(pathlib.Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1")')" \
 	FAKETIME="+$(LATER_DAYS)d" FAKETIME_DONT_FAKE_MONOTONIC=1 $(BIN)/pytest -p no:cacheprovider
 

@@ -18,6 +18,8 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from sqlalchemy.orm import Session, sessionmaker
 
+from mutualrec import __version__
+from mutualrec.cli_help import document
 from mutualrec.config import ConfigError, load_settings
 from mutualrec.storage.db import (
     SchemaOutOfDate,
@@ -42,6 +44,23 @@ def _cmd_serve(_args: argparse.Namespace) -> int:
     if settings.processes > 1:
         return serve_processes(settings)
     asyncio.run(serve(settings))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mutualrec.client.demo import DemoError, default_samples, next_steps, run_demo
+
+    settings = load_settings()
+    samples = Path(args.samples) if args.samples else default_samples()
+    with _channel(args) as channel:
+        try:
+            result = run_demo(channel, _admin_sessions(), settings.data_dir, samples, args.server)
+        except DemoError as error:
+            print(f"mutualrec demo: {error}", file=sys.stderr)
+            return 2
+    print("\nthe demo is loaded; try next:")
+    for line in next_steps(result.env_file):
+        print(f"  {line}")
     return 0
 
 
@@ -415,16 +434,37 @@ def _cmd_upload(args: argparse.Namespace) -> int:
 
 
 def _cmd_study_status(args: argparse.Namespace) -> int:
+    from mutualrec.client.links import study_uid
     from mutualrec.client.upload import auth_metadata
     from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 
     with _channel(args) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         response = stub.GetStudyStatus(
-            ingest_pb2.GetStudyStatusRequest(study_instance_uid=args.study_uid),
+            ingest_pb2.GetStudyStatusRequest(study_instance_uid=study_uid(args.study_uid)),
             metadata=auth_metadata(_api_key(args)),
         )
-    _print_message(response)
+    if args.json:
+        _print_message(response)
+        return 0
+    from mutualrec.client.table import RIGHT, render
+
+    s = response.study
+    when = f"{s.study_date} {s.study_time}".strip()
+    print(
+        f"study {s.study_instance_uid}\n"
+        f"  {s.institution_code}  accession {s.accession_number or '-'}  {when}  "
+        f"{','.join(s.modalities)} {','.join(s.body_parts) or '-'}"
+        f"{'  contrast' if s.contrast else ''}  item {s.performed_item_code or '-'}\n"
+        f"  {s.series_count} series, {s.instance_count} instances, {s.size_bytes} bytes"
+    )
+    rows = [
+        (i.series_instance_uid, i.sop_instance_uid, str(i.version), str(i.size_bytes), i.sha256)
+        for i in response.instances
+    ]
+    header = ("series", "instance", "version", "bytes", "sha256")
+    for line in render(header, rows, (*"<<", RIGHT, RIGHT, "<"), indent="  "):
+        print(line)
     return 0
 
 
@@ -479,8 +519,7 @@ def _cmd_submit_fhir(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from mutualrec.client.recognition import check_order
-    from mutualrec.v1 import recognition_pb2
+    from mutualrec.client.recognition import check_order, check_report
 
     with _channel(args) as channel:
         response = check_order(
@@ -496,11 +535,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         _print_message(response)
         return 0
-    print(f"check {response.check_id} (catalog {response.catalog_version})")
-    for line in response.lines:
-        verdict = recognition_pb2.Verdict.Name(line.verdict)
-        print(f"  [{line.line}] {line.ordered_code:<14} {verdict:<21} {line.reason}")
-    print(f"estimated saving if accepted: {response.total_estimated_saving} yuan")
+    for text in check_report(response):
+        print(text)
     return 0
 
 
@@ -514,7 +550,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
             args.check_id,
             int(args.item) if args.item.isdigit() else args.item,
             args.decision,
-            args.reason,
+            args.reason or "",
             args.text,
         )
     if args.json:
@@ -649,10 +685,17 @@ def _cmd_patient_token(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> str:
-    token = args.token or os.environ.get("MUTUALREC_TOKEN", "")
+    """The credential of a patient's (or a share link's) command, in any form the CLI prints;
+    for `download` also a hospital's API key (opening a study its check recognized)."""
+    from mutualrec.client.links import credential
+
+    hospital_key = getattr(args, "key", None)
+    token = args.token or hospital_key or os.environ.get("MUTUALREC_TOKEN", "")
+    if not token and hasattr(args, "key"):
+        token = os.environ.get("MUTUALREC_API_KEY", "")
     if not token:
         raise ConfigError("give a patient token or share token with --token or MUTUALREC_TOKEN")
-    return str(token)
+    return credential(str(token))
 
 
 def _study_line(study: Any) -> str:
@@ -727,15 +770,19 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from mutualrec.client.imaging import download_study
+    from mutualrec.client.links import study_uid
 
     with _channel(args) as channel:
-        saved = download_study(channel, _token(args), args.study_uid, Path(args.out), args.series)
+        saved = download_study(
+            channel, _token(args), study_uid(args.study_uid), Path(args.out), args.series
+        )
     total = sum(f.size_bytes for f in saved)
     print(f"{len(saved)} files, {total} bytes, checked, under {args.out}")
     return 0
 
 
 def _cmd_share(args: argparse.Namespace) -> int:
+    from mutualrec.client.links import study_uid
     from mutualrec.client.upload import auth_metadata
     from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
 
@@ -743,7 +790,7 @@ def _cmd_share(args: argparse.Namespace) -> int:
     with _channel(args) as channel:
         response = imaging_pb2_grpc.ImagingServiceStub(channel).CreateShareLink(
             imaging_pb2.CreateShareLinkRequest(
-                study_instance_uid=args.study_uid, expire_time=expire, note=args.note
+                study_instance_uid=study_uid(args.study_uid), expire_time=expire, note=args.note
             ),
             metadata=auth_metadata(_token(args)),
         )
@@ -806,11 +853,13 @@ _REPORT_GROUPS = {
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from mutualrec.client.dates import region_today, report_date
     from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
 
+    today = region_today()
     request = statistics_pb2.ReportRequest(
-        from_date=args.from_date,
-        to_date=args.to_date,
+        from_date=report_date(args.from_date, today),
+        to_date=report_date(args.to_date, today),
         granularity=f"GRANULARITY_{args.granularity.upper()}",
         group_by=_REPORT_GROUPS[args.by],
     )
@@ -837,37 +886,37 @@ def _cmd_report(args: argparse.Namespace) -> int:
         for drawn, named in chart.replaced_labels:
             print(f"    {drawn}: {named}")
         return 0
-    header = ("period", "group", "checks", "items", "recog.", "acc.", "decl.", "rate", "saving")
-    table = [header]
-    for row in [*report.rows, report.totals]:
-        period = (
+    from mutualrec.client.table import LEFT, RIGHT, render
+
+    def cells(row: statistics_pb2.ReportRow, period: str, group: str) -> tuple[str, ...]:
+        return (
+            period,
+            group,
+            str(row.checks),
+            str(row.items_checked),
+            str(row.items_recognizable),
+            str(row.accepted),
+            str(row.declined),
+            row.recognition_rate or "-",
+            row.saving,
+        )
+
+    rows = [
+        cells(
+            row,
             row.period_start
             if row.period_start == row.period_end
-            else (f"{row.period_start}..{row.period_end}")
+            else f"{row.period_start}..{row.period_end}",
+            row.group_label or row.group_key or "-",
         )
-        table.append(
-            (
-                period,
-                row.group_label[:32],
-                str(row.checks),
-                str(row.items_checked),
-                str(row.items_recognizable),
-                str(row.accepted),
-                str(row.declined),
-                row.recognition_rate or "-",
-                row.saving,
-            )
-        )
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    for n, line in enumerate(table):
-        if n == len(table) - 1:
-            print("  ".join("-" * w for w in widths))
-        print(
-            "  ".join(
-                cell.ljust(w) if i < 2 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-            )
-        )
+        for row in report.rows
+    ]
+    header = ("period", "group", "checks", "items", "recog.", "acc.", "decl.", "rate", "saving")
+    total = cells(report.totals, f"{report.from_date}..{report.to_date}", "total")
+    for line in render(header, rows, (LEFT, LEFT, *[RIGHT] * 7), footer=[total]):
+        print(line)
+    if not report.rows:
+        print(f"no checks from {report.from_date} to {report.to_date}")
     if report.suppressed_rows:
         print(
             f"{report.suppressed_rows} rows of groups under {report.min_group_size} checks left out"
@@ -880,21 +929,75 @@ def _large_messages() -> list[tuple[str, int]]:
     return [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
 
+_SERVER_HELP = f"HOST:PORT of the server (default: MUTUALREC_SERVER, else {DEFAULT_SERVER})"
+_ID_TYPES = [
+    "RESIDENT_ID_CARD",
+    "PASSPORT",
+    "E_HEALTH_CARD",
+    "MAINLAND_TRAVEL_PERMIT",
+    "FOREIGN_PERMANENT_RESIDENT_ID",
+]
+
+
+def _server_address(text: str) -> str:
+    """``--server``: host:port. Without a port gRPC would quietly dial 443, so it is an error."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or host.endswith(":") or not port.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::1]:50051)"
+        )
+    if not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} of {text!r} is not 1 to 65535")
+    return text.strip()
+
+
+def _sub(group: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A (sub)command with its one-line description and an example in its --help."""
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help)
+    document(parser, name, help)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mutualrec`` command."""
-    parser = argparse.ArgumentParser(prog="mutualrec", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="mutualrec",
+        description="City-wide mutual recognition of medical exam and lab results: the server, "
+        "its administration, and the clients of hospitals, patients and regulators.",
+        epilog="new here? run `mutualrec serve` (or `make serve`), then `mutualrec demo` in "
+        "another terminal; `mutualrec COMMAND --help` shows a command's options and an example",
+    )
+    parser.add_argument("--version", action="version", version=f"mutualrec {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("serve", help="run the gRPC server").set_defaults(run=_cmd_serve)
+    _sub(commands, "serve", help="run the gRPC server").set_defaults(run=_cmd_serve)
+    demo = _sub(
+        commands,
+        "demo",
+        help="load a working demo into a running server: hospitals, studies dated relative to "
+        "today, lab results, checks and decisions",
+    )
+    demo.add_argument(
+        "--samples",
+        metavar="DIR",
+        help="the sample studies (default: ./dicom_samples, else the checkout's)",
+    )
+    demo.add_argument(
+        "--server",
+        type=_server_address,
+        default=_default_server(),
+        help=_SERVER_HELP,
+    )
+    demo.set_defaults(run=_cmd_demo)
 
-    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
-    db.add_parser("upgrade", help="apply migrations").set_defaults(run=_cmd_db_upgrade)
-    db.add_parser("current", help="show the schema revision").set_defaults(run=_cmd_db_current)
+    db = _sub(commands, "db", help="database schema").add_subparsers(dest="db", required=True)
+    _sub(db, "upgrade", help="apply migrations").set_defaults(run=_cmd_db_upgrade)
+    _sub(db, "current", help="show the schema revision").set_defaults(run=_cmd_db_current)
 
-    admin = commands.add_parser("admin", help="administration").add_subparsers(
+    admin = _sub(commands, "admin", help="administration").add_subparsers(
         dest="admin", required=True
     )
-    add = admin.add_parser("add-institution", help="register an institution")
+    add = _sub(admin, "add-institution", help="register an institution")
     add.add_argument("--code", required=True)
     add.add_argument("--name", required=True)
     add.add_argument("--district", required=True)
@@ -904,9 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--region", default="chengdu-chongqing", help="reached by region-scope qualifications"
     )
     add.set_defaults(run=_cmd_add_institution)
-    issue = admin.add_parser(
-        "issue-key", help="make an API key for an institution, or a regulator key"
-    )
+    issue = _sub(admin, "issue-key", help="make an API key for an institution, or a regulator key")
     issue.add_argument("--institution", metavar="CODE", help="the hospital (hospital keys)")
     issue.add_argument(
         "--role",
@@ -916,10 +1017,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(IdentityService); neither names an institution",
     )
     issue.set_defaults(run=_cmd_issue_key)
-    revoke = admin.add_parser("revoke-key", help="revoke an API key by its id")
+    revoke = _sub(admin, "revoke-key", help="revoke an API key by its id")
     revoke.add_argument("key_id")
     revoke.set_defaults(run=_cmd_revoke_key)
-    rotate = admin.add_parser(
+    rotate = _sub(
+        admin,
         "rotate-key",
         help="issue a key's successor (same role and institution); the old key keeps working "
         "for --grace-hours, then stops",
@@ -928,28 +1030,29 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--grace-hours", type=float, default=24.0)
     rotate.set_defaults(run=_cmd_rotate_key)
 
-    load = admin.add_parser("load-catalog", help="record a catalog file as a new version")
+    load = _sub(admin, "load-catalog", help="record a catalog file as a new version")
     load.add_argument("file", metavar="FILE", help="catalog CSV")
     load.add_argument("--version", required=True, help="the version it is cited as, e.g. 2026.2")
     load.set_defaults(run=_cmd_load_catalog)
-    reindex = admin.add_parser(
+    reindex = _sub(
+        admin,
         "reindex",
         help="re-derive every held lab result's catalog items (online; resumes if interrupted)",
     )
     reindex.add_argument("--catalog-version", help="default: the current catalog")
     reindex.add_argument("--batch", type=int, default=20_000, help="results per transaction")
     reindex.set_defaults(run=_cmd_reindex)
-    admin.add_parser("catalog-versions", help="list the recorded catalog versions").set_defaults(
+    _sub(admin, "catalog-versions", help="list the recorded catalog versions").set_defaults(
         run=_cmd_catalog_versions
     )
-    mappings = admin.add_parser(
-        "load-mappings", help="replace an institution's local code -> catalog item mapping"
+    mappings = _sub(
+        admin, "load-mappings", help="replace an institution's local code -> catalog item mapping"
     )
     mappings.add_argument("--institution", required=True, metavar="CODE")
     mappings.add_argument("file", metavar="FILE", help="CSV: local_code,item_codes,description")
     mappings.set_defaults(run=_cmd_load_mappings)
-    qualify = admin.add_parser(
-        "add-qualification", help="record an institution's recognition (HR) qualification"
+    qualify = _sub(
+        admin, "add-qualification", help="record an institution's recognition (HR) qualification"
     )
     qualify.add_argument("--institution", required=True, metavar="CODE")
     what = qualify.add_mutually_exclusive_group(required=True)
@@ -967,7 +1070,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", metavar="WHEN", help="end, exclusive (default: held until further notice)"
     )
     qualify.set_defaults(run=_cmd_add_qualification)
-    prices = admin.add_parser("load-prices", help="replace an institution's own price list")
+    prices = _sub(admin, "load-prices", help="replace an institution's own price list")
     prices.add_argument("--institution", required=True, metavar="CODE")
     prices.add_argument("file", metavar="FILE", help="CSV: item_code,price_cny")
     prices.set_defaults(run=_cmd_load_prices)
@@ -978,7 +1081,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def client_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--server", default=os.environ.get("MUTUALREC_SERVER", DEFAULT_SERVER))
+        sub.add_argument(
+            "--server",
+            type=_server_address,
+            default=_default_server(),
+            help=_SERVER_HELP,
+        )
         sub.add_argument("--key", help="API key (default: MUTUALREC_API_KEY)")
         tls_options(sub)
         sub.add_argument(
@@ -988,24 +1096,22 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cert-key", help="its private key, PEM (MUTUALREC_CLIENT_KEY)")
 
     def token_options(sub: argparse.ArgumentParser, holder: str = "patient token") -> None:
-        sub.add_argument("--server", default=os.environ.get("MUTUALREC_SERVER", DEFAULT_SERVER))
-        sub.add_argument("--token", help=f"{holder} (default: MUTUALREC_TOKEN)")
+        sub.add_argument(
+            "--server",
+            type=_server_address,
+            default=_default_server(),
+            help=_SERVER_HELP,
+        )
+        sub.add_argument(
+            "--token",
+            help=f"{holder}, or the link `share` printed (default: MUTUALREC_TOKEN)",
+        )
         tls_options(sub)
 
-    up = commands.add_parser("upload", help="upload DICOM files or folders as one study")
+    up = _sub(commands, "upload", help="upload DICOM files or folders as one study")
     up.add_argument("paths", nargs="+", metavar="PATH")
     up.add_argument("--patient-id", required=True, help="identity document number")
-    up.add_argument(
-        "--id-type",
-        default="RESIDENT_ID_CARD",
-        choices=[
-            "RESIDENT_ID_CARD",
-            "PASSPORT",
-            "E_HEALTH_CARD",
-            "MAINLAND_TRAVEL_PERMIT",
-            "FOREIGN_PERMANENT_RESIDENT_ID",
-        ],
-    )
+    up.add_argument("--id-type", default="RESIDENT_ID_CARD", choices=_ID_TYPES)
     up.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
     up.add_argument("--accession", default="", help="the hospital's accession number")
     up.add_argument("--item", default="", help="catalog item code the RIS performed")
@@ -1013,13 +1119,16 @@ def build_parser() -> argparse.ArgumentParser:
     client_options(up)
     up.set_defaults(run=_cmd_upload)
 
-    status = commands.add_parser("study-status", help="which instances the region holds")
-    status.add_argument("study_uid")
+    status = _sub(commands, "study-status", help="which instances the region holds")
+    status.add_argument("study_uid", help="StudyInstanceUID, or a mutualrec://study/ link")
+    status.add_argument("--json", action="store_true", help="print the reply as JSON")
     client_options(status)
     status.set_defaults(run=_cmd_study_status)
 
-    fhir = commands.add_parser(
-        "submit-fhir", help="submit lab results: FHIR Observations or batch/transaction Bundles"
+    fhir = _sub(
+        commands,
+        "submit-fhir",
+        help="submit lab results: FHIR Observations or batch/transaction Bundles",
     )
     fhir.add_argument("files", nargs="+", metavar="FILE")
     fhir.add_argument("--fhir-version", choices=["R4", "R5"], default="R4")
@@ -1027,12 +1136,14 @@ def build_parser() -> argparse.ArgumentParser:
     client_options(fhir)
     fhir.set_defaults(run=_cmd_submit_fhir)
 
-    check = commands.add_parser(
-        "check", help="which ordered items the patient already holds a recognizable result of"
+    check = _sub(
+        commands,
+        "check",
+        help="which ordered items the patient already holds a recognizable result of",
     )
     check.add_argument("items", nargs="+", metavar="ITEM", help="catalog, LOINC or local codes")
     check.add_argument("--patient-id", required=True, help="identity document number")
-    check.add_argument("--id-type", default="RESIDENT_ID_CARD", help="identity document type")
+    check.add_argument("--id-type", default="RESIDENT_ID_CARD", choices=_ID_TYPES)
     check.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
     check.add_argument("--order-id", default="", help="the HIS's order number, for the record")
     check.add_argument("--department", default="")
@@ -1042,18 +1153,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mutualrec.client.recognition import DECLINE_REASONS
 
-    decide = commands.add_parser("decide", help="record the doctor's decision on a check line")
+    decide = _sub(commands, "decide", help="record the doctor's decision on a check line")
     decide.add_argument("check_id")
     decide.add_argument("item", metavar="ITEM", help="the line's catalog item code, or its number")
     decide.add_argument("decision", choices=["accept", "decline"])
-    decide.add_argument("--reason", default="", choices=["", *DECLINE_REASONS])
+    decide.add_argument(
+        "--reason", choices=DECLINE_REASONS, help="why the doctor declines (with decline)"
+    )
     decide.add_argument("--text", default="", help="the reason in words (needed for other)")
     decide.add_argument("--json", action="store_true", help="print the reply as JSON")
     client_options(decide)
     decide.set_defaults(run=_cmd_decide)
 
-    swept = admin.add_parser(
-        "sweep", help="remove blobs no index row refers to (left by crashes between blob and row)"
+    swept = _sub(
+        admin,
+        "sweep",
+        help="remove blobs no index row refers to (left by crashes between blob and row)",
     )
     swept.add_argument(
         "--grace-minutes",
@@ -1065,13 +1180,14 @@ def build_parser() -> argparse.ArgumentParser:
     swept.add_argument("--verbose", action="store_true", help="print each key removed")
     swept.set_defaults(run=_cmd_sweep)
 
-    dev_ca = admin.add_parser(
-        "dev-ca", help="a development CA for trying TLS and mTLS (ca.pem, ca.key in --out)"
+    dev_ca = _sub(
+        admin, "dev-ca", help="a development CA for trying TLS and mTLS (ca.pem, ca.key in --out)"
     )
     dev_ca.add_argument("--out", required=True, metavar="DIR")
     dev_ca.add_argument("--days", type=int, default=365)
     dev_ca.set_defaults(run=_cmd_dev_ca)
-    dev_cert = admin.add_parser(
+    dev_cert = _sub(
+        admin,
         "dev-cert",
         help="a server certificate, or a hospital's client certificate, signed by the dev CA",
     )
@@ -1086,27 +1202,31 @@ def build_parser() -> argparse.ArgumentParser:
     dev_cert.add_argument("--days", type=int, default=365)
     dev_cert.set_defaults(run=_cmd_dev_cert)
 
-    rebuilt = admin.add_parser(
+    rebuilt = _sub(
+        admin,
         "rebuild-statistics",
         help="tally every day again from the record of checks and decisions (service stopped)",
     )
     rebuilt.set_defaults(run=_cmd_rebuild_statistics)
 
-    token = admin.add_parser(
+    token = _sub(
+        admin,
         "patient-token",
         help="mint a short-lived patient token (stand-in for the identity provider)",
     )
     token.add_argument("--patient-id", required=True, help="identity document number")
-    token.add_argument("--id-type", default="RESIDENT_ID_CARD", help="identity document type")
+    token.add_argument("--id-type", default="RESIDENT_ID_CARD", choices=_ID_TYPES)
     token.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
     token.add_argument("--ttl", type=int, default=3600, help="seconds, 60 to 86400")
     token.set_defaults(run=_cmd_patient_token)
 
-    audit = commands.add_parser(
-        "audit", help="who read or wrote a patient's data (the audit trail), or --verify it"
+    audit = _sub(
+        commands,
+        "audit",
+        help="who read or wrote a patient's data (the audit trail), or --verify it",
     )
     audit.add_argument("--patient-id", help="identity document number")
-    audit.add_argument("--id-type", default="RESIDENT_ID_CARD", help="identity document type")
+    audit.add_argument("--id-type", default="RESIDENT_ID_CARD", choices=_ID_TYPES)
     audit.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
     audit.add_argument("--limit", type=int, default=100, help="newest entries shown")
     audit.add_argument("--json", action="store_true", help="print the entries as JSON")
@@ -1115,8 +1235,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.set_defaults(run=_cmd_audit)
 
-    history = commands.add_parser(
-        "history", help="a patient's imaging studies across all hospitals (patient token)"
+    history = _sub(
+        commands, "history", help="a patient's imaging studies across all hospitals (patient token)"
     )
     history.add_argument("--modality", default="", help="e.g. CT")
     history.add_argument("--from", dest="from_date", default="", metavar="YYYY-MM-DD")
@@ -1132,17 +1252,29 @@ def build_parser() -> argparse.ArgumentParser:
     token_options(history)
     history.set_defaults(run=_cmd_history)
 
-    download = commands.add_parser(
-        "download", help="save a study's DICOM files (patient token or share token)"
+    download = _sub(
+        commands,
+        "download",
+        help="save a study's DICOM files (patient token, share link, or a hospital's key)",
     )
-    download.add_argument("study_uid", nargs="?", default="", help="empty with a share token")
+    download.add_argument(
+        "study_uid",
+        nargs="?",
+        default="",
+        help="StudyInstanceUID or the open_url a check printed; empty with a share token",
+    )
+    download.add_argument(
+        "--key",
+        help="a hospital's API key: open a study its check recognized (default: "
+        "MUTUALREC_API_KEY when no token is given)",
+    )
     download.add_argument("--out", required=True, metavar="DIR")
     download.add_argument("--series", default="", help="one series only")
     token_options(download, "patient or share token")
     download.set_defaults(run=_cmd_download)
 
-    share = commands.add_parser("share", help="make a read-only link to one study for a doctor")
-    share.add_argument("study_uid")
+    share = _sub(commands, "share", help="make a read-only link to one study for a doctor")
+    share.add_argument("study_uid", help="StudyInstanceUID, or a mutualrec://study/ link")
     share.add_argument("--days", type=float, default=7, help="how long it works (default 7)")
     share.add_argument("--until", default="", help="or an exact ISO 8601 expiry with offset")
     share.add_argument("--note", default="", help="for your own list, e.g. the doctor's name")
@@ -1150,23 +1282,32 @@ def build_parser() -> argparse.ArgumentParser:
     token_options(share)
     share.set_defaults(run=_cmd_share)
 
-    links = commands.add_parser("share-links", help="your share links and who opened them")
+    links = _sub(commands, "share-links", help="your share links and who opened them")
     links.add_argument("--study", default="", help="links of one study only")
     links.add_argument("--json", action="store_true", help="print the reply as JSON")
     token_options(links)
     links.set_defaults(run=_cmd_share_links)
 
-    revoke_share = commands.add_parser("revoke-share", help="close a share link at once")
+    revoke_share = _sub(commands, "revoke-share", help="close a share link at once")
     revoke_share.add_argument("link_id")
     token_options(revoke_share)
     revoke_share.set_defaults(run=_cmd_revoke_share)
 
-    report = commands.add_parser(
+    report = _sub(
+        commands,
         "report",
         help="savings statistics (regulator key): a table in the terminal, CSV, or a PNG chart",
     )
-    report.add_argument("--from", dest="from_date", required=True, metavar="YYYY-MM-DD")
-    report.add_argument("--to", dest="to_date", required=True, metavar="YYYY-MM-DD")
+    report.add_argument(
+        "--from",
+        dest="from_date",
+        required=True,
+        metavar="DATE",
+        help="first day: YYYY-MM-DD, today, or today-N (N days ago, Asia/Shanghai)",
+    )
+    report.add_argument(
+        "--to", dest="to_date", default="today", metavar="DATE", help="last day (default: today)"
+    )
     report.add_argument("--by", required=True, choices=list(_REPORT_GROUPS))
     report.add_argument("--granularity", default="month", choices=["day", "week", "month"])
     report.add_argument("--format", default="table", choices=["table", "csv", "png"])
@@ -1181,9 +1322,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _default_server() -> str:
+    return os.environ.get("MUTUALREC_SERVER", DEFAULT_SERVER)
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`| head`): stop quietly, as Unix tools do."""
+    # Python would flush stdout again at exit and print the same error: point it at devnull.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # killed by SIGPIPE, as the shell reports it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mutualrec`` console script."""
     args = build_parser().parse_args(argv)
+    try:
+        status = _run(args)
+        # Flushed here, not at exit: a closed pipe is then reported by the except below.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args))
     except (ConfigError, SchemaOutOfDate, FileNotFoundError, ValueError, LookupError) as exc:

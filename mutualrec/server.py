@@ -18,7 +18,6 @@ from typing import TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 
 from mutualrec import __version__
@@ -31,9 +30,11 @@ from mutualrec.api.imaging_service import ImagingService
 from mutualrec.api.ingest_service import IngestService
 from mutualrec.api.recognition_service import RecognitionService
 from mutualrec.api.request_guard import RequestGuard
+from mutualrec.api.reflection import enable_reflection
 from mutualrec.api.statistics_service import StatisticsService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
+from mutualrec.secret_owner import shared_secret_warning
 from mutualrec.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -119,13 +120,8 @@ async def build_server(runtime: Runtime) -> tuple[grpc.aio.Server, health_aio.He
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     await report_audit_losses(health, runtime.audit)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    enable_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
     tls = runtime.settings.tls
     if tls is None:
@@ -202,6 +198,8 @@ async def _run_server(
 async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     """Run one server process until SIGTERM or SIGINT."""
 
+    _warn_shared_secret(settings)
+
     def ready(runtime: Runtime, port: int) -> None:
         print(_banner(settings, runtime.store.description, port, 1), file=out, flush=True)
 
@@ -220,6 +218,7 @@ def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
     concurrent uploads use every core. The schema is brought up to date once, here, before the
     workers start. SIGTERM or SIGINT is passed on to every worker, which finish in-flight calls.
     """
+    _warn_shared_secret(settings)
     # Migrate (when allowed) and check both stores once, before any worker starts.
     checked = Runtime.open(settings)
     store_description = checked.store.description
@@ -259,6 +258,12 @@ def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
         worker.join()
     print("mutualrec stopped", file=out, flush=True)
     return 0 if stopping and all(w.exitcode == 0 for w in workers) else 1
+
+
+def _warn_shared_secret(settings: Settings) -> None:
+    warning = shared_secret_warning(settings)
+    if warning:
+        print(f"mutualrec: {warning}", file=sys.stderr, flush=True)
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:

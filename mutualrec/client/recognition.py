@@ -70,3 +70,30 @@ def record_decision(
         metadata=auth_metadata(api_key),
     )
     return response
+
+
+def check_report(response: recognition_pb2.CheckOrderResponse) -> list[str]:
+    """A check's reply as a doctor reads it: one table row per line, where to open images."""
+    from mutualrec.client.table import LEFT, RIGHT, render
+
+    rows = [
+        (
+            str(line.line),
+            line.ordered_code,
+            recognition_pb2.Verdict.Name(line.verdict),
+            line.result.issuer_code or "-",
+            line.estimated_saving or "-",
+            line.reason,
+        )
+        for line in response.lines
+    ]
+    header = ("line", "ordered", "verdict", "issuer", "saving", "reason")
+    lines = [f"check {response.check_id} (catalog {response.catalog_version})"]
+    lines += render(header, rows, (RIGHT, LEFT, LEFT, LEFT, RIGHT, LEFT), indent="  ")
+    lines += [
+        f"  line {line.line}: open the images with {line.result.imaging.open_url}"
+        for line in response.lines
+        if line.result.imaging.open_url and line.verdict == recognition_pb2.RECOGNIZABLE
+    ]
+    lines.append(f"estimated saving if accepted: {response.total_estimated_saving} yuan")
+    return lines

@@ -1,10 +1,13 @@
 """The regulator's chart: a savings report as a PNG, savings and recognition rate over time.
 
 Two panels share the time axis: yuan saved per period (top) and the recognition rate
-(accepted / recognizable) per period (bottom), one line per group. Only the ``top`` groups by
-total saving get their own line; the rest are summed into one "other" line (its rate is the
-rate of the sums, not an average of rates), so the chart stays readable with a thousand
-institutions. The title says so.
+(accepted / recognizable) per period (bottom), one line per group. Every period of the report
+is on the axis, those without a row as a saving of zero; a report of one period is drawn as
+bars, one per group, since a line of one point is a lone dot. Money is labelled in yuan with
+as many decimals as the ticks need to differ (a range of 200 to 204 yuan is not five "202"s).
+Only the ``top`` groups by total saving get their own line; the rest are summed into one
+"other" line (its rate is the rate of the sums, not an average of rates), so the chart stays
+readable with a thousand institutions. The title says so.
 
 Drawn with matplotlib's Agg canvas (no display, no pyplot state), at a fixed size and
 resolution, without the software version in the PNG metadata: the same report gives the same
@@ -16,18 +19,22 @@ not drawable either (district keys are names); a note under the chart says so, a
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from matplotlib import font_manager, rc_context
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.ticker import Formatter, PercentFormatter
 
+from mutualrec.statistics.periods import Granularity, Period, period_of
 from mutualrec.v1 import statistics_pb2
 
 TOP_GROUPS = 8
@@ -57,9 +64,9 @@ _GROUPINGS = {
     statistics_pb2.GROUP_BY_CATEGORY: "category",
 }
 _GRANULARITIES = {
-    statistics_pb2.GRANULARITY_DAY: "day",
-    statistics_pb2.GRANULARITY_WEEK: "week",
-    statistics_pb2.GRANULARITY_MONTH: "month",
+    statistics_pb2.GRANULARITY_DAY: Granularity.DAY,
+    statistics_pb2.GRANULARITY_WEEK: Granularity.WEEK,
+    statistics_pb2.GRANULARITY_MONTH: Granularity.MONTH,
 }
 
 
@@ -127,7 +134,8 @@ def _period_label(start: str, granularity: int) -> str:
 
 def _title(report: statistics_pb2.SavingsReport) -> str:
     grouping = _GROUPINGS.get(report.group_by, "group")
-    granularity = _GRANULARITIES.get(report.granularity, "period")
+    cut = _GRANULARITIES.get(report.granularity)
+    granularity = cut.value if cut else "period"
     return (
         f"Savings and recognition rate, {report.from_date} to {report.to_date}, "
         f"by {grouping}, per {granularity}"
@@ -159,10 +167,7 @@ def chart_data(
         raise ValueError(f"top must be at least 1, got {top}")
     if families is None:
         families = _families()
-    periods: dict[tuple[str, str], int] = {}
-    for row in report.rows:
-        periods.setdefault((row.period_start, row.period_end), 0)
-    order = sorted(periods)
+    order = report_periods(report)
     index = {p: n for n, p in enumerate(order)}
     total_saving: dict[str, Decimal] = {}
     total_accepted: dict[str, int] = {}
@@ -194,8 +199,38 @@ def chart_data(
     return ChartData(period_labels, [lines[k] for k in shown], other, len(rest), replaced)
 
 
-def _yuan(value: float, _position: float) -> str:
-    return f"{value:,.0f}"
+def report_periods(report: statistics_pb2.SavingsReport) -> list[tuple[str, str]]:
+    """Every (first, last) day of the report's rows' periods, those without a row included,
+    in order."""
+    periods = {(row.period_start, row.period_end) for row in report.rows}
+    granularity = _GRANULARITIES.get(report.granularity)
+    try:
+        span = Period(
+            dt.date.fromisoformat(report.from_date), dt.date.fromisoformat(report.to_date)
+        )
+    except ValueError:
+        return sorted(periods)
+    if granularity is not None:
+        for day in span.days():
+            first, last = period_of(day, granularity, span)
+            periods.add((first.isoformat(), last.isoformat()))
+    return sorted(periods)
+
+
+class YuanFormatter(Formatter):
+    """Yuan with thousands separators and the fewest decimals (none to two: fen) that write
+    every tick exactly: 0, 50, 100; 200.0, 200.5, 201.0; 0.00, 0.25, 0.50."""
+
+    _decimals = 2
+
+    def set_locs(self, locs: list[float]) -> None:
+        """Choose the decimals for these tick locations."""
+        super().set_locs(locs)
+        exact = (d for d in (0, 1) if all(abs(round(t, d) - t) < 1e-6 for t in locs))
+        self._decimals = next(exact, 2)
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:,.{self._decimals}f}"
 
 
 @dataclass(frozen=True)
@@ -216,69 +251,114 @@ def render_chart(report: statistics_pb2.SavingsReport, *, top: int = TOP_GROUPS)
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     families = _families()
+    # Saved within the fonts' context: tick labels are made when the figure is drawn.
     with rc_context({"font.family": "sans-serif", "font.sans-serif": families}):
-        figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
-        FigureCanvasAgg(figure)
-        saving_axes, rate_axes = figure.subplots(2, 1, sharex=True)
-        saving_axes.set_ylabel("saving (yuan)")
-        saving_axes.yaxis.set_major_formatter(FuncFormatter(_yuan))
-        rate_axes.set_ylabel("recognition rate")
-        rate_axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        rate_axes.set_ylim(0.0, 1.05)
+        figure, replaced = chart_figure(report, top, families)
+        return Chart(_png(figure), replaced)
+
+
+def chart_figure(
+    report: statistics_pb2.SavingsReport, top: int, families: Sequence[str]
+) -> tuple[Figure, list[tuple[str, str]]]:
+    """The chart as a matplotlib figure (axes: savings, rates), and the replaced labels."""
+    figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    saving_axes, rate_axes = figure.subplots(2, 1, sharex=True)
+    saving_axes.set_ylabel("saving (yuan)")
+    saving_axes.yaxis.set_major_formatter(YuanFormatter())
+    rate_axes.set_ylabel("recognition rate")
+    rate_axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    rate_axes.set_ylim(0.0, 1.05)
+    for axes in (saving_axes, rate_axes):
+        axes.grid(True, color="#dddddd", linewidth=0.6)
+    title = _title(report)
+    if not report.rows:
+        figure.suptitle(title, fontsize=12)
         for axes in (saving_axes, rate_axes):
-            axes.grid(True, color="#dddddd", linewidth=0.6)
-        title = _title(report)
-        if not report.rows:
-            figure.suptitle(title, fontsize=12)
-            for axes in (saving_axes, rate_axes):
-                axes.text(
-                    0.5,
-                    0.5,
-                    "no data for this period",
-                    ha="center",
-                    va="center",
-                    transform=axes.transAxes,
-                    fontsize=14,
-                    color="#666666",
-                )
-                axes.set_xticks([])
-                axes.set_yticks([])
-            return Chart(_png(figure), [])
-        data = chart_data(report, top, families)
-        periods, lines, other, others = data.periods, data.lines, data.other, data.other_groups
-        count = len(periods)
-        positions = list(range(count))
-        marker = "o" if count <= 31 else None
-        # The tab10 colours without its grey, which "other" uses.
-        colors = [f"C{n}" for n in (0, 1, 2, 3, 4, 5, 6, 8, 9)]
-        for n, line in enumerate(lines):
-            style = {"color": colors[n % len(colors)], "marker": marker, "markersize": 3.5}
-            saving_axes.plot(positions, line.savings(count), label=line.label, **style)
-            rate_axes.plot(positions, line.rates(count), **style)
-        if other is not None:
-            style = {"color": "#888888", "linestyle": "--", "marker": marker, "markersize": 3}
-            saving_axes.plot(positions, other.savings(count), label=other.label, **style)
-            rate_axes.plot(positions, other.rates(count), **style)
+            axes.text(
+                0.5,
+                0.5,
+                "no data for this period",
+                ha="center",
+                va="center",
+                transform=axes.transAxes,
+                fontsize=14,
+                color="#666666",
+            )
+            axes.set_xticks([])
+            axes.set_yticks([])
+        return figure, []
+    data = chart_data(report, top, families)
+    periods, lines, other, others = data.periods, data.lines, data.other, data.other_groups
+    count = len(periods)
+    positions = list(range(count))
+    # The tab10 colours without its grey, which "other" uses.
+    colors = [f"C{n}" for n in (0, 1, 2, 3, 4, 5, 6, 8, 9)]
+    styled = [(line, colors[n % len(colors)]) for n, line in enumerate(lines)]
+    if other is not None:
+        styled.append((other, "#888888"))
+    if count == 1:
+        _draw_bars(saving_axes, rate_axes, styled)
+        rate_axes.set_xticks([0], periods, rotation=45, ha="right")
+    else:
+        _draw_lines(saving_axes, rate_axes, styled, count, other)
         step = max(1, -(-count // 24))
         rate_axes.set_xticks(positions[::step], periods[::step], rotation=45, ha="right")
         rate_axes.set_xlim(-0.5, count - 0.5)
-        subtitle = f"total saving {report.totals.saving} yuan"
-        if report.totals.recognition_rate:
-            subtitle += f", recognition rate {float(report.totals.recognition_rate):.1%}"
-        if others:
-            subtitle += f"; top {len(lines)} groups by saving, the other {others} summed"
-        if report.suppressed_rows:
-            subtitle += f"; {report.suppressed_rows} rows of small groups left out"
-        figure.suptitle(f"{title}\n{subtitle}", fontsize=11)
-        figure.legend(loc="outside right upper", fontsize=8, title="group", title_fontsize=9)
-        if data.replaced_labels:
-            figure.supxlabel(
-                "Some group names need a CJK font that is not installed here: "
-                "their keys or ranks are shown instead.",
-                fontsize=8,
-                color="#666666",
-            )
-        return Chart(_png(figure), data.replaced_labels)
+    # Savings start at zero; at least one yuan tall, so no tick falls between two fen.
+    saving_axes.set_ylim(0, max(1.0, saving_axes.get_ylim()[1]))
+    subtitle = f"total saving {report.totals.saving} yuan"
+    if report.totals.recognition_rate:
+        subtitle += f", recognition rate {float(report.totals.recognition_rate):.1%}"
+    if others:
+        subtitle += f"; top {len(lines)} groups by saving, the other {others} summed"
+    if report.suppressed_rows:
+        subtitle += f"; {report.suppressed_rows} rows of small groups left out"
+    figure.suptitle(f"{title}\n{subtitle}", fontsize=11)
+    figure.legend(loc="outside right upper", fontsize=8, title="group", title_fontsize=9)
+    if data.replaced_labels:
+        figure.supxlabel(
+            "Some group names need a CJK font that is not installed here: "
+            "their keys or ranks are shown instead.",
+            fontsize=8,
+            color="#666666",
+        )
+    return figure, data.replaced_labels
+
+
+def _draw_lines(
+    saving_axes: Axes,
+    rate_axes: Axes,
+    styled: list[tuple[Series, str]],
+    count: int,
+    other: Series | None,
+) -> None:
+    marker = "o" if count <= 31 else None
+    for line, color in styled:
+        dashed = line is other
+        style: dict[str, Any] = {
+            "color": color,
+            "marker": marker,
+            "markersize": 3 if dashed else 3.5,
+            "linestyle": "--" if dashed else "-",
+        }
+        saving_axes.plot(range(count), line.savings(count), label=line.label, **style)
+        rate_axes.plot(range(count), line.rates(count), **style)
+
+
+def _draw_bars(saving_axes: Axes, rate_axes: Axes, styled: list[tuple[Series, str]]) -> None:
+    """One period: a bar per group, side by side around the period's tick."""
+    width = 0.8 / len(styled)
+    for n, (line, color) in enumerate(styled):
+        x = -0.4 + width * (n + 0.5)
+        bars = saving_axes.bar(x, line.savings(1), width * 0.9, color=color, label=line.label)
+        # Values on the bars: a zero saving is otherwise no bar at all.
+        saving_axes.bar_label(bars, fmt="{:,.2f}", fontsize=8)
+        rate = line.rates(1)[0]
+        if rate == rate:  # NaN (nothing recognizable) draws no bar
+            bars = rate_axes.bar(x, rate, width * 0.9, color=color)
+            rate_axes.bar_label(bars, fmt="{:.0%}", fontsize=8)
+    rate_axes.set_xlim(-0.5, 0.5)
 
 
 def _png(figure: Figure) -> bytes:

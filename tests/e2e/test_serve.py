@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -135,6 +136,36 @@ def test_embedded_defaults_health_reflection_upload_and_graceful_stop(
         )
         names = {s.name for r in reflected for s in r.list_services_response.service}
         assert {"mutualrec.v1.IngestService", "grpc.health.v1.Health"} <= names
+        # grpc.reflection.v1, which current grpcurl and Postman ask: the same messages on the
+        # wire under another service name, so a v1 client's bytes are v1alpha's.
+        v1 = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        listed, described = v1(
+            iter(
+                [
+                    reflection_pb2.ServerReflectionRequest(list_services=""),
+                    reflection_pb2.ServerReflectionRequest(
+                        file_containing_symbol="grpc.reflection.v1.ServerReflection"
+                    ),
+                ]
+            ),
+            timeout=10,
+        )
+        v1_names = {s.name for s in listed.list_services_response.service}
+        assert {
+            "mutualrec.v1.IngestService",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        } <= v1_names
+        (serialized,) = described.file_descriptor_response.file_descriptor_proto
+        v1_file = descriptor_pb2.FileDescriptorProto.FromString(serialized)
+        assert v1_file.package == "grpc.reflection.v1"
+        assert [m.input_type for m in v1_file.service[0].method] == [
+            ".grpc.reflection.v1.ServerReflectionRequest"
+        ]
 
     study = manifest["ct_chest_contrast_hosp_a"]
     key = _register(embedded, study["institution_code"])
@@ -155,9 +186,15 @@ def test_embedded_defaults_health_reflection_upload_and_graceful_stop(
     again = json.loads(embedded.cli(*args).stdout)
     assert again["counts"]["duplicate_identical"] == study["instance_count"]
 
-    status = embedded.cli("study-status", "--key", key, study["study_instance_uid"])
+    status = embedded.cli("study-status", "--key", key, study["study_instance_uid"], "--json")
     assert status.returncode == 0, status.stderr
     assert len(json.loads(status.stdout)["instances"]) == study["instance_count"]
+    # Without --json, for people: the study's summary and a table of its instances.
+    link = f"mutualrec://study/{study['study_instance_uid']}"
+    readable = embedded.cli("study-status", "--key", key, link)
+    assert readable.returncode == 0, readable.stderr
+    assert "2 series, 12 instances, 1594176 bytes" in readable.stdout
+    assert readable.stdout.count(" 1  132812  ") == 6
 
     embedded.process.send_signal(signal.SIGTERM)
     assert embedded.process.wait(30) == 0
@@ -423,7 +460,7 @@ def test_several_processes_share_the_port(tmp_path: Path, manifest: dict[str, An
             results = list(pool.map(partial(_upload_part, proc, args), parts))
         assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
         status = json.loads(
-            proc.cli("study-status", "--key", key, study["study_instance_uid"]).stdout
+            proc.cli("study-status", "--key", key, study["study_instance_uid"], "--json").stdout
         )
         assert len(status["instances"]) == study["instance_count"]
         proc.process.send_signal(signal.SIGTERM)

@@ -209,3 +209,79 @@ def test_write_chart_writes_the_file(tmp_path: Path) -> None:
 def test_top_must_be_positive() -> None:
     with pytest.raises(ValueError, match="top"):
         chart_png(_three_items(), top=0)
+
+
+def _tick_labels(report: statistics_pb2.SavingsReport) -> list[str]:
+    figure, _ = report_chart.chart_figure(report, 8, ["DejaVu Sans"])
+    figure.canvas.draw()
+    savings = figure.axes[0]
+    low, high = savings.get_ylim()
+    return [
+        label.get_text()
+        for label, value in zip(savings.get_yticklabels(), savings.get_yticks(), strict=True)
+        if low <= value <= high
+    ]
+
+
+def test_one_period_is_drawn_as_bars_with_distinct_money_labels() -> None:
+    # Two groups saving 204 and 200 yuan in one month: once a dot over nine ticks all "204".
+    report = _report(
+        [
+            _row(MONTHS[0], "Shapingba", "Shapingba", "204.00", 2, 5),
+            _row(MONTHS[0], "Yuzhong", "Yuzhong", "200.00", 1, 2),
+        ],
+        group_by=statistics_pb2.GROUP_BY_DISTRICT,
+    )
+    report.from_date, report.to_date = MONTHS[0]
+
+    figure, _ = report_chart.chart_figure(report, 8, ["DejaVu Sans"])
+    savings, rates = figure.axes
+
+    assert [bar.get_height() for bar in savings.patches] == [204.0, 200.0]
+    assert [bar.get_height() for bar in rates.patches] == [0.4, 0.5]
+    assert savings.get_lines() == []
+    assert savings.get_ylim()[0] == 0
+    labels = _tick_labels(report)
+    assert len(set(labels)) == len(labels) > 2
+    assert labels[0] == "0"
+
+
+def test_money_labels_carry_the_decimals_the_ticks_need() -> None:
+    formatter = report_chart.YuanFormatter()
+    cases = {
+        (0.0, 50.0, 100.0): ["0", "50", "100"],
+        (200.0, 200.5, 201.0): ["200.0", "200.5", "201.0"],
+        (0.0, 0.25, 0.5): ["0.00", "0.25", "0.50"],
+        (0.0, 5000.0, 10000.0): ["0", "5,000", "10,000"],
+    }
+    for ticks, expected in cases.items():
+        formatter.set_locs(list(ticks))
+        assert [formatter(t) for t in ticks] == expected
+
+
+def test_periods_without_rows_are_on_the_axis_as_zero() -> None:
+    # Rows in January and March only: February is a period of the report all the same.
+    report = _report(
+        [
+            _row(MONTHS[0], "LAB-K", "LAB-K", "4.00", 1, 1),
+            _row(MONTHS[2], "LAB-K", "LAB-K", "8.00", 2, 2),
+        ]
+    )
+
+    data = chart_data(report, families=["DejaVu Sans"])
+
+    assert report_chart.report_periods(report) == MONTHS
+    assert data.periods == ["2026-01", "2026-02", "2026-03"]
+    assert data.lines[0].savings(3) == [4.0, 0.0, 8.0]
+
+
+def test_week_periods_are_iso_weeks_clipped_to_the_report() -> None:
+    report = _report([], granularity=statistics_pb2.GRANULARITY_WEEK)
+    report.from_date, report.to_date = "2026-01-01", "2026-01-14"
+
+    # 2026-01-01 is a Thursday.
+    assert report_chart.report_periods(report) == [
+        ("2026-01-01", "2026-01-04"),
+        ("2026-01-05", "2026-01-11"),
+        ("2026-01-12", "2026-01-14"),
+    ]
