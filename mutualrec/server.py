@@ -29,8 +29,8 @@ from mutualrec.api.identity_service import IdentityService
 from mutualrec.api.imaging_service import ImagingService
 from mutualrec.api.ingest_service import IngestService
 from mutualrec.api.recognition_service import RecognitionService
-from mutualrec.api.request_guard import RequestGuard
 from mutualrec.api.reflection import enable_reflection
+from mutualrec.api.request_guard import RequestGuard
 from mutualrec.api.statistics_service import StatisticsService
 from mutualrec.config import Settings
 from mutualrec.runtime import Runtime
