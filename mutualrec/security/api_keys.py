@@ -7,6 +7,7 @@ microseconds per call instead of the ~100 ms a password KDF would add to every u
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -40,6 +41,8 @@ class Principal:
     # A share link's id and the one study it opens.
     share_link_id: str | None = None
     shared_study_id: int | None = None
+    # When a key being rotated out stops working (its grace period's end), if it is set to.
+    valid_until: dt.datetime | None = None
 
 
 class InvalidKey(Exception):

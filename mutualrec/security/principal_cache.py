@@ -8,6 +8,7 @@ fail. Keys are held by their SHA-256, never as presented.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import threading
 import time
@@ -44,6 +45,10 @@ class PrincipalCache:
             return None
         entry = self._entries.get(self._digest(token))
         if entry is None or self._clock() - entry[0] >= self._ttl:
+            return None
+        # A key in its rotation grace period stops at its end, not when the entry ages.
+        until = entry[1].valid_until
+        if until is not None and dt.datetime.now(dt.UTC) >= until:
             return None
         return entry[1]
 

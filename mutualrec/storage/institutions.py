@@ -179,4 +179,10 @@ def authenticate(session: Session, token: str) -> Principal:
     ):
         raise InvalidKey("the API key is unknown, wrong or revoked")
     key, institution_code = row
-    return Principal(key.role, key.institution_id, institution_code, key.key_id)
+    return Principal(
+        key.role,
+        key.institution_id,
+        institution_code,
+        key.key_id,
+        valid_until=None if revoked_at is None else as_utc(revoked_at),
+    )

@@ -20,7 +20,7 @@ import pytest
 from mutualrec.client.upload import auth_metadata
 from mutualrec.security.api_keys import split_token
 from mutualrec.storage import catalog_store
-from mutualrec.storage.institutions import revoke_key
+from mutualrec.storage.institutions import revoke_key, rotate_key
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.integration.test_study_access import _upload_today
@@ -74,6 +74,15 @@ def _check(server: RunningServer, key: str, code: str) -> recognition_pb2.CheckL
     )
     line: recognition_pb2.CheckLine = reply.lines[0]
     return line
+
+
+def _status(server: RunningServer, key: str) -> grpc.StatusCode:
+    """How a check made with ``key`` ends."""
+    try:
+        _check(server, key, "IMG-CT-CHEST-C")
+    except grpc.RpcError as error:
+        return error.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
 
 
 def _until(observe: Callable[[], Any], wanted: Any) -> None:
@@ -130,13 +139,16 @@ def test_a_revoked_key_stops_on_the_other_server_despite_its_cache(pair: Pair) -
     asker = pair.keys[ASKER]
     _check(pair.other, asker, "IMG-CT-CHEST-C")  # verified, and cached for 30 s
 
-    def status() -> grpc.StatusCode:
-        try:
-            _check(pair.other, asker, "IMG-CT-CHEST-C")
-        except grpc.RpcError as error:
-            return error.code()  # type: ignore[no-any-return]
-        return grpc.StatusCode.OK
-
     with pair.admin.runtime.sessions.begin() as session:
         assert revoke_key(session, split_token(asker)[0])
-    _until(status, grpc.StatusCode.UNAUTHENTICATED)
+    _until(lambda: _status(pair.other, asker), grpc.StatusCode.UNAUTHENTICATED)
+
+
+def test_a_rotated_out_key_stops_at_the_end_of_its_grace_despite_the_cache(pair: Pair) -> None:
+    asker = pair.keys[ASKER]
+    with pair.admin.runtime.sessions.begin() as session:
+        rotation = rotate_key(session, split_token(asker)[0], dt.timedelta(seconds=5))
+    # Verified again after the rotation's change was seen, and cached for 30 s from then.
+    _until(lambda: _status(pair.other, asker), grpc.StatusCode.OK)
+    assert _check(pair.other, rotation.token, "IMG-CT-CHEST-C").item_code == "IMG-CT-CHEST-C"
+    _until(lambda: _status(pair.other, asker), grpc.StatusCode.UNAUTHENTICATED)
