@@ -231,6 +231,21 @@ def _moment(text: str, option: str, violations: list[Violation]) -> dt.datetime 
 
 
 @_reporting_rejections
+def _cmd_review_declared_item(args: argparse.Namespace) -> int:
+    from mutualrec.recognition.result_items import review_declared_item
+
+    uid = args.study.strip()
+    with _admin_sessions().begin() as session:
+        study = review_declared_item(session, uid, args.confirm, _current_catalog(session))
+    if study is None:
+        raise Rejected.one("no such study", "STUDY", f"no study {uid} is held", "NOT_FOUND")
+    stands = "the declared item stands" if args.confirm else "the images' header stands"
+    note = study.not_recognized_reason or "recognized"
+    print(f"study {uid} ({study.performed_item_code or 'no declared item'}): {stands}; {note}")
+    return 0
+
+
+@_reporting_rejections
 def _cmd_add_qualification(args: argparse.Namespace) -> int:
     from mutualrec.storage.catalog_store import add_qualification
 
@@ -917,6 +932,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", metavar="WHEN", help="end, exclusive (default: held until further notice)"
     )
     qualify.set_defaults(run=_cmd_add_qualification)
+    review = admin.add_parser(
+        "review-declared-item",
+        help="resolve a study whose declared item contradicts its images",
+    )
+    review.add_argument("study", metavar="STUDY_INSTANCE_UID")
+    verdict = review.add_mutually_exclusive_group(required=True)
+    verdict.add_argument(
+        "--confirm", action="store_true", help="the declared item stands: recognize it"
+    )
+    verdict.add_argument(
+        "--overrule",
+        action="store_true",
+        help="the images' header stands: recognize the items it shows",
+    )
+    review.set_defaults(run=_cmd_review_declared_item)
     prices = admin.add_parser("load-prices", help="replace an institution's own price list")
     prices.add_argument("--institution", required=True, metavar="CODE")
     prices.add_argument("file", metavar="FILE", help="CSV: item_code,price_cny")

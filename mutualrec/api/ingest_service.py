@@ -72,7 +72,7 @@ def _study_proto(study: StudyOverview | None) -> ingest_pb2.StudySummary | None:
         study_instance_uid=study.study_instance_uid,
         institution_code=study.institution_code,
         accession_number=study.accession_number,
-        study_date=study.study_date.isoformat(),
+        study_date="" if study.study_date is None else study.study_date.isoformat(),
         study_time=study.study_time.isoformat() if study.study_time else "",
         description=study.description,
         modalities=study.modalities,
@@ -82,6 +82,7 @@ def _study_proto(study: StudyOverview | None) -> ingest_pb2.StudySummary | None:
         series_count=study.series_count,
         instance_count=study.instance_count,
         size_bytes=study.size_bytes,
+        not_recognized_reason=study.not_recognized_reason,
     )
 
 

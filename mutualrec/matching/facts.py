@@ -111,6 +111,9 @@ class ResultFacts:
     status: ResultStatus
     report_time: dt.datetime
     issuer: InstitutionFacts
+    # Held for review: a study whose declared item contradicts its images. Never recognized; a
+    # check says why when nothing else answers the item.
+    held: bool = False
 
     def __post_init__(self) -> None:
         require_aware(self.report_time, "report_time")

@@ -139,6 +139,16 @@ def preliminary_only(
     return f"{_reported(result_item, ordered, result, age)}; no final report yet"
 
 
+def held_for_review(
+    result_item: CatalogItem, ordered: CatalogItem, result: ResultFacts, age: dt.timedelta
+) -> str:
+    """The only result is a study whose declared item contradicts its images."""
+    return (
+        f"{_reported(result_item, ordered, result, age)}; the item declared for this study "
+        "contradicts its images, so it is not recognized until an administrator resolves it"
+    )
+
+
 def no_result(ordered: CatalogItem) -> str:
     """Nothing on record that could stand for the ordered item."""
     return f"No result of {_item(ordered)} on record for this patient"

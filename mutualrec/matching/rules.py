@@ -68,7 +68,9 @@ def check_item(
         satisfier = catalog.get(code)
         if satisfier is not None:
             wanted[code] = satisfier
-    current = [result for result in _latest_versions(results) if result.item_code in wanted]
+    versions = [result for result in _latest_versions(results) if result.item_code in wanted]
+    held = [result for result in versions if result.held]
+    current = [result for result in versions if not result.held]
     finals = [
         _final(result, wanted[result.item_code], item, received_at)
         for result in current
@@ -105,6 +107,21 @@ def check_item(
         reason = reasons.preliminary_only(wanted[newest.item_code], item, newest, age)
         return Finding(
             verdict=Verdict.PRELIMINARY_ONLY,
+            item=item,
+            result=newest,
+            valid_until=None,
+            age=age,
+            expired_since=None,
+            saving=_NO_SAVING,
+            reason=reason,
+        )
+
+    if held:
+        newest = max(held, key=_result_recency)
+        age = received_at - newest.report_time
+        reason = reasons.held_for_review(wanted[newest.item_code], item, newest, age)
+        return Finding(
+            verdict=Verdict.NO_RESULT,
             item=item,
             result=newest,
             valid_until=None,

@@ -121,6 +121,17 @@ class Study(Base):
     instance_count: Mapped[int] = mapped_column(Integer, server_default="0")
     size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # The attribute ``study_date`` was read from (StudyDate, else SeriesDate, AcquisitionDate,
+    # ContentDate); empty when the instances carry no date, and ``study_date`` holds
+    # imaging_index.UNDATED (a NOT NULL column cannot become nullable without rebuilding the
+    # table SQLite-side, which the foreign keys to it forbid).
+    date_source: Mapped[str] = mapped_column(String(16), server_default="StudyDate")
+    # An administrator's word on a declared item that contradicts the images: "" (none needed
+    # or not yet given), "confirmed" (the declared item stands) or "overruled" (the header does).
+    declared_item_review: Mapped[str] = mapped_column(String(16), server_default="")
+    # Why the study is not recognized (no date; a declared item awaiting review); empty when it
+    # is. Kept by ingest with the recognition rows.
+    not_recognized_reason: Mapped[str] = mapped_column(String(512), server_default="")
 
 
 class Series(Base):

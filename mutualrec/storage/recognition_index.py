@@ -28,6 +28,10 @@ from mutualrec.storage.models import (
 from mutualrec.storage.sql import as_utc, insert_ignoring_conflicts
 from mutualrec.storage.statistics_index import DELTA_COLUMNS
 
+# The status of a row that is not recognized but that a check must explain: a study whose
+# declared item contradicts its images, until an administrator resolves it. Not a FHIR status.
+HELD = "held"
+
 
 @dataclass(frozen=True, slots=True)
 class IndexedResult:
