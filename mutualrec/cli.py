@@ -464,6 +464,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             issuing_country=args.country,
             order_id=args.order_id,
             department=args.department,
+            accept_language=args.lang,
         )
     if args.json:
         _print_message(response)
@@ -1016,6 +1017,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
     check.add_argument("--order-id", default="", help="the HIS's order number, for the record")
     check.add_argument("--department", default="")
+    check.add_argument(
+        "--lang", default="", help="language of the reasons, Accept-Language style (default zh)"
+    )
     check.add_argument("--json", action="store_true", help="print the reply as JSON")
     client_options(check)
     check.set_defaults(run=_cmd_check)

@@ -84,6 +84,9 @@ class Settings:
     # TLS: the server's certificate and key (PEM), and the CA of hospitals' client
     # certificates, which makes every client present one (mTLS).
     tls: TlsFiles | None = None
+    # How far ahead of the server's clock a reported time may be: hospital clocks drift a little;
+    # beyond this a time in the future is an error in the feed, refused at ingest.
+    clock_skew_seconds: float = 60.0
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -254,4 +257,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_uploads=int(_number(env, "MAX_UPLOADS", 16, 0)),
         max_concurrent_calls=int(_number(env, "MAX_CONCURRENT_CALLS", 1000, 1)),
         tls=_tls_files(env),
+        clock_skew_seconds=_number(env, "CLOCK_SKEW_SECONDS", 60, 0),
     )

@@ -355,6 +355,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             FHIR_VERSIONS[request.fhir_version],
             received_at,
             self.runtime.settings.patient_key_secret,
+            clock_skew=dt.timedelta(seconds=self.runtime.settings.clock_skew_seconds),
         )
         if isinstance(prepared, Refusal):
             await abort_with_violations(

@@ -17,6 +17,7 @@ from mutualrec.ingest.fhir_document import INDEXED_TYPE, Entry, FhirDocument, re
 from mutualrec.ingest.fhir_patient import identity_from_identifier, identity_from_identifiers
 from mutualrec.ingest.fhir_validation import FhirVersion, validate_resource
 from mutualrec.ingest.lab_result import (
+    CLOCK_TOLERANCE,
     LabResult,
     ReportContext,
     normalize_observation,
@@ -196,7 +197,11 @@ def _specimen(
 
 
 def prepare_submission(
-    body: bytes, version: FhirVersion, received_at: dt.datetime
+    body: bytes,
+    version: FhirVersion,
+    received_at: dt.datetime,
+    *,
+    clock_skew: dt.timedelta = CLOCK_TOLERANCE,
 ) -> PreparedSubmission:
     """Read, validate, resolve and normalize every entry of ``body``.
 
@@ -242,7 +247,7 @@ def prepare_submission(
         context = contexts.get(item.entry.index, ReportContext())
         context = ReportContext(context.report_ref, context.report_issued, collected_at)
         normalized = normalize_observation(
-            item.entry.resource, item.entry.field, context, received_at
+            item.entry.resource, item.entry.field, context, received_at, clock_skew=clock_skew
         )
         if isinstance(normalized, list):
             item.violations.extend(normalized)

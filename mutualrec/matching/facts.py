@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from mutualrec.matching.catalog import CatalogItem, ItemCategory
+from mutualrec.matching.language import Reason
 
 
 def require_aware(value: dt.datetime, name: str) -> None:
@@ -143,6 +144,7 @@ class Finding:
     """The verdict for one ordered item, the result it rests on, and a reason a doctor can read.
 
     ``saving`` is what recognizing would avoid; it is booked only when the doctor accepts.
+    ``age`` is never negative: a report stamped within the clock skew after the check is new.
     """
 
     verdict: Verdict
@@ -152,4 +154,4 @@ class Finding:
     age: dt.timedelta | None
     expired_since: dt.datetime | None
     saving: Decimal
-    reason: str
+    reason: Reason

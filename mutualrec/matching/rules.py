@@ -23,6 +23,7 @@ from mutualrec.matching.facts import (
     Verdict,
     require_aware,
 )
+from mutualrec.matching.language import Reason
 
 _NO_SAVING = Decimal(0)
 
@@ -83,47 +84,69 @@ def check_item(
         qualified = [final for final, gap in assessed if gap is None]
         if qualified:
             best = max(qualified, key=_recency)
-            age = received_at - best.result.report_time
+            age = _age(received_at, best.result)
             price = (price_list or {}).get(item.code, item.reference_price)
-            reason = reasons.recognizable(best.item, item, best.result, age, best.valid_until)
+            reason = reasons.recognizable(
+                best.item, item, best.result, age, best.valid_until, received_at
+            )
             return _finding(Verdict.RECOGNIZABLE, item, best, age, None, price, reason)
         best, gap = max(assessed, key=lambda pair: _recency(pair[0]))
-        age = received_at - best.result.report_time
+        age = _age(received_at, best.result)
         reason = _gap_reason(gap, best, item, age, asker, qualifications)
         return _finding(Verdict.ISSUER_NOT_QUALIFIED, item, best, age, None, _NO_SAVING, reason)
 
+    pending = [result for result in current if result.status in PENDING_STATUSES]
+    newest = max(pending, key=_result_recency) if pending else None
     if finals:
         latest = max(finals, key=lambda final: (final.valid_until, *_recency(final)))
-        age = received_at - latest.result.report_time
-        reason = reasons.expired(
-            latest.item, item, latest.result, age, latest.valid_until, latest.window
+        age = _age(received_at, latest.result)
+        if newest is None or newest.report_time <= latest.result.report_time:
+            reason = reasons.expired(
+                latest.item,
+                item,
+                latest.result,
+                age,
+                latest.valid_until,
+                latest.window,
+                received_at,
+            )
+            return _finding(
+                Verdict.EXPIRED, item, latest, age, latest.valid_until, _NO_SAVING, reason
+            )
+        # A newer result is on its way: the doctor waits for it rather than for nothing.
+        reason = reasons.pending_after_expired(
+            wanted[newest.item_code],
+            item,
+            newest,
+            _age(received_at, newest),
+            latest.result,
+            latest.valid_until,
+            received_at,
         )
-        return _finding(Verdict.EXPIRED, item, latest, age, latest.valid_until, _NO_SAVING, reason)
-
-    pending = [result for result in current if result.status in PENDING_STATUSES]
-    if pending:
-        newest = max(pending, key=_result_recency)
-        age = received_at - newest.report_time
-        reason = reasons.preliminary_only(wanted[newest.item_code], item, newest, age)
+    elif newest is not None:
+        reason = reasons.preliminary_only(
+            wanted[newest.item_code], item, newest, _age(received_at, newest)
+        )
+    if newest is not None:
         return Finding(
             verdict=Verdict.PRELIMINARY_ONLY,
             item=item,
             result=newest,
             valid_until=None,
-            age=age,
+            age=_age(received_at, newest),
             expired_since=None,
             saving=_NO_SAVING,
             reason=reason,
         )
 
     if held:
-        newest = max(held, key=_result_recency)
-        age = received_at - newest.report_time
-        reason = reasons.held_for_review(wanted[newest.item_code], item, newest, age)
+        study = max(held, key=_result_recency)
+        age = _age(received_at, study)
+        reason = reasons.held_for_review(wanted[study.item_code], item, study, age)
         return Finding(
             verdict=Verdict.NO_RESULT,
             item=item,
-            result=newest,
+            result=study,
             valid_until=None,
             age=age,
             expired_since=None,
@@ -155,6 +178,11 @@ def _latest_versions(results: Iterable[ResultFacts]) -> list[ResultFacts]:
     for row in rows:
         latest[row.result_ref] = max(row.version, latest.get(row.result_ref, row.version))
     return [row for row in rows if row.version == latest[row.result_ref]]
+
+
+def _age(received_at: dt.datetime, result: ResultFacts) -> dt.timedelta:
+    """How old the result is when the check arrives; zero for one stamped a moment later."""
+    return max(received_at - result.report_time, dt.timedelta(0))
 
 
 def _to_the_second(value: dt.datetime) -> dt.datetime:
@@ -231,7 +259,7 @@ def _gap_reason(
     age: dt.timedelta,
     asker: InstitutionFacts,
     qualifications: Iterable[Qualification],
-) -> str:
+) -> Reason:
     if gap is _IssuerGap.OUT_OF_SCOPE:
         scopes = frozenset(mark.scope for mark in _marks(final, qualifications))
         return reasons.issuer_out_of_scope(final.item, ordered, final.result, age, asker, scopes)
@@ -247,7 +275,7 @@ def _finding(
     age: dt.timedelta,
     expired_since: dt.datetime | None,
     saving: Decimal,
-    reason: str,
+    reason: Reason,
 ) -> Finding:
     return Finding(
         verdict=verdict,
@@ -261,7 +289,7 @@ def _finding(
     )
 
 
-def _without_result(verdict: Verdict, ordered: CatalogItem | None, reason: str) -> Finding:
+def _without_result(verdict: Verdict, ordered: CatalogItem | None, reason: Reason) -> Finding:
     return Finding(
         verdict=verdict,
         item=ordered,

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from mutualrec.matching.decisions import DeclineReason, validate_decision
 from mutualrec.matching.facts import Policy, Verdict
+from mutualrec.matching.language import DEFAULT_LANGUAGE, Language
 from mutualrec.recognition.order_check import CheckedLine, decide_lines, plan_lines, wanted_items
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.statistics.periods import today
@@ -74,6 +75,8 @@ class CheckContext:
     order_id: str = ""
     department: str = ""
     emergency: bool = False
+    # The language the reasons are answered (and recorded) in.
+    language: Language = DEFAULT_LANGUAGE
 
 
 class Recognition:
@@ -266,7 +269,7 @@ def _record_rows(
                 "ordered_code": checked.line.ordered_code[:64],
                 "item_code": checked.line.item.code if checked.line.item else "",
                 "verdict": finding.verdict.value,
-                "reason": finding.reason[:500],
+                "reason": finding.reason.text(context.language)[:500],
                 "result_ref": cited.result_ref if cited else "",
                 "result_version": cited.version if cited else 0,
                 "issuer_institution_id": cited.institution_id if cited else None,

@@ -65,3 +65,10 @@ def test_production_mode_starts_with_two_distinct_random_secrets(tmp_path: Path)
     assert settings.patient_key_secret == patient.encode()
     assert settings.token_secret == token.encode()
     assert not (tmp_path / "patient-key.secret").exists()
+
+
+def test_the_clock_skew_is_a_minute_unless_set(tmp_path: Path) -> None:
+    assert load_settings(_env(tmp_path)).clock_skew_seconds == 60
+    assert load_settings(_env(tmp_path, CLOCK_SKEW_SECONDS="5")).clock_skew_seconds == 5
+    with pytest.raises(ConfigError, match="MUTUALREC_CLOCK_SKEW_SECONDS must be at least 0"):
+        load_settings(_env(tmp_path, CLOCK_SKEW_SECONDS="-1"))
