@@ -231,6 +231,26 @@ def _moment(text: str, option: str, violations: list[Violation]) -> dt.datetime 
 
 
 @_reporting_rejections
+def _cmd_load_policy(args: argparse.Namespace) -> int:
+    from mutualrec.storage.policy_store import ensure_policy
+
+    text = _read_text(args.file)
+    with _admin_sessions().begin() as session:
+        policy, recorded = ensure_policy(session, text, _current_catalog(session))
+    state = "loaded, in force" if recorded else "was already loaded with this content"
+    rules = "; ".join(
+        f"{category.value}: window from {policy.anchor(category).value}, "
+        f"{policy.level_rule(category).value}"
+        for category in policy.anchors
+    )
+    print(
+        f"policy {policy.version} {state} (servers apply it within a minute): {rules}; "
+        f"{len(policy.suspensions)} suspension(s); sha256 {policy.sha256}"
+    )
+    return 0
+
+
+@_reporting_rejections
 def _cmd_review_declared_item(args: argparse.Namespace) -> int:
     from mutualrec.recognition.result_items import review_declared_item
 
@@ -933,6 +953,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", metavar="WHEN", help="end, exclusive (default: held until further notice)"
     )
     qualify.set_defaults(run=_cmd_add_qualification)
+    policy = admin.add_parser(
+        "load-policy", help="record the region's policy file as a new version, in force"
+    )
+    policy.add_argument("file", metavar="FILE", help="policy TOML (see matching/data)")
+    policy.set_defaults(run=_cmd_load_policy)
     review = admin.add_parser(
         "review-declared-item",
         help="resolve a study whose declared item contradicts its images",

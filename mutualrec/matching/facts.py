@@ -115,16 +115,14 @@ class ResultFacts:
     # Held for review: a study whose declared item contradicts its images. Never recognized; a
     # check says why when nothing else answers the item.
     held: bool = False
+    # When the specimen was collected (lab results; FHIR effective time), if known: where the
+    # window starts under a collection-anchored policy.
+    collected_at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.report_time, "report_time")
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Regional choices the national rules leave open."""
-
-    higher_level_accepts_lower: bool = False
+        if self.collected_at is not None:
+            require_aware(self.collected_at, "collected_at")
 
 
 class Verdict(enum.Enum):

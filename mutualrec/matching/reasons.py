@@ -82,6 +82,14 @@ def _reported(
     )
 
 
+def _from_collection(collected_at: dt.datetime | None) -> Reason:
+    """Where the window starts, when not at the report: the specimen's collection."""
+    if collected_at is None:
+        return Reason("", "")
+    moment = local_time(collected_at)
+    return Reason(f" from specimen collection {moment}", f"，自{moment}采样起算")
+
+
 def _then(first: Reason, en: str, zh: str) -> Reason:
     return Reason(f"{first.en}; {en}", f"{first.zh}；{zh}")
 
@@ -93,11 +101,14 @@ def recognizable(
     age: dt.timedelta,
     valid_until: dt.datetime,
     received_at: dt.datetime,
+    collected_at: dt.datetime | None = None,
 ) -> Reason:
     """A result the doctor may adopt instead of ordering again."""
     until = _boundary(valid_until, received_at)
     return _then(
-        _reported(result_item, ordered, result, age), f"valid until {until}", f"有效期至{until}"
+        _reported(result_item, ordered, result, age),
+        f"valid until {until}{_from_collection(collected_at).en}",
+        f"有效期至{until}{_from_collection(collected_at).zh}",
     )
 
 
@@ -109,13 +120,15 @@ def expired(
     valid_until: dt.datetime,
     window: dt.timedelta,
     received_at: dt.datetime,
+    collected_at: dt.datetime | None = None,
 ) -> Reason:
     """The newest final result is older than the item's validity window."""
     until, valid_for = _boundary(valid_until, received_at), _window(window)
+    collection = _from_collection(collected_at)
     return _then(
         _reported(result_item, ordered, result, age),
-        f"expired {until} (valid for {valid_for.en})",
-        f"已于{until}过期（有效期{valid_for.zh}）",
+        f"expired {until} (valid for {valid_for.en}{collection.en})",
+        f"已于{until}过期（有效期{valid_for.zh}{collection.zh}）",
     )
 
 
@@ -149,20 +162,40 @@ def issuer_out_of_scope(
     )
 
 
-def issuer_level_too_low(
+def level_rule(
     result_item: CatalogItem,
     ordered: CatalogItem,
     result: ResultFacts,
     age: dt.timedelta,
     asker: InstitutionFacts,
+    rule: str,
 ) -> Reason:
-    """A higher-level asker need not accept a lower-level issuer's result."""
+    """The region's level rule does not let the asker recognize the issuer's level."""
     issuer_en, issuer_zh = _LEVEL_NAMES[result.issuer.level]
     asker_en, asker_zh = _LEVEL_NAMES[asker.level]
     return _then(
         _reported(result_item, ordered, result, age),
-        f"results of a {issuer_en} institution are not recognized by {asker.name} ({asker_en})",
-        f"{asker.name}（{asker_zh}）不互认{issuer_zh}机构的结果",
+        f"by the level rule ({rule}) results of a {issuer_en} institution are not recognized "
+        f"by {asker.name} ({asker_en})",
+        f"按等级规则（{rule}），{asker.name}（{asker_zh}）不互认{issuer_zh}机构的结果",
+    )
+
+
+def qualification_suspended(
+    result_item: CatalogItem,
+    ordered: CatalogItem,
+    result: ResultFacts,
+    age: dt.timedelta,
+    since: dt.datetime,
+    why: str,
+) -> Reason:
+    """The issuer's qualification was suspended when it reported."""
+    name, start = result.issuer.name, local_time(since)
+    return _then(
+        _reported(result_item, ordered, result, age),
+        f"{name}'s recognition qualification for {result_item.name_zh} is suspended from "
+        f"{start} ({why})",
+        f"{name}的{result_item.name_zh}互认资质自{start}起暂停（{why}）",
     )
 
 

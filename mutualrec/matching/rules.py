@@ -16,7 +16,6 @@ from mutualrec.matching.facts import (
     PENDING_STATUSES,
     Finding,
     InstitutionFacts,
-    Policy,
     Qualification,
     ResultFacts,
     Scope,
@@ -24,6 +23,7 @@ from mutualrec.matching.facts import (
     require_aware,
 )
 from mutualrec.matching.language import Reason
+from mutualrec.matching.policy import Policy, Suspension, WindowAnchor
 
 _NO_SAVING = Decimal(0)
 
@@ -31,9 +31,10 @@ _NO_SAVING = Decimal(0)
 class _IssuerGap(enum.Enum):
     """Why a final, valid result's issuer does not count for the asker."""
 
-    NO_MARK = enum.auto()
-    OUT_OF_SCOPE = enum.auto()
     LEVEL = enum.auto()
+    NO_MARK = enum.auto()
+    SUSPENDED = enum.auto()
+    OUT_OF_SCOPE = enum.auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ class _Final:
     window: dt.timedelta
     valid_until: dt.datetime
     valid: bool
+    # When the window runs from specimen collection, the collection time; None from the report.
+    collected_at: dt.datetime | None
 
 
 def check_item(
@@ -73,7 +76,7 @@ def check_item(
     held = [result for result in versions if result.held]
     current = [result for result in versions if not result.held]
     finals = [
-        _final(result, wanted[result.item_code], item, received_at)
+        _final(result, wanted[result.item_code], item, received_at, policy)
         for result in current
         if result.status in FINAL_STATUSES
     ]
@@ -87,12 +90,12 @@ def check_item(
             age = _age(received_at, best.result)
             price = (price_list or {}).get(item.code, item.reference_price)
             reason = reasons.recognizable(
-                best.item, item, best.result, age, best.valid_until, received_at
+                best.item, item, best.result, age, best.valid_until, received_at, best.collected_at
             )
             return _finding(Verdict.RECOGNIZABLE, item, best, age, None, price, reason)
         best, gap = max(assessed, key=lambda pair: _recency(pair[0]))
         age = _age(received_at, best.result)
-        reason = _gap_reason(gap, best, item, age, asker, qualifications)
+        reason = _gap_reason(gap, best, item, age, asker, qualifications, policy)
         return _finding(Verdict.ISSUER_NOT_QUALIFIED, item, best, age, None, _NO_SAVING, reason)
 
     pending = [result for result in current if result.status in PENDING_STATUSES]
@@ -109,6 +112,7 @@ def check_item(
                 latest.valid_until,
                 latest.window,
                 received_at,
+                latest.collected_at,
             )
             return _finding(
                 Verdict.EXPIRED, item, latest, age, latest.valid_until, _NO_SAVING, reason
@@ -190,15 +194,27 @@ def _to_the_second(value: dt.datetime) -> dt.datetime:
 
 
 def _final(
-    result: ResultFacts, result_item: CatalogItem, ordered: CatalogItem, received_at: dt.datetime
+    result: ResultFacts,
+    result_item: CatalogItem,
+    ordered: CatalogItem,
+    received_at: dt.datetime,
+    policy: Policy,
 ) -> _Final:
     # The stricter window wins: an order for a fast-changing item is not satisfied by a result
     # whose own item happens to keep longer.
     window = min(ordered.validity, result_item.validity)
+    # A result indexed before collection times were kept runs from its report time until the
+    # index is rebuilt: later than collection, so it errs on the side of the old rule.
+    collected_at = (
+        result.collected_at
+        if policy.anchor(result_item.category) is WindowAnchor.COLLECTION
+        else None
+    )
+    start = collected_at or result.report_time
     # Elapsed time, not wall-clock time: a 6-hour window is 6 hours across a DST change too.
-    valid_until = result.report_time.astimezone(dt.UTC) + window
+    valid_until = start.astimezone(dt.UTC) + window
     valid = _to_the_second(received_at) <= _to_the_second(valid_until)
-    return _Final(result, result_item, window, valid_until, valid)
+    return _Final(result, result_item, window, valid_until, valid, collected_at)
 
 
 def _recency(final: _Final) -> tuple[dt.datetime, int, str, str]:
@@ -241,15 +257,32 @@ def _issuer_gap(
     qualifications: Iterable[Qualification],
     policy: Policy,
 ) -> _IssuerGap | None:
-    marks = _marks(final, qualifications)
     issuer = final.result.issuer
+    # The level rule first: a result it refuses is refused whatever the issuer's marks.
+    if not policy.level_rule(final.item.category).allows(issuer.level, asker.level):
+        return _IssuerGap.LEVEL
+    marks = _marks(final, qualifications)
     if not marks:
         return _IssuerGap.NO_MARK
+    if _suspension(final, policy) is not None:
+        return _IssuerGap.SUSPENDED
     if not any(_scope_covers(mark.scope, issuer, asker) for mark in marks):
         return _IssuerGap.OUT_OF_SCOPE
-    if issuer.level < asker.level and not policy.higher_level_accepts_lower:
-        return _IssuerGap.LEVEL
     return None
+
+
+def _suspension(final: _Final, policy: Policy) -> Suspension | None:
+    """The suspension of the issuer's qualification for the item at the result's report time."""
+    result, item = final.result, final.item
+    return next(
+        (
+            suspension
+            for suspension in policy.suspensions
+            if suspension.covers(result.issuer.code, item.code, item.category)
+            and suspension.during(result.report_time)
+        ),
+        None,
+    )
 
 
 def _gap_reason(
@@ -259,12 +292,19 @@ def _gap_reason(
     age: dt.timedelta,
     asker: InstitutionFacts,
     qualifications: Iterable[Qualification],
+    policy: Policy,
 ) -> Reason:
     if gap is _IssuerGap.OUT_OF_SCOPE:
         scopes = frozenset(mark.scope for mark in _marks(final, qualifications))
         return reasons.issuer_out_of_scope(final.item, ordered, final.result, age, asker, scopes)
     if gap is _IssuerGap.LEVEL:
-        return reasons.issuer_level_too_low(final.item, ordered, final.result, age, asker)
+        rule = policy.level_rule(final.item.category)
+        return reasons.level_rule(final.item, ordered, final.result, age, asker, rule.value)
+    suspension = _suspension(final, policy)
+    if gap is _IssuerGap.SUSPENDED and suspension is not None:
+        return reasons.qualification_suspended(
+            final.item, ordered, final.result, age, suspension.start, suspension.reason
+        )
     return reasons.issuer_without_mark(final.item, ordered, final.result, age)
 
 

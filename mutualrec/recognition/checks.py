@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from mutualrec.matching.decisions import DeclineReason, validate_decision
-from mutualrec.matching.facts import Policy, Verdict
+from mutualrec.matching.facts import Verdict
 from mutualrec.matching.language import DEFAULT_LANGUAGE, Language
 from mutualrec.recognition.order_check import CheckedLine, decide_lines, plan_lines, wanted_items
 from mutualrec.recognition.reference import ReferenceCache
@@ -86,15 +86,9 @@ class Recognition:
     :func:`mutualrec.storage.db.make_engine`); decisions still commit durably.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        reference: ReferenceCache,
-        policy: Policy | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, reference: ReferenceCache) -> None:
         self.engine = engine
         self.reference = reference
-        self.policy = policy or Policy()
 
     def check(
         self,
@@ -131,7 +125,7 @@ class Recognition:
         reports: list[CheckReport] = []
 
         def answer(rows: list[IndexedResult]) -> recognition_index.CheckRows:
-            checked = decide_lines(lines, rows, data, asker_id, received_at, prices, self.policy)
+            checked = decide_lines(lines, rows, data, asker_id, received_at, prices, data.policy)
             report = CheckReport(str(uuid.uuid4()), received_at, data.catalog.version, checked)
             reports.append(report)
             return _record_rows(report, asker_id, patient_key, context, data.directory)

@@ -13,7 +13,8 @@ from decimal import Decimal
 
 from mutualrec.matching.catalog import Catalog, CatalogItem
 from mutualrec.matching.codes import OrderResolution, resolve_ordered_code
-from mutualrec.matching.facts import Finding, Policy, ResultFacts, ResultStatus
+from mutualrec.matching.facts import Finding, ResultFacts, ResultStatus
+from mutualrec.matching.policy import Policy
 from mutualrec.matching.rules import check_item, unresolved_finding
 from mutualrec.recognition.reference import ReferenceData
 from mutualrec.storage.recognition_index import HELD, IndexedResult
@@ -79,6 +80,7 @@ def _facts(rows: Sequence[IndexedResult], data: ReferenceData) -> list[ResultFac
                     row.report_time,
                     issuer,
                     held,
+                    row.collected_at,
                 )
             )
     return facts

@@ -74,6 +74,9 @@ def lab_rows(
 ) -> list[dict[str, Any]]:
     """Index rows of one lab result version, one per catalog item it is."""
     detail = lab_detail(result)
+    # The Specimen's collection time when the document carries one, else the Observation's
+    # effective time (for a lab result, when the specimen was taken).
+    collected_at = (result.specimen_collected_at or result.effective_at).astimezone(dt.UTC)
     return [
         {
             "patient_key": patient_key,
@@ -85,6 +88,7 @@ def lab_rows(
             "report_time": result.report_time.astimezone(dt.UTC),
             "institution_id": institution_id,
             "detail": detail,
+            "collected_at": collected_at,
         }
         for item_code in sorted(item_codes)
     ]
@@ -186,6 +190,7 @@ def index_study(session: Session, overview: StudyOverview, catalog: Catalog) -> 
                     "report_time": report_time,
                     "institution_id": parties.institution_id,
                     "detail": detail,
+                    "collected_at": None,
                 }
                 for item_code in sorted(items)
             ],

@@ -322,6 +322,21 @@ class RecognitionResult(Base):
     report_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
     detail: Mapped[str] = mapped_column(Text)
+    # When a lab result's specimen was collected: where its window starts under a
+    # collection-anchored region policy. None for studies and rows indexed before 0012.
+    collected_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RegionPolicyVersion(Base):
+    """A loaded version of the region's policy file; the last loaded is in force."""
+
+    __tablename__ = "region_policy_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source_text: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 class RecognitionCheck(Base):

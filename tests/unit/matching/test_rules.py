@@ -21,13 +21,13 @@ from mutualrec.matching.facts import (
     Finding,
     InstitutionFacts,
     InstitutionLevel,
-    Policy,
     Qualification,
     ResultFacts,
     ResultStatus,
     Scope,
     Verdict,
 )
+from mutualrec.matching.policy import LevelRule, Policy
 from mutualrec.matching.rules import check_item, unresolved_finding
 from tests.unit.matching.builders import (
     ALL_MARKS,
@@ -239,10 +239,11 @@ def test_issuer_below_the_askers_level() -> None:
     assert found.verdict is Verdict.ISSUER_NOT_QUALIFIED
     assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 渝中区社区卫生服务中心, "
-        "reported 2026-11-01 08:30, 20 days ago; results of a primary institution are not "
-        "recognized by 重庆医科大学附属第二医院 (tertiary)"
+        "reported 2026-11-01 08:30, 20 days ago; by the level rule (lower-accepts-higher) "
+        "results of a primary institution are not recognized by 重庆医科大学附属第二医院 "
+        "(tertiary)"
     )
-    lenient = Policy(higher_level_accepts_lower=True)
+    lenient = Policy(level_rules=dict.fromkeys(ItemCategory, LevelRule.HIGHER_ACCEPTS_LOWER))
     assert find(
         "IMG-CT-CHEST", [chest], received, qualifications=marks, policy=lenient
     ).verdict is (Verdict.RECOGNIZABLE)
@@ -572,7 +573,7 @@ LEVELS = list(InstitutionLevel)
     same_region=st.booleans(),
     issuer_level=st.sampled_from(LEVELS),
     asker_level=st.sampled_from(LEVELS),
-    higher_accepts_lower=st.booleans(),
+    rule=st.sampled_from(list(LevelRule)),
 )
 def test_scope_and_level(
     scope: Scope,
@@ -580,7 +581,7 @@ def test_scope_and_level(
     same_region: bool,
     issuer_level: InstitutionLevel,
     asker_level: InstitutionLevel,
-    higher_accepts_lower: bool,
+    rule: LevelRule,
 ) -> None:
     issuer = InstitutionFacts("I", "出具医院", issuer_level, "重庆市", "川渝")
     asker = InstitutionFacts(
@@ -600,17 +601,23 @@ def test_scope_and_level(
         InstitutionLevel.SECONDARY: 2,
         InstitutionLevel.TERTIARY: 3,
     }
-    level_ok = rank[issuer_level] >= rank[asker_level] or higher_accepts_lower
+    level_ok = {
+        LevelRule.SAME_LEVEL_ONLY: rank[issuer_level] == rank[asker_level],
+        LevelRule.LOWER_ACCEPTS_HIGHER: rank[issuer_level] >= rank[asker_level],
+        LevelRule.HIGHER_ACCEPTS_LOWER: True,
+    }[rule]
     found = find(
         "IMG-CT-CHEST",
         [result(shanghai(2026, 11, 1), issuer=issuer)],
         shanghai(2026, 11, 2),
         asker=asker,
         qualifications=(mark(issuer, scope=scope),),
-        policy=Policy(higher_level_accepts_lower=higher_accepts_lower),
+        policy=Policy(level_rules={ItemCategory.IMAGING: rule, ItemCategory.LAB: rule}),
     )
     expected = Verdict.RECOGNIZABLE if covered and level_ok else Verdict.ISSUER_NOT_QUALIFIED
     assert found.verdict is expected
+    # A level rule's refusal says so, whatever the scope of the issuer's mark.
+    assert ("by the level rule" in found.reason.en) is (not level_ok)
 
 
 def test_institution_levels_are_ordered() -> None:
