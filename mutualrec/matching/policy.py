@@ -100,6 +100,9 @@ class Policy:
     )
     suspensions: tuple[Suspension, ...] = ()
     sha256: str = ""
+    # Whether statistics count a hospital's reuse of its own earlier results as recognition
+    # (they always report it apart as well).
+    own_institution_counts: bool = True
 
     def anchor(self, category: ItemCategory) -> WindowAnchor:
         """Where windows of the category's items start."""
@@ -114,7 +117,8 @@ class PolicyError(Rejected):
     """A policy file that cannot be loaded; ``violations`` lists every problem by key."""
 
 
-_TOP_KEYS = {"version", "categories", "suspensions"}
+_TOP_KEYS = {"version", "categories", "suspensions", "statistics"}
+_STATISTICS_KEYS = {"own_institution_counts"}
 _CATEGORY_KEYS = {"window_anchor", "level_rule"}
 _SUSPENSION_KEYS = {"institution", "item", "category", "from", "until", "reason"}
 
@@ -244,6 +248,17 @@ def load_policy(text: str) -> Policy:
     if not isinstance(version, str) or not version.strip():
         problems.append(Violation("version", "a version such as 2026.1", "MISSING_FIELD"))
     anchors, levels = _categories(raw.get("categories", {}), problems)
+    statistics = raw.get("statistics", {})
+    own_counts = True
+    if not isinstance(statistics, dict):
+        problems.append(Violation("statistics", "a table", "BAD_VALUE"))
+    else:
+        problems += _unknown_keys(statistics, _STATISTICS_KEYS, "statistics.")
+        own_counts = statistics.get("own_institution_counts", True)
+        if not isinstance(own_counts, bool):
+            problems.append(
+                Violation("statistics.own_institution_counts", "true or false", "BAD_VALUE")
+            )
     suspensions_raw = raw.get("suspensions", [])
     suspensions: list[Suspension] = []
     if not isinstance(suspensions_raw, list):
@@ -262,6 +277,7 @@ def load_policy(text: str) -> Policy:
         level_rules=levels,
         suspensions=tuple(suspensions),
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        own_institution_counts=bool(own_counts),
     )
 
 

@@ -413,6 +413,11 @@ class TallyCounters:
     declined_body_part_mismatch: Mapped[int] = mapped_column(BigInteger)
     declined_other: Mapped[int] = mapped_column(BigInteger)
     declined_unspecified: Mapped[int] = mapped_column(BigInteger)
+    # The asking institution's own results among the recognizable, accepted and saved (0 in
+    # tallies made before migration 0013 until the statistics are rebuilt).
+    items_recognizable_own: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    accepted_own: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    saving_fen_own: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class StatTally(TallyCounters, Base):

@@ -78,6 +78,7 @@ def test_a_policy_file_is_read_with_defaults_for_what_it_leaves_out() -> None:
     assert policy.level_rule(ItemCategory.LAB) is LevelRule.SAME_LEVEL_ONLY
     assert policy.anchor(ItemCategory.IMAGING) is WindowAnchor.EXAM
     assert policy.level_rule(ItemCategory.IMAGING) is LevelRule.LOWER_ACCEPTS_HIGHER
+    assert policy.own_institution_counts is True
     assert policy.suspensions == (
         Suspension(
             "CQ-0001",
@@ -116,6 +117,13 @@ def test_a_policy_file_is_read_with_defaults_for_what_it_leaves_out() -> None:
             "version = '1'\n[[suspensions]]\ninstitution = 'H1'\ncategory = 'lab'\n"
             "from = 'soon'\nreason = 'EQA'\n",
             [("suspensions[0].from", "BAD_DATETIME")],
+        ),
+        (
+            "version = '1'\n[statistics]\nown_institution_counts = 'no'\nsplit = true\n",
+            [
+                ("statistics.split", "UNKNOWN_KEY"),
+                ("statistics.own_institution_counts", "BAD_VALUE"),
+            ],
         ),
     ],
 )
