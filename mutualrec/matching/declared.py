@@ -43,8 +43,9 @@ def _same_region(declared: str, header: str) -> bool:
 def contradictions(declared: CatalogItem, series: Sequence[SeriesFacts]) -> list[str]:
     """What the headers say against the declared imaging item; empty when nothing does.
 
-    Only what a header positively states counts: a series without body part or a report series
-    contradicts nothing.
+    Only what a header positively states counts: a series without body part, a report series,
+    or a contrast study whose series name no agent (ContrastBolusAgent is often left empty)
+    contradicts nothing; a contrast agent on a study declared without contrast does.
     """
     images = [
         one for one in series if one.modality.strip().upper() not in _NOT_IMAGES and one.modality
@@ -59,11 +60,6 @@ def contradictions(declared: CatalogItem, series: Sequence[SeriesFacts]) -> list
     parts = {one.body_part.upper() for one in matching if one.body_part}
     if parts and not any(_same_region(declared.body_part, part) for part in parts):
         problems.append(f"body part {','.join(sorted(parts))}, not {declared.body_part}")
-    contrast = any(one.contrast for one in matching)
-    if contrast != declared.contrast:
-        problems.append(
-            "no contrast agent, the item is with contrast"
-            if declared.contrast
-            else "a contrast agent, the item is without contrast"
-        )
+    if not declared.contrast and any(one.contrast for one in matching):
+        problems.append("a contrast agent, the item is without contrast")
     return problems

@@ -19,7 +19,7 @@ CATALOG = packaged_catalog()
         (
             "IMG-CT-CHEST-C",
             [("CT", "HEAD", False)],
-            ["body part HEAD, not CHEST", "no contrast agent, the item is with contrast"],
+            ["body part HEAD, not CHEST"],
         ),
         (
             "IMG-CT-CHEST",
@@ -31,6 +31,8 @@ CATALOG = packaged_catalog()
         ("IMG-MR-BRAIN", [("MR", "HEAD", False)], []),
         ("IMG-CT-KUB", [("CT", "ABDOMEN", False), ("CT", "PELVIS", False)], []),
         ("IMG-CT-CHEST-C", [("CT", "", False), ("CT", "", True)], []),
+        # ContrastBolusAgent is often left empty: its absence says nothing.
+        ("IMG-CT-CHEST-C", [("CT", "CHEST", False)], []),
         ("IMG-CT-CHEST-C", [("CT", "CHEST", True), ("SR", "", False)], []),
         ("IMG-US-ABD", [("SR", "", False), ("OT", "HEAD", False)], []),
         ("IMG-US-ABD", [], []),
