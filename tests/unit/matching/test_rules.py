@@ -680,3 +680,17 @@ def test_a_mark_names_an_item_or_a_category() -> None:
         Qualification("I", None, None, Scope.CITY, shanghai(2026, 1, 1), None)
     with pytest.raises(ValueError, match="before it starts"):
         mark(valid_from=shanghai(2026, 1, 2), valid_until=shanghai(2026, 1, 1))
+
+
+@given(
+    report_time=report_times,
+    offset=st.timedeltas(min_value=dt.timedelta(minutes=-5), max_value=dt.timedelta(days=200)),
+    status=st.sampled_from(list(ResultStatus)),
+)
+def test_an_age_is_never_negative(
+    report_time: dt.datetime, offset: dt.timedelta, status: ResultStatus
+) -> None:
+    # A report stamped up to the clock skew after the check arrived reads as new, not as -N.
+    found = find("IMG-CT-CHEST", [result(report_time, status=status)], report_time + offset)
+    assert found.age is None or found.age >= dt.timedelta(0)
+    assert found.age is None or found.age == max(offset, dt.timedelta(0))
