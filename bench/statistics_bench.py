@@ -365,19 +365,24 @@ def make_items(insts: Sequence[Inst], version: str) -> ItemTable:
             age = dt.timedelta(hours=5 + 31 * n)
             result = ResultFacts(f"lab:{n}", 1, item.code, ResultStatus.FINAL, when - age, facts)
             until = when - age + item.validity
-            pools["RECOGNIZABLE"].append(reasons.recognizable(item, item, result, age, until))
+            # Recorded as a check answers by default: in Chinese.
+            pools["RECOGNIZABLE"].append(
+                reasons.recognizable(item, item, result, age, until, when).zh
+            )
             pools["EXPIRED"].append(
-                reasons.expired(item, item, result, age + item.validity, until, item.validity)
+                reasons.expired(
+                    item, item, result, age + item.validity, until, item.validity, when
+                ).zh
             )
             pools["ISSUER_NOT_QUALIFIED"].append(
-                reasons.issuer_without_mark(item, item, result, age)
+                reasons.issuer_without_mark(item, item, result, age).zh
             )
-            pools["PRELIMINARY_ONLY"].append(reasons.preliminary_only(item, item, result, age))
-        pools["NO_RESULT"] = [reasons.no_result(item)]
+            pools["PRELIMINARY_ONLY"].append(reasons.preliminary_only(item, item, result, age).zh)
+        pools["NO_RESULT"] = [reasons.no_result(item).zh]
         for verdict, pool in pools.items():
             texts[verdict].append([_copy_safe(t[:500]) for t in pool])
     texts["NOT_COVERED"] = [
-        [_copy_safe(reasons.not_covered(code, version)) for code in LAB_NOT_COVERED]
+        [_copy_safe(reasons.not_covered(code, version).zh) for code in LAB_NOT_COVERED]
     ]
     return ItemTable(
         codes=[i.code for i in items],

@@ -291,6 +291,41 @@ def _moment(text: str, option: str, violations: list[Violation]) -> dt.datetime 
 
 
 @_reporting_rejections
+def _cmd_load_policy(args: argparse.Namespace) -> int:
+    from mutualrec.storage.policy_store import ensure_policy
+
+    text = _read_text(args.file)
+    with _admin_sessions().begin() as session:
+        policy, recorded = ensure_policy(session, text, _current_catalog(session))
+    state = "loaded, in force" if recorded else "was already loaded with this content"
+    rules = "; ".join(
+        f"{category.value}: window from {policy.anchor(category).value}, "
+        f"{policy.level_rule(category).value}"
+        for category in policy.anchors
+    )
+    print(
+        f"policy {policy.version} {state} (servers apply it within a minute): {rules}; "
+        f"{len(policy.suspensions)} suspension(s); sha256 {policy.sha256}"
+    )
+    return 0
+
+
+@_reporting_rejections
+def _cmd_review_declared_item(args: argparse.Namespace) -> int:
+    from mutualrec.recognition.result_items import review_declared_item
+
+    uid = args.study.strip()
+    with _admin_sessions().begin() as session:
+        study = review_declared_item(session, uid, args.confirm, _current_catalog(session))
+    if study is None:
+        raise Rejected.one("no such study", "STUDY", f"no study {uid} is held", "NOT_FOUND")
+    stands = "the declared item stands" if args.confirm else "the images' header stands"
+    note = study.not_recognized_reason or "recognized"
+    print(f"study {uid} ({study.performed_item_code or 'no declared item'}): {stands}; {note}")
+    return 0
+
+
+@_reporting_rejections
 def _cmd_add_qualification(args: argparse.Namespace) -> int:
     from mutualrec.storage.catalog_store import add_qualification
 
@@ -531,6 +566,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             issuing_country=args.country,
             order_id=args.order_id,
             department=args.department,
+            accept_language=args.lang,
         )
     if args.json:
         _print_message(response)
@@ -1070,6 +1106,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", metavar="WHEN", help="end, exclusive (default: held until further notice)"
     )
     qualify.set_defaults(run=_cmd_add_qualification)
+    policy = _sub(
+        admin, "load-policy", help="record the region's policy file as a new version, in force"
+    )
+    policy.add_argument("file", metavar="FILE", help="policy TOML (see matching/data)")
+    policy.set_defaults(run=_cmd_load_policy)
+    review = _sub(
+        admin,
+        "review-declared-item",
+        help="resolve a study whose declared item contradicts its images",
+    )
+    review.add_argument("study", metavar="STUDY_INSTANCE_UID")
+    verdict = review.add_mutually_exclusive_group(required=True)
+    verdict.add_argument(
+        "--confirm", action="store_true", help="the declared item stands: recognize it"
+    )
+    verdict.add_argument(
+        "--overrule",
+        action="store_true",
+        help="the images' header stands: recognize the items it shows",
+    )
+    review.set_defaults(run=_cmd_review_declared_item)
     prices = _sub(admin, "load-prices", help="replace an institution's own price list")
     prices.add_argument("--institution", required=True, metavar="CODE")
     prices.add_argument("file", metavar="FILE", help="CSV: item_code,price_cny")
@@ -1147,6 +1204,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--country", default="", help="issuing country (ISO alpha-3), passports")
     check.add_argument("--order-id", default="", help="the HIS's order number, for the record")
     check.add_argument("--department", default="")
+    check.add_argument(
+        "--lang", default="", help="language of the reasons, Accept-Language style (default zh)"
+    )
     check.add_argument("--json", action="store_true", help="print the reply as JSON")
     client_options(check)
     check.set_defaults(run=_cmd_check)

@@ -111,6 +111,9 @@ class Settings:
     # Keys sealing kept FHIR originals at rest: the first seals, all of them open (rotation).
     document_keys: tuple[bytes, ...] = ()
     document_key_source: str = ""
+    # How far ahead of the server's clock a reported time may be: hospital clocks drift a little;
+    # beyond this a time in the future is an error in the feed, refused at ingest.
+    clock_skew_seconds: float = 60.0
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -341,4 +344,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tls=_tls_files(env),
         document_keys=document_keys,
         document_key_source=document_key_source,
+        clock_skew_seconds=_number(env, "CLOCK_SKEW_SECONDS", 60, 0),
     )

@@ -51,7 +51,7 @@ def _study_proto(listed: ListedStudy) -> imaging_pb2.StudyListing:
         study_instance_uid=entry.study_instance_uid,
         institution_code=entry.institution_code,
         institution_name=entry.institution_name,
-        study_date=entry.study_date.isoformat(),
+        study_date="" if entry.study_date is None else entry.study_date.isoformat(),
         study_time="" if entry.study_time is None else entry.study_time.isoformat("seconds"),
         modalities=entry.modalities,
         body_parts=entry.body_parts,
@@ -70,6 +70,7 @@ def _study_proto(listed: ListedStudy) -> imaging_pb2.StudyListing:
             )
             for v in listed.recognition
         ],
+        not_recognized_reason=entry.not_recognized_reason,
     )
 
 

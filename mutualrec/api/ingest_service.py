@@ -74,7 +74,7 @@ def _study_proto(study: StudyOverview | None) -> ingest_pb2.StudySummary | None:
         study_instance_uid=study.study_instance_uid,
         institution_code=study.institution_code,
         accession_number=study.accession_number,
-        study_date=study.study_date.isoformat(),
+        study_date="" if study.study_date is None else study.study_date.isoformat(),
         study_time=study.study_time.isoformat() if study.study_time else "",
         description=study.description,
         modalities=study.modalities,
@@ -84,6 +84,7 @@ def _study_proto(study: StudyOverview | None) -> ingest_pb2.StudySummary | None:
         series_count=study.series_count,
         instance_count=study.instance_count,
         size_bytes=study.size_bytes,
+        not_recognized_reason=study.not_recognized_reason,
     )
 
 
@@ -372,6 +373,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             FHIR_VERSIONS[request.fhir_version],
             received_at,
             self.runtime.settings.patient_key_secret,
+            clock_skew=dt.timedelta(seconds=self.runtime.settings.clock_skew_seconds),
         )
         if isinstance(prepared, Refusal):
             await abort_with_violations(

@@ -14,6 +14,7 @@ from mutualrec.api.patients import identity_document
 from mutualrec.api.status import abort_with_violations
 from mutualrec.identity import InvalidIdentity, patient_key
 from mutualrec.matching.decisions import DeclineReason
+from mutualrec.matching.language import Language, preferred_language
 from mutualrec.recognition.checks import (
     CheckContext,
     CheckReport,
@@ -39,6 +40,8 @@ _VERDICTS = {
 }
 _DECLINE_REASONS = {reason: getattr(recognition_pb2, reason.value) for reason in DeclineReason}
 _REASONS_BY_PROTO = {number: reason for reason, number in _DECLINE_REASONS.items()}
+# An Accept-Language value names a few languages; a longer one is a client bug.
+MAX_ACCEPT_LANGUAGE = 256
 # Where a doctor opens a recognized study's images (the imaging history service's locator).
 STUDY_URL = "mutualrec://study/{uid}"
 
@@ -99,7 +102,7 @@ def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | No
     return result
 
 
-def _report_proto(report: CheckReport) -> recognition_pb2.CheckOrderResponse:
+def _report_proto(report: CheckReport, language: Language) -> recognition_pb2.CheckOrderResponse:
     lines = []
     for number, checked in enumerate(report.lines):
         finding = checked.finding
@@ -111,7 +114,7 @@ def _report_proto(report: CheckReport) -> recognition_pb2.CheckOrderResponse:
                 item_code=item.code if item else "",
                 item_name=item.name_zh if item else "",
                 verdict=_VERDICTS[finding.verdict.value],
-                reason=finding.reason,
+                reason=finding.reason.text(language),
                 result=_result_proto(checked),
                 estimated_saving=_money(finding.saving),
                 expired_since=_time(finding.expired_since),
@@ -152,8 +155,25 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
             )
         key = patient_key(document, self.runtime.settings.patient_key_secret)
         touched(key, f"check of {len(request.ordered_codes)} ordered items")
+        if len(request.accept_language) > MAX_ACCEPT_LANGUAGE:
+            await abort_with_violations(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the language preference is too long",
+                [
+                    Violation(
+                        "accept_language",
+                        f"at most {MAX_ACCEPT_LANGUAGE} characters, e.g. zh-CN or en;q=0.9",
+                        "TOO_LONG",
+                    )
+                ],
+            )
+        language = preferred_language(request.accept_language)
         order = CheckContext(
-            request.context.order_id, request.context.department, request.context.emergency
+            request.context.order_id,
+            request.context.department,
+            request.context.emergency,
+            language,
         )
         try:
             report = await self.runtime.run_blocking(
@@ -168,7 +188,7 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
             await abort_with_violations(
                 context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
             )
-        return _report_proto(report)
+        return _report_proto(report, language)
 
     async def RecordDecision(
         self, request: recognition_pb2.RecordDecisionRequest, context: Context

@@ -25,8 +25,12 @@ def check_order(
     issuing_country: str = "",
     order_id: str = "",
     department: str = "",
+    accept_language: str = "",
 ) -> recognition_pb2.CheckOrderResponse:
-    """Ask which ordered items the patient already holds a recognizable result of."""
+    """Ask which ordered items the patient already holds a recognizable result of.
+
+    ``accept_language`` chooses the reasons' language ("en", "zh"); Chinese by default.
+    """
     stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
     response: recognition_pb2.CheckOrderResponse = stub.CheckOrder(
         recognition_pb2.CheckOrderRequest(
@@ -37,6 +41,7 @@ def check_order(
             ),
             ordered_codes=ordered_codes,
             context=recognition_pb2.ClinicalContext(order_id=order_id, department=department),
+            accept_language=accept_language,
         ),
         metadata=auth_metadata(api_key),
     )

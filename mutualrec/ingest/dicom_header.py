@@ -46,6 +46,9 @@ _KEYWORDS = (
     "SOPClassUID",
     "SOPInstanceUID",
     "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
     "StudyTime",
     "AccessionNumber",
     "Modality",
@@ -83,7 +86,10 @@ class DicomHeader:
     study_instance_uid: str
     series_instance_uid: str
     modality: str
-    study_date: dt.date
+    # None when the instance carries no date at all: stored for the history, never recognized.
+    study_date: dt.date | None
+    # The attribute the date was read from (StudyDate, else SeriesDate, ...); empty when none.
+    date_source: str
     study_time: dt.time | None
     patient_id: str
     accession_number: str
@@ -210,27 +216,41 @@ def _uid(values: dict[str, str], keyword: str, problems: list[Violation]) -> str
     return value
 
 
-def _study_date(values: dict[str, str], problems: list[Violation], today: dt.date) -> dt.date:
-    value = values.get("StudyDate", "")
-    field = attribute("StudyDate")
-    if not value:
-        problems.append(Violation(field, "StudyDate is missing", "MISSING_ATTRIBUTE"))
-        return dt.date.min
+# Where the study's date is taken from, in order: archives hold instances whose StudyDate is
+# empty (anonymised or imported studies) but whose series, acquisition or content date is not.
+_DATE_KEYWORDS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+# DA is YYYYMMDD; ACR-NEMA wrote YYYY.MM.DD, which archives still hold (PS3.5 6.2, DA note).
+_DATE_SHAPE = re.compile(r"^(\d{4})(\.?)(\d{2})\2(\d{2})$")
+
+
+def _study_date(
+    values: dict[str, str], problems: list[Violation], today: dt.date
+) -> tuple[dt.date | None, str]:
+    """The first date present among :data:`_DATE_KEYWORDS` and its keyword; None, "" if none."""
+    keyword = next((k for k in _DATE_KEYWORDS if values.get(k)), None)
+    if keyword is None:
+        return None, ""
+    value = values[keyword]
+    field = attribute(keyword)
+    match = _DATE_SHAPE.match(value)
     try:
-        parsed = dt.datetime.strptime(value, "%Y%m%d").date()
+        if match is None:
+            raise ValueError(value)
+        year, _, month, day = match.groups()
+        parsed = dt.date(int(year), int(month), int(day))
     except ValueError:
         problems.append(
             Violation(
-                field, f"StudyDate {value[:20]!r} is not a date as YYYYMMDD", "MALFORMED_DATE"
+                field, f"{keyword} {value[:20]!r} is not a date as YYYYMMDD", "MALFORMED_DATE"
             )
         )
-        return dt.date.min
+        return None, keyword
     # One day of slack: a modality's local date may run ahead of the server's.
     if parsed > today + dt.timedelta(days=1):
-        problems.append(Violation(field, f"StudyDate {value} is in the future", "FUTURE_DATE"))
+        problems.append(Violation(field, f"{keyword} {value} is in the future", "FUTURE_DATE"))
     if parsed.year < 1900:
-        problems.append(Violation(field, f"StudyDate {value} is before 1900", "MALFORMED_DATE"))
-    return parsed
+        problems.append(Violation(field, f"{keyword} {value} is before 1900", "MALFORMED_DATE"))
+    return parsed, keyword
 
 
 def _study_time(value: str) -> dt.time | None:
@@ -350,16 +370,10 @@ def read_header(
                 "MALFORMED_ATTRIBUTE",
             )
         )
-    study_date = _study_date(values, problems, today or dt.date.today())
+    study_date, date_source = _study_date(values, problems, today or dt.date.today())
+    # Only the hospital's own number, empty in anonymised or imported studies: the patient is the
+    # one the upload header declares.
     patient_id = values.get("PatientID", "")
-    if not patient_id:
-        problems.append(
-            Violation(
-                attribute("PatientID"),
-                "PatientID (the hospital's patient number) is missing",
-                "MISSING_ATTRIBUTE",
-            )
-        )
     series_number = _integer(values, "SeriesNumber", problems)
     instance_number = _integer(values, "InstanceNumber", problems)
     if problems:
@@ -374,6 +388,7 @@ def read_header(
         series_instance_uid=series,
         modality=modality,
         study_date=study_date,
+        date_source=date_source,
         study_time=_study_time(values.get("StudyTime", "")),
         patient_id=patient_id[:64],
         accession_number=values.get("AccessionNumber", "")[:64],

@@ -97,9 +97,11 @@ class _Walker:
                 if tag == until:
                     return
                 raise Truncated(f"unexpected delimiter {tag:08X} at byte {self.fp.tell() - 8}")
-            length = self._length()
+            vr, length = self._length()
             what = f"element ({tag >> 16:04X},{tag & 0xFFFF:04X})"
-            if length == UNDEFINED_LENGTH:
+            if length == UNDEFINED_LENGTH and vr == b"UN":
+                self._un_sequence_items(depth)
+            elif length == UNDEFINED_LENGTH:
                 # Only SQ, UN and encapsulated pixel data may have an undefined length, and all
                 # three hold items up to a sequence delimiter.
                 self._sequence_items(depth)
@@ -108,17 +110,32 @@ class _Walker:
             else:
                 self._skip(length, what)
 
-    def _length(self) -> int:
+    def _length(self) -> tuple[bytes, int]:
+        """The element's explicit VR (empty when implicit) and its value length."""
         if self.implicit:
             (length,) = struct.unpack(self.order + "L", _read_exact(self.fp, 4, "a length"))
-            return int(length)
+            return b"", int(length)
         vr = _read_exact(self.fp, 2, "a VR")
         if vr in _LONG_VRS:
             raw = _read_exact(self.fp, 6, "a length")[2:]
             (length,) = struct.unpack(self.order + "L", raw)
         else:
             (length,) = struct.unpack(self.order + "H", _read_exact(self.fp, 2, "a length"))
-        return int(length)
+        return vr, int(length)
+
+    def _un_sequence_items(self, depth: int) -> None:
+        """Items of an undefined-length UN element: a sequence whose VR the writer did not know.
+
+        Routers without a vendor's private dictionary re-encode its sequences as UN; PS3.5 6.2.2
+        says the value (items, their elements and the delimiters) is then Implicit VR Little
+        Endian, whatever the dataset's transfer syntax.
+        """
+        implicit, order = self.implicit, self.order
+        self.implicit, self.order = True, "<"
+        try:
+            self._sequence_items(depth)
+        finally:
+            self.implicit, self.order = implicit, order
 
     def _sequence_items(self, depth: int) -> None:
         """Items of an undefined-length sequence or encapsulated pixel data, to its delimiter."""

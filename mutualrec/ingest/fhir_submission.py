@@ -18,6 +18,7 @@ from mutualrec.ingest.fhir_document import INDEXED_TYPE, Entry, FhirDocument, re
 from mutualrec.ingest.fhir_patient import identity_from_identifier, identity_from_identifiers
 from mutualrec.ingest.fhir_validation import FhirVersion, is_fhir_resource_type, validate_resource
 from mutualrec.ingest.lab_result import (
+    CLOCK_TOLERANCE,
     LOINC_SYSTEM,
     LabResult,
     ReportContext,
@@ -374,7 +375,11 @@ def _ignore_other_resources(prepared: PreparedEntry, version: FhirVersion) -> No
 
 
 def prepare_submission(
-    body: bytes, version: FhirVersion, received_at: dt.datetime
+    body: bytes,
+    version: FhirVersion,
+    received_at: dt.datetime,
+    *,
+    clock_skew: dt.timedelta = CLOCK_TOLERANCE,
 ) -> PreparedSubmission:
     """Read, validate, resolve and normalize every entry of ``body``.
 
@@ -424,7 +429,7 @@ def prepare_submission(
             contexts.get(item.entry.index, ReportContext()), specimen_collected_at=collected_at
         )
         normalized = normalize_observation(
-            item.entry.resource, item.entry.field, context, received_at
+            item.entry.resource, item.entry.field, context, received_at, clock_skew=clock_skew
         )
         if isinstance(normalized, list):
             item.violations.extend(normalized)

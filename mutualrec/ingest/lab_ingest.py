@@ -25,7 +25,7 @@ from mutualrec.identity import IdentityDocument, patient_key
 from mutualrec.ingest.fhir_document import INDEXED_TYPE, BundleKind
 from mutualrec.ingest.fhir_submission import PreparedEntry, prepare_submission
 from mutualrec.ingest.fhir_validation import FhirVersion
-from mutualrec.ingest.lab_result import LabResult, groups_text
+from mutualrec.ingest.lab_result import CLOCK_TOLERANCE, LabResult, groups_text
 from mutualrec.ingest.lab_versions import Change, HeldResult, Transition, decide_transition
 from mutualrec.matching.facts import ResultStatus
 from mutualrec.recognition.result_items import lab_ref, lab_rows
@@ -241,11 +241,16 @@ class Refusal:
 
 
 def prepare_batch(
-    body: bytes, version: FhirVersion, received_at: dt.datetime, patient_key_secret: bytes
+    body: bytes,
+    version: FhirVersion,
+    received_at: dt.datetime,
+    patient_key_secret: bytes,
+    *,
+    clock_skew: dt.timedelta = CLOCK_TOLERANCE,
 ) -> PreparedBatch | Refusal:
     """Read, validate and normalize ``body``; key its patients and digest its results."""
     try:
-        submission = prepare_submission(body, version, received_at)
+        submission = prepare_submission(body, version, received_at, clock_skew=clock_skew)
     except Rejected as rejection:
         return Refusal(rejection.summary, rejection.violations)
     kind = submission.document.kind

@@ -27,8 +27,10 @@ from mutualrec.violations import Violation
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 # Date-only FHIR times are the local day of the city's hospitals.
-# Hospital clocks drift; a report time further ahead than this is an error in the feed.
-CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+# Hospital clocks drift; a report time further ahead than this is an error in the feed (the
+# server's setting MUTUALREC_CLOCK_SKEW_SECONDS). Small: a time accepted ahead of the check's
+# clock reads as "just now", however far ahead it is.
+CLOCK_TOLERANCE = dt.timedelta(seconds=60)
 _LOINC_SHAPE = re.compile(r"^\d{1,7}-\d$")
 _FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 # FHIR dateTime/instant with a time: seconds and a zone are required, fractions optional.
@@ -525,6 +527,8 @@ def normalize_observation(
     path: Callable[[str], str],
     context: ReportContext,
     received_at: dt.datetime,
+    *,
+    clock_skew: dt.timedelta = CLOCK_TOLERANCE,
 ) -> LabResult | list[Violation]:
     """The normalized result of a structurally valid Observation, or what is wrong with it.
 
@@ -555,7 +559,7 @@ def normalize_observation(
             "MISSING_FIELD",
         )
     reference_low, reference_high, reference_text = _read_reference_range(resource, reader)
-    horizon = received_at + CLOCK_TOLERANCE
+    horizon = received_at + clock_skew
     for field, moment in (("issued", issued), ("effective[x]", effective)):
         if moment is not None and moment > horizon:
             reader.add(

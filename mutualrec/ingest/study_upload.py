@@ -323,7 +323,11 @@ class StudyUpload:
                 f"{header.study_instance_uid} in an upload of its own",
                 "SECOND_STUDY",
             )
-        if header.patient_id != self.hospital_patient_id:
+        # An empty PatientID (anonymised or imported instances) contradicts no other: the
+        # patient is the one the upload header declares.
+        if not self.hospital_patient_id:
+            self.hospital_patient_id = header.patient_id
+        if header.patient_id and header.patient_id != self.hospital_patient_id:
             raise Rejected.one(
                 "an upload carries one patient",
                 attribute("PatientID"),
@@ -495,6 +499,7 @@ class StudyUpload:
                     institution_id=self.institution_id,
                     accession_number=self.declaration.accession_number or header.accession_number,
                     study_date=header.study_date,
+                    date_source=header.date_source,
                     study_time=header.study_time,
                     description=header.study_description,
                     performed_item_code=self.declaration.performed_item_code,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from mutualrec.matching.catalog import CatalogItem, ItemCategory
+from mutualrec.matching.language import Reason
 
 
 def require_aware(value: dt.datetime, name: str) -> None:
@@ -111,16 +112,17 @@ class ResultFacts:
     status: ResultStatus
     report_time: dt.datetime
     issuer: InstitutionFacts
+    # Held for review: a study whose declared item contradicts its images. Never recognized; a
+    # check says why when nothing else answers the item.
+    held: bool = False
+    # When the specimen was collected (lab results; FHIR effective time), if known: where the
+    # window starts under a collection-anchored policy.
+    collected_at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.report_time, "report_time")
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Regional choices the national rules leave open."""
-
-    higher_level_accepts_lower: bool = False
+        if self.collected_at is not None:
+            require_aware(self.collected_at, "collected_at")
 
 
 class Verdict(enum.Enum):
@@ -140,6 +142,7 @@ class Finding:
     """The verdict for one ordered item, the result it rests on, and a reason a doctor can read.
 
     ``saving`` is what recognizing would avoid; it is booked only when the doctor accepts.
+    ``age`` is never negative: a report stamped within the clock skew after the check is new.
     """
 
     verdict: Verdict
@@ -149,4 +152,4 @@ class Finding:
     age: dt.timedelta | None
     expired_since: dt.datetime | None
     saving: Decimal
-    reason: str
+    reason: Reason

@@ -1,7 +1,7 @@
 """Every reason text a doctor reads, in one place, so wording stays consistent and reviewable.
 
-One line each, English, times in Asia/Shanghai: the region's clinical clock, whatever zone the
-facts arrived in.
+One line each, in English and in Chinese, times in Asia/Shanghai: the region's clinical clock,
+whatever zone the facts arrived in.
 """
 
 from __future__ import annotations
@@ -11,46 +11,61 @@ import datetime as dt
 from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.matching.catalog import CatalogItem
 from mutualrec.matching.facts import InstitutionFacts, InstitutionLevel, ResultFacts, Scope
+from mutualrec.matching.language import Reason
 
 _LEVEL_NAMES = {
-    InstitutionLevel.PRIMARY: "primary",
-    InstitutionLevel.SECONDARY: "secondary",
-    InstitutionLevel.TERTIARY: "tertiary",
+    InstitutionLevel.PRIMARY: ("primary", "一级"),
+    InstitutionLevel.SECONDARY: ("secondary", "二级"),
+    InstitutionLevel.TERTIARY: ("tertiary", "三级"),
 }
+_SCOPE_NAMES_ZH = {Scope.CITY: "市级", Scope.REGION: "区域", Scope.NATIONAL: "全国"}
 
 
-def local_time(value: dt.datetime) -> str:
-    """``value`` as a doctor in the region reads it: ``2026-11-01 08:30``."""
-    return value.astimezone(LOCAL_ZONE).strftime("%Y-%m-%d %H:%M")
+def local_time(value: dt.datetime, *, seconds: bool = False) -> str:
+    """``value`` as a doctor in the region reads it: ``2026-11-01 08:30`` (``:05`` added with
+    ``seconds``)."""
+    shape = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return value.astimezone(LOCAL_ZONE).strftime(shape)
 
 
-def _item(item: CatalogItem) -> str:
-    return f"{item.name_zh} ({item.name_en})"
+def _boundary(moment: dt.datetime, received_at: dt.datetime) -> str:
+    """A window's end: to the second when it is within a day of the check, so two results a
+    second apart, one valid and one not, do not read the same."""
+    return local_time(moment, seconds=abs(moment - received_at) < dt.timedelta(days=1))
+
+
+def _item(item: CatalogItem) -> Reason:
+    return Reason(f"{item.name_zh} ({item.name_en})", item.name_zh)
 
 
 def _count(amount: int, unit: str) -> str:
     return f"{amount} {unit}" if amount == 1 else f"{amount} {unit}s"
 
 
-def _ago(age: dt.timedelta) -> str:
+def _ago(age: dt.timedelta) -> Reason:
     if age >= dt.timedelta(days=1):
-        return _count(age.days, "day") + " ago"
+        return Reason(_count(age.days, "day") + " ago", f"{age.days}天前")
     if age >= dt.timedelta(hours=1):
-        return _count(age // dt.timedelta(hours=1), "hour") + " ago"
+        hours = age // dt.timedelta(hours=1)
+        return Reason(_count(hours, "hour") + " ago", f"{hours}小时前")
     if age >= dt.timedelta(minutes=1):
-        return _count(age // dt.timedelta(minutes=1), "minute") + " ago"
-    # Also a report stamped slightly after the check arrived: clocks of hospitals drift.
-    return "just now"
+        minutes = age // dt.timedelta(minutes=1)
+        return Reason(_count(minutes, "minute") + " ago", f"{minutes}分钟前")
+    # Also a report stamped within the clock skew after the check arrived: never a negative age.
+    return Reason("just now", "刚刚")
 
 
-def _window(window: dt.timedelta) -> str:
+def _window(window: dt.timedelta) -> Reason:
     if window % dt.timedelta(days=1):
-        return _count(window // dt.timedelta(hours=1), "hour")
-    return _count(window.days, "day")
+        hours = window // dt.timedelta(hours=1)
+        return Reason(_count(hours, "hour"), f"{hours}小时")
+    return Reason(_count(window.days, "day"), f"{window.days}天")
 
 
-def _covers(result_item: CatalogItem, ordered: CatalogItem) -> str:
-    return "" if result_item.code == ordered.code else f", which covers {ordered.name_zh}"
+def _covers(result_item: CatalogItem, ordered: CatalogItem) -> Reason:
+    if result_item.code == ordered.code:
+        return Reason("", "")
+    return Reason(f", which covers {ordered.name_zh}", f"（可替代{ordered.name_zh}）")
 
 
 def _reported(
@@ -58,11 +73,25 @@ def _reported(
     ordered: CatalogItem,
     result: ResultFacts,
     age: dt.timedelta,
-) -> str:
-    return (
-        f"{_item(result_item)}{_covers(result_item, ordered)} from {result.issuer.name}, "
-        f"reported {local_time(result.report_time)}, {_ago(age)}"
+) -> Reason:
+    item, covers, ago = _item(result_item), _covers(result_item, ordered), _ago(age)
+    reported = local_time(result.report_time)
+    return Reason(
+        f"{item.en}{covers.en} from {result.issuer.name}, reported {reported}, {ago.en}",
+        f"{item.zh}{covers.zh}，{result.issuer.name}，报告于{reported}（{ago.zh}）",
     )
+
+
+def _from_collection(collected_at: dt.datetime | None) -> Reason:
+    """Where the window starts, when not at the report: the specimen's collection."""
+    if collected_at is None:
+        return Reason("", "")
+    moment = local_time(collected_at)
+    return Reason(f" from specimen collection {moment}", f"，自{moment}采样起算")
+
+
+def _then(first: Reason, en: str, zh: str) -> Reason:
+    return Reason(f"{first.en}; {en}", f"{first.zh}；{zh}")
 
 
 def recognizable(
@@ -71,9 +100,16 @@ def recognizable(
     result: ResultFacts,
     age: dt.timedelta,
     valid_until: dt.datetime,
-) -> str:
+    received_at: dt.datetime,
+    collected_at: dt.datetime | None = None,
+) -> Reason:
     """A result the doctor may adopt instead of ordering again."""
-    return f"{_reported(result_item, ordered, result, age)}; valid until {local_time(valid_until)}"
+    until = _boundary(valid_until, received_at)
+    return _then(
+        _reported(result_item, ordered, result, age),
+        f"valid until {until}{_from_collection(collected_at).en}",
+        f"有效期至{until}{_from_collection(collected_at).zh}",
+    )
 
 
 def expired(
@@ -83,21 +119,28 @@ def expired(
     age: dt.timedelta,
     valid_until: dt.datetime,
     window: dt.timedelta,
-) -> str:
+    received_at: dt.datetime,
+    collected_at: dt.datetime | None = None,
+) -> Reason:
     """The newest final result is older than the item's validity window."""
-    return (
-        f"{_reported(result_item, ordered, result, age)}; expired {local_time(valid_until)} "
-        f"(valid for {_window(window)})"
+    until, valid_for = _boundary(valid_until, received_at), _window(window)
+    collection = _from_collection(collected_at)
+    return _then(
+        _reported(result_item, ordered, result, age),
+        f"expired {until} (valid for {valid_for.en}{collection.en})",
+        f"已于{until}过期（有效期{valid_for.zh}{collection.zh}）",
     )
 
 
 def issuer_without_mark(
     result_item: CatalogItem, ordered: CatalogItem, result: ResultFacts, age: dt.timedelta
-) -> str:
+) -> Reason:
     """The issuer held no recognition qualification for the item when it reported."""
-    return (
-        f"{_reported(result_item, ordered, result, age)}; {result.issuer.name} held no "
-        f"recognition qualification (HR) for {result_item.name_zh} at that time"
+    name = result.issuer.name
+    return _then(
+        _reported(result_item, ordered, result, age),
+        f"{name} held no recognition qualification (HR) for {result_item.name_zh} at that time",
+        f"{name}当时未取得{result_item.name_zh}的互认资质（HR）",
     )
 
 
@@ -108,47 +151,113 @@ def issuer_out_of_scope(
     age: dt.timedelta,
     asker: InstitutionFacts,
     scopes: frozenset[Scope],
-) -> str:
+) -> Reason:
     """The issuer's qualification does not reach the asking institution."""
     held = "/".join(sorted(scope.value for scope in scopes))
-    return (
-        f"{_reported(result_item, ordered, result, age)}; its {held} recognition qualification "
-        f"does not cover {asker.name}"
+    held_zh = "/".join(_SCOPE_NAMES_ZH[scope] for scope in sorted(scopes, key=lambda s: s.value))
+    return _then(
+        _reported(result_item, ordered, result, age),
+        f"its {held} recognition qualification does not cover {asker.name}",
+        f"其{held_zh}互认资质不覆盖{asker.name}",
     )
 
 
-def issuer_level_too_low(
+def level_rule(
     result_item: CatalogItem,
     ordered: CatalogItem,
     result: ResultFacts,
     age: dt.timedelta,
     asker: InstitutionFacts,
-) -> str:
-    """A higher-level asker need not accept a lower-level issuer's result."""
-    return (
-        f"{_reported(result_item, ordered, result, age)}; results of a "
-        f"{_LEVEL_NAMES[result.issuer.level]} institution are not recognized by "
-        f"{asker.name} ({_LEVEL_NAMES[asker.level]})"
+    rule: str,
+) -> Reason:
+    """The region's level rule does not let the asker recognize the issuer's level."""
+    issuer_en, issuer_zh = _LEVEL_NAMES[result.issuer.level]
+    asker_en, asker_zh = _LEVEL_NAMES[asker.level]
+    return _then(
+        _reported(result_item, ordered, result, age),
+        f"by the level rule ({rule}) results of a {issuer_en} institution are not recognized "
+        f"by {asker.name} ({asker_en})",
+        f"按等级规则（{rule}），{asker.name}（{asker_zh}）不互认{issuer_zh}机构的结果",
+    )
+
+
+def qualification_suspended(
+    result_item: CatalogItem,
+    ordered: CatalogItem,
+    result: ResultFacts,
+    age: dt.timedelta,
+    since: dt.datetime,
+    why: str,
+) -> Reason:
+    """The issuer's qualification was suspended when it reported."""
+    name, start = result.issuer.name, local_time(since)
+    return _then(
+        _reported(result_item, ordered, result, age),
+        f"{name}'s recognition qualification for {result_item.name_zh} is suspended from "
+        f"{start} ({why})",
+        f"{name}的{result_item.name_zh}互认资质自{start}起暂停（{why}）",
     )
 
 
 def preliminary_only(
     result_item: CatalogItem, ordered: CatalogItem, result: ResultFacts, age: dt.timedelta
-) -> str:
+) -> Reason:
     """Only a result without its final report exists."""
-    return f"{_reported(result_item, ordered, result, age)}; no final report yet"
+    return _then(
+        _reported(result_item, ordered, result, age), "no final report yet", "尚无正式报告"
+    )
 
 
-def no_result(ordered: CatalogItem) -> str:
+def pending_after_expired(
+    result_item: CatalogItem,
+    ordered: CatalogItem,
+    result: ResultFacts,
+    age: dt.timedelta,
+    expired_result: ResultFacts,
+    valid_until: dt.datetime,
+    received_at: dt.datetime,
+) -> Reason:
+    """The newest result awaits its final report; the last final one has expired."""
+    reported = local_time(expired_result.report_time)
+    until = _boundary(valid_until, received_at)
+    return _then(
+        _reported(result_item, ordered, result, age),
+        f"no final report yet; the last final result, reported {reported}, expired {until}",
+        f"尚无正式报告；上一次正式结果报告于{reported}，已于{until}过期",
+    )
+
+
+def held_for_review(
+    result_item: CatalogItem, ordered: CatalogItem, result: ResultFacts, age: dt.timedelta
+) -> Reason:
+    """The only result is a study whose declared item contradicts its images."""
+    return _then(
+        _reported(result_item, ordered, result, age),
+        "the item declared for this study contradicts its images, so it is not recognized "
+        "until an administrator resolves it",
+        "该检查申报的项目与影像不符，管理员处理前不予互认",
+    )
+
+
+def no_result(ordered: CatalogItem) -> Reason:
     """Nothing on record that could stand for the ordered item."""
-    return f"No result of {_item(ordered)} on record for this patient"
+    item = _item(ordered)
+    return Reason(
+        f"No result of {item.en} on record for this patient", f"该患者无{item.zh}的结果记录"
+    )
 
 
-def not_covered(code: str, catalog_version: str) -> str:
+def not_covered(code: str, catalog_version: str) -> Reason:
     """A code that names something real, but not a recognized item."""
-    return f"{code} is not a mutually recognized item (catalog {catalog_version})"
+    return Reason(
+        f"{code} is not a mutually recognized item (catalog {catalog_version})",
+        f"{code}不是互认项目（目录{catalog_version}）",
+    )
 
 
-def unknown_code(code: str) -> str:
+def unknown_code(code: str) -> Reason:
     """A code that neither the catalog, LOINC nor the institution's code table knows."""
-    return f"{code} is not a known item code, LOINC code or local order code of this institution"
+    return Reason(
+        f"{code} is not a known item code, LOINC code or local order code of this institution",
+        f"{code}不是已知的项目代码、LOINC代码或本机构的本地医嘱代码",
+    )

@@ -16,13 +16,14 @@ from mutualrec.matching.facts import (
     PENDING_STATUSES,
     Finding,
     InstitutionFacts,
-    Policy,
     Qualification,
     ResultFacts,
     Scope,
     Verdict,
     require_aware,
 )
+from mutualrec.matching.language import Reason
+from mutualrec.matching.policy import Policy, Suspension, WindowAnchor
 
 _NO_SAVING = Decimal(0)
 
@@ -30,9 +31,10 @@ _NO_SAVING = Decimal(0)
 class _IssuerGap(enum.Enum):
     """Why a final, valid result's issuer does not count for the asker."""
 
-    NO_MARK = enum.auto()
-    OUT_OF_SCOPE = enum.auto()
     LEVEL = enum.auto()
+    NO_MARK = enum.auto()
+    SUSPENDED = enum.auto()
+    OUT_OF_SCOPE = enum.auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class _Final:
     window: dt.timedelta
     valid_until: dt.datetime
     valid: bool
+    # When the window runs from specimen collection, the collection time; None from the report.
+    collected_at: dt.datetime | None
 
 
 def check_item(
@@ -68,9 +72,11 @@ def check_item(
         satisfier = catalog.get(code)
         if satisfier is not None:
             wanted[code] = satisfier
-    current = [result for result in _latest_versions(results) if result.item_code in wanted]
+    versions = [result for result in _latest_versions(results) if result.item_code in wanted]
+    held = [result for result in versions if result.held]
+    current = [result for result in versions if not result.held]
     finals = [
-        _final(result, wanted[result.item_code], item, received_at)
+        _final(result, wanted[result.item_code], item, received_at, policy)
         for result in current
         if result.status in FINAL_STATUSES
     ]
@@ -81,32 +87,70 @@ def check_item(
         qualified = [final for final, gap in assessed if gap is None]
         if qualified:
             best = max(qualified, key=_recency)
-            age = received_at - best.result.report_time
+            age = _age(received_at, best.result)
             price = (price_list or {}).get(item.code, item.reference_price)
-            reason = reasons.recognizable(best.item, item, best.result, age, best.valid_until)
+            reason = reasons.recognizable(
+                best.item, item, best.result, age, best.valid_until, received_at, best.collected_at
+            )
             return _finding(Verdict.RECOGNIZABLE, item, best, age, None, price, reason)
         best, gap = max(assessed, key=lambda pair: _recency(pair[0]))
-        age = received_at - best.result.report_time
-        reason = _gap_reason(gap, best, item, age, asker, qualifications)
+        age = _age(received_at, best.result)
+        reason = _gap_reason(gap, best, item, age, asker, qualifications, policy)
         return _finding(Verdict.ISSUER_NOT_QUALIFIED, item, best, age, None, _NO_SAVING, reason)
 
+    pending = [result for result in current if result.status in PENDING_STATUSES]
+    newest = max(pending, key=_result_recency) if pending else None
     if finals:
         latest = max(finals, key=lambda final: (final.valid_until, *_recency(final)))
-        age = received_at - latest.result.report_time
-        reason = reasons.expired(
-            latest.item, item, latest.result, age, latest.valid_until, latest.window
+        age = _age(received_at, latest.result)
+        if newest is None or newest.report_time <= latest.result.report_time:
+            reason = reasons.expired(
+                latest.item,
+                item,
+                latest.result,
+                age,
+                latest.valid_until,
+                latest.window,
+                received_at,
+                latest.collected_at,
+            )
+            return _finding(
+                Verdict.EXPIRED, item, latest, age, latest.valid_until, _NO_SAVING, reason
+            )
+        # A newer result is on its way: the doctor waits for it rather than for nothing.
+        reason = reasons.pending_after_expired(
+            wanted[newest.item_code],
+            item,
+            newest,
+            _age(received_at, newest),
+            latest.result,
+            latest.valid_until,
+            received_at,
         )
-        return _finding(Verdict.EXPIRED, item, latest, age, latest.valid_until, _NO_SAVING, reason)
-
-    pending = [result for result in current if result.status in PENDING_STATUSES]
-    if pending:
-        newest = max(pending, key=_result_recency)
-        age = received_at - newest.report_time
-        reason = reasons.preliminary_only(wanted[newest.item_code], item, newest, age)
+    elif newest is not None:
+        reason = reasons.preliminary_only(
+            wanted[newest.item_code], item, newest, _age(received_at, newest)
+        )
+    if newest is not None:
         return Finding(
             verdict=Verdict.PRELIMINARY_ONLY,
             item=item,
             result=newest,
+            valid_until=None,
+            age=_age(received_at, newest),
+            expired_since=None,
+            saving=_NO_SAVING,
+            reason=reason,
+        )
+
+    if held:
+        study = max(held, key=_result_recency)
+        age = _age(received_at, study)
+        reason = reasons.held_for_review(wanted[study.item_code], item, study, age)
+        return Finding(
+            verdict=Verdict.NO_RESULT,
+            item=item,
+            result=study,
             valid_until=None,
             age=age,
             expired_since=None,
@@ -140,20 +184,37 @@ def _latest_versions(results: Iterable[ResultFacts]) -> list[ResultFacts]:
     return [row for row in rows if row.version == latest[row.result_ref]]
 
 
+def _age(received_at: dt.datetime, result: ResultFacts) -> dt.timedelta:
+    """How old the result is when the check arrives; zero for one stamped a moment later."""
+    return max(received_at - result.report_time, dt.timedelta(0))
+
+
 def _to_the_second(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC).replace(microsecond=0)
 
 
 def _final(
-    result: ResultFacts, result_item: CatalogItem, ordered: CatalogItem, received_at: dt.datetime
+    result: ResultFacts,
+    result_item: CatalogItem,
+    ordered: CatalogItem,
+    received_at: dt.datetime,
+    policy: Policy,
 ) -> _Final:
     # The stricter window wins: an order for a fast-changing item is not satisfied by a result
     # whose own item happens to keep longer.
     window = min(ordered.validity, result_item.validity)
+    # A result indexed before collection times were kept runs from its report time until the
+    # index is rebuilt: later than collection, so it errs on the side of the old rule.
+    collected_at = (
+        result.collected_at
+        if policy.anchor(result_item.category) is WindowAnchor.COLLECTION
+        else None
+    )
+    start = collected_at or result.report_time
     # Elapsed time, not wall-clock time: a 6-hour window is 6 hours across a DST change too.
-    valid_until = result.report_time.astimezone(dt.UTC) + window
+    valid_until = start.astimezone(dt.UTC) + window
     valid = _to_the_second(received_at) <= _to_the_second(valid_until)
-    return _Final(result, result_item, window, valid_until, valid)
+    return _Final(result, result_item, window, valid_until, valid, collected_at)
 
 
 def _recency(final: _Final) -> tuple[dt.datetime, int, str, str]:
@@ -196,15 +257,32 @@ def _issuer_gap(
     qualifications: Iterable[Qualification],
     policy: Policy,
 ) -> _IssuerGap | None:
-    marks = _marks(final, qualifications)
     issuer = final.result.issuer
+    # The level rule first: a result it refuses is refused whatever the issuer's marks.
+    if not policy.level_rule(final.item.category).allows(issuer.level, asker.level):
+        return _IssuerGap.LEVEL
+    marks = _marks(final, qualifications)
     if not marks:
         return _IssuerGap.NO_MARK
+    if _suspension(final, policy) is not None:
+        return _IssuerGap.SUSPENDED
     if not any(_scope_covers(mark.scope, issuer, asker) for mark in marks):
         return _IssuerGap.OUT_OF_SCOPE
-    if issuer.level < asker.level and not policy.higher_level_accepts_lower:
-        return _IssuerGap.LEVEL
     return None
+
+
+def _suspension(final: _Final, policy: Policy) -> Suspension | None:
+    """The suspension of the issuer's qualification for the item at the result's report time."""
+    result, item = final.result, final.item
+    return next(
+        (
+            suspension
+            for suspension in policy.suspensions
+            if suspension.covers(result.issuer.code, item.code, item.category)
+            and suspension.during(result.report_time)
+        ),
+        None,
+    )
 
 
 def _gap_reason(
@@ -214,12 +292,19 @@ def _gap_reason(
     age: dt.timedelta,
     asker: InstitutionFacts,
     qualifications: Iterable[Qualification],
-) -> str:
+    policy: Policy,
+) -> Reason:
     if gap is _IssuerGap.OUT_OF_SCOPE:
         scopes = frozenset(mark.scope for mark in _marks(final, qualifications))
         return reasons.issuer_out_of_scope(final.item, ordered, final.result, age, asker, scopes)
     if gap is _IssuerGap.LEVEL:
-        return reasons.issuer_level_too_low(final.item, ordered, final.result, age, asker)
+        rule = policy.level_rule(final.item.category)
+        return reasons.level_rule(final.item, ordered, final.result, age, asker, rule.value)
+    suspension = _suspension(final, policy)
+    if gap is _IssuerGap.SUSPENDED and suspension is not None:
+        return reasons.qualification_suspended(
+            final.item, ordered, final.result, age, suspension.start, suspension.reason
+        )
     return reasons.issuer_without_mark(final.item, ordered, final.result, age)
 
 
@@ -230,7 +315,7 @@ def _finding(
     age: dt.timedelta,
     expired_since: dt.datetime | None,
     saving: Decimal,
-    reason: str,
+    reason: Reason,
 ) -> Finding:
     return Finding(
         verdict=verdict,
@@ -244,7 +329,7 @@ def _finding(
     )
 
 
-def _without_result(verdict: Verdict, ordered: CatalogItem | None, reason: str) -> Finding:
+def _without_result(verdict: Verdict, ordered: CatalogItem | None, reason: Reason) -> Finding:
     return Finding(
         verdict=verdict,
         item=ordered,

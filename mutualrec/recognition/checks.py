@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from mutualrec.matching.decisions import DeclineReason, validate_decision
-from mutualrec.matching.facts import Policy, Verdict
+from mutualrec.matching.facts import Verdict
+from mutualrec.matching.language import DEFAULT_LANGUAGE, Language
 from mutualrec.recognition.order_check import CheckedLine, decide_lines, plan_lines, wanted_items
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.statistics.periods import today
@@ -74,6 +75,8 @@ class CheckContext:
     order_id: str = ""
     department: str = ""
     emergency: bool = False
+    # The language the reasons are answered (and recorded) in.
+    language: Language = DEFAULT_LANGUAGE
 
 
 class Recognition:
@@ -83,15 +86,9 @@ class Recognition:
     :func:`mutualrec.storage.db.make_engine`); decisions still commit durably.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        reference: ReferenceCache,
-        policy: Policy | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, reference: ReferenceCache) -> None:
         self.engine = engine
         self.reference = reference
-        self.policy = policy or Policy()
 
     def check(
         self,
@@ -128,7 +125,7 @@ class Recognition:
         reports: list[CheckReport] = []
 
         def answer(rows: list[IndexedResult]) -> recognition_index.CheckRows:
-            checked = decide_lines(lines, rows, data, asker_id, received_at, prices, self.policy)
+            checked = decide_lines(lines, rows, data, asker_id, received_at, prices, data.policy)
             report = CheckReport(str(uuid.uuid4()), received_at, data.catalog.version, checked)
             reports.append(report)
             return _record_rows(report, asker_id, patient_key, context, data.directory)
@@ -266,7 +263,7 @@ def _record_rows(
                 "ordered_code": checked.line.ordered_code[:64],
                 "item_code": checked.line.item.code if checked.line.item else "",
                 "verdict": finding.verdict.value,
-                "reason": finding.reason[:500],
+                "reason": finding.reason.text(context.language)[:500],
                 "result_ref": cited.result_ref if cited else "",
                 "result_version": cited.version if cited else 0,
                 "issuer_institution_id": cited.institution_id if cited else None,

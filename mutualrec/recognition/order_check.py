@@ -13,10 +13,11 @@ from decimal import Decimal
 
 from mutualrec.matching.catalog import Catalog, CatalogItem
 from mutualrec.matching.codes import OrderResolution, resolve_ordered_code
-from mutualrec.matching.facts import Finding, Policy, ResultFacts, ResultStatus
+from mutualrec.matching.facts import Finding, ResultFacts, ResultStatus
+from mutualrec.matching.policy import Policy
 from mutualrec.matching.rules import check_item, unresolved_finding
 from mutualrec.recognition.reference import ReferenceData
-from mutualrec.storage.recognition_index import IndexedResult
+from mutualrec.storage.recognition_index import HELD, IndexedResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +65,22 @@ def _facts(rows: Sequence[IndexedResult], data: ReferenceData) -> list[ResultFac
     facts = []
     for row in rows:
         issuer = data.institutions.get(row.institution_id)
+        held = row.status == HELD
         try:
-            status = ResultStatus(row.status)
+            status = ResultStatus.FINAL if held else ResultStatus(row.status)
         except ValueError:
             continue  # a status this version does not know cannot be recognized
         if issuer is not None:
             facts.append(
                 ResultFacts(
-                    row.result_ref, row.version, row.item_code, status, row.report_time, issuer
+                    row.result_ref,
+                    row.version,
+                    row.item_code,
+                    status,
+                    row.report_time,
+                    issuer,
+                    held,
+                    row.collected_at,
                 )
             )
     return facts

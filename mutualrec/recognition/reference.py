@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from mutualrec.matching.catalog import Catalog
 from mutualrec.matching.facts import InstitutionFacts, Qualification
+from mutualrec.matching.policy import DEFAULT_POLICY, Policy
 from mutualrec.statistics.report import Directory
-from mutualrec.storage import catalog_store, statistics_index
+from mutualrec.storage import catalog_store, policy_store, statistics_index
 
 DEFAULT_TTL_SECONDS = 30.0
 
@@ -34,6 +35,8 @@ class ReferenceData:
     loaded_at: float
     # How statistics key what a check or a decision adds (districts, codes, categories).
     directory: Directory = field(default_factory=lambda: Directory({}, {}))
+    # The region's rules: the policy version loaded last, the packaged one before any is.
+    policy: Policy = DEFAULT_POLICY
     _by_code: dict[str, int] = field(default_factory=dict)
 
     def institution_id(self, code: str) -> int | None:
@@ -82,6 +85,7 @@ class ReferenceCache:
                         qualifications=tuple(catalog_store.qualifications(session)),
                         loaded_at=self._clock(),
                         directory=statistics_index.directory(session),
+                        policy=policy_store.current_policy(session),
                     )
             return self._data
 

@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from mutualrec.ingest.lab_result import LabResult
 from mutualrec.localtime import LOCAL_ZONE
-from mutualrec.matching.catalog import Catalog, CatalogItem
+from mutualrec.matching.catalog import Catalog, CatalogItem, ItemCategory
 from mutualrec.matching.codes import SeriesFacts, items_for_lab_result, items_for_study
+from mutualrec.matching.declared import contradictions
 from mutualrec.matching.units import CanonicalValue, canonical_value
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.storage import imaging_index, recognition_index
@@ -87,6 +88,9 @@ def lab_rows(
     without it every row shows the result as reported.
     """
     detail = lab_detail(result) if detail_of is None else ""
+    # The Specimen's collection time when the document carries one, else the Observation's
+    # effective time (for a lab result, when the specimen was taken).
+    collected_at = (result.specimen_collected_at or result.effective_at).astimezone(dt.UTC)
     return [
         {
             "patient_key": patient_key,
@@ -98,6 +102,7 @@ def lab_rows(
             "report_time": result.report_time.astimezone(dt.UTC),
             "institution_id": institution_id,
             "detail": detail if detail_of is None else detail_of(result, item_code),
+            "collected_at": collected_at,
         }
         for item_code in sorted(item_codes)
     ]
@@ -160,8 +165,8 @@ def lab_detail_mapper(reference: ReferenceCache) -> Callable[[LabResult, str], s
     return detail_for_item(reference.data().catalog)
 
 
-def _study_time(overview: StudyOverview) -> dt.datetime:
-    moment = dt.datetime.combine(overview.study_date, overview.study_time or dt.time())
+def _study_time(study_date: dt.date, overview: StudyOverview) -> dt.datetime:
+    moment = dt.datetime.combine(study_date, overview.study_time or dt.time())
     return moment.replace(tzinfo=LOCAL_ZONE).astimezone(dt.UTC)
 
 
@@ -181,39 +186,85 @@ def study_detail(overview: StudyOverview) -> str:
     )
 
 
+NO_DATE = (
+    "no study date (StudyDate, SeriesDate, AcquisitionDate and ContentDate are all empty): no "
+    "validity window can start, so the study is kept in the patient's history but never "
+    "recognized"
+)
+
+
+def _recognition(
+    overview: StudyOverview, series: list[SeriesFacts], catalog: Catalog
+) -> tuple[frozenset[str], str, str]:
+    """The items the study's rows name, the rows' status, and why it is not recognized."""
+    if overview.study_date is None:
+        return frozenset(), "final", NO_DATE
+    code = overview.performed_item_code
+    declared = catalog.get(code) if code else None
+    if declared is not None and declared.category is ItemCategory.IMAGING:
+        if overview.declared_item_review == "overruled":
+            return items_for_study(None, series, catalog), "final", ""
+        problems = contradictions(declared, series)
+        if problems and overview.declared_item_review != "confirmed":
+            reason = (
+                f"the declared item {declared.code} contradicts the images: "
+                f"{'; '.join(problems)}. Not recognized for it until an administrator resolves "
+                "it (mutualrec admin review-declared-item)"
+            )
+            return frozenset({declared.code}), recognition_index.HELD, reason
+    return items_for_study(code or None, series, catalog), "final", ""
+
+
 def index_study(session: Session, overview: StudyOverview, catalog: Catalog) -> frozenset[str]:
-    """Bring a study's index rows up to date; the items it is.
+    """Bring a study's index rows and its not-recognized reason up to date; the items it is.
 
     A study has no report in DICOM: its report time is the study's date and time. It is final
-    once held.
+    once held. A study without a date is no item; one whose declared item contradicts its
+    images is held for that item (a row a check explains, never recognizes).
     """
     study_instance_uid = overview.study_instance_uid
     parties = imaging_index.study_parties(session, study_instance_uid)
     if parties is None:
         return frozenset()
-    items = items_for_study(
-        overview.performed_item_code or None,
-        [SeriesFacts(m, b, c) for m, b, c in parties.series],
-        catalog,
-    )
+    series = [SeriesFacts(m, b, c) for m, b, c in parties.series]
+    items, status, reason = _recognition(overview, series, catalog)
+    if reason != overview.not_recognized_reason:
+        imaging_index.set_not_recognized_reason(session, study_instance_uid, reason)
     ref = study_ref(study_instance_uid)
-    detail = study_detail(overview)
-    recognition_index.upsert_results(
-        session,
-        [
-            {
-                "patient_key": parties.patient_key,
-                "item_code": item_code,
-                "kind": "imaging",
-                "result_ref": ref,
-                "version": 1,
-                "status": "final",
-                "report_time": _study_time(overview),
-                "institution_id": parties.institution_id,
-                "detail": detail,
-            }
-            for item_code in sorted(items)
-        ],
-    )
+    if overview.study_date is not None:
+        detail = study_detail(overview)
+        report_time = _study_time(overview.study_date, overview)
+        recognition_index.upsert_results(
+            session,
+            [
+                {
+                    "patient_key": parties.patient_key,
+                    "item_code": item_code,
+                    "kind": "imaging",
+                    "result_ref": ref,
+                    "version": 1,
+                    "status": status,
+                    "report_time": report_time,
+                    "institution_id": parties.institution_id,
+                    "detail": detail,
+                    "collected_at": None,
+                }
+                for item_code in sorted(items)
+            ],
+        )
     recognition_index.drop_stale_items(session, {ref: items})
-    return items
+    return frozenset() if status == recognition_index.HELD else items
+
+
+def review_declared_item(
+    session: Session, study_instance_uid: str, confirmed: bool, catalog: Catalog
+) -> StudyOverview | None:
+    """An administrator's word on a study's declared item: it stands (``confirmed``) or the
+    header does. Re-indexes the study; None when no such study is held."""
+    review = "confirmed" if confirmed else "overruled"
+    if not imaging_index.set_declared_item_review(session, study_instance_uid, review):
+        return None
+    overview = imaging_index.study_overview(session, study_instance_uid)
+    assert overview is not None
+    index_study(session, overview, catalog)
+    return imaging_index.study_overview(session, study_instance_uid)

@@ -26,6 +26,11 @@ class Counters:
     declined: int = 0
     declined_by_reason: dict[str, int] = field(default_factory=dict)
     saving: Decimal = Decimal(0)
+    # The part of items_recognizable, accepted and saving whose result the asking institution
+    # itself issued: reuse inside one hospital, which regulators report apart.
+    items_recognizable_own: int = 0
+    accepted_own: int = 0
+    saving_own: Decimal = Decimal(0)
 
     def add(self, other: Counters) -> None:
         """Add ``other`` into these counters."""
@@ -37,19 +42,44 @@ class Counters:
         for reason, count in other.declined_by_reason.items():
             self.declined_by_reason[reason] = self.declined_by_reason.get(reason, 0) + count
         self.saving += other.saving
+        self.items_recognizable_own += other.items_recognizable_own
+        self.accepted_own += other.accepted_own
+        self.saving_own += other.saving_own
 
-    def add_line(self, verdict: str, accepted: bool | None, reason: str, saving: str) -> None:
-        """Count one check line and its decision (``accepted`` None: not decided)."""
+    def add_line(
+        self, verdict: str, accepted: bool | None, reason: str, saving: str, own: bool = False
+    ) -> None:
+        """Count one check line and its decision (``accepted`` None: not decided); ``own``:
+        the asking institution issued the cited result."""
         self.items_checked += 1
         if verdict == RECOGNIZABLE:
             self.items_recognizable += 1
+            self.items_recognizable_own += own
         if accepted is True:
             self.accepted += 1
             self.saving += Decimal(saving or "0")
+            self.accepted_own += own
+            self.saving_own += Decimal(saving or "0") if own else Decimal(0)
         elif accepted is False:
             self.declined += 1
             key = reason or "UNSPECIFIED"
             self.declined_by_reason[key] = self.declined_by_reason.get(key, 0) + 1
+
+    def cross_institution(self) -> Counters:
+        """These counters without the asking institutions' own results: recognition between
+        institutions only (a region whose policy does not count reuse inside a hospital)."""
+        return Counters(
+            checks=self.checks,
+            items_checked=self.items_checked,
+            items_recognizable=self.items_recognizable - self.items_recognizable_own,
+            accepted=self.accepted - self.accepted_own,
+            declined=self.declined,
+            declined_by_reason=dict(self.declined_by_reason),
+            saving=self.saving - self.saving_own,
+            items_recognizable_own=self.items_recognizable_own,
+            accepted_own=self.accepted_own,
+            saving_own=self.saving_own,
+        )
 
     def reasons_json(self) -> str:
         """The declines per reason as stored in a rollup row."""

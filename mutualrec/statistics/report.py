@@ -47,6 +47,11 @@ class LineFact:
     reason: str
     booked_saving: str
 
+    @property
+    def own(self) -> bool:
+        """Whether the asking institution issued the result the line cites."""
+        return self.issuer_id == self.asker_id
+
 
 @dataclass(frozen=True, slots=True)
 class Directory:
@@ -119,7 +124,9 @@ def fold_day(
         for group_by in wanted:
             key = directory.key(group_by, line)
             counters = result[group_by].setdefault(key, Counters())
-            counters.add_line(line.verdict, line.accepted, line.reason, line.booked_saving)
+            counters.add_line(
+                line.verdict, line.accepted, line.reason, line.booked_saving, line.own
+            )
             checks = seen[group_by].setdefault(key, set())
             if line.check_id not in checks:
                 checks.add(line.check_id)

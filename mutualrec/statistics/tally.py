@@ -48,6 +48,10 @@ class TallyRow:
     saving_fen: int = 0
     # Declines by reason (a DeclineReason value or UNSPECIFIED); ``declined`` is their sum.
     declined_by_reason: tuple[tuple[str, int], ...] = ()
+    # The asking institution's own results among the recognizable, accepted and saved.
+    items_recognizable_own: int = 0
+    accepted_own: int = 0
+    saving_fen_own: int = 0
 
     @property
     def declined(self) -> int:
@@ -76,6 +80,9 @@ def counter_row(group_by: GroupBy, key: str, counters: Counters) -> TallyRow:
         declined_by_reason=tuple(
             sorted((r, n) for r, n in counters.declined_by_reason.items() if n)
         ),
+        items_recognizable_own=counters.items_recognizable_own,
+        accepted_own=counters.accepted_own,
+        saving_fen_own=to_fen(counters.saving_own),
     )
 
 
@@ -97,7 +104,17 @@ def decision_rows(line: LineFact, directory: Directory) -> list[TallyRow]:
     for group_by in GroupBy:
         key = directory.key(group_by, line)
         if line.accepted:
-            rows.append(TallyRow(group_by, key, accepted=1, saving_fen=to_fen(line.booked_saving)))
+            saving = to_fen(line.booked_saving)
+            rows.append(
+                TallyRow(
+                    group_by,
+                    key,
+                    accepted=1,
+                    saving_fen=saving,
+                    accepted_own=int(line.own),
+                    saving_fen_own=saving if line.own else 0,
+                )
+            )
         else:
             rows.append(
                 TallyRow(group_by, key, declined_by_reason=((line.reason or UNSPECIFIED, 1),))
@@ -127,6 +144,9 @@ class TallySum:
     saving_fen: int
     # Declines per reason, in TALLY_REASONS order.
     declines: tuple[int, ...]
+    items_recognizable_own: int = 0
+    accepted_own: int = 0
+    saving_fen_own: int = 0
 
 
 def report_rows(sums: Iterable[TallySum], spans: Sequence[tuple[dt.date, dt.date]]) -> list[Row]:
@@ -140,6 +160,9 @@ def report_rows(sums: Iterable[TallySum], spans: Sequence[tuple[dt.date, dt.date
         c.items_recognizable += s.items_recognizable
         c.accepted += s.accepted
         c.saving += Decimal(s.saving_fen) / 100
+        c.items_recognizable_own += s.items_recognizable_own
+        c.accepted_own += s.accepted_own
+        c.saving_own += Decimal(s.saving_fen_own) / 100
         for reason, count in zip(TALLY_REASONS, s.declines, strict=True):
             if count:
                 c.declined += count

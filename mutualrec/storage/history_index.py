@@ -24,6 +24,7 @@ from mutualrec.storage.models import (
     Series,
     Study,
 )
+from mutualrec.storage.recognition_index import HELD
 from mutualrec.storage.sql import as_utc
 
 
@@ -63,7 +64,8 @@ class StudyEntry:
     institution_code: str
     institution_name: str
     accession_number: str
-    study_date: dt.date
+    # None when the instances carry no date (such a study is never recognized).
+    study_date: dt.date | None
     study_time: dt.time | None
     started_at: dt.datetime
     description: str
@@ -74,6 +76,8 @@ class StudyEntry:
     body_parts: list[str] = field(default_factory=list)
     contrast: bool = False
     items: list[HeldItem] = field(default_factory=list)
+    # Why the study is not recognized; empty when it is.
+    not_recognized_reason: str = ""
 
 
 # Separates the values an aggregate joins into one string (never inside a modality or body part).
@@ -109,6 +113,8 @@ def _listing() -> Select[*tuple[Any, ...]]:
         _facet(Series.modality),
         _facet(Series.body_part),
         exists().where(Series.study_id == Study.id, Series.contrast.is_(True)),
+        Study.date_source,
+        Study.not_recognized_reason,
     ).join(Institution, Institution.id == Study.institution_id)
 
 
@@ -126,7 +132,7 @@ def _entries(session: Session, query: Select[*tuple[Any, ...]]) -> list[StudyEnt
             institution_code=row[3],
             institution_name=row[4],
             accession_number=row[5],
-            study_date=row[6],
+            study_date=row[6] if row[16] else None,
             study_time=row[7],
             started_at=row[8],
             description=row[9],
@@ -136,6 +142,7 @@ def _entries(session: Session, query: Select[*tuple[Any, ...]]) -> list[StudyEnt
             modalities=_split(row[13]),
             body_parts=_split(row[14]),
             contrast=bool(row[15]),
+            not_recognized_reason=row[17],
         )
         for row in session.execute(query)
     ]
@@ -148,7 +155,11 @@ def _entries(session: Session, query: Select[*tuple[Any, ...]]) -> list[StudyEnt
             RecognitionResult.item_code,
             RecognitionResult.report_time,
         )
-        .where(RecognitionResult.result_ref.in_(by_ref))
+        .where(
+            RecognitionResult.result_ref.in_(by_ref),
+            # A held row explains a check's verdict; the study is not recognized for its item.
+            RecognitionResult.status != HELD,
+        )
         .order_by(RecognitionResult.result_ref, RecognitionResult.item_code)
     ):
         by_ref[ref].items.append(HeldItem(item_code, as_utc(report_time)))
@@ -171,7 +182,8 @@ def patient_studies(
     if history_filter.from_date is not None:
         query = query.where(Study.study_date >= history_filter.from_date)
     if history_filter.to_date is not None:
-        query = query.where(Study.study_date <= history_filter.to_date)
+        # An undated study is in no date range.
+        query = query.where(Study.study_date <= history_filter.to_date, Study.date_source != "")
     if history_filter.institution_code:
         query = query.where(Institution.code == history_filter.institution_code)
     if history_filter.modality:

@@ -35,10 +35,17 @@ class StudyRecord:
     patient_key: str
     institution_id: int
     accession_number: str
-    study_date: dt.date
+    # None when the instances carry no date; ``date_source`` names the attribute it came from.
+    study_date: dt.date | None
     study_time: dt.time | None
     description: str
     performed_item_code: str
+    date_source: str = "StudyDate"
+
+
+# What the study row holds for an undated study; never read back as a date. In a newest-first
+# history an undated study sorts after every dated one.
+UNDATED = dt.date(1, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +97,13 @@ def held_versions(session: Session, sop_instance_uid: str) -> list[HeldVersion]:
 
 
 def link_patient(session: Session, institution_id: int, local_id: str, patient_key: str) -> None:
-    """Record the hospital's own patient number for a patient; refuse if it names another."""
+    """Record the hospital's own patient number for a patient; refuse if it names another.
+
+    An empty ``local_id`` (anonymised or imported instances) records the patient only.
+    """
     insert_ignoring_conflicts(session, Patient, {"patient_key": patient_key})
+    if not local_id:
+        return
     insert_ignoring_conflicts(
         session,
         PatientIdentifier,
@@ -113,16 +125,18 @@ def link_patient(session: Session, institution_id: int, local_id: str, patient_k
 
 def ensure_study(session: Session, record: StudyRecord) -> int:
     """The id of the study, creating it; refuse a study held for another patient or hospital."""
+    study_date = record.study_date or UNDATED
     values = {
         "study_instance_uid": record.study_instance_uid,
         "patient_key": record.patient_key,
         "institution_id": record.institution_id,
         "accession_number": record.accession_number,
-        "study_date": record.study_date,
+        "study_date": study_date,
         "study_time": record.study_time,
         "description": record.description,
         "performed_item_code": record.performed_item_code,
-        "started_at": dt.datetime.combine(record.study_date, record.study_time or dt.time()),
+        "started_at": dt.datetime.combine(study_date, record.study_time or dt.time()),
+        "date_source": record.date_source if record.study_date is not None else "",
     }
     insert_ignoring_conflicts(session, Study, values)
     study_id, patient_key, institution_id = session.execute(
@@ -295,7 +309,8 @@ class StudyOverview:
     study_instance_uid: str
     institution_code: str
     accession_number: str
-    study_date: dt.date
+    # None when the instances carry no date: such a study is never recognized.
+    study_date: dt.date | None
     study_time: dt.time | None
     description: str
     performed_item_code: str
@@ -305,6 +320,10 @@ class StudyOverview:
     series_count: int
     instance_count: int
     size_bytes: int
+    # "" | "confirmed" | "overruled": an administrator's word on a contradicted declared item.
+    declared_item_review: str = ""
+    # Why the study is not recognized; empty when it is.
+    not_recognized_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +407,7 @@ def study_overview(session: Session, study_instance_uid: str) -> StudyOverview |
         study_instance_uid=row.study_instance_uid,
         institution_code=institution_code,
         accession_number=row.accession_number,
-        study_date=row.study_date,
+        study_date=row.study_date if row.date_source else None,
         study_time=row.study_time,
         description=row.description,
         performed_item_code=row.performed_item_code,
@@ -399,7 +418,28 @@ def study_overview(session: Session, study_instance_uid: str) -> StudyOverview |
         # Kept on the study row by every batch that adds instances (refresh_study_counts).
         instance_count=row.instance_count,
         size_bytes=row.size_bytes,
+        declared_item_review=row.declared_item_review,
+        not_recognized_reason=row.not_recognized_reason,
     )
+
+
+def set_not_recognized_reason(session: Session, study_instance_uid: str, reason: str) -> None:
+    """Record why the study is not recognized (empty: it is)."""
+    session.execute(
+        update(Study)
+        .where(Study.study_instance_uid == study_instance_uid)
+        .values(not_recognized_reason=reason[:512])
+    )
+
+
+def set_declared_item_review(session: Session, study_instance_uid: str, review: str) -> bool:
+    """Record an administrator's word on the study's declared item; False if no such study."""
+    changed = session.execute(
+        update(Study)
+        .where(Study.study_instance_uid == study_instance_uid)
+        .values(declared_item_review=review)
+    )
+    return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)

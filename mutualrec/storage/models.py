@@ -122,6 +122,17 @@ class Study(Base):
     instance_count: Mapped[int] = mapped_column(Integer, server_default="0")
     size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # The attribute ``study_date`` was read from (StudyDate, else SeriesDate, AcquisitionDate,
+    # ContentDate); empty when the instances carry no date, and ``study_date`` holds
+    # imaging_index.UNDATED (a NOT NULL column cannot become nullable without rebuilding the
+    # table SQLite-side, which the foreign keys to it forbid).
+    date_source: Mapped[str] = mapped_column(String(16), server_default="StudyDate")
+    # An administrator's word on a declared item that contradicts the images: "" (none needed
+    # or not yet given), "confirmed" (the declared item stands) or "overruled" (the header does).
+    declared_item_review: Mapped[str] = mapped_column(String(16), server_default="")
+    # Why the study is not recognized (no date; a declared item awaiting review); empty when it
+    # is. Kept by ingest with the recognition rows.
+    not_recognized_reason: Mapped[str] = mapped_column(String(512), server_default="")
 
 
 class Series(Base):
@@ -331,6 +342,21 @@ class RecognitionResult(Base):
     report_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
     detail: Mapped[str] = mapped_column(Text)
+    # When a lab result's specimen was collected: where its window starts under a
+    # collection-anchored region policy. None for studies and rows indexed before 0012.
+    collected_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RegionPolicyVersion(Base):
+    """A loaded version of the region's policy file; the last loaded is in force."""
+
+    __tablename__ = "region_policy_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source_text: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 class RecognitionCheck(Base):
@@ -417,6 +443,11 @@ class TallyCounters:
     declined_body_part_mismatch: Mapped[int] = mapped_column(BigInteger)
     declined_other: Mapped[int] = mapped_column(BigInteger)
     declined_unspecified: Mapped[int] = mapped_column(BigInteger)
+    # The asking institution's own results among the recognizable, accepted and saved (0 in
+    # tallies made before migration 0013 until the statistics are rebuilt).
+    items_recognizable_own: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    accepted_own: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    saving_fen_own: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class StatTally(TallyCounters, Base):

@@ -28,6 +28,10 @@ from mutualrec.storage.models import (
 from mutualrec.storage.sql import as_utc, insert_ignoring_conflicts
 from mutualrec.storage.statistics_index import DELTA_COLUMNS
 
+# The status of a row that is not recognized but that a check must explain: a study whose
+# declared item contradicts its images, until an administrator resolves it. Not a FHIR status.
+HELD = "held"
+
 
 @dataclass(frozen=True, slots=True)
 class IndexedResult:
@@ -41,6 +45,8 @@ class IndexedResult:
     report_time: dt.datetime
     institution_id: int
     detail: str
+    # Specimen collection (lab results indexed since migration 0012); None otherwise.
+    collected_at: dt.datetime | None = None
 
 
 # One statement with one array per column, whatever the number of rows: a bundle of 1,000 lab
@@ -48,16 +54,17 @@ class IndexedResult:
 _UPSERT_SQL = text(
     """
     INSERT INTO recognition_result (patient_key, item_code, kind, result_ref, version, status,
-                                    report_time, institution_id, detail)
+                                    report_time, institution_id, detail, collected_at)
     SELECT * FROM unnest(CAST(:patient_keys AS text[]), CAST(:item_codes AS text[]),
                          CAST(:kinds AS text[]), CAST(:refs AS text[]),
                          CAST(:versions AS integer[]), CAST(:statuses AS text[]),
                          CAST(:times AS timestamptz[]), CAST(:institutions AS integer[]),
-                         CAST(:details AS text[]))
+                         CAST(:details AS text[]), CAST(:collected AS timestamptz[]))
     ON CONFLICT (result_ref, item_code) DO UPDATE SET
         patient_key = excluded.patient_key, kind = excluded.kind, version = excluded.version,
         status = excluded.status, report_time = excluded.report_time,
-        institution_id = excluded.institution_id, detail = excluded.detail
+        institution_id = excluded.institution_id, detail = excluded.detail,
+        collected_at = excluded.collected_at
     WHERE excluded.version >= recognition_result.version
     """
 )
@@ -83,6 +90,7 @@ def upsert_results(session: Session, rows: Sequence[dict[str, Any]]) -> None:
                 "times": [r["report_time"] for r in rows],
                 "institutions": [r["institution_id"] for r in rows],
                 "details": [r["detail"] for r in rows],
+                "collected": [r.get("collected_at") for r in rows],
             },
         )
         return
@@ -98,7 +106,16 @@ def upsert_results(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     session.execute(statement, list(rows))
 
 
-_REFRESHED = ("patient_key", "kind", "version", "status", "report_time", "institution_id", "detail")
+_REFRESHED = (
+    "patient_key",
+    "kind",
+    "version",
+    "status",
+    "report_time",
+    "institution_id",
+    "detail",
+    "collected_at",
+)
 
 
 def drop_stale_items(session: Session, current: dict[str, Iterable[str]]) -> None:
@@ -129,14 +146,25 @@ def results_for(
             RecognitionResult.report_time,
             RecognitionResult.institution_id,
             RecognitionResult.detail,
+            RecognitionResult.collected_at,
         ).where(
             RecognitionResult.patient_key == patient_key,
             RecognitionResult.item_code.in_(codes),
         )
     )
     return [
-        IndexedResult(item, kind, ref, version, status, as_utc(time), institution, detail)
-        for item, kind, ref, version, status, time, institution, detail in rows
+        IndexedResult(
+            item,
+            kind,
+            ref,
+            version,
+            status,
+            as_utc(time),
+            institution,
+            detail,
+            None if collected is None else as_utc(collected),
+        )
+        for item, kind, ref, version, status, time, institution, detail, collected in rows
     ]
 
 
@@ -167,8 +195,8 @@ def record_checks(
 # write and commit), prepared statements, no ORM. Profiling showed SQLAlchemy's statement
 # handling costing more CPU than the rules themselves at a thousand checks a second.
 _RESULTS_SQL = (
-    "SELECT item_code, kind, result_ref, version, status, report_time, institution_id, detail"
-    " FROM recognition_result WHERE patient_key = %s AND item_code = ANY(%s)"
+    "SELECT item_code, kind, result_ref, version, status, report_time, institution_id, detail,"
+    " collected_at FROM recognition_result WHERE patient_key = %s AND item_code = ANY(%s)"
 )
 _CHECK_COLUMNS = (
     "id",

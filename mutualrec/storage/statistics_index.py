@@ -31,6 +31,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    inspect,
     literal,
     literal_column,
     select,
@@ -71,6 +72,9 @@ _COUNTERS = (
     "saving_fen",
     "declined",
     *REASON_COLUMNS,
+    "items_recognizable_own",
+    "accepted_own",
+    "saving_fen_own",
 )
 _KEY = ("group_by", "day", "group_key")
 # The key's three columns (text, date, text), then BIGINT counters only: the check's statement
@@ -129,6 +133,9 @@ def delta_params(day: dt.date, rows: Sequence[TallyRow]) -> list[dict[str, Any]]
             "declined": r.declined,
             **dict.fromkeys(REASON_COLUMNS, 0),
             **{reason_column(reason): count for reason, count in r.declined_by_reason},
+            "items_recognizable_own": r.items_recognizable_own,
+            "accepted_own": r.accepted_own,
+            "saving_fen_own": r.saving_fen_own,
         }
         for r in rows
     ]
@@ -266,7 +273,10 @@ def report(
                 items_recognizable=row[4],
                 accepted=row[5],
                 saving_fen=row[6],
-                declines=tuple(row[8:]),
+                declines=tuple(row[8 : 8 + len(REASON_COLUMNS)]),
+                items_recognizable_own=row[8 + len(REASON_COLUMNS)],
+                accepted_own=row[9 + len(REASON_COLUMNS)],
+                saving_fen_own=row[10 + len(REASON_COLUMNS)],
             )
             for row in found
         ),
@@ -348,11 +358,17 @@ def rebuild(session: Session, *, months: bool = True) -> int:
     if first is None:
         return 0
     names = directory(session)
+    # Migration 0009 runs this at a revision whose tallies lack later counters (0013's
+    # own-institution columns): only the columns the table has are written.
+    present = {column["name"] for column in inspect(session.connection()).get_columns("stat_tally")}
     days = Period(_day_of(first), _day_of(last)).days()
     for day in days:
         rows = lines_rows(day_lines(session, day), names)
         if rows:
-            session.execute(StatTally.__table__.insert(), delta_params(day, rows))  # type: ignore[attr-defined]
+            params = [
+                {k: v for k, v in row.items() if k in present} for row in delta_params(day, rows)
+            ]
+            session.execute(StatTally.__table__.insert(), params)  # type: ignore[attr-defined]
     if months:
         fold_months(session)
     return len(days)

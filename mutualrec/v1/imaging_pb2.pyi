@@ -48,7 +48,7 @@ class StudyRecognition(_message.Message):
     def __init__(self, item_code: _Optional[str] = ..., item_name: _Optional[str] = ..., valid_until: _Optional[str] = ..., within_validity: _Optional[bool] = ...) -> None: ...
 
 class StudyListing(_message.Message):
-    __slots__ = ("study_instance_uid", "institution_code", "institution_name", "study_date", "study_time", "modalities", "body_parts", "description", "contrast", "series_count", "instance_count", "size_bytes", "accession_number", "recognition")
+    __slots__ = ("study_instance_uid", "institution_code", "institution_name", "study_date", "study_time", "modalities", "body_parts", "description", "contrast", "series_count", "instance_count", "size_bytes", "accession_number", "recognition", "not_recognized_reason")
     STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
     INSTITUTION_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class StudyListing(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     ACCESSION_NUMBER_FIELD_NUMBER: _ClassVar[int]
     RECOGNITION_FIELD_NUMBER: _ClassVar[int]
+    NOT_RECOGNIZED_REASON_FIELD_NUMBER: _ClassVar[int]
     study_instance_uid: str
     institution_code: str
     institution_name: str
@@ -77,7 +78,8 @@ class StudyListing(_message.Message):
     size_bytes: int
     accession_number: str
     recognition: _containers.RepeatedCompositeFieldContainer[StudyRecognition]
-    def __init__(self, study_instance_uid: _Optional[str] = ..., institution_code: _Optional[str] = ..., institution_name: _Optional[str] = ..., study_date: _Optional[str] = ..., study_time: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., body_parts: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., contrast: _Optional[bool] = ..., series_count: _Optional[int] = ..., instance_count: _Optional[int] = ..., size_bytes: _Optional[int] = ..., accession_number: _Optional[str] = ..., recognition: _Optional[_Iterable[_Union[StudyRecognition, _Mapping]]] = ...) -> None: ...
+    not_recognized_reason: str
+    def __init__(self, study_instance_uid: _Optional[str] = ..., institution_code: _Optional[str] = ..., institution_name: _Optional[str] = ..., study_date: _Optional[str] = ..., study_time: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., body_parts: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., contrast: _Optional[bool] = ..., series_count: _Optional[int] = ..., instance_count: _Optional[int] = ..., size_bytes: _Optional[int] = ..., accession_number: _Optional[str] = ..., recognition: _Optional[_Iterable[_Union[StudyRecognition, _Mapping]]] = ..., not_recognized_reason: _Optional[str] = ...) -> None: ...
 
 class ListStudiesResponse(_message.Message):
     __slots__ = ("studies", "next_page_token")

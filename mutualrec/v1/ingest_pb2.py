@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from mutualrec.v1 import common_pb2 as mutualrec_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mutualrec/v1/ingest.proto\x12\x0cmutualrec.v1\x1a\x19mutualrec/v1/common.proto\"x\n\x12UploadStudyRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.mutualrec.v1.UploadHeaderH\x00\x12,\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1b.mutualrec.v1.InstanceChunkH\x00\x42\x06\n\x04part\"u\n\x0cUploadHeader\x12.\n\x07patient\x18\x01 \x01(\x0b\x32\x1d.mutualrec.v1.PatientIdentity\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x1b\n\x13performed_item_code\x18\x03 \x01(\t\"K\n\rInstanceChunk\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65nd_of_instance\x18\x03 \x01(\x08\"\x97\x02\n\x0fInstanceOutcome\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0bsource_name\x18\x02 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x03 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x04 \x01(\t\x12\x32\n\x07outcome\x18\x05 \x01(\x0e\x32!.mutualrec.v1.InstanceOutcomeKind\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x30\n\nviolations\x18\n \x03(\x0b\x32\x1c.mutualrec.v1.FieldViolation\"b\n\x0cUploadCounts\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12\x1b\n\x13\x64uplicate_identical\x18\x02 \x01(\x05\x12\x13\n\x0bnew_version\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"\xb4\x02\n\x0cStudySummary\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x18\n\x10institution_code\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x03 \x01(\t\x12\x12\n\nstudy_date\x18\x04 \x01(\t\x12\x12\n\nstudy_time\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x12\n\nmodalities\x18\x07 \x03(\t\x12\x12\n\nbody_parts\x18\x08 \x03(\t\x12\x10\n\x08\x63ontrast\x18\t \x01(\x08\x12\x1b\n\x13performed_item_code\x18\n \x01(\t\x12\x14\n\x0cseries_count\x18\x0b \x01(\x05\x12\x16\n\x0einstance_count\x18\x0c \x01(\x05\x12\x12\n\nsize_bytes\x18\r \x01(\x03\"\x9e\x01\n\x13UploadStudyResponse\x12\x30\n\tinstances\x18\x01 \x03(\x0b\x32\x1d.mutualrec.v1.InstanceOutcome\x12*\n\x06\x63ounts\x18\x02 \x01(\x0b\x32\x1a.mutualrec.v1.UploadCounts\x12)\n\x05study\x18\x03 \x01(\x0b\x32\x1a.mutualrec.v1.StudySummary\"3\n\x15GetStudyStatusRequest\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\"z\n\x0cHeldInstance\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"r\n\x16GetStudyStatusResponse\x12)\n\x05study\x18\x01 \x01(\x0b\x32\x1a.mutualrec.v1.StudySummary\x12-\n\tinstances\x18\x02 \x03(\x0b\x32\x1a.mutualrec.v1.HeldInstance\"Z\n\x19SubmitObservationsRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12/\n\x0c\x66hir_version\x18\x02 \x01(\x0e\x32\x19.mutualrec.v1.FhirVersion\"\xec\x01\n\x0c\x45ntryOutcome\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x66ull_url\x18\x02 \x01(\t\x12\x15\n\rresource_type\x18\x03 \x01(\t\x12\x10\n\x08identity\x18\x04 \x01(\t\x12/\n\x07outcome\x18\x05 \x01(\x0e\x32\x1e.mutualrec.v1.EntryOutcomeKind\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x30\n\nviolations\x18\t \x03(\x0b\x32\x1c.mutualrec.v1.FieldViolation\"\x96\x01\n\x0cSubmitCounts\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\x12\x1b\n\x13updated_new_version\x18\x02 \x01(\x05\x12\x11\n\tunchanged\x18\x03 \x01(\x05\x12\x11\n\twithdrawn\x18\x04 \x01(\x05\x12\x10\n\x08rejected\x18\x05 \x01(\x05\x12\x0f\n\x07\x63ontext\x18\x06 \x01(\x05\x12\x0f\n\x07ignored\x18\x07 \x01(\x05\"\xa3\x01\n\x1aSubmitObservationsResponse\x12\x13\n\x0b\x62undle_type\x18\x01 \x01(\t\x12+\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1a.mutualrec.v1.EntryOutcome\x12*\n\x06\x63ounts\x18\x03 \x01(\x0b\x32\x1a.mutualrec.v1.SubmitCounts\x12\x17\n\x0f\x64ocument_sha256\x18\x04 \x01(\t*\x80\x01\n\x13InstanceOutcomeKind\x12%\n!INSTANCE_OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\x17\n\x13\x44UPLICATE_IDENTICAL\x10\x02\x12\x0f\n\x0bNEW_VERSION\x10\x03\x12\x0c\n\x08REJECTED\x10\x04*E\n\x0b\x46hirVersion\x12\x1c\n\x18\x46HIR_VERSION_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46HIR_R4\x10\x01\x12\x0b\n\x07\x46HIR_R5\x10\x02*\xa8\x01\n\x10\x45ntryOutcomeKind\x12\"\n\x1e\x45NTRY_OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x17\n\x13UPDATED_NEW_VERSION\x10\x02\x12\r\n\tUNCHANGED\x10\x03\x12\r\n\tWITHDRAWN\x10\x04\x12\x12\n\x0e\x45NTRY_REJECTED\x10\x05\x12\x0b\n\x07\x43ONTEXT\x10\x06\x12\x0b\n\x07IGNORED\x10\x07\x32\xab\x02\n\rIngestService\x12T\n\x0bUploadStudy\x12 .mutualrec.v1.UploadStudyRequest\x1a!.mutualrec.v1.UploadStudyResponse(\x01\x12[\n\x0eGetStudyStatus\x12#.mutualrec.v1.GetStudyStatusRequest\x1a$.mutualrec.v1.GetStudyStatusResponse\x12g\n\x12SubmitObservations\x12\'.mutualrec.v1.SubmitObservationsRequest\x1a(.mutualrec.v1.SubmitObservationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mutualrec/v1/ingest.proto\x12\x0cmutualrec.v1\x1a\x19mutualrec/v1/common.proto\"x\n\x12UploadStudyRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.mutualrec.v1.UploadHeaderH\x00\x12,\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1b.mutualrec.v1.InstanceChunkH\x00\x42\x06\n\x04part\"u\n\x0cUploadHeader\x12.\n\x07patient\x18\x01 \x01(\x0b\x32\x1d.mutualrec.v1.PatientIdentity\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x1b\n\x13performed_item_code\x18\x03 \x01(\t\"K\n\rInstanceChunk\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65nd_of_instance\x18\x03 \x01(\x08\"\x97\x02\n\x0fInstanceOutcome\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0bsource_name\x18\x02 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x03 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x04 \x01(\t\x12\x32\n\x07outcome\x18\x05 \x01(\x0e\x32!.mutualrec.v1.InstanceOutcomeKind\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x30\n\nviolations\x18\n \x03(\x0b\x32\x1c.mutualrec.v1.FieldViolation\"b\n\x0cUploadCounts\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12\x1b\n\x13\x64uplicate_identical\x18\x02 \x01(\x05\x12\x13\n\x0bnew_version\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"\xd3\x02\n\x0cStudySummary\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x18\n\x10institution_code\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x03 \x01(\t\x12\x12\n\nstudy_date\x18\x04 \x01(\t\x12\x12\n\nstudy_time\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x12\n\nmodalities\x18\x07 \x03(\t\x12\x12\n\nbody_parts\x18\x08 \x03(\t\x12\x10\n\x08\x63ontrast\x18\t \x01(\x08\x12\x1b\n\x13performed_item_code\x18\n \x01(\t\x12\x14\n\x0cseries_count\x18\x0b \x01(\x05\x12\x16\n\x0einstance_count\x18\x0c \x01(\x05\x12\x12\n\nsize_bytes\x18\r \x01(\x03\x12\x1d\n\x15not_recognized_reason\x18\x0e \x01(\t\"\x9e\x01\n\x13UploadStudyResponse\x12\x30\n\tinstances\x18\x01 \x03(\x0b\x32\x1d.mutualrec.v1.InstanceOutcome\x12*\n\x06\x63ounts\x18\x02 \x01(\x0b\x32\x1a.mutualrec.v1.UploadCounts\x12)\n\x05study\x18\x03 \x01(\x0b\x32\x1a.mutualrec.v1.StudySummary\"3\n\x15GetStudyStatusRequest\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\"z\n\x0cHeldInstance\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"r\n\x16GetStudyStatusResponse\x12)\n\x05study\x18\x01 \x01(\x0b\x32\x1a.mutualrec.v1.StudySummary\x12-\n\tinstances\x18\x02 \x03(\x0b\x32\x1a.mutualrec.v1.HeldInstance\"Z\n\x19SubmitObservationsRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12/\n\x0c\x66hir_version\x18\x02 \x01(\x0e\x32\x19.mutualrec.v1.FhirVersion\"\xec\x01\n\x0c\x45ntryOutcome\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x66ull_url\x18\x02 \x01(\t\x12\x15\n\rresource_type\x18\x03 \x01(\t\x12\x10\n\x08identity\x18\x04 \x01(\t\x12/\n\x07outcome\x18\x05 \x01(\x0e\x32\x1e.mutualrec.v1.EntryOutcomeKind\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x30\n\nviolations\x18\t \x03(\x0b\x32\x1c.mutualrec.v1.FieldViolation\"\x96\x01\n\x0cSubmitCounts\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\x12\x1b\n\x13updated_new_version\x18\x02 \x01(\x05\x12\x11\n\tunchanged\x18\x03 \x01(\x05\x12\x11\n\twithdrawn\x18\x04 \x01(\x05\x12\x10\n\x08rejected\x18\x05 \x01(\x05\x12\x0f\n\x07\x63ontext\x18\x06 \x01(\x05\x12\x0f\n\x07ignored\x18\x07 \x01(\x05\"\xa3\x01\n\x1aSubmitObservationsResponse\x12\x13\n\x0b\x62undle_type\x18\x01 \x01(\t\x12+\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1a.mutualrec.v1.EntryOutcome\x12*\n\x06\x63ounts\x18\x03 \x01(\x0b\x32\x1a.mutualrec.v1.SubmitCounts\x12\x17\n\x0f\x64ocument_sha256\x18\x04 \x01(\t*\x80\x01\n\x13InstanceOutcomeKind\x12%\n!INSTANCE_OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\x17\n\x13\x44UPLICATE_IDENTICAL\x10\x02\x12\x0f\n\x0bNEW_VERSION\x10\x03\x12\x0c\n\x08REJECTED\x10\x04*E\n\x0b\x46hirVersion\x12\x1c\n\x18\x46HIR_VERSION_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46HIR_R4\x10\x01\x12\x0b\n\x07\x46HIR_R5\x10\x02*\xa8\x01\n\x10\x45ntryOutcomeKind\x12\"\n\x1e\x45NTRY_OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x17\n\x13UPDATED_NEW_VERSION\x10\x02\x12\r\n\tUNCHANGED\x10\x03\x12\r\n\tWITHDRAWN\x10\x04\x12\x12\n\x0e\x45NTRY_REJECTED\x10\x05\x12\x0b\n\x07\x43ONTEXT\x10\x06\x12\x0b\n\x07IGNORED\x10\x07\x32\xab\x02\n\rIngestService\x12T\n\x0bUploadStudy\x12 .mutualrec.v1.UploadStudyRequest\x1a!.mutualrec.v1.UploadStudyResponse(\x01\x12[\n\x0eGetStudyStatus\x12#.mutualrec.v1.GetStudyStatusRequest\x1a$.mutualrec.v1.GetStudyStatusResponse\x12g\n\x12SubmitObservations\x12\'.mutualrec.v1.SubmitObservationsRequest\x1a(.mutualrec.v1.SubmitObservationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mutualrec.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INSTANCEOUTCOMEKIND']._serialized_start=2186
-  _globals['_INSTANCEOUTCOMEKIND']._serialized_end=2314
-  _globals['_FHIRVERSION']._serialized_start=2316
-  _globals['_FHIRVERSION']._serialized_end=2385
-  _globals['_ENTRYOUTCOMEKIND']._serialized_start=2388
-  _globals['_ENTRYOUTCOMEKIND']._serialized_end=2556
+  _globals['_INSTANCEOUTCOMEKIND']._serialized_start=2217
+  _globals['_INSTANCEOUTCOMEKIND']._serialized_end=2345
+  _globals['_FHIRVERSION']._serialized_start=2347
+  _globals['_FHIRVERSION']._serialized_end=2416
+  _globals['_ENTRYOUTCOMEKIND']._serialized_start=2419
+  _globals['_ENTRYOUTCOMEKIND']._serialized_end=2587
   _globals['_UPLOADSTUDYREQUEST']._serialized_start=70
   _globals['_UPLOADSTUDYREQUEST']._serialized_end=190
   _globals['_UPLOADHEADER']._serialized_start=192
@@ -49,23 +49,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADCOUNTS']._serialized_start=670
   _globals['_UPLOADCOUNTS']._serialized_end=768
   _globals['_STUDYSUMMARY']._serialized_start=771
-  _globals['_STUDYSUMMARY']._serialized_end=1079
-  _globals['_UPLOADSTUDYRESPONSE']._serialized_start=1082
-  _globals['_UPLOADSTUDYRESPONSE']._serialized_end=1240
-  _globals['_GETSTUDYSTATUSREQUEST']._serialized_start=1242
-  _globals['_GETSTUDYSTATUSREQUEST']._serialized_end=1293
-  _globals['_HELDINSTANCE']._serialized_start=1295
-  _globals['_HELDINSTANCE']._serialized_end=1417
-  _globals['_GETSTUDYSTATUSRESPONSE']._serialized_start=1419
-  _globals['_GETSTUDYSTATUSRESPONSE']._serialized_end=1533
-  _globals['_SUBMITOBSERVATIONSREQUEST']._serialized_start=1535
-  _globals['_SUBMITOBSERVATIONSREQUEST']._serialized_end=1625
-  _globals['_ENTRYOUTCOME']._serialized_start=1628
-  _globals['_ENTRYOUTCOME']._serialized_end=1864
-  _globals['_SUBMITCOUNTS']._serialized_start=1867
-  _globals['_SUBMITCOUNTS']._serialized_end=2017
-  _globals['_SUBMITOBSERVATIONSRESPONSE']._serialized_start=2020
-  _globals['_SUBMITOBSERVATIONSRESPONSE']._serialized_end=2183
-  _globals['_INGESTSERVICE']._serialized_start=2559
-  _globals['_INGESTSERVICE']._serialized_end=2858
+  _globals['_STUDYSUMMARY']._serialized_end=1110
+  _globals['_UPLOADSTUDYRESPONSE']._serialized_start=1113
+  _globals['_UPLOADSTUDYRESPONSE']._serialized_end=1271
+  _globals['_GETSTUDYSTATUSREQUEST']._serialized_start=1273
+  _globals['_GETSTUDYSTATUSREQUEST']._serialized_end=1324
+  _globals['_HELDINSTANCE']._serialized_start=1326
+  _globals['_HELDINSTANCE']._serialized_end=1448
+  _globals['_GETSTUDYSTATUSRESPONSE']._serialized_start=1450
+  _globals['_GETSTUDYSTATUSRESPONSE']._serialized_end=1564
+  _globals['_SUBMITOBSERVATIONSREQUEST']._serialized_start=1566
+  _globals['_SUBMITOBSERVATIONSREQUEST']._serialized_end=1656
+  _globals['_ENTRYOUTCOME']._serialized_start=1659
+  _globals['_ENTRYOUTCOME']._serialized_end=1895
+  _globals['_SUBMITCOUNTS']._serialized_start=1898
+  _globals['_SUBMITCOUNTS']._serialized_end=2048
+  _globals['_SUBMITOBSERVATIONSRESPONSE']._serialized_start=2051
+  _globals['_SUBMITOBSERVATIONSRESPONSE']._serialized_end=2214
+  _globals['_INGESTSERVICE']._serialized_start=2590
+  _globals['_INGESTSERVICE']._serialized_end=2889
 # @@protoc_insertion_point(module_scope)

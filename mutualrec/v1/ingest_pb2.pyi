@@ -114,7 +114,7 @@ class UploadCounts(_message.Message):
     def __init__(self, stored: _Optional[int] = ..., duplicate_identical: _Optional[int] = ..., new_version: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class StudySummary(_message.Message):
-    __slots__ = ("study_instance_uid", "institution_code", "accession_number", "study_date", "study_time", "description", "modalities", "body_parts", "contrast", "performed_item_code", "series_count", "instance_count", "size_bytes")
+    __slots__ = ("study_instance_uid", "institution_code", "accession_number", "study_date", "study_time", "description", "modalities", "body_parts", "contrast", "performed_item_code", "series_count", "instance_count", "size_bytes", "not_recognized_reason")
     STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
     ACCESSION_NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +128,7 @@ class StudySummary(_message.Message):
     SERIES_COUNT_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_COUNT_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NOT_RECOGNIZED_REASON_FIELD_NUMBER: _ClassVar[int]
     study_instance_uid: str
     institution_code: str
     accession_number: str
@@ -141,7 +142,8 @@ class StudySummary(_message.Message):
     series_count: int
     instance_count: int
     size_bytes: int
-    def __init__(self, study_instance_uid: _Optional[str] = ..., institution_code: _Optional[str] = ..., accession_number: _Optional[str] = ..., study_date: _Optional[str] = ..., study_time: _Optional[str] = ..., description: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., body_parts: _Optional[_Iterable[str]] = ..., contrast: _Optional[bool] = ..., performed_item_code: _Optional[str] = ..., series_count: _Optional[int] = ..., instance_count: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    not_recognized_reason: str
+    def __init__(self, study_instance_uid: _Optional[str] = ..., institution_code: _Optional[str] = ..., accession_number: _Optional[str] = ..., study_date: _Optional[str] = ..., study_time: _Optional[str] = ..., description: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., body_parts: _Optional[_Iterable[str]] = ..., contrast: _Optional[bool] = ..., performed_item_code: _Optional[str] = ..., series_count: _Optional[int] = ..., instance_count: _Optional[int] = ..., size_bytes: _Optional[int] = ..., not_recognized_reason: _Optional[str] = ...) -> None: ...
 
 class UploadStudyResponse(_message.Message):
     __slots__ = ("instances", "counts", "study")

@@ -25,37 +25,37 @@ _sym_db = _symbol_database.Default()
 from mutualrec.v1 import common_pb2 as mutualrec_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emutualrec/v1/recognition.proto\x12\x0cmutualrec.v1\x1a\x19mutualrec/v1/common.proto\"\x8a\x01\n\x11\x43heckOrderRequest\x12.\n\x07patient\x18\x01 \x01(\x0b\x32\x1d.mutualrec.v1.PatientIdentity\x12\x15\n\rordered_codes\x18\x02 \x03(\t\x12.\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1d.mutualrec.v1.ClinicalContext\"J\n\x0f\x43linicalContext\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\ndepartment\x18\x02 \x01(\t\x12\x11\n\temergency\x18\x03 \x01(\x08\"\xee\x01\n\tCheckLine\x12\x0c\n\x04line\x18\x01 \x01(\x05\x12\x14\n\x0cordered_code\x18\x02 \x01(\t\x12\x11\n\titem_code\x18\x03 \x01(\t\x12\x11\n\titem_name\x18\x04 \x01(\t\x12&\n\x07verdict\x18\x05 \x01(\x0e\x32\x15.mutualrec.v1.Verdict\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\x06result\x18\x07 \x01(\x0b\x32\x1e.mutualrec.v1.RecognizedResult\x12\x18\n\x10\x65stimated_saving\x18\x08 \x01(\t\x12\x15\n\rexpired_since\x18\t \x01(\t\"\xa6\x02\n\x10RecognizedResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\nresult_ref\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x13\n\x0bissuer_code\x18\x05 \x01(\t\x12\x13\n\x0bissuer_name\x18\x06 \x01(\t\x12\x13\n\x0breport_time\x18\x07 \x01(\t\x12\x13\n\x0b\x61ge_seconds\x18\x08 \x01(\x03\x12\x13\n\x0bvalid_until\x18\t \x01(\t\x12\x11\n\titem_code\x18\n \x01(\t\x12#\n\x03lab\x18\x0b \x01(\x0b\x32\x16.mutualrec.v1.LabValue\x12.\n\x07imaging\x18\x0c \x01(\x0b\x32\x1d.mutualrec.v1.ImagingStudyRef\"\xbc\x01\n\x08LabValue\x12\r\n\x05loinc\x18\x01 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x17\n\x0freference_range\x18\x05 \x01(\t\x12\x16\n\x0einterpretation\x18\x06 \x01(\t\x12\x17\n\x0f\x63\x61nonical_value\x18\x07 \x01(\t\x12\x16\n\x0e\x63\x61nonical_unit\x18\x08 \x01(\t\x12\x11\n\tunit_note\x18\t \x01(\t\"\xc0\x01\n\x0fImagingStudyRef\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x12\n\nmodalities\x18\x03 \x01(\t\x12\x12\n\nbody_parts\x18\x04 \x01(\t\x12\x10\n\x08\x63ontrast\x18\x05 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x16\n\x0einstance_count\x18\x07 \x01(\x05\x12\x10\n\x08open_url\x18\x08 \x01(\t\"\x9c\x01\n\x12\x43heckOrderResponse\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x13\n\x0breceived_at\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x01(\t\x12&\n\x05lines\x18\x04 \x03(\x0b\x32\x17.mutualrec.v1.CheckLine\x12\x1e\n\x16total_estimated_saving\x18\x05 \x01(\t\"\xb6\x01\n\x15RecordDecisionRequest\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x11\n\titem_code\x18\x06 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x16.mutualrec.v1.Decision\x12+\n\x06reason\x18\x04 \x01(\x0e\x32\x1b.mutualrec.v1.DeclineReason\x12\x13\n\x0breason_text\x18\x05 \x01(\t\"\xd4\x01\n\x16RecordDecisionResponse\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12(\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x16.mutualrec.v1.Decision\x12+\n\x06reason\x18\x04 \x01(\x0e\x32\x1b.mutualrec.v1.DeclineReason\x12\x15\n\rbooked_saving\x18\x05 \x01(\t\x12\x18\n\x10\x61lready_recorded\x18\x06 \x01(\x08\x12\x12\n\ndecided_at\x18\x07 \x01(\t*\xa3\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cRECOGNIZABLE\x10\x01\x12\x0b\n\x07\x45XPIRED\x10\x02\x12\r\n\tNO_RESULT\x10\x03\x12\x18\n\x14ISSUER_NOT_QUALIFIED\x10\x04\x12\x14\n\x10PRELIMINARY_ONLY\x10\x05\x12\x0f\n\x0bNOT_COVERED\x10\x06\x12\x10\n\x0cUNKNOWN_CODE\x10\x07*@\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0c\n\x08\x44\x45\x43LINED\x10\x02*\x9b\x02\n\rDeclineReason\x12\x1e\n\x1a\x44\x45\x43LINE_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43ONDITION_CHANGED\x10\x01\x12\x17\n\x13\x46\x41ST_CHANGING_VALUE\x10\x02\x12!\n\x1d\x42\x45\x46ORE_SURGERY_OR_TRANSFUSION\x10\x03\x12\r\n\tEMERGENCY\x10\x04\x12\x17\n\x13\x46ORENSIC_ASSESSMENT\x10\x05\x12\x13\n\x0fPATIENT_REQUEST\x10\x06\x12$\n ISSUER_FAILED_QUALITY_ASSESSMENT\x10\x07\x12\x11\n\rIMAGE_QUALITY\x10\x08\x12\x16\n\x12\x42ODY_PART_MISMATCH\x10\t\x12\t\n\x05OTHER\x10\n2\xc2\x01\n\x12RecognitionService\x12O\n\nCheckOrder\x12\x1f.mutualrec.v1.CheckOrderRequest\x1a .mutualrec.v1.CheckOrderResponse\x12[\n\x0eRecordDecision\x12#.mutualrec.v1.RecordDecisionRequest\x1a$.mutualrec.v1.RecordDecisionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emutualrec/v1/recognition.proto\x12\x0cmutualrec.v1\x1a\x19mutualrec/v1/common.proto\"\xa3\x01\n\x11\x43heckOrderRequest\x12.\n\x07patient\x18\x01 \x01(\x0b\x32\x1d.mutualrec.v1.PatientIdentity\x12\x15\n\rordered_codes\x18\x02 \x03(\t\x12.\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1d.mutualrec.v1.ClinicalContext\x12\x17\n\x0f\x61\x63\x63\x65pt_language\x18\x04 \x01(\t\"J\n\x0f\x43linicalContext\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\ndepartment\x18\x02 \x01(\t\x12\x11\n\temergency\x18\x03 \x01(\x08\"\xee\x01\n\tCheckLine\x12\x0c\n\x04line\x18\x01 \x01(\x05\x12\x14\n\x0cordered_code\x18\x02 \x01(\t\x12\x11\n\titem_code\x18\x03 \x01(\t\x12\x11\n\titem_name\x18\x04 \x01(\t\x12&\n\x07verdict\x18\x05 \x01(\x0e\x32\x15.mutualrec.v1.Verdict\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\x06result\x18\x07 \x01(\x0b\x32\x1e.mutualrec.v1.RecognizedResult\x12\x18\n\x10\x65stimated_saving\x18\x08 \x01(\t\x12\x15\n\rexpired_since\x18\t \x01(\t\"\xa6\x02\n\x10RecognizedResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\nresult_ref\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x13\n\x0bissuer_code\x18\x05 \x01(\t\x12\x13\n\x0bissuer_name\x18\x06 \x01(\t\x12\x13\n\x0breport_time\x18\x07 \x01(\t\x12\x13\n\x0b\x61ge_seconds\x18\x08 \x01(\x03\x12\x13\n\x0bvalid_until\x18\t \x01(\t\x12\x11\n\titem_code\x18\n \x01(\t\x12#\n\x03lab\x18\x0b \x01(\x0b\x32\x16.mutualrec.v1.LabValue\x12.\n\x07imaging\x18\x0c \x01(\x0b\x32\x1d.mutualrec.v1.ImagingStudyRef\"\xbc\x01\n\x08LabValue\x12\r\n\x05loinc\x18\x01 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x17\n\x0freference_range\x18\x05 \x01(\t\x12\x16\n\x0einterpretation\x18\x06 \x01(\t\x12\x17\n\x0f\x63\x61nonical_value\x18\x07 \x01(\t\x12\x16\n\x0e\x63\x61nonical_unit\x18\x08 \x01(\t\x12\x11\n\tunit_note\x18\t \x01(\t\"\xc0\x01\n\x0fImagingStudyRef\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x12\n\nmodalities\x18\x03 \x01(\t\x12\x12\n\nbody_parts\x18\x04 \x01(\t\x12\x10\n\x08\x63ontrast\x18\x05 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x16\n\x0einstance_count\x18\x07 \x01(\x05\x12\x10\n\x08open_url\x18\x08 \x01(\t\"\x9c\x01\n\x12\x43heckOrderResponse\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x13\n\x0breceived_at\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x01(\t\x12&\n\x05lines\x18\x04 \x03(\x0b\x32\x17.mutualrec.v1.CheckLine\x12\x1e\n\x16total_estimated_saving\x18\x05 \x01(\t\"\xb6\x01\n\x15RecordDecisionRequest\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x11\n\titem_code\x18\x06 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x16.mutualrec.v1.Decision\x12+\n\x06reason\x18\x04 \x01(\x0e\x32\x1b.mutualrec.v1.DeclineReason\x12\x13\n\x0breason_text\x18\x05 \x01(\t\"\xd4\x01\n\x16RecordDecisionResponse\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12(\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x16.mutualrec.v1.Decision\x12+\n\x06reason\x18\x04 \x01(\x0e\x32\x1b.mutualrec.v1.DeclineReason\x12\x15\n\rbooked_saving\x18\x05 \x01(\t\x12\x18\n\x10\x61lready_recorded\x18\x06 \x01(\x08\x12\x12\n\ndecided_at\x18\x07 \x01(\t*\xa3\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cRECOGNIZABLE\x10\x01\x12\x0b\n\x07\x45XPIRED\x10\x02\x12\r\n\tNO_RESULT\x10\x03\x12\x18\n\x14ISSUER_NOT_QUALIFIED\x10\x04\x12\x14\n\x10PRELIMINARY_ONLY\x10\x05\x12\x0f\n\x0bNOT_COVERED\x10\x06\x12\x10\n\x0cUNKNOWN_CODE\x10\x07*@\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0c\n\x08\x44\x45\x43LINED\x10\x02*\x9b\x02\n\rDeclineReason\x12\x1e\n\x1a\x44\x45\x43LINE_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43ONDITION_CHANGED\x10\x01\x12\x17\n\x13\x46\x41ST_CHANGING_VALUE\x10\x02\x12!\n\x1d\x42\x45\x46ORE_SURGERY_OR_TRANSFUSION\x10\x03\x12\r\n\tEMERGENCY\x10\x04\x12\x17\n\x13\x46ORENSIC_ASSESSMENT\x10\x05\x12\x13\n\x0fPATIENT_REQUEST\x10\x06\x12$\n ISSUER_FAILED_QUALITY_ASSESSMENT\x10\x07\x12\x11\n\rIMAGE_QUALITY\x10\x08\x12\x16\n\x12\x42ODY_PART_MISMATCH\x10\t\x12\t\n\x05OTHER\x10\n2\xc2\x01\n\x12RecognitionService\x12O\n\nCheckOrder\x12\x1f.mutualrec.v1.CheckOrderRequest\x1a .mutualrec.v1.CheckOrderResponse\x12[\n\x0eRecordDecision\x12#.mutualrec.v1.RecordDecisionRequest\x1a$.mutualrec.v1.RecordDecisionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mutualrec.v1.recognition_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=1776
-  _globals['_VERDICT']._serialized_end=1939
-  _globals['_DECISION']._serialized_start=1941
-  _globals['_DECISION']._serialized_end=2005
-  _globals['_DECLINEREASON']._serialized_start=2008
-  _globals['_DECLINEREASON']._serialized_end=2291
+  _globals['_VERDICT']._serialized_start=1801
+  _globals['_VERDICT']._serialized_end=1964
+  _globals['_DECISION']._serialized_start=1966
+  _globals['_DECISION']._serialized_end=2030
+  _globals['_DECLINEREASON']._serialized_start=2033
+  _globals['_DECLINEREASON']._serialized_end=2316
   _globals['_CHECKORDERREQUEST']._serialized_start=76
-  _globals['_CHECKORDERREQUEST']._serialized_end=214
-  _globals['_CLINICALCONTEXT']._serialized_start=216
-  _globals['_CLINICALCONTEXT']._serialized_end=290
-  _globals['_CHECKLINE']._serialized_start=293
-  _globals['_CHECKLINE']._serialized_end=531
-  _globals['_RECOGNIZEDRESULT']._serialized_start=534
-  _globals['_RECOGNIZEDRESULT']._serialized_end=828
-  _globals['_LABVALUE']._serialized_start=831
-  _globals['_LABVALUE']._serialized_end=1019
-  _globals['_IMAGINGSTUDYREF']._serialized_start=1022
-  _globals['_IMAGINGSTUDYREF']._serialized_end=1214
-  _globals['_CHECKORDERRESPONSE']._serialized_start=1217
-  _globals['_CHECKORDERRESPONSE']._serialized_end=1373
-  _globals['_RECORDDECISIONREQUEST']._serialized_start=1376
-  _globals['_RECORDDECISIONREQUEST']._serialized_end=1558
-  _globals['_RECORDDECISIONRESPONSE']._serialized_start=1561
-  _globals['_RECORDDECISIONRESPONSE']._serialized_end=1773
-  _globals['_RECOGNITIONSERVICE']._serialized_start=2294
-  _globals['_RECOGNITIONSERVICE']._serialized_end=2488
+  _globals['_CHECKORDERREQUEST']._serialized_end=239
+  _globals['_CLINICALCONTEXT']._serialized_start=241
+  _globals['_CLINICALCONTEXT']._serialized_end=315
+  _globals['_CHECKLINE']._serialized_start=318
+  _globals['_CHECKLINE']._serialized_end=556
+  _globals['_RECOGNIZEDRESULT']._serialized_start=559
+  _globals['_RECOGNIZEDRESULT']._serialized_end=853
+  _globals['_LABVALUE']._serialized_start=856
+  _globals['_LABVALUE']._serialized_end=1044
+  _globals['_IMAGINGSTUDYREF']._serialized_start=1047
+  _globals['_IMAGINGSTUDYREF']._serialized_end=1239
+  _globals['_CHECKORDERRESPONSE']._serialized_start=1242
+  _globals['_CHECKORDERRESPONSE']._serialized_end=1398
+  _globals['_RECORDDECISIONREQUEST']._serialized_start=1401
+  _globals['_RECORDDECISIONREQUEST']._serialized_end=1583
+  _globals['_RECORDDECISIONRESPONSE']._serialized_start=1586
+  _globals['_RECORDDECISIONRESPONSE']._serialized_end=1798
+  _globals['_RECOGNITIONSERVICE']._serialized_start=2319
+  _globals['_RECOGNITIONSERVICE']._serialized_end=2513
 # @@protoc_insertion_point(module_scope)

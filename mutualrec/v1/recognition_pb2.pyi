@@ -62,14 +62,16 @@ BODY_PART_MISMATCH: DeclineReason
 OTHER: DeclineReason
 
 class CheckOrderRequest(_message.Message):
-    __slots__ = ("patient", "ordered_codes", "context")
+    __slots__ = ("patient", "ordered_codes", "context", "accept_language")
     PATIENT_FIELD_NUMBER: _ClassVar[int]
     ORDERED_CODES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     patient: _common_pb2.PatientIdentity
     ordered_codes: _containers.RepeatedScalarFieldContainer[str]
     context: ClinicalContext
-    def __init__(self, patient: _Optional[_Union[_common_pb2.PatientIdentity, _Mapping]] = ..., ordered_codes: _Optional[_Iterable[str]] = ..., context: _Optional[_Union[ClinicalContext, _Mapping]] = ...) -> None: ...
+    accept_language: str
+    def __init__(self, patient: _Optional[_Union[_common_pb2.PatientIdentity, _Mapping]] = ..., ordered_codes: _Optional[_Iterable[str]] = ..., context: _Optional[_Union[ClinicalContext, _Mapping]] = ..., accept_language: _Optional[str] = ...) -> None: ...
 
 class ClinicalContext(_message.Message):
     __slots__ = ("order_id", "department", "emergency")

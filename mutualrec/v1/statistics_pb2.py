@@ -24,27 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmutualrec/v1/statistics.proto\x12\x0cmutualrec.v1\"\x8c\x01\n\rReportRequest\x12\x11\n\tfrom_date\x18\x01 \x01(\t\x12\x0f\n\x07to_date\x18\x02 \x01(\t\x12.\n\x0bgranularity\x18\x03 \x01(\x0e\x32\x19.mutualrec.v1.Granularity\x12\'\n\x08group_by\x18\x04 \x01(\x0e\x32\x15.mutualrec.v1.GroupBy\"-\n\x0c\x44\x65\x63lineCount\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xa6\x02\n\tReportRow\x12\x14\n\x0cperiod_start\x18\x01 \x01(\t\x12\x12\n\nperiod_end\x18\x02 \x01(\t\x12\x11\n\tgroup_key\x18\x03 \x01(\t\x12\x13\n\x0bgroup_label\x18\x04 \x01(\t\x12\x0e\n\x06\x63hecks\x18\x05 \x01(\x03\x12\x15\n\ritems_checked\x18\x06 \x01(\x03\x12\x1a\n\x12items_recognizable\x18\x07 \x01(\x03\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x08 \x01(\x03\x12\x10\n\x08\x64\x65\x63lined\x18\t \x01(\x03\x12\x36\n\x12\x64\x65\x63lined_by_reason\x18\n \x03(\x0b\x32\x1a.mutualrec.v1.DeclineCount\x12\x18\n\x10recognition_rate\x18\x0b \x01(\t\x12\x0e\n\x06saving\x18\x0c \x01(\t\"\xa3\x02\n\rSavingsReport\x12\x11\n\tfrom_date\x18\x01 \x01(\t\x12\x0f\n\x07to_date\x18\x02 \x01(\t\x12.\n\x0bgranularity\x18\x03 \x01(\x0e\x32\x19.mutualrec.v1.Granularity\x12\'\n\x08group_by\x18\x04 \x01(\x0e\x32\x15.mutualrec.v1.GroupBy\x12%\n\x04rows\x18\x05 \x03(\x0b\x32\x17.mutualrec.v1.ReportRow\x12\'\n\x06totals\x18\x06 \x01(\x0b\x32\x17.mutualrec.v1.ReportRow\x12\x17\n\x0fsuppressed_rows\x18\x07 \x01(\x03\x12\x16\n\x0emin_group_size\x18\x08 \x01(\x03\x12\x14\n\x0cgenerated_at\x18\t \x01(\t\"\x18\n\x08\x43svChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*l\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fGRANULARITY_DAY\x10\x01\x12\x14\n\x10GRANULARITY_WEEK\x10\x02\x12\x15\n\x11GRANULARITY_MONTH\x10\x03*\xc7\x01\n\x07GroupBy\x12\x18\n\x14GROUP_BY_UNSPECIFIED\x10\x00\x12\x15\n\x11GROUP_BY_DISTRICT\x10\x01\x12\x1f\n\x1bGROUP_BY_ASKING_INSTITUTION\x10\x02\x12 \n\x1cGROUP_BY_ISSUING_INSTITUTION\x10\x03\x12\x1e\n\x1aGROUP_BY_ISSUER_ASKER_PAIR\x10\x04\x12\x11\n\rGROUP_BY_ITEM\x10\x05\x12\x15\n\x11GROUP_BY_CATEGORY\x10\x06\x32\xa8\x01\n\x11StatisticsService\x12L\n\x10GetSavingsReport\x12\x1b.mutualrec.v1.ReportRequest\x1a\x1b.mutualrec.v1.SavingsReport\x12\x45\n\x0c\x45xportReport\x12\x1b.mutualrec.v1.ReportRequest\x1a\x16.mutualrec.v1.CsvChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmutualrec/v1/statistics.proto\x12\x0cmutualrec.v1\"\x8c\x01\n\rReportRequest\x12\x11\n\tfrom_date\x18\x01 \x01(\t\x12\x0f\n\x07to_date\x18\x02 \x01(\t\x12.\n\x0bgranularity\x18\x03 \x01(\x0e\x32\x19.mutualrec.v1.Granularity\x12\'\n\x08group_by\x18\x04 \x01(\x0e\x32\x15.mutualrec.v1.GroupBy\"-\n\x0c\x44\x65\x63lineCount\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x94\x03\n\tReportRow\x12\x14\n\x0cperiod_start\x18\x01 \x01(\t\x12\x12\n\nperiod_end\x18\x02 \x01(\t\x12\x11\n\tgroup_key\x18\x03 \x01(\t\x12\x13\n\x0bgroup_label\x18\x04 \x01(\t\x12\x0e\n\x06\x63hecks\x18\x05 \x01(\x03\x12\x15\n\ritems_checked\x18\x06 \x01(\x03\x12\x1a\n\x12items_recognizable\x18\x07 \x01(\x03\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x08 \x01(\x03\x12\x10\n\x08\x64\x65\x63lined\x18\t \x01(\x03\x12\x36\n\x12\x64\x65\x63lined_by_reason\x18\n \x03(\x0b\x32\x1a.mutualrec.v1.DeclineCount\x12\x18\n\x10recognition_rate\x18\x0b \x01(\t\x12\x0e\n\x06saving\x18\x0c \x01(\t\x12*\n\"items_recognizable_own_institution\x18\r \x01(\x03\x12 \n\x18\x61\x63\x63\x65pted_own_institution\x18\x0e \x01(\x03\x12\x1e\n\x16saving_own_institution\x18\x0f \x01(\t\"\xc4\x02\n\rSavingsReport\x12\x11\n\tfrom_date\x18\x01 \x01(\t\x12\x0f\n\x07to_date\x18\x02 \x01(\t\x12.\n\x0bgranularity\x18\x03 \x01(\x0e\x32\x19.mutualrec.v1.Granularity\x12\'\n\x08group_by\x18\x04 \x01(\x0e\x32\x15.mutualrec.v1.GroupBy\x12%\n\x04rows\x18\x05 \x03(\x0b\x32\x17.mutualrec.v1.ReportRow\x12\'\n\x06totals\x18\x06 \x01(\x0b\x32\x17.mutualrec.v1.ReportRow\x12\x17\n\x0fsuppressed_rows\x18\x07 \x01(\x03\x12\x16\n\x0emin_group_size\x18\x08 \x01(\x03\x12\x14\n\x0cgenerated_at\x18\t \x01(\t\x12\x1f\n\x17own_institution_counted\x18\n \x01(\x08\"\x18\n\x08\x43svChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*l\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fGRANULARITY_DAY\x10\x01\x12\x14\n\x10GRANULARITY_WEEK\x10\x02\x12\x15\n\x11GRANULARITY_MONTH\x10\x03*\xc7\x01\n\x07GroupBy\x12\x18\n\x14GROUP_BY_UNSPECIFIED\x10\x00\x12\x15\n\x11GROUP_BY_DISTRICT\x10\x01\x12\x1f\n\x1bGROUP_BY_ASKING_INSTITUTION\x10\x02\x12 \n\x1cGROUP_BY_ISSUING_INSTITUTION\x10\x03\x12\x1e\n\x1aGROUP_BY_ISSUER_ASKER_PAIR\x10\x04\x12\x11\n\rGROUP_BY_ITEM\x10\x05\x12\x15\n\x11GROUP_BY_CATEGORY\x10\x06\x32\xa8\x01\n\x11StatisticsService\x12L\n\x10GetSavingsReport\x12\x1b.mutualrec.v1.ReportRequest\x1a\x1b.mutualrec.v1.SavingsReport\x12\x45\n\x0c\x45xportReport\x12\x1b.mutualrec.v1.ReportRequest\x1a\x16.mutualrec.v1.CsvChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mutualrec.v1.statistics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GRANULARITY']._serialized_start=854
-  _globals['_GRANULARITY']._serialized_end=962
-  _globals['_GROUPBY']._serialized_start=965
-  _globals['_GROUPBY']._serialized_end=1164
+  _globals['_GRANULARITY']._serialized_start=997
+  _globals['_GRANULARITY']._serialized_end=1105
+  _globals['_GROUPBY']._serialized_start=1108
+  _globals['_GROUPBY']._serialized_end=1307
   _globals['_REPORTREQUEST']._serialized_start=48
   _globals['_REPORTREQUEST']._serialized_end=188
   _globals['_DECLINECOUNT']._serialized_start=190
   _globals['_DECLINECOUNT']._serialized_end=235
   _globals['_REPORTROW']._serialized_start=238
-  _globals['_REPORTROW']._serialized_end=532
-  _globals['_SAVINGSREPORT']._serialized_start=535
-  _globals['_SAVINGSREPORT']._serialized_end=826
-  _globals['_CSVCHUNK']._serialized_start=828
-  _globals['_CSVCHUNK']._serialized_end=852
-  _globals['_STATISTICSSERVICE']._serialized_start=1167
-  _globals['_STATISTICSSERVICE']._serialized_end=1335
+  _globals['_REPORTROW']._serialized_end=642
+  _globals['_SAVINGSREPORT']._serialized_start=645
+  _globals['_SAVINGSREPORT']._serialized_end=969
+  _globals['_CSVCHUNK']._serialized_start=971
+  _globals['_CSVCHUNK']._serialized_end=995
+  _globals['_STATISTICSSERVICE']._serialized_start=1310
+  _globals['_STATISTICSSERVICE']._serialized_end=1478
 # @@protoc_insertion_point(module_scope)

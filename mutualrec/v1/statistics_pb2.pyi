@@ -56,7 +56,7 @@ class DeclineCount(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ReportRow(_message.Message):
-    __slots__ = ("period_start", "period_end", "group_key", "group_label", "checks", "items_checked", "items_recognizable", "accepted", "declined", "declined_by_reason", "recognition_rate", "saving")
+    __slots__ = ("period_start", "period_end", "group_key", "group_label", "checks", "items_checked", "items_recognizable", "accepted", "declined", "declined_by_reason", "recognition_rate", "saving", "items_recognizable_own_institution", "accepted_own_institution", "saving_own_institution")
     PERIOD_START_FIELD_NUMBER: _ClassVar[int]
     PERIOD_END_FIELD_NUMBER: _ClassVar[int]
     GROUP_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,9 @@ class ReportRow(_message.Message):
     DECLINED_BY_REASON_FIELD_NUMBER: _ClassVar[int]
     RECOGNITION_RATE_FIELD_NUMBER: _ClassVar[int]
     SAVING_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_RECOGNIZABLE_OWN_INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_OWN_INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    SAVING_OWN_INSTITUTION_FIELD_NUMBER: _ClassVar[int]
     period_start: str
     period_end: str
     group_key: str
@@ -81,10 +84,13 @@ class ReportRow(_message.Message):
     declined_by_reason: _containers.RepeatedCompositeFieldContainer[DeclineCount]
     recognition_rate: str
     saving: str
-    def __init__(self, period_start: _Optional[str] = ..., period_end: _Optional[str] = ..., group_key: _Optional[str] = ..., group_label: _Optional[str] = ..., checks: _Optional[int] = ..., items_checked: _Optional[int] = ..., items_recognizable: _Optional[int] = ..., accepted: _Optional[int] = ..., declined: _Optional[int] = ..., declined_by_reason: _Optional[_Iterable[_Union[DeclineCount, _Mapping]]] = ..., recognition_rate: _Optional[str] = ..., saving: _Optional[str] = ...) -> None: ...
+    items_recognizable_own_institution: int
+    accepted_own_institution: int
+    saving_own_institution: str
+    def __init__(self, period_start: _Optional[str] = ..., period_end: _Optional[str] = ..., group_key: _Optional[str] = ..., group_label: _Optional[str] = ..., checks: _Optional[int] = ..., items_checked: _Optional[int] = ..., items_recognizable: _Optional[int] = ..., accepted: _Optional[int] = ..., declined: _Optional[int] = ..., declined_by_reason: _Optional[_Iterable[_Union[DeclineCount, _Mapping]]] = ..., recognition_rate: _Optional[str] = ..., saving: _Optional[str] = ..., items_recognizable_own_institution: _Optional[int] = ..., accepted_own_institution: _Optional[int] = ..., saving_own_institution: _Optional[str] = ...) -> None: ...
 
 class SavingsReport(_message.Message):
-    __slots__ = ("from_date", "to_date", "granularity", "group_by", "rows", "totals", "suppressed_rows", "min_group_size", "generated_at")
+    __slots__ = ("from_date", "to_date", "granularity", "group_by", "rows", "totals", "suppressed_rows", "min_group_size", "generated_at", "own_institution_counted")
     FROM_DATE_FIELD_NUMBER: _ClassVar[int]
     TO_DATE_FIELD_NUMBER: _ClassVar[int]
     GRANULARITY_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +100,7 @@ class SavingsReport(_message.Message):
     SUPPRESSED_ROWS_FIELD_NUMBER: _ClassVar[int]
     MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
+    OWN_INSTITUTION_COUNTED_FIELD_NUMBER: _ClassVar[int]
     from_date: str
     to_date: str
     granularity: Granularity
@@ -103,7 +110,8 @@ class SavingsReport(_message.Message):
     suppressed_rows: int
     min_group_size: int
     generated_at: str
-    def __init__(self, from_date: _Optional[str] = ..., to_date: _Optional[str] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., group_by: _Optional[_Union[GroupBy, str]] = ..., rows: _Optional[_Iterable[_Union[ReportRow, _Mapping]]] = ..., totals: _Optional[_Union[ReportRow, _Mapping]] = ..., suppressed_rows: _Optional[int] = ..., min_group_size: _Optional[int] = ..., generated_at: _Optional[str] = ...) -> None: ...
+    own_institution_counted: bool
+    def __init__(self, from_date: _Optional[str] = ..., to_date: _Optional[str] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., group_by: _Optional[_Union[GroupBy, str]] = ..., rows: _Optional[_Iterable[_Union[ReportRow, _Mapping]]] = ..., totals: _Optional[_Union[ReportRow, _Mapping]] = ..., suppressed_rows: _Optional[int] = ..., min_group_size: _Optional[int] = ..., generated_at: _Optional[str] = ..., own_institution_counted: _Optional[bool] = ...) -> None: ...
 
 class CsvChunk(_message.Message):
     __slots__ = ("data",)

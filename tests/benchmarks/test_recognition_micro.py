@@ -18,12 +18,12 @@ from mutualrec.matching.facts import (
     InstitutionFacts,
     InstitutionLevel,
     ItemCategory,
-    Policy,
     Qualification,
     ResultStatus,
     Scope,
     Verdict,
 )
+from mutualrec.matching.policy import Policy
 from mutualrec.recognition.order_check import decide_lines, plan_lines
 from mutualrec.recognition.reference import ReferenceData
 from mutualrec.storage.recognition_index import IndexedResult

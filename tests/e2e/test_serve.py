@@ -309,6 +309,11 @@ def test_check_and_decide_cli_over_a_submitted_result(
     assert "FAILED_PRECONDITION" in refused.stderr
     readable = embedded.cli("check", "--key", asker, "--patient-id", PATIENT_ID, "LAB-K")
     assert "RECOGNIZABLE" in readable.stdout
+    assert "有效期至" in readable.stdout  # reasons are in Chinese unless asked otherwise
+    english = embedded.cli(
+        "check", "--key", asker, "--patient-id", PATIENT_ID, "--lang", "en", "LAB-K"
+    )
+    assert "valid until" in english.stdout
 
 
 def test_postgres_needs_an_explicit_schema_upgrade(tmp_path: Path, postgres_url: str) -> None:

@@ -108,3 +108,10 @@ def test_a_rolled_document_key_keeps_the_retired_ones_for_reading(tmp_path: Path
     assert settings.document_keys == (bytes.fromhex(new), bytes.fromhex(old))
     with pytest.raises(ConfigError, match="64 hexadecimal digits"):
         load_settings(_env(tmp_path, DOCUMENT_KEY="too-short"))
+
+
+def test_the_clock_skew_is_a_minute_unless_set(tmp_path: Path) -> None:
+    assert load_settings(_env(tmp_path)).clock_skew_seconds == 60
+    assert load_settings(_env(tmp_path, CLOCK_SKEW_SECONDS="5")).clock_skew_seconds == 5
+    with pytest.raises(ConfigError, match="MUTUALREC_CLOCK_SKEW_SECONDS must be at least 0"):
+        load_settings(_env(tmp_path, CLOCK_SKEW_SECONDS="-1"))

@@ -672,11 +672,12 @@ def test_value_and_range_come_from_the_document() -> None:
     ("issued", "accepted"),
     [
         ("2026-11-20T12:00:00+08:00", True),  # received_at itself
-        ("2026-11-20T12:04:59+08:00", True),
-        ("2026-11-20T12:05:00+08:00", True),  # exactly the 5-minute tolerance
-        ("2026-11-20T04:05:00Z", True),  # the same instant in UTC
-        ("2026-11-20T12:05:01+08:00", False),
-        ("2026-11-20T04:05:01Z", False),
+        ("2026-11-20T12:00:59+08:00", True),
+        ("2026-11-20T12:01:00+08:00", True),  # exactly the 60-second clock skew
+        ("2026-11-20T04:01:00Z", True),  # the same instant in UTC
+        ("2026-11-20T12:01:01+08:00", False),
+        ("2026-11-20T04:01:01Z", False),
+        ("2026-11-20T12:04:59+08:00", False),  # the old 5-minute tolerance: a negative age
         ("2026-11-21", False),  # tomorrow in Chongqing
     ],
 )
@@ -689,12 +690,20 @@ def test_issued_in_the_future_is_refused(issued: str, accepted: bool) -> None:
         assert {(v.field, v.reason) for v in result} == {("issued", "FUTURE_TIME")}
 
 
+def test_the_clock_skew_is_the_servers_setting() -> None:
+    resource = _obs(issued="2026-11-20T12:04:59+08:00")
+    lenient = normalize_observation(
+        resource, lambda name: name, ReportContext(), RECEIVED, clock_skew=dt.timedelta(minutes=5)
+    )
+    assert isinstance(lenient, LabResult)
+
+
 @pytest.mark.parametrize(
     ("effective", "accepted"),
     [
-        ("2026-11-20T12:05:00+08:00", True),
+        ("2026-11-20T12:01:00+08:00", True),
         ("2026-11-20", True),  # midnight today
-        ("2026-11-20T12:05:01+08:00", False),
+        ("2026-11-20T12:01:01+08:00", False),
         ("2027", False),
     ],
 )

@@ -21,13 +21,13 @@ from mutualrec.matching.facts import (
     Finding,
     InstitutionFacts,
     InstitutionLevel,
-    Policy,
     Qualification,
     ResultFacts,
     ResultStatus,
     Scope,
     Verdict,
 )
+from mutualrec.matching.policy import LevelRule, Policy
 from mutualrec.matching.rules import check_item, unresolved_finding
 from tests.unit.matching.builders import (
     ALL_MARKS,
@@ -107,7 +107,7 @@ def test_recognizable_example() -> None:
     assert found.age == dt.timedelta(days=20, hours=1, minutes=30)
     assert found.expired_since is None
     assert found.saving == Decimal("200")
-    assert found.reason == (
+    assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
         "reported 2026-11-01 08:30, 20 days ago; valid until 2027-01-30 08:30"
     )
@@ -116,7 +116,7 @@ def test_recognizable_example() -> None:
 def test_reason_times_are_beijing_time_whatever_zone_the_facts_use() -> None:
     chest = result(dt.datetime(2026, 11, 1, 0, 30, tzinfo=dt.UTC))
     found = find("IMG-CT-CHEST", [chest], dt.datetime(2026, 11, 1, 3, 30, tzinfo=dt.UTC))
-    assert found.reason == (
+    assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
         "reported 2026-11-01 08:30, 3 hours ago; valid until 2027-01-30 08:30"
     )
@@ -141,7 +141,7 @@ def test_expired_example() -> None:
     assert found.valid_until == shanghai(2026, 4, 1, 8, 0)
     assert found.age == dt.timedelta(days=151)
     assert found.saving == Decimal(0)
-    assert found.reason == (
+    assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
         "reported 2026-01-01 08:00, 151 days ago; expired 2026-04-01 08:00 (valid for 90 days)"
     )
@@ -166,7 +166,7 @@ def test_no_result() -> None:
         None,
     )
     assert found.saving == Decimal(0)
-    assert found.reason == (
+    assert found.reason.en == (
         "No result of 胸部CT平扫 (CT chest without contrast) on record for this patient"
     )
 
@@ -184,7 +184,7 @@ def test_preliminary_only_example() -> None:
     assert found.valid_until is None
     assert found.age == dt.timedelta(hours=12)
     assert found.saving == Decimal(0)
-    assert found.reason == (
+    assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
         "reported 2026-11-20 22:00, 12 hours ago; no final report yet"
     )
@@ -206,7 +206,7 @@ def test_issuer_without_a_mark() -> None:
     assert found.result is chest
     assert found.valid_until == shanghai(2027, 1, 30, 8, 30)
     assert found.saving == Decimal(0)
-    assert found.reason == (
+    assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
         "reported 2026-11-01 08:30, 20 days ago; 重庆市第一人民医院 held no recognition "
         "qualification (HR) for 胸部CT平扫 at that time"
@@ -221,7 +221,7 @@ def test_issuer_out_of_scope() -> None:
     city_mark = (mark(chengdu, item_code="IMG-CT-CHEST", scope=Scope.CITY),)
     found = find("IMG-CT-CHEST", [chest], shanghai(2026, 11, 21, 10, 0), qualifications=city_mark)
     assert found.verdict is Verdict.ISSUER_NOT_QUALIFIED
-    assert found.reason == (
+    assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 四川大学华西医院, "
         "reported 2026-11-01 08:30, 20 days ago; its city recognition qualification does not "
         "cover 重庆医科大学附属第二医院"
@@ -237,12 +237,13 @@ def test_issuer_below_the_askers_level() -> None:
     received = shanghai(2026, 11, 21, 10, 0)
     found = find("IMG-CT-CHEST", [chest], received, qualifications=marks)
     assert found.verdict is Verdict.ISSUER_NOT_QUALIFIED
-    assert found.reason == (
+    assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 渝中区社区卫生服务中心, "
-        "reported 2026-11-01 08:30, 20 days ago; results of a primary institution are not "
-        "recognized by 重庆医科大学附属第二医院 (tertiary)"
+        "reported 2026-11-01 08:30, 20 days ago; by the level rule (lower-accepts-higher) "
+        "results of a primary institution are not recognized by 重庆医科大学附属第二医院 "
+        "(tertiary)"
     )
-    lenient = Policy(higher_level_accepts_lower=True)
+    lenient = Policy(level_rules=dict.fromkeys(ItemCategory, LevelRule.HIGHER_ACCEPTS_LOWER))
     assert find(
         "IMG-CT-CHEST", [chest], received, qualifications=marks, policy=lenient
     ).verdict is (Verdict.RECOGNIZABLE)
@@ -259,10 +260,29 @@ def test_a_valid_result_without_mark_outranks_an_expired_qualified_one() -> None
     assert found.result is fresh
 
 
-def test_an_expired_final_outranks_a_preliminary() -> None:
+def test_a_newer_preliminary_after_an_expired_final_is_the_line_named() -> None:
     old = result(shanghai(2025, 1, 1), ref="OLD")
     pending = result(shanghai(2026, 11, 1), ref="NEW", status=ResultStatus.PRELIMINARY)
-    assert find("IMG-CT-CHEST", [pending, old], shanghai(2026, 11, 2)).verdict is Verdict.EXPIRED
+    found = find("IMG-CT-CHEST", [pending, old], shanghai(2026, 11, 2))
+    assert found.verdict is Verdict.PRELIMINARY_ONLY
+    assert found.result is pending
+    assert found.reason.en == (
+        "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, reported 2026-11-01 "
+        "00:00, 1 day ago; no final report yet; the last final result, reported 2025-01-01 "
+        "00:00, expired 2025-04-01 00:00"
+    )
+    assert found.reason.zh == (
+        "胸部CT平扫，重庆市第一人民医院，报告于2026-11-01 00:00（1天前）；尚无正式报告；"
+        "上一次正式结果报告于2025-01-01 00:00，已于2025-04-01 00:00过期"
+    )
+
+
+def test_an_expired_final_outranks_an_older_preliminary() -> None:
+    pending = result(shanghai(2025, 1, 1), ref="OLD", status=ResultStatus.PRELIMINARY)
+    final = result(shanghai(2025, 2, 1), ref="NEW")
+    found = find("IMG-CT-CHEST", [pending, final], shanghai(2026, 11, 2))
+    assert found.verdict is Verdict.EXPIRED
+    assert found.result is final
 
 
 def test_the_newest_qualified_result_is_cited() -> None:
@@ -293,7 +313,7 @@ def test_a_contrast_study_satisfies_the_plain_order() -> None:
     assert found.verdict is Verdict.RECOGNIZABLE
     # The avoided item is the plain CT that was ordered.
     assert found.saving == Decimal("200")
-    assert found.reason == (
+    assert found.reason.en == (
         "胸部CT增强 (CT chest with contrast), which covers 胸部CT平扫 from 重庆市第一人民医院, "
         "reported 2026-11-01 08:30, 20 days ago; valid until 2027-01-30 08:30"
     )
@@ -375,20 +395,48 @@ def test_windows_in_hours() -> None:
     assert on_time.verdict is Verdict.RECOGNIZABLE
     late = find("LAB-HOURS", [sample], shanghai(2026, 11, 21, 8, 0, 1), catalog=SMALL_CATALOG)
     assert late.verdict is Verdict.EXPIRED
-    assert late.reason == (
+    assert late.reason.en == (
         "时 (Hours) from 重庆市第一人民医院, reported 2026-11-21 02:00, 6 hours ago; "
-        "expired 2026-11-21 08:00 (valid for 6 hours)"
+        "expired 2026-11-21 08:00:00 (valid for 6 hours)"
+    )
+
+
+def test_a_window_ending_within_the_day_reads_to_the_second() -> None:
+    received = shanghai(2026, 11, 21, 8, 0, 0)
+    first = result(shanghai(2026, 11, 21, 2, 0, 0), ref="A", item_code="LAB-HOURS")
+    second = result(shanghai(2026, 11, 21, 2, 0, 1), ref="B", item_code="LAB-HOURS")
+    one = find("LAB-HOURS", [first], received, catalog=SMALL_CATALOG)
+    other = find("LAB-HOURS", [second], received, catalog=SMALL_CATALOG)
+    assert (one.verdict, other.verdict) == (Verdict.RECOGNIZABLE, Verdict.RECOGNIZABLE)
+    assert one.reason.en.endswith("valid until 2026-11-21 08:00:00")
+    assert other.reason.en.endswith("valid until 2026-11-21 08:00:01")
+    assert other.reason.zh == (
+        "时，重庆市第一人民医院，报告于2026-11-21 02:00（5小时前）；有效期至2026-11-21 08:00:01"
+    )
+
+
+def test_a_result_stamped_a_moment_after_the_check_has_no_negative_age() -> None:
+    chest = result(shanghai(2026, 11, 1, 8, 30, 30))
+    found = find("IMG-CT-CHEST", [chest], shanghai(2026, 11, 1, 8, 30))
+    assert found.verdict is Verdict.RECOGNIZABLE
+    assert found.age == dt.timedelta(0)
+    assert found.reason.en == (
+        "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
+        "reported 2026-11-01 08:30, just now; valid until 2027-01-30 08:30"
+    )
+    assert found.reason.zh == (
+        "胸部CT平扫，重庆市第一人民医院，报告于2026-11-01 08:30（刚刚）；有效期至2027-01-30 08:30"
     )
 
 
 def test_codes_that_name_no_item() -> None:
     not_covered = unresolved_finding(resolve_ordered_code("718-7", CATALOG, {}), CATALOG)
     assert not_covered.verdict is Verdict.NOT_COVERED
-    assert not_covered.reason == "718-7 is not a mutually recognized item (catalog 2026.2)"
+    assert not_covered.reason.en == "718-7 is not a mutually recognized item (catalog 2026.2)"
     assert not_covered.saving == Decimal(0)
     unknown = unresolved_finding(resolve_ordered_code("XYZ", CATALOG, {}), CATALOG)
     assert unknown.verdict is Verdict.UNKNOWN_CODE
-    assert unknown.reason == (
+    assert unknown.reason.en == (
         "XYZ is not a known item code, LOINC code or local order code of this institution"
     )
     with pytest.raises(ValueError, match="resolved"):
@@ -525,7 +573,7 @@ LEVELS = list(InstitutionLevel)
     same_region=st.booleans(),
     issuer_level=st.sampled_from(LEVELS),
     asker_level=st.sampled_from(LEVELS),
-    higher_accepts_lower=st.booleans(),
+    rule=st.sampled_from(list(LevelRule)),
 )
 def test_scope_and_level(
     scope: Scope,
@@ -533,7 +581,7 @@ def test_scope_and_level(
     same_region: bool,
     issuer_level: InstitutionLevel,
     asker_level: InstitutionLevel,
-    higher_accepts_lower: bool,
+    rule: LevelRule,
 ) -> None:
     issuer = InstitutionFacts("I", "出具医院", issuer_level, "重庆市", "川渝")
     asker = InstitutionFacts(
@@ -553,17 +601,23 @@ def test_scope_and_level(
         InstitutionLevel.SECONDARY: 2,
         InstitutionLevel.TERTIARY: 3,
     }
-    level_ok = rank[issuer_level] >= rank[asker_level] or higher_accepts_lower
+    level_ok = {
+        LevelRule.SAME_LEVEL_ONLY: rank[issuer_level] == rank[asker_level],
+        LevelRule.LOWER_ACCEPTS_HIGHER: rank[issuer_level] >= rank[asker_level],
+        LevelRule.HIGHER_ACCEPTS_LOWER: True,
+    }[rule]
     found = find(
         "IMG-CT-CHEST",
         [result(shanghai(2026, 11, 1), issuer=issuer)],
         shanghai(2026, 11, 2),
         asker=asker,
         qualifications=(mark(issuer, scope=scope),),
-        policy=Policy(higher_level_accepts_lower=higher_accepts_lower),
+        policy=Policy(level_rules={ItemCategory.IMAGING: rule, ItemCategory.LAB: rule}),
     )
     expected = Verdict.RECOGNIZABLE if covered and level_ok else Verdict.ISSUER_NOT_QUALIFIED
     assert found.verdict is expected
+    # A level rule's refusal says so, whatever the scope of the issuer's mark.
+    assert ("by the level rule" in found.reason.en) is (not level_ok)
 
 
 def test_institution_levels_are_ordered() -> None:
@@ -626,3 +680,17 @@ def test_a_mark_names_an_item_or_a_category() -> None:
         Qualification("I", None, None, Scope.CITY, shanghai(2026, 1, 1), None)
     with pytest.raises(ValueError, match="before it starts"):
         mark(valid_from=shanghai(2026, 1, 2), valid_until=shanghai(2026, 1, 1))
+
+
+@given(
+    report_time=report_times,
+    offset=st.timedeltas(min_value=dt.timedelta(minutes=-5), max_value=dt.timedelta(days=200)),
+    status=st.sampled_from(list(ResultStatus)),
+)
+def test_an_age_is_never_negative(
+    report_time: dt.datetime, offset: dt.timedelta, status: ResultStatus
+) -> None:
+    # A report stamped up to the clock skew after the check arrived reads as new, not as -N.
+    found = find("IMG-CT-CHEST", [result(report_time, status=status)], report_time + offset)
+    assert found.age is None or found.age >= dt.timedelta(0)
+    assert found.age is None or found.age == max(offset, dt.timedelta(0))
