@@ -23,6 +23,9 @@ EXAMPLES: dict[str, str] = {
     "rotate-key": "mutualrec admin rotate-key k_3f9a... --grace-hours 24",
     "load-catalog": "mutualrec admin load-catalog items-2026.2.csv --version 2026.2",
     "catalog-versions": "mutualrec admin catalog-versions",
+    "reindex": "mutualrec admin reindex --catalog-version 2026.2",
+    "load-policy": "mutualrec admin load-policy region-policy-2026.1.toml",
+    "review-declared-item": "mutualrec admin review-declared-item 1.2.840.113619.2.1 --confirm",
     "load-mappings": "mutualrec admin load-mappings --institution H500103001 his-codes.csv",
     "add-qualification": "mutualrec admin add-qualification --institution H500103001 "
     "--category imaging --scope city --from 2024-01-01",
@@ -85,6 +88,21 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("RATE_BURST", "2 x rate", "calls a credential may make at once above its rate"),
     ("MAX_UPLOADS", "16", "open UploadStudy streams per credential (0: no limit)"),
     ("MAX_CONCURRENT_CALLS", "1000", "calls in progress per server process"),
+    ("MAX_CALLS_PER_PEER", "calls / 4", "calls in progress from one client address (0: no cap)"),
+    ("REQUEST_TIMEOUT_SECONDS", "10", "time a call may take to send its request"),
+    ("AUTH_FAILURE_RATE", "rate / 10", "failed authentications per second per address"),
+    ("AUTH_FAILURE_BURST", "2 x that", "failed authentications at once above that rate"),
+    ("MAX_STREAMS_PER_CONNECTION", "100", "concurrent calls on one HTTP/2 connection"),
+    ("KEEPALIVE_SECONDS", "60", "ping interval; a connection silent 20 s after is dropped"),
+    ("MAX_CONNECTION_IDLE_SECONDS", "300", "an idle connection is closed (0: never)"),
+    ("MAX_CONNECTION_AGE_SECONDS", "3600", "a connection is closed after this long (0: never)"),
+    ("MAX_INFLATED_MIB", "1024", "largest a deflated DICOM dataset may inflate to"),
+    ("MAX_INFLATE_RATIO", "200", "inflated per compressed byte of a deflated dataset"),
+    ("MAX_DICOM_ELEMENTS", "250000", "data elements one DICOM instance may hold"),
+    ("HEADER_WORKERS", "2", "threads reading DICOM headers, apart from storage's"),
+    ("DOCUMENT_KEY", "$DATA_DIR/document-key.secret", "AES key sealing kept FHIR originals"),
+    ("DOCUMENT_KEYS_RETIRED", "", "earlier document keys, still read (rotation)"),
+    ("CLOCK_SKEW_SECONDS", "60", "how far ahead of the server a reported time may be"),
 )
 
 
