@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from mutualrec.matching.catalog import Catalog
 from mutualrec.matching.policy import DEFAULT_POLICY, Policy, load_policy
+from mutualrec.storage import admin_changes
 from mutualrec.storage.models import Institution, RegionPolicyVersion
 from mutualrec.storage.sql import insert_ignoring_conflicts
 from mutualrec.violations import Rejected, Violation
@@ -69,6 +70,8 @@ def ensure_policy(session: Session, source_text: str, catalog: Catalog) -> tuple
             "loaded_at": dt.datetime.now(dt.UTC),
         },
     ):
+        # Every server's reference data holds the policy in force: tell them it changed.
+        admin_changes.bump(session)
         return policy, True
     recorded = session.scalar(
         select(RegionPolicyVersion.sha256).where(RegionPolicyVersion.version == policy.version)

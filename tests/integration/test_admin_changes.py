@@ -19,7 +19,7 @@ import pytest
 
 from mutualrec.client.upload import auth_metadata
 from mutualrec.security.api_keys import split_token
-from mutualrec.storage import catalog_store
+from mutualrec.storage import catalog_store, policy_store
 from mutualrec.storage.institutions import revoke_key, rotate_key
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer, make_settings, start_server
@@ -152,3 +152,24 @@ def test_a_rotated_out_key_stops_at_the_end_of_its_grace_despite_the_cache(pair:
     _until(lambda: _status(pair.other, asker), grpc.StatusCode.OK)
     assert _check(pair.other, rotation.token, "IMG-CT-CHEST-C").item_code == "IMG-CT-CHEST-C"
     _until(lambda: _status(pair.other, asker), grpc.StatusCode.UNAUTHENTICATED)
+
+
+def test_a_new_region_policy_reaches_the_other_server(pair: Pair) -> None:
+    asker = pair.keys[ASKER]
+    _qualify(pair.admin)
+    _until(
+        lambda: _check(pair.other, asker, "IMG-CT-CHEST-C").verdict, recognition_pb2.RECOGNIZABLE
+    )
+
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=30)).date()
+    with pair.admin.runtime.sessions.begin() as session:
+        policy_store.ensure_policy(
+            session,
+            f'version = "suspended"\n[[suspensions]]\ninstitution = "{ISSUER}"\n'
+            f'category = "imaging"\nfrom = {since.isoformat()}\nreason = "failed EQA"\n',
+            catalog_store.current_catalog(session),
+        )
+    _until(
+        lambda: _check(pair.other, asker, "IMG-CT-CHEST-C").verdict,
+        recognition_pb2.ISSUER_NOT_QUALIFIED,
+    )
