@@ -3,11 +3,13 @@
 Results keep the items they were indexed with when they arrived; after a new catalog version or
 new local code mappings, ``mutualrec admin reindex`` brings the recognition index in line.
 
-Online: batches of results, each its own short transaction that locks its results, so checks
-keep being answered and ingest waits at most one batch. Resumable: each batch commits its
-checkpoint with its rows, and a run of the same catalog content resumes after the last result
-committed. Only differences are written: a result whose items did not change costs a read.
-Items are mapped once per distinct (institution, codes, value, groups), not once per result.
+Online: batches of results, each its own short transaction; only results whose rows change are
+locked, and only if their version is still the one read (an ingest that stored a newer one
+indexed it itself), so checks keep being answered and ingest waits at most one batch.
+Resumable: each batch commits its checkpoint with its rows, and a run of the same catalog
+content resumes after the last result committed. Only differences are written: a result whose
+items did not change costs a read. Items are mapped once per distinct (institution, codes,
+value, groups), not once per result.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mutualrec.ingest.lab_result import Coding, LabResult, LabValue, parse_groups
+from mutualrec.ingest.lab_result import Coding, Groups, LabResult, LabValue, parse_groups
 from mutualrec.matching.catalog import Catalog
 from mutualrec.matching.codes import items_for_lab_result
 from mutualrec.matching.facts import ResultStatus
 from mutualrec.recognition.result_items import detail_for_item, lab_ref, lab_rows
 from mutualrec.storage import recognition_index, reindex_store
-from mutualrec.storage.reindex_store import VERSION_FIELDS, Checkpoint
+from mutualrec.storage.reindex_store import MAPPING_FIELDS, VERSION_FIELDS, Checkpoint
 
 _FIELD = {name: position for position, name in enumerate(VERSION_FIELDS)}
+_MAP = {name: position for position, name in enumerate(MAPPING_FIELDS)}
 DEFAULT_BATCH = 20_000
 
 
@@ -83,40 +86,49 @@ def _result(row: Sequence[Any]) -> LabResult:
 
 
 class _Mapper:
-    """Items of a stored version, memoized by what decides them."""
+    """Items of a stored version, memoized by what decides them: its own codes, and the groups
+    it came in only when one of them is coded as a panel (a report's members share its groups)."""
+
+    _GROUPS_LIMIT = 200_000
 
     def __init__(
         self, catalog: Catalog, mappings: Callable[[int], Mapping[str, tuple[str, ...]]]
     ) -> None:
         self.catalog = catalog
         self.mappings = mappings
-        self.memo: dict[tuple[Any, ...], frozenset[str]] = {}
+        self.own: dict[tuple[Any, ...], frozenset[str]] = {}
+        self.panel_groups: dict[str, Groups] = {}
 
     def items(self, row: Sequence[Any]) -> frozenset[str]:
+        if row[_MAP["value_kind"]] == "none":
+            return frozenset()
         key = (
-            row[_FIELD["institution_id"]],
-            row[_FIELD["loinc"]],
-            row[_FIELD["other_loinc"]],
-            row[_FIELD["local_code"]],
-            row[_FIELD["value_kind"]] == "none",
-            row[_FIELD["result_groups"]],
+            row[_MAP["institution_id"]],
+            row[_MAP["loinc"]],
+            row[_MAP["other_loinc"]],
+            row[_MAP["local_code"]],
         )
-        found = self.memo.get(key)
-        if found is None:
-            institution, loinc, other, local, no_value, groups = key
-            if no_value:
-                found = frozenset()
-            else:
-                codes = [c for c in [loinc, *other.split(";")] if c]
-                found = items_for_lab_result(
-                    codes,
-                    [local] if local else [],
-                    self.mappings(institution),
-                    self.catalog,
-                    parse_groups(groups),
-                )
-            self.memo[key] = found
-        return found
+        own = self.own.get(key)
+        if own is None:
+            own = self.own[key] = self._map(key, ())
+        text = row[_MAP["result_groups"]]
+        if not text:
+            return own
+        groups = self.panel_groups.get(text)
+        if groups is None:
+            if len(self.panel_groups) >= self._GROUPS_LIMIT:
+                self.panel_groups.clear()
+            groups = self.panel_groups[text] = tuple(
+                g for g in parse_groups(text) if self.catalog.panel_for_loinc(g[0]) is not None
+            )
+        return self._map(key, groups) if groups else own
+
+    def _map(self, key: tuple[Any, ...], groups: Groups) -> frozenset[str]:
+        institution, loinc, other, local = key
+        codes = [c for c in [loinc, *other.split(";")] if c]
+        return items_for_lab_result(
+            codes, [local] if local else [], self.mappings(institution), self.catalog, groups
+        )
 
 
 def reindex_lab_results(
@@ -138,11 +150,16 @@ def reindex_lab_results(
         checkpoint = reindex_store.open_checkpoint(
             session, catalog.version, catalog.sha256, clock()
         )
+        last_id = reindex_store.last_lab_result_id(session)
     while True:
         with sessions() as session, session.begin():
-            rows = reindex_store.current_versions(session, checkpoint.last_lab_result_id, batch)
-            checkpoint = _apply(session, rows, checkpoint, mapper, catalog)
-            done = len(rows) < batch
+            after = checkpoint.last_lab_result_id
+            upper = min(after + batch, last_id) if after < last_id else after
+            rows = reindex_store.current_versions(session, after, upper)
+            checkpoint = replace(
+                _apply(session, rows, checkpoint, mapper, catalog), last_lab_result_id=upper
+            )
+            done = upper >= last_id
             reindex_store.advance(session, checkpoint, clock(), done=done)
         progress = ReindexProgress(
             checkpoint.results,
@@ -165,30 +182,50 @@ def _apply(
 ) -> Checkpoint:
     if not rows:
         return checkpoint
-    id_at = _FIELD["lab_result_id"]
+    id_at = _MAP["lab_result_id"]
     refs = [lab_ref(row[id_at]) for row in rows]
     held = reindex_store.held_items(session, refs)
     removed: list[tuple[str, str]] = []
     added: list[dict[str, Any]] = []
     detail_of = detail_for_item(catalog)
+    changes: list[tuple[Sequence[Any], str, set[str], set[str]]] = []
     for row, ref in zip(rows, refs, strict=True):
         wanted = set(mapper.items(row))
         have = held.get(ref, set())
-        groups_unknown = not row[_FIELD["result_groups"]]
+        if wanted == have:
+            continue
+        stale = set()
+        groups_unknown = not row[_MAP["result_groups"]]
         for item in have - wanted:
             item_row = catalog.get(item)
             # A panel item of a version stored before groups were kept cannot be re-derived.
-            if groups_unknown and item_row is not None and item_row.is_panel:
-                continue
-            removed.append((ref, item))
-        new = wanted - have
+            if not (groups_unknown and item_row is not None and item_row.is_panel):
+                stale.add(item)
+        if stale or wanted - have:
+            changes.append((row, ref, stale, wanted - have))
+    current = reindex_store.lock_still_current(
+        session, {row[id_at]: row[_MAP["version"]] for row, _, _, _ in changes}
+    )
+    full = reindex_store.versions(
+        session,
+        [
+            (row[id_at], row[_MAP["version"]])
+            for row, _, _, new in changes
+            if new and row[id_at] in current
+        ],
+    )
+    for row, ref, stale, new in changes:
+        if row[id_at] not in current:
+            continue
+        removed += [(ref, item) for item in stale]
         if new:
+            version = full[row[id_at]]
             added += lab_rows(
                 row[id_at],
-                _result(row),
-                row[_FIELD["patient_key"]],
-                row[_FIELD["version"]],
-                row[_FIELD["institution_id"]],
+                _result(version),
+                version[_FIELD["patient_key"]],
+                version[_FIELD["version"]],
+                version[_FIELD["institution_id"]],
                 new,
                 detail_of,
             )
@@ -196,7 +233,6 @@ def _apply(
     recognition_index.upsert_results(session, added)
     return replace(
         checkpoint,
-        last_lab_result_id=rows[-1][id_at],
         results=checkpoint.results + len(rows),
         rows_added=checkpoint.rows_added + len(added),
         rows_removed=checkpoint.rows_removed + len(removed),

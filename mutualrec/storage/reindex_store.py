@@ -4,13 +4,14 @@ the checkpoint that makes it resumable. Domain types in, rows out; no catalog lo
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
+from mutualrec.storage.lab_index import text_array
 from mutualrec.storage.models import (
     LabResult,
     LabResultVersion,
@@ -18,8 +19,18 @@ from mutualrec.storage.models import (
     ReindexCheckpoint,
 )
 
-# The current version's columns a re-index needs: what maps it to items, and what an index row
-# shows of it.
+# What maps a version to its items: read for every result.
+MAPPING_FIELDS = (
+    "lab_result_id",
+    "version",
+    "institution_id",
+    "loinc",
+    "other_loinc",
+    "local_code",
+    "value_kind",
+    "result_groups",
+)
+# What an index row shows of a version: read only for the results whose rows change.
 VERSION_FIELDS = (
     "lab_result_id",
     "version",
@@ -106,13 +117,22 @@ def advance(session: Session, checkpoint: Checkpoint, now: dt.datetime, *, done:
     )
 
 
-def current_versions(session: Session, after_id: int, limit: int) -> list[Sequence[Any]]:
-    """The current versions of the next ``limit`` results after ``after_id``, by result id.
+def last_lab_result_id(session: Session) -> int:
+    """The highest lab result id now held (0: none). Results created after a re-index starts are
+    indexed by their own ingest, under the current catalog."""
+    return int(session.scalar(select(func.max(LabResult.id))) or 0)
 
-    Their results are locked (``FOR UPDATE`` on PostgreSQL) until the batch commits, so an
-    ingest deciding a new version of one waits instead of racing the re-index.
+
+def current_versions(session: Session, after_id: int, up_to_id: int) -> list[Sequence[Any]]:
+    """:data:`MAPPING_FIELDS` of the current versions of the results with ids in
+    (``after_id``, ``up_to_id``], by id.
+
+    An id range on both tables, not a LIMIT: each side is read by its primary or unique index,
+    whatever the planner's statistics say. Read without locks: most results of a re-index keep
+    their items, and locking them all would write a row lock into each; see
+    :func:`lock_still_current` for those that change.
     """
-    columns = [getattr(LabResultVersion, name) for name in VERSION_FIELDS]
+    columns = [getattr(LabResultVersion, name) for name in MAPPING_FIELDS]
     statement = (
         select(*columns)
         .join(
@@ -120,24 +140,70 @@ def current_versions(session: Session, after_id: int, limit: int) -> list[Sequen
             (LabResult.id == LabResultVersion.lab_result_id)
             & (LabResult.current_version == LabResultVersion.version),
         )
-        .where(LabResult.id > after_id)
+        .where(
+            LabResult.id > after_id,
+            LabResult.id <= up_to_id,
+            LabResultVersion.lab_result_id > after_id,
+            LabResultVersion.lab_result_id <= up_to_id,
+        )
         .order_by(LabResult.id)
-        .limit(limit)
+    )
+    return [tuple(row) for row in session.execute(statement)]
+
+
+def versions(session: Session, keys: Sequence[tuple[int, int]]) -> dict[int, Sequence[Any]]:
+    """:data:`VERSION_FIELDS` of the versions (lab result id, version), by result id."""
+    columns = [getattr(LabResultVersion, name) for name in VERSION_FIELDS]
+    found: dict[int, Sequence[Any]] = {}
+    for start in range(0, len(keys), 2000):
+        rows = session.execute(
+            select(*columns).where(
+                tuple_(LabResultVersion.lab_result_id, LabResultVersion.version).in_(
+                    keys[start : start + 2000]
+                )
+            )
+        )
+        for row in rows:
+            found[row[0]] = tuple(row)
+    return found
+
+
+def lock_still_current(session: Session, versions: Mapping[int, int]) -> set[int]:
+    """Lock the results (id -> version read) whose index rows are about to change; the ids whose
+    current version is still the one read. An ingest that stored a newer version meanwhile
+    indexed it itself, and the re-index leaves it alone."""
+    if not versions:
+        return set()
+    statement = select(LabResult.id, LabResult.current_version).where(
+        LabResult.id.in_(list(versions))
     )
     if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(of=LabResult)
-    return [tuple(row) for row in session.execute(statement)]
+        statement = statement.with_for_update()
+    return {i for i, version in session.execute(statement) if versions[i] == version}
+
+
+_HELD_ITEMS_SQL = text(
+    "SELECT result_ref, item_code FROM recognition_result "
+    "WHERE result_ref = ANY(CAST(:refs AS text[]))"
+)
 
 
 def held_items(session: Session, refs: Sequence[str]) -> dict[str, set[str]]:
     """The item codes the index holds for each result ref."""
     found: dict[str, set[str]] = {}
-    for start in range(0, len(refs), 5000):
-        rows = session.execute(
-            select(RecognitionResult.result_ref, RecognitionResult.item_code).where(
-                RecognitionResult.result_ref.in_(refs[start : start + 5000])
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: thousands of bound values cost psycopg more than the query.
+        chunks: list[Iterable[Any]] = [session.execute(_HELD_ITEMS_SQL, {"refs": text_array(refs)})]
+    else:
+        chunks = [
+            session.execute(
+                select(RecognitionResult.result_ref, RecognitionResult.item_code).where(
+                    RecognitionResult.result_ref.in_(refs[start : start + 5000])
+                )
             )
-        )
+            for start in range(0, len(refs), 5000)
+        ]
+    for rows in chunks:
         for ref, item in rows:
             found.setdefault(ref, set()).add(item)
     return found
