@@ -40,4 +40,6 @@ def test_a_configured_secret_has_no_file_to_share(tmp_path: Path) -> None:
     )
 
     assert shared_secret_warning(settings) is None
-    assert list((tmp_path / "var").glob("*")) == []
+    # Neither a patient-key secret file nor its deployment marker (the document key is another
+    # secret, generated apart).
+    assert list((tmp_path / "var").glob("patient-key*")) == []
