@@ -12,6 +12,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from mutualrec.api.auth import admit, authenticate_call
+from mutualrec.api.message_check import WHOLE_REQUEST
 from mutualrec.api.status import abort_with_violations, retry_status
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import is_public, refusal, roles_for
@@ -188,7 +189,11 @@ def _guarded(handler: Any, admission: Admission, request_timeout: float) -> Any:
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "the call ended before sending its request",
-                [Violation("", "a unary call sends exactly one request", "MISSING_REQUEST")],
+                [
+                    Violation(
+                        WHOLE_REQUEST, "a unary call sends exactly one request", "MISSING_REQUEST"
+                    )
+                ],
             )
         return first
 
@@ -235,7 +240,11 @@ async def _first_request(context: Context, seconds: float) -> Any:
             context,
             grpc.StatusCode.INVALID_ARGUMENT,
             "the request is not valid protobuf",
-            [Violation("", "the request does not decode as its message", "MALFORMED_REQUEST")],
+            [
+                Violation(
+                    WHOLE_REQUEST, "the request does not decode as its message", "MALFORMED_REQUEST"
+                )
+            ],
         )
 
 

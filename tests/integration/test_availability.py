@@ -228,7 +228,7 @@ def test_a_unary_call_without_its_request_is_invalid(server: RunningServer) -> N
     ended = _raw_check_order(server, key, [])
 
     assert ended.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert bad_request(ended) == {"": "MISSING_REQUEST"}
+    assert bad_request(ended) == {"request": "MISSING_REQUEST"}
 
 
 def test_a_request_that_is_not_protobuf_is_invalid(server: RunningServer) -> None:
@@ -237,7 +237,7 @@ def test_a_request_that_is_not_protobuf_is_invalid(server: RunningServer) -> Non
     ended = _raw_check_order(server, key, [b"\xff\xff\xff\xff"])
 
     assert ended.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert bad_request(ended) == {"": "MALFORMED_REQUEST"}
+    assert bad_request(ended) == {"request": "MALFORMED_REQUEST"}
 
 
 def test_public_methods_of_every_shape_still_answer(server: RunningServer) -> None:

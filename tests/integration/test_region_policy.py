@@ -194,6 +194,6 @@ def test_policy_files_the_region_cannot_apply_are_refused(
     assert "policy 2027.4 is already recorded with other content" in changed[2]
     assert unknown[0] == 2
     assert "suspensions[0].institution: no institution H999 is registered" in unknown[2]
-    assert "suspensions[0].item: catalog 2026.1 has no item LAB-NOPE" in unknown[2]
+    assert "suspensions[0].item: catalog 2026.2 has no item LAB-NOPE" in unknown[2]
     # The policy in force is still the first one.
     assert _check(server, keys[ASKER])[0] == "ISSUER_NOT_QUALIFIED"
