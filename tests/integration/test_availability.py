@@ -28,8 +28,11 @@ from tests.helpers import bad_request
 
 CHECK_ORDER = "/mutualrec.v1.RecognitionService/CheckOrder"
 HOSPITAL = "H500106002"
-# A check and a health check answer within this deadline while the attack goes on.
-DEADLINE = 2.0
+# A check and a health check answer within this deadline while the attack goes on. Before the
+# fix they were refused at once (RESOURCE_EXHAUSTED), so a generous deadline still tells the two
+# apart, and a loaded CI machine (or a run under a moved clock) does not flake it. The latency
+# under attack is measured in docs/security.md.
+DEADLINE = 10.0
 
 
 def _refused(code: grpc.StatusCode) -> frozenset[grpc.StatusCode | None]:
