@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import pkgutil
 from collections.abc import Iterable, Iterator
@@ -15,8 +16,9 @@ from grpc_status import rpc_status
 
 import mutualrec.v1 as v1
 from mutualrec.client.upload import auth_metadata, make_header
+from mutualrec.storage import catalog_store
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, RunningServer
 
 Request = ingest_pb2.UploadStudyRequest
 
@@ -135,3 +137,30 @@ def outcome_of_call(
     except grpc.RpcError as error:
         return error.code(), error.details() or ""  # type: ignore[attr-defined]
     return grpc.StatusCode.OK, ""
+
+
+def qualify(server: RunningServer, code: str, category: str) -> None:
+    """Give ``code`` a city-wide recognition mark for a whole category, held since 2020."""
+    with server.runtime.sessions.begin() as session:
+        catalog_store.ensure_packaged_catalog(session)
+        catalog_store.add_qualification(
+            session,
+            code,
+            item_code=None,
+            category=category,
+            scope="city",
+            valid_from=dt.datetime(2020, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+            valid_until=None,
+            catalog=catalog_store.current_catalog(session),
+        )
+    server.runtime.reference.invalidate()
+
+
+def lab_issuer_and_asker(server: RunningServer, issuer: str, asker: str) -> dict[str, str]:
+    """A tertiary ``issuer`` holding the lab mark and a secondary ``asker``; their API keys."""
+    keys = {
+        issuer: server.add_hospital(issuer, level="tertiary"),
+        asker: server.add_hospital(asker, level="secondary"),
+    }
+    qualify(server, issuer, "lab")
+    return keys

@@ -11,12 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from mutualrec.client.upload import auth_metadata
-from mutualrec.storage import catalog_store
 from mutualrec.storage.models import CheckLine
 from mutualrec.v1 import common_pb2, ingest_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer
 from tests.fhir_docs import PATIENT_ID, bundle, observation, submit
-from tests.helpers import bad_request
+from tests.helpers import bad_request, lab_issuer_and_asker
 
 ISSUER = "H500103001"  # tertiary, holds the city-wide lab mark
 ASKER = "H500106002"  # secondary, asks
@@ -32,23 +31,7 @@ def _local(moment: dt.datetime, shape: str = "%Y-%m-%d %H:%M") -> str:
 
 
 def _setup(server: RunningServer) -> dict[str, str]:
-    keys = {
-        ISSUER: server.add_hospital(ISSUER, level="tertiary"),
-        ASKER: server.add_hospital(ASKER, level="secondary"),
-    }
-    with server.runtime.sessions.begin() as session:
-        catalog_store.ensure_packaged_catalog(session)
-        catalog_store.add_qualification(
-            session,
-            ISSUER,
-            item_code=None,
-            category="lab",
-            scope="city",
-            valid_from=dt.datetime(2020, 1, 1, tzinfo=SHANGHAI),
-            valid_until=None,
-            catalog=catalog_store.current_catalog(session),
-        )
-    server.runtime.reference.invalidate()
+    keys = lab_issuer_and_asker(server, ISSUER, ASKER)
     return keys
 
 

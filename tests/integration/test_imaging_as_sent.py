@@ -16,7 +16,6 @@ from mutualrec.cli import main
 from mutualrec.client.upload import auth_metadata
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.patient_tokens import mint_patient_token
-from mutualrec.storage import catalog_store
 from mutualrec.v1 import (
     common_pb2,
     imaging_pb2,
@@ -27,7 +26,7 @@ from mutualrec.v1 import (
 )
 from tests.conftest import SAMPLES, RunningServer
 from tests.dicom_vendor import rewritten, with_un_sequence
-from tests.helpers import chunk_messages, header_message, upload
+from tests.helpers import chunk_messages, header_message, qualify, upload
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 ASKER = "H500112003"  # a secondary hospital that checks orders
@@ -53,23 +52,10 @@ def _days_ago(days: int) -> dt.date:
 def _setup(server: RunningServer, manifest: dict[str, Any]) -> dict[str, str]:
     """Both sample hospitals tertiary and qualified city-wide for imaging; a secondary asker."""
     keys = {ASKER: server.add_hospital(ASKER, level="secondary")}
-    with server.runtime.sessions.begin() as session:
-        catalog_store.ensure_packaged_catalog(session)
     for folder in (CT, MR):
         code = manifest[folder]["institution_code"]
         keys[folder] = server.add_hospital(code, level="tertiary")
-        with server.runtime.sessions.begin() as session:
-            catalog_store.add_qualification(
-                session,
-                code,
-                item_code=None,
-                category="imaging",
-                scope="city",
-                valid_from=dt.datetime(2020, 1, 1, tzinfo=SHANGHAI),
-                valid_until=None,
-                catalog=catalog_store.current_catalog(session),
-            )
-    server.runtime.reference.invalidate()
+        qualify(server, code, "imaging")
     return keys
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from mutualrec.storage import catalog_store
 from mutualrec.storage.models import LabResultVersion, RecognitionResult
 from mutualrec.v1 import (
     catalog_pb2,
@@ -23,6 +22,7 @@ from mutualrec.v1 import (
 )
 from tests.conftest import RunningServer
 from tests.fhir_docs import PATIENT_ID, submit
+from tests.helpers import lab_issuer_and_asker
 from tests.lis_docs import as_entry, lis_bundle, lis_patient, lis_report, lis_result
 
 ISSUER = "H500103001"
@@ -40,23 +40,7 @@ CBC_ANALYTES = [
 
 
 def _setup(server: RunningServer) -> dict[str, str]:
-    keys = {
-        ISSUER: server.add_hospital(ISSUER, level="tertiary"),
-        ASKER: server.add_hospital(ASKER, level="secondary"),
-    }
-    with server.runtime.sessions.begin() as session:
-        catalog_store.ensure_packaged_catalog(session)
-        catalog_store.add_qualification(
-            session,
-            ISSUER,
-            item_code=None,
-            category="lab",
-            scope="city",
-            valid_from=dt.datetime(2020, 1, 1, tzinfo=SHANGHAI),
-            valid_until=None,
-            catalog=catalog_store.current_catalog(session),
-        )
-    server.runtime.reference.invalidate()
+    keys = lab_issuer_and_asker(server, ISSUER, ASKER)
     return keys
 
 

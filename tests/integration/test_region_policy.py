@@ -12,10 +12,10 @@ import pytest
 
 from mutualrec.cli import main
 from mutualrec.client.upload import auth_metadata
-from mutualrec.storage import catalog_store
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer
 from tests.fhir_docs import PATIENT_ID, bundle, observation, submit
+from tests.helpers import lab_issuer_and_asker
 
 ISSUER = "H500103001"  # tertiary, holds the city-wide lab mark
 ASKER = "H500106002"  # secondary, asks
@@ -51,23 +51,7 @@ def _fhir_time(moment: dt.datetime) -> str:
 
 def _setup(server: RunningServer) -> tuple[dict[str, str], dt.datetime, dt.datetime]:
     """A potassium result reported a day ago from a specimen collected eight days ago."""
-    keys = {
-        ISSUER: server.add_hospital(ISSUER, level="tertiary"),
-        ASKER: server.add_hospital(ASKER, level="secondary"),
-    }
-    with server.runtime.sessions.begin() as session:
-        catalog_store.ensure_packaged_catalog(session)
-        catalog_store.add_qualification(
-            session,
-            ISSUER,
-            item_code=None,
-            category="lab",
-            scope="city",
-            valid_from=dt.datetime(2020, 1, 1, tzinfo=SHANGHAI),
-            valid_until=None,
-            catalog=catalog_store.current_catalog(session),
-        )
-    server.runtime.reference.invalidate()
+    keys = lab_issuer_and_asker(server, ISSUER, ASKER)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     issued, collected = now - dt.timedelta(days=1), now - dt.timedelta(days=8)
     potassium = observation("K-1", issued=_fhir_time(issued))
