@@ -104,13 +104,12 @@ def _patient_token(server: RunningServer, study: dict[str, Any]) -> str:
     return mint_patient_token(settings.token_secret, key, dt.timedelta(minutes=10)).token
 
 
-def test_share_tokens_made_before_the_mac_still_open_their_study(
-    server: RunningServer, manifest: dict[str, Any]
-) -> None:
+def _shared_ct(server: RunningServer, manifest: dict[str, Any]) -> Any:
+    """Upload the sample CT and let its patient share it for a day; the new link."""
     study = manifest[CT]
     hospital = server.add_hospital(study["institution_code"])
     upload(server.channel, hospital, [header_message(study), *file_messages(study_files(study))])
-    created = imaging_pb2_grpc.ImagingServiceStub(server.channel).CreateShareLink(
+    return imaging_pb2_grpc.ImagingServiceStub(server.channel).CreateShareLink(
         imaging_pb2.CreateShareLinkRequest(
             study_instance_uid=study["study_instance_uid"],
             expire_time=(dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat(),
@@ -118,6 +117,12 @@ def test_share_tokens_made_before_the_mac_still_open_their_study(
         metadata=auth_metadata(_patient_token(server, study)),
         timeout=30,
     )
+
+
+def test_share_tokens_made_before_the_mac_still_open_their_study(
+    server: RunningServer, manifest: dict[str, Any]
+) -> None:
+    created = _shared_ct(server, manifest)
     legacy = _random_unsigned_shape()
     with server.runtime.sessions.begin() as session:
         session.execute(
@@ -134,17 +139,7 @@ def test_share_tokens_made_before_the_mac_still_open_their_study(
 def test_a_share_token_with_a_wrong_mac_is_refused_without_lookup(
     server: RunningServer, manifest: dict[str, Any]
 ) -> None:
-    study = manifest[CT]
-    hospital = server.add_hospital(study["institution_code"])
-    upload(server.channel, hospital, [header_message(study), *file_messages(study_files(study))])
-    created = imaging_pb2_grpc.ImagingServiceStub(server.channel).CreateShareLink(
-        imaging_pb2.CreateShareLinkRequest(
-            study_instance_uid=study["study_instance_uid"],
-            expire_time=(dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat(),
-        ),
-        metadata=auth_metadata(_patient_token(server, study)),
-        timeout=30,
-    )
+    created = _shared_ct(server, manifest)
     random_part, mac = created.token.split(".")
     forged = f"{random_part}.{'A' if mac[0] != 'A' else 'B'}{mac[1:]}"
 
