@@ -11,9 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mutualrec.api.auth import caller
 from mutualrec.api.status import abort, abort_with_violations
-from mutualrec.api.storage_failures import is_outage
 from mutualrec.matching.catalog import Catalog, CatalogItem, ItemCategory
 from mutualrec.runtime import Runtime
+from mutualrec.services.outage import is_outage
 from mutualrec.storage import catalog_store
 from mutualrec.v1 import catalog_pb2, catalog_pb2_grpc
 from mutualrec.violations import Violation

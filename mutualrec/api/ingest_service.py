@@ -17,7 +17,6 @@ from mutualrec.api.auth import caller
 from mutualrec.api.lab_messages import FHIR_VERSIONS, submission_response
 from mutualrec.api.patients import document_type_name
 from mutualrec.api.status import abort, abort_with_violations, violations_to_proto
-from mutualrec.api.storage_failures import is_outage
 from mutualrec.ingest.dicom_limits import HeaderLimits
 from mutualrec.ingest.lab_ingest import LabSubmission, Refusal, SubmissionRefused, prepare_batch
 from mutualrec.ingest.study_upload import (
@@ -31,6 +30,7 @@ from mutualrec.matching.catalog import Catalog
 from mutualrec.recognition.result_items import index_study, lab_detail_mapper, lab_item_mapper
 from mutualrec.runtime import Runtime
 from mutualrec.security.audit import touched
+from mutualrec.services.outage import is_outage
 from mutualrec.storage import imaging_index as index
 from mutualrec.storage.imaging_index import StudyOverview
 from mutualrec.storage.objects import ObjectStoreError

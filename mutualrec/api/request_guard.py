@@ -1,6 +1,7 @@
 """One interceptor between every call and its servicer: what no request may hold ends the call
 INVALID_ARGUMENT naming the field, and an exception no servicer expected ends it UNKNOWN with a
-correlation id that the server's log line carries too.
+correlation id that the server's log line carries too. A domain error a service raised ends the
+call with the status :mod:`mutualrec.api.errors` maps its class to: servicers do not abort.
 
 What a request may not hold is decided in :mod:`mutualrec.api.message_check`; per-entry and
 per-instance problems of FHIR documents and DICOM instances (inside ``bytes`` fields) stay with
@@ -22,9 +23,10 @@ from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 from sqlalchemy.exc import DataError
 
+from mutualrec.api.errors import status_for
 from mutualrec.api.message_check import WHOLE_REQUEST, malformed_violation, string_violations
 from mutualrec.api.status import abort_with_violations, unexpected_status
-from mutualrec.violations import Violation
+from mutualrec.violations import DomainError, Violation
 
 _LOG = logging.getLogger(__name__)
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -155,6 +157,8 @@ def _guarded(handler: Any, method: str, descriptor: pb_descriptor.Descriptor | N
             return await behavior(check(request), context)
         except _Refused as refused:
             await _refuse(context, refused.violations)
+        except DomainError as error:
+            await context.abort_with_status(status_for(error))
         except grpc.aio.BaseError:
             raise  # the servicer ended the call itself (abort)
         except Exception as error:
@@ -166,6 +170,8 @@ def _guarded(handler: Any, method: str, descriptor: pb_descriptor.Descriptor | N
                 yield item
         except _Refused as refused:
             await _refuse(context, refused.violations)
+        except DomainError as error:
+            await context.abort_with_status(status_for(error))
         except grpc.aio.BaseError:
             raise
         except Exception as error:

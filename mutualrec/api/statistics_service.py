@@ -16,8 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mutualrec.api.auth import caller
 from mutualrec.api.status import abort, abort_with_violations
-from mutualrec.api.storage_failures import is_outage
 from mutualrec.runtime import Runtime
+from mutualrec.services.outage import is_outage
 from mutualrec.statistics.counters import REASONS, Counters, recognition_rate, yuan
 from mutualrec.statistics.periods import Granularity, Period, parse_period
 from mutualrec.statistics.report import Directory, GroupBy, Row, suppress_small, totals

@@ -58,7 +58,10 @@ def _within_metadata(violations: Iterable[Violation]) -> list[Violation]:
     return [*kept, Violation("", f"and {more} more violations", "MORE_VIOLATIONS")]
 
 
-def _status(code: grpc.StatusCode, message: str, violations: Iterable[Violation]) -> grpc.Status:
+def bad_request_status(
+    code: grpc.StatusCode, message: str, violations: Iterable[Violation]
+) -> grpc.Status:
+    """``code`` with ``message`` and a ``google.rpc.BadRequest`` listing ``violations``."""
     bad_request = error_details_pb2.BadRequest(
         field_violations=[
             error_details_pb2.BadRequest.FieldViolation(
@@ -109,7 +112,7 @@ async def abort_with_violations(
     violations: Iterable[Violation],
 ) -> NoReturn:
     """End the call with ``code`` and a ``google.rpc.BadRequest`` listing ``violations``."""
-    await context.abort_with_status(_status(code, message, violations))
+    await context.abort_with_status(bad_request_status(code, message, violations))
     raise AssertionError("abort_with_status returned")  # pragma: no cover - grpc raises
 
 

@@ -14,7 +14,7 @@ from grpc_status import rpc_status
 from sqlalchemy.exc import DataError, OperationalError
 
 from mutualrec.api.request_guard import RequestGuard
-from mutualrec.api.storage_failures import is_outage
+from mutualrec.services.outage import is_outage
 from mutualrec.v1 import ingest_pb2
 from tests.helpers import bad_request
 
