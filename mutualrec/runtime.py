@@ -24,11 +24,11 @@ from mutualrec.config import Settings
 from mutualrec.imaging.patient_history import PatientHistory
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.private_files import private_dir
-from mutualrec.recognition.checks import Recognition
-from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.security.audit_writer import AuditWriter
 from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
+from mutualrec.services.recognition import Recognition
+from mutualrec.services.reference import ReferenceCache
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
@@ -113,6 +113,7 @@ class Runtime:
                 if engine.dialect.name == "postgresql"
                 else engine,
                 reference,
+                settings.patient_key_secret,
             ),
             principals=principals,
             history=PatientHistory(

@@ -11,21 +11,18 @@ import grpc
 
 from mutualrec.api.auth import caller
 from mutualrec.api.patients import identity_document
-from mutualrec.api.status import abort_with_violations
-from mutualrec.identity import InvalidIdentity, patient_key
+from mutualrec.identity import InvalidIdentity
 from mutualrec.matching.decisions import DeclineReason
-from mutualrec.matching.language import Language, preferred_language
-from mutualrec.recognition.checks import (
+from mutualrec.matching.order_lines import CheckedLine
+from mutualrec.runtime import Runtime
+from mutualrec.services.recognition import (
     CheckContext,
     CheckReport,
-    DecisionConflict,
-    UnknownCheckLine,
+    CheckRequest,
+    DecisionRequest,
 )
-from mutualrec.recognition.order_check import CheckedLine
-from mutualrec.runtime import Runtime
-from mutualrec.security.audit import touched
 from mutualrec.v1 import recognition_pb2, recognition_pb2_grpc
-from mutualrec.violations import Rejected, Violation
+from mutualrec.violations import Rejected
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -40,8 +37,6 @@ _VERDICTS = {
 }
 _DECLINE_REASONS = {reason: getattr(recognition_pb2, reason.value) for reason in DeclineReason}
 _REASONS_BY_PROTO = {number: reason for reason, number in _DECLINE_REASONS.items()}
-# An Accept-Language value names a few languages; a longer one is a client bug.
-MAX_ACCEPT_LANGUAGE = 256
 # Where a doctor opens a recognized study's images (the imaging history service's locator).
 STUDY_URL = "mutualrec://study/{uid}"
 
@@ -102,7 +97,7 @@ def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | No
     return result
 
 
-def _report_proto(report: CheckReport, language: Language) -> recognition_pb2.CheckOrderResponse:
+def _report_proto(report: CheckReport) -> recognition_pb2.CheckOrderResponse:
     lines = []
     for number, checked in enumerate(report.lines):
         finding = checked.finding
@@ -114,7 +109,7 @@ def _report_proto(report: CheckReport, language: Language) -> recognition_pb2.Ch
                 item_code=item.code if item else "",
                 item_name=item.name_zh if item else "",
                 verdict=_VERDICTS[finding.verdict.value],
-                reason=finding.reason.text(language),
+                reason=finding.reason.text(report.language),
                 result=_result_proto(checked),
                 estimated_saving=_money(finding.saving),
                 expired_since=_time(finding.expired_since),
@@ -130,7 +125,7 @@ def _report_proto(report: CheckReport, language: Language) -> recognition_pb2.Ch
 
 
 class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # type: ignore[misc]
-    """Translates checks and decisions between messages and :mod:`mutualrec.recognition`."""
+    """Translates checks and decisions between messages and the recognition service."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -139,98 +134,49 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
         self, request: recognition_pb2.CheckOrderRequest, context: Context
     ) -> recognition_pb2.CheckOrderResponse:
         """Per ordered item, whether the patient holds a result that must be recognized."""
-        # The cut-off of every validity window: when the region received the check.
         received_at = dt.datetime.now(dt.UTC)
         principal = caller(self.runtime, context)
-        assert principal.institution_id is not None
-        patient = request.patient
         try:
-            document = identity_document(patient, "patient.")
+            document = identity_document(request.patient, "patient.")
         except InvalidIdentity as exc:
-            await abort_with_violations(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise Rejected.one(
                 "the patient's identity document is invalid",
-                [Violation(exc.field, str(exc), "INVALID_IDENTITY")],
-            )
-        key = patient_key(document, self.runtime.settings.patient_key_secret)
-        touched(key, f"check of {len(request.ordered_codes)} ordered items")
-        if len(request.accept_language) > MAX_ACCEPT_LANGUAGE:
-            await abort_with_violations(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "the language preference is too long",
-                [
-                    Violation(
-                        "accept_language",
-                        f"at most {MAX_ACCEPT_LANGUAGE} characters, e.g. zh-CN or en;q=0.9",
-                        "TOO_LONG",
-                    )
-                ],
-            )
-        language = preferred_language(request.accept_language)
-        order = CheckContext(
-            request.context.order_id,
-            request.context.department,
-            request.context.emergency,
-            language,
+                exc.field,
+                str(exc),
+                "INVALID_IDENTITY",
+            ) from exc
+        check = CheckRequest(
+            patient=document,
+            ordered_codes=request.ordered_codes,
+            context=CheckContext(
+                request.context.order_id, request.context.department, request.context.emergency
+            ),
+            accept_language=request.accept_language,
+            received_at=received_at,
         )
-        try:
-            report = await self.runtime.run_blocking(
-                self.runtime.recognition.check,
-                principal.institution_id,
-                key,
-                list(request.ordered_codes),
-                order,
-                received_at,
-            )
-        except Rejected as rejection:
-            await abort_with_violations(
-                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
-            )
-        return _report_proto(report, language)
+        report = await self.runtime.run_blocking(self.runtime.recognition.check, check, principal)
+        return _report_proto(report)
 
     async def RecordDecision(
         self, request: recognition_pb2.RecordDecisionRequest, context: Context
     ) -> recognition_pb2.RecordDecisionResponse:
         """Record accepted, or declined with a reason, for one line of a check."""
         principal = caller(self.runtime, context)
-        assert principal.institution_id is not None
         if request.decision not in (recognition_pb2.ACCEPTED, recognition_pb2.DECLINED):
-            await abort_with_violations(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "the decision is missing",
-                [Violation("decision", "ACCEPTED or DECLINED", "MISSING_DECISION")],
+            raise Rejected.one(
+                "the decision is missing", "decision", "ACCEPTED or DECLINED", "MISSING_DECISION"
             )
-        reason = _REASONS_BY_PROTO.get(request.reason)
-        try:
-            decided = await self.runtime.run_blocking(
-                self.runtime.recognition.decide,
-                principal.institution_id,
-                request.check_id,
-                request.item_code.strip() or request.line,
-                request.decision == recognition_pb2.ACCEPTED,
-                reason,
-                request.reason_text,
-                dt.datetime.now(dt.UTC),
-            )
-        except UnknownCheckLine as unknown:
-            await abort_with_violations(
-                context, grpc.StatusCode.NOT_FOUND, unknown.summary, unknown.violations
-            )
-        except DecisionConflict as conflict:
-            await abort_with_violations(
-                context, grpc.StatusCode.FAILED_PRECONDITION, conflict.summary, conflict.violations
-            )
-        except Rejected as rejection:
-            violations = [
-                Violation("reason_text" if v.field == "text" else v.field, v.description, v.reason)
-                for v in rejection.violations
-            ]
-            await abort_with_violations(
-                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, violations
-            )
+        decision = DecisionRequest(
+            check_id=request.check_id,
+            line=request.item_code.strip() or request.line,
+            accepted=request.decision == recognition_pb2.ACCEPTED,
+            reason=_REASONS_BY_PROTO.get(request.reason),
+            reason_text=request.reason_text,
+            decided_at=dt.datetime.now(dt.UTC),
+        )
+        decided = await self.runtime.run_blocking(
+            self.runtime.recognition.decide, decision, principal
+        )
         return recognition_pb2.RecordDecisionResponse(
             check_id=decided.check_id,
             line=decided.line,

@@ -17,8 +17,9 @@ from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.matching.catalog import Catalog, CatalogItem, ItemCategory
 from mutualrec.matching.codes import SeriesFacts, items_for_lab_result, items_for_study
 from mutualrec.matching.declared import contradictions
+from mutualrec.matching.order_lines import HELD
 from mutualrec.matching.units import CanonicalValue, canonical_value
-from mutualrec.recognition.reference import ReferenceCache
+from mutualrec.services.reference import ReferenceCache
 from mutualrec.storage import imaging_index, recognition_index
 from mutualrec.storage.imaging_index import StudyOverview
 
@@ -211,7 +212,7 @@ def _recognition(
                 f"{'; '.join(problems)}. Not recognized for it until an administrator resolves "
                 "it (mutualrec admin review-declared-item)"
             )
-            return frozenset({declared.code}), recognition_index.HELD, reason
+            return frozenset({declared.code}), HELD, reason
     return items_for_study(code or None, series, catalog), "final", ""
 
 
@@ -253,7 +254,7 @@ def index_study(session: Session, overview: StudyOverview, catalog: Catalog) -> 
             ],
         )
     recognition_index.drop_stale_items(session, {ref: items})
-    return frozenset() if status == recognition_index.HELD else items
+    return frozenset() if status == HELD else items
 
 
 def review_declared_item(

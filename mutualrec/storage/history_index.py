@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from mutualrec.matching.facts import Verdict
+from mutualrec.matching.order_lines import HELD
 from mutualrec.storage.models import (
     CheckLine,
     Instance,
@@ -24,7 +25,6 @@ from mutualrec.storage.models import (
     Series,
     Study,
 )
-from mutualrec.storage.recognition_index import HELD
 from mutualrec.storage.sql import as_utc
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
+from mutualrec.matching.order_lines import IndexedResult
 from mutualrec.storage.models import (
     CheckLine,
     Decision,
@@ -28,25 +29,53 @@ from mutualrec.storage.models import (
 from mutualrec.storage.sql import as_utc, insert_ignoring_conflicts
 from mutualrec.storage.statistics_index import DELTA_COLUMNS
 
-# The status of a row that is not recognized but that a check must explain: a study whose
-# declared item contradicts its images, until an administrator resolves it. Not a FHIR status.
-HELD = "held"
+
+@dataclass(frozen=True, slots=True)
+class CheckRecord:
+    """A check as the record keeps it (the columns of ``recognition_check``)."""
+
+    id: str
+    institution_id: int
+    patient_key: str
+    received_at: dt.datetime
+    catalog_version: str
+    order_id: str
+    department: str
+    emergency: bool
 
 
 @dataclass(frozen=True, slots=True)
-class IndexedResult:
-    """A row of the recognition index."""
+class CheckLineRecord:
+    """A line of a check as the record keeps it (the columns of ``check_line``)."""
 
+    check_id: str
+    line: int
+    ordered_code: str
     item_code: str
-    kind: str
+    verdict: str
+    reason: str
     result_ref: str
-    version: int
-    status: str
-    report_time: dt.datetime
-    institution_id: int
-    detail: str
-    # Specimen collection (lab results indexed since migration 0012); None otherwise.
-    collected_at: dt.datetime | None = None
+    result_version: int
+    issuer_institution_id: int | None
+    # Yuan with fen, as text: every database keeps it exactly.
+    estimated_saving: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A doctor's decision as the record keeps it (the columns of ``decision``)."""
+
+    check_id: str
+    line: int
+    accepted: bool
+    reason: str
+    reason_text: str
+    booked_saving: str
+    decided_at: dt.datetime
+
+
+def _columns(record: Any, columns: Sequence[str]) -> dict[str, Any]:
+    return {c: getattr(record, c) for c in columns}
 
 
 # One statement with one array per column, whatever the number of rows: a bundle of 1,000 lab
@@ -170,8 +199,8 @@ def results_for(
 
 def record_checks(
     session: Session,
-    checks: Sequence[dict[str, Any]],
-    lines: Sequence[dict[str, Any]],
+    checks: Sequence[CheckRecord],
+    lines: Sequence[CheckLineRecord],
     *,
     durable: bool = True,
 ) -> None:
@@ -186,9 +215,15 @@ def record_checks(
     if not durable and session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     if checks:
-        session.execute(RecognitionCheck.__table__.insert(), list(checks))  # type: ignore[attr-defined]
+        session.execute(
+            RecognitionCheck.__table__.insert(),  # type: ignore[attr-defined]
+            [_columns(check, _CHECK_COLUMNS) for check in checks],
+        )
     if lines:
-        session.execute(CheckLine.__table__.insert(), list(lines))  # type: ignore[attr-defined]
+        session.execute(
+            CheckLine.__table__.insert(),  # type: ignore[attr-defined]
+            [_columns(line, _LINE_COLUMNS) for line in lines],
+        )
 
 
 # The check's hot path on PostgreSQL, in the driver's terms: two round trips per check (read;
@@ -269,7 +304,7 @@ def _delta_arrays(deltas: Sequence[dict[str, Any]]) -> list[Any]:
     return key + counters
 
 
-CheckRows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]
+CheckRows = tuple[CheckRecord, list[CheckLineRecord], list[dict[str, Any]]]
 """A check's row, its lines' rows and its ``stat_delta`` rows."""
 
 
@@ -303,8 +338,8 @@ def check_round_trip(
         check, lines, deltas = answer(rows)
         cursor.execute(
             _RECORD_CHECK_SQL,
-            [check[c] for c in _CHECK_COLUMNS]
-            + [[line[c] for line in lines] for c in _LINE_COLUMNS]
+            [getattr(check, c) for c in _CHECK_COLUMNS]
+            + [[getattr(line, c) for line in lines] for c in _LINE_COLUMNS]
             + _delta_arrays(deltas),
             prepare=True,
         )
@@ -443,9 +478,9 @@ def line_on_record(engine: Engine, check_id: str, line: int | str) -> LineOnReco
 
 
 def record_decision(
-    engine: Engine, row: dict[str, Any], deltas: Sequence[dict[str, Any]]
+    engine: Engine, row: DecisionRecord, deltas: Sequence[dict[str, Any]]
 ) -> tuple[DecisionOnRecord, bool]:
-    """Record a decision (columns of Decision) with the ``stat_delta`` rows it adds, unless the
+    """Record a decision with the ``stat_delta`` rows it adds, unless the
     line has one; the decision on record, and whether this call recorded it.
 
     The primary key (check, line) decides a race: the first decision stands, and only its
@@ -453,12 +488,12 @@ def record_decision(
     """
     if engine.dialect.name != "postgresql":
         with Session(engine) as session, session.begin():
-            new = insert_ignoring_conflicts(session, Decision, row)
+            new = insert_ignoring_conflicts(session, Decision, _columns(row, _DECISION_COLUMNS))
             if new and deltas:
                 session.execute(StatDelta.__table__.insert(), list(deltas))  # type: ignore[attr-defined]
             found = session.execute(
                 select(*(getattr(Decision, c) for c in _DECIDED)).where(
-                    tuple_(Decision.check_id, Decision.line) == (row["check_id"], row["line"])
+                    tuple_(Decision.check_id, Decision.line) == (row.check_id, row.line)
                 )
             ).one()
         recorded = _decided(found)
@@ -467,7 +502,7 @@ def record_decision(
     with _driver_cursor(engine) as cursor:
         cursor.execute(
             _RECORD_DECISION_SQL,
-            [row[c] for c in _DECISION_COLUMNS] + _delta_arrays(deltas),
+            [getattr(row, c) for c in _DECISION_COLUMNS] + _delta_arrays(deltas),
             prepare=True,
         )
         inserted = cursor.fetchone()
@@ -476,7 +511,7 @@ def record_decision(
         assert recorded is not None
         return recorded, True
     # Another call decided the line between our read and our write.
-    on_record = line_on_record(engine, row["check_id"], row["line"])
+    on_record = line_on_record(engine, row.check_id, row.line)
     assert on_record is not None
     assert on_record.decision is not None
     return on_record.decision, False

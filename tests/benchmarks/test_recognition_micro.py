@@ -23,10 +23,9 @@ from mutualrec.matching.facts import (
     Scope,
     Verdict,
 )
+from mutualrec.matching.order_lines import IndexedResult, decide_lines, plan_lines
 from mutualrec.matching.policy import Policy
-from mutualrec.recognition.order_check import decide_lines, plan_lines
-from mutualrec.recognition.reference import ReferenceData
-from mutualrec.storage.recognition_index import IndexedResult
+from mutualrec.services.reference import ReferenceData
 from tests.fhir_factory import bundle_bytes
 
 NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)

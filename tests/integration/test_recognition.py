@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from mutualrec.storage import catalog_store, recognition_index, statistics_index
 from mutualrec.storage.models import Decision, RecognitionCheck, StatTally
+from mutualrec.storage.recognition_index import DecisionRecord
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer
 from tests.fhir_docs import PATIENT_ID, bundle, observation, submit
@@ -278,16 +279,16 @@ def test_the_write_that_loses_a_race_returns_the_first_decision(server: RunningS
     engine = server.runtime.recognition.engine
     decided_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
-    def row(accepted: bool) -> dict[str, Any]:
-        return {
-            "check_id": check.check_id,
-            "line": 0,
-            "accepted": accepted,
-            "reason": "" if accepted else "emergency",
-            "reason_text": "",
-            "booked_saving": "4.00" if accepted else "0.00",
-            "decided_at": decided_at,
-        }
+    def row(accepted: bool) -> DecisionRecord:
+        return DecisionRecord(
+            check_id=check.check_id,
+            line=0,
+            accepted=accepted,
+            reason="" if accepted else "emergency",
+            reason_text="",
+            booked_saving="4.00" if accepted else "0.00",
+            decided_at=decided_at,
+        )
 
     def delta(accepted: bool) -> dict[str, Any]:
         counters = dict.fromkeys(statistics_index.DELTA_COLUMNS[3:], 0)

@@ -1,4 +1,5 @@
-"""Checks and decisions as units of work: read the index, apply the rules, keep the record."""
+"""The recognition use cases: the ordering-time check and the doctor's decision. Each reads the
+index, applies the rules of :mod:`mutualrec.matching`, and keeps the record."""
 
 from __future__ import annotations
 
@@ -7,21 +8,29 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import Engine
 
+from mutualrec.identity import IdentityDocument, patient_key
 from mutualrec.matching.decisions import DeclineReason, validate_decision
 from mutualrec.matching.facts import Verdict
-from mutualrec.matching.language import DEFAULT_LANGUAGE, Language
-from mutualrec.recognition.order_check import CheckedLine, decide_lines, plan_lines, wanted_items
-from mutualrec.recognition.reference import ReferenceCache
+from mutualrec.matching.language import Language, preferred_language
+from mutualrec.matching.order_lines import (
+    CheckedLine,
+    IndexedResult,
+    decide_lines,
+    plan_lines,
+    wanted_items,
+)
+from mutualrec.security.api_keys import Principal
+from mutualrec.security.audit import touched
+from mutualrec.services.reference import ReferenceCache
 from mutualrec.statistics.periods import today
 from mutualrec.statistics.report import Directory, LineFact
 from mutualrec.statistics.tally import decision_rows, lines_rows
 from mutualrec.storage import recognition_index, statistics_index
-from mutualrec.storage.recognition_index import IndexedResult
-from mutualrec.violations import Rejected, Violation
+from mutualrec.storage.recognition_index import CheckLineRecord, CheckRecord, DecisionRecord
+from mutualrec.violations import Conflict, NotFound, Rejected, Violation
 
 # An order is a handful of items; a hundred is a client bug, not a doctor's order.
 MAX_ORDERED_CODES = 100
@@ -30,13 +39,15 @@ MAX_ORDERED_CODES = 100
 DECISION_WINDOW = dt.timedelta(hours=24)
 # Money is kept in yuan with fen, as text, so every database keeps it exactly.
 CENTS = Decimal("0.01")
+# An Accept-Language value names a few languages; a longer one is a client bug.
+MAX_ACCEPT_LANGUAGE = 256
 
 
-class UnknownCheckLine(Rejected):
+class UnknownCheckLine(NotFound):
     """No such check line for this institution (another's checks are not disclosed)."""
 
 
-class DecisionConflict(Rejected):
+class DecisionConflict(Conflict):
     """The line is already decided otherwise, or cannot be decided."""
 
 
@@ -48,6 +59,8 @@ class CheckReport:
     received_at: dt.datetime
     catalog_version: str
     lines: list[CheckedLine]
+    # The language the reasons were recorded in, for the reply to use too.
+    language: Language
 
     @property
     def total_saving(self) -> Decimal:
@@ -75,8 +88,32 @@ class CheckContext:
     order_id: str = ""
     department: str = ""
     emergency: bool = False
-    # The language the reasons are answered (and recorded) in.
-    language: Language = DEFAULT_LANGUAGE
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest:
+    """An ordering-time check as any door receives it."""
+
+    patient: IdentityDocument
+    ordered_codes: Sequence[str]
+    context: CheckContext
+    # The caller's Accept-Language: which language the reasons are answered in.
+    accept_language: str
+    # The cut-off of every validity window: when the region received the check.
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    """A doctor's decision on one line of a check."""
+
+    check_id: str
+    # The line number, or the catalog item code of the line.
+    line: int | str
+    accepted: bool
+    reason: DeclineReason | None
+    reason_text: str
+    decided_at: dt.datetime
 
 
 class Recognition:
@@ -86,20 +123,29 @@ class Recognition:
     :func:`mutualrec.storage.db.make_engine`); decisions still commit durably.
     """
 
-    def __init__(self, engine: Engine, reference: ReferenceCache) -> None:
+    def __init__(
+        self, engine: Engine, reference: ReferenceCache, patient_key_secret: bytes
+    ) -> None:
         self.engine = engine
         self.reference = reference
+        self._patient_key_secret = patient_key_secret
 
-    def check(
-        self,
-        asker_id: int,
-        patient_key: str,
-        ordered_codes: Sequence[str],
-        context: CheckContext,
-        received_at: dt.datetime,
-    ) -> CheckReport:
-        """Answer a check and record it; raises :class:`Rejected` for an unusable order."""
-        codes = [c.strip() for c in ordered_codes]
+    def check(self, request: CheckRequest, principal: Principal) -> CheckReport:
+        """Answer a check for the caller's institution and record it; raises
+        :class:`Rejected` for an unusable order."""
+        asker_id = principal.institution_id
+        assert asker_id is not None  # only institutions are authorized to check
+        key = patient_key(request.patient, self._patient_key_secret)
+        touched(key, f"check of {len(request.ordered_codes)} ordered items")
+        if len(request.accept_language) > MAX_ACCEPT_LANGUAGE:
+            raise Rejected.one(
+                "the language preference is too long",
+                "accept_language",
+                f"at most {MAX_ACCEPT_LANGUAGE} characters, e.g. zh-CN or en;q=0.9",
+                "TOO_LONG",
+            )
+        language = preferred_language(request.accept_language)
+        codes = [c.strip() for c in request.ordered_codes]
         violations = [
             Violation(f"ordered_codes[{i}]", "empty code", "EMPTY_CODE")
             for i, c in enumerate(codes)
@@ -124,35 +170,47 @@ class Recognition:
         prices = self.reference.prices(asker_id)
         reports: list[CheckReport] = []
 
+        received_at = request.received_at
+
         def answer(rows: list[IndexedResult]) -> recognition_index.CheckRows:
             checked = decide_lines(lines, rows, data, asker_id, received_at, prices, data.policy)
-            report = CheckReport(str(uuid.uuid4()), received_at, data.catalog.version, checked)
+            report = CheckReport(
+                str(uuid.uuid4()), received_at, data.catalog.version, checked, language
+            )
             reports.append(report)
-            return _record_rows(report, asker_id, patient_key, context, data.directory)
+            return _record_rows(report, asker_id, key, request.context, data.directory)
 
         # One transaction: read the patient's results, record the answer.
         recognition_index.check_round_trip(
-            self.engine, patient_key, wanted_items(lines, data.catalog), answer
+            self.engine, key, wanted_items(lines, data.catalog), answer
         )
         return reports[0]
 
-    def decide(
-        self,
-        institution_id: int,
-        check_id: str,
-        line: int | str,
-        accepted: bool,
-        reason: DeclineReason | None,
-        reason_text: str,
-        decided_at: dt.datetime,
-    ) -> DecisionReport:
-        """Record the doctor's decision on a line; idempotent, the first decision stands.
-
-        ``line`` is the line number, or the catalog item code of the line.
-        """
+    def decide(self, request: DecisionRequest, principal: Principal) -> DecisionReport:
+        """Record the doctor's decision on a line of the caller's institution's check;
+        idempotent, the first decision stands."""
+        institution_id = principal.institution_id
+        assert institution_id is not None  # only institutions are authorized to decide
+        check_id, line, accepted, reason, reason_text, decided_at = (
+            request.check_id,
+            request.line,
+            request.accepted,
+            request.reason,
+            request.reason_text,
+            request.decided_at,
+        )
         violations = validate_decision(accepted, reason, reason_text)
         if violations:
-            raise Rejected("the decision is incomplete", violations)
+            raise Rejected(
+                "the decision is incomplete",
+                # The rules name the free text "text"; every door calls it reason_text.
+                [
+                    Violation(
+                        "reason_text" if v.field == "text" else v.field, v.description, v.reason
+                    )
+                    for v in violations
+                ],
+            )
         # Lines never change once recorded, so the line is read on its own and the write alone
         # settles a race between two decisions on it.
         on_record = recognition_index.line_on_record(self.engine, check_id, line)
@@ -202,15 +260,15 @@ class Recognition:
             )
             recorded, new = recognition_index.record_decision(
                 self.engine,
-                {
-                    "check_id": check_id,
-                    "line": line,
-                    "accepted": accepted,
-                    "reason": reason.value if reason else "",
-                    "reason_text": reason_text[:500],
-                    "booked_saving": saving,
-                    "decided_at": decided_at,
-                },
+                DecisionRecord(
+                    check_id=check_id,
+                    line=line,
+                    accepted=accepted,
+                    reason=reason.value if reason else "",
+                    reason_text=reason_text[:500],
+                    booked_saving=saving,
+                    decided_at=decided_at,
+                ),
                 statistics_index.delta_params(
                     today(on_record.received_at),
                     decision_rows(fact, self.reference.data().directory),
@@ -252,41 +310,38 @@ def _record_rows(
     directory: Directory,
 ) -> recognition_index.CheckRows:
     """The check's row, its lines' rows as the record keeps them, and its statistics deltas."""
-    lines: list[dict[str, Any]] = []
-    for number, checked in enumerate(report.lines):
-        finding = checked.finding
-        cited = checked.cited
-        lines.append(
-            {
-                "check_id": report.check_id,
-                "line": number,
-                "ordered_code": checked.line.ordered_code[:64],
-                "item_code": checked.line.item.code if checked.line.item else "",
-                "verdict": finding.verdict.value,
-                "reason": finding.reason.text(context.language)[:500],
-                "result_ref": cited.result_ref if cited else "",
-                "result_version": cited.version if cited else 0,
-                "issuer_institution_id": cited.institution_id if cited else None,
-                "estimated_saving": str(finding.saving.quantize(CENTS)),
-            }
+    lines = [
+        CheckLineRecord(
+            check_id=report.check_id,
+            line=number,
+            ordered_code=checked.line.ordered_code[:64],
+            item_code=checked.line.item.code if checked.line.item else "",
+            verdict=checked.finding.verdict.value,
+            reason=checked.finding.reason.text(report.language)[:500],
+            result_ref=checked.cited.result_ref if checked.cited else "",
+            result_version=checked.cited.version if checked.cited else 0,
+            issuer_institution_id=checked.cited.institution_id if checked.cited else None,
+            estimated_saving=str(checked.finding.saving.quantize(CENTS)),
         )
-    check: dict[str, Any] = {
-        "id": report.check_id,
-        "institution_id": asker_id,
-        "patient_key": patient_key,
-        "received_at": report.received_at,
-        "catalog_version": report.catalog_version,
-        "order_id": context.order_id[:64],
-        "department": context.department[:64],
-        "emergency": context.emergency,
-    }
+        for number, checked in enumerate(report.lines)
+    ]
+    check = CheckRecord(
+        id=report.check_id,
+        institution_id=asker_id,
+        patient_key=patient_key,
+        received_at=report.received_at,
+        catalog_version=report.catalog_version,
+        order_id=context.order_id[:64],
+        department=context.department[:64],
+        emergency=context.emergency,
+    )
     facts = [
         LineFact(
             check_id=report.check_id,
             asker_id=asker_id,
-            issuer_id=line["issuer_institution_id"],
-            item_code=line["item_code"],
-            verdict=line["verdict"],
+            issuer_id=line.issuer_institution_id,
+            item_code=line.item_code,
+            verdict=line.verdict,
             accepted=None,
             reason="",
             booked_saving="0",

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from mutualrec.matching.catalog import Catalog
-from mutualrec.matching.facts import InstitutionFacts, Qualification
+from mutualrec.matching.order_lines import Reference
 from mutualrec.matching.policy import DEFAULT_POLICY, Policy
 from mutualrec.statistics.report import Directory
 from mutualrec.storage import catalog_store, policy_store, statistics_index
@@ -26,12 +25,9 @@ DEFAULT_TTL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
-class ReferenceData:
+class ReferenceData(Reference):
     """One consistent snapshot of the reference data."""
 
-    catalog: Catalog
-    institutions: Mapping[int, InstitutionFacts]
-    qualifications: tuple[Qualification, ...]
     loaded_at: float
     # How statistics key what a check or a decision adds (districts, codes, categories).
     directory: Directory = field(default_factory=lambda: Directory({}, {}))

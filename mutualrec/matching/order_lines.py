@@ -1,7 +1,8 @@
 """An ordering-time check: ordered codes to lines, lines to verdicts over the patient's results.
 
-The rules themselves live in :mod:`mutualrec.matching`; this module feeds them the index rows
-and reference data, and keeps what the reply and the record need.
+The rules live in :mod:`mutualrec.matching.rules`; this module feeds them the patient's indexed
+results and the reference data, and keeps what the reply and the record need. Pure: the
+recognition service reads the index and passes the rows in.
 """
 
 from __future__ import annotations
@@ -13,11 +14,45 @@ from decimal import Decimal
 
 from mutualrec.matching.catalog import Catalog, CatalogItem
 from mutualrec.matching.codes import OrderResolution, resolve_ordered_code
-from mutualrec.matching.facts import Finding, ResultFacts, ResultStatus
+from mutualrec.matching.facts import (
+    Finding,
+    InstitutionFacts,
+    Qualification,
+    ResultFacts,
+    ResultStatus,
+)
 from mutualrec.matching.policy import Policy
 from mutualrec.matching.rules import check_item, unresolved_finding
-from mutualrec.recognition.reference import ReferenceData
-from mutualrec.storage.recognition_index import HELD, IndexedResult
+
+# The status of a row that is not recognized but that a check must explain: a study whose
+# declared item contradicts its images, until an administrator resolves it. Not a FHIR status.
+HELD = "held"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedResult:
+    """A result as the recognition index holds it: one row per (result, catalog item)."""
+
+    item_code: str
+    kind: str
+    result_ref: str
+    version: int
+    status: str
+    report_time: dt.datetime
+    institution_id: int
+    detail: str
+    # Specimen collection (lab results indexed since migration 0012); None otherwise.
+    collected_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """What the rules read besides the patient's results: the catalog, the institutions that
+    issue and ask, and their qualifications."""
+
+    catalog: Catalog
+    institutions: Mapping[int, InstitutionFacts]
+    qualifications: tuple[Qualification, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +96,7 @@ def wanted_items(lines: Sequence[OrderLine], catalog: Catalog) -> set[str]:
     return wanted
 
 
-def _facts(rows: Sequence[IndexedResult], data: ReferenceData) -> list[ResultFacts]:
+def _facts(rows: Sequence[IndexedResult], data: Reference) -> list[ResultFacts]:
     facts = []
     for row in rows:
         issuer = data.institutions.get(row.institution_id)
@@ -89,7 +124,7 @@ def _facts(rows: Sequence[IndexedResult], data: ReferenceData) -> list[ResultFac
 def decide_lines(
     lines: Sequence[OrderLine],
     rows: Sequence[IndexedResult],
-    data: ReferenceData,
+    data: Reference,
     asker_id: int,
     received_at: dt.datetime,
     prices: Mapping[str, Decimal],
