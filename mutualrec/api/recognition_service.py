@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal
 from typing import TypeAlias
 
@@ -14,6 +13,7 @@ from mutualrec.api.patients import identity_document
 from mutualrec.identity import InvalidIdentity
 from mutualrec.matching.decisions import DeclineReason
 from mutualrec.matching.order_lines import CheckedLine
+from mutualrec.matching.result_details import ImagingDetail, LabDetail
 from mutualrec.runtime import Runtime
 from mutualrec.services.recognition import (
     CheckContext,
@@ -50,10 +50,9 @@ def _money(amount: Decimal) -> str:
 
 
 def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | None:
-    finding, cited = checked.finding, checked.cited
+    finding, cited, detail = checked.finding, checked.cited, checked.detail
     if finding.result is None or cited is None:
         return None
-    detail = json.loads(cited.detail or "{}")
     result = recognition_pb2.RecognizedResult(
         kind=cited.kind,
         result_ref=cited.result_ref,
@@ -66,31 +65,31 @@ def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | No
         valid_until=_time(finding.valid_until),
         item_code=cited.item_code,
     )
-    if cited.kind == "lab":
+    if isinstance(detail, LabDetail):
         result.lab.CopyFrom(
             recognition_pb2.LabValue(
-                loinc=str(detail.get("loinc", "")),
-                display=str(detail.get("display", "")),
-                value=str(detail.get("value", "")),
-                unit=str(detail.get("unit", "")),
-                reference_range=str(detail.get("range", "")),
-                interpretation=str(detail.get("interpretation", "")),
-                canonical_value=str(detail.get("canonical_value", "")),
-                canonical_unit=str(detail.get("canonical_unit", "")),
-                unit_note=str(detail.get("unit_note", "")),
+                loinc=detail.loinc,
+                display=detail.display,
+                value=detail.value,
+                unit=detail.unit,
+                reference_range=detail.reference_range,
+                interpretation=detail.interpretation,
+                canonical_value=detail.canonical_value,
+                canonical_unit=detail.canonical_unit,
+                unit_note=detail.unit_note,
             )
         )
-    else:
-        uid = str(detail.get("study_instance_uid", ""))
+    elif isinstance(detail, ImagingDetail):
+        uid = detail.study_instance_uid
         result.imaging.CopyFrom(
             recognition_pb2.ImagingStudyRef(
                 study_instance_uid=uid,
-                accession_number=str(detail.get("accession_number", "")),
-                modalities=str(detail.get("modalities", "")),
-                body_parts=str(detail.get("body_parts", "")),
-                contrast=bool(detail.get("contrast", False)),
-                description=str(detail.get("description", "")),
-                instance_count=int(detail.get("instance_count", 0)),
+                accession_number=detail.accession_number,
+                modalities=detail.modalities,
+                body_parts=detail.body_parts,
+                contrast=detail.contrast,
+                description=detail.description,
+                instance_count=detail.instance_count,
                 open_url=STUDY_URL.format(uid=uid),
             )
         )

@@ -22,6 +22,7 @@ from mutualrec.matching.facts import (
     ResultStatus,
 )
 from mutualrec.matching.policy import Policy
+from mutualrec.matching.result_details import ImagingDetail, LabDetail, read_detail
 from mutualrec.matching.rules import check_item, unresolved_finding
 
 # The status of a row that is not recognized but that a check must explain: a study whose
@@ -66,11 +67,13 @@ class OrderLine:
 
 @dataclass(frozen=True, slots=True)
 class CheckedLine:
-    """A line with its finding and the index row of the result the finding cites."""
+    """A line with its finding, and the index row of the result the finding cites with what a
+    doctor sees of it."""
 
     line: OrderLine
     finding: Finding
     cited: IndexedResult | None
+    detail: LabDetail | ImagingDetail | None = None
 
 
 def plan_lines(
@@ -156,5 +159,7 @@ def decide_lines(
             if finding.result is not None
             else None
         )
-        checked.append(CheckedLine(line, finding, cited))
+        # Only a cited row's detail is read: most of a patient's rows are never shown.
+        detail = None if cited is None else read_detail(cited.kind, cited.detail)
+        checked.append(CheckedLine(line, finding, cited, detail))
     return checked
