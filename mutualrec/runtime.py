@@ -27,6 +27,7 @@ from mutualrec.private_files import private_dir
 from mutualrec.security.audit_writer import AuditWriter
 from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
+from mutualrec.services.authentication import Authentication
 from mutualrec.services.recognition import Recognition
 from mutualrec.services.reference import ReferenceCache
 from mutualrec.storage import catalog_store
@@ -63,6 +64,7 @@ class Runtime:
     header_executor: ThreadPoolExecutor
     # Drops `reference` and `principals` when an administrator changed something.
     changes: ChangeWatch
+    authentication: Authentication
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -140,6 +142,7 @@ class Runtime:
                 max_workers=settings.header_workers, thread_name_prefix="mutualrec-header"
             ),
             changes=ChangeWatch(sessions, forget_cached),
+            authentication=Authentication(sessions, principals, settings.token_secret),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -8,68 +8,17 @@ its role against :mod:`mutualrec.security.access` before a servicer runs; the se
 from __future__ import annotations
 
 import contextvars
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
 import grpc
 
 from mutualrec.api.audit_interceptor import attach
-from mutualrec.imaging.sharing import LinkState, link_state
 from mutualrec.runtime import Runtime
-from mutualrec.security.access import HOSPITAL, PATIENT, SHARE
+from mutualrec.security.access import HOSPITAL
 from mutualrec.security.api_keys import InvalidKey, Principal, bearer_token, has_bearer
-from mutualrec.security.patient_tokens import (
-    check_share_token,
-    looks_like_patient_token,
-    looks_like_share_token,
-    share_token_hash,
-    verify_patient_token,
-)
-from mutualrec.storage import share_index
-from mutualrec.storage.institutions import UnknownInstitution, authenticate, find_institution
 
 # The principal of the call in progress, set by the authorization interceptor.
 _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("mutualrec_caller")
-
-
-def _check(runtime: Runtime, token: str) -> Principal:
-    generation = runtime.principals.generation
-    with runtime.sessions() as session:
-        principal = authenticate(session, token)
-    runtime.principals.put(token, principal, generation)
-    return principal
-
-
-def _check_share(runtime: Runtime, token: str) -> Principal:
-    with runtime.sessions() as session:
-        link = share_index.link_by_token_hash(session, share_token_hash(token))
-    # Not cached: a revocation must close the link at once.
-    now = dt.datetime.now(dt.UTC)
-    if link is None or link_state(link.expires_at, link.revoked_at, now) is not LinkState.ACTIVE:
-        raise InvalidKey("the share link is unknown, expired or revoked")
-    return Principal(
-        role=SHARE,
-        institution_id=None,
-        institution_code=None,
-        key_id=link.link_id,
-        patient_key=link.patient_key,
-        share_link_id=link.link_id,
-        shared_study_id=link.study_id,
-    )
-
-
-def _check_certificate(runtime: Runtime, code: str) -> Principal:
-    generation = runtime.principals.generation
-    with runtime.sessions() as session:
-        try:
-            institution = find_institution(session, code)
-        except UnknownInstitution:
-            raise InvalidKey(
-                f"the client certificate names no known institution ({code})"
-            ) from None
-    principal = Principal(HOSPITAL, institution.id, institution.code, key_id=f"cert:{code}")
-    runtime.principals.put(f"cert:{code}", principal, generation)
-    return principal
 
 
 def certified_institution(peer: Mapping[str, Iterable[bytes]] | None) -> str | None:
@@ -94,13 +43,17 @@ async def authenticate_call(
     client certificate names (``peer``, the call's TLS auth context). Sent together, the key
     must be that same hospital's: a certificate is not a carrier for someone else's key.
     """
+    authentication = runtime.authentication
     certified = certified_institution(peer)
     if certified is not None and not has_bearer(metadata):
-        cached = runtime.principals.get(f"cert:{certified}")
+        cached = authentication.certificate_without_lookup(certified)
         if cached is not None:
             return cached
-        return await runtime.run_blocking(_check_certificate, runtime, certified)
-    principal = await _token_principal(runtime, tuple(metadata or ()))
+        return await runtime.run_blocking(authentication.certificate, certified)
+    token = bearer_token(tuple(metadata or ()))
+    principal = authentication.without_lookup(token)
+    if principal is None:
+        principal = await runtime.run_blocking(authentication.look_up, token)
     if certified is not None and (
         principal.role != HOSPITAL or principal.institution_code != certified
     ):
@@ -108,23 +61,6 @@ async def authenticate_call(
             f"the credential sent is not {certified}'s, whose client certificate carries the call"
         )
     return principal
-
-
-async def _token_principal(
-    runtime: Runtime, metadata: tuple[tuple[str, str | bytes], ...]
-) -> Principal:
-    token = bearer_token(metadata)
-    if looks_like_share_token(token):
-        # A token the server did not sign costs no worker thread and no lookup.
-        check_share_token(runtime.settings.token_secret, token)
-        return await runtime.run_blocking(_check_share, runtime, token)
-    if looks_like_patient_token(token):
-        key = verify_patient_token(runtime.settings.token_secret, token)
-        return Principal(PATIENT, None, None, key_id="patient-token", patient_key=key)
-    cached = runtime.principals.get(token)
-    if cached is not None:
-        return cached
-    return await runtime.run_blocking(_check, runtime, token)
 
 
 def admit(principal: Principal) -> None:
