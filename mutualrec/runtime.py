@@ -24,9 +24,9 @@ from mutualrec.config import Settings
 from mutualrec.imaging.patient_history import PatientHistory
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.private_files import private_dir
-from mutualrec.security.audit_writer import AuditWriter
 from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
+from mutualrec.services.audit import AuditWriter
 from mutualrec.services.authentication import Authentication
 from mutualrec.services.recognition import Recognition
 from mutualrec.services.reference import ReferenceCache

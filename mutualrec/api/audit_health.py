@@ -14,7 +14,7 @@ import contextlib
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from mutualrec.security.audit_writer import AUDIT_HEALTH_SERVICE, AuditWriter
+from mutualrec.services.audit import AUDIT_HEALTH_SERVICE, AuditWriter
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

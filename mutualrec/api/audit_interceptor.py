@@ -11,7 +11,7 @@ import grpc
 
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import CallRecord, current_call, events_of, open_call
-from mutualrec.security.audit_writer import AuditWriter
+from mutualrec.services.audit import AuditWriter
 
 
 class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -1,4 +1,5 @@
-"""Writes audit entries in batches on a thread of its own, off every call's path.
+"""The audit use case: writes audit entries in batches on a thread of its own, off every
+call's path.
 
 A call's entries are queued when it ends and committed within ``interval`` seconds, together with
 every other call's of that moment, in one transaction: a busy server pays one commit per batch,
