@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ctypes
 import functools
 import multiprocessing
@@ -146,9 +147,15 @@ class Runtime:
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run blocking storage or parsing work on the worker threads, off the event loop."""
+        """Run blocking storage or parsing work on the worker threads, off the event loop.
+
+        In a copy of the caller's context: a service says which patients' data the call
+        touched (:func:`mutualrec.security.audit.touched`) into the call's audit record, which
+        a worker thread would not see otherwise.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        work = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self.executor, work)
 
     async def run_header(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run header parsing on its own bounded threads, off the storage workers."""
