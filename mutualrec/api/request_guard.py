@@ -21,11 +21,11 @@ import grpc
 from google.protobuf import descriptor as pb_descriptor
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
-from sqlalchemy.exc import DataError
 
 from mutualrec.api.errors import status_for
 from mutualrec.api.message_check import WHOLE_REQUEST, malformed_violation, string_violations
 from mutualrec.api.status import abort_with_violations, unexpected_status
+from mutualrec.services.outage import is_unstorable
 from mutualrec.violations import DomainError, Violation
 
 _LOG = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ async def _refuse(context: Context, violations: list[Violation]) -> None:
 
 async def _unexpected(context: Context, method: str, error: Exception) -> None:
     correlation_id = uuid.uuid4().hex
-    if isinstance(error, DataError | OverflowError):
+    if is_unstorable(error):
         # A value the index cannot store that no check caught: the caller's data, so neither
         # UNAVAILABLE (retried forever) nor UNKNOWN; logged, as it shows a check missing.
         _LOG.warning(

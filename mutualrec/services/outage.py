@@ -22,6 +22,12 @@ def is_outage(failure: BaseException) -> bool:
     return not isinstance(failure, DataError)
 
 
+def is_unstorable(failure: BaseException) -> bool:
+    """Whether ``failure`` is the index refusing a value of the request that no check caught
+    (out of a column's range, a NUL): the caller's data, neither an outage nor a fault."""
+    return isinstance(failure, DataError | OverflowError)
+
+
 @contextmanager
 def unavailable_on_outage(what: str, advice: str = "try again") -> Iterator[None]:
     """Raise :class:`Unavailable` saying ``what`` failed and ``advice`` when storage fails inside
