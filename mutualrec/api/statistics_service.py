@@ -75,10 +75,10 @@ def row_proto(
         accepted=c.accepted,
         declined=c.declined,
         recognition_rate=recognition_rate(c.accepted, c.items_recognizable),
-        saving=yuan(c.saving),
+        saving=yuan(c.saving_fen),
         items_recognizable_own_institution=c.items_recognizable_own,
         accepted_own_institution=c.accepted_own,
-        saving_own_institution=yuan(c.saving_own),
+        saving_own_institution=yuan(c.saving_fen_own),
     )
     # Added in place: building DeclineCount messages first and handing them over copies each
     # (a third of the time of a 1,500-row report's reply).
@@ -121,10 +121,10 @@ def csv_lines(report: Report) -> list[list[str]]:
             str(c.declined),
             *(str(c.declined_by_reason.get(reason, 0)) for reason in REASONS),
             recognition_rate(c.accepted, c.items_recognizable),
-            yuan(c.saving),
+            yuan(c.saving_fen),
             str(c.items_recognizable_own),
             str(c.accepted_own),
-            yuan(c.saving_own),
+            yuan(c.saving_fen_own),
         ]
 
     lines = [header]
