@@ -29,6 +29,7 @@ from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.security.audit_writer import AuditWriter
 from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
+from mutualrec.services.statistics import Statistics
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
@@ -55,6 +56,7 @@ class Runtime:
     recognition: Recognition
     principals: PrincipalCache
     history: PatientHistory
+    statistics: Statistics
     audit: AuditWriter
     tallies: TallyCompactor
     limits: Limits
@@ -127,6 +129,7 @@ class Runtime:
                 else render_thumbnail,
                 share_token_secret=settings.token_secret,
             ),
+            statistics=Statistics(sessions, reference.data, settings.min_group_size),
             audit=AuditWriter(sessions),
             tallies=TallyCompactor(engine, settings.tally_interval_seconds),
             limits=Limits(
