@@ -52,4 +52,4 @@ class _Plain(grpc.Status):  # type: ignore[misc]
 
     code: grpc.StatusCode
     details: str
-    trailing_metadata: None = None
+    trailing_metadata: tuple[()] = ()
