@@ -29,6 +29,7 @@ from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.security.audit_writer import AuditWriter
 from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
+from mutualrec.services.catalog import CatalogReader
 from mutualrec.services.statistics import Statistics
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
@@ -57,6 +58,7 @@ class Runtime:
     principals: PrincipalCache
     history: PatientHistory
     statistics: Statistics
+    catalog: CatalogReader
     audit: AuditWriter
     tallies: TallyCompactor
     limits: Limits
@@ -130,6 +132,7 @@ class Runtime:
                 share_token_secret=settings.token_secret,
             ),
             statistics=Statistics(sessions, reference.data, settings.min_group_size),
+            catalog=CatalogReader(sessions),
             audit=AuditWriter(sessions),
             tallies=TallyCompactor(engine, settings.tally_interval_seconds),
             limits=Limits(
