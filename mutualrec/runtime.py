@@ -30,6 +30,7 @@ from mutualrec.security.audit_writer import AuditWriter
 from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
 from mutualrec.services.catalog import CatalogReader
+from mutualrec.services.identity import PatientTokens
 from mutualrec.services.statistics import Statistics
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
@@ -59,6 +60,7 @@ class Runtime:
     history: PatientHistory
     statistics: Statistics
     catalog: CatalogReader
+    patient_tokens: PatientTokens
     audit: AuditWriter
     tallies: TallyCompactor
     limits: Limits
@@ -133,6 +135,7 @@ class Runtime:
             ),
             statistics=Statistics(sessions, reference.data, settings.min_group_size),
             catalog=CatalogReader(sessions),
+            patient_tokens=PatientTokens(settings.patient_key_secret, settings.token_secret),
             audit=AuditWriter(sessions),
             tallies=TallyCompactor(engine, settings.tally_interval_seconds),
             limits=Limits(
