@@ -13,15 +13,14 @@ from mutualrec.api.auth import caller
 from mutualrec.api.status import abort, abort_with_violations
 from mutualrec.imaging.history import check_query, encode_cursor
 from mutualrec.imaging.patient_history import ListedStudy, StudyNotFound, Viewer
-from mutualrec.imaging.sharing import LinkState, check_share_request, link_state
+from mutualrec.imaging.records import InstanceFile, SeriesEntry
+from mutualrec.imaging.sharing import LinkEntry, LinkState, check_share_request, link_state
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import HOSPITAL
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
 from mutualrec.security.cursors import InvalidCursor, open_cursor, sign_cursor
-from mutualrec.storage.history_index import InstanceFile, SeriesEntry
 from mutualrec.storage.objects import ObjectCorrupt, ObjectNotFound, ObjectStoreError
-from mutualrec.storage.share_index import LinkEntry
 from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
 from mutualrec.violations import Rejected, Violation
 

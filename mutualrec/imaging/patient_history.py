@@ -14,7 +14,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.imaging.history import HistoryQuery, ItemValidity, validity
-from mutualrec.imaging.sharing import ShareRequest, new_link_id
+from mutualrec.imaging.records import HistoryCursor, InstanceFile, SeriesEntry, StudyEntry
+from mutualrec.imaging.sharing import LinkEntry, ShareRequest, new_link_id
 from mutualrec.imaging.thumbnail_cache import Renderer, representative, thumbnail_for
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.matching.catalog import Catalog
@@ -22,9 +23,7 @@ from mutualrec.security.patient_tokens import new_share_token
 from mutualrec.storage import audit_log, history_index, share_index
 from mutualrec.storage.audit_log import Access
 from mutualrec.storage.db import reads_without_transaction
-from mutualrec.storage.history_index import HistoryCursor, InstanceFile, SeriesEntry, StudyEntry
 from mutualrec.storage.objects import ObjectStore
-from mutualrec.storage.share_index import LinkEntry
 
 
 class StudyNotFound(LookupError):
