@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ctypes
 import functools
 import multiprocessing
@@ -151,9 +152,14 @@ class Runtime:
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run blocking storage or parsing work on the worker threads, off the event loop."""
+        """Run blocking storage or parsing work on the worker threads, off the event loop, in
+        a copy of the caller's context: the services name the patients a call touched in its
+        audit record, which the context carries."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(
+            self.executor, functools.partial(context.run, fn, *args, **kwargs)
+        )
 
     async def run_header(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run header parsing on its own bounded threads, off the storage workers."""
