@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.change_watch import ChangeWatch
 from mutualrec.config import Settings
-from mutualrec.imaging.patient_history import PatientHistory
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.private_files import private_dir
 from mutualrec.recognition.checks import Recognition
@@ -32,6 +31,8 @@ from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
 from mutualrec.services.catalog import CatalogReader
 from mutualrec.services.identity import PatientTokens
+from mutualrec.services.patient_history import PatientHistory
+from mutualrec.services.sharing import Sharing
 from mutualrec.services.statistics import Statistics
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
@@ -59,6 +60,7 @@ class Runtime:
     recognition: Recognition
     principals: PrincipalCache
     history: PatientHistory
+    sharing: Sharing
     statistics: Statistics
     catalog: CatalogReader
     patient_tokens: PatientTokens
@@ -105,6 +107,7 @@ class Runtime:
             principals.clear()
 
         store = open_object_store(settings)
+        audit = AuditWriter(sessions)
         return cls(
             settings=settings,
             engine=engine,
@@ -126,18 +129,20 @@ class Runtime:
                 sessions,
                 store,
                 lambda: reference.data().catalog,
+                audit,
                 Path(tempfile.gettempdir()),
                 # Decoding and resizing pixels is pure CPU: in a worker process it does not hold
                 # the server's GIL while other calls wait. Without workers, on the caller's thread.
                 functools.partial(_render_elsewhere, cpu_executor)
                 if settings.parse_workers > 0
                 else render_thumbnail,
-                share_token_secret=settings.token_secret,
+                token_secret=settings.token_secret,
             ),
+            sharing=Sharing(sessions, token_secret=settings.token_secret),
             statistics=Statistics(sessions, reference.data, settings.min_group_size),
             catalog=CatalogReader(sessions),
             patient_tokens=PatientTokens(settings.patient_key_secret, settings.token_secret),
-            audit=AuditWriter(sessions),
+            audit=audit,
             tallies=TallyCompactor(engine, settings.tally_interval_seconds),
             limits=Limits(
                 TokenBuckets(settings.rate_limit, settings.rate_burst),

@@ -8,24 +8,20 @@ its role against :mod:`mutualrec.security.access` before a servicer runs; the se
 from __future__ import annotations
 
 import contextvars
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
 import grpc
 
 from mutualrec.api.audit_interceptor import attach
-from mutualrec.imaging.sharing import LinkState, link_state
 from mutualrec.runtime import Runtime
-from mutualrec.security.access import HOSPITAL, PATIENT, SHARE
+from mutualrec.security.access import HOSPITAL, PATIENT
 from mutualrec.security.api_keys import InvalidKey, Principal, bearer_token, has_bearer
 from mutualrec.security.patient_tokens import (
     check_share_token,
     looks_like_patient_token,
     looks_like_share_token,
-    share_token_hash,
     verify_patient_token,
 )
-from mutualrec.storage import share_index
 from mutualrec.storage.institutions import UnknownInstitution, authenticate, find_institution
 
 # The principal of the call in progress, set by the authorization interceptor.
@@ -38,24 +34,6 @@ def _check(runtime: Runtime, token: str) -> Principal:
         principal = authenticate(session, token)
     runtime.principals.put(token, principal, generation)
     return principal
-
-
-def _check_share(runtime: Runtime, token: str) -> Principal:
-    with runtime.sessions() as session:
-        link = share_index.link_by_token_hash(session, share_token_hash(token))
-    # Not cached: a revocation must close the link at once.
-    now = dt.datetime.now(dt.UTC)
-    if link is None or link_state(link.expires_at, link.revoked_at, now) is not LinkState.ACTIVE:
-        raise InvalidKey("the share link is unknown, expired or revoked")
-    return Principal(
-        role=SHARE,
-        institution_id=None,
-        institution_code=None,
-        key_id=link.link_id,
-        patient_key=link.patient_key,
-        share_link_id=link.link_id,
-        shared_study_id=link.study_id,
-    )
 
 
 def _check_certificate(runtime: Runtime, code: str) -> Principal:
@@ -117,7 +95,7 @@ async def _token_principal(
     if looks_like_share_token(token):
         # A token the server did not sign costs no worker thread and no lookup.
         check_share_token(runtime.settings.token_secret, token)
-        return await runtime.run_blocking(_check_share, runtime, token)
+        return await runtime.run_blocking(runtime.sharing.principal, token)
     if looks_like_patient_token(token):
         key = verify_patient_token(runtime.settings.token_secret, token)
         return Principal(PATIENT, None, None, key_id="patient-token", patient_key=key)
