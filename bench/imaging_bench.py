@@ -1148,8 +1148,8 @@ def direct_queries(
     from sqlalchemy import create_engine, event
     from sqlalchemy.orm import Session
 
+    from mutualrec.imaging.records import HistoryCursor, HistoryFilter
     from mutualrec.storage import history_index
-    from mutualrec.storage.history_index import HistoryCursor, HistoryFilter
 
     engine = create_engine(database_url(args, database), pool_size=2)
     plain, ct = HistoryFilter(), HistoryFilter(modality="CT")

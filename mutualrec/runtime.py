@@ -22,15 +22,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.change_watch import ChangeWatch
 from mutualrec.config import Settings
-from mutualrec.imaging.patient_history import PatientHistory
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.private_files import private_dir
 from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
 from mutualrec.services.audit import AuditWriter
 from mutualrec.services.authentication import Authentication
+from mutualrec.services.catalog import CatalogReader
+from mutualrec.services.identity import PatientTokens
+from mutualrec.services.patient_history import PatientHistory
 from mutualrec.services.recognition import Recognition
 from mutualrec.services.reference import ReferenceCache
+from mutualrec.services.sharing import Sharing
+from mutualrec.services.statistics import Statistics
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
@@ -57,6 +61,10 @@ class Runtime:
     recognition: Recognition
     principals: PrincipalCache
     history: PatientHistory
+    sharing: Sharing
+    statistics: Statistics
+    catalog: CatalogReader
+    patient_tokens: PatientTokens
     audit: AuditWriter
     tallies: TallyCompactor
     limits: Limits
@@ -101,6 +109,8 @@ class Runtime:
             principals.clear()
 
         store = open_object_store(settings)
+        audit = AuditWriter(sessions)
+        sharing = Sharing(sessions, token_secret=settings.token_secret)
         return cls(
             settings=settings,
             engine=engine,
@@ -123,15 +133,20 @@ class Runtime:
                 sessions,
                 store,
                 lambda: reference.data().catalog,
+                audit,
                 Path(tempfile.gettempdir()),
                 # Decoding and resizing pixels is pure CPU: in a worker process it does not hold
                 # the server's GIL while other calls wait. Without workers, on the caller's thread.
                 functools.partial(_render_elsewhere, cpu_executor)
                 if settings.parse_workers > 0
                 else render_thumbnail,
-                share_token_secret=settings.token_secret,
+                token_secret=settings.token_secret,
             ),
-            audit=AuditWriter(sessions),
+            sharing=sharing,
+            statistics=Statistics(sessions, reference.data, settings.min_group_size),
+            catalog=CatalogReader(sessions),
+            patient_tokens=PatientTokens(settings.patient_key_secret, settings.token_secret),
+            audit=audit,
             tallies=TallyCompactor(engine, settings.tally_interval_seconds),
             limits=Limits(
                 TokenBuckets(settings.rate_limit, settings.rate_burst),
@@ -143,7 +158,7 @@ class Runtime:
                 max_workers=settings.header_workers, thread_name_prefix="mutualrec-header"
             ),
             changes=ChangeWatch(sessions, forget_cached),
-            authentication=Authentication(sessions, principals, settings.token_secret),
+            authentication=Authentication(sessions, principals, settings.token_secret, sharing),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

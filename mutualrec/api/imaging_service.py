@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import AsyncIterator, Iterator
 from typing import TypeAlias
 
 import grpc
 
 from mutualrec.api.auth import caller
-from mutualrec.api.status import abort, abort_with_violations
-from mutualrec.imaging.history import check_query, encode_cursor
-from mutualrec.imaging.patient_history import ListedStudy, StudyNotFound, Viewer
-from mutualrec.imaging.sharing import LinkState, check_share_request, link_state
+from mutualrec.imaging.records import InstanceFile, SeriesEntry
+from mutualrec.imaging.sharing import LinkEntry, LinkState
 from mutualrec.runtime import Runtime
-from mutualrec.security.access import HOSPITAL
-from mutualrec.security.api_keys import Principal
-from mutualrec.security.audit import touched
-from mutualrec.security.cursors import InvalidCursor, open_cursor, sign_cursor
-from mutualrec.storage.history_index import InstanceFile, SeriesEntry
-from mutualrec.storage.objects import ObjectCorrupt, ObjectNotFound, ObjectStoreError
-from mutualrec.storage.share_index import LinkEntry
+from mutualrec.services.patient_history import (
+    AccessesRequest,
+    ListedStudy,
+    StudiesRequest,
+    StudyRequest,
+)
+from mutualrec.services.sharing import ShareLinkRequest
 from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
-from mutualrec.violations import Rejected, Violation
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
 THUMBNAIL_URI = "mutualrec://thumbnail/{study}/{series}"
-ACCESS_PAGE = 50
-MAX_ACCESS_PAGE = 100
-_ACCESS_AUDIENCE = "mutualrec:access-page"
 SHARE_URI = "mutualrec://share/{token}"
 # Largest data field of a DownloadStudy message.
 DOWNLOAD_CHUNK = 1024 * 1024
@@ -96,7 +89,7 @@ def _link_proto(link: LinkEntry, now: dt.datetime) -> imaging_pb2.ShareLink:
         create_time=_time(link.created_at),
         expire_time=_time(link.expires_at),
         revoke_time=_time(link.revoked_at),
-        state=_STATES[link_state(link.expires_at, link.revoked_at, now)],
+        state=_STATES[link.state(now)],
         opening_count=link.opening_count,
         openings=[
             imaging_pb2.ShareOpening(time=_time(o.opened_at), rpc=o.rpc, peer=o.peer)
@@ -105,40 +98,18 @@ def _link_proto(link: LinkEntry, now: dt.datetime) -> imaging_pb2.ShareLink:
     )
 
 
-def _viewer(principal: Principal, context: Context) -> Viewer:
-    if principal.role == HOSPITAL:
-        # A hospital reads a study only while a recent check of its recognized that study.
-        return Viewer(
-            patient_key="",
-            checking_institution_id=principal.institution_id,
-            peer=context.peer() or "",
-        )
-    assert principal.patient_key is not None
-    return Viewer(
-        patient_key=principal.patient_key,
-        shared_study_id=principal.shared_study_id,
-        share_link_id=principal.share_link_id,
-        peer=context.peer() or "",
-    )
-
-
 def _download_messages(
     read: Iterator[bytes], instance: InstanceFile
 ) -> Iterator[imaging_pb2.DownloadStudyResponse]:
     """One instance as messages: its description on the first, data of at most 1 MiB each."""
     first = True
-    digest = hashlib.sha256()
     for block in read:
         for start in range(0, len(block), DOWNLOAD_CHUNK):
-            part = block[start : start + DOWNLOAD_CHUNK]
-            digest.update(part)
-            message = imaging_pb2.DownloadStudyResponse(data=part)
+            message = imaging_pb2.DownloadStudyResponse(data=block[start : start + DOWNLOAD_CHUNK])
             if first:
                 message.instance.CopyFrom(_instance_proto(instance))
                 first = False
             yield message
-    if digest.hexdigest() != instance.sha256:
-        raise ObjectCorrupt(f"stored bytes of {instance.sop_instance_uid} fail their SHA-256")
     closing = imaging_pb2.DownloadStudyResponse(end_of_instance=True)
     if first:
         closing.instance.CopyFrom(_instance_proto(instance))
@@ -157,123 +128,62 @@ def _instance_proto(instance: InstanceFile) -> imaging_pb2.DownloadedInstance:
 
 
 class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[misc]
-    """Translates imaging-history calls between messages and :mod:`mutualrec.imaging`."""
+    """Translates imaging-history calls between messages and :mod:`mutualrec.services`."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.history = runtime.history
-
-    def _reader(self, context: Context) -> Viewer:
-        return _viewer(caller(self.runtime, context), context)
-
-    async def _audit_read(self, viewer: Viewer, study_instance_uid: str, what: str) -> None:
-        """Name the patient whose study the call reads in its audit entries. A hospital names
-        no patient in its request: the study does, if the hospital may open it at all."""
-        if viewer.checking_institution_id is None:
-            touched(viewer.patient_key, what)
-            return
-        try:
-            entry = await self.runtime.run_blocking(
-                self.history.find_study, viewer, study_instance_uid, "audit"
-            )
-        except StudyNotFound:
-            # A refused attempt on a study that exists is the patient's business too: it is
-            # recorded against them (the call's outcome says NOT_FOUND); the caller learns
-            # nothing more than for a study that does not exist.
-            patient = await self.runtime.run_blocking(self.history.patient_of, study_instance_uid)
-            if patient is not None:
-                touched(
-                    patient, f"{what} (refused: no recent check of this institution recognized it)"
-                )
-            return
-        touched(entry.patient_key, what)
-
-    def _owner(self, context: Context) -> str:
-        principal = caller(self.runtime, context)
-        assert principal.patient_key is not None
-        return principal.patient_key
+        self.sharing = runtime.sharing
 
     async def ListStudies(
         self, request: imaging_pb2.ListStudiesRequest, context: Context
     ) -> imaging_pb2.ListStudiesResponse:
         """The patient's studies, newest first, a page at a time."""
-        patient_key = self._owner(context)
-        touched(patient_key, "list of studies")
-        secret = self.runtime.settings.token_secret
-        try:
-            query = check_query(
-                secret,
-                patient_key,
+        page = await self.runtime.run_blocking(
+            self.history.list_studies,
+            caller(self.runtime, context),
+            StudiesRequest(
                 page_size=request.page_size,
                 page_token=request.page_token,
                 modality=request.modality,
                 from_date=request.from_date,
                 to_date=request.to_date,
                 institution_code=request.institution_code,
-            )
-        except Rejected as rejection:
-            await abort_with_violations(
-                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
-            )
-        page = await self.runtime.run_blocking(
-            self.history.list_studies, patient_key, query, dt.datetime.now(dt.UTC)
+            ),
         )
         return imaging_pb2.ListStudiesResponse(
             studies=[_study_proto(listed) for listed in page.studies],
-            next_page_token=(
-                encode_cursor(secret, patient_key, query.history_filter, page.next_cursor)
-                if page.next_cursor is not None
-                else ""
-            ),
+            next_page_token=page.next_page_token,
         )
 
     async def GetStudy(
         self, request: imaging_pb2.GetStudyRequest, context: Context
     ) -> imaging_pb2.GetStudyResponse:
         """One study of the patient's (or the shared study) with its series."""
-        viewer = self._reader(context)
-        await self._audit_read(
-            viewer, request.study_instance_uid, f"study {request.study_instance_uid or '(shared)'}"
+        found = await self.runtime.run_blocking(
+            self.history.study,
+            caller(self.runtime, context),
+            StudyRequest(request.study_instance_uid, peer=context.peer() or ""),
         )
-        if not request.study_instance_uid and viewer.shared_study_id is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
-        try:
-            listed, series = await self.runtime.run_blocking(
-                self.history.study, viewer, request.study_instance_uid, dt.datetime.now(dt.UTC)
-            )
-        except StudyNotFound:
-            await abort(context, grpc.StatusCode.NOT_FOUND, "no such study")
-        uid = listed.entry.study_instance_uid
+        uid = found.study.entry.study_instance_uid
         return imaging_pb2.GetStudyResponse(
-            study=_study_proto(listed), series=[_series_proto(uid, s) for s in series]
+            study=_study_proto(found.study), series=[_series_proto(uid, s) for s in found.series]
         )
 
     async def GetThumbnail(
         self, request: imaging_pb2.GetThumbnailRequest, context: Context
     ) -> imaging_pb2.Thumbnail:
         """A PNG of one series, rendered on first request and kept."""
-        viewer = self._reader(context)
-        await self._audit_read(
-            viewer,
-            request.study_instance_uid,
-            f"thumbnail of series {request.series_instance_uid} "
-            f"of study {request.study_instance_uid or '(shared)'}",
-        )
-        if not request.series_instance_uid:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "series_instance_uid is empty")
-        try:
-            thumbnail, sop_uid = await self.runtime.run_blocking(
-                self.history.thumbnail,
-                viewer,
+        shown = await self.runtime.run_blocking(
+            self.history.thumbnail,
+            caller(self.runtime, context),
+            StudyRequest(
                 request.study_instance_uid,
                 request.series_instance_uid,
-            )
-        except StudyNotFound:
-            await abort(context, grpc.StatusCode.NOT_FOUND, "no such study or series")
-        except (ObjectNotFound, ObjectStoreError):
-            await abort(
-                context, grpc.StatusCode.UNAVAILABLE, "the object store could not be read; retry"
-            )
+                peer=context.peer() or "",
+            ),
+        )
+        thumbnail = shown.thumbnail
         return imaging_pb2.Thumbnail(
             content_type="image/png",
             data=thumbnail.png,
@@ -281,47 +191,26 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
             height=thumbnail.height,
             placeholder=thumbnail.placeholder,
             reason=thumbnail.reason,
-            sop_instance_uid=sop_uid,
+            sop_instance_uid=shown.sop_instance_uid,
         )
 
     async def DownloadStudy(
         self, request: imaging_pb2.DownloadStudyRequest, context: Context
     ) -> AsyncIterator[imaging_pb2.DownloadStudyResponse]:
         """The study's original instances, streamed chunk by chunk with bounded memory."""
-        viewer = self._reader(context)
-        await self._audit_read(
-            viewer,
-            request.study_instance_uid,
-            f"files of study {request.study_instance_uid or '(shared)'}",
-        )
-        if not request.study_instance_uid and viewer.shared_study_id is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
-        try:
-            files = await self.runtime.run_blocking(
-                self.history.files,
-                viewer,
+        files = await self.runtime.run_blocking(
+            self.history.files,
+            caller(self.runtime, context),
+            StudyRequest(
                 request.study_instance_uid,
                 request.series_instance_uid,
-            )
-        except StudyNotFound:
-            await abort(context, grpc.StatusCode.NOT_FOUND, "no such study or series")
+                peer=context.peer() or "",
+            ),
+        )
         for instance in files:
             messages = _download_messages(self.history.read(instance), instance)
             while True:
-                try:
-                    message = await self.runtime.run_blocking(next, messages, None)
-                except ObjectCorrupt:
-                    await abort(
-                        context,
-                        grpc.StatusCode.DATA_LOSS,
-                        f"instance {instance.sop_instance_uid} is damaged in the object store",
-                    )
-                except (ObjectNotFound, ObjectStoreError):
-                    await abort(
-                        context,
-                        grpc.StatusCode.UNAVAILABLE,
-                        f"instance {instance.sop_instance_uid} could not be read; retry",
-                    )
+                message = await self.runtime.run_blocking(next, messages, None)
                 if message is None:
                     break
                 yield message
@@ -330,25 +219,13 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.CreateShareLinkRequest, context: Context
     ) -> imaging_pb2.CreateShareLinkResponse:
         """A read-only link to one of the patient's studies."""
-        patient_key = self._owner(context)
-        touched(patient_key, f"share link to study {request.study_instance_uid}")
-        now = dt.datetime.now(dt.UTC)
-        try:
-            share = check_share_request(request.expire_time, request.note, now)
-        except Rejected as rejection:
-            await abort_with_violations(
-                context, grpc.StatusCode.INVALID_ARGUMENT, rejection.summary, rejection.violations
-            )
-        if not request.study_instance_uid:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "study_instance_uid is empty")
-        try:
-            created = await self.runtime.run_blocking(
-                self.history.create_link, patient_key, request.study_instance_uid, share, now
-            )
-        except StudyNotFound:
-            await abort(context, grpc.StatusCode.NOT_FOUND, "no such study")
+        created = await self.runtime.run_blocking(
+            self.sharing.create,
+            caller(self.runtime, context),
+            ShareLinkRequest(request.study_instance_uid, request.expire_time, request.note),
+        )
         return imaging_pb2.CreateShareLinkResponse(
-            link=_link_proto(created.link, now),
+            link=_link_proto(created.link, dt.datetime.now(dt.UTC)),
             token=created.token,
             uri=SHARE_URI.format(token=created.token),
         )
@@ -357,10 +234,8 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.ListShareLinksRequest, context: Context
     ) -> imaging_pb2.ListShareLinksResponse:
         """The patient's links with their openings."""
-        patient_key = self._owner(context)
-        touched(patient_key, "list of share links")
         links = await self.runtime.run_blocking(
-            self.history.links, patient_key, request.study_instance_uid
+            self.sharing.links, caller(self.runtime, context), request.study_instance_uid
         )
         now = dt.datetime.now(dt.UTC)
         return imaging_pb2.ListShareLinksResponse(links=[_link_proto(link, now) for link in links])
@@ -369,51 +244,20 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
         self, request: imaging_pb2.RevokeShareLinkRequest, context: Context
     ) -> imaging_pb2.ShareLink:
         """Close a link at once; revoking twice keeps the first revocation."""
-        patient_key = self._owner(context)
-        touched(patient_key, f"revocation of share link {request.link_id}")
-        now = dt.datetime.now(dt.UTC)
         link = await self.runtime.run_blocking(
-            self.history.revoke_link, patient_key, request.link_id, now
+            self.sharing.revoke, caller(self.runtime, context), request.link_id
         )
-        if link is None:
-            await abort(context, grpc.StatusCode.NOT_FOUND, "no such share link")
-        return _link_proto(link, now)
+        return _link_proto(link, dt.datetime.now(dt.UTC))
 
     async def ListAccesses(
         self, request: imaging_pb2.ListAccessesRequest, context: Context
     ) -> imaging_pb2.ListAccessesResponse:
         """Who read or wrote the patient's data, from the audit trail."""
-        patient_key = self._owner(context)
-        touched(patient_key, "list of accesses")
-        secret = self.runtime.settings.token_secret
-        page_size = request.page_size or ACCESS_PAGE
-        before_id = None
-        problems = []
-        if not 1 <= page_size <= MAX_ACCESS_PAGE:
-            problems.append(
-                Violation(
-                    "page_size", f"1 to {MAX_ACCESS_PAGE} (0 for {ACCESS_PAGE})", "OUT_OF_RANGE"
-                )
-            )
-        if request.page_token:
-            try:
-                before_id = int(
-                    open_cursor(secret, _ACCESS_AUDIENCE, patient_key, "", request.page_token)
-                )
-            except (InvalidCursor, TypeError, ValueError) as exc:
-                reason = str(exc) if isinstance(exc, InvalidCursor) else "malformed page token"
-                problems.append(Violation("page_token", reason, "INVALID_PAGE_TOKEN"))
-        if problems:
-            await abort_with_violations(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "the request is invalid", problems
-            )
-        # What this patient's own earlier calls queued is committed before it is read.
-        await self.runtime.run_blocking(self.runtime.audit.flush, 2.0)
-        rows = await self.runtime.run_blocking(
-            self.history.accesses, patient_key, page_size + 1, before_id
+        page = await self.runtime.run_blocking(
+            self.history.accesses,
+            caller(self.runtime, context),
+            AccessesRequest(page_size=request.page_size, page_token=request.page_token),
         )
-        more = len(rows) > page_size
-        rows = rows[:page_size]
         return imaging_pb2.ListAccessesResponse(
             accesses=[
                 imaging_pb2.DataAccess(
@@ -426,9 +270,7 @@ class ImagingService(imaging_pb2_grpc.ImagingServiceServicer):  # type: ignore[m
                     what=access.what,
                     outcome=access.outcome,
                 )
-                for _row_id, access in rows
+                for access in page.accesses
             ],
-            next_page_token=(
-                sign_cursor(secret, _ACCESS_AUDIENCE, patient_key, "", rows[-1][0]) if more else ""
-            ),
+            next_page_token=page.next_page_token,
         )

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mutualrec.imaging.records import HeldItem, HistoryCursor, HistoryFilter
 from mutualrec.matching.catalog import Catalog
 from mutualrec.security.cursors import InvalidCursor, open_cursor, sign_cursor
-from mutualrec.storage.history_index import HeldItem, HistoryCursor, HistoryFilter
 from mutualrec.violations import Rejected, Violation
 
 DEFAULT_PAGE_SIZE = 20
@@ -131,7 +132,7 @@ class ItemValidity:
     within_validity: bool
 
 
-def validity(items: list[HeldItem], catalog: Catalog, now: dt.datetime) -> list[ItemValidity]:
+def validity(items: Iterable[HeldItem], catalog: Catalog, now: dt.datetime) -> list[ItemValidity]:
     """Each held item's validity window under ``catalog``; items the catalog dropped are left
     out, as recognition would no longer cite them."""
     shown = []

@@ -33,6 +33,36 @@ def link_state(
 
 
 @dataclass(frozen=True, slots=True)
+class Opening:
+    """One call made with a share link."""
+
+    opened_at: dt.datetime
+    rpc: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEntry:
+    """A share link as its patient sees it."""
+
+    link_id: str
+    patient_key: str
+    study_id: int
+    study_instance_uid: str
+    note: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+    opening_count: int = 0
+    # The latest openings, newest first; ``opening_count`` counts all of them.
+    openings: tuple[Opening, ...] = ()
+
+    def state(self, now: dt.datetime) -> LinkState:
+        """Whether the link opens its study at ``now``."""
+        return link_state(self.expires_at, self.revoked_at, now)
+
+
+@dataclass(frozen=True, slots=True)
 class ShareRequest:
     """A checked CreateShareLink request."""
 

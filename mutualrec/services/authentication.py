@@ -8,23 +8,20 @@ needs the index (:meth:`Authentication.look_up`) costs a worker thread.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from mutualrec.imaging.sharing import LinkState, link_state
-from mutualrec.security.access import HOSPITAL, PATIENT, SHARE
+from mutualrec.security.access import HOSPITAL, PATIENT
 from mutualrec.security.api_keys import InvalidKey, Principal
 from mutualrec.security.patient_tokens import (
     check_share_token,
     looks_like_patient_token,
     looks_like_share_token,
-    share_token_hash,
     verify_patient_token,
 )
 from mutualrec.security.principal_cache import PrincipalCache
-from mutualrec.storage import share_index
+from mutualrec.services.sharing import Sharing
 from mutualrec.storage.institutions import UnknownInstitution, authenticate, find_institution
 
 # The cache key of a certificate's institution: never a token's shape.
@@ -41,10 +38,13 @@ class Authentication:
         sessions: Callable[[], Session],
         principals: PrincipalCache,
         token_secret: bytes,
+        sharing: Sharing,
     ) -> None:
         self._sessions = sessions
         self._principals = principals
         self._token_secret = token_secret
+        # Share links are the sharing service's: it reads them afresh on every call.
+        self._sharing = sharing
 
     def without_lookup(self, token: str) -> Principal | None:
         """The principal of ``token`` when no index read is needed (a patient token, a cached
@@ -63,7 +63,7 @@ class Authentication:
         """The principal of an API key or a share token, read from the index; raises
         :class:`InvalidKey`."""
         if looks_like_share_token(token):
-            return self._share(token)
+            return self._sharing.principal(token)
         generation = self._principals.generation
         with self._sessions() as session:
             principal = authenticate(session, token)
@@ -90,22 +90,3 @@ class Authentication:
         )
         self._principals.put(_CERTIFICATE + code, principal, generation)
         return principal
-
-    def _share(self, token: str) -> Principal:
-        with self._sessions() as session:
-            link = share_index.link_by_token_hash(session, share_token_hash(token))
-        now = dt.datetime.now(dt.UTC)
-        if (
-            link is None
-            or link_state(link.expires_at, link.revoked_at, now) is not LinkState.ACTIVE
-        ):
-            raise InvalidKey("the share link is unknown, expired or revoked")
-        return Principal(
-            role=SHARE,
-            institution_id=None,
-            institution_code=None,
-            key_id=link.link_id,
-            patient_key=link.patient_key,
-            share_link_id=link.link_id,
-            shared_study_id=link.study_id,
-        )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from mutualrec.matching.decisions import DeclineReason
 
 RECOGNIZABLE = "RECOGNIZABLE"
-_FEN = Decimal("0.01")
 _RATE = Decimal("0.0001")
 REASONS = tuple(reason.value for reason in DeclineReason)
 _KNOWN = frozenset(REASONS)
@@ -25,12 +23,14 @@ class Counters:
     accepted: int = 0
     declined: int = 0
     declined_by_reason: dict[str, int] = field(default_factory=dict)
-    saving: Decimal = Decimal(0)
+    # Money in whole fen (0.01 yuan): sums are exact and cost an integer addition; yuan, as
+    # Decimal text, only where a report leaves the service (:func:`yuan`).
+    saving_fen: int = 0
     # The part of items_recognizable, accepted and saving whose result the asking institution
     # itself issued: reuse inside one hospital, which regulators report apart.
     items_recognizable_own: int = 0
     accepted_own: int = 0
-    saving_own: Decimal = Decimal(0)
+    saving_fen_own: int = 0
 
     def add(self, other: Counters) -> None:
         """Add ``other`` into these counters."""
@@ -41,25 +41,27 @@ class Counters:
         self.declined += other.declined
         for reason, count in other.declined_by_reason.items():
             self.declined_by_reason[reason] = self.declined_by_reason.get(reason, 0) + count
-        self.saving += other.saving
+        self.saving_fen += other.saving_fen
         self.items_recognizable_own += other.items_recognizable_own
         self.accepted_own += other.accepted_own
-        self.saving_own += other.saving_own
+        self.saving_fen_own += other.saving_fen_own
 
     def add_line(
         self, verdict: str, accepted: bool | None, reason: str, saving: str, own: bool = False
     ) -> None:
-        """Count one check line and its decision (``accepted`` None: not decided); ``own``:
-        the asking institution issued the cited result."""
+        """Count one check line and its decision (``accepted`` None: not decided; ``saving``
+        the booked saving in yuan, as stored); ``own``: the asking institution issued the cited
+        result."""
         self.items_checked += 1
         if verdict == RECOGNIZABLE:
             self.items_recognizable += 1
             self.items_recognizable_own += own
         if accepted is True:
+            fen = to_fen(saving)
             self.accepted += 1
-            self.saving += Decimal(saving or "0")
+            self.saving_fen += fen
             self.accepted_own += own
-            self.saving_own += Decimal(saving or "0") if own else Decimal(0)
+            self.saving_fen_own += fen if own else 0
         elif accepted is False:
             self.declined += 1
             key = reason or "UNSPECIFIED"
@@ -75,15 +77,11 @@ class Counters:
             accepted=self.accepted - self.accepted_own,
             declined=self.declined,
             declined_by_reason=dict(self.declined_by_reason),
-            saving=self.saving - self.saving_own,
+            saving_fen=self.saving_fen - self.saving_fen_own,
             items_recognizable_own=self.items_recognizable_own,
             accepted_own=self.accepted_own,
-            saving_own=self.saving_own,
+            saving_fen_own=self.saving_fen_own,
         )
-
-    def reasons_json(self) -> str:
-        """The declines per reason as stored in a rollup row."""
-        return json.dumps(self.declined_by_reason, sort_keys=True)
 
     def reasons_in_order(self) -> list[tuple[str, int]]:
         """(reason, count) with a count, in DeclineReason order, unknown names last."""
@@ -100,6 +98,15 @@ def recognition_rate(accepted: int, recognizable: int) -> str:
     return str((Decimal(accepted) / Decimal(recognizable)).quantize(_RATE))
 
 
-def yuan(amount: Decimal) -> str:
-    """An amount of yuan with 2 decimals."""
-    return str(amount.quantize(_FEN))
+def to_fen(amount: str | Decimal) -> int:
+    """An amount of yuan as whole fen; refuses fractions of a fen rather than round them."""
+    fen = Decimal(amount or "0") * 100
+    if fen != fen.to_integral_value():
+        raise ValueError(f"{amount} yuan is not a whole number of fen")
+    return int(fen)
+
+
+def yuan(fen: int) -> str:
+    """An amount of whole fen as yuan with 2 decimals (``1235`` -> ``"12.35"``)."""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{'-' if fen < 0 else ''}{whole}.{cents:02d}"

@@ -175,3 +175,20 @@ def totals(rows: Iterable[Row]) -> Counters:
     for row in rows:
         total.add(row.counters)
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class SavingsReport:
+    """A computed report: its rows (small groups left out), their totals, and the directory
+    that labels them."""
+
+    period: Period
+    granularity: Granularity
+    group_by: GroupBy
+    rows: list[Row]
+    totals: Counters
+    # Rows left out for having fewer than ``min_group_size`` checks.
+    suppressed: int
+    min_group_size: int
+    names: Directory
+    own_institution_counted: bool

@@ -13,10 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from mutualrec.matching.decisions import DeclineReason
-from mutualrec.statistics.counters import Counters
+from mutualrec.statistics.counters import Counters, to_fen
 from mutualrec.statistics.periods import Granularity, Period, period_of
 from mutualrec.statistics.report import Directory, GroupBy, LineFact, Row, fold_day
 
@@ -59,14 +58,6 @@ class TallyRow:
         return sum(count for _, count in self.declined_by_reason)
 
 
-def to_fen(amount: str | Decimal) -> int:
-    """An amount of yuan as whole fen; refuses fractions of a fen rather than round them."""
-    fen = Decimal(amount or "0") * 100
-    if fen != fen.to_integral_value():
-        raise ValueError(f"{amount} yuan is not a whole number of fen")
-    return int(fen)
-
-
 def counter_row(group_by: GroupBy, key: str, counters: Counters) -> TallyRow:
     """``counters`` of one group as a tally row."""
     return TallyRow(
@@ -76,13 +67,13 @@ def counter_row(group_by: GroupBy, key: str, counters: Counters) -> TallyRow:
         items_checked=counters.items_checked,
         items_recognizable=counters.items_recognizable,
         accepted=counters.accepted,
-        saving_fen=to_fen(counters.saving),
+        saving_fen=counters.saving_fen,
         declined_by_reason=tuple(
             sorted((r, n) for r, n in counters.declined_by_reason.items() if n)
         ),
         items_recognizable_own=counters.items_recognizable_own,
         accepted_own=counters.accepted_own,
-        saving_fen_own=to_fen(counters.saving_own),
+        saving_fen_own=counters.saving_fen_own,
     )
 
 
@@ -159,10 +150,10 @@ def report_rows(sums: Iterable[TallySum], spans: Sequence[tuple[dt.date, dt.date
         c.items_checked += s.items_checked
         c.items_recognizable += s.items_recognizable
         c.accepted += s.accepted
-        c.saving += Decimal(s.saving_fen) / 100
+        c.saving_fen += s.saving_fen
         c.items_recognizable_own += s.items_recognizable_own
         c.accepted_own += s.accepted_own
-        c.saving_own += Decimal(s.saving_fen_own) / 100
+        c.saving_fen_own += s.saving_fen_own
         for reason, count in zip(TALLY_REASONS, s.declines, strict=True):
             if count:
                 c.declined += count

@@ -8,12 +8,20 @@ index, and the counts it shows are the ones ingest keeps on the study row.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
+from mutualrec.imaging.records import (
+    HeldItem,
+    HistoryCursor,
+    HistoryFilter,
+    InstanceFile,
+    SeriesEntry,
+    StudyEntry,
+)
 from mutualrec.matching.facts import Verdict
 from mutualrec.matching.order_lines import HELD
 from mutualrec.storage.models import (
@@ -26,59 +34,6 @@ from mutualrec.storage.models import (
     Study,
 )
 from mutualrec.storage.sql import as_utc
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryFilter:
-    """What a patient narrowed their history to; empty fields do not filter."""
-
-    modality: str = ""
-    from_date: dt.date | None = None
-    to_date: dt.date | None = None
-    institution_code: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryCursor:
-    """Where the previous page ended: the sort key of its last study."""
-
-    started_at: dt.datetime
-    study_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class HeldItem:
-    """A catalog item a study counts as, and the report time its validity runs from."""
-
-    item_code: str
-    report_time: dt.datetime
-
-
-@dataclass(slots=True)
-class StudyEntry:
-    """A study of the patient's history as the index holds it."""
-
-    study_id: int
-    study_instance_uid: str
-    patient_key: str
-    institution_code: str
-    institution_name: str
-    accession_number: str
-    # None when the instances carry no date (such a study is never recognized).
-    study_date: dt.date | None
-    study_time: dt.time | None
-    started_at: dt.datetime
-    description: str
-    series_count: int
-    instance_count: int
-    size_bytes: int
-    modalities: list[str] = field(default_factory=list)
-    body_parts: list[str] = field(default_factory=list)
-    contrast: bool = False
-    items: list[HeldItem] = field(default_factory=list)
-    # Why the study is not recognized; empty when it is.
-    not_recognized_reason: str = ""
-
 
 # Separates the values an aggregate joins into one string (never inside a modality or body part).
 _SEP = "\x1f"
@@ -118,13 +73,31 @@ def _listing() -> Select[*tuple[Any, ...]]:
     ).join(Institution, Institution.id == Study.institution_id)
 
 
-def _split(joined: str | None) -> list[str]:
-    return sorted({value for value in (joined or "").split(_SEP) if value})
+def _split(joined: str | None) -> tuple[str, ...]:
+    return tuple(sorted({value for value in (joined or "").split(_SEP) if value}))
 
 
 def _entries(session: Session, query: Select[*tuple[Any, ...]]) -> list[StudyEntry]:
     """Studies of ``query`` (a :func:`_listing`) with their recognition items filled in."""
-    entries = [
+    rows = session.execute(query).all()
+    if not rows:
+        return []
+    items: dict[str, list[HeldItem]] = defaultdict(list)
+    for ref, item_code, report_time in session.execute(
+        select(
+            RecognitionResult.result_ref,
+            RecognitionResult.item_code,
+            RecognitionResult.report_time,
+        )
+        .where(
+            RecognitionResult.result_ref.in_([f"study:{row[1]}" for row in rows]),
+            # A held row explains a check's verdict; the study is not recognized for its item.
+            RecognitionResult.status != HELD,
+        )
+        .order_by(RecognitionResult.result_ref, RecognitionResult.item_code)
+    ):
+        items[ref].append(HeldItem(item_code, as_utc(report_time)))
+    return [
         StudyEntry(
             study_id=row[0],
             study_instance_uid=row[1],
@@ -142,28 +115,11 @@ def _entries(session: Session, query: Select[*tuple[Any, ...]]) -> list[StudyEnt
             modalities=_split(row[13]),
             body_parts=_split(row[14]),
             contrast=bool(row[15]),
+            items=tuple(items.get(f"study:{row[1]}", ())),
             not_recognized_reason=row[17],
         )
-        for row in session.execute(query)
+        for row in rows
     ]
-    if not entries:
-        return entries
-    by_ref = {f"study:{entry.study_instance_uid}": entry for entry in entries}
-    for ref, item_code, report_time in session.execute(
-        select(
-            RecognitionResult.result_ref,
-            RecognitionResult.item_code,
-            RecognitionResult.report_time,
-        )
-        .where(
-            RecognitionResult.result_ref.in_(by_ref),
-            # A held row explains a check's verdict; the study is not recognized for its item.
-            RecognitionResult.status != HELD,
-        )
-        .order_by(RecognitionResult.result_ref, RecognitionResult.item_code)
-    ):
-        by_ref[ref].items.append(HeldItem(item_code, as_utc(report_time)))
-    return entries
 
 
 def patient_studies(
@@ -241,20 +197,6 @@ def study_by_id(session: Session, study_id: int) -> StudyEntry | None:
     return entries[0] if entries else None
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesEntry:
-    """A series of a study with its current instance count and size."""
-
-    series_instance_uid: str
-    series_number: int | None
-    modality: str
-    body_part: str
-    description: str
-    contrast: bool
-    instance_count: int
-    size_bytes: int
-
-
 def _is_current() -> ColumnElement[bool]:
     newer = aliased(Instance)
     return ~exists().where(
@@ -294,19 +236,6 @@ def study_series(session: Session, study_id: int) -> list[SeriesEntry]:
         SeriesEntry(uid, number, modality, body_part, description, bool(contrast), n, int(size))
         for uid, number, modality, body_part, description, contrast, n, size in rows
     ]
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceFile:
-    """The current version of one instance: where its bytes are and what they hash to."""
-
-    sop_instance_uid: str
-    series_instance_uid: str
-    instance_number: int | None
-    version: int
-    size_bytes: int
-    sha256: str
-    object_key: str
 
 
 def current_files(

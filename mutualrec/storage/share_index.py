@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from mutualrec.imaging.sharing import LinkEntry, Opening
 from mutualrec.storage.models import ShareLink, ShareOpening, Study
 from mutualrec.storage.sql import as_utc
 
@@ -16,32 +16,12 @@ from mutualrec.storage.sql import as_utc
 OPENINGS_SHOWN = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Opening:
-    """One call made with a share link."""
-
-    opened_at: dt.datetime
-    rpc: str
-    peer: str
-
-
-@dataclass(slots=True)
-class LinkEntry:
-    """A share link as its patient sees it."""
-
-    link_id: str
-    patient_key: str
-    study_id: int
-    study_instance_uid: str
-    note: str
-    created_at: dt.datetime
-    expires_at: dt.datetime
-    revoked_at: dt.datetime | None
-    opening_count: int = 0
-    openings: list[Opening] = field(default_factory=list)
-
-
-def _entry(link: ShareLink, study_instance_uid: str) -> LinkEntry:
+def _entry(
+    link: ShareLink,
+    study_instance_uid: str,
+    opening_count: int = 0,
+    openings: tuple[Opening, ...] = (),
+) -> LinkEntry:
     return LinkEntry(
         link_id=link.id,
         patient_key=link.patient_key,
@@ -51,6 +31,8 @@ def _entry(link: ShareLink, study_instance_uid: str) -> LinkEntry:
         created_at=as_utc(link.created_at),
         expires_at=as_utc(link.expires_at),
         revoked_at=None if link.revoked_at is None else as_utc(link.revoked_at),
+        opening_count=opening_count,
+        openings=openings,
     )
 
 
@@ -103,16 +85,17 @@ def patient_links(
     )
     if study_instance_uid:
         query = query.where(Study.study_instance_uid == study_instance_uid)
-    links = [_entry(*row) for row in session.execute(query)]
-    if not links:
-        return links
-    by_id = {link.link_id: link for link in links}
+    found = session.execute(query).all()
+    if not found:
+        return []
+    ids = [link.id for link, _ in found]
+    counts: dict[str, int] = {}
     for link_id, count in session.execute(
         select(ShareOpening.link_id, func.count())
-        .where(ShareOpening.link_id.in_(by_id))
+        .where(ShareOpening.link_id.in_(ids))
         .group_by(ShareOpening.link_id)
     ):
-        by_id[link_id].opening_count = int(count)
+        counts[link_id] = int(count)
     rank = (
         func.row_number()
         .over(partition_by=ShareOpening.link_id, order_by=ShareOpening.opened_at.desc())
@@ -122,7 +105,7 @@ def patient_links(
         select(
             ShareOpening.link_id, ShareOpening.opened_at, ShareOpening.rpc, ShareOpening.peer, rank
         )
-        .where(ShareOpening.link_id.in_(by_id))
+        .where(ShareOpening.link_id.in_(ids))
         .subquery()
     )
     latest: dict[str, list[Opening]] = defaultdict(list)
@@ -130,9 +113,10 @@ def patient_links(
         select(ranked).where(ranked.c.rank <= OPENINGS_SHOWN).order_by(ranked.c.rank)
     ):
         latest[link_id].append(Opening(as_utc(opened_at), rpc, peer))
-    for link_id, openings in latest.items():
-        by_id[link_id].openings = openings
-    return links
+    return [
+        _entry(link, uid, counts.get(link.id, 0), tuple(latest.get(link.id, ())))
+        for link, uid in found
+    ]
 
 
 def revoke_link(

@@ -10,7 +10,7 @@ and, being one statement, it sees one snapshot even while the compactor runs.
 
 A line belongs to the day its check was received; its decision counts on that same day. A
 decision is accepted at most ``DECISION_WINDOW`` after its check (see
-:mod:`mutualrec.recognition.checks`), so from the day after tomorrow (Asia/Shanghai) on a day's
+:mod:`mutualrec.services.recognition`), so from the day after tomorrow (Asia/Shanghai) on a day's
 tallies no longer change: a closed period gives the same numbers every time.
 """
 

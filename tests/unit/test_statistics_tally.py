@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mutualrec.matching.decisions import DeclineReason
+from mutualrec.statistics.counters import to_fen
 from mutualrec.statistics.periods import Granularity, Period
 from mutualrec.statistics.report import Directory, GroupBy, InstitutionInfo, LineFact
 from mutualrec.statistics.tally import (
@@ -24,7 +25,6 @@ from mutualrec.statistics.tally import (
     lines_rows,
     reason_column,
     report_rows,
-    to_fen,
 )
 
 DIRECTORY = Directory(
@@ -135,7 +135,7 @@ def test_report_rows_put_declines_by_reason_and_savings_in_yuan() -> None:
     assert (lab.checks, lab.items_checked, lab.items_recognizable, lab.accepted) == (3, 5, 4, 2)
     assert lab.declined == 3
     assert lab.declined_by_reason == {"EMERGENCY": 1, "OTHER": 2}
-    assert lab.saving == Decimal("12.35")
+    assert lab.saving_fen == 1235  # 12.35 yuan
 
 
 def test_every_decline_reason_has_a_tally_column_and_unknown_ones_are_unspecified() -> None:

@@ -15,13 +15,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mutualrec.imaging.records import InstanceFile
 from mutualrec.imaging.thumbnails import (
     Thumbnail,
     placeholder_thumbnail,
     render_thumbnail,
     representative_index,
 )
-from mutualrec.storage.history_index import InstanceFile
 from mutualrec.storage.objects import ObjectNotFound, ObjectStore, ObjectStoreError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
