@@ -52,4 +52,5 @@ class _Plain(grpc.Status):  # type: ignore[misc]
 
     code: grpc.StatusCode
     details: str
-    trailing_metadata: None = None
+    # Empty, not None: grpc's abort_with_status refuses None as metadata.
+    trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
