@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from mutualrec.ingest.study_records import CurrentInstance, StudyOverview
 from mutualrec.storage.models import (
     Instance,
     Institution,
@@ -300,41 +301,6 @@ def add_instance_version(
         )
         if inserted:
             return version, True
-
-
-@dataclass(frozen=True, slots=True)
-class StudyOverview:
-    """A study as the region holds it: what a gateway or a history view shows."""
-
-    study_instance_uid: str
-    institution_code: str
-    accession_number: str
-    # None when the instances carry no date: such a study is never recognized.
-    study_date: dt.date | None
-    study_time: dt.time | None
-    description: str
-    performed_item_code: str
-    modalities: list[str]
-    body_parts: list[str]
-    contrast: bool
-    series_count: int
-    instance_count: int
-    size_bytes: int
-    # "" | "confirmed" | "overruled": an administrator's word on a contradicted declared item.
-    declared_item_review: str = ""
-    # Why the study is not recognized; empty when it is.
-    not_recognized_reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CurrentInstance:
-    """The current (newest) version of one SOP instance of a study."""
-
-    sop_instance_uid: str
-    series_instance_uid: str
-    version: int
-    size_bytes: int
-    sha256: str
 
 
 def object_referenced(session: Session, object_key: str) -> bool:
