@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from mutualrec.ingest.lab_result import LabResult
 from mutualrec.ingest.study_records import StudyOverview
 from mutualrec.matching.catalog import Catalog
-from mutualrec.matching.codes import SeriesFacts, items_for_lab_result
+from mutualrec.matching.codes import items_for_lab_result
 from mutualrec.recognition.reference import ReferenceCache
 from mutualrec.recognition.result_items import (
     detail_for_item,
@@ -69,8 +69,7 @@ def index_study(session: Session, study_instance_uid: str, catalog: Catalog) -> 
     parties = imaging_index.study_parties(session, study_instance_uid)
     if parties is None:
         return frozenset()
-    series = [SeriesFacts(m, b, c) for m, b, c in parties.series]
-    items, status, reason = study_recognition(overview, series, catalog)
+    items, status, reason = study_recognition(overview, parties.series, catalog)
     if reason != overview.not_recognized_reason:
         imaging_index.set_not_recognized_reason(session, study_instance_uid, reason)
     if overview.study_date is not None:

@@ -9,6 +9,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from mutualrec.ingest.study_records import CurrentInstance, StudyOverview
+from mutualrec.matching.codes import SeriesFacts
 from mutualrec.storage.models import (
     Instance,
     Institution,
@@ -414,11 +415,11 @@ class StudyParties:
 
     patient_key: str
     institution_id: int
-    series: list[tuple[str, str, bool]]
+    series: list[SeriesFacts]
 
 
 def study_parties(session: Session, study_instance_uid: str) -> StudyParties | None:
-    """The patient, the issuing institution and each series' (modality, body part, contrast)."""
+    """The patient, the issuing institution and each series' modality, body part and contrast."""
     study = session.execute(
         select(Study.id, Study.patient_key, Study.institution_id).where(
             Study.study_instance_uid == study_instance_uid
@@ -431,4 +432,6 @@ def study_parties(session: Session, study_instance_uid: str) -> StudyParties | N
             Series.study_id == study.id
         )
     ).all()
-    return StudyParties(study.patient_key, study.institution_id, [(m, b, c) for m, b, c in series])
+    return StudyParties(
+        study.patient_key, study.institution_id, [SeriesFacts(m, b, c) for m, b, c in series]
+    )
