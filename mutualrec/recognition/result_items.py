@@ -92,7 +92,7 @@ def lab_items(
         status=result.status.value,
         report_time=result.report_time.astimezone(dt.UTC),
         institution_id=institution_id,
-        details=tuple((code, detail_of(result, code)) for code in sorted(item_codes)),
+        details=tuple([(code, detail_of(result, code)) for code in sorted(item_codes)]),
         collected_at=collected_at,
     )
 
@@ -204,5 +204,5 @@ def study_items(
         status=status,
         report_time=_study_time(overview.study_date, overview),
         institution_id=institution_id,
-        details=tuple((code, detail) for code in sorted(item_codes)),
+        details=tuple([(code, detail) for code in sorted(item_codes)]),
     )

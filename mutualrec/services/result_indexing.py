@@ -88,7 +88,12 @@ def index_lab_results(
     transaction (its ref in ``held_before``) also loses the rows of items it no longer is."""
     recognition_index.upsert_results(session, results)
     recognition_index.drop_stale_items(
-        session, {r.result_ref: r.item_codes for r in results if r.result_ref in held_before}
+        session,
+        {
+            r.result_ref: [code for code, _ in r.details]
+            for r in results
+            if r.result_ref in held_before
+        },
     )
 
 
