@@ -23,7 +23,7 @@ from mutualrec.recognition.result_items import (
     study_ref,
 )
 from mutualrec.storage import imaging_index, recognition_index
-from mutualrec.storage.recognition_index import HELD, ResultItems
+from mutualrec.storage.recognition_index import ResultItems
 
 ItemsOf = Callable[[LabResult], frozenset[str]]
 DetailOf = Callable[[LabResult, str], str]
@@ -57,18 +57,16 @@ class ResultIndexing:
         return items_of, detail_for_item(catalog)
 
 
-def index_study(session: Session, study_instance_uid: str, catalog: Catalog) -> frozenset[str]:
-    """Bring a study's index rows and its not-recognized reason up to date; the items it is.
+def index_study(session: Session, study_instance_uid: str, catalog: Catalog) -> None:
+    """Bring a study's index rows and its not-recognized reason up to date.
 
     It is final once held. A study without a date is no item; one whose declared item
     contradicts its images is held for that item (a row a check explains, never recognizes).
     """
     overview = imaging_index.study_overview(session, study_instance_uid)
-    if overview is None:
-        return frozenset()
     parties = imaging_index.study_parties(session, study_instance_uid)
-    if parties is None:
-        return frozenset()
+    if overview is None or parties is None:
+        return
     items, status, reason = study_recognition(overview, parties.series, catalog)
     if reason != overview.not_recognized_reason:
         imaging_index.set_not_recognized_reason(session, study_instance_uid, reason)
@@ -78,7 +76,6 @@ def index_study(session: Session, study_instance_uid: str, catalog: Catalog) -> 
             [study_items(overview, parties.patient_key, parties.institution_id, items, status)],
         )
     recognition_index.drop_stale_items(session, {study_ref(study_instance_uid): items})
-    return frozenset() if status == HELD else items
 
 
 def index_lab_results(
