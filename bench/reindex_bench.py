@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mutualrec.matching.catalog import load_catalog  # noqa: E402
-from mutualrec.recognition.reindex import ReindexProgress, reindex_lab_results  # noqa: E402
+from mutualrec.services.reindex import ReindexProgress, reindex_lab_results  # noqa: E402
 from mutualrec.storage import catalog_store  # noqa: E402
 from mutualrec.storage.db import make_engine  # noqa: E402
 

@@ -205,7 +205,7 @@ def _cmd_load_catalog(args: argparse.Namespace) -> int:
 
 @_reporting_rejections
 def _cmd_reindex(args: argparse.Namespace) -> int:
-    from mutualrec.recognition.reindex import ReindexProgress, reindex_lab_results
+    from mutualrec.services.reindex import ReindexProgress, reindex_lab_results
     from mutualrec.storage import catalog_store
 
     sessions = _admin_sessions()
@@ -312,7 +312,7 @@ def _cmd_load_policy(args: argparse.Namespace) -> int:
 
 @_reporting_rejections
 def _cmd_review_declared_item(args: argparse.Namespace) -> int:
-    from mutualrec.recognition.result_items import review_declared_item
+    from mutualrec.services.result_indexing import review_declared_item
 
     uid = args.study.strip()
     with _admin_sessions().begin() as session:

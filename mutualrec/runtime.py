@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import ctypes
+import datetime as dt
 import functools
 import multiprocessing
 import os
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mutualrec.change_watch import ChangeWatch
 from mutualrec.config import Settings
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
+from mutualrec.ingest.dicom_limits import HeaderLimits
 from mutualrec.private_files import private_dir
 from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
@@ -30,11 +32,14 @@ from mutualrec.services.audit import AuditWriter
 from mutualrec.services.authentication import Authentication
 from mutualrec.services.catalog import CatalogReader
 from mutualrec.services.identity import PatientTokens
+from mutualrec.services.lab_submission import LabSubmissions, SubmissionLimits
 from mutualrec.services.patient_history import PatientHistory
 from mutualrec.services.recognition import Recognition
 from mutualrec.services.reference import ReferenceCache
+from mutualrec.services.result_indexing import ResultIndexing
 from mutualrec.services.sharing import Sharing
 from mutualrec.services.statistics import Statistics
+from mutualrec.services.study_upload import StudyUploads, UploadLimits
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
@@ -74,6 +79,8 @@ class Runtime:
     # Drops `reference` and `principals` when an administrator changed something.
     changes: ChangeWatch
     authentication: Authentication
+    study_uploads: StudyUploads
+    lab_submissions: LabSubmissions
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -111,6 +118,10 @@ class Runtime:
         store = open_object_store(settings)
         audit = AuditWriter(sessions)
         sharing = Sharing(sessions, token_secret=settings.token_secret)
+        header_executor = ThreadPoolExecutor(
+            max_workers=settings.header_workers, thread_name_prefix="mutualrec-header"
+        )
+        indexing = ResultIndexing(reference)
         return cls(
             settings=settings,
             engine=engine,
@@ -154,11 +165,38 @@ class Runtime:
                 peers=Slots(settings.max_calls_per_peer),
                 auth_failures=TokenBuckets(settings.auth_failure_rate, settings.auth_failure_burst),
             ),
-            header_executor=ThreadPoolExecutor(
-                max_workers=settings.header_workers, thread_name_prefix="mutualrec-header"
-            ),
+            header_executor=header_executor,
             changes=ChangeWatch(sessions, forget_cached),
             authentication=Authentication(sessions, principals, settings.token_secret, sharing),
+            study_uploads=StudyUploads(
+                store=store,
+                sessions=sessions,
+                indexing=indexing,
+                limits=UploadLimits(
+                    patient_key_secret=settings.patient_key_secret,
+                    max_instance_bytes=settings.max_instance_bytes,
+                    max_chunk_bytes=settings.max_chunk_bytes,
+                    header_limits=HeaderLimits(
+                        max_inflated_bytes=settings.max_inflated_bytes,
+                        max_inflate_ratio=settings.max_inflate_ratio,
+                        max_elements=settings.max_dicom_elements,
+                    ),
+                ),
+                blocking=executor,
+                headers=header_executor,
+            ),
+            lab_submissions=LabSubmissions(
+                store=store,
+                sessions=sessions,
+                indexing=indexing,
+                limits=SubmissionLimits(
+                    max_bytes=settings.max_fhir_bytes,
+                    patient_key_secret=settings.patient_key_secret,
+                    clock_skew=dt.timedelta(seconds=settings.clock_skew_seconds),
+                ),
+                blocking=executor,
+                cpu=cpu_executor,
+            ),
         )
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -1,6 +1,7 @@
-"""Which catalog items a held result is, as rows of the recognition index.
+"""Which catalog items a held result is, and the rows of the recognition index that say so.
 
-Ingest calls these in its own transaction, so a result and its index rows commit together.
+Pure: :mod:`mutualrec.services.result_indexing` writes these rows, in the transaction that
+stores the result, so a result and its index rows commit together.
 """
 
 from __future__ import annotations
@@ -8,20 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
-
-from sqlalchemy.orm import Session
 
 from mutualrec.ingest.lab_result import LabResult
+from mutualrec.ingest.study_records import StudyOverview
 from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.matching.catalog import Catalog, CatalogItem, ItemCategory
-from mutualrec.matching.codes import SeriesFacts, items_for_lab_result, items_for_study
+from mutualrec.matching.codes import SeriesFacts, items_for_study
 from mutualrec.matching.declared import contradictions
 from mutualrec.matching.order_lines import HELD
 from mutualrec.matching.units import CanonicalValue, canonical_value
-from mutualrec.services.reference import ReferenceCache
-from mutualrec.storage import imaging_index, recognition_index
-from mutualrec.storage.imaging_index import StudyOverview
+from mutualrec.storage.recognition_index import ResultItems
 
 # DICOM study dates and times are the hospital's local time.
 
@@ -74,55 +71,31 @@ def lab_detail(result: LabResult, canonical: CanonicalValue | None = None) -> st
     )
 
 
-def lab_rows(
+def lab_items(
     lab_result_id: int,
     result: LabResult,
     patient_key: str,
     version: int,
     institution_id: int,
     item_codes: Iterable[str],
-    detail_of: Callable[[LabResult, str], str] | None = None,
-) -> list[dict[str, Any]]:
-    """Index rows of one lab result version, one per catalog item it is.
-
-    ``detail_of`` gives the detail of the result as one item (its value in that item's unit);
-    without it every row shows the result as reported.
-    """
-    detail = lab_detail(result) if detail_of is None else ""
+    detail_of: Callable[[LabResult, str], str],
+) -> ResultItems:
+    """What the recognition index holds of one lab result version: a row per catalog item it
+    is, ``detail_of`` giving the result as that item (its value in the item's unit)."""
     # The Specimen's collection time when the document carries one, else the Observation's
     # effective time (for a lab result, when the specimen was taken).
     collected_at = (result.specimen_collected_at or result.effective_at).astimezone(dt.UTC)
-    return [
-        {
-            "patient_key": patient_key,
-            "item_code": item_code,
-            "kind": "lab",
-            "result_ref": lab_ref(lab_result_id),
-            "version": version,
-            "status": result.status.value,
-            "report_time": result.report_time.astimezone(dt.UTC),
-            "institution_id": institution_id,
-            "detail": detail if detail_of is None else detail_of(result, item_code),
-            "collected_at": collected_at,
-        }
-        for item_code in sorted(item_codes)
-    ]
-
-
-def lab_item_mapper(
-    reference: ReferenceCache, institution_id: int
-) -> Callable[[LabResult], frozenset[str]]:
-    """The catalog items of the institution's lab results: by LOINC, else its local codes."""
-    catalog = reference.data().catalog
-    mapping = reference.mappings(institution_id)
-
-    def items_of(result: LabResult) -> frozenset[str]:
-        if not result.has_value:
-            return frozenset()
-        local = [coding.code for coding in result.local_codes]
-        return items_for_lab_result(result.loinc, local, mapping, catalog, result.groups)
-
-    return items_of
+    return ResultItems(
+        patient_key=patient_key,
+        kind="lab",
+        result_ref=lab_ref(lab_result_id),
+        version=version,
+        status=result.status.value,
+        report_time=result.report_time.astimezone(dt.UTC),
+        institution_id=institution_id,
+        details=tuple([(code, detail_of(result, code)) for code in sorted(item_codes)]),
+        collected_at=collected_at,
+    )
 
 
 def panel_detail(result: LabResult, panel: CatalogItem) -> str:
@@ -161,11 +134,6 @@ def detail_for_item(catalog: Catalog) -> Callable[[LabResult, str], str]:
     return detail_of
 
 
-def lab_detail_mapper(reference: ReferenceCache) -> Callable[[LabResult, str], str]:
-    """:func:`detail_for_item` under the current catalog."""
-    return detail_for_item(reference.data().catalog)
-
-
 def _study_time(study_date: dt.date, overview: StudyOverview) -> dt.datetime:
     moment = dt.datetime.combine(study_date, overview.study_time or dt.time())
     return moment.replace(tzinfo=LOCAL_ZONE).astimezone(dt.UTC)
@@ -194,7 +162,7 @@ NO_DATE = (
 )
 
 
-def _recognition(
+def study_recognition(
     overview: StudyOverview, series: list[SeriesFacts], catalog: Catalog
 ) -> tuple[frozenset[str], str, str]:
     """The items the study's rows name, the rows' status, and why it is not recognized."""
@@ -216,56 +184,26 @@ def _recognition(
     return items_for_study(code or None, series, catalog), "final", ""
 
 
-def index_study(session: Session, overview: StudyOverview, catalog: Catalog) -> frozenset[str]:
-    """Bring a study's index rows and its not-recognized reason up to date; the items it is.
+def study_items(
+    overview: StudyOverview,
+    patient_key: str,
+    institution_id: int,
+    item_codes: Iterable[str],
+    status: str,
+) -> ResultItems:
+    """What the recognition index holds of a dated study: a row per catalog item it is.
 
-    A study has no report in DICOM: its report time is the study's date and time. It is final
-    once held. A study without a date is no item; one whose declared item contradicts its
-    images is held for that item (a row a check explains, never recognizes).
+    A study has no report in DICOM: its report time is the study's date and time.
     """
-    study_instance_uid = overview.study_instance_uid
-    parties = imaging_index.study_parties(session, study_instance_uid)
-    if parties is None:
-        return frozenset()
-    series = [SeriesFacts(m, b, c) for m, b, c in parties.series]
-    items, status, reason = _recognition(overview, series, catalog)
-    if reason != overview.not_recognized_reason:
-        imaging_index.set_not_recognized_reason(session, study_instance_uid, reason)
-    ref = study_ref(study_instance_uid)
-    if overview.study_date is not None:
-        detail = study_detail(overview)
-        report_time = _study_time(overview.study_date, overview)
-        recognition_index.upsert_results(
-            session,
-            [
-                {
-                    "patient_key": parties.patient_key,
-                    "item_code": item_code,
-                    "kind": "imaging",
-                    "result_ref": ref,
-                    "version": 1,
-                    "status": status,
-                    "report_time": report_time,
-                    "institution_id": parties.institution_id,
-                    "detail": detail,
-                    "collected_at": None,
-                }
-                for item_code in sorted(items)
-            ],
-        )
-    recognition_index.drop_stale_items(session, {ref: items})
-    return frozenset() if status == HELD else items
-
-
-def review_declared_item(
-    session: Session, study_instance_uid: str, confirmed: bool, catalog: Catalog
-) -> StudyOverview | None:
-    """An administrator's word on a study's declared item: it stands (``confirmed``) or the
-    header does. Re-indexes the study; None when no such study is held."""
-    review = "confirmed" if confirmed else "overruled"
-    if not imaging_index.set_declared_item_review(session, study_instance_uid, review):
-        return None
-    overview = imaging_index.study_overview(session, study_instance_uid)
-    assert overview is not None
-    index_study(session, overview, catalog)
-    return imaging_index.study_overview(session, study_instance_uid)
+    assert overview.study_date is not None  # an undated study is no item
+    detail = study_detail(overview)
+    return ResultItems(
+        patient_key=patient_key,
+        kind="imaging",
+        result_ref=study_ref(overview.study_instance_uid),
+        version=1,
+        status=status,
+        report_time=_study_time(overview.study_date, overview),
+        institution_id=institution_id,
+        details=tuple([(code, detail) for code in sorted(item_codes)]),
+    )

@@ -22,6 +22,7 @@ from mutualrec.imaging.thumbnails import (
     render_thumbnail,
     representative_index,
 )
+from mutualrec.storage.keys import thumbnail_keys
 from mutualrec.storage.objects import ObjectNotFound, ObjectStore, ObjectStoreError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -33,8 +34,7 @@ def representative(files: Sequence[InstanceFile]) -> InstanceFile:
 
 
 def _keys(instance: InstanceFile) -> tuple[str, str]:
-    base = f"thumbnails/{instance.series_instance_uid}/{instance.sha256}"
-    return base + ".png", base + ".none.txt"
+    return thumbnail_keys(instance.series_instance_uid, instance.sha256)
 
 
 def _read(store: ObjectStore, key: str) -> bytes | None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from mutualrec.ingest.study_records import CurrentInstance, StudyOverview
+from mutualrec.matching.codes import SeriesFacts
 from mutualrec.storage.models import (
     Instance,
     Institution,
@@ -302,41 +304,6 @@ def add_instance_version(
             return version, True
 
 
-@dataclass(frozen=True, slots=True)
-class StudyOverview:
-    """A study as the region holds it: what a gateway or a history view shows."""
-
-    study_instance_uid: str
-    institution_code: str
-    accession_number: str
-    # None when the instances carry no date: such a study is never recognized.
-    study_date: dt.date | None
-    study_time: dt.time | None
-    description: str
-    performed_item_code: str
-    modalities: list[str]
-    body_parts: list[str]
-    contrast: bool
-    series_count: int
-    instance_count: int
-    size_bytes: int
-    # "" | "confirmed" | "overruled": an administrator's word on a contradicted declared item.
-    declared_item_review: str = ""
-    # Why the study is not recognized; empty when it is.
-    not_recognized_reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CurrentInstance:
-    """The current (newest) version of one SOP instance of a study."""
-
-    sop_instance_uid: str
-    series_instance_uid: str
-    version: int
-    size_bytes: int
-    sha256: str
-
-
 def object_referenced(session: Session, object_key: str) -> bool:
     """Whether any indexed instance refers to the blob under ``object_key``."""
     return session.scalar(select(Instance.id).where(Instance.object_key == object_key)) is not None
@@ -448,11 +415,11 @@ class StudyParties:
 
     patient_key: str
     institution_id: int
-    series: list[tuple[str, str, bool]]
+    series: list[SeriesFacts]
 
 
 def study_parties(session: Session, study_instance_uid: str) -> StudyParties | None:
-    """The patient, the issuing institution and each series' (modality, body part, contrast)."""
+    """The patient, the issuing institution and each series' modality, body part and contrast."""
     study = session.execute(
         select(Study.id, Study.patient_key, Study.institution_id).where(
             Study.study_instance_uid == study_instance_uid
@@ -465,4 +432,6 @@ def study_parties(session: Session, study_instance_uid: str) -> StudyParties | N
             Series.study_id == study.id
         )
     ).all()
-    return StudyParties(study.patient_key, study.institution_id, [(m, b, c) for m, b, c in series])
+    return StudyParties(
+        study.patient_key, study.institution_id, [SeriesFacts(m, b, c) for m, b, c in series]
+    )

@@ -10,11 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from decimal import Decimal
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
+from mutualrec.ingest.lab_ingest import PendingResult
+from mutualrec.ingest.lab_result import groups_text
 from mutualrec.storage.models import LabResult, LabResultVersion, Patient
 from mutualrec.storage.sql import insert_many_ignoring_conflicts
 
@@ -38,6 +41,18 @@ class NewResult:
     patient_key: str
     status: str
     content_sha256: str
+
+
+class NewVersion(NamedTuple):
+    """A version of a held result to record: the Observation it is and its number.
+
+    Immutable and typed like a frozen dataclass, but built for every result ingested: a frozen
+    dataclass's ``__init__`` costs three times as much.
+    """
+
+    lab_result_id: int
+    version: int
+    pending: PendingResult
 
 
 def text_array(values: Iterable[str]) -> str:
@@ -235,15 +250,76 @@ _COPY_VERSIONS = (
 )
 
 
-def add_versions(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert version rows, each the values of :data:`VERSION_COLUMNS` in that order.
+def _text(number: Decimal | None) -> str | None:
+    return None if number is None else str(number)
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    # Stored in UTC: SQLite keeps a datetime's wall-clock digits and drops its offset.
+    return None if moment is None else moment.astimezone(dt.UTC)
+
+
+def _version_row(
+    new: NewVersion, institution_id: int, document_key: str, received_at: dt.datetime
+) -> tuple[Any, ...]:
+    """The values of a version row, in the order of :data:`VERSION_COLUMNS`."""
+    pending = new.pending
+    result = pending.result
+    value = result.value
+    local = result.local_codes[0] if result.local_codes else None
+    code = value.code
+    return (
+        new.lab_result_id,
+        new.version,
+        pending.sha256,
+        result.status.value,
+        institution_id,
+        pending.patient_key,
+        result.loinc[0] if result.loinc else "",
+        ";".join(result.loinc[1:]),
+        local.system if local else "",
+        local.code if local else "",
+        result.code_text[:200],
+        value.kind,
+        _text(value.number),
+        value.unit,
+        value.text[:1000],
+        code.system if code else "",
+        code.code if code else "",
+        _text(value.low),
+        _text(value.high),
+        _text(result.reference_low),
+        _text(result.reference_high),
+        result.reference_text[:200],
+        ";".join(result.interpretation)[:64],
+        _utc(result.specimen_collected_at),
+        _utc(result.effective_at),
+        _utc(result.issued_at),
+        _utc(result.report_time),
+        result.report_ref[:300],
+        document_key,
+        pending.index,
+        received_at,
+        groups_text(result.groups),
+    )
+
+
+def add_versions(
+    session: Session,
+    versions: Sequence[NewVersion],
+    institution_id: int,
+    document_key: str,
+    received_at: dt.datetime,
+) -> None:
+    """Insert the versions, all of the institution's document under ``document_key``.
 
     On PostgreSQL through binary COPY, inside the session's transaction: a bundle's thousand
     rows cost one round trip and no statement to plan, and psycopg formats binary rows in C
     (text rows cost several times as much).
     """
-    if not rows:
+    if not versions:
         return
+    rows = [_version_row(v, institution_id, document_key, received_at) for v in versions]
     if session.get_bind().dialect.name != "postgresql":
         session.execute(
             insert(LabResultVersion), [dict(zip(VERSION_COLUMNS, r, strict=True)) for r in rows]

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Engine, Table, delete, select, text, tuple_
 from sqlalchemy.dialects import sqlite
@@ -78,6 +78,27 @@ def _columns(record: Any, columns: Sequence[str]) -> dict[str, Any]:
     return {c: getattr(record, c) for c in columns}
 
 
+class ResultItems(NamedTuple):
+    """A result's current version as the recognition index is to hold it: one row per catalog
+    item it is, each with what a doctor sees of the result as that item.
+
+    Immutable and typed like a frozen dataclass, but built for every result ingested: a frozen
+    dataclass's ``__init__`` costs five times as much.
+    """
+
+    patient_key: str
+    kind: str
+    result_ref: str
+    version: int
+    status: str
+    report_time: dt.datetime
+    institution_id: int
+    # (item code, detail) for every item the version is, by item code.
+    details: tuple[tuple[str, str], ...]
+    # Specimen collection (lab results); None otherwise.
+    collected_at: dt.datetime | None = None
+
+
 # One statement with one array per column, whatever the number of rows: a bundle of 1,000 lab
 # results refreshes its index rows without a parameter per cell.
 _UPSERT_SQL = text(
@@ -99,27 +120,29 @@ _UPSERT_SQL = text(
 )
 
 
-def upsert_results(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or refresh index rows; a row never goes back to an older version."""
-    if not rows:
+def upsert_results(session: Session, results: Sequence[ResultItems]) -> None:
+    """Insert or refresh the index rows of ``results``; a row never goes back to an older
+    version."""
+    if not any(r.details for r in results):
         return
     table = cast(Table, RecognitionResult.__table__)
     statement: Insert
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
+        rows = [(r, code, detail) for r in results for code, detail in r.details]
         session.execute(
             _UPSERT_SQL,
             {
-                "patient_keys": [r["patient_key"] for r in rows],
-                "item_codes": [r["item_code"] for r in rows],
-                "kinds": [r["kind"] for r in rows],
-                "refs": [r["result_ref"] for r in rows],
-                "versions": [r["version"] for r in rows],
-                "statuses": [r["status"] for r in rows],
-                "times": [r["report_time"] for r in rows],
-                "institutions": [r["institution_id"] for r in rows],
-                "details": [r["detail"] for r in rows],
-                "collected": [r.get("collected_at") for r in rows],
+                "patient_keys": [r.patient_key for r, _, _ in rows],
+                "item_codes": [code for _, code, _ in rows],
+                "kinds": [r.kind for r, _, _ in rows],
+                "refs": [r.result_ref for r, _, _ in rows],
+                "versions": [r.version for r, _, _ in rows],
+                "statuses": [r.status for r, _, _ in rows],
+                "times": [r.report_time for r, _, _ in rows],
+                "institutions": [r.institution_id for r, _, _ in rows],
+                "details": [detail for _, _, detail in rows],
+                "collected": [r.collected_at for r, _, _ in rows],
             },
         )
         return
@@ -132,7 +155,25 @@ def upsert_results(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         )
     else:
         raise NotImplementedError(f"no upsert for {dialect}")
-    session.execute(statement, list(rows))
+    session.execute(
+        statement,
+        [
+            {
+                "patient_key": r.patient_key,
+                "item_code": code,
+                "kind": r.kind,
+                "result_ref": r.result_ref,
+                "version": r.version,
+                "status": r.status,
+                "report_time": r.report_time,
+                "institution_id": r.institution_id,
+                "detail": detail,
+                "collected_at": r.collected_at,
+            }
+            for r in results
+            for code, detail in r.details
+        ],
+    )
 
 
 _REFRESHED = (

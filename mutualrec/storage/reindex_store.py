@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, tuple_, update
@@ -19,47 +19,57 @@ from mutualrec.storage.models import (
     ReindexCheckpoint,
 )
 
-# What maps a version to its items: read for every result.
-MAPPING_FIELDS = (
-    "lab_result_id",
-    "version",
-    "institution_id",
-    "loinc",
-    "other_loinc",
-    "local_code",
-    "value_kind",
-    "result_groups",
-)
-# What an index row shows of a version: read only for the results whose rows change.
-VERSION_FIELDS = (
-    "lab_result_id",
-    "version",
-    "status",
-    "institution_id",
-    "patient_key",
-    "loinc",
-    "other_loinc",
-    "local_code",
-    "code_text",
-    "value_kind",
-    "value_decimal",
-    "value_unit",
-    "value_text",
-    "value_code_system",
-    "value_code",
-    "value_low",
-    "value_high",
-    "reference_low",
-    "reference_high",
-    "reference_text",
-    "interpretation",
-    "specimen_collected_at",
-    "effective_at",
-    "issued_at",
-    "report_time",
-    "report_ref",
-    "result_groups",
-)
+
+@dataclass(frozen=True, slots=True)
+class MappingRow:
+    """What maps a result's current version to its items: read for every result."""
+
+    lab_result_id: int
+    version: int
+    institution_id: int
+    loinc: str
+    other_loinc: str
+    local_code: str
+    value_kind: str
+    result_groups: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """What an index row shows of a version: read only for the results whose rows change."""
+
+    lab_result_id: int
+    version: int
+    status: str
+    institution_id: int
+    patient_key: str
+    loinc: str
+    other_loinc: str
+    local_code: str
+    code_text: str
+    value_kind: str
+    value_decimal: str | None
+    value_unit: str
+    value_text: str
+    value_code_system: str
+    value_code: str
+    value_low: str | None
+    value_high: str | None
+    reference_low: str | None
+    reference_high: str | None
+    reference_text: str
+    interpretation: str
+    specimen_collected_at: dt.datetime | None
+    effective_at: dt.datetime
+    issued_at: dt.datetime | None
+    report_time: dt.datetime
+    report_ref: str
+    result_groups: str
+
+
+# The columns each row type is read from, in its fields' order.
+_MAPPING_COLUMNS = [getattr(LabResultVersion, f.name) for f in fields(MappingRow)]
+_VERSION_COLUMNS = [getattr(LabResultVersion, f.name) for f in fields(StoredVersion)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +133,8 @@ def last_lab_result_id(session: Session) -> int:
     return int(session.scalar(select(func.max(LabResult.id))) or 0)
 
 
-def current_versions(session: Session, after_id: int, up_to_id: int) -> list[Sequence[Any]]:
-    """:data:`MAPPING_FIELDS` of the current versions of the results with ids in
+def current_versions(session: Session, after_id: int, up_to_id: int) -> list[MappingRow]:
+    """What maps the current versions of the results with ids in
     (``after_id``, ``up_to_id``], by id.
 
     An id range on both tables, not a LIMIT: each side is read by its primary or unique index,
@@ -132,9 +142,8 @@ def current_versions(session: Session, after_id: int, up_to_id: int) -> list[Seq
     their items, and locking them all would write a row lock into each; see
     :func:`lock_still_current` for those that change.
     """
-    columns = [getattr(LabResultVersion, name) for name in MAPPING_FIELDS]
     statement = (
-        select(*columns)
+        select(*_MAPPING_COLUMNS)
         .join(
             LabResult,
             (LabResult.id == LabResultVersion.lab_result_id)
@@ -148,23 +157,23 @@ def current_versions(session: Session, after_id: int, up_to_id: int) -> list[Seq
         )
         .order_by(LabResult.id)
     )
-    return [tuple(row) for row in session.execute(statement)]
+    return [MappingRow(*row) for row in session.execute(statement)]
 
 
-def versions(session: Session, keys: Sequence[tuple[int, int]]) -> dict[int, Sequence[Any]]:
-    """:data:`VERSION_FIELDS` of the versions (lab result id, version), by result id."""
-    columns = [getattr(LabResultVersion, name) for name in VERSION_FIELDS]
-    found: dict[int, Sequence[Any]] = {}
+def versions(session: Session, keys: Sequence[tuple[int, int]]) -> dict[int, StoredVersion]:
+    """The versions (lab result id, version), by result id."""
+    found: dict[int, StoredVersion] = {}
     for start in range(0, len(keys), 2000):
         rows = session.execute(
-            select(*columns).where(
+            select(*_VERSION_COLUMNS).where(
                 tuple_(LabResultVersion.lab_result_id, LabResultVersion.version).in_(
                     keys[start : start + 2000]
                 )
             )
         )
         for row in rows:
-            found[row[0]] = tuple(row)
+            version = StoredVersion(*row)
+            found[version.lab_result_id] = version
     return found
 
 

@@ -22,10 +22,16 @@ from itertools import islice
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mutualrec.storage.keys import (
+    DICOM_PREFIX,
+    FHIR_PREFIX,
+    PREFIXES,
+    THUMBNAIL_PREFIX,
+    thumbnail_source,
+)
 from mutualrec.storage.models import Instance, LabResultVersion, Series
 from mutualrec.storage.objects import ObjectInfo, ObjectStore
 
-PREFIXES = ("dicom/", "fhir/", "thumbnails/")
 DEFAULT_GRACE = dt.timedelta(hours=1)
 _BATCH = 500
 
@@ -63,17 +69,8 @@ def _referenced_fhir(session: Session, keys: list[str]) -> set[str]:
     )
 
 
-def _thumbnail_source(key: str) -> tuple[str, str] | None:
-    """(series UID, instance SHA-256) a thumbnail key was derived from."""
-    parts = key.split("/")
-    if len(parts) != 3:
-        return None
-    sha256 = parts[2].split(".", 1)[0]
-    return parts[1], sha256
-
-
 def _referenced_thumbnails(session: Session, keys: list[str]) -> set[str]:
-    sources = {key: _thumbnail_source(key) for key in keys}
+    sources = {key: thumbnail_source(key) for key in keys}
     hashes = {source[1] for source in sources.values() if source is not None}
     held = set(
         session.execute(
@@ -86,9 +83,9 @@ def _referenced_thumbnails(session: Session, keys: list[str]) -> set[str]:
 
 
 _REFERENCES: dict[str, Callable[[Session, list[str]], set[str]]] = {
-    "dicom/": _referenced_dicom,
-    "fhir/": _referenced_fhir,
-    "thumbnails/": _referenced_thumbnails,
+    DICOM_PREFIX: _referenced_dicom,
+    FHIR_PREFIX: _referenced_fhir,
+    THUMBNAIL_PREFIX: _referenced_thumbnails,
 }
 
 

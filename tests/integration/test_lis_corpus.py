@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mutualrec.ingest.lab_ingest import document_key
 from mutualrec.recognition.result_items import lab_ref
+from mutualrec.storage.keys import document_key
 from mutualrec.storage.models import LabResultVersion, RecognitionResult
 from mutualrec.v1 import ingest_pb2
 from tests.conftest import RunningServer

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from mutualrec.cli import main
 from mutualrec.matching.catalog import load_catalog
-from mutualrec.recognition.reindex import ReindexProgress, reindex_lab_results
+from mutualrec.services.reindex import ReindexProgress, reindex_lab_results
 from mutualrec.storage import catalog_store
 from mutualrec.storage.models import LabResultVersion, RecognitionResult
 from tests.conftest import RunningServer

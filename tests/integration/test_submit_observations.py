@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from mutualrec.identity import parse_identity, patient_key
-from mutualrec.ingest.lab_ingest import document_key
 from mutualrec.storage.fs_store import FileSystemObjectStore
+from mutualrec.storage.keys import document_key
 from mutualrec.storage.models import LabResult, LabResultVersion, Patient
 from mutualrec.v1 import ingest_pb2
 from tests.conftest import RunningServer, make_settings, start_server

@@ -15,10 +15,9 @@ value, groups), not once per result.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -26,12 +25,12 @@ from mutualrec.ingest.lab_result import Coding, Groups, LabResult, LabValue, par
 from mutualrec.matching.catalog import Catalog
 from mutualrec.matching.codes import items_for_lab_result
 from mutualrec.matching.facts import ResultStatus
-from mutualrec.recognition.result_items import detail_for_item, lab_ref, lab_rows
-from mutualrec.storage import recognition_index, reindex_store
-from mutualrec.storage.reindex_store import MAPPING_FIELDS, VERSION_FIELDS, Checkpoint
+from mutualrec.recognition.result_items import detail_for_item, lab_items, lab_ref
+from mutualrec.services.result_indexing import index_lab_results
+from mutualrec.storage import reindex_store
+from mutualrec.storage.recognition_index import ResultItems
+from mutualrec.storage.reindex_store import Checkpoint, MappingRow, StoredVersion
 
-_FIELD = {name: position for position, name in enumerate(VERSION_FIELDS)}
-_MAP = {name: position for position, name in enumerate(MAPPING_FIELDS)}
 DEFAULT_BATCH = 20_000
 
 
@@ -50,39 +49,39 @@ def _decimal(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
-def _result(row: Sequence[Any]) -> LabResult:
+def _result(row: StoredVersion) -> LabResult:
     """The version's result as ingest normalized it (what an index row shows of it)."""
-
-    def get(name: str) -> Any:
-        return row[_FIELD[name]]
-
-    loinc = tuple(c for c in [get("loinc"), *get("other_loinc").split(";")] if c)
-    code = Coding(get("value_code_system"), get("value_code")) if get("value_code") else None
+    loinc = tuple(c for c in [row.loinc, *row.other_loinc.split(";")] if c)
+    code = Coding(row.value_code_system, row.value_code) if row.value_code else None
     return LabResult(
         identity="",
-        status=ResultStatus(get("status")),
+        status=ResultStatus(row.status),
         loinc=loinc,
-        local_codes=(Coding("", get("local_code")),) if get("local_code") else (),
-        code_text=get("code_text"),
+        local_codes=(Coding("", row.local_code),) if row.local_code else (),
+        code_text=row.code_text,
         value=LabValue(
-            get("value_kind"),
-            number=_decimal(get("value_decimal")),
-            unit=get("value_unit"),
-            text=get("value_text"),
+            row.value_kind,
+            number=_decimal(row.value_decimal),
+            unit=row.value_unit,
+            text=row.value_text,
             code=code,
-            low=_decimal(get("value_low")),
-            high=_decimal(get("value_high")),
+            low=_decimal(row.value_low),
+            high=_decimal(row.value_high),
         ),
-        reference_low=_decimal(get("reference_low")),
-        reference_high=_decimal(get("reference_high")),
-        reference_text=get("reference_text"),
-        interpretation=tuple(i for i in get("interpretation").split(";") if i),
-        specimen_collected_at=get("specimen_collected_at"),
-        effective_at=get("effective_at"),
-        issued_at=get("issued_at"),
-        report_ref=get("report_ref"),
-        groups=parse_groups(get("result_groups")),
+        reference_low=_decimal(row.reference_low),
+        reference_high=_decimal(row.reference_high),
+        reference_text=row.reference_text,
+        interpretation=tuple(i for i in row.interpretation.split(";") if i),
+        specimen_collected_at=row.specimen_collected_at,
+        effective_at=row.effective_at,
+        issued_at=row.issued_at,
+        report_ref=row.report_ref,
+        groups=parse_groups(row.result_groups),
     )
+
+
+# What decides a version's own items: (institution id, LOINC, other LOINC codes, local code).
+_Codes = tuple[int, str, str, str]
 
 
 class _Mapper:
@@ -96,22 +95,17 @@ class _Mapper:
     ) -> None:
         self.catalog = catalog
         self.mappings = mappings
-        self.own: dict[tuple[Any, ...], frozenset[str]] = {}
+        self.own: dict[_Codes, frozenset[str]] = {}
         self.panel_groups: dict[str, Groups] = {}
 
-    def items(self, row: Sequence[Any]) -> frozenset[str]:
-        if row[_MAP["value_kind"]] == "none":
+    def items(self, row: MappingRow) -> frozenset[str]:
+        if row.value_kind == "none":
             return frozenset()
-        key = (
-            row[_MAP["institution_id"]],
-            row[_MAP["loinc"]],
-            row[_MAP["other_loinc"]],
-            row[_MAP["local_code"]],
-        )
+        key = (row.institution_id, row.loinc, row.other_loinc, row.local_code)
         own = self.own.get(key)
         if own is None:
             own = self.own[key] = self._map(key, ())
-        text = row[_MAP["result_groups"]]
+        text = row.result_groups
         if not text:
             return own
         groups = self.panel_groups.get(text)
@@ -123,7 +117,7 @@ class _Mapper:
             )
         return self._map(key, groups) if groups else own
 
-    def _map(self, key: tuple[Any, ...], groups: Groups) -> frozenset[str]:
+    def _map(self, key: _Codes, groups: Groups) -> frozenset[str]:
         institution, loinc, other, local = key
         codes = [c for c in [loinc, *other.split(";")] if c]
         return items_for_lab_result(
@@ -175,27 +169,26 @@ def reindex_lab_results(
 
 def _apply(
     session: Session,
-    rows: list[Sequence[Any]],
+    rows: list[MappingRow],
     checkpoint: Checkpoint,
     mapper: _Mapper,
     catalog: Catalog,
 ) -> Checkpoint:
     if not rows:
         return checkpoint
-    id_at = _MAP["lab_result_id"]
-    refs = [lab_ref(row[id_at]) for row in rows]
+    refs = [lab_ref(row.lab_result_id) for row in rows]
     held = reindex_store.held_items(session, refs)
     removed: list[tuple[str, str]] = []
-    added: list[dict[str, Any]] = []
+    added: list[ResultItems] = []
     detail_of = detail_for_item(catalog)
-    changes: list[tuple[Sequence[Any], str, set[str], set[str]]] = []
+    changes: list[tuple[MappingRow, str, set[str], set[str]]] = []
     for row, ref in zip(rows, refs, strict=True):
         wanted = set(mapper.items(row))
         have = held.get(ref, set())
         if wanted == have:
             continue
         stale = set()
-        groups_unknown = not row[_MAP["result_groups"]]
+        groups_unknown = not row.result_groups
         for item in have - wanted:
             item_row = catalog.get(item)
             # A panel item of a version stored before groups were kept cannot be re-derived.
@@ -204,36 +197,39 @@ def _apply(
         if stale or wanted - have:
             changes.append((row, ref, stale, wanted - have))
     current = reindex_store.lock_still_current(
-        session, {row[id_at]: row[_MAP["version"]] for row, _, _, _ in changes}
+        session, {row.lab_result_id: row.version for row, _, _, _ in changes}
     )
     full = reindex_store.versions(
         session,
         [
-            (row[id_at], row[_MAP["version"]])
+            (row.lab_result_id, row.version)
             for row, _, _, new in changes
-            if new and row[id_at] in current
+            if new and row.lab_result_id in current
         ],
     )
     for row, ref, stale, new in changes:
-        if row[id_at] not in current:
+        if row.lab_result_id not in current:
             continue
         removed += [(ref, item) for item in stale]
         if new:
-            version = full[row[id_at]]
-            added += lab_rows(
-                row[id_at],
-                _result(version),
-                version[_FIELD["patient_key"]],
-                version[_FIELD["version"]],
-                version[_FIELD["institution_id"]],
-                new,
-                detail_of,
+            version = full[row.lab_result_id]
+            added.append(
+                lab_items(
+                    row.lab_result_id,
+                    _result(version),
+                    version.patient_key,
+                    version.version,
+                    version.institution_id,
+                    new,
+                    detail_of,
+                )
             )
     reindex_store.remove_items(session, removed)
-    recognition_index.upsert_results(session, added)
+    # Only rows of items a result newly is: none of its rows is stale, so none is dropped.
+    index_lab_results(session, added, ())
     return replace(
         checkpoint,
         results=checkpoint.results + len(rows),
-        rows_added=checkpoint.rows_added + len(added),
+        rows_added=checkpoint.rows_added + sum(len(r.details) for r in added),
         rows_removed=checkpoint.rows_removed + len(removed),
     )
