@@ -3,8 +3,8 @@ and price lists, the region's policy, a declared item's review, and re-deriving 
 items under a catalog.
 
 Files are read and checked by the pure readers (:mod:`mutualrec.matching.catalog`,
-:mod:`mutualrec.matching.policy`, :mod:`mutualrec.admin_files`); storage keeps the rows, and
-every write bumps the administrators' change counter so running servers pick it up.
+:mod:`mutualrec.matching.policy`, :mod:`mutualrec.admin_files`); storage keeps the rows, and every
+write bumps the administrators' change counter so running servers pick it up.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec import admin_files
 from mutualrec.matching.catalog import Catalog, load_catalog
-from mutualrec.matching.policy import Policy
+from mutualrec.matching.policy import Policy, load_policy
 from mutualrec.recognition.reindex import ReindexProgress, reindex_lab_results
 from mutualrec.recognition.result_items import review_declared_item
 from mutualrec.storage import catalog_store, policy_store
@@ -108,8 +108,9 @@ class Catalogs:
     def load_policy(self, text: str) -> PolicyLoad:
         """Record the region's policy file as a version, in force; :class:`Rejected` with every
         problem of the file."""
+        policy = load_policy(text)
         with self._sessions.begin() as session:
-            policy, recorded = policy_store.ensure_policy(session, text, current_catalog(session))
+            recorded = policy_store.ensure_policy(session, policy, text, current_catalog(session))
         return PolicyLoad(policy, recorded)
 
     def review_declared_item(self, study_uid: str, confirmed: bool) -> DeclaredItemReview:

@@ -21,7 +21,7 @@ from mutualrec.client.upload import auth_metadata
 from mutualrec.security.api_keys import split_token
 from mutualrec.services.api_keys import ApiKeys
 from mutualrec.services.catalogs import Catalogs
-from mutualrec.storage import catalog_store, policy_store
+from mutualrec.storage import catalog_store
 from mutualrec.storage.institutions import revoke_key
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer, make_settings, start_server
@@ -161,13 +161,10 @@ def test_a_new_region_policy_reaches_the_other_server(pair: Pair) -> None:
     )
 
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=30)).date()
-    with pair.admin.runtime.sessions.begin() as session:
-        policy_store.ensure_policy(
-            session,
-            f'version = "suspended"\n[[suspensions]]\ninstitution = "{ISSUER}"\n'
-            f'category = "imaging"\nfrom = {since.isoformat()}\nreason = "failed EQA"\n',
-            catalog_store.current_catalog(session),
-        )
+    Catalogs(pair.admin.runtime.sessions).load_policy(
+        f'version = "suspended"\n[[suspensions]]\ninstitution = "{ISSUER}"\n'
+        f'category = "imaging"\nfrom = {since.isoformat()}\nreason = "failed EQA"\n'
+    )
     _until(
         lambda: _check(pair.other, asker, "IMG-CT-CHEST-C").verdict,
         recognition_pb2.ISSUER_NOT_QUALIFIED,
