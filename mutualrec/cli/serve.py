@@ -46,7 +46,7 @@ def _serve(_args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mutualrec.client.demo import DemoError, default_samples, next_steps, run_demo
+    from mutualrec.cli.demo import DemoError, default_samples, next_steps, run_demo
     from mutualrec.services.administration import Administration
 
     settings = load_settings()

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from mutualrec.client.demo import DemoError, run_demo
+from mutualrec.cli.demo import DemoError, run_demo
 from mutualrec.client.upload import auth_metadata
 from mutualrec.services.demo_region import DemoRegion
 from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
