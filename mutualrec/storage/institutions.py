@@ -88,16 +88,13 @@ def add_key(
     """Keep a freshly issued key (its hash, never its token) for ``role``: a hospital's key
     names its institution; a regulator's (health commission: aggregates only) or an
     administrator's (the identity provider minting patient tokens) names none."""
-    if role == HOSPITAL:
-        if institution_code is None:
-            raise ValueError("a hospital key needs an institution")
-        institution_id: int | None = find_institution(session, institution_code).id
-    elif role in (REGULATOR, ADMIN):
-        if institution_code is not None:
-            raise ValueError(f"a {role} key belongs to no institution")
-        institution_id = None
-    else:
+    if role not in ROLES:
         raise ValueError(f"{role!r} is not a role of API keys")
+    if (role == HOSPITAL) != (institution_code is not None):
+        raise ValueError(f"a {role} key names {'its' if role == HOSPITAL else 'no'} institution")
+    institution_id = (
+        None if institution_code is None else find_institution(session, institution_code).id
+    )
     session.add(
         ApiKey(
             key_id=issued.key_id,
