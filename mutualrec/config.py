@@ -1,4 +1,5 @@
-"""Settings, read from ``MUTUALREC_*`` environment variables.
+"""Settings, read from ``MUTUALREC_*`` environment variables, in one place: the server's
+(:func:`load_settings`) and the command-line clients' (:func:`load_client_settings`).
 
 With no variable set the service runs on its embedded defaults: a SQLite index and a local object
 directory under ``./var/``, listening on 127.0.0.1:50051.
@@ -19,6 +20,8 @@ from mutualrec.private_files import private_dir, tighten_file
 
 PREFIX = "MUTUALREC_"
 MIB = 1024 * 1024
+# Where the server listens, and so where its clients call, by default.
+DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 
 class ConfigError(ValueError):
@@ -291,7 +294,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         _require_production_secrets(env)
     secret, secret_source = _patient_key_secret(env, data_dir)
     document_keys, document_key_source = _document_keys(env, data_dir)
-    listen = env.get(PREFIX + "LISTEN") or "127.0.0.1:50051"
+    listen = env.get(PREFIX + "LISTEN") or DEFAULT_ADDRESS
     processes = int(_number(env, "PROCESSES", 1, 1))
     if processes > 1 and listen.endswith(":0"):
         raise ConfigError(f"{PREFIX}PROCESSES > 1 needs a fixed port in {PREFIX}LISTEN")
@@ -345,4 +348,43 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         document_keys=document_keys,
         document_key_source=document_key_source,
         clock_skew_seconds=_number(env, "CLOCK_SKEW_SECONDS", 60, 0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """What the command-line clients read from the environment; each command's flags win.
+
+    Empty means not set: the command then asks for the flag, or goes without (no TLS).
+    """
+
+    # HOST:PORT of the server.
+    server: str
+    # A hospital's, regulator's or administrator's API key.
+    api_key: str
+    # A patient token or a share link's token.
+    token: str
+    # The server's CA (PEM): connect with TLS.
+    server_ca: str
+    # A hospital's client certificate and its key (PEM), for mTLS.
+    client_cert: str
+    client_key: str
+
+
+def load_client_settings(env: Mapping[str, str] | None = None) -> ClientSettings:
+    """Read the clients' settings from ``env`` (the process environment by default)."""
+    env = os.environ if env is None else env
+
+    # Not the server's settings (`serve --help` lists those): each client option's help names
+    # its variable instead.
+    def client_variable(name: str, default: str = "") -> str:
+        return env.get(f"{PREFIX}{name}", default)
+
+    return ClientSettings(
+        server=client_variable("SERVER", DEFAULT_ADDRESS),
+        api_key=client_variable("API_KEY"),
+        token=client_variable("TOKEN"),
+        server_ca=client_variable("SERVER_CA"),
+        client_cert=client_variable("CLIENT_CERT"),
+        client_key=client_variable("CLIENT_KEY"),
     )

@@ -17,11 +17,22 @@ import pydicom
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from mutualrec.config import Settings, load_settings
 from mutualrec.runtime import Runtime
+from mutualrec.security.access import HOSPITAL
+from mutualrec.security.api_keys import issue_key
 from mutualrec.server import build_server
-from mutualrec.storage.institutions import add_institution, issue_institution_key
+from mutualrec.storage.institutions import add_institution, add_key
+
+
+def new_key(session: Session, role: str, institution_code: str | None = None) -> str:
+    """An API key issued inside the caller's transaction (as the key service does); its token."""
+    issued = issue_key()
+    add_key(session, issued, role, institution_code)
+    return issued.token
+
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "dicom_samples"
@@ -113,7 +124,7 @@ class RunningServer:
         """Register an institution and return a fresh API key for it."""
         with self.runtime.sessions.begin() as session:
             add_institution(session, code, f"Hospital {code}", district, level)
-            return issue_institution_key(session, code)
+            return new_key(session, HOSPITAL, code)
 
     def new_channel(self) -> grpc.Channel:
         """Another channel to the server (one per concurrent client)."""

@@ -8,12 +8,9 @@ replaced as a whole on reload; a qualification is added as one row per held peri
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import io
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -21,6 +18,7 @@ from importlib import resources
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from mutualrec.admin_files import CodeMappingFile, PriceFile
 from mutualrec.matching.catalog import Catalog, ItemCategory, load_catalog, packaged_catalog
 from mutualrec.matching.facts import InstitutionFacts, InstitutionLevel, Qualification, Scope
 from mutualrec.storage import admin_changes
@@ -32,18 +30,11 @@ from mutualrec.violations import Rejected, Violation
 _PACKAGED_FILE = "data/recognition_items.csv"
 # Fits catalog_version.version (32 characters) and reads well in a check's record: 2026.1.
 _VERSION_SHAPE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
-# Yuan to the fen, as in the catalog: savings are summed from these.
-_PRICE_SHAPE = re.compile(r"^\d{1,7}(\.\d{1,2})?$")
-_FEN = Decimal("0.01")
 _LEVELS = {
     "tertiary": InstitutionLevel.TERTIARY,
     "secondary": InstitutionLevel.SECONDARY,
     "primary": InstitutionLevel.PRIMARY,
 }
-# Column widths of code_mapping, checked up front so a long cell is a violation, not a crash.
-_LOCAL_CODE_MAX = 64
-_ITEM_CODES_MAX = 400
-_DESCRIPTION_MAX = 200
 
 # Parsed catalogs by (sha256, version): parsing 112+ rows on every check would cost more than
 # the check. The version is part of the key because the same file may be loaded under two.
@@ -190,131 +181,19 @@ def _institution(
     return institution
 
 
-def _csv_rows(
-    text: str, required: Sequence[str], optional: Sequence[str], violations: list[Violation]
-) -> list[tuple[int, dict[str, str]]]:
-    """The non-blank data rows of a CSV file with the line each starts on.
-
-    Header problems are added to ``violations`` and no rows are returned: with an unusable
-    header every row would be misread.
-    """
-    # Spreadsheets save UTF-8 CSV with a byte-order mark.
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    records: list[tuple[int, list[str]]] = []
-    next_line = 1
-    for cells in reader:
-        line = next_line
-        next_line = reader.line_num + 1
-        if any(cell.strip() for cell in cells):
-            records.append((line, cells))
-    if not records:
-        violations.append(Violation("line 1", "the file has no header row", "EMPTY_FILE"))
-        return []
-    header_line, header = records[0]
-    columns = [name.strip() for name in header]
-    before = len(violations)
-    for name in columns:
-        if name not in required and name not in optional:
-            violations.append(
-                Violation(
-                    f"line {header_line}: {name}", f"unknown column {name!r}", "UNKNOWN_COLUMN"
-                )
-            )
-    for name in sorted({name for name in columns if columns.count(name) > 1}):
-        violations.append(
-            Violation(
-                f"line {header_line}: {name}", f"column {name!r} appears twice", "DUPLICATE_COLUMN"
-            )
-        )
-    for name in required:
-        if name not in columns:
-            violations.append(
-                Violation(
-                    f"line {header_line}: {name}", f"column {name!r} is missing", "MISSING_COLUMN"
-                )
-            )
-    if len(violations) > before:
-        return []
-    rows: list[tuple[int, dict[str, str]]] = []
-    for line, cells in records[1:]:
-        if len(cells) != len(columns):
-            violations.append(
-                Violation(
-                    f"line {line}",
-                    f"the row has {len(cells)} fields, the header names {len(columns)}",
-                    "BAD_ROW_LENGTH",
-                )
-            )
-            continue
-        row = dict.fromkeys(optional, "")
-        row.update(zip(columns, (cell.strip() for cell in cells), strict=True))
-        rows.append((line, row))
-    if len(records) == 1:
-        violations.append(
-            Violation(f"line {header_line + 1}", "the file has no rows after its header", "NO_ROWS")
-        )
-    return rows
-
-
 def _rejected(what: str, violations: list[Violation]) -> Rejected:
     return Rejected(f"{what} has {len(violations)} problem(s)", violations)
 
 
-def load_code_mappings(
-    session: Session, institution_code: str, csv_text: str, catalog: Catalog
-) -> int:
-    """Replace an institution's local code mapping with a CSV file; returns the row count.
+def replace_code_mappings(session: Session, institution_code: str, file: CodeMappingFile) -> int:
+    """Replace an institution's local code mapping with a file's rows; returns the row count.
 
-    Columns ``local_code,item_codes,description``; ``item_codes`` is ';'-separated catalog codes
-    (a panel lists each item), empty for a code known to map to no recognized item. Every row is
-    checked first: any problem raises :class:`Rejected` listing them all and changes nothing.
+    Any problem of the file, or an unknown institution, raises :class:`Rejected` listing them
+    all and changes nothing.
     """
     violations: list[Violation] = []
     institution = _institution(session, institution_code, violations, lock=True)
-    rows = _csv_rows(csv_text, ("local_code", "item_codes"), ("description",), violations)
-    mapped: dict[str, tuple[int, str, str]] = {}
-    for line, cells in rows:
-        local_code = cells["local_code"]
-        if not local_code:
-            violations.append(
-                Violation(
-                    f"line {line}: local_code", "the local code is empty", "MISSING_LOCAL_CODE"
-                )
-            )
-        elif len(local_code) > _LOCAL_CODE_MAX:
-            violations.append(
-                Violation(
-                    f"line {line}: local_code",
-                    f"a local code has at most {_LOCAL_CODE_MAX} characters",
-                    "LOCAL_CODE_TOO_LONG",
-                )
-            )
-        elif local_code in mapped:
-            violations.append(
-                Violation(
-                    f"line {line}: local_code",
-                    f"{local_code} is already mapped on line {mapped[local_code][0]}",
-                    "DUPLICATE_LOCAL_CODE",
-                )
-            )
-        item_codes = _mapped_items(line, cells["item_codes"], catalog, violations)
-        if len(item_codes) > _ITEM_CODES_MAX:
-            violations.append(
-                Violation(
-                    f"line {line}: item_codes",
-                    f"the item codes take at most {_ITEM_CODES_MAX} characters",
-                    "ITEM_CODES_TOO_LONG",
-                )
-            )
-        if len(cells["description"]) > _DESCRIPTION_MAX:
-            violations.append(
-                Violation(
-                    f"line {line}: description",
-                    f"a description has at most {_DESCRIPTION_MAX} characters",
-                    "DESCRIPTION_TOO_LONG",
-                )
-            )
-        mapped.setdefault(local_code, (line, item_codes, cells["description"]))
+    violations.extend(file.violations)
     if violations or institution is None:
         raise _rejected(f"the code mapping for {institution_code}", violations)
     session.execute(delete(CodeMapping).where(CodeMapping.institution_id == institution.id))
@@ -324,36 +203,16 @@ def load_code_mappings(
         [
             {
                 "institution_id": institution.id,
-                "local_code": local_code,
-                "item_codes": item_codes,
-                "description": description,
+                "local_code": row.local_code,
+                "item_codes": row.item_codes,
+                "description": row.description,
                 "loaded_at": loaded_at,
             }
-            for local_code, (_line, item_codes, description) in mapped.items()
+            for row in file.mappings
         ],
     )
     admin_changes.bump(session)
-    return len(mapped)
-
-
-def _mapped_items(line: int, raw: str, catalog: Catalog, violations: list[Violation]) -> str:
-    """The row's item codes as stored: catalog spelling, ';'-joined, each once."""
-    codes: dict[str, None] = {}
-    for part in (part.strip() for part in raw.split(";")):
-        if not part:
-            continue
-        item = catalog.get(part)
-        if item is None:
-            violations.append(
-                Violation(
-                    f"line {line}: item_codes",
-                    f"{part} is not an item of catalog {catalog.version}",
-                    "UNKNOWN_ITEM_CODE",
-                )
-            )
-        else:
-            codes[item.code] = None
-    return ";".join(codes)
+    return len(file.mappings)
 
 
 def institution_mappings(session: Session, institution_id: int) -> dict[str, tuple[str, ...]]:
@@ -500,45 +359,15 @@ def qualifications(session: Session) -> list[Qualification]:
     ]
 
 
-def load_prices(session: Session, institution_code: str, csv_text: str, catalog: Catalog) -> int:
-    """Replace an institution's own price list with a CSV file; returns the row count.
+def replace_prices(session: Session, institution_code: str, file: PriceFile) -> int:
+    """Replace an institution's own price list with a file's rows; returns the row count.
 
-    Columns ``item_code,price_cny``; a price is yuan, at most two decimals, not negative. Every
-    row is checked first: any problem raises :class:`Rejected` listing them all.
+    Any problem of the file, or an unknown institution, raises :class:`Rejected` listing them
+    all and changes nothing.
     """
     violations: list[Violation] = []
     institution = _institution(session, institution_code, violations, lock=True)
-    rows = _csv_rows(csv_text, ("item_code", "price_cny"), (), violations)
-    prices: dict[str, tuple[int, Decimal]] = {}
-    for line, cells in rows:
-        item = catalog.get(cells["item_code"])
-        if item is None:
-            violations.append(
-                Violation(
-                    f"line {line}: item_code",
-                    f"{cells['item_code']!r} is not an item of catalog {catalog.version}",
-                    "UNKNOWN_ITEM_CODE",
-                )
-            )
-        elif item.code in prices:
-            violations.append(
-                Violation(
-                    f"line {line}: item_code",
-                    f"{item.code} already has a price on line {prices[item.code][0]}",
-                    "DUPLICATE_ITEM_CODE",
-                )
-            )
-        raw = cells["price_cny"]
-        if not _PRICE_SHAPE.match(raw):
-            violations.append(
-                Violation(
-                    f"line {line}: price_cny",
-                    f"a price is a non-negative amount in yuan, at most two decimals; got {raw!r}",
-                    "BAD_PRICE",
-                )
-            )
-        elif item is not None:
-            prices.setdefault(item.code, (line, Decimal(raw).quantize(_FEN)))
+    violations.extend(file.violations)
     if violations or institution is None:
         raise _rejected(f"the price list of {institution_code}", violations)
     session.execute(delete(ItemPrice).where(ItemPrice.institution_id == institution.id))
@@ -548,15 +377,16 @@ def load_prices(session: Session, institution_code: str, csv_text: str, catalog:
         [
             {
                 "institution_id": institution.id,
-                "item_code": item_code,
-                "price": str(price),
+                "item_code": row.item_code,
+                # Yuan text, as the column has always held it.
+                "price": f"{row.price_fen // 100}.{row.price_fen % 100:02d}",
                 "loaded_at": loaded_at,
             }
-            for item_code, (_line, price) in prices.items()
+            for row in file.prices
         ],
     )
     admin_changes.bump(session)
-    return len(prices)
+    return len(file.prices)
 
 
 def price_list(session: Session, institution_id: int) -> dict[str, Decimal]:

@@ -14,12 +14,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from mutualrec.private_files import new_private_dir, private_file, tighten_file
+from mutualrec.violations import Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class SchemaOutOfDate(RuntimeError):
-    """The database is not at the schema version this code needs."""
+class SchemaOutOfDate(Unavailable):
+    """The database is not at the schema version this code needs (until it is migrated)."""
 
 
 def normalize_url(url: str) -> str:

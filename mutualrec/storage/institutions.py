@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -12,8 +11,8 @@ from sqlalchemy.orm import Session
 from mutualrec.security.access import ADMIN, HOSPITAL, REGULATOR
 from mutualrec.security.api_keys import (
     InvalidKey,
+    IssuedKey,
     Principal,
-    issue_key,
     secret_matches,
     split_token,
 )
@@ -83,38 +82,28 @@ def find_institution(session: Session, code: str) -> Institution:
     return institution
 
 
-def issue_institution_key(session: Session, code: str) -> str:
-    """Make an API key for a hospital; returns the token, which is never stored."""
-    institution = find_institution(session, code)
-    issued = issue_key()
-    session.add(
-        ApiKey(
-            key_id=issued.key_id,
-            secret_sha256=issued.secret_sha256,
-            role=HOSPITAL,
-            institution_id=institution.id,
-        )
+def add_key(
+    session: Session, issued: IssuedKey, role: str, institution_code: str | None = None
+) -> None:
+    """Keep a freshly issued key (its hash, never its token) for ``role``: a hospital's key
+    names its institution; a regulator's (health commission: aggregates only) or an
+    administrator's (the identity provider minting patient tokens) names none."""
+    if role not in ROLES:
+        raise ValueError(f"{role!r} is not a role of API keys")
+    if (role == HOSPITAL) != (institution_code is not None):
+        raise ValueError(f"a {role} key names {'its' if role == HOSPITAL else 'no'} institution")
+    institution_id = (
+        None if institution_code is None else find_institution(session, institution_code).id
     )
-    session.flush()
-    return issued.token
-
-
-def issue_role_key(session: Session, role: str) -> str:
-    """Make an API key that names no institution: a regulator's (health commission:
-    aggregates only) or an administrator's (the identity provider minting patient tokens)."""
-    if role not in (REGULATOR, ADMIN):
-        raise ValueError(f"{role!r} keys belong to an institution")
-    issued = issue_key()
     session.add(
         ApiKey(
             key_id=issued.key_id,
             secret_sha256=issued.secret_sha256,
             role=role,
-            institution_id=None,
+            institution_id=institution_id,
         )
     )
     session.flush()
-    return issued.token
 
 
 def revoke_key(session: Session, key_id: str, at: dt.datetime | None = None) -> bool:
@@ -131,35 +120,25 @@ def revoke_key(session: Session, key_id: str, at: dt.datetime | None = None) -> 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class Rotation:
-    """A key's successor, and when the key it replaces stops working."""
-
-    token: str
-    old_key_until: dt.datetime
-
-
-def rotate_key(session: Session, key_id: str, grace: dt.timedelta) -> Rotation:
-    """A new key of the same role and institution as ``key_id``, which keeps working for
-    ``grace`` so clients can switch without an outage; raises :class:`LookupError` when
+def rotate_key(session: Session, key_id: str, successor: IssuedKey, until: dt.datetime) -> None:
+    """Keep ``successor`` with the same role and institution as ``key_id``, which keeps working
+    until ``until`` so clients can switch without an outage; raises :class:`LookupError` when
     ``key_id`` names no live key."""
-    now = dt.datetime.now(dt.UTC)
     old = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
-    if old is None or (old.revoked_at is not None and as_utc(old.revoked_at) <= now):
+    if old is None or (
+        old.revoked_at is not None and as_utc(old.revoked_at) <= dt.datetime.now(dt.UTC)
+    ):
         raise LookupError(f"no live key {key_id}")
-    issued = issue_key()
     session.add(
         ApiKey(
-            key_id=issued.key_id,
-            secret_sha256=issued.secret_sha256,
+            key_id=successor.key_id,
+            secret_sha256=successor.secret_sha256,
             role=old.role,
             institution_id=old.institution_id,
         )
     )
-    until = now + grace
     revoke_key(session, key_id, at=until)
     session.flush()
-    return Rotation(issued.token, until)
 
 
 def authenticate(session: Session, token: str) -> Principal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 
 from sqlalchemy import select
@@ -52,13 +53,14 @@ def _check_references(session: Session, policy: Policy, catalog: Catalog) -> Non
         raise Rejected(f"the policy file has {len(problems)} problem(s)", problems)
 
 
-def ensure_policy(session: Session, source_text: str, catalog: Catalog) -> tuple[Policy, bool]:
-    """Record the policy file ``source_text`` as a version; the policy, and whether this call
+def ensure_policy(session: Session, policy: Policy, source_text: str, catalog: Catalog) -> bool:
+    """Record ``policy`` (read from the file ``source_text``) as a version; whether this call
     recorded it (False: the same version with the same content was already recorded).
 
     A version never changes: loading it again with other content is refused.
     """
-    policy = load_policy(source_text)
+    if hashlib.sha256(source_text.encode("utf-8")).hexdigest() != policy.sha256:
+        raise ValueError(f"policy {policy.version} was not read from the source text given")
     _check_references(session, policy, catalog)
     if insert_ignoring_conflicts(
         session,
@@ -72,7 +74,7 @@ def ensure_policy(session: Session, source_text: str, catalog: Catalog) -> tuple
     ):
         # Every server's reference data holds the policy in force: tell them it changed.
         admin_changes.bump(session)
-        return policy, True
+        return True
     recorded = session.scalar(
         select(RegionPolicyVersion.sha256).where(RegionPolicyVersion.version == policy.version)
     )
@@ -84,7 +86,7 @@ def ensure_policy(session: Session, source_text: str, catalog: Catalog) -> tuple
             f"has {policy.sha256}; a version never changes: load it as a new one",
             "POLICY_VERSION_EXISTS",
         )
-    return policy, False
+    return False
 
 
 def current_policy(session: Session) -> Policy:

@@ -61,10 +61,11 @@ from mutualrec.client.imaging import download_study, list_all_studies
 from mutualrec.client.upload import auth_metadata, make_header
 from mutualrec.config import Settings, load_settings
 from mutualrec.identity import parse_identity, patient_key
+from mutualrec.security.access import HOSPITAL
 from mutualrec.security.patient_tokens import mint_patient_token
 from mutualrec.storage.db import make_engine
 from mutualrec.storage.factory import open_object_store
-from mutualrec.storage.institutions import add_institution, issue_institution_key
+from mutualrec.storage.institutions import add_institution
 from mutualrec.storage.models import (
     Instance,
     Institution,
@@ -76,7 +77,7 @@ from mutualrec.storage.models import (
 )
 from mutualrec.storage.objects import ObjectNotFound, ObjectStore
 from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc, ingest_pb2, ingest_pb2_grpc
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, new_key
 from tests.e2e.test_serve import ServeProcess, _spawn
 from tests.fhir_docs import encode, entry, observation, patient
 
@@ -1180,7 +1181,7 @@ def _register(proc: ServeProcess, codes: tuple[str, ...]) -> dict[str, str]:
             keys = {}
             for code in codes:
                 add_institution(session, code, f"Hospital {code}", "Yuzhong", "tertiary")
-                keys[code] = issue_institution_key(session, code)
+                keys[code] = new_key(session, HOSPITAL, code)
             return keys
     finally:
         engine.dispose()

@@ -19,8 +19,10 @@ import pytest
 
 from mutualrec.client.upload import auth_metadata
 from mutualrec.security.api_keys import split_token
-from mutualrec.storage import catalog_store, policy_store
-from mutualrec.storage.institutions import revoke_key, rotate_key
+from mutualrec.services.api_keys import ApiKeys
+from mutualrec.services.catalogs import Catalogs
+from mutualrec.storage import catalog_store
+from mutualrec.storage.institutions import revoke_key
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.integration.test_study_access import _upload_today
@@ -120,18 +122,14 @@ def test_a_qualification_mapping_and_price_reach_the_other_server(pair: Pair) ->
         lambda: _check(pair.other, asker, "IMG-CT-CHEST-C").verdict, recognition_pb2.RECOGNIZABLE
     )
 
-    with pair.admin.runtime.sessions.begin() as session:
-        catalog = catalog_store.current_catalog(session)
-        catalog_store.load_code_mappings(
-            session, ASKER, "local_code,item_codes\nLOCAL-CT-77,IMG-CT-CHEST-C\n", catalog
-        )
+    Catalogs(pair.admin.runtime.sessions).load_code_mappings(
+        ASKER, "local_code,item_codes\nLOCAL-CT-77,IMG-CT-CHEST-C\n"
+    )
     _until(lambda: _check(pair.other, asker, "LOCAL-CT-77").verdict, recognition_pb2.RECOGNIZABLE)
 
-    with pair.admin.runtime.sessions.begin() as session:
-        catalog = catalog_store.current_catalog(session)
-        catalog_store.load_prices(
-            session, ASKER, "item_code,price_cny\nIMG-CT-CHEST-C,123.45\n", catalog
-        )
+    Catalogs(pair.admin.runtime.sessions).load_prices(
+        ASKER, "item_code,price_cny\nIMG-CT-CHEST-C,123.45\n"
+    )
     _until(lambda: _check(pair.other, asker, "IMG-CT-CHEST-C").estimated_saving, "123.45")
 
 
@@ -146,8 +144,9 @@ def test_a_revoked_key_stops_on_the_other_server_despite_its_cache(pair: Pair) -
 
 def test_a_rotated_out_key_stops_at_the_end_of_its_grace_despite_the_cache(pair: Pair) -> None:
     asker = pair.keys[ASKER]
-    with pair.admin.runtime.sessions.begin() as session:
-        rotation = rotate_key(session, split_token(asker)[0], dt.timedelta(seconds=5))
+    rotation = ApiKeys(pair.admin.runtime.sessions).rotate(
+        split_token(asker)[0], dt.timedelta(seconds=5)
+    )
     # Verified again after the rotation's change was seen, and cached for 30 s from then.
     _until(lambda: _status(pair.other, asker), grpc.StatusCode.OK)
     assert _check(pair.other, rotation.token, "IMG-CT-CHEST-C").item_code == "IMG-CT-CHEST-C"
@@ -162,13 +161,10 @@ def test_a_new_region_policy_reaches_the_other_server(pair: Pair) -> None:
     )
 
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=30)).date()
-    with pair.admin.runtime.sessions.begin() as session:
-        policy_store.ensure_policy(
-            session,
-            f'version = "suspended"\n[[suspensions]]\ninstitution = "{ISSUER}"\n'
-            f'category = "imaging"\nfrom = {since.isoformat()}\nreason = "failed EQA"\n',
-            catalog_store.current_catalog(session),
-        )
+    Catalogs(pair.admin.runtime.sessions).load_policy(
+        f'version = "suspended"\n[[suspensions]]\ninstitution = "{ISSUER}"\n'
+        f'category = "imaging"\nfrom = {since.isoformat()}\nreason = "failed EQA"\n'
+    )
     _until(
         lambda: _check(pair.other, asker, "IMG-CT-CHEST-C").verdict,
         recognition_pb2.ISSUER_NOT_QUALIFIED,

@@ -16,11 +16,13 @@ import grpc
 import pytest
 from sqlalchemy import func, select
 
+from mutualrec.admin_files import read_code_mappings
 from mutualrec.cli import main
 from mutualrec.client.upload import auth_metadata
 from mutualrec.matching.catalog import ItemCategory, load_catalog, packaged_catalog
 from mutualrec.matching.facts import InstitutionFacts, InstitutionLevel, Qualification, Scope
-from mutualrec.security.api_keys import split_token
+from mutualrec.security.api_keys import issue_key, split_token
+from mutualrec.services.api_keys import ApiKeys
 from mutualrec.storage import catalog_store
 from mutualrec.storage.institutions import authenticate, revoke_key, rotate_key
 from mutualrec.storage.models import CatalogVersion, CodeMapping, Institution
@@ -213,8 +215,7 @@ def test_a_rotated_key_keeps_working_for_its_grace_period_then_stops(
 ) -> None:
     old = server.add_hospital(HOSPITAL)
     old_id = split_token(old)[0]
-    with server.runtime.sessions.begin() as session:
-        rotation = rotate_key(session, old_id, dt.timedelta(hours=1))
+    rotation = ApiKeys(server.runtime.sessions).rotate(old_id, dt.timedelta(hours=1))
     new = rotation.token
 
     # Both work during the grace period; the successor speaks for the same hospital.
@@ -233,7 +234,7 @@ def test_a_rotated_key_keeps_working_for_its_grace_period_then_stops(
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert _list(server, new).items
     with server.runtime.sessions.begin() as session, pytest.raises(LookupError):
-        rotate_key(session, old_id, dt.timedelta(hours=1))
+        rotate_key(session, old_id, issue_key(), dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
 
 
 def test_new_catalog_version_becomes_current_and_old_stays(
@@ -390,11 +391,12 @@ def test_code_mappings_load_replace_and_reject(
         # Nothing of a rejected file is applied.
         assert catalog_store.institution_mappings(session, institution_id) == {"K-ONLY": ("LAB-K",)}
         with pytest.raises(Rejected) as everything:
-            catalog_store.load_code_mappings(
+            catalog_store.replace_code_mappings(
                 session,
                 "NO-SUCH-HOSPITAL",
-                "local_code,item_codes\nA,LAB-NOPE\n",
-                catalog_store.current_catalog(session),
+                read_code_mappings(
+                    "local_code,item_codes\nA,LAB-NOPE\n", catalog_store.current_catalog(session)
+                ),
             )
         assert [(v.field, v.reason) for v in everything.value.violations] == [
             ("institution", "UNKNOWN_INSTITUTION"),

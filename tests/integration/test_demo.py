@@ -8,8 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from mutualrec.client.demo import DemoError, run_demo
+from mutualrec.cli.demo import DemoError, run_demo
 from mutualrec.client.upload import auth_metadata
+from mutualrec.services.demo_region import DemoRegion
 from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc
 from tests.conftest import SAMPLES, RunningServer
 
@@ -21,10 +22,20 @@ def test_the_demo_recognizes_a_ct_and_a_lab_item_and_runs_again(
     data_dir = tmp_path / "data"
 
     first = run_demo(
-        server.channel, server.runtime.sessions, data_dir, SAMPLES, server.address, said.append
+        server.channel,
+        DemoRegion(server.runtime.sessions),
+        data_dir,
+        SAMPLES,
+        server.address,
+        said.append,
     )
     again = run_demo(
-        server.channel, server.runtime.sessions, data_dir, SAMPLES, server.address, said.append
+        server.channel,
+        DemoRegion(server.runtime.sessions),
+        data_dir,
+        SAMPLES,
+        server.address,
+        said.append,
     )
 
     out = "\n".join(said)
@@ -53,4 +64,4 @@ def test_the_demo_recognizes_a_ct_and_a_lab_item_and_runs_again(
 
 def test_no_server_is_said_plainly(server: RunningServer, tmp_path: Path) -> None:
     with grpc.insecure_channel("127.0.0.1:1") as nowhere, pytest.raises(DemoError, match="serve"):
-        run_demo(nowhere, server.runtime.sessions, tmp_path, SAMPLES, "127.0.0.1:1")
+        run_demo(nowhere, DemoRegion(server.runtime.sessions), tmp_path, SAMPLES, "127.0.0.1:1")

@@ -34,7 +34,6 @@ from mutualrec.client.upload import auth_metadata
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.access import ADMIN, REGULATOR
 from mutualrec.security.patient_tokens import mint_patient_token
-from mutualrec.storage.institutions import issue_role_key
 from mutualrec.storage.models import ShareLink
 from mutualrec.v1 import (
     common_pb2,
@@ -47,7 +46,15 @@ from mutualrec.v1 import (
     statistics_pb2,
     statistics_pb2_grpc,
 )
-from tests.conftest import REPO, SAMPLES, RunningServer, make_settings, s3_env, start_server
+from tests.conftest import (
+    REPO,
+    SAMPLES,
+    RunningServer,
+    make_settings,
+    new_key,
+    s3_env,
+    start_server,
+)
 from tests.helpers import (
     SERVICE_METHODS,
     bad_request,
@@ -154,8 +161,8 @@ def region(
             )
             assert response.counts.stored == study["instance_count"]
         with server.runtime.sessions.begin() as session:
-            admin_key = issue_role_key(session, ADMIN)
-            regulator_key = issue_role_key(session, REGULATOR)
+            admin_key = new_key(session, ADMIN)
+            regulator_key = new_key(session, REGULATOR)
         yield Region(server, manifest, keys, admin_key, regulator_key)
     finally:
         servers.close()
@@ -902,7 +909,7 @@ def test_thumbnails_and_downloads_work_on_the_s3_object_store(
         key = server.add_hospital(sample["institution_code"])
         upload(server.channel, key, [header_message(sample), *file_messages(study_files(sample))])
         with server.runtime.sessions.begin() as session:
-            admin_key = issue_role_key(session, ADMIN)
+            admin_key = new_key(session, ADMIN)
         region = Region(server, manifest, {}, admin_key, "")
         token = region.token(WANG)
         uid = sample["study_instance_uid"]

@@ -7,13 +7,11 @@ from __future__ import annotations
 import datetime as dt
 
 from mutualrec.security.access import REGULATOR
+from mutualrec.services.catalogs import Catalogs
 from mutualrec.statistics.periods import today
 from mutualrec.storage import statistics_index
-from mutualrec.storage.catalog_store import current_catalog
-from mutualrec.storage.institutions import issue_role_key
-from mutualrec.storage.policy_store import ensure_policy
 from mutualrec.v1 import recognition_pb2, statistics_pb2, statistics_pb2_grpc
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, new_key
 from tests.fhir_docs import bundle, observation, submit
 from tests.integration.test_recognition import ASKER, ISSUER, _check, _decide, _fhir_time, _setup
 
@@ -55,7 +53,7 @@ def test_own_results_are_counted_apart_in_every_grouping(server: RunningServer) 
         check = _check(server, key, "LAB-K")
         _decide(server, key, check.check_id, 0, decision=recognition_pb2.ACCEPTED)
     with server.runtime.sessions.begin() as session:
-        regulator = issue_role_key(session, REGULATOR)
+        regulator = new_key(session, REGULATOR)
     statistics_index.compact(server.runtime.engine)
 
     by_asker = _report(server, regulator, statistics_pb2.GROUP_BY_ASKING_INSTITUTION)
@@ -73,12 +71,9 @@ def test_own_results_are_counted_apart_in_every_grouping(server: RunningServer) 
     assert _figures(by_asker.totals) == (2, 2, "8.00", "1.0000", 1, 1, "4.00")
 
     # A region that reports only recognition between institutions.
-    with server.runtime.sessions.begin() as session:
-        ensure_policy(
-            session,
-            'version = "2027.9"\n[statistics]\nown_institution_counts = false\n',
-            current_catalog(session),
-        )
+    Catalogs(server.runtime.sessions).load_policy(
+        'version = "2027.9"\n[statistics]\nown_institution_counts = false\n'
+    )
     server.runtime.reference.invalidate()
 
     by_asker = _report(server, regulator, statistics_pb2.GROUP_BY_ASKING_INSTITUTION)

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from sqlalchemy import func, select, update
 
+from mutualrec.admin_files import read_prices
 from mutualrec.storage import catalog_store, recognition_index, statistics_index
 from mutualrec.storage.models import Decision, RecognitionCheck, StatTally
 from mutualrec.storage.recognition_index import DecisionRecord
@@ -370,7 +371,8 @@ def test_asking_institutions_price_list_sets_the_saving(server: RunningServer) -
     keys = _setup(server)
     with server.runtime.sessions.begin() as session:
         catalog = catalog_store.current_catalog(session)
-        catalog_store.load_prices(session, ASKER, "item_code,price_cny\nLAB-K,5.5\n", catalog)
+        prices = read_prices("item_code,price_cny\nLAB-K,5.5\n", catalog)
+        catalog_store.replace_prices(session, ASKER, prices)
     server.runtime.reference.invalidate()
     issued = _fhir_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     submit(server.channel, keys[ISSUER], bundle([observation("PR-1", issued=issued)]))

@@ -35,8 +35,7 @@ from mutualrec.client.upload import auth_metadata
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.access import ADMIN, REGULATOR
 from mutualrec.security.patient_tokens import mint_patient_token
-from mutualrec.storage.institutions import issue_role_key
-from tests.conftest import SAMPLES, RunningServer, make_settings, start_server
+from tests.conftest import SAMPLES, RunningServer, make_settings, new_key, start_server
 from tests.fhir_docs import LIS, PATIENT_ID, bundle, encode, observation
 from tests.helpers import (
     SERVICE_METHODS,
@@ -190,8 +189,8 @@ def fuzzed(
         study = manifest[CT]
         hospital = server.add_hospital(study["institution_code"])
         with server.runtime.sessions.begin() as session:
-            admin = issue_role_key(session, ADMIN)
-            regulator = issue_role_key(session, REGULATOR)
+            admin = new_key(session, ADMIN)
+            regulator = new_key(session, REGULATOR)
         settings_ = server.runtime.settings
         key = patient_key(
             parse_identity("RESIDENT_ID_CARD", PATIENT_ID), settings_.patient_key_secret

@@ -24,10 +24,9 @@ from mutualrec.security.access import REGULATOR
 from mutualrec.statistics.periods import Period, full_months, today
 from mutualrec.statistics.report import GroupBy
 from mutualrec.storage import statistics_index
-from mutualrec.storage.institutions import issue_role_key
 from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck, StatTallyMonth
 from mutualrec.v1 import recognition_pb2, statistics_pb2, statistics_pb2_grpc
-from tests.conftest import RunningServer, make_settings, start_server
+from tests.conftest import RunningServer, make_settings, new_key, start_server
 from tests.fhir_docs import OTHER_PATIENT_ID, bundle, observation, submit
 from tests.helpers import bad_request
 from tests.integration.test_recognition import (
@@ -45,7 +44,7 @@ SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 def _regulator(server: RunningServer) -> str:
     with server.runtime.sessions.begin() as session:
-        return issue_role_key(session, REGULATOR)
+        return new_key(session, REGULATOR)
 
 
 def _report(server: RunningServer, key: str, **fields: Any) -> statistics_pb2.SavingsReport:

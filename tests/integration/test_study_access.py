@@ -22,7 +22,6 @@ from mutualrec.client.upload import auth_metadata
 from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.security.access import ADMIN
 from mutualrec.storage import catalog_store
-from mutualrec.storage.institutions import issue_role_key
 from mutualrec.storage.models import RecognitionCheck
 from mutualrec.v1 import (
     common_pb2,
@@ -31,7 +30,7 @@ from mutualrec.v1 import (
     recognition_pb2,
     recognition_pb2_grpc,
 )
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, new_key
 from tests.helpers import chunk_messages, header_message, study_files, upload
 
 ZHANG = "50010319680315109X"
@@ -173,7 +172,7 @@ def test_a_check_opens_the_study_it_recognized_and_no_other_study_of_the_patient
 
     # The patient sees which hospital opened the study.
     with server.runtime.sessions.begin() as session:
-        admin_key = issue_role_key(session, ADMIN)
+        admin_key = new_key(session, ADMIN)
     token = (
         imaging_pb2_grpc.IdentityServiceStub(server.channel)
         .IssuePatientToken(

@@ -1,9 +1,10 @@
 """`mutualrec demo`: load a region that shows what mutual recognition does, into a running server.
 
 Administration (institutions, qualifications, keys) goes straight to the index named by the
-settings, as `mutualrec admin` does; everything else goes through the server like a hospital's
-systems would: the sample studies dated a few days ago, a LIS's lab results, two ordering-time
-checks with the doctors' decisions, and a hospital opening another's CT. All administration is
+settings, through the administration services as `mutualrec admin` does; everything else goes
+through the server like a hospital's systems would: the sample studies dated a few days ago, a
+LIS's lab results, two ordering-time checks with the doctors' decisions, and a hospital opening
+another's CT. All administration is
 done before the first call, so a server that has not cached reference data yet sees it at once.
 Its keys are written to ``$MUTUALREC_DATA_DIR/demo.env`` for the commands it suggests next.
 """
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.client.dates import region_today
 from mutualrec.client.demo_data import (
@@ -36,6 +36,7 @@ from mutualrec.client.fhir import submit_document
 from mutualrec.client.links import STUDY_PREFIX
 from mutualrec.client.recognition import check_order, check_report, record_decision
 from mutualrec.client.upload import auth_metadata, make_header, upload_study
+from mutualrec.services.demo_region import DemoHospital, DemoRegion
 from mutualrec.v1 import imaging_pb2, imaging_pb2_grpc, recognition_pb2
 
 # Who asks, about whom, for what; then what the doctor decides on the recognizable lines.
@@ -78,51 +79,6 @@ def default_samples() -> Path:
     if (here / "manifest.json").is_file():
         return here
     return Path(__file__).resolve().parents[2] / "dicom_samples"
-
-
-def _set_up_region(sessions: sessionmaker[Session], names: dict[str, str]) -> dict[str, str]:
-    """Institutions and qualifications (kept when present) and fresh keys; the keys by code
-    (and ``regulator``)."""
-    from mutualrec.storage import catalog_store
-    from mutualrec.storage.institutions import (
-        UnknownInstitution,
-        add_institution,
-        find_institution,
-        issue_institution_key,
-        issue_role_key,
-    )
-
-    keys: dict[str, str] = {}
-    with sessions.begin() as session:
-        catalog_store.ensure_packaged_catalog(session)
-        catalog = catalog_store.current_catalog(session)
-        held = {
-            (q.institution_code, q.category.value)
-            for q in catalog_store.qualifications(session)
-            if q.category is not None and q.valid_until is None
-        }
-        for hospital in HOSPITALS:
-            try:
-                find_institution(session, hospital.code)
-            except UnknownInstitution:
-                add_institution(
-                    session, hospital.code, names[hospital.code], hospital.district, hospital.level
-                )
-            for category in hospital.categories:
-                if (hospital.code, category) not in held:
-                    catalog_store.add_qualification(
-                        session,
-                        hospital.code,
-                        item_code=None,
-                        category=category,
-                        scope="city",
-                        valid_from=QUALIFIED_FROM,
-                        valid_until=None,
-                        catalog=catalog,
-                    )
-            keys[hospital.code] = issue_institution_key(session, hospital.code)
-        keys["regulator"] = issue_role_key(session, "regulator")
-    return keys
 
 
 def _upload_samples(
@@ -169,14 +125,14 @@ def _upload_samples(
 
 def run_demo(
     channel: grpc.Channel,
-    sessions: sessionmaker[Session],
+    region: DemoRegion,
     data_dir: Path,
     samples: Path,
     server: str,
     say: Callable[[str], None] = print,
     now: dt.datetime | None = None,
 ) -> DemoResult:
-    """Load the demo through ``channel`` (administration through ``sessions``)."""
+    """Load the demo through ``channel`` (administration through ``region``)."""
     manifest_path = samples / "manifest.json"
     if not manifest_path.is_file():
         raise DemoError(f"no sample studies at {samples}: give --samples DIR (dicom_samples/)")
@@ -191,7 +147,10 @@ def run_demo(
     today = region_today(now)
     names = {s["institution_code"]: s["institution_name_zh"] for s in manifest.values()}
     say("institutions, qualifications (city scope) and keys:")
-    keys = _set_up_region(sessions, names)
+    keys = region.set_up(
+        [DemoHospital(h.code, names[h.code], h.district, h.level, h.categories) for h in HOSPITALS],
+        QUALIFIED_FROM,
+    )
     for hospital in HOSPITALS:
         held = ", ".join(hospital.categories) or "no recognition qualification"
         say(f"  {hospital.code} {names[hospital.code]} ({hospital.level}): {held}")
