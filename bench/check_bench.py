@@ -80,10 +80,6 @@ SERVERS = {
 }
 CALL_TIMEOUT = 10.0
 ITEMS_PER_CALL = 5
-HOT_SQL = (
-    "SELECT item_code, kind, result_ref, version, status, report_time, institution_id, detail "
-    "FROM recognition_result WHERE patient_key = %s AND item_code = ANY(%s)"
-)
 
 
 def log(message: str) -> None:
@@ -405,14 +401,16 @@ def pick_patients(conn: Any, numbers: Sequence[str], secret: bytes) -> dict[str,
 
 
 def explain_plans(args: argparse.Namespace, patients: dict[str, dict[str, Any]]) -> list[dict]:
-    """EXPLAIN (ANALYZE, BUFFERS) of the hot read: the plain SQL and results_for's statement."""
+    """EXPLAIN (ANALYZE, BUFFERS) of the hot read: the server's SQL and results_for's statement."""
     import psycopg
+
+    from mutualrec.storage.recognition_index import RESULTS_SQL
 
     plans = []
     with psycopg.connect(host=args.pg_host, user=args.pg_user, dbname=args.database) as conn:
         for label, p in patients.items():
             rows = conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS) " + HOT_SQL, [p["patient_key"], p["items"]]
+                "EXPLAIN (ANALYZE, BUFFERS) " + RESULTS_SQL, [p["patient_key"], p["items"]]
             ).fetchall()
             plans.append(
                 {
@@ -420,7 +418,7 @@ def explain_plans(args: argparse.Namespace, patients: dict[str, dict[str, Any]])
                     "patient": label,
                     "patient_rows": p["rows"],
                     "items": p["items"],
-                    "sql": HOT_SQL,
+                    "sql": RESULTS_SQL,
                     "plan": "\n".join(r[0] for r in rows),
                 }
             )

@@ -43,11 +43,9 @@ from ingest_bench import free_port
 
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.storage.recognition_index import (
-    _CHECK_COLUMNS,
-    _LINE_COLUMNS,
-    _RECORD_CHECK_SQL,
-    _RESULTS_SQL,
-    _delta_arrays,
+    RECORD_CHECK_SQL,
+    RESULTS_SQL,
+    record_check_parameters,
 )
 from mutualrec.storage.statistics_index import DELTA_COLUMNS
 from mutualrec.v1 import recognition_pb2, recognition_pb2_grpc
@@ -118,11 +116,7 @@ def record_parameters(key: str, codes: Sequence[str]) -> list[Any]:
         {"group_by": group, "day": now.date(), "group_key": group_key, **counters}
         for group, group_key in DELTA_KEYS
     ]
-    return (
-        [check[c] for c in _CHECK_COLUMNS]
-        + [[line[c] for line in lines] for c in _LINE_COLUMNS]
-        + _delta_arrays(deltas)
-    )
+    return record_check_parameters(check, lines, deltas)
 
 
 class FloorCheck(recognition_pb2_grpc.RecognitionServiceServicer):  # type: ignore[misc]
@@ -155,17 +149,17 @@ class FloorCheck(recognition_pb2_grpc.RecognitionServiceServicer):  # type: igno
 
     def _statements(self, key: str, codes: Sequence[str]) -> None:
         with self._connection().cursor() as cursor:
-            cursor.execute(_RESULTS_SQL, (key, list(codes)), prepare=True)
+            cursor.execute(RESULTS_SQL, (key, list(codes)), prepare=True)
             cursor.fetchall()
-            cursor.execute(_RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
+            cursor.execute(RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
 
     async def _statements_async(self, key: str, codes: Sequence[str]) -> None:
         connection = await self.pool.get()
         try:
             async with connection.cursor() as cursor:
-                await cursor.execute(_RESULTS_SQL, (key, list(codes)), prepare=True)
+                await cursor.execute(RESULTS_SQL, (key, list(codes)), prepare=True)
                 await cursor.fetchall()
-                await cursor.execute(_RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
+                await cursor.execute(RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
         finally:
             self.pool.put_nowait(connection)
 
