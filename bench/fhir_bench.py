@@ -46,25 +46,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's directory is on sys.path, so the sibling benchmark imports.
-from ingest_bench import (
-    MIB,
+# Run as a script, this file's directory is on sys.path, so the harness and the sibling
+# benchmark (whose mutualrec server this one runs on PostgreSQL) import.
+from harness import (
+    REPO,
     START_TIMEOUT,
-    MutualrecServer,
-    Options,
     ProcessStats,
     RssSampler,
-    ServerProcess,
-    _self_cpu,
     check_snapshot,
-    cleanup,
     free_port,
     machine,
+    percentile,
+    postgres_version,
     process_tree_stats,
+    self_cpu,
     snapshot_code,
+    write_json,
 )
+from ingest_bench import MIB, MutualrecServer, Options, cleanup
 
-REPO = Path(__file__).resolve().parents[1]
 DATABASE = "mutualrec_fhir_bench"
 INSTITUTION = ("H500103001", "重庆市渝中区示范人民医院", "渝中区", "tertiary")
 CALL_TIMEOUT = 600.0
@@ -79,6 +79,8 @@ QUICK = {"observations": 2_000, "preload": 10_000, "segment": 4_000}
 class FhirBenchServer(MutualrecServer):
     """``mutualrec serve`` on PostgreSQL, on a fixed port, with the benchmark's institution."""
 
+    institution = INSTITUTION
+
     def __init__(self, options: Options, run_dir: Path, *, processes: int) -> None:
         super().__init__(options, run_dir, postgres=True, processes=processes)
         # ingest_bench numbers one database per run; this benchmark has one, under a fixed name.
@@ -87,62 +89,6 @@ class FhirBenchServer(MutualrecServer):
         options.databases.append(self.database)
         self.listen = f"127.0.0.1:{free_port()}"
         self.backend = "postgres" if processes == 1 else f"postgres-p{processes}"
-
-    def start(self) -> None:
-        """Fresh database and data directory, schema, institution and key, then ``serve``."""
-        self.run_dir.mkdir(parents=True)
-        self._fresh_database()
-        self._cli("db", "upgrade")
-        code, name, district, level = INSTITUTION
-        self._cli(
-            "admin",
-            "add-institution",
-            "--code",
-            code,
-            "--name",
-            name,
-            "--district",
-            district,
-            "--level",
-            level,
-        )
-        # issue-key prints the key alone on stdout (its warning goes to stderr).
-        self.api_key = self._cli("admin", "issue-key", "--institution", code).strip()
-        self.process = ServerProcess(
-            [sys.executable, "-m", "mutualrec.cli", "serve"],
-            self.run_dir / "server.log",
-            self._env(),
-            cwd=self.options.code_dir,
-        )
-        self.port = int(self.process.wait_for_line(self.LISTENING, START_TIMEOUT)[2])
-
-
-def postgres_cpu_seconds() -> dict[int, float]:
-    """User+system CPU seconds of every live PostgreSQL process, by pid.
-
-    The server's queries run in PostgreSQL backends that are not its children, so the index's
-    share of the work only shows here. Backends of other databases are included too.
-    """
-    import psutil
-
-    out: dict[int, float] = {}
-    for proc in psutil.process_iter(["name", "cpu_times"]):
-        with contextlib.suppress(psutil.Error):
-            if proc.info["name"] in {"postgres", "postmaster"} and proc.info["cpu_times"]:
-                times = proc.info["cpu_times"]
-                out[proc.pid] = times.user + times.system
-    return out
-
-
-def postgres_version(host: str, user: str) -> str:
-    """The PostgreSQL server's version string, or '' when it cannot be read."""
-    with contextlib.suppress(Exception):
-        import psycopg
-
-        with psycopg.connect(host=host, user=user, dbname="postgres", connect_timeout=10) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            return str(row[0]) if row else ""
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,11 +270,11 @@ def send_all(target: str, api_key: str, batch: Batch, clients: int) -> SendResul
         thread.start()
     with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait()
-    cpu0 = _self_cpu()
+    cpu0 = self_cpu()
     t0 = time.perf_counter()
     for thread in threads:
         thread.join()
-    cpu1 = _self_cpu()
+    cpu1 = self_cpu()
     seconds = max([*ends, t0]) - t0
     return SendResult(seconds, cpu1 - cpu0, latencies, outcomes, errors)
 
@@ -369,14 +315,6 @@ class PhaseResult:
     segments: list[dict[str, float]] = field(default_factory=list)
 
 
-def _percentile(values: list[float], q: int) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
 class Session:
     """The running server and what every timed run of the session shares."""
 
@@ -411,13 +349,13 @@ class Session:
                 self.seeds, part, bundle_size, self.args.bundle_type, self.args.report_centred
             )
             generate_s += time.perf_counter() - t_gen
-            pg_before = postgres_cpu_seconds()
+            pg_before = postgres_cpu()[0]
             sampler = RssSampler(pid)
             try:
                 sent = send_all(self.target, self.server.api_key, batch, self.args.clients)
             finally:
                 sampled_peak, _ = sampler.stop()
-            pg_after = postgres_cpu_seconds()
+            pg_after = postgres_cpu()[0]
             postgres_cpu += sum(t - pg_before.get(p, 0.0) for p, t in pg_after.items())
             peak_rss_kib = max(peak_rss_kib, sampled_peak)
             seconds += sent.seconds
@@ -461,7 +399,7 @@ class Session:
             seconds=round(seconds, 3),
             observations_per_s=round(created / seconds, 1) if seconds else 0.0,
             call_median_ms=round(statistics.median(latencies) * 1000, 1) if latencies else 0.0,
-            call_p99_ms=round(_percentile(latencies, 99) * 1000, 1),
+            call_p99_ms=round(percentile(latencies, 99) * 1000, 1),
             call_max_ms=round(max(latencies, default=0.0) * 1000, 1),
             server_cpu_s=round(user + system, 2),
             server_user_s=round(user, 2),
@@ -583,11 +521,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def _print_run(r: PhaseResult) -> None:
     print(
         f"  {r.phase:>9} bundle={r.bundle_size:<5} {r.observations_per_s:9.1f} obs/s "
@@ -681,7 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def save() -> None:
         table = markdown(results, header)
         if args.json:
-            _write_json(
+            write_json(
                 args.json,
                 {
                     "command": [Path(sys.executable).name, "bench/fhir_bench.py", *argv],

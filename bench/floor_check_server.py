@@ -26,11 +26,9 @@ import concurrent.futures
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -38,8 +36,8 @@ from typing import Any
 import grpc
 import psycopg
 
-# Run as a script, this file's directory is on sys.path, so the sibling benchmarks import.
-from ingest_bench import free_port
+# Run as a script, this file's directory is on sys.path, so the shared harness imports.
+from harness import free_port, wait_listening
 
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.storage.recognition_index import (
@@ -195,19 +193,6 @@ async def serve(args: argparse.Namespace, port: int) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.stop(1)
-
-
-def wait_listening(port: int, timeout: float = 30.0) -> None:
-    """Return once something accepts connections on ``port`` (a worker has bound it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def main() -> int:
