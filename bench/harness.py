@@ -32,7 +32,7 @@ from typing import Any, TextIO, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / "bench"
-# Where result files go (RESULTS-<bench>[-<variant>].json), cited by docs/benchmarks.md.
+# Where result files go (<bench>[-<variant>].json), cited by docs/benchmarks.md.
 RESULTS_DIR = BENCH_DIR / "results"
 VENV_BIN = REPO / ".venv" / "bin"
 START_TIMEOUT = 60.0

@@ -51,17 +51,17 @@ mutualrec runs from a private copy of the package (the working tree by default, 
 archive`` of ``--ref``), so edits made while a benchmark runs do not affect it.
 
     .venv/bin/python bench/imaging_bench.py generate --ref 8378e8a \\
-        --database mutualrec_bench_imaging_20k --studies 20000 --json bench/RESULTS-imaging.json
+        --database mutualrec_bench_imaging_20k --studies 20000 --json bench/results/imaging.json
     .venv/bin/python bench/imaging_bench.py generate --ref 8378e8a \\
-        --database mutualrec_bench_imaging_1m --studies 1000000 --json bench/RESULTS-imaging.json
+        --database mutualrec_bench_imaging_1m --studies 1000000 --json bench/results/imaging.json
     .venv/bin/python bench/imaging_bench.py list --ref 8378e8a \\
         --database mutualrec_bench_imaging_20k mutualrec_bench_imaging_1m --rounds 2 \\
-        --calls 2000 --warmup 200 --concurrent-calls 2000 --json bench/RESULTS-imaging.json
+        --calls 2000 --warmup 200 --concurrent-calls 2000 --json bench/results/imaging.json
     .venv/bin/python bench/imaging_bench.py orthanc --sizes 20 1000 5000 20000 50000 \\
-        --json bench/RESULTS-imaging.json
+        --json bench/results/imaging.json
     .venv/bin/python bench/imaging_bench.py thumbnail --ref 8378e8a --studies 5 \\
-        --json bench/RESULTS-imaging.json
-    .venv/bin/python bench/imaging_bench.py report bench/RESULTS-imaging.json
+        --json bench/results/imaging.json
+    .venv/bin/python bench/imaging_bench.py report bench/results/imaging.json
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ section per subcommand), with the machine, PostgreSQL version, git commit and da
     .venv/bin/python bench/statistics_bench.py generate --database mutualrec_bench_stats \\
         --decisions 10000000
     .venv/bin/python bench/statistics_bench.py all --database mutualrec_bench_stats \\
-        --json bench/RESULTS-statistics.json
+        --json bench/results/statistics.json
 """
 
 from __future__ import annotations
