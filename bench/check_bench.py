@@ -61,6 +61,7 @@ from harness import (
     RssSampler,
     ServerProcess,
     check_snapshot,
+    client_env,
     database_url,
     extra_env,
     free_port,
@@ -574,11 +575,9 @@ def run_rate(
     }
     config_path = run_dir / f"client-{rate:g}.config.json"
     config_path.write_text(json.dumps(config), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(Path(__file__).resolve().parent)])
     client = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--client-config", str(config_path)],
-        env=env,
+        env=client_env(code_dir),
         cwd=code_dir,
         stdout=subprocess.PIPE,
         text=True,

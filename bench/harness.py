@@ -208,6 +208,14 @@ def mutualrec_env(code_dir: Path, **settings: str) -> dict[str, str]:
     return env
 
 
+def client_env(code_dir: Path) -> dict[str, str]:
+    """The environment of a client process a benchmark starts: no MUTUALREC_* settings, the
+    snapshot (its generated stubs, its client code) and the bench scripts importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(BENCH_DIR)])
+    return env
+
+
 def extra_env(env: dict[str, str], items: Iterable[str]) -> dict[str, str]:
     """``env`` with ``--mutualrec-env NAME=VALUE`` items added."""
     for item in items:

@@ -93,13 +93,14 @@ import harness
 import numpy as np
 from city_gen import Inst, copy_text, make_institutions, make_resident_ids, result_columns
 from harness import (
-    BENCH_DIR,
     REPO,
     START_TIMEOUT,
     Profiler,
     ServerProcess,
     check_snapshot,
+    client_env,
     enter_netns,
+    extra_env,
     free_port,
     git_head,
     import_snapshot,
@@ -110,6 +111,7 @@ from harness import (
     machine,
     mutualrec_env,
     percentile,
+    postgres_cpu,
     process_tree_stats,
     read_json,
     run_cli,
@@ -1204,16 +1206,13 @@ def list_round(
     args: argparse.Namespace, target_db: ListTarget, code_dir: Path, run_dir: Path, label: str
 ) -> dict[str, Any]:
     """One server on ``target_db`` and one client process through every scenario."""
-    from check_bench import postgres_cpu
-
     manifest = target_db.manifest
     bench_keys = [p["patient_key"] for p in manifest["bench"]]
     typical_keys = [p["patient_key"] for p in manifest["typical"]]
     secret = manifest["secret"]
-    env = server_env(args, code_dir, run_dir, target_db.database, secret)
-    for item in args.mutualrec_env:
-        name, _, value = item.partition("=")
-        env[name] = value
+    env = extra_env(
+        server_env(args, code_dir, run_dir, target_db.database, secret), args.mutualrec_env
+    )
     server, target = start_server(env, code_dir, run_dir / f"server-{label}.log")
     client: subprocess.Popen[str] | None = None
     profiler: Profiler | None = None
@@ -1236,8 +1235,6 @@ def list_round(
         }
         config_path = run_dir / f"client-{label}.config.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
-        client_env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-        client_env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(BENCH_DIR)])
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
             profiler = Profiler(
@@ -1245,7 +1242,7 @@ def list_round(
             )
         client = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "list-client", str(config_path)],
-            env=client_env,
+            env=client_env(code_dir),
             cwd=code_dir,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

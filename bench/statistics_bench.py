@@ -94,6 +94,7 @@ from harness import (
     Phases,
     ServerProcess,
     check_snapshot,
+    client_env,
     database_url,
     extra_env,
     free_port,
@@ -1425,8 +1426,7 @@ def run_decisions(
     regulator = server.cli("admin", "issue-key", "--role", "regulator")
     log(f"decisions by {asker} on results of {issuer}, {per_phase} per phase")
     out: dict[str, Any] = {"asker": asker, "issuer": issuer, "phases": []}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(server.code_dir), str(Path(__file__).parent)])
+    env = client_env(server.code_dir)
     for n_phase, (phase, callers, specs) in enumerate(phases):
         start = checks_per_phase * n_phase
         t0 = time.perf_counter()
