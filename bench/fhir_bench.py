@@ -57,6 +57,7 @@ from harness import (
     free_port,
     machine,
     percentile,
+    postgres_cpu,
     postgres_version,
     process_tree_stats,
     self_cpu,
@@ -336,7 +337,7 @@ class Session:
         totals = collections.Counter[str]()
         latencies: list[float] = []
         errors: list[str] = []
-        seconds = client_cpu = generate_s = postgres_cpu = 0.0
+        seconds = client_cpu = generate_s = pg_cpu_s = 0.0
         body_bytes = calls = 0
         peak_rss_kib = 0
         segments: list[dict[str, float]] = []
@@ -356,7 +357,7 @@ class Session:
             finally:
                 sampled_peak, _ = sampler.stop()
             pg_after = postgres_cpu()[0]
-            postgres_cpu += sum(t - pg_before.get(p, 0.0) for p, t in pg_after.items())
+            pg_cpu_s += sum(t - pg_before.get(p, 0.0) for p, t in pg_after.items())
             peak_rss_kib = max(peak_rss_kib, sampled_peak)
             seconds += sent.seconds
             client_cpu += sent.client_cpu_s
@@ -406,7 +407,7 @@ class Session:
             server_sys_s=round(system, 2),
             server_peak_rss_mib=round(peak_rss_kib / 1024, 1),
             server_vmhwm_mib=round(end.peak_rss_kib / 1024, 1),
-            postgres_cpu_s=round(postgres_cpu, 2),
+            postgres_cpu_s=round(pg_cpu_s, 2),
             client_cpu_s=round(client_cpu, 2),
             generate_s=round(generate_s, 2),
             created=created,
