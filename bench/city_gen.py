@@ -48,7 +48,16 @@ from typing import Any
 import numpy as np
 
 # Run as a script, this file's directory is on sys.path, so the shared harness imports.
-from harness import REPO, Phases, database_url, log, mutualrec_env, run_cli, table_columns
+from harness import (
+    REPO,
+    Phases,
+    database_url,
+    log,
+    mutualrec_env,
+    recreate_database,
+    run_cli,
+    table_columns,
+)
 
 DEFAULT_SECRET = "mutualrec-bench-city-secret-0123456789abcdef"
 DEFAULT_PG_HOST = "/var/run/postgresql"
@@ -201,8 +210,7 @@ def fresh_database(name: str, host: str, user: str, keep_existing: bool) -> bool
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if exists and keep_existing:
             return False
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        recreate_database(conn, name)
     return True
 
 

@@ -533,6 +533,18 @@ def database_url(name: str, host: str, user: str, port: int | None = None) -> st
     return f"postgresql+psycopg://{user}@{host}{f':{port}' if port else ''}/{name}"
 
 
+def recreate_database(conn: Any, name: str) -> None:
+    """Drop database ``name`` (closing its sessions) and create it empty; ``conn`` is an
+    autocommit connection to another database of the server."""
+    drop_database(conn, name)
+    conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(conn: Any, name: str) -> None:
+    """Drop database ``name`` if it exists, closing its sessions."""
+    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def postgres_cpu(database: str | None = None) -> tuple[dict[int, float], set[int]]:
     """CPU seconds of every PostgreSQL process by pid, and the pids serving ``database``.
 

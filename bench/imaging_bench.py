@@ -232,15 +232,14 @@ def fresh_database(args: argparse.Namespace, name: str) -> None:
     """Drop and create ``name``."""
     check_database_name(name)
     with pg_connect(args, args.pg_maintenance_db) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        harness.recreate_database(conn, name)
 
 
 def drop_database(args: argparse.Namespace, name: str) -> None:
     """Drop ``name`` if it exists."""
     check_database_name(name)
     with pg_connect(args, args.pg_maintenance_db) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        harness.drop_database(conn, name)
 
 
 def server_env(

@@ -59,6 +59,7 @@ from harness import (
     ServerProcess,
     check_snapshot,
     database_url,
+    drop_database,
     enter_netns,
     free_port,
     import_snapshot,
@@ -66,6 +67,7 @@ from harness import (
     machine,
     mutualrec_env,
     process_tree_stats,
+    recreate_database,
     run_cli,
     self_cpu,
     serve,
@@ -373,8 +375,7 @@ class MutualrecServer(Server):
         with psycopg.connect(
             host=opts.pg_socket_dir, user=opts.pg_user, dbname="postgres", autocommit=True
         ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{self.database}"')
+            recreate_database(conn, self.database)
 
     def _cli(self, *args: str) -> str:
         return run_cli(self._env(), self.options.code_dir, *args, timeout=START_TIMEOUT)
@@ -667,7 +668,7 @@ def cleanup(options: Options) -> None:
             host=options.pg_socket_dir, user=options.pg_user, dbname="postgres", autocommit=True
         ) as conn:
             for name in options.databases:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_database(conn, name)
         options.databases.clear()
 
 

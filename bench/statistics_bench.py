@@ -108,6 +108,7 @@ from harness import (
     postgres_cpu,
     process_tree_stats,
     read_json,
+    recreate_database,
     run_cli,
     serve,
     snapshot_code,
@@ -758,8 +759,7 @@ def build_tallies(conn: Any, categories: dict[str, str], phases: Phases) -> None
 def fresh_db(args: argparse.Namespace) -> None:
     """Drop and create the benchmark database (connecting to the maintenance database)."""
     with connect(args, dbname=args.maintenance_db) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{args.database}"')
+        recreate_database(conn, args.database)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
