@@ -22,7 +22,7 @@ a typical number of rows, one busy), both the plain SQL and the statement that
 during the load ``pg_stat_activity`` is sampled to show which statements the server is busy in.
 
 mutualrec runs from a private copy of the package (``git archive`` of ``--ref``, default HEAD, or
-the working tree with ``--worktree``), like bench/ingest_bench.py, whose helpers this reuses.
+the working tree with ``--worktree``), as every benchmark here does (bench/harness.py).
 
     .venv/bin/python bench/city_gen.py --database mutualrec_city_small \\
         --results 100000 --patients 10000

@@ -20,7 +20,8 @@ per-call median and p99 latency, server CPU (the server process and its workers)
 peak RSS (sampled during the phase, and VmHWM since start), PostgreSQL CPU, and client CPU.
 
 mutualrec runs from a private copy of the package (``git archive`` of ``--ref``, default HEAD, or
-the working tree with ``--worktree``), like bench/ingest_bench.py, whose helpers this reuses.
+the working tree with ``--worktree``), as every benchmark here does (bench/harness.py); the
+server is bench/ingest_bench.py's, on PostgreSQL.
 
     .venv/bin/python bench/fhir_bench.py --bundle-sizes 100 1000 --clients 4 \\
         --observations 50000 --preload 1000000 --json /tmp/fhir.json
