@@ -57,6 +57,9 @@ class IndexedResult:
 
 # The columns a check reads: IndexedResult's fields, in order (its rows are built positionally).
 _RESULT_COLUMNS = tuple(field.name for field in fields(IndexedResult))
+_RESULTS_SELECT = select(
+    *(cast(Table, RecognitionResult.__table__).c[name] for name in _RESULT_COLUMNS)
+)
 
 # The columns an upsert writes (the table's, less its id), the unique key it meets on a re-index,
 # and the columns it refreshes there.
@@ -134,9 +137,8 @@ def results_for(
     codes = sorted(set(item_codes))
     if not codes:
         return []
-    table = cast(Table, RecognitionResult.__table__)
     rows = session.execute(
-        select(*(table.c[name] for name in _RESULT_COLUMNS)).where(
+        _RESULTS_SELECT.where(
             RecognitionResult.patient_key == patient_key,
             RecognitionResult.item_code.in_(codes),
         )
