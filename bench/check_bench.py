@@ -62,7 +62,9 @@ from harness import (
     ServerProcess,
     check_snapshot,
     client_env,
+    code_options,
     database_url,
+    env_option,
     extra_env,
     free_port,
     import_snapshot,
@@ -708,23 +710,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="code snapshot, server data directory and logs",
     )
     p.add_argument("--json", type=Path, metavar="OUT", help="write every result here")
-    p.add_argument(
-        "--mutualrec-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment of the server, e.g. MUTUALREC_BLOCKING_WORKERS=16",
-    )
+    env_option(p, "MUTUALREC_BLOCKING_WORKERS=16")
     p.add_argument("--skip-explain", action="store_true", help="no EXPLAIN before the load")
-    p.add_argument("--ref", default="HEAD", help="git ref of the mutualrec code to benchmark")
-    p.add_argument(
-        "--worktree",
-        action="store_true",
-        help="benchmark the working tree's mutualrec package instead of --ref",
-    )
+    code_options(p)
     args = p.parse_args(argv)
-    if any("=" not in item for item in args.mutualrec_env):
-        p.error("--mutualrec-env takes NAME=VALUE")
     if args.processes < 1 or args.channels < 1 or args.duration <= 0 or args.warmup < 0:
         p.error("--processes, --channels, --duration must be positive, --warmup not negative")
     args.rates = args.rates or [args.rate]

@@ -55,6 +55,8 @@ from harness import (
     ProcessStats,
     RssSampler,
     check_snapshot,
+    code_options,
+    env_option,
     free_port,
     machine,
     percentile,
@@ -494,27 +496,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, metavar="OUT", help="write every result here")
     p.add_argument("--keep", action="store_true", help="keep the data directory and database")
     p.add_argument("--no-fsync", action="store_true", help="diagnostic: MUTUALREC_FS_FSYNC=false")
-    p.add_argument(
-        "--mutualrec-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment of the server, e.g. MUTUALREC_BLOCKING_WORKERS=16",
-    )
-    p.add_argument("--ref", default="HEAD", help="git ref of the mutualrec code to benchmark")
-    p.add_argument(
-        "--worktree",
-        action="store_true",
-        help="benchmark the working tree's mutualrec package instead of --ref",
-    )
+    env_option(p, "MUTUALREC_BLOCKING_WORKERS=16")
+    code_options(p)
     args = p.parse_args(argv)
     if args.warmup_calls is None:
         args.warmup_calls = args.clients
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
-    if any("=" not in item for item in args.mutualrec_env):
-        p.error("--mutualrec-env takes NAME=VALUE")
     sizes = [*args.bundle_sizes, args.preload_bundle_size, args.segment]
     if min(sizes) < 1 or args.clients < 1 or args.observations < 1 or args.processes < 1:
         p.error("bundle sizes, --segment, --clients, --observations, --processes must be positive")

@@ -10,6 +10,7 @@ package first on ``sys.path`` before anything imports it.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import json
@@ -214,6 +215,39 @@ def client_env(code_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
     env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(BENCH_DIR)])
     return env
+
+
+def code_options(parser: argparse.ArgumentParser) -> None:
+    """``--ref`` and ``--worktree``: which mutualrec code runs (see :func:`snapshot_code`)."""
+    parser.add_argument(
+        "--ref",
+        default="HEAD",
+        help="git ref of the mutualrec code to benchmark (default: HEAD, as committed)",
+    )
+    parser.add_argument(
+        "--worktree",
+        action="store_true",
+        help="benchmark the working tree's mutualrec package instead of --ref "
+        "(uncommitted edits included, others' too)",
+    )
+
+
+def env_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--mutualrec-env NAME=VALUE`` (repeatable): extra environment of the servers."""
+    parser.add_argument(
+        "--mutualrec-env",
+        action="append",
+        default=[],
+        type=_env_item,
+        metavar="NAME=VALUE",
+        help=f"extra environment of the servers, e.g. {example}",
+    )
+
+
+def _env_item(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError("takes NAME=VALUE")
+    return text
 
 
 def extra_env(env: dict[str, str], items: Iterable[str]) -> dict[str, str]:

@@ -100,6 +100,7 @@ from harness import (
     check_snapshot,
     client_env,
     enter_netns,
+    env_option,
     extra_env,
     free_port,
     git_head,
@@ -2197,9 +2198,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     li.add_argument("--keep", action="store_true", help="keep the run directory")
     quiet_options(li)
-    li.add_argument(
-        "--mutualrec-env", action="append", default=[], metavar="NAME=VALUE", help="server env"
-    )
+    env_option(li, "MUTUALREC_PROCESSES=2")
 
     o = sub.add_parser("orthanc", help="Orthanc's /tools/find by PatientID at several sizes")
     common(o, postgres=False)

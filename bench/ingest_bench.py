@@ -58,9 +58,11 @@ from harness import (
     RssSampler,
     ServerProcess,
     check_snapshot,
+    code_options,
     database_url,
     drop_database,
     enter_netns,
+    env_option,
     free_port,
     import_snapshot,
     loopback_only,
@@ -918,34 +920,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--keep", action="store_true", help="keep the servers' data directories and databases"
     )
-    p.add_argument(
-        "--mutualrec-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="diagnostic: extra environment of the mutualrec servers, e.g. MALLOC_ARENA_MAX=2",
-    )
+    env_option(p, "MALLOC_ARENA_MAX=2 (diagnostic)")
     p.add_argument(
         "--no-fsync",
         action="store_true",
         help="diagnostic: MUTUALREC_FS_FSYNC=false and Orthanc SyncStorageArea=false",
     )
-    p.add_argument(
-        "--ref",
-        default="HEAD",
-        help="git ref of the mutualrec code to benchmark (default: HEAD, as committed)",
-    )
-    p.add_argument(
-        "--worktree",
-        action="store_true",
-        help="benchmark the working tree's mutualrec package instead of --ref",
-    )
+    code_options(p)
     p.add_argument(
         "--no-netns", action="store_true", help="do not enter a loopback-only network namespace"
     )
     args = p.parse_args(argv)
-    if any("=" not in item for item in args.mutualrec_env):
-        p.error("--mutualrec-env takes NAME=VALUE")
     if args.files < 1 or args.runs < 1 or min(args.streams) < 1 or min(args.processes) < 1:
         p.error("--files, --runs, --streams and --processes must be positive")
     return args

@@ -95,7 +95,9 @@ from harness import (
     ServerProcess,
     check_snapshot,
     client_env,
+    code_options,
     database_url,
+    env_option,
     extra_env,
     free_port,
     git_head,
@@ -1651,19 +1653,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     def server_options(sp: argparse.ArgumentParser) -> None:
         common(sp)
         sp.add_argument("--secret", default=DEFAULT_SECRET, help="MUTUALREC_PATIENT_KEY_SECRET")
-        sp.add_argument(
-            "--mutualrec-env",
-            action="append",
-            default=[],
-            metavar="NAME=VALUE",
-            help="extra environment of the server, e.g. MUTUALREC_PROCESSES=2",
-        )
-        sp.add_argument("--ref", default="HEAD", help="git ref of the mutualrec code to run")
-        sp.add_argument(
-            "--worktree",
-            action="store_true",
-            help="run the working tree's mutualrec package (with others' uncommitted edits)",
-        )
+        env_option(sp, "MUTUALREC_PROCESSES=2")
+        code_options(sp)
 
     def report_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
@@ -1710,8 +1701,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             Case.parse(spec)
         except argparse.ArgumentTypeError as exc:
             p.error(str(exc))
-    if any("=" not in item for item in getattr(args, "mutualrec_env", [])):
-        p.error("--mutualrec-env takes NAME=VALUE")
     if len(getattr(args, "secret", "x" * 32)) < 32:
         p.error("--secret must be at least 32 characters (the server requires it)")
     return args
