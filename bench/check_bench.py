@@ -22,7 +22,7 @@ a typical number of rows, one busy), both the plain SQL and the statement that
 during the load ``pg_stat_activity`` is sampled to show which statements the server is busy in.
 
 mutualrec runs from a private copy of the package (``git archive`` of ``--ref``, default HEAD, or
-the working tree with ``--worktree``), like bench/ingest_bench.py, whose helpers this reuses.
+the working tree with ``--worktree``), as every benchmark here does (bench/harness.py).
 
     .venv/bin/python bench/city_gen.py --database mutualrec_city_small \\
         --results 100000 --patients 10000
@@ -54,20 +54,34 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's directory is on sys.path, so the sibling benchmarks import.
-from ingest_bench import (
+# Run as a script, this file's directory is on sys.path, so the shared harness imports.
+from harness import (
+    MUTUALREC_CLI,
     START_TIMEOUT,
     RssSampler,
     ServerProcess,
-    _self_cpu,
     check_snapshot,
+    client_env,
+    code_options,
+    database_url,
+    env_option,
+    extra_env,
     free_port,
+    import_snapshot,
+    last_line,
+    log,
     machine,
+    mutualrec_env,
+    percentile,
+    postgres_cpu,
+    postgres_version,
     process_tree_stats,
+    run_cli,
+    self_cpu,
     snapshot_code,
+    write_json,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SECRET = "mutualrec-bench-city-secret-0123456789abcdef"
 LISTENING = re.compile(r"(?:mutualrec|floor check) listening on (\S+):(\d+)")
 FLOOR_SERVER = Path(__file__).resolve().parent / "floor_check_server.py"
@@ -80,25 +94,6 @@ SERVERS = {
 }
 CALL_TIMEOUT = 10.0
 ITEMS_PER_CALL = 5
-HOT_SQL = (
-    "SELECT item_code, kind, result_ref, version, status, report_time, institution_id, detail "
-    "FROM recognition_result WHERE patient_key = %s AND item_code = ANY(%s)"
-)
-
-
-def log(message: str) -> None:
-    """Progress on stderr, with the time."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +214,7 @@ async def _drive(config: dict[str, Any]) -> dict[str, Any]:
         now = loop.time()
         if not measuring and now >= measure_from:
             measuring = True
-            cpu_start = _self_cpu()
+            cpu_start = self_cpu()
             print("MEASURE_START", flush=True)
         due = t0 + i / rate
         if due > now:
@@ -239,7 +234,7 @@ async def _drive(config: dict[str, Any]) -> dict[str, Any]:
         await asyncio.wait(set(tasks), timeout=CALL_TIMEOUT + 5)
     end = max(last_done[0], sent_until)
     print("MEASURE_END", flush=True)
-    cpu_end = _self_cpu()
+    cpu_end = self_cpu()
     for channel in channels:
         await channel.close()
     window = max(end - measure_from, 1e-9)
@@ -252,15 +247,15 @@ async def _drive(config: dict[str, Any]) -> dict[str, Any]:
         "sending_lag_s": round(max(0.0, sent_until - (t0 + total_calls / rate)), 3),
         "achieved_rate": round(statuses.get("OK", 0) / window, 1),
         "latency_ms": {
-            "median": round(1000 * _percentile(latencies, 50), 2),
-            "p90": round(1000 * _percentile(latencies, 90), 2),
-            "p99": round(1000 * _percentile(latencies, 99), 2),
+            "median": round(1000 * percentile(latencies, 50), 2),
+            "p90": round(1000 * percentile(latencies, 90), 2),
+            "p99": round(1000 * percentile(latencies, 99), 2),
             "max": round(1000 * max(latencies, default=0.0), 2),
             "mean": round(1000 * statistics.fmean(latencies), 2) if latencies else 0.0,
         },
         "service_latency_ms": {
-            "median": round(1000 * _percentile(service, 50), 2),
-            "p99": round(1000 * _percentile(service, 99), 2),
+            "median": round(1000 * percentile(service, 50), 2),
+            "p99": round(1000 * percentile(service, 99), 2),
         },
         "statuses": dict(statuses),
         "errors": {k: v for k, v in statuses.items() if k != "OK"},
@@ -284,38 +279,27 @@ def client_main(config_path: Path) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def database_url(name: str, host: str, user: str) -> str:
-    """The SQLAlchemy URL the server uses for ``name``."""
-    if host.startswith("/"):
-        return f"postgresql+psycopg://{user}@/{name}?host={host}"
-    return f"postgresql+psycopg://{user}@{host}/{name}"
-
-
 def server_env(
     args: argparse.Namespace, code_dir: Path, run_dir: Path, listen: str
 ) -> dict[str, str]:
     """Environment of the server and of the admin commands."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env["PYTHONPATH"] = str(code_dir)
-    env["MUTUALREC_DATA_DIR"] = str(run_dir / "data")
-    env["MUTUALREC_LISTEN"] = listen
-    env["MUTUALREC_DATABASE_URL"] = database_url(args.database, args.pg_host, args.pg_user)
-    env["MUTUALREC_PATIENT_KEY_SECRET"] = args.secret
-    env["MUTUALREC_AUTO_MIGRATE"] = "false"
-    # The benchmark measures the service, not its per-credential rate limit.
-    env["MUTUALREC_RATE_LIMIT"] = "0"
+    env = mutualrec_env(
+        code_dir,
+        data_dir=str(run_dir / "data"),
+        listen=listen,
+        database_url=database_url(args.database, args.pg_host, args.pg_user),
+        patient_key_secret=args.secret,
+        auto_migrate="false",
+    )
     if args.processes > 1:
         env["MUTUALREC_PROCESSES"] = str(args.processes)
-    for item in args.mutualrec_env:
-        name, _, value = item.partition("=")
-        env[name] = value
-    return env
+    return extra_env(env, args.mutualrec_env)
 
 
 def server_argv(args: argparse.Namespace) -> list[str]:
     """The command of the server under load: ``mutualrec serve`` or the floor server."""
     if args.server == "mutualrec":
-        return [sys.executable, "-m", "mutualrec.cli", "serve"]
+        return [sys.executable, *MUTUALREC_CLI, "serve"]
     conninfo = f"host={args.pg_host} user={args.pg_user} dbname={args.database}"
     return [
         sys.executable,
@@ -332,18 +316,10 @@ def server_argv(args: argparse.Namespace) -> list[str]:
 
 def issue_key(env: dict[str, str], code_dir: Path, institution: str) -> str:
     """``mutualrec admin issue-key --institution CODE``: the token it prints (once)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mutualrec.cli", "admin", "issue-key", "--institution", institution],
-        env=env,
-        cwd=code_dir,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT,
-        check=False,
+    output = run_cli(
+        env, code_dir, "admin", "issue-key", "--institution", institution, timeout=START_TIMEOUT
     )
-    if result.returncode != 0:
-        raise SystemExit(f"mutualrec admin issue-key failed:\n{result.stdout}{result.stderr}")
-    return result.stdout.strip().splitlines()[-1].strip()
+    return last_line(output)
 
 
 def probe(target: str, api_key: str, number: str) -> tuple[str, str]:
@@ -405,14 +381,19 @@ def pick_patients(conn: Any, numbers: Sequence[str], secret: bytes) -> dict[str,
 
 
 def explain_plans(args: argparse.Namespace, patients: dict[str, dict[str, Any]]) -> list[dict]:
-    """EXPLAIN (ANALYZE, BUFFERS) of the hot read: the plain SQL and results_for's statement."""
+    """EXPLAIN (ANALYZE, BUFFERS) of the hot read: the server's SQL and results_for's statement."""
     import psycopg
+
+    try:
+        from mutualrec.storage.recognition_index import RESULTS_SQL
+    except ImportError:  # --ref before the statement was public: results_for's plan only
+        return _explain_results_for(args, patients)
 
     plans = []
     with psycopg.connect(host=args.pg_host, user=args.pg_user, dbname=args.database) as conn:
         for label, p in patients.items():
             rows = conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS) " + HOT_SQL, [p["patient_key"], p["items"]]
+                "EXPLAIN (ANALYZE, BUFFERS) " + RESULTS_SQL, [p["patient_key"], p["items"]]
             ).fetchall()
             plans.append(
                 {
@@ -420,7 +401,7 @@ def explain_plans(args: argparse.Namespace, patients: dict[str, dict[str, Any]])
                     "patient": label,
                     "patient_rows": p["rows"],
                     "items": p["items"],
-                    "sql": HOT_SQL,
+                    "sql": RESULTS_SQL,
                     "plan": "\n".join(r[0] for r in rows),
                 }
             )
@@ -536,23 +517,6 @@ class ActivitySampler:
         }
 
 
-def postgres_cpu(database: str) -> tuple[dict[int, float], set[int]]:
-    """CPU seconds of every PostgreSQL process by pid, and the pids serving ``database``."""
-    import psutil
-
-    cpu: dict[int, float] = {}
-    ours: set[int] = set()
-    for proc in psutil.process_iter(["name", "cpu_times", "cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if proc.info["name"] in {"postgres", "postmaster"} and proc.info["cpu_times"]:
-                times = proc.info["cpu_times"]
-                cpu[proc.pid] = times.user + times.system
-                cmd = " ".join(proc.info["cmdline"] or [])
-                if f" {database} " in f" {cmd} ":
-                    ours.add(proc.pid)
-    return cpu, ours
-
-
 # ---------------------------------------------------------------------------------------------
 # Runs and report
 # ---------------------------------------------------------------------------------------------
@@ -613,11 +577,9 @@ def run_rate(
     }
     config_path = run_dir / f"client-{rate:g}.config.json"
     config_path.write_text(json.dumps(config), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(Path(__file__).resolve().parent)])
     client = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--client-config", str(config_path)],
-        env=env,
+        env=client_env(code_dir),
         cwd=code_dir,
         stdout=subprocess.PIPE,
         text=True,
@@ -748,23 +710,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="code snapshot, server data directory and logs",
     )
     p.add_argument("--json", type=Path, metavar="OUT", help="write every result here")
-    p.add_argument(
-        "--mutualrec-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment of the server, e.g. MUTUALREC_BLOCKING_WORKERS=16",
-    )
+    env_option(p, "MUTUALREC_BLOCKING_WORKERS=16")
     p.add_argument("--skip-explain", action="store_true", help="no EXPLAIN before the load")
-    p.add_argument("--ref", default="HEAD", help="git ref of the mutualrec code to benchmark")
-    p.add_argument(
-        "--worktree",
-        action="store_true",
-        help="benchmark the working tree's mutualrec package instead of --ref",
-    )
+    code_options(p)
     args = p.parse_args(argv)
-    if any("=" not in item for item in args.mutualrec_env):
-        p.error("--mutualrec-env takes NAME=VALUE")
     if args.processes < 1 or args.channels < 1 or args.duration <= 0 or args.warmup < 0:
         p.error("--processes, --channels, --duration must be positive, --warmup not negative")
     args.rates = args.rates or [args.rate]
@@ -792,11 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (scratch / "runs").mkdir(parents=True, exist_ok=True)
     code_dir, code = snapshot_code(scratch, None if args.worktree else args.ref)
     check_snapshot(code_dir)
-    sys.path.insert(0, str(code_dir))
-    import mutualrec.v1.recognition_pb2 as recognition_pb2
-
-    if not Path(recognition_pb2.__file__).resolve().is_relative_to(code_dir.resolve()):
-        raise SystemExit(f"the client imports {recognition_pb2.__file__}")
+    import_snapshot(code_dir)
     log(f"benchmarking mutualrec from {code} ({code_dir})")
 
     import psycopg
@@ -836,12 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = server_env(args, code_dir, run_dir, listen)
     api_key = issue_key(env, code_dir, institution) if args.server == "mutualrec" else "unused"
     info = machine(scratch)
-    with (
-        contextlib.suppress(Exception),
-        psycopg.connect(host=args.pg_host, user=args.pg_user, dbname="postgres") as conn,
-    ):
-        row = conn.execute("SHOW server_version").fetchone()
-        info["postgres_server"] = str(row[0]) if row else ""
+    info["postgres_server"] = postgres_version(args.pg_host, args.pg_user)
     results: list[RateResult] = []
     failure = ""
     probe_result: tuple[str, str] = ("", "")
@@ -888,32 +828,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             for s in r.pg_activity["statements"][:4]:
                 print(f"  {s['active_per_sample']:.2f}  {s['query'][:160]}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "command": [Path(sys.executable).name, "bench/check_bench.py", *argv],
-                    "machine": info,
-                    "mutualrec_code": code,
-                    "database": args.database,
-                    "city": {k: v for k, v in args.city.items() if k != "secret"},
-                    "held": {"results": held[0], "patients": held[1], "institutions": held[2]},
-                    "institution": institution,
-                    "server": args.server,
-                    "processes": args.processes,
-                    "channels": args.channels,
-                    "mutualrec_env": args.mutualrec_env,
-                    "probe": probe_result,
-                    "plans": plans,
-                    "failure": failure,
-                    "runs": [asdict(r) for r in results],
-                    "markdown": table,
-                },
-                indent=2,
-                ensure_ascii=False,
-            )
-            + "\n",
-            encoding="utf-8",
+        write_json(
+            args.json,
+            {
+                "command": [Path(sys.executable).name, "bench/check_bench.py", *argv],
+                "machine": info,
+                "mutualrec_code": code,
+                "database": args.database,
+                "city": {k: v for k, v in args.city.items() if k != "secret"},
+                "held": {"results": held[0], "patients": held[1], "institutions": held[2]},
+                "institution": institution,
+                "server": args.server,
+                "processes": args.processes,
+                "channels": args.channels,
+                "mutualrec_env": args.mutualrec_env,
+                "probe": probe_result,
+                "plans": plans,
+                "failure": failure,
+                "runs": [asdict(r) for r in results],
+                "markdown": table,
+            },
         )
     if failure:
         print(f"FAILED: {failure}; server log: {scratch / 'last-server.log'}", file=sys.stderr)

@@ -37,8 +37,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -49,7 +47,18 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+# Run as a script, this file's directory is on sys.path, so the shared harness imports.
+from harness import (
+    REPO,
+    Phases,
+    database_url,
+    log,
+    mutualrec_env,
+    recreate_database,
+    run_cli,
+    table_columns,
+)
+
 DEFAULT_SECRET = "mutualrec-bench-city-secret-0123456789abcdef"
 DEFAULT_PG_HOST = "/var/run/postgresql"
 CHUNK_ROWS = 100_000
@@ -188,37 +197,9 @@ STATUSES = [
 DETAIL_POOL = 64
 
 
-def log(message: str) -> None:
-    """Progress on stderr, with the time."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class Phases:
-    """Wall time of each phase, printed as it ends."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._t0 = time.perf_counter()
-
-    def done(self, name: str, detail: str = "") -> float:
-        now = time.perf_counter()
-        took = now - self._t0
-        self.seconds[name] = round(took, 2)
-        self._t0 = now
-        log(f"{name}: {took:.1f} s" + (f" ({detail})" if detail else ""))
-        return took
-
-
 # ---------------------------------------------------------------------------------------------
 # Database
 # ---------------------------------------------------------------------------------------------
-
-
-def database_url(name: str, host: str, user: str) -> str:
-    """The SQLAlchemy URL the server uses for ``name``."""
-    if host.startswith("/"):
-        return f"postgresql+psycopg://{user}@/{name}?host={host}"
-    return f"postgresql+psycopg://{user}@{host}/{name}"
 
 
 def fresh_database(name: str, host: str, user: str, keep_existing: bool) -> bool:
@@ -229,27 +210,15 @@ def fresh_database(name: str, host: str, user: str, keep_existing: bool) -> bool
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if exists and keep_existing:
             return False
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        recreate_database(conn, name)
     return True
 
 
 def upgrade_schema(url: str) -> str:
     """``mutualrec db upgrade`` on ``url``; its output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env["MUTUALREC_DATABASE_URL"] = url
-    result = subprocess.run(
-        [sys.executable, "-m", "mutualrec.cli", "db", "upgrade"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"mutualrec db upgrade failed:\n{result.stdout}{result.stderr}")
-    return result.stdout.strip()
+    return run_cli(
+        mutualrec_env(REPO, database_url=url), REPO, "db", "upgrade", timeout=300
+    ).strip()
 
 
 def copy_text(conn: Any, table: str, columns: Sequence[str], lines: Iterator[str]) -> int:
@@ -597,18 +566,12 @@ def result_blocks(
         yield "".join(lines)
 
 
-RESULT_COLUMNS = (
-    "id",
-    "patient_key",
-    "item_code",
-    "kind",
-    "result_ref",
-    "version",
-    "status",
-    "report_time",
-    "institution_id",
-    "detail",
-)
+def result_columns() -> tuple[str, ...]:
+    """The ``recognition_result`` columns of :func:`result_blocks`' rows, in the table's order:
+    all but ``collected_at``, left NULL."""
+    from mutualrec.storage.models import RecognitionResult
+
+    return table_columns(RecognitionResult, omit=("collected_at",))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -781,7 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         copy_text(
             conn,
             "recognition_result",
-            RESULT_COLUMNS,
+            result_columns(),
             result_blocks(args.results, keys, insts, plan, start, now, rng, progress),
         )
         conn.execute("SET LOCAL session_replication_role = DEFAULT")

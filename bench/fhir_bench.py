@@ -20,7 +20,8 @@ per-call median and p99 latency, server CPU (the server process and its workers)
 peak RSS (sampled during the phase, and VmHWM since start), PostgreSQL CPU, and client CPU.
 
 mutualrec runs from a private copy of the package (``git archive`` of ``--ref``, default HEAD, or
-the working tree with ``--worktree``), like bench/ingest_bench.py, whose helpers this reuses.
+the working tree with ``--worktree``), as every benchmark here does (bench/harness.py); the
+server is bench/ingest_bench.py's, on PostgreSQL.
 
     .venv/bin/python bench/fhir_bench.py --bundle-sizes 100 1000 --clients 4 \\
         --observations 50000 --preload 1000000 --json /tmp/fhir.json
@@ -46,25 +47,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's directory is on sys.path, so the sibling benchmark imports.
-from ingest_bench import (
-    MIB,
+# Run as a script, this file's directory is on sys.path, so the harness and the sibling
+# benchmark (whose mutualrec server this one runs on PostgreSQL) import.
+from harness import (
+    REPO,
     START_TIMEOUT,
-    MutualrecServer,
-    Options,
     ProcessStats,
     RssSampler,
-    ServerProcess,
-    _self_cpu,
     check_snapshot,
-    cleanup,
+    code_options,
+    env_option,
     free_port,
     machine,
+    percentile,
+    postgres_cpu,
+    postgres_version,
     process_tree_stats,
+    self_cpu,
     snapshot_code,
+    write_json,
 )
+from ingest_bench import MIB, MutualrecServer, Options, cleanup
 
-REPO = Path(__file__).resolve().parents[1]
 DATABASE = "mutualrec_fhir_bench"
 INSTITUTION = ("H500103001", "重庆市渝中区示范人民医院", "渝中区", "tertiary")
 CALL_TIMEOUT = 600.0
@@ -79,6 +83,8 @@ QUICK = {"observations": 2_000, "preload": 10_000, "segment": 4_000}
 class FhirBenchServer(MutualrecServer):
     """``mutualrec serve`` on PostgreSQL, on a fixed port, with the benchmark's institution."""
 
+    institution = INSTITUTION
+
     def __init__(self, options: Options, run_dir: Path, *, processes: int) -> None:
         super().__init__(options, run_dir, postgres=True, processes=processes)
         # ingest_bench numbers one database per run; this benchmark has one, under a fixed name.
@@ -87,62 +93,6 @@ class FhirBenchServer(MutualrecServer):
         options.databases.append(self.database)
         self.listen = f"127.0.0.1:{free_port()}"
         self.backend = "postgres" if processes == 1 else f"postgres-p{processes}"
-
-    def start(self) -> None:
-        """Fresh database and data directory, schema, institution and key, then ``serve``."""
-        self.run_dir.mkdir(parents=True)
-        self._fresh_database()
-        self._cli("db", "upgrade")
-        code, name, district, level = INSTITUTION
-        self._cli(
-            "admin",
-            "add-institution",
-            "--code",
-            code,
-            "--name",
-            name,
-            "--district",
-            district,
-            "--level",
-            level,
-        )
-        # issue-key prints the key alone on stdout (its warning goes to stderr).
-        self.api_key = self._cli("admin", "issue-key", "--institution", code).strip()
-        self.process = ServerProcess(
-            [sys.executable, "-m", "mutualrec.cli", "serve"],
-            self.run_dir / "server.log",
-            self._env(),
-            cwd=self.options.code_dir,
-        )
-        self.port = int(self.process.wait_for_line(self.LISTENING, START_TIMEOUT)[2])
-
-
-def postgres_cpu_seconds() -> dict[int, float]:
-    """User+system CPU seconds of every live PostgreSQL process, by pid.
-
-    The server's queries run in PostgreSQL backends that are not its children, so the index's
-    share of the work only shows here. Backends of other databases are included too.
-    """
-    import psutil
-
-    out: dict[int, float] = {}
-    for proc in psutil.process_iter(["name", "cpu_times"]):
-        with contextlib.suppress(psutil.Error):
-            if proc.info["name"] in {"postgres", "postmaster"} and proc.info["cpu_times"]:
-                times = proc.info["cpu_times"]
-                out[proc.pid] = times.user + times.system
-    return out
-
-
-def postgres_version(host: str, user: str) -> str:
-    """The PostgreSQL server's version string, or '' when it cannot be read."""
-    with contextlib.suppress(Exception):
-        import psycopg
-
-        with psycopg.connect(host=host, user=user, dbname="postgres", connect_timeout=10) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            return str(row[0]) if row else ""
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,11 +274,11 @@ def send_all(target: str, api_key: str, batch: Batch, clients: int) -> SendResul
         thread.start()
     with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait()
-    cpu0 = _self_cpu()
+    cpu0 = self_cpu()
     t0 = time.perf_counter()
     for thread in threads:
         thread.join()
-    cpu1 = _self_cpu()
+    cpu1 = self_cpu()
     seconds = max([*ends, t0]) - t0
     return SendResult(seconds, cpu1 - cpu0, latencies, outcomes, errors)
 
@@ -369,14 +319,6 @@ class PhaseResult:
     segments: list[dict[str, float]] = field(default_factory=list)
 
 
-def _percentile(values: list[float], q: int) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
 class Session:
     """The running server and what every timed run of the session shares."""
 
@@ -398,7 +340,7 @@ class Session:
         totals = collections.Counter[str]()
         latencies: list[float] = []
         errors: list[str] = []
-        seconds = client_cpu = generate_s = postgres_cpu = 0.0
+        seconds = client_cpu = generate_s = pg_cpu_s = 0.0
         body_bytes = calls = 0
         peak_rss_kib = 0
         segments: list[dict[str, float]] = []
@@ -411,14 +353,14 @@ class Session:
                 self.seeds, part, bundle_size, self.args.bundle_type, self.args.report_centred
             )
             generate_s += time.perf_counter() - t_gen
-            pg_before = postgres_cpu_seconds()
+            pg_before = postgres_cpu()[0]
             sampler = RssSampler(pid)
             try:
                 sent = send_all(self.target, self.server.api_key, batch, self.args.clients)
             finally:
                 sampled_peak, _ = sampler.stop()
-            pg_after = postgres_cpu_seconds()
-            postgres_cpu += sum(t - pg_before.get(p, 0.0) for p, t in pg_after.items())
+            pg_after = postgres_cpu()[0]
+            pg_cpu_s += sum(t - pg_before.get(p, 0.0) for p, t in pg_after.items())
             peak_rss_kib = max(peak_rss_kib, sampled_peak)
             seconds += sent.seconds
             client_cpu += sent.client_cpu_s
@@ -461,14 +403,14 @@ class Session:
             seconds=round(seconds, 3),
             observations_per_s=round(created / seconds, 1) if seconds else 0.0,
             call_median_ms=round(statistics.median(latencies) * 1000, 1) if latencies else 0.0,
-            call_p99_ms=round(_percentile(latencies, 99) * 1000, 1),
+            call_p99_ms=round(percentile(latencies, 99) * 1000, 1),
             call_max_ms=round(max(latencies, default=0.0) * 1000, 1),
             server_cpu_s=round(user + system, 2),
             server_user_s=round(user, 2),
             server_sys_s=round(system, 2),
             server_peak_rss_mib=round(peak_rss_kib / 1024, 1),
             server_vmhwm_mib=round(end.peak_rss_kib / 1024, 1),
-            postgres_cpu_s=round(postgres_cpu, 2),
+            postgres_cpu_s=round(pg_cpu_s, 2),
             client_cpu_s=round(client_cpu, 2),
             generate_s=round(generate_s, 2),
             created=created,
@@ -554,38 +496,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, metavar="OUT", help="write every result here")
     p.add_argument("--keep", action="store_true", help="keep the data directory and database")
     p.add_argument("--no-fsync", action="store_true", help="diagnostic: MUTUALREC_FS_FSYNC=false")
-    p.add_argument(
-        "--mutualrec-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment of the server, e.g. MUTUALREC_BLOCKING_WORKERS=16",
-    )
-    p.add_argument("--ref", default="HEAD", help="git ref of the mutualrec code to benchmark")
-    p.add_argument(
-        "--worktree",
-        action="store_true",
-        help="benchmark the working tree's mutualrec package instead of --ref",
-    )
+    env_option(p, "MUTUALREC_BLOCKING_WORKERS=16")
+    code_options(p)
     args = p.parse_args(argv)
     if args.warmup_calls is None:
         args.warmup_calls = args.clients
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
-    if any("=" not in item for item in args.mutualrec_env):
-        p.error("--mutualrec-env takes NAME=VALUE")
     sizes = [*args.bundle_sizes, args.preload_bundle_size, args.segment]
     if min(sizes) < 1 or args.clients < 1 or args.observations < 1 or args.processes < 1:
         p.error("bundle sizes, --segment, --clients, --observations, --processes must be positive")
     if args.preload < 0 or args.warmup_calls < 0:
         p.error("--preload and --warmup-calls must not be negative")
     return args
-
-
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _print_run(r: PhaseResult) -> None:
@@ -681,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def save() -> None:
         table = markdown(results, header)
         if args.json:
-            _write_json(
+            write_json(
                 args.json,
                 {
                     "command": [Path(sys.executable).name, "bench/fhir_bench.py", *argv],

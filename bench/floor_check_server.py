@@ -26,11 +26,9 @@ import concurrent.futures
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -38,16 +36,16 @@ from typing import Any
 import grpc
 import psycopg
 
-# Run as a script, this file's directory is on sys.path, so the sibling benchmarks import.
-from ingest_bench import free_port
+# Run as a script, this file's directory is on sys.path, so the shared harness imports.
+from harness import free_port, wait_listening
 
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.storage.recognition_index import (
-    _CHECK_COLUMNS,
-    _LINE_COLUMNS,
-    _RECORD_CHECK_SQL,
-    _RESULTS_SQL,
-    _delta_arrays,
+    RECORD_CHECK_SQL,
+    RESULTS_SQL,
+    CheckLineRecord,
+    CheckRecord,
+    record_check_parameters,
 )
 from mutualrec.storage.statistics_index import DELTA_COLUMNS
 from mutualrec.v1 import recognition_pb2, recognition_pb2_grpc
@@ -88,29 +86,29 @@ def record_parameters(key: str, codes: Sequence[str]) -> list[Any]:
     check_id = str(uuid.uuid4())
     now = dt.datetime.now(dt.UTC)
     ordered = (list(codes) + [f"ITEM-{n}" for n in range(LINES)])[:LINES]
-    check = {
-        "id": check_id,
-        "institution_id": 1,
-        "patient_key": key,
-        "received_at": now,
-        "catalog_version": "2026.1",
-        "order_id": "FLOOR",
-        "department": "内科",
-        "emergency": False,
-    }
+    check = CheckRecord(
+        id=check_id,
+        institution_id=1,
+        patient_key=key,
+        received_at=now,
+        catalog_version="2026.1",
+        order_id="FLOOR",
+        department="内科",
+        emergency=False,
+    )
     lines = [
-        {
-            "check_id": check_id,
-            "line": n,
-            "ordered_code": ordered[n],
-            "item_code": f"ITEM-{n}",
-            "verdict": "NO_RESULT",
-            "reason": "no result of this item is held for the patient",
-            "result_ref": "",
-            "result_version": 0,
-            "issuer_institution_id": None,
-            "estimated_saving": "0.00",
-        }
+        CheckLineRecord(
+            check_id=check_id,
+            line=n,
+            ordered_code=ordered[n],
+            item_code=f"ITEM-{n}",
+            verdict="NO_RESULT",
+            reason="no result of this item is held for the patient",
+            result_ref="",
+            result_version=0,
+            issuer_institution_id=None,
+            estimated_saving="0.00",
+        )
         for n in range(LINES)
     ]
     counters = dict.fromkeys(DELTA_COLUMNS[3:], 1)
@@ -118,11 +116,7 @@ def record_parameters(key: str, codes: Sequence[str]) -> list[Any]:
         {"group_by": group, "day": now.date(), "group_key": group_key, **counters}
         for group, group_key in DELTA_KEYS
     ]
-    return (
-        [check[c] for c in _CHECK_COLUMNS]
-        + [[line[c] for line in lines] for c in _LINE_COLUMNS]
-        + _delta_arrays(deltas)
-    )
+    return record_check_parameters(check, lines, deltas)
 
 
 class FloorCheck(recognition_pb2_grpc.RecognitionServiceServicer):  # type: ignore[misc]
@@ -155,17 +149,17 @@ class FloorCheck(recognition_pb2_grpc.RecognitionServiceServicer):  # type: igno
 
     def _statements(self, key: str, codes: Sequence[str]) -> None:
         with self._connection().cursor() as cursor:
-            cursor.execute(_RESULTS_SQL, (key, list(codes)), prepare=True)
+            cursor.execute(RESULTS_SQL, (key, list(codes)), prepare=True)
             cursor.fetchall()
-            cursor.execute(_RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
+            cursor.execute(RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
 
     async def _statements_async(self, key: str, codes: Sequence[str]) -> None:
         connection = await self.pool.get()
         try:
             async with connection.cursor() as cursor:
-                await cursor.execute(_RESULTS_SQL, (key, list(codes)), prepare=True)
+                await cursor.execute(RESULTS_SQL, (key, list(codes)), prepare=True)
                 await cursor.fetchall()
-                await cursor.execute(_RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
+                await cursor.execute(RECORD_CHECK_SQL, record_parameters(key, codes), prepare=True)
         finally:
             self.pool.put_nowait(connection)
 
@@ -201,19 +195,6 @@ async def serve(args: argparse.Namespace, port: int) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.stop(1)
-
-
-def wait_listening(port: int, timeout: float = 30.0) -> None:
-    """Return once something accepts connections on ``port`` (a worker has bound it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def main() -> int:

@@ -51,17 +51,17 @@ mutualrec runs from a private copy of the package (the working tree by default, 
 archive`` of ``--ref``), so edits made while a benchmark runs do not affect it.
 
     .venv/bin/python bench/imaging_bench.py generate --ref 8378e8a \\
-        --database mutualrec_bench_imaging_20k --studies 20000 --json bench/RESULTS-imaging.json
+        --database mutualrec_bench_imaging_20k --studies 20000 --json bench/results/imaging.json
     .venv/bin/python bench/imaging_bench.py generate --ref 8378e8a \\
-        --database mutualrec_bench_imaging_1m --studies 1000000 --json bench/RESULTS-imaging.json
+        --database mutualrec_bench_imaging_1m --studies 1000000 --json bench/results/imaging.json
     .venv/bin/python bench/imaging_bench.py list --ref 8378e8a \\
         --database mutualrec_bench_imaging_20k mutualrec_bench_imaging_1m --rounds 2 \\
-        --calls 2000 --warmup 200 --concurrent-calls 2000 --json bench/RESULTS-imaging.json
+        --calls 2000 --warmup 200 --concurrent-calls 2000 --json bench/results/imaging.json
     .venv/bin/python bench/imaging_bench.py orthanc --sizes 20 1000 5000 20000 50000 \\
-        --json bench/RESULTS-imaging.json
+        --json bench/results/imaging.json
     .venv/bin/python bench/imaging_bench.py thumbnail --ref 8378e8a --studies 5 \\
-        --json bench/RESULTS-imaging.json
-    .venv/bin/python bench/imaging_bench.py report bench/RESULTS-imaging.json
+        --json bench/results/imaging.json
+    .venv/bin/python bench/imaging_bench.py report bench/results/imaging.json
 """
 
 from __future__ import annotations
@@ -88,32 +88,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 # Run as a script, this file's directory is on sys.path, so the sibling benchmarks import.
-from city_gen import Inst, copy_text, make_institutions, make_resident_ids
-from ingest_bench import (
+import harness
+import numpy as np
+from city_gen import Inst, copy_text, make_institutions, make_resident_ids, result_columns
+from harness import (
+    REPO,
     START_TIMEOUT,
     Profiler,
     ServerProcess,
-    _self_cpu,
     check_snapshot,
+    client_env,
+    enter_netns,
+    env_option,
+    extra_env,
     free_port,
+    git_head,
+    import_snapshot,
+    interleaved,
+    last_line,
+    log,
     loopback_only,
     machine,
+    mutualrec_env,
+    percentile,
+    postgres_cpu,
     process_tree_stats,
+    read_json,
+    run_cli,
+    self_cpu,
+    serve,
     snapshot_code,
     summarize_profile,
+    table_columns,
+    tree_dirty,
+    write_json,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-BENCH_DIR = Path(__file__).resolve().parent
 MAKE_SAMPLES = REPO / "dicom_samples" / "make_samples.py"
 DB_PREFIX = "mutualrec_bench_imaging"
 DEFAULT_SECRET = "mutualrec-bench-imaging-secret-0123456789abcdef"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "mutualrec-bench-imaging"
 NETNS_ENV = "MUTUALREC_IMAGING_BENCH_IN_NETNS"
-LISTENING = re.compile(r"mutualrec listening on (\S+):(\d+)")
 CALL_TIMEOUT = 30.0
 CHUNK = 50_000
 # Our own UID root for synthetic studies (bench/city_gen.py uses ...1151.<n>).
@@ -152,29 +168,16 @@ SR_BYTES = 30_000
 NULL = "\\N"
 
 
-def log(message: str) -> None:
-    """Progress on stderr, with the time."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def percentiles(values: Sequence[float]) -> dict[str, float]:
     """p50 / p90 / p99 / max / mean of latencies in seconds, as milliseconds."""
     if not values:
         return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        k = (len(ordered) - 1) * q / 100
-        lo = int(k)
-        hi = min(lo + 1, len(ordered) - 1)
-        return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
     return {
-        "p50": round(1000 * at(50), 3),
-        "p90": round(1000 * at(90), 3),
-        "p99": round(1000 * at(99), 3),
-        "max": round(1000 * ordered[-1], 3),
-        "mean": round(1000 * statistics.fmean(ordered), 3),
+        "p50": round(1000 * percentile(values, 50), 3),
+        "p90": round(1000 * percentile(values, 90), 3),
+        "p99": round(1000 * percentile(values, 99), 3),
+        "max": round(1000 * max(values), 3),
+        "mean": round(1000 * statistics.fmean(values), 3),
     }
 
 
@@ -192,32 +195,14 @@ def use_snapshot(workdir: Path, ref: str | None) -> tuple[Path, str]:
     """A private copy of the package (working tree, or ``ref``), first on this process's path."""
     code_dir, code = snapshot_code(workdir, ref)
     check_snapshot(code_dir)
-    sys.path.insert(0, str(code_dir))
-    import mutualrec
-
-    if not Path(mutualrec.__file__).resolve().is_relative_to(code_dir.resolve()):
-        raise SystemExit(f"this process imports mutualrec from {mutualrec.__file__}")
+    import_snapshot(code_dir)
     log(f"benchmarking mutualrec from {code} ({code_dir})")
     return code_dir, code
 
 
 def git_commit() -> dict[str, Any]:
     """HEAD's full hash and whether the package's working tree differs from it."""
-    head = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--", "mutualrec", "proto"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    ).stdout.strip()
-    return {"head": head, "working_tree_dirty": bool(dirty)}
+    return {"head": git_head(), "working_tree_dirty": tree_dirty("mutualrec", "proto")}
 
 
 def pg_connect(args: argparse.Namespace, dbname: str, *, autocommit: bool = True) -> Any:
@@ -235,7 +220,7 @@ def pg_connect(args: argparse.Namespace, dbname: str, *, autocommit: bool = True
 
 def database_url(args: argparse.Namespace, name: str) -> str:
     """The SQLAlchemy URL the server uses for ``name``."""
-    return f"postgresql+psycopg://{args.pg_user}@{args.pg_host}:{args.pg_port}/{name}"
+    return harness.database_url(name, args.pg_host, args.pg_user, args.pg_port)
 
 
 def check_database_name(name: str) -> None:
@@ -248,72 +233,44 @@ def fresh_database(args: argparse.Namespace, name: str) -> None:
     """Drop and create ``name``."""
     check_database_name(name)
     with pg_connect(args, args.pg_maintenance_db) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        harness.recreate_database(conn, name)
 
 
 def drop_database(args: argparse.Namespace, name: str) -> None:
     """Drop ``name`` if it exists."""
     check_database_name(name)
     with pg_connect(args, args.pg_maintenance_db) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        harness.drop_database(conn, name)
 
 
 def server_env(
     args: argparse.Namespace, code_dir: Path, run_dir: Path, database: str, secret: str
 ) -> dict[str, str]:
     """Environment of ``mutualrec serve`` and of the admin commands."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env["PYTHONPATH"] = str(code_dir)
-    env["MUTUALREC_DATA_DIR"] = str(run_dir / "data")
-    # A fixed port: several server processes (MUTUALREC_PROCESSES) share it.
-    env["MUTUALREC_LISTEN"] = f"127.0.0.1:{free_port()}"
-    env["MUTUALREC_DATABASE_URL"] = database_url(args, database)
-    env["MUTUALREC_PATIENT_KEY_SECRET"] = secret
-    env["MUTUALREC_AUTO_MIGRATE"] = "false"
-    env["MUTUALREC_PARSE_WORKERS"] = "0"
-    # The benchmark measures the service, not its per-credential rate limit.
-    env["MUTUALREC_RATE_LIMIT"] = "0"
-    return env
-
-
-def run_cli(env: dict[str, str], code_dir: Path, *argv: str, timeout: float = 600) -> str:
-    """``mutualrec ARGV`` from the snapshot; its standard output."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mutualrec.cli", *argv],
-        env=env,
-        cwd=code_dir,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    return mutualrec_env(
+        code_dir,
+        data_dir=str(run_dir / "data"),
+        # A fixed port: several server processes (MUTUALREC_PROCESSES) share it.
+        listen=f"127.0.0.1:{free_port()}",
+        database_url=database_url(args, database),
+        patient_key_secret=secret,
+        auto_migrate="false",
+        parse_workers="0",
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"mutualrec {' '.join(argv)} failed:\n{result.stdout}{result.stderr}")
-    return result.stdout
 
 
 def start_server(env: dict[str, str], code_dir: Path, log_path: Path) -> tuple[ServerProcess, str]:
     """``mutualrec serve``; the process and its ``host:port`` once it listens."""
-    server = ServerProcess(
-        [sys.executable, "-m", "mutualrec.cli", "serve"], log_path, env, cwd=code_dir
-    )
-    try:
-        match = server.wait_for_line(LISTENING, START_TIMEOUT)
-    except BaseException:
-        server.stop()
-        raise
-    log(f"server pid {server.pid} listening on 127.0.0.1:{match[2]}")
-    return server, f"127.0.0.1:{match[2]}"
+    server, target = serve(env, code_dir, log_path)
+    log(f"server pid {server.pid} listening on {target}")
+    return server, target
 
 
 def merge_json(path: Path | None, section: str, key: str | None, value: Any) -> None:
     """Put ``value`` at ``section`` (or ``section.key``) of the results file, keeping the rest."""
     if path is None:
         return
-    doc: dict[str, Any] = {}
-    if path.exists():
-        doc = json.loads(path.read_text(encoding="utf-8"))
+    doc = read_json(path)
     doc["machine"] = machine(DEFAULT_WORKDIR if DEFAULT_WORKDIR.exists() else Path("/tmp"))
     with contextlib.suppress(Exception):
         doc["machine"]["postgres_server"] = postgres_version_cached()
@@ -321,8 +278,7 @@ def merge_json(path: Path | None, section: str, key: str | None, value: Any) -> 
         doc[section] = value
     else:
         doc.setdefault(section, {})[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(path, doc)
     log(f"results written to {path} ({section}{'.' + key if key else ''})")
 
 
@@ -619,47 +575,21 @@ def study_blocks(
         )
 
 
-STUDY_COLUMNS = (
-    "id",
-    "study_instance_uid",
-    "patient_key",
-    "institution_id",
-    "accession_number",
-    "study_date",
-    "study_time",
-    "description",
-    "performed_item_code",
-    "started_at",
-    "series_count",
-    "instance_count",
-    "size_bytes",
-    "created_at",
-)
-SERIES_COLUMNS = (
-    "id",
-    "study_id",
-    "series_instance_uid",
-    "modality",
-    "body_part_examined",
-    "body_part",
-    "contrast_agent",
-    "contrast",
-    "series_number",
-    "description",
-    "created_at",
-)
-RESULT_COLUMNS = (
-    "id",
-    "patient_key",
-    "item_code",
-    "kind",
-    "result_ref",
-    "version",
-    "status",
-    "report_time",
-    "institution_id",
-    "detail",
-)
+def study_columns() -> tuple[str, ...]:
+    """The ``study`` columns of :func:`study_blocks`' rows, in the table's order: all but those
+    left to their server defaults (no date source, review or reason to record here)."""
+    from mutualrec.storage.models import Study
+
+    return table_columns(
+        Study, omit=("date_source", "declared_item_review", "not_recognized_reason")
+    )
+
+
+def series_columns() -> tuple[str, ...]:
+    """The ``series`` columns of :func:`study_blocks`' rows: every one, in the table's order."""
+    from mutualrec.storage.models import Series
+
+    return table_columns(Series)
 
 
 def relation_sizes(conn: Any, tables: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -709,10 +639,9 @@ def generate_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
         t0 = now
 
     fresh_database(args, args.database)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env["PYTHONPATH"] = str(Path(sys.path[0]))
-    env["MUTUALREC_DATABASE_URL"] = database_url(args, args.database)
-    log(run_cli(env, Path(sys.path[0]), "db", "upgrade").strip() or "db upgrade done")
+    code_dir = Path(sys.path[0])
+    env = mutualrec_env(code_dir, database_url=database_url(args, args.database))
+    log(run_cli(env, code_dir, "db", "upgrade").strip() or "db upgrade done")
     phase("create database and migrate to head")
 
     items, items_p = imaging_items()
@@ -775,9 +704,9 @@ def generate_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
         last = time.perf_counter()
         for blocks in study_blocks(plan, keys, items, first_day, args.recognized, rng):
             # One COPY per table and chunk, one after the other on this connection.
-            copy_text(conn, "study", STUDY_COLUMNS, iter([blocks.studies]))
-            copy_text(conn, "series", SERIES_COLUMNS, iter([blocks.series]))
-            copy_text(conn, "recognition_result", RESULT_COLUMNS, iter([blocks.results]))
+            copy_text(conn, "study", study_columns(), iter([blocks.studies]))
+            copy_text(conn, "series", series_columns(), iter([blocks.series]))
+            copy_text(conn, "recognition_result", result_columns(), iter([blocks.results]))
             series_rows += blocks.series_rows
             result_rows += blocks.result_rows
             done += blocks.study_rows
@@ -995,7 +924,7 @@ def _concurrent(
         thread.start()
     barrier.wait()
     print(f"BEGIN {label}", flush=True)
-    cpu0 = _self_cpu()
+    cpu0 = self_cpu()
     for thread in threads:
         thread.join()
     print(f"END {label}", flush=True)
@@ -1008,7 +937,7 @@ def _concurrent(
         sum(r[2] for r in results),
         sum(r[3] for r in results),
         wall,
-        _self_cpu() - cpu0,
+        self_cpu() - cpu0,
     )
 
 
@@ -1039,10 +968,10 @@ def list_client_main(config_path: Path) -> int:
         _ready(f"sequential {name}")
         _sequential(stubs[0], calls, config["warmup"], 0)
         print(f"BEGIN sequential {name}", flush=True)
-        cpu0 = _self_cpu()
+        cpu0 = self_cpu()
         lat, errors, studies, size, wall = _sequential(stubs[0], calls, 0, config["calls"])
         print(f"END sequential {name}", flush=True)
-        out["sequential"][name] = _summary(lat, errors, studies, size, wall, _self_cpu() - cpu0)
+        out["sequential"][name] = _summary(lat, errors, studies, size, wall, self_cpu() - cpu0)
     clients = config["concurrency"]
     for name in config["scenarios"] if clients > 1 else []:
         per_client = max(1, config["concurrent_calls"] // clients)
@@ -1277,16 +1206,13 @@ def list_round(
     args: argparse.Namespace, target_db: ListTarget, code_dir: Path, run_dir: Path, label: str
 ) -> dict[str, Any]:
     """One server on ``target_db`` and one client process through every scenario."""
-    from check_bench import postgres_cpu
-
     manifest = target_db.manifest
     bench_keys = [p["patient_key"] for p in manifest["bench"]]
     typical_keys = [p["patient_key"] for p in manifest["typical"]]
     secret = manifest["secret"]
-    env = server_env(args, code_dir, run_dir, target_db.database, secret)
-    for item in args.mutualrec_env:
-        name, _, value = item.partition("=")
-        env[name] = value
+    env = extra_env(
+        server_env(args, code_dir, run_dir, target_db.database, secret), args.mutualrec_env
+    )
     server, target = start_server(env, code_dir, run_dir / f"server-{label}.log")
     client: subprocess.Popen[str] | None = None
     profiler: Profiler | None = None
@@ -1309,8 +1235,6 @@ def list_round(
         }
         config_path = run_dir / f"client-{label}.config.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
-        client_env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-        client_env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(BENCH_DIR)])
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
             profiler = Profiler(
@@ -1318,7 +1242,7 @@ def list_round(
             )
         client = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "list-client", str(config_path)],
-            env=client_env,
+            env=client_env(code_dir),
             cwd=code_dir,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -1346,7 +1270,7 @@ def list_round(
                 pg,
                 ours,
                 cpu_busy_s(),
-                _self_cpu(),
+                self_cpu(),
                 cpu_steal_s(),
             )
             if kind == "BEGIN":
@@ -1469,10 +1393,9 @@ def list_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 )
                 for name, lat in t.direct["latency_ms"].items():
                     log(f"  {name:16} in-process p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms")
-        for n in range(1, args.rounds + 1):
-            for t in targets:
-                log(f"round {n}/{args.rounds}: {t.database}")
-                t.rounds.append(list_round(args, t, code_dir, run_dir, f"{t.database}-r{n}"))
+        for n, t in interleaved(args.rounds, targets):
+            log(f"round {n}/{args.rounds}: {t.database}")
+            t.rounds.append(list_round(args, t, code_dir, run_dir, f"{t.database}-r{n}"))
     finally:
         for log_file in run_dir.glob("server-*.log"):
             with contextlib.suppress(OSError):
@@ -1751,22 +1674,10 @@ def time_find(
     return latencies, len(first), size
 
 
-def enter_netns(argv: Sequence[str]) -> None:
-    """Re-execute this script inside a new network namespace with only loopback (no return)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise SystemExit("unshare (util-linux) is needed, or pass --no-netns")
-    os.environ[NETNS_ENV] = "1"
-    flags = ["--net"] if os.geteuid() == 0 else ["--net", "--map-root-user"]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(unshare, [unshare, *flags, "--", sys.executable, str(Path(__file__)), *argv])
-
-
 def orthanc_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """The ``orthanc`` subcommand."""
     if not args.no_netns and os.environ.get(NETNS_ENV) != "1":
-        enter_netns(argv)
+        enter_netns(argv, NETNS_ENV, __file__)
     netns = os.environ.get(NETNS_ENV) == "1"
     if netns:
         loopback_only()
@@ -1815,13 +1726,13 @@ def orthanc_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     query["Limit"] = limit
                 quiet = wait_for_quiet(args.quiet_below, args.quiet_timeout)
                 pid = orthanc.process.pid
-                t0, busy0, me0 = time.perf_counter(), cpu_busy_s(), _self_cpu()
+                t0, busy0, me0 = time.perf_counter(), cpu_busy_s(), self_cpu()
                 o0 = process_tree_stats(pid)
                 latencies, answered, size_bytes = time_find(orthanc, query, args.warmup, args.calls)
                 o1 = process_tree_stats(pid)
                 wall = time.perf_counter() - t0
                 server_cpu = o1.user_seconds + o1.sys_seconds - o0.user_seconds - o0.sys_seconds
-                other = cpu_busy_s() - busy0 - server_cpu - (_self_cpu() - me0)
+                other = cpu_busy_s() - busy0 - server_cpu - (self_cpu() - me0)
                 queries[label] = {
                     "quiet_wait_s": quiet["waited_s"],
                     "busy_before_pct": quiet["busy_pct"],
@@ -1990,8 +1901,7 @@ def thumbnail_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "--level",
             level,
         )
-        api_key = run_cli(env, code_dir, "admin", "issue-key", "--institution", code_)
-        api_key = api_key.strip().splitlines()[-1].strip()
+        api_key = last_line(run_cli(env, code_dir, "admin", "issue-key", "--institution", code_))
         number = studies[0][2]["patient"]["document_number"]
         token = run_cli(env, code_dir, "admin", "patient-token", "--patient-id", number)
         token = token.strip().splitlines()[0].strip()
@@ -2288,9 +2198,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     li.add_argument("--keep", action="store_true", help="keep the run directory")
     quiet_options(li)
-    li.add_argument(
-        "--mutualrec-env", action="append", default=[], metavar="NAME=VALUE", help="server env"
-    )
+    env_option(li, "MUTUALREC_PROCESSES=2")
 
     o = sub.add_parser("orthanc", help="Orthanc's /tools/find by PatientID at several sizes")
     common(o, postgres=False)

@@ -34,9 +34,7 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -49,18 +47,43 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = REPO / ".venv" / "bin"
+# Run as a script, this file's directory is on sys.path, so the shared harness imports.
+from harness import (
+    REPO,
+    START_TIMEOUT,
+    ProcessStats,
+    Profiler,
+    RssSampler,
+    ServerProcess,
+    check_snapshot,
+    code_options,
+    database_url,
+    drop_database,
+    enter_netns,
+    env_option,
+    free_port,
+    import_snapshot,
+    loopback_only,
+    machine,
+    mutualrec_env,
+    process_tree_stats,
+    recreate_database,
+    run_cli,
+    self_cpu,
+    serve,
+    snapshot_code,
+    summarize_profile,
+    write_json,
+)
+
 MAKE_SAMPLES = REPO / "dicom_samples" / "make_samples.py"
 NETNS_ENV = "MUTUALREC_BENCH_IN_NETNS"
 BACKENDS = ("sqlite", "postgres", "orthanc", "grpc-null", "grpc-store")
 DEFAULT_BACKENDS = ("sqlite", "postgres", "orthanc")
 NULL_SERVER = Path(__file__).resolve().parent / "null_ingest_server.py"
 INSTITUTION = ("H500103001", "CQ YUZHONG DEMO PEOPLES HOSPITAL", "Yuzhong", "tertiary")
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 60.0
 UPLOAD_TIMEOUT = 3600.0
 MB = 1_000_000
 # ext4 without a journal skips inodes freed in the last 30 s (35 s while dirty) when allocating.
@@ -167,64 +190,6 @@ def prepare_large(data_dir: Path, template: StudyData, mib: int) -> StudyData:
     return _load_study(f"1 x {mib} MiB multi-frame", folder)
 
 
-def snapshot_code(workdir: Path, ref: str | None) -> tuple[Path, str]:
-    """A private copy of the ``mutualrec`` package to benchmark, and a description of it.
-
-    With a git ref, the package as committed there (``git archive``); with None, the working
-    tree as it is now. Either way the benchmark is not disturbed by edits made while it runs.
-    """
-    head = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", ref or "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
-    if ref is not None:
-        target = workdir / "code" / head
-        if not (target / "mutualrec" / "cli.py").exists():
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            archive = subprocess.run(
-                ["git", "-C", str(REPO), "archive", "--format=tar", head, "mutualrec"],
-                capture_output=True,
-                check=True,
-                timeout=120,
-            ).stdout
-            subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True, timeout=120)
-        return target, f"git {head}"
-    target = workdir / "code" / "worktree"
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(
-        REPO / "mutualrec", target / "mutualrec", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--", "mutualrec"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
-    return target, f"working tree on {head}" + (" (with uncommitted changes)" if dirty else "")
-
-
-def check_snapshot(code_dir: Path) -> None:
-    """Fail unless a server started the way the benchmark starts it imports ``code_dir``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env["PYTHONPATH"] = str(code_dir)
-    found = subprocess.run(
-        [sys.executable, "-c", "import mutualrec.cli; print(mutualrec.cli.__file__)"],
-        env=env,
-        cwd=code_dir,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
-    if not Path(found).resolve().is_relative_to(code_dir.resolve()):
-        raise SystemExit(f"mutualrec would be imported from {found}, not from {code_dir}")
-
-
 def warm_page_cache(study: StudyData) -> None:
     """Read every file once, so no run pays for cold reads of its input."""
     for path in study.files:
@@ -236,248 +201,6 @@ def warm_page_cache(study: StudyData) -> None:
 # ---------------------------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------------------------
-
-
-class ServerProcess:
-    """A child process whose output is copied to a log file by a reader thread."""
-
-    def __init__(
-        self, argv: Sequence[str], log_path: Path, env: dict[str, str], cwd: Path | None = None
-    ) -> None:
-        self.log_path = log_path
-        self._log: TextIO = log_path.open("w", encoding="utf-8")
-        self._lines: list[str] = []
-        self._cond = threading.Condition()
-        self.proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-            text=True,
-            bufsize=1,
-        )
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    @property
-    def pid(self) -> int:
-        """Process id of the server."""
-        return self.proc.pid
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._log.write(line)
-            self._log.flush()
-            with self._cond:
-                self._lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_for_line(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
-        """The first output line matching ``pattern``; fails on exit or after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._cond:
-            while True:
-                for line in self._lines[seen:]:
-                    match = pattern.search(line)
-                    if match:
-                        return match
-                seen = len(self._lines)
-                remaining = deadline - time.monotonic()
-                if self.proc.poll() is not None or remaining <= 0:
-                    raise RuntimeError(
-                        f"server did not print {pattern.pattern!r} "
-                        f"(exit {self.proc.returncode}); see {self.log_path}:\n"
-                        + "\n".join(self._lines[-20:])
-                    )
-                self._cond.wait(min(remaining, 0.5))
-
-    def stop(self) -> int | None:
-        """SIGTERM, wait, then SIGKILL if it does not exit in time; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-        self._reader.join(5)
-        self._log.close()
-        return self.proc.returncode
-
-
-@dataclass(frozen=True)
-class ProcessStats:
-    """Memory and CPU use of a server process, read from /proc."""
-
-    peak_rss_kib: int
-    rss_kib: int
-    user_seconds: float
-    sys_seconds: float
-
-
-def process_tree_stats(pid: int) -> ProcessStats:
-    """:func:`process_stats` summed over ``pid`` and its live descendants (worker processes).
-
-    For several processes the peak is the sum of each one's VmHWM: an upper bound of the peak
-    of their total, which the RSS sampler measures directly.
-    """
-    import psutil
-
-    pids = [pid]
-    with contextlib.suppress(psutil.Error):
-        pids += [child.pid for child in psutil.Process(pid).children(recursive=True)]
-    total = ProcessStats(0, 0, 0.0, 0.0)
-    for one in pids:
-        try:
-            stats = process_stats(one)
-        except (OSError, KeyError):
-            continue  # exited meanwhile
-        total = ProcessStats(
-            total.peak_rss_kib + stats.peak_rss_kib,
-            total.rss_kib + stats.rss_kib,
-            total.user_seconds + stats.user_seconds,
-            total.sys_seconds + stats.sys_seconds,
-        )
-    return total
-
-
-def process_stats(pid: int) -> ProcessStats:
-    """VmHWM (peak resident set), VmRSS and user+system CPU seconds of ``pid``."""
-    fields: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in {"VmHWM", "VmRSS"}:
-            fields[key] = int(value.split()[0])
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    ticks = os.sysconf("SC_CLK_TCK")
-    after_name = stat.rsplit(")", 1)[1].split()
-    utime, stime = int(after_name[11]), int(after_name[12])
-    return ProcessStats(fields["VmHWM"], fields["VmRSS"], utime / ticks, stime / ticks)
-
-
-class RssSampler:
-    """Polls a process's VmRSS during an upload, to see when its peak happens."""
-
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._t0 = time.perf_counter()
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(OSError, KeyError):
-                rss = process_tree_stats(self.pid).rss_kib
-                self.samples.append((time.perf_counter() - self._t0, rss))
-            self._stop.wait(self.interval)
-
-    def stop(self) -> tuple[int, float]:
-        """Stop polling; the largest sample (KiB) and when it was taken (fraction of the run)."""
-        self._stop.set()
-        self._thread.join(5)
-        if not self.samples:
-            return 0, 0.0
-        at, rss = max(self.samples, key=lambda sample: sample[1])
-        return rss, at / max(self.samples[-1][0], 1e-9)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Profiler:
-    """py-spy attached to a server process for one run, writing collapsed stacks."""
-
-    def __init__(self, pid: int, out: Path, rate: int, *, gil: bool) -> None:
-        exe = shutil.which("py-spy", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
-        if exe is None:
-            raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
-        self.out = out
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "record",
-                "--pid",
-                str(pid),
-                "--rate",
-                str(rate),
-                "--format",
-                "raw",
-                "--nonblocking",
-                "--output",
-                str(out),
-                *(["--gil"] if gil else []),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(1.0)  # let it attach before the upload starts
-
-    def stop(self) -> None:
-        """Stop sampling and let py-spy write its output."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-def summarize_profile(raw: Path, top: int = 25) -> str:
-    """Self and inclusive sample shares per function of a py-spy ``raw`` (collapsed) file."""
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    frame_shape = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::\d+)?\)$")
-
-    def name(frame: str) -> str:
-        match = frame_shape.match(frame)
-        if not match:
-            return frame
-        path = match["file"]
-        if "/mutualrec/" in path and "site-packages" not in path:
-            path = "mutualrec/" + path.rsplit("/mutualrec/", 1)[1]
-        else:
-            for marker in ("site-packages/", "lib/python3.11/"):
-                if marker in path:
-                    path = path.split(marker, 1)[1]
-                    break
-        return f"{path}:{match['func']}"
-
-    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [name(f) for f in stack.split(";")]
-        total += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    if not total:
-        return "no samples\n"
-    lines = [f"{total} samples\n", "self time (leaf frame):"]
-    lines += [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(top)]
-    lines.append("inclusive time (frame anywhere on the stack), mutualrec code:")
-    ours = [(f, n) for f, n in inclusive.most_common() if f.startswith("mutualrec/")]
-    lines += [f"  {n / total:6.1%}  {f}" for f, n in ours[:top]]
-    lines.append("inclusive time, everything:")
-    lines += [f"  {n / total:6.1%}  {f}" for f, n in inclusive.most_common(top)]
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,11 +317,11 @@ def _run_streams(
         thread.start()
     with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait()
-    cpu0 = _self_cpu()
+    cpu0 = self_cpu()
     t0 = time.perf_counter()
     for thread in threads:
         thread.join(UPLOAD_TIMEOUT)
-    cpu1 = _self_cpu()
+    cpu1 = self_cpu()
     if errors:
         raise errors[0]
     if any(t.is_alive() for t in threads):
@@ -608,15 +331,11 @@ def _run_streams(
     )
 
 
-def _self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 class MutualrecServer(Server):
     """``mutualrec serve`` with the local-directory object store on SQLite or PostgreSQL."""
 
-    LISTENING = re.compile(r"mutualrec listening on (\S+):(\d+)")
+    # The institution that uploads (code, name, district, level).
+    institution = INSTITUTION
 
     def __init__(
         self, options: Options, run_dir: Path, *, postgres: bool, processes: int = 1
@@ -635,18 +354,15 @@ class MutualrecServer(Server):
             options.databases.append(self.database)
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-        env["PYTHONPATH"] = str(self.options.code_dir)
-        env["MUTUALREC_DATA_DIR"] = str(self.run_dir / "data")
-        env["MUTUALREC_LISTEN"] = self.listen
-        # The benchmark measures the service, not its per-credential rate limit.
-        env["MUTUALREC_RATE_LIMIT"] = "0"
+        env = mutualrec_env(
+            self.options.code_dir, data_dir=str(self.run_dir / "data"), listen=self.listen
+        )
         if self.processes > 1:
             env["MUTUALREC_PROCESSES"] = str(self.processes)
         if self.postgres:
             opts = self.options
-            env["MUTUALREC_DATABASE_URL"] = (
-                f"postgresql+psycopg://{opts.pg_user}@/{self.database}?host={opts.pg_socket_dir}"
+            env["MUTUALREC_DATABASE_URL"] = database_url(
+                self.database, opts.pg_socket_dir, opts.pg_user
             )
             env["MUTUALREC_AUTO_MIGRATE"] = "false"
         if not self.options.fsync:
@@ -661,22 +377,10 @@ class MutualrecServer(Server):
         with psycopg.connect(
             host=opts.pg_socket_dir, user=opts.pg_user, dbname="postgres", autocommit=True
         ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{self.database}"')
+            recreate_database(conn, self.database)
 
     def _cli(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "mutualrec.cli", *args],
-            env=self._env(),
-            cwd=self.options.code_dir,
-            capture_output=True,
-            text=True,
-            timeout=START_TIMEOUT,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"mutualrec {' '.join(args)} failed:\n{result.stderr}")
-        return result.stdout
+        return run_cli(self._env(), self.options.code_dir, *args, timeout=START_TIMEOUT)
 
     def start(self) -> None:
         """Fresh data directory (and database), an institution and key, then ``serve``."""
@@ -684,7 +388,7 @@ class MutualrecServer(Server):
         if self.postgres:
             self._fresh_database()
             self._cli("db", "upgrade")
-        code, name, district, level = INSTITUTION
+        code, name, district, level = self.institution
         self._cli(
             "admin",
             "add-institution",
@@ -698,15 +402,9 @@ class MutualrecServer(Server):
             level,
         )
         self.api_key = self._cli("admin", "issue-key", "--institution", code).strip()
-        self.process = ServerProcess(
-            [sys.executable, "-m", "mutualrec.cli", "serve"],
-            self.run_dir / "server.log",
-            self._env(),
-            # ``python -m`` puts the working directory first on sys.path: run from the snapshot.
-            cwd=self.options.code_dir,
-        )
-        match = self.process.wait_for_line(self.LISTENING, START_TIMEOUT)
-        self.port = int(match[2])
+        log_path = self.run_dir / "server.log"
+        self.process, target = serve(self._env(), self.options.code_dir, log_path)
+        self.port = int(target.rsplit(":", 1)[1])
 
     def attach_profiler(self, label: str) -> None:
         """Start py-spy on the server process."""
@@ -972,7 +670,7 @@ def cleanup(options: Options) -> None:
             host=options.pg_socket_dir, user=options.pg_user, dbname="postgres", autocommit=True
         ) as conn:
             for name in options.databases:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_database(conn, name)
         options.databases.clear()
 
 
@@ -1161,75 +859,6 @@ def markdown(summaries: list[Summary]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def enter_netns(argv: Sequence[str]) -> None:
-    """Re-execute this script inside a new network namespace with only loopback (no return)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise SystemExit("unshare (util-linux) is needed, or pass --no-netns")
-    os.environ[NETNS_ENV] = "1"
-    flags = ["--net"] if os.geteuid() == 0 else ["--net", "--map-root-user"]
-    sys.stdout.flush()
-    os.execv(unshare, [unshare, *flags, "--", sys.executable, str(Path(__file__)), *argv])
-
-
-def loopback_only() -> None:
-    """Bring up ``lo`` in this namespace and check it is the only interface."""
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
-    # /proc/self/net is per network namespace (unlike /sys/class/net, which belongs to the
-    # namespace that mounted sysfs).
-    lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
-    interfaces = sorted(line.split(":", 1)[0].strip() for line in lines)
-    if interfaces != ["lo"]:
-        raise SystemExit(f"expected only lo in the benchmark namespace, found {interfaces}")
-
-
-def filesystem_of(path: Path) -> str:
-    """Device, type and mount options of the filesystem holding ``path``."""
-    best = ("", "")
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            device, mount, kind, options = line.split()[:4]
-            inside = str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")
-            if inside and len(mount) >= len(best[0]):
-                best = (mount, f"{device} on {mount} type {kind} ({options})")
-    return best[1]
-
-
-def machine(workdir: Path) -> dict[str, Any]:
-    """CPU, memory, filesystem and software versions of this machine."""
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_kib = 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    orthanc = ""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        orthanc = subprocess.run(
-            ["Orthanc", "--version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout.splitlines()[0]
-    postgres = ""
-    with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
-        postgres = subprocess.run(
-            ["psql", "--version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout.strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "mem_gib": round(mem_kib / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "filesystem": filesystem_of(workdir),
-        "python": platform.python_version(),
-        "orthanc": orthanc,
-        "postgres_client": postgres,
-    }
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -1291,34 +920,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--keep", action="store_true", help="keep the servers' data directories and databases"
     )
-    p.add_argument(
-        "--mutualrec-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="diagnostic: extra environment of the mutualrec servers, e.g. MALLOC_ARENA_MAX=2",
-    )
+    env_option(p, "MALLOC_ARENA_MAX=2 (diagnostic)")
     p.add_argument(
         "--no-fsync",
         action="store_true",
         help="diagnostic: MUTUALREC_FS_FSYNC=false and Orthanc SyncStorageArea=false",
     )
-    p.add_argument(
-        "--ref",
-        default="HEAD",
-        help="git ref of the mutualrec code to benchmark (default: HEAD, as committed)",
-    )
-    p.add_argument(
-        "--worktree",
-        action="store_true",
-        help="benchmark the working tree's mutualrec package instead of --ref",
-    )
+    code_options(p)
     p.add_argument(
         "--no-netns", action="store_true", help="do not enter a loopback-only network namespace"
     )
     args = p.parse_args(argv)
-    if any("=" not in item for item in args.mutualrec_env):
-        p.error("--mutualrec-env takes NAME=VALUE")
     if args.files < 1 or args.runs < 1 or min(args.streams) < 1 or min(args.processes) < 1:
         p.error("--files, --runs, --streams and --processes must be positive")
     return args
@@ -1354,7 +966,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(markdown(summarize(runs)))
         return 0
     if not args.no_netns and os.environ.get(NETNS_ENV) != "1":
-        enter_netns(argv)
+        enter_netns(argv, NETNS_ENV, __file__)
     if os.environ.get(NETNS_ENV) == "1":
         loopback_only()
     workdir: Path = args.workdir.resolve()
@@ -1362,11 +974,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code_dir, code = snapshot_code(workdir, None if args.worktree else args.ref)
     check_snapshot(code_dir)
     # The client side (mutualrec.client.upload) comes from the same snapshot as the servers.
-    sys.path.insert(0, str(code_dir))
-    import mutualrec.client.upload
-
-    if not Path(mutualrec.client.upload.__file__).resolve().is_relative_to(code_dir.resolve()):
-        raise SystemExit(f"the client imports {mutualrec.client.upload.__file__}")
+    import_snapshot(code_dir)
     print(f"benchmarking mutualrec from {code} ({code_dir})", flush=True)
     data_dir = workdir / "data"
     print(f"preparing data under {data_dir}", flush=True)
@@ -1442,23 +1050,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown(summaries)
     print(table)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "command": [Path(sys.executable).name, "bench/ingest_bench.py", *argv],
-                    "machine": machine(workdir),
-                    "mutualrec_code": code,
-                    "fsync": not args.no_fsync,
-                    "mutualrec_env": options.mutualrec_env,
-                    "runs": [asdict(r) for r in results],
-                    "summary": [asdict(s) for s in summaries],
-                    "markdown": table,
-                },
-                indent=2,
-            )
-            + "\n",
-            encoding="utf-8",
+        write_json(
+            args.json,
+            {
+                "command": [Path(sys.executable).name, "bench/ingest_bench.py", *argv],
+                "machine": machine(workdir),
+                "mutualrec_code": code,
+                "fsync": not args.no_fsync,
+                "mutualrec_env": options.mutualrec_env,
+                "runs": [asdict(r) for r in results],
+                "summary": [asdict(s) for s in summaries],
+                "markdown": table,
+            },
         )
     return 0
 

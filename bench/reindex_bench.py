@@ -28,13 +28,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+# Run as a script, this file's directory is on sys.path, so the shared harness imports.
+from harness import REPO, database_url
+
+# This checkout's mutualrec, not an installed copy.
 sys.path.insert(0, str(REPO))
 
-from mutualrec.matching.catalog import load_catalog  # noqa: E402
-from mutualrec.services.reindex import ReindexProgress, reindex_lab_results  # noqa: E402
-from mutualrec.storage import catalog_store  # noqa: E402
-from mutualrec.storage.db import make_engine  # noqa: E402
+from mutualrec.matching.catalog import load_catalog
+from mutualrec.services.reindex import ReindexProgress, reindex_lab_results
+from mutualrec.storage import catalog_store
+from mutualrec.storage.db import make_engine
 
 
 def _catalogs(tag: str) -> list[tuple[str, str, str]]:
@@ -69,7 +72,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from sqlalchemy.orm import sessionmaker
 
-    url = f"postgresql+psycopg://{args.pg_user}@{args.pg_host}/{args.database}"
+    url = database_url(args.database, args.pg_host, args.pg_user)
     sessions = sessionmaker(make_engine(url))
     results: list[dict[str, Any]] = []
     tag = str(int(time.time()))

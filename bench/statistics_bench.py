@@ -50,7 +50,7 @@ section per subcommand), with the machine, PostgreSQL version, git commit and da
     .venv/bin/python bench/statistics_bench.py generate --database mutualrec_bench_stats \\
         --decisions 10000000
     .venv/bin/python bench/statistics_bench.py all --database mutualrec_bench_stats \\
-        --json bench/RESULTS-statistics.json
+        --json bench/results/statistics.json
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ import datetime as dt
 import json
 import os
 import queue
-import re
 import statistics
 import subprocess
 import sys
@@ -91,20 +90,39 @@ from city_gen import (
     rows_block,
     upgrade_schema,
 )
-from ingest_bench import (
+from harness import (
+    Phases,
     ServerProcess,
     check_snapshot,
+    client_env,
+    code_options,
+    database_url,
+    env_option,
+    extra_env,
     free_port,
+    git_head,
+    import_snapshot,
+    last_line,
+    latency_summary,
+    log,
     machine,
+    mutualrec_env,
+    postgres_cpu,
     process_tree_stats,
+    read_json,
+    recreate_database,
+    run_cli,
+    serve,
     snapshot_code,
+    table_columns,
+    tree_dirty,
+    write_json,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DEFAULT_SECRET = "mutualrec-bench-stats-secret-0123456789abcdef"
 DEFAULT_DATABASE = "mutualrec_bench_stats"
-LISTENING = re.compile(r"mutualrec listening on (\S+):(\d+)")
+# Loading a year of statistics at start can take a while on a cold cache.
 START_TIMEOUT = 120.0
 REPORT_TIMEOUT = 600.0
 STATS_TABLES = ("recognition_check", "check_line", "decision")
@@ -167,33 +185,6 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 FEN = Decimal("0.01")
 
 
-def log(message: str) -> None:
-    """Progress on stderr, with the time."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
-    """n, median, p90, p99, max and mean of latencies, in milliseconds."""
-    return {
-        "n": len(seconds),
-        "p50_ms": round(1000 * _percentile(seconds, 50), 2),
-        "p90_ms": round(1000 * _percentile(seconds, 90), 2),
-        "p99_ms": round(1000 * _percentile(seconds, 99), 2),
-        "max_ms": round(1000 * max(seconds, default=0.0), 2),
-        "mean_ms": round(1000 * statistics.fmean(seconds), 2) if seconds else 0.0,
-    }
-
-
 def disk_read_mib() -> float:
     """MiB read from the machine's disks so far (/proc/diskstats, whole disks only)."""
     sectors = 0
@@ -204,13 +195,6 @@ def disk_read_mib() -> float:
             if Path(f"/sys/block/{name}").exists() and not name.startswith(("loop", "ram")):
                 sectors += int(fields[5])
     return sectors * 512 / 2**20
-
-
-def database_url(name: str, host: str, port: int, user: str) -> str:
-    """The SQLAlchemy URL the server uses for ``name``."""
-    if host.startswith("/"):
-        return f"postgresql+psycopg://{user}@/{name}?host={host}&port={port}"
-    return f"postgresql+psycopg://{user}@{host}:{port}/{name}"
 
 
 def connect(args: argparse.Namespace, autocommit: bool = True, dbname: str | None = None) -> Any:
@@ -228,34 +212,13 @@ def connect(args: argparse.Namespace, autocommit: bool = True, dbname: str | Non
 
 def git_commit() -> str:
     """The repository's HEAD, with a mark when mutualrec/ has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "mutualrec"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + (" (mutualrec/ with uncommitted changes)" if dirty else "")
+    head = git_head(short=True) or "unknown"
+    return head + (" (mutualrec/ with uncommitted changes)" if tree_dirty("mutualrec") else "")
 
 
 def merge_json(path: Path, section: str, body: dict[str, Any]) -> None:
     """Write ``body`` as ``section`` of the JSON object in ``path``, keeping other sections."""
-    current: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        current = json.loads(path.read_text(encoding="utf-8"))
-    current[section] = body
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(path, {**read_json(path), section: body})
 
 
 def table_sizes(conn: Any, exact: bool = True) -> dict[str, dict[str, int]]:
@@ -620,39 +583,6 @@ class DayGenerator:
         return checks_block, lines_block, "".join(out), counts
 
 
-CHECK_COLUMNS = (
-    "id",
-    "institution_id",
-    "patient_key",
-    "received_at",
-    "catalog_version",
-    "order_id",
-    "department",
-    "emergency",
-)
-LINE_COLUMNS = (
-    "check_id",
-    "line",
-    "ordered_code",
-    "item_code",
-    "verdict",
-    "reason",
-    "result_ref",
-    "result_version",
-    "issuer_institution_id",
-    "estimated_saving",
-)
-DECISION_COLUMNS = (
-    "check_id",
-    "line",
-    "accepted",
-    "reason",
-    "reason_text",
-    "booked_saving",
-    "decided_at",
-)
-
-
 class CopyWorker(threading.Thread):
     """Loads one table in one transaction: TRUNCATE, then COPY ... FREEZE of queued blocks."""
 
@@ -748,23 +678,6 @@ def rebuild_after_load(conn: Any, schema: dict[str, list[tuple[str, ...]]], phas
             phases.done(f"foreign key {name}")
 
 
-class Phases:
-    """Wall time of each phase, logged as it ends."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._t0 = time.perf_counter()
-
-    def done(self, name: str, detail: str = "") -> float:
-        """Close the running phase as ``name``."""
-        now = time.perf_counter()
-        took = now - self._t0
-        self.seconds[name] = round(took, 2)
-        self._t0 = now
-        log(f"{name}: {took:.1f} s" + (f" ({detail})" if detail else ""))
-        return took
-
-
 def plan_days(
     args: argparse.Namespace, today: dt.date, rng: np.random.Generator
 ) -> list[tuple[dt.date, int, float]]:
@@ -848,8 +761,7 @@ def build_tallies(conn: Any, categories: dict[str, str], phases: Phases) -> None
 def fresh_db(args: argparse.Namespace) -> None:
     """Drop and create the benchmark database (connecting to the maintenance database)."""
     with connect(args, dbname=args.maintenance_db) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{args.database}"')
+        recreate_database(conn, args.database)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -859,13 +771,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from mutualrec.matching.catalog import packaged_catalog
     from mutualrec.storage import catalog_store
     from mutualrec.storage.db import make_engine
+    from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck
 
     if not args.database.startswith("mutualrec_bench_stats"):
         raise SystemExit("--database must start with mutualrec_bench_stats (it is dropped first)")
     rng = np.random.default_rng(args.seed)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     today = now.astimezone(SHANGHAI).date()
-    url = database_url(args.database, args.pg_host, args.pg_port, args.pg_user)
+    url = database_url(args.database, args.pg_host, args.pg_user, args.pg_port)
     phases = Phases()
     t_start = time.perf_counter()
     fresh_db(args)
@@ -929,10 +842,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     drop_for_load(conn, schema)
     phases.done("item plan, drop keys and indexes")
 
+    # The generator's rows hold every column of their tables, in the tables' order.
     workers = [
-        CopyWorker(args, "recognition_check", CHECK_COLUMNS),
-        CopyWorker(args, "check_line", LINE_COLUMNS),
-        CopyWorker(args, "decision", DECISION_COLUMNS),
+        CopyWorker(args, "recognition_check", table_columns(RecognitionCheck)),
+        CopyWorker(args, "check_line", table_columns(CheckLine)),
+        CopyWorker(args, "decision", table_columns(Decision)),
     ]
     for worker in workers:
         worker.start()
@@ -1116,18 +1030,7 @@ class Server:
 
     def cli(self, *argv: str) -> str:
         """A ``mutualrec`` command with the server's settings; its last output line."""
-        result = subprocess.run(
-            [sys.executable, "-m", "mutualrec.cli", *argv],
-            env=self.env,
-            cwd=self.code_dir,
-            capture_output=True,
-            text=True,
-            timeout=START_TIMEOUT,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise SystemExit(f"mutualrec {' '.join(argv)} failed:\n{result.stdout}{result.stderr}")
-        return result.stdout.strip().splitlines()[-1].strip()
+        return last_line(run_cli(self.env, self.code_dir, *argv, timeout=START_TIMEOUT))
 
     def cpu(self) -> float:
         """User + system CPU seconds of the server's processes so far."""
@@ -1144,39 +1047,23 @@ def start_server(args: argparse.Namespace) -> Server:
     # This process's own calls into mutualrec (plans, profile) run the same code as the server.
     if any(name == "mutualrec" or name.startswith("mutualrec.") for name in sys.modules):
         raise RuntimeError("mutualrec was imported before the code snapshot")
-    sys.path.insert(0, str(code_dir))
+    import_snapshot(code_dir)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=scratch / "runs"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env.update(
-        PYTHONPATH=str(code_dir),
-        MUTUALREC_DATABASE_URL=database_url(
-            args.database, args.pg_host, args.pg_port, args.pg_user
-        ),
-        MUTUALREC_LISTEN=f"127.0.0.1:{free_port()}",
-        MUTUALREC_PATIENT_KEY_SECRET=args.secret,
-        MUTUALREC_DATA_DIR=str(run_dir / "data"),
-        MUTUALREC_AUTO_MIGRATE="false",
-        # The benchmark measures the service, not its per-credential rate limit.
-        MUTUALREC_RATE_LIMIT="0",
+    env = mutualrec_env(
+        code_dir,
+        database_url=database_url(args.database, args.pg_host, args.pg_user, args.pg_port),
+        listen=f"127.0.0.1:{free_port()}",
+        patient_key_secret=args.secret,
+        data_dir=str(run_dir / "data"),
+        auto_migrate="false",
     )
-    for item in args.mutualrec_env:
-        name, _, value = item.partition("=")
-        env[name] = value
-    process = ServerProcess(
-        [sys.executable, "-m", "mutualrec.cli", "serve"], run_dir / "server.log", env, code_dir
-    )
-    try:
-        match = process.wait_for_line(LISTENING, START_TIMEOUT)
-    except RuntimeError:
-        process.stop()
-        raise
-    log(f"server pid {process.pid} on 127.0.0.1:{match[2]} ({code}); log {run_dir / 'server.log'}")
-    return Server(process, f"127.0.0.1:{match[2]}", env, code_dir, code, run_dir)
+    extra_env(env, args.mutualrec_env)
+    process, target = serve(env, code_dir, run_dir / "server.log", START_TIMEOUT)
+    log(f"server pid {process.pid} on {target} ({code}); log {run_dir / 'server.log'}")
+    return Server(process, target, env, code_dir, code, run_dir)
 
 
 def _pg_cpu(database: str) -> float:
-    from check_bench import postgres_cpu
-
     cpu, ours = postgres_cpu(database)
     return sum(cpu[pid] for pid in ours if pid in cpu)
 
@@ -1233,7 +1120,7 @@ def explain_report(args: argparse.Namespace, today: dt.date) -> list[dict[str, A
     from mutualrec.storage import statistics_index
     from mutualrec.storage.db import make_engine
 
-    engine = make_engine(database_url(args.database, args.pg_host, args.pg_port, args.pg_user))
+    engine = make_engine(database_url(args.database, args.pg_host, args.pg_user, args.pg_port))
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -1541,8 +1428,7 @@ def run_decisions(
     regulator = server.cli("admin", "issue-key", "--role", "regulator")
     log(f"decisions by {asker} on results of {issuer}, {per_phase} per phase")
     out: dict[str, Any] = {"asker": asker, "issuer": issuer, "phases": []}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(server.code_dir), str(Path(__file__).parent)])
+    env = client_env(server.code_dir)
     for n_phase, (phase, callers, specs) in enumerate(phases):
         start = checks_per_phase * n_phase
         t0 = time.perf_counter()
@@ -1767,19 +1653,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     def server_options(sp: argparse.ArgumentParser) -> None:
         common(sp)
         sp.add_argument("--secret", default=DEFAULT_SECRET, help="MUTUALREC_PATIENT_KEY_SECRET")
-        sp.add_argument(
-            "--mutualrec-env",
-            action="append",
-            default=[],
-            metavar="NAME=VALUE",
-            help="extra environment of the server, e.g. MUTUALREC_PROCESSES=2",
-        )
-        sp.add_argument("--ref", default="HEAD", help="git ref of the mutualrec code to run")
-        sp.add_argument(
-            "--worktree",
-            action="store_true",
-            help="run the working tree's mutualrec package (with others' uncommitted edits)",
-        )
+        env_option(sp, "MUTUALREC_PROCESSES=2")
+        code_options(sp)
 
     def report_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
@@ -1826,8 +1701,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             Case.parse(spec)
         except argparse.ArgumentTypeError as exc:
             p.error(str(exc))
-    if any("=" not in item for item in getattr(args, "mutualrec_env", [])):
-        p.error("--mutualrec-env takes NAME=VALUE")
     if len(getattr(args, "secret", "x" * 32)) < 32:
         p.error("--secret must be at least 32 characters (the server requires it)")
     return args

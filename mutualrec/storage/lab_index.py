@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from mutualrec.ingest.lab_ingest import PendingResult
 from mutualrec.ingest.lab_result import groups_text
 from mutualrec.storage.models import LabResult, LabResultVersion, Patient
-from mutualrec.storage.sql import insert_many_ignoring_conflicts
+from mutualrec.storage.sql import column_names, insert_many_ignoring_conflicts, postgres_types
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,44 +207,10 @@ def version_digests(
     return {(lab_result_id, sha): version for lab_result_id, sha, version in rows}
 
 
-# The columns of a version row, in the order :func:`add_versions` takes them, with their
-# PostgreSQL types (migration 0002): binary COPY sends each value in its column's own format.
-_VERSION_COLUMN_TYPES = (
-    ("lab_result_id", "int8"),
-    ("version", "int4"),
-    ("content_sha256", "text"),
-    ("status", "text"),
-    ("institution_id", "int4"),
-    ("patient_key", "text"),
-    ("loinc", "text"),
-    ("other_loinc", "text"),
-    ("local_system", "text"),
-    ("local_code", "text"),
-    ("code_text", "text"),
-    ("value_kind", "text"),
-    ("value_decimal", "text"),
-    ("value_unit", "text"),
-    ("value_text", "text"),
-    ("value_code_system", "text"),
-    ("value_code", "text"),
-    ("value_low", "text"),
-    ("value_high", "text"),
-    ("reference_low", "text"),
-    ("reference_high", "text"),
-    ("reference_text", "text"),
-    ("interpretation", "text"),
-    ("specimen_collected_at", "timestamptz"),
-    ("effective_at", "timestamptz"),
-    ("issued_at", "timestamptz"),
-    ("report_time", "timestamptz"),
-    ("report_ref", "text"),
-    ("document_key", "text"),
-    ("entry_index", "int4"),
-    ("received_at", "timestamptz"),
-    ("result_groups", "text"),
-)
-VERSION_COLUMNS = tuple(name for name, _ in _VERSION_COLUMN_TYPES)
-_VERSION_TYPES = [pg_type for _, pg_type in _VERSION_COLUMN_TYPES]
+# The columns of a version row, in the order :func:`add_versions` takes them: the table's, less
+# its id. Binary COPY sends each value in its column's own format, hence the types.
+VERSION_COLUMNS = column_names(LabResultVersion, omit=("id",))
+_VERSION_TYPES = postgres_types(LabResultVersion, VERSION_COLUMNS)
 _COPY_VERSIONS = (
     f"COPY lab_result_version ({', '.join(VERSION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )

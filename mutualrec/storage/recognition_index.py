@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Engine, Table, delete, select, text, tuple_
@@ -26,7 +26,13 @@ from mutualrec.storage.models import (
     RecognitionResult,
     StatDelta,
 )
-from mutualrec.storage.sql import as_utc, insert_ignoring_conflicts
+from mutualrec.storage.sql import (
+    as_utc,
+    column_names,
+    insert_ignoring_conflicts,
+    key_names,
+    postgres_types,
+)
 from mutualrec.storage.statistics_index import DELTA_COLUMNS
 
 
@@ -99,24 +105,31 @@ class ResultItems(NamedTuple):
     collected_at: dt.datetime | None = None
 
 
-# One statement with one array per column, whatever the number of rows: a bundle of 1,000 lab
-# results refreshes its index rows without a parameter per cell.
+# The columns a check reads: IndexedResult's fields, in order (its rows are built positionally).
+_RESULT_COLUMNS = tuple(field.name for field in fields(IndexedResult))
+_RESULTS_SELECT = select(
+    *(cast(Table, RecognitionResult.__table__).c[name] for name in _RESULT_COLUMNS)
+)
+
+# The columns an upsert writes (the table's, less its id), the unique key it meets on a re-index,
+# and the columns it refreshes there.
+_UPSERTED = column_names(RecognitionResult, omit=("id",))
+_UPSERT_KEY = ("result_ref", "item_code")
+_REFRESHED = column_names(RecognitionResult, omit=("id", *_UPSERT_KEY))
+
+# One statement with one array per column (named after it), whatever the number of rows: a
+# bundle of 1,000 lab results refreshes its index rows without a parameter per cell.
 _UPSERT_SQL = text(
-    """
-    INSERT INTO recognition_result (patient_key, item_code, kind, result_ref, version, status,
-                                    report_time, institution_id, detail, collected_at)
-    SELECT * FROM unnest(CAST(:patient_keys AS text[]), CAST(:item_codes AS text[]),
-                         CAST(:kinds AS text[]), CAST(:refs AS text[]),
-                         CAST(:versions AS integer[]), CAST(:statuses AS text[]),
-                         CAST(:times AS timestamptz[]), CAST(:institutions AS integer[]),
-                         CAST(:details AS text[]), CAST(:collected AS timestamptz[]))
-    ON CONFLICT (result_ref, item_code) DO UPDATE SET
-        patient_key = excluded.patient_key, kind = excluded.kind, version = excluded.version,
-        status = excluded.status, report_time = excluded.report_time,
-        institution_id = excluded.institution_id, detail = excluded.detail,
-        collected_at = excluded.collected_at
-    WHERE excluded.version >= recognition_result.version
-    """
+    f"INSERT INTO recognition_result ({', '.join(_UPSERTED)}) SELECT * FROM unnest("
+    + ", ".join(
+        f"CAST(:{name} AS {pg_type}[])"
+        for name, pg_type in zip(
+            _UPSERTED, postgres_types(RecognitionResult, _UPSERTED), strict=True
+        )
+    )
+    + f") ON CONFLICT ({', '.join(_UPSERT_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _REFRESHED)
+    + " WHERE excluded.version >= recognition_result.version"
 )
 
 
@@ -133,23 +146,23 @@ def upsert_results(session: Session, results: Sequence[ResultItems]) -> None:
         session.execute(
             _UPSERT_SQL,
             {
-                "patient_keys": [r.patient_key for r, _, _ in rows],
-                "item_codes": [code for _, code, _ in rows],
-                "kinds": [r.kind for r, _, _ in rows],
-                "refs": [r.result_ref for r, _, _ in rows],
-                "versions": [r.version for r, _, _ in rows],
-                "statuses": [r.status for r, _, _ in rows],
-                "times": [r.report_time for r, _, _ in rows],
-                "institutions": [r.institution_id for r, _, _ in rows],
-                "details": [detail for _, _, detail in rows],
-                "collected": [r.collected_at for r, _, _ in rows],
+                "patient_key": [r.patient_key for r, _, _ in rows],
+                "item_code": [code for _, code, _ in rows],
+                "kind": [r.kind for r, _, _ in rows],
+                "result_ref": [r.result_ref for r, _, _ in rows],
+                "version": [r.version for r, _, _ in rows],
+                "status": [r.status for r, _, _ in rows],
+                "report_time": [r.report_time for r, _, _ in rows],
+                "institution_id": [r.institution_id for r, _, _ in rows],
+                "detail": [detail for _, _, detail in rows],
+                "collected_at": [r.collected_at for r, _, _ in rows],
             },
         )
         return
     if dialect == "sqlite":
         lite = sqlite.insert(table)
         statement = lite.on_conflict_do_update(
-            index_elements=["result_ref", "item_code"],
+            index_elements=list(_UPSERT_KEY),
             set_={c: lite.excluded[c] for c in _REFRESHED},
             where=lite.excluded.version >= table.c.version,
         )
@@ -176,18 +189,6 @@ def upsert_results(session: Session, results: Sequence[ResultItems]) -> None:
     )
 
 
-_REFRESHED = (
-    "patient_key",
-    "kind",
-    "version",
-    "status",
-    "report_time",
-    "institution_id",
-    "detail",
-    "collected_at",
-)
-
-
 def drop_stale_items(session: Session, current: dict[str, Iterable[str]]) -> None:
     """Remove rows of results (by ref) whose item is no longer among their current items."""
     for result_ref, item_codes in current.items():
@@ -207,17 +208,7 @@ def results_for(
     if not codes:
         return []
     rows = session.execute(
-        select(
-            RecognitionResult.item_code,
-            RecognitionResult.kind,
-            RecognitionResult.result_ref,
-            RecognitionResult.version,
-            RecognitionResult.status,
-            RecognitionResult.report_time,
-            RecognitionResult.institution_id,
-            RecognitionResult.detail,
-            RecognitionResult.collected_at,
-        ).where(
+        _RESULTS_SELECT.where(
             RecognitionResult.patient_key == patient_key,
             RecognitionResult.item_code.in_(codes),
         )
@@ -270,50 +261,38 @@ def record_checks(
 # The check's hot path on PostgreSQL, in the driver's terms: two round trips per check (read;
 # write and commit), prepared statements, no ORM. Profiling showed SQLAlchemy's statement
 # handling costing more CPU than the rules themselves at a thousand checks a second.
-_RESULTS_SQL = (
-    "SELECT item_code, kind, result_ref, version, status, report_time, institution_id, detail,"
-    " collected_at FROM recognition_result WHERE patient_key = %s AND item_code = ANY(%s)"
+RESULTS_SQL = (
+    f"SELECT {', '.join(_RESULT_COLUMNS)} FROM recognition_result"
+    " WHERE patient_key = %s AND item_code = ANY(%s)"
 )
-_CHECK_COLUMNS = (
-    "id",
-    "institution_id",
-    "patient_key",
-    "received_at",
-    "catalog_version",
-    "order_id",
-    "department",
-    "emergency",
-)
-_LINE_COLUMNS = (
-    "check_id",
-    "line",
-    "ordered_code",
-    "item_code",
-    "verdict",
-    "reason",
-    "result_ref",
-    "result_version",
-    "issuer_institution_id",
-    "estimated_saving",
-)
+"""The check's read (patient key, list of item codes), for the driver's prepared statements."""
+_CHECK_COLUMNS = column_names(RecognitionCheck)
+_LINE_COLUMNS = column_names(CheckLine)
+
+
+def _unnest(model: type[Any], names: Sequence[str]) -> str:
+    """``unnest(%s::type[], ...)``: one array parameter per column of ``model``."""
+    arrays = ", ".join(f"%s::{pg_type}[]" for pg_type in postgres_types(model, names))
+    return f"unnest({arrays})"
 
 
 # The check, its lines and its statistics deltas in one statement: one round trip, atomic
 # without a transaction.
-_RECORD_CHECK_SQL = (
+RECORD_CHECK_SQL = (
     "WITH recorded AS (INSERT INTO recognition_check ("
     + ", ".join(_CHECK_COLUMNS)
     + ") VALUES ("
     + ", ".join(["%s"] * len(_CHECK_COLUMNS))
     + ") RETURNING id), lines AS (INSERT INTO check_line ("
     + ", ".join(_LINE_COLUMNS)
-    + ") SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::text[], %s::integer[], %s::integer[], %s::text[])) INSERT INTO stat_delta ("
+    + ") SELECT * FROM "
+    + _unnest(CheckLine, _LINE_COLUMNS)
+    + ") INSERT INTO stat_delta ("
     + ", ".join(DELTA_COLUMNS)
-    + ") SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], "
-    + ", ".join(["%s::bigint[]"] * (len(DELTA_COLUMNS) - 3))
-    + ")"
+    + ") SELECT * FROM "
+    + _unnest(StatDelta, DELTA_COLUMNS)
 )
+"""Records a check; its parameters are :func:`record_check_parameters`'."""
 
 
 @contextmanager
@@ -345,6 +324,18 @@ def _delta_arrays(deltas: Sequence[dict[str, Any]]) -> list[Any]:
     return key + counters
 
 
+def record_check_parameters(
+    check: CheckRecord, lines: Sequence[CheckLineRecord], deltas: Sequence[dict[str, Any]]
+) -> list[Any]:
+    """The parameters of :data:`RECORD_CHECK_SQL` for a check's record, its lines' records and
+    its ``stat_delta`` rows."""
+    return (
+        [getattr(check, c) for c in _CHECK_COLUMNS]
+        + [[getattr(line, c) for line in lines] for c in _LINE_COLUMNS]
+        + _delta_arrays(deltas)
+    )
+
+
 CheckRows = tuple[CheckRecord, list[CheckLineRecord], list[dict[str, Any]]]
 """A check's row, its lines' rows and its ``stat_delta`` rows."""
 
@@ -374,15 +365,11 @@ def check_round_trip(
     with _driver_cursor(engine) as cursor:
         rows: list[IndexedResult] = []
         if codes:
-            cursor.execute(_RESULTS_SQL, (patient_key, codes), prepare=True)
+            cursor.execute(RESULTS_SQL, (patient_key, codes), prepare=True)
             rows = [IndexedResult(*row) for row in cursor.fetchall()]
         check, lines, deltas = answer(rows)
         cursor.execute(
-            _RECORD_CHECK_SQL,
-            [getattr(check, c) for c in _CHECK_COLUMNS]
-            + [[getattr(line, c) for line in lines] for c in _LINE_COLUMNS]
-            + _delta_arrays(deltas),
-            prepare=True,
+            RECORD_CHECK_SQL, record_check_parameters(check, lines, deltas), prepare=True
         )
 
 
@@ -411,16 +398,9 @@ class LineOnRecord:
     decision: DecisionOnRecord | None
 
 
-_DECISION_COLUMNS = (
-    "check_id",
-    "line",
-    "accepted",
-    "reason",
-    "reason_text",
-    "booked_saving",
-    "decided_at",
-)
-_DECIDED = ("accepted", "reason", "reason_text", "booked_saving", "decided_at")
+_DECISION_COLUMNS = column_names(Decision)
+# What a decision says, less the line it is on.
+_DECIDED = column_names(Decision, omit=key_names(Decision))
 
 # A decision's path on PostgreSQL goes through the driver with prepared statements, like the
 # check's: profiling showed SQLAlchemy's statement handling and six round trips taking most of
@@ -451,9 +431,9 @@ _RECORD_DECISION_SQL = (
     + "), durable AS (SELECT set_config('synchronous_commit', 'on', true) AS setting),"
     " deltas AS (INSERT INTO stat_delta ("
     + ", ".join(DELTA_COLUMNS)
-    + ") SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], "
-    + ", ".join(["%s::bigint[]"] * (len(DELTA_COLUMNS) - 3))
-    + ") WHERE EXISTS (SELECT 1 FROM recorded))"
+    + ") SELECT * FROM "
+    + _unnest(StatDelta, DELTA_COLUMNS)
+    + " WHERE EXISTS (SELECT 1 FROM recorded))"
     " SELECT recorded.*, (SELECT setting FROM durable) FROM recorded"
 )
 
