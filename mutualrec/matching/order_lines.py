@@ -21,29 +21,10 @@ from mutualrec.matching.facts import (
     ResultFacts,
     ResultStatus,
 )
+from mutualrec.matching.indexed_results import HELD, IndexedResult
 from mutualrec.matching.policy import Policy
 from mutualrec.matching.result_details import ImagingDetail, LabDetail, read_detail
 from mutualrec.matching.rules import check_item, unresolved_finding
-
-# The status of a row that is not recognized but that a check must explain: a study whose
-# declared item contradicts its images, until an administrator resolves it. Not a FHIR status.
-HELD = "held"
-
-
-@dataclass(frozen=True, slots=True)
-class IndexedResult:
-    """A result as the recognition index holds it: one row per (result, catalog item)."""
-
-    item_code: str
-    kind: str
-    result_ref: str
-    version: int
-    status: str
-    report_time: dt.datetime
-    institution_id: int
-    detail: str
-    # Specimen collection (lab results indexed since migration 0012); None otherwise.
-    collected_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

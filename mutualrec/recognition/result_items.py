@@ -16,9 +16,8 @@ from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.matching.catalog import Catalog, CatalogItem, ItemCategory
 from mutualrec.matching.codes import SeriesFacts, items_for_study
 from mutualrec.matching.declared import contradictions
-from mutualrec.matching.order_lines import HELD
+from mutualrec.matching.indexed_results import HELD, ResultItems
 from mutualrec.matching.units import CanonicalValue, canonical_value
-from mutualrec.storage.recognition_index import ResultItems
 
 # DICOM study dates and times are the hospital's local time.
 

@@ -36,6 +36,7 @@ from mutualrec.ingest.lab_ingest import (
 )
 from mutualrec.ingest.lab_versions import Change, HeldResult, decide_transition
 from mutualrec.matching.facts import ResultStatus
+from mutualrec.matching.indexed_results import ResultItems
 from mutualrec.recognition.result_items import lab_items, lab_ref
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
@@ -44,7 +45,6 @@ from mutualrec.services.result_indexing import DetailOf, ItemsOf, ResultIndexing
 from mutualrec.storage import lab_index
 from mutualrec.storage.keys import document_key
 from mutualrec.storage.objects import ObjectNotFound, ObjectStore
-from mutualrec.storage.recognition_index import ResultItems
 from mutualrec.violations import Conflict, Rejected, TooLarge
 
 # Deadlocks and serialization failures are retried; a fresh transaction decides again.

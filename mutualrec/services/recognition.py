@@ -14,14 +14,9 @@ from sqlalchemy import Engine
 from mutualrec.identity import IdentityDocument, patient_key
 from mutualrec.matching.decisions import DeclineReason, validate_decision
 from mutualrec.matching.facts import Verdict
+from mutualrec.matching.indexed_results import IndexedResult
 from mutualrec.matching.language import Language, preferred_language
-from mutualrec.matching.order_lines import (
-    CheckedLine,
-    IndexedResult,
-    decide_lines,
-    plan_lines,
-    wanted_items,
-)
+from mutualrec.matching.order_lines import CheckedLine, decide_lines, plan_lines, wanted_items
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
 from mutualrec.services.reference import ReferenceCache

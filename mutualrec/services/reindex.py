@@ -25,10 +25,10 @@ from mutualrec.ingest.lab_result import Coding, Groups, LabResult, LabValue, par
 from mutualrec.matching.catalog import Catalog
 from mutualrec.matching.codes import items_for_lab_result
 from mutualrec.matching.facts import ResultStatus
+from mutualrec.matching.indexed_results import ResultItems
 from mutualrec.recognition.result_items import detail_for_item, lab_items, lab_ref
 from mutualrec.services.result_indexing import index_lab_results
 from mutualrec.storage import reindex_store
-from mutualrec.storage.recognition_index import ResultItems
 from mutualrec.storage.reindex_store import Checkpoint, MappingRow, StoredVersion
 
 DEFAULT_BATCH = 20_000

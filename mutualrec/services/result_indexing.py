@@ -15,6 +15,7 @@ from mutualrec.ingest.lab_result import LabResult
 from mutualrec.ingest.study_records import StudyOverview
 from mutualrec.matching.catalog import Catalog
 from mutualrec.matching.codes import items_for_lab_result
+from mutualrec.matching.indexed_results import ResultItems
 from mutualrec.recognition.result_items import (
     detail_for_item,
     study_items,
@@ -23,7 +24,6 @@ from mutualrec.recognition.result_items import (
 )
 from mutualrec.services.reference import ReferenceCache
 from mutualrec.storage import imaging_index, recognition_index
-from mutualrec.storage.recognition_index import ResultItems
 
 ItemsOf = Callable[[LabResult], frozenset[str]]
 DetailOf = Callable[[LabResult, str], str]

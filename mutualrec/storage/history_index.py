@@ -23,7 +23,7 @@ from mutualrec.imaging.records import (
     StudyEntry,
 )
 from mutualrec.matching.facts import Verdict
-from mutualrec.matching.order_lines import HELD
+from mutualrec.matching.indexed_results import HELD
 from mutualrec.storage.models import (
     CheckLine,
     Instance,

@@ -11,14 +11,14 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from sqlalchemy import Engine, Table, delete, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from mutualrec.matching.order_lines import IndexedResult
+from mutualrec.matching.indexed_results import IndexedResult, ResultItems
 from mutualrec.storage.models import (
     CheckLine,
     Decision,
@@ -84,27 +84,6 @@ def _columns(record: Any, columns: Sequence[str]) -> dict[str, Any]:
     return {c: getattr(record, c) for c in columns}
 
 
-class ResultItems(NamedTuple):
-    """A result's current version as the recognition index is to hold it: one row per catalog
-    item it is, each with what a doctor sees of the result as that item.
-
-    Immutable and typed like a frozen dataclass, but built for every result ingested: a frozen
-    dataclass's ``__init__`` costs five times as much.
-    """
-
-    patient_key: str
-    kind: str
-    result_ref: str
-    version: int
-    status: str
-    report_time: dt.datetime
-    institution_id: int
-    # (item code, detail) for every item the version is, by item code.
-    details: tuple[tuple[str, str], ...]
-    # Specimen collection (lab results); None otherwise.
-    collected_at: dt.datetime | None = None
-
-
 # The columns a check reads: IndexedResult's fields, in order (its rows are built positionally).
 _RESULT_COLUMNS = tuple(field.name for field in fields(IndexedResult))
 _RESULTS_SELECT = select(
@@ -116,6 +95,7 @@ _RESULTS_SELECT = select(
 _UPSERTED = column_names(RecognitionResult, omit=("id",))
 _UPSERT_KEY = ("result_ref", "item_code")
 _REFRESHED = column_names(RecognitionResult, omit=("id", *_UPSERT_KEY))
+
 
 # One statement with one array per column (named after it), whatever the number of rows: a
 # bundle of 1,000 lab results refreshes its index rows without a parameter per cell.

@@ -23,7 +23,8 @@ from mutualrec.matching.facts import (
     Scope,
     Verdict,
 )
-from mutualrec.matching.order_lines import IndexedResult, decide_lines, plan_lines
+from mutualrec.matching.indexed_results import IndexedResult
+from mutualrec.matching.order_lines import decide_lines, plan_lines
 from mutualrec.matching.policy import Policy
 from mutualrec.services.reference import ReferenceData
 from tests.fhir_factory import bundle_bytes
