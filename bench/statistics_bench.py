@@ -182,7 +182,6 @@ HOUR_WEIGHTS = (
 WEEKDAY_WEIGHTS = (1.15, 1.10, 1.05, 1.05, 1.00, 0.60, 0.45)
 LAB_NOT_COVERED = ("2093-3", "2085-9", "1988-5", "LOCAL-TCM-001", "30341-2", "33914-3")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-FEN = Decimal("0.01")
 
 
 def disk_read_mib() -> float:
@@ -303,6 +302,7 @@ def make_items(insts: Sequence[Inst], version: str) -> ItemTable:
         ResultFacts,
         ResultStatus,
     )
+    from mutualrec.money import yuan
 
     items = packaged_catalog().items
     is_img = np.array([i.category is ItemCategory.IMAGING for i in items])
@@ -352,7 +352,7 @@ def make_items(insts: Sequence[Inst], version: str) -> ItemTable:
         is_imaging=is_img,
         weights=weights,
         ordered=[[i.code, *i.loinc] for i in items],
-        prices=[str(i.reference_price.quantize(FEN)) for i in items],
+        prices=[yuan(i.reference_price_fen) for i in items],
         reasons=texts,
     )
 

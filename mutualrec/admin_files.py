@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mutualrec.matching.catalog import Catalog
+from mutualrec.money import to_fen
 from mutualrec.violations import Violation
 
 # Yuan to the fen, as in the catalog: savings are summed from these.
@@ -238,13 +239,7 @@ def read_prices(csv_text: str, catalog: Catalog) -> PriceFile:
                 )
             )
         elif item is not None:
-            prices.setdefault(item.code, (line, _fen(raw)))
+            prices.setdefault(item.code, (line, to_fen(raw)))
     return PriceFile(
         tuple(ItemPrice(code, fen) for code, (_line, fen) in prices.items()), tuple(violations)
     )
-
-
-def _fen(yuan: str) -> int:
-    """``yuan`` (digits, at most two decimals: the price shape) as integer fen, exactly."""
-    whole, _, decimals = yuan.partition(".")
-    return int(whole) * 100 + int(decimals.ljust(2, "0"))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import TypeAlias
 
 import grpc
 
 from mutualrec.api.auth import caller
 from mutualrec.matching.catalog import CatalogItem
+from mutualrec.money import yuan
 from mutualrec.runtime import Runtime
 from mutualrec.services.catalog import ItemRequest, ItemsRequest
 from mutualrec.v1 import catalog_pb2, catalog_pb2_grpc
@@ -17,7 +17,6 @@ from mutualrec.v1 import catalog_pb2, catalog_pb2_grpc
 Context: TypeAlias = grpc.aio.ServicerContext
 _DAY = dt.timedelta(days=1)
 _HOUR = dt.timedelta(hours=1)
-_FEN = Decimal("0.01")
 
 
 def validity_text(validity: dt.timedelta) -> str:
@@ -40,7 +39,7 @@ def item_proto(item: CatalogItem, version: str) -> catalog_pb2.CatalogItem:
         contrast=item.contrast,
         validity=validity_text(item.validity),
         validity_seconds=int(item.validity.total_seconds()),
-        reference_price=str(item.reference_price.quantize(_FEN)),
+        reference_price=yuan(item.reference_price_fen),
         satisfies=item.satisfies,
         source=item.source,
         catalog_version=version,

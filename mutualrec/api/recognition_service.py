@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import TypeAlias
 
 import grpc
@@ -14,6 +13,7 @@ from mutualrec.identity import InvalidIdentity
 from mutualrec.matching.decisions import DeclineReason
 from mutualrec.matching.order_lines import CheckedLine
 from mutualrec.matching.result_details import ImagingDetail, LabDetail
+from mutualrec.money import yuan
 from mutualrec.runtime import Runtime
 from mutualrec.services.recognition import (
     CheckContext,
@@ -43,10 +43,6 @@ STUDY_URL = "mutualrec://study/{uid}"
 
 def _time(moment: dt.datetime | None) -> str:
     return "" if moment is None else moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _money(amount: Decimal) -> str:
-    return str(amount.quantize(Decimal("0.01")))
 
 
 def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | None:
@@ -110,7 +106,7 @@ def _report_proto(report: CheckReport) -> recognition_pb2.CheckOrderResponse:
                 verdict=_VERDICTS[finding.verdict.value],
                 reason=finding.reason.text(report.language),
                 result=_result_proto(checked),
-                estimated_saving=_money(finding.saving),
+                estimated_saving=yuan(finding.saving_fen),
                 expired_since=_time(finding.expired_since),
             )
         )
@@ -119,7 +115,7 @@ def _report_proto(report: CheckReport) -> recognition_pb2.CheckOrderResponse:
         received_at=_time(report.received_at),
         catalog_version=report.catalog_version,
         lines=lines,
-        total_estimated_saving=_money(report.total_saving),
+        total_estimated_saving=yuan(report.total_saving_fen),
     )
 
 
@@ -185,7 +181,7 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
                 if decided.reason
                 else recognition_pb2.DECLINE_REASON_UNSPECIFIED
             ),
-            booked_saving=_money(decided.booked_saving),
+            booked_saving=yuan(decided.booked_saving_fen),
             already_recorded=decided.already_recorded,
             decided_at=_time(decided.decided_at),
         )

@@ -12,9 +12,10 @@ from typing import TypeAlias
 import grpc
 
 from mutualrec.api.auth import caller
+from mutualrec.money import yuan
 from mutualrec.runtime import Runtime
 from mutualrec.services.statistics import ReportQuery, ReportRequest, check_request
-from mutualrec.statistics.counters import Counters, recognition_rate, yuan
+from mutualrec.statistics.counters import Counters, recognition_rate
 from mutualrec.statistics.periods import Granularity
 from mutualrec.statistics.report import GroupBy
 from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc

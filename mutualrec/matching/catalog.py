@@ -37,6 +37,7 @@ from importlib import resources
 from typing import Any
 
 from mutualrec.matching.body_part import normalize_body_part
+from mutualrec.money import to_fen
 from mutualrec.violations import Rejected, Violation
 
 CATALOG_VERSION = "2026.2"
@@ -101,7 +102,8 @@ class CatalogItem:
     contrast: bool
     header_match: bool
     validity: dt.timedelta
-    reference_price: Decimal
+    # Integer fen (see mutualrec.money).
+    reference_price_fen: int
     satisfies: tuple[str, ...]
     source: str
     # Same analyte in another specimen, treated as this item (see the module docstring).
@@ -415,14 +417,14 @@ def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation])
 
     raw_price = cells["price_cny"].strip()
     if _PRICE_SHAPE.match(raw_price):
-        price = Decimal(raw_price)
+        price = to_fen(raw_price)
     else:
         fail(
             "price_cny",
             f"a price is a non-negative amount in yuan, at most two decimals; got {raw_price!r}",
             "BAD_PRICE",
         )
-        price = Decimal(0)
+        price = 0
 
     satisfies = tuple(
         part.strip().upper() for part in cells.get("satisfies", "").split(";") if part.strip()
@@ -438,7 +440,7 @@ def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation])
         contrast=contrast,
         header_match=header_match and imaging,
         validity=validity,
-        reference_price=price,
+        reference_price_fen=price,
         satisfies=satisfies,
         source=cells["source"].strip(),
         specimen_loinc=specimen_loinc,

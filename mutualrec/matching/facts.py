@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from decimal import Decimal
 
 from mutualrec.matching.catalog import CatalogItem, ItemCategory
 from mutualrec.matching.language import Reason
@@ -151,5 +150,6 @@ class Finding:
     valid_until: dt.datetime | None
     age: dt.timedelta | None
     expired_since: dt.datetime | None
-    saving: Decimal
+    # Integer fen (see mutualrec.money).
+    saving_fen: int
     reason: Reason

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from mutualrec.matching.catalog import Catalog, CatalogItem
 from mutualrec.matching.codes import OrderResolution, resolve_ordered_code
@@ -111,7 +110,7 @@ def decide_lines(
     data: Reference,
     asker_id: int,
     received_at: dt.datetime,
-    prices: Mapping[str, Decimal],
+    prices: Mapping[str, int],
     policy: Policy,
 ) -> list[CheckedLine]:
     """The finding of every line, citing the index row of the result it rests on."""

@@ -6,7 +6,6 @@ import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from mutualrec.matching import reasons
 from mutualrec.matching.catalog import Catalog, CatalogItem
@@ -25,7 +24,7 @@ from mutualrec.matching.facts import (
 from mutualrec.matching.language import Reason
 from mutualrec.matching.policy import Policy, Suspension, WindowAnchor
 
-_NO_SAVING = Decimal(0)
+_NO_SAVING = 0
 
 
 class _IssuerGap(enum.Enum):
@@ -58,7 +57,7 @@ def check_item(
     qualifications: Sequence[Qualification],
     received_at: dt.datetime,
     policy: Policy,
-    price_list: Mapping[str, Decimal] | None = None,
+    price_list: Mapping[str, int] | None = None,
 ) -> Finding:
     """The verdict for one ordered item, given every result version this patient holds.
 
@@ -88,7 +87,7 @@ def check_item(
         if qualified:
             best = max(qualified, key=_recency)
             age = _age(received_at, best.result)
-            price = (price_list or {}).get(item.code, item.reference_price)
+            price = (price_list or {}).get(item.code, item.reference_price_fen)
             reason = reasons.recognizable(
                 best.item, item, best.result, age, best.valid_until, received_at, best.collected_at
             )
@@ -139,7 +138,7 @@ def check_item(
             valid_until=None,
             age=_age(received_at, newest),
             expired_since=None,
-            saving=_NO_SAVING,
+            saving_fen=_NO_SAVING,
             reason=reason,
         )
 
@@ -154,7 +153,7 @@ def check_item(
             valid_until=None,
             age=age,
             expired_since=None,
-            saving=_NO_SAVING,
+            saving_fen=_NO_SAVING,
             reason=reason,
         )
 
@@ -314,7 +313,7 @@ def _finding(
     final: _Final,
     age: dt.timedelta,
     expired_since: dt.datetime | None,
-    saving: Decimal,
+    saving_fen: int,
     reason: Reason,
 ) -> Finding:
     return Finding(
@@ -324,7 +323,7 @@ def _finding(
         valid_until=final.valid_until,
         age=age,
         expired_since=expired_since,
-        saving=saving,
+        saving_fen=saving_fen,
         reason=reason,
     )
 
@@ -337,6 +336,6 @@ def _without_result(verdict: Verdict, ordered: CatalogItem | None, reason: Reaso
         valid_until=None,
         age=None,
         expired_since=None,
-        saving=_NO_SAVING,
+        saving_fen=_NO_SAVING,
         reason=reason,
     )

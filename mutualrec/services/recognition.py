@@ -7,7 +7,6 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from sqlalchemy import Engine
 
@@ -17,6 +16,7 @@ from mutualrec.matching.facts import Verdict
 from mutualrec.matching.indexed_results import IndexedResult
 from mutualrec.matching.language import Language, preferred_language
 from mutualrec.matching.order_lines import CheckedLine, decide_lines, plan_lines, wanted_items
+from mutualrec.money import to_fen, yuan
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
 from mutualrec.services.reference import ReferenceCache
@@ -32,8 +32,6 @@ MAX_ORDERED_CODES = 100
 # The doctor decides at ordering time; a decision reported later than this is refused, which
 # also lets the statistics close a day for good.
 DECISION_WINDOW = dt.timedelta(hours=24)
-# Money is kept in yuan with fen, as text, so every database keeps it exactly.
-CENTS = Decimal("0.01")
 # An Accept-Language value names a few languages; a longer one is a client bug.
 MAX_ACCEPT_LANGUAGE = 256
 
@@ -58,9 +56,9 @@ class CheckReport:
     language: Language
 
     @property
-    def total_saving(self) -> Decimal:
+    def total_saving_fen(self) -> int:
         """What recognizing every recognizable line would save."""
-        return sum((c.finding.saving for c in self.lines), Decimal(0))
+        return sum(c.finding.saving_fen for c in self.lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +69,7 @@ class DecisionReport:
     line: int
     accepted: bool
     reason: DeclineReason | None
-    booked_saving: Decimal
+    booked_saving_fen: int
     already_recorded: bool
     decided_at: dt.datetime
 
@@ -283,7 +281,7 @@ class Recognition:
             line,
             recorded.accepted,
             DeclineReason(recorded.reason) if recorded.reason else None,
-            Decimal(recorded.booked_saving),
+            to_fen(recorded.booked_saving),
             not new,
             recorded.decided_at,
         )
@@ -316,7 +314,7 @@ def _record_rows(
             result_ref=checked.cited.result_ref if checked.cited else "",
             result_version=checked.cited.version if checked.cited else 0,
             issuer_institution_id=checked.cited.institution_id if checked.cited else None,
-            estimated_saving=str(checked.finding.saving.quantize(CENTS)),
+            estimated_saving=yuan(checked.finding.saving_fen),
         )
         for number, checked in enumerate(report.lines)
     ]

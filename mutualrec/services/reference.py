@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -57,7 +56,7 @@ class ReferenceCache:
         self._lock = threading.Lock()
         self._data: ReferenceData | None = None
         self._mappings: dict[int, tuple[float, dict[str, tuple[str, ...]]]] = {}
-        self._prices: dict[int, tuple[float, dict[str, Decimal]]] = {}
+        self._prices: dict[int, tuple[float, dict[str, int]]] = {}
         # Bumped by invalidate(): a load that began before is not kept (it may predate the
         # change that caused the invalidation).
         self._generation = 0
@@ -109,8 +108,8 @@ class ReferenceCache:
                 self._mappings[institution_id] = (self._clock(), found)
         return found
 
-    def prices(self, institution_id: int) -> dict[str, Decimal]:
-        """The institution's own price list (empty when none is loaded)."""
+    def prices(self, institution_id: int) -> dict[str, int]:
+        """The institution's own price list in fen (empty when none is loaded)."""
         cached = self._prices.get(institution_id)
         if cached is not None and self._fresh(cached[0]):
             return cached[1]

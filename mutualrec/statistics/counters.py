@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from mutualrec.matching.decisions import DeclineReason
+from mutualrec.money import to_fen
 
 RECOGNIZABLE = "RECOGNIZABLE"
 _RATE = Decimal("0.0001")
@@ -24,7 +25,7 @@ class Counters:
     declined: int = 0
     declined_by_reason: dict[str, int] = field(default_factory=dict)
     # Money in whole fen (0.01 yuan): sums are exact and cost an integer addition; yuan, as
-    # Decimal text, only where a report leaves the service (:func:`yuan`).
+    # Decimal text, only where a report leaves the service (:func:`mutualrec.money.yuan`).
     saving_fen: int = 0
     # The part of items_recognizable, accepted and saving whose result the asking institution
     # itself issued: reuse inside one hospital, which regulators report apart.
@@ -96,17 +97,3 @@ def recognition_rate(accepted: int, recognizable: int) -> str:
     if recognizable == 0:
         return ""
     return str((Decimal(accepted) / Decimal(recognizable)).quantize(_RATE))
-
-
-def to_fen(amount: str | Decimal) -> int:
-    """An amount of yuan as whole fen; refuses fractions of a fen rather than round them."""
-    fen = Decimal(amount or "0") * 100
-    if fen != fen.to_integral_value():
-        raise ValueError(f"{amount} yuan is not a whole number of fen")
-    return int(fen)
-
-
-def yuan(fen: int) -> str:
-    """An amount of whole fen as yuan with 2 decimals (``1235`` -> ``"12.35"``)."""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{'-' if fen < 0 else ''}{whole}.{cents:02d}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mutualrec.statistics.counters import REASONS, Counters, recognition_rate, yuan
+from mutualrec.money import yuan
+from mutualrec.statistics.counters import REASONS, Counters, recognition_rate
 from mutualrec.statistics.report import SavingsReport
 
 HEADER = [

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mutualrec.matching.decisions import DeclineReason
-from mutualrec.statistics.counters import Counters, to_fen
+from mutualrec.money import to_fen
+from mutualrec.statistics.counters import Counters
 from mutualrec.statistics.periods import Granularity, Period, period_of
 from mutualrec.statistics.report import Directory, GroupBy, LineFact, Row, fold_day
 

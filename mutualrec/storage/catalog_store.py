@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from importlib import resources
 
 from sqlalchemy import delete, insert, select
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from mutualrec.admin_files import CodeMappingFile, PriceFile
 from mutualrec.matching.catalog import Catalog, ItemCategory, load_catalog, packaged_catalog
 from mutualrec.matching.facts import InstitutionFacts, InstitutionLevel, Qualification, Scope
+from mutualrec.money import to_fen, yuan
 from mutualrec.storage import admin_changes
 from mutualrec.storage.models import CatalogVersion, CodeMapping, Institution, ItemPrice
 from mutualrec.storage.models import Qualification as QualificationRow
@@ -379,7 +379,7 @@ def replace_prices(session: Session, institution_code: str, file: PriceFile) -> 
                 "institution_id": institution.id,
                 "item_code": row.item_code,
                 # Yuan text, as the column has always held it.
-                "price": f"{row.price_fen // 100}.{row.price_fen % 100:02d}",
+                "price": yuan(row.price_fen),
                 "loaded_at": loaded_at,
             }
             for row in file.prices
@@ -389,14 +389,14 @@ def replace_prices(session: Session, institution_code: str, file: PriceFile) -> 
     return len(file.prices)
 
 
-def price_list(session: Session, institution_id: int) -> dict[str, Decimal]:
-    """An institution's own prices by item code (empty when it loaded none)."""
+def price_list(session: Session, institution_id: int) -> dict[str, int]:
+    """An institution's own prices in fen by item code (empty when it loaded none)."""
     rows = session.execute(
         select(ItemPrice.item_code, ItemPrice.price).where(
             ItemPrice.institution_id == institution_id
         )
     )
-    return {item_code: Decimal(price) for item_code, price in rows}
+    return {item_code: to_fen(price) for item_code, price in rows}
 
 
 def institution_facts(session: Session) -> dict[int, InstitutionFacts]:

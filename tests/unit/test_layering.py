@@ -31,6 +31,7 @@ PURE = {
     "violations",
     "localtime",
     "admin_files",
+    "money",
 }
 FORBIDDEN: dict[str, set[str]] = {
     **{name: FRAMEWORKS | DOORS | {"storage", "services", "runtime"} for name in PURE},

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mutualrec.matching.decisions import DeclineReason
-from mutualrec.statistics.counters import to_fen
+from mutualrec.money import to_fen
 from mutualrec.statistics.periods import Granularity, Period
 from mutualrec.statistics.report import Directory, GroupBy, InstitutionInfo, LineFact
 from mutualrec.statistics.tally import (

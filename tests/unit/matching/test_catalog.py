@@ -80,7 +80,7 @@ def test_packaged_items_carry_their_columns() -> None:
         True,
     )
     assert chest.validity == dt.timedelta(days=90)
-    assert chest.reference_price == Decimal("200")
+    assert chest.reference_price_fen == 20000  # 200 yuan
     cbc = catalog.get("lab-cbc")
     assert cbc is not None
     assert cbc.loinc == ("57021-8", "58410-2")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Sequence
-from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -77,7 +76,7 @@ def find(
     asker: InstitutionFacts = ASKER,
     qualifications: Sequence[Qualification] = ALL_MARKS,
     policy: Policy | None = None,
-    price_list: dict[str, Decimal] | None = None,
+    price_list: dict[str, int] | None = None,
     catalog: Catalog = CATALOG,
 ) -> Finding:
     item = catalog.get(code)
@@ -106,7 +105,7 @@ def test_recognizable_example() -> None:
     assert found.valid_until == shanghai(2027, 1, 30, 8, 30)
     assert found.age == dt.timedelta(days=20, hours=1, minutes=30)
     assert found.expired_since is None
-    assert found.saving == Decimal("200")
+    assert found.saving_fen == 20000  # 200 yuan
     assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
         "reported 2026-11-01 08:30, 20 days ago; valid until 2027-01-30 08:30"
@@ -125,11 +124,10 @@ def test_reason_times_are_beijing_time_whatever_zone_the_facts_use() -> None:
 def test_saving_uses_the_askers_price_when_it_has_one() -> None:
     chest = result(shanghai(2026, 11, 1, 8, 30))
     received = shanghai(2026, 11, 2)
-    own_price = {"IMG-CT-CHEST": Decimal("330.50"), "LAB-K": Decimal("9")}
-    assert find("IMG-CT-CHEST", [chest], received, price_list=own_price).saving == Decimal("330.50")
-    assert find("IMG-CT-CHEST", [chest], received, price_list={"LAB-K": Decimal("9")}).saving == (
-        Decimal("200")
-    )
+    own_price = {"IMG-CT-CHEST": 33050, "LAB-K": 900}  # fen
+    assert find("IMG-CT-CHEST", [chest], received, price_list=own_price).saving_fen == 33050
+    # Not on the asker's list: the catalog's reference price, 200 yuan.
+    assert find("IMG-CT-CHEST", [chest], received, price_list={"LAB-K": 900}).saving_fen == 20000
 
 
 def test_expired_example() -> None:
@@ -140,7 +138,7 @@ def test_expired_example() -> None:
     assert found.expired_since == shanghai(2026, 4, 1, 8, 0)
     assert found.valid_until == shanghai(2026, 4, 1, 8, 0)
     assert found.age == dt.timedelta(days=151)
-    assert found.saving == Decimal(0)
+    assert found.saving_fen == 0
     assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
         "reported 2026-01-01 08:00, 151 days ago; expired 2026-04-01 08:00 (valid for 90 days)"
@@ -165,7 +163,7 @@ def test_no_result() -> None:
         None,
         None,
     )
-    assert found.saving == Decimal(0)
+    assert found.saving_fen == 0
     assert found.reason.en == (
         "No result of 胸部CT平扫 (CT chest without contrast) on record for this patient"
     )
@@ -183,7 +181,7 @@ def test_preliminary_only_example() -> None:
     assert found.result is pending
     assert found.valid_until is None
     assert found.age == dt.timedelta(hours=12)
-    assert found.saving == Decimal(0)
+    assert found.saving_fen == 0
     assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
         "reported 2026-11-20 22:00, 12 hours ago; no final report yet"
@@ -205,7 +203,7 @@ def test_issuer_without_a_mark() -> None:
     assert found.verdict is Verdict.ISSUER_NOT_QUALIFIED
     assert found.result is chest
     assert found.valid_until == shanghai(2027, 1, 30, 8, 30)
-    assert found.saving == Decimal(0)
+    assert found.saving_fen == 0
     assert found.reason.en == (
         "胸部CT平扫 (CT chest without contrast) from 重庆市第一人民医院, "
         "reported 2026-11-01 08:30, 20 days ago; 重庆市第一人民医院 held no recognition "
@@ -312,7 +310,7 @@ def test_a_contrast_study_satisfies_the_plain_order() -> None:
     found = find("IMG-CT-CHEST", [contrast], shanghai(2026, 11, 21, 10, 0))
     assert found.verdict is Verdict.RECOGNIZABLE
     # The avoided item is the plain CT that was ordered.
-    assert found.saving == Decimal("200")
+    assert found.saving_fen == 20000  # 200 yuan
     assert found.reason.en == (
         "胸部CT增强 (CT chest with contrast), which covers 胸部CT平扫 from 重庆市第一人民医院, "
         "reported 2026-11-01 08:30, 20 days ago; valid until 2027-01-30 08:30"
@@ -433,7 +431,7 @@ def test_codes_that_name_no_item() -> None:
     not_covered = unresolved_finding(resolve_ordered_code("718-7", CATALOG, {}), CATALOG)
     assert not_covered.verdict is Verdict.NOT_COVERED
     assert not_covered.reason.en == "718-7 is not a mutually recognized item (catalog 2026.2)"
-    assert not_covered.saving == Decimal(0)
+    assert not_covered.saving_fen == 0
     unknown = unresolved_finding(resolve_ordered_code("XYZ", CATALOG, {}), CATALOG)
     assert unknown.verdict is Verdict.UNKNOWN_CODE
     assert unknown.reason.en == (
@@ -465,7 +463,7 @@ def test_the_window_ends_inclusively_to_the_second(
     too_late = find(code, sample, last_second + ONE_SECOND)
     assert too_late.verdict is Verdict.EXPIRED
     assert too_late.expired_since == last_second
-    assert too_late.saving == Decimal(0)
+    assert too_late.saving_fen == 0
 
 
 @given(
