@@ -40,6 +40,8 @@ import psycopg
 from harness import free_port, wait_listening
 
 from mutualrec.identity import parse_identity, patient_key
+from mutualrec.statistics.report import GroupBy
+from mutualrec.statistics.tally import TALLY_REASONS, DayDeltas, TallyRow
 from mutualrec.storage.recognition_index import (
     RECORD_CHECK_SQL,
     RESULTS_SQL,
@@ -47,7 +49,6 @@ from mutualrec.storage.recognition_index import (
     CheckRecord,
     record_check_parameters,
 )
-from mutualrec.storage.statistics_index import DELTA_COLUMNS
 from mutualrec.v1 import recognition_pb2, recognition_pb2_grpc
 
 LINES = 5
@@ -111,11 +112,26 @@ def record_parameters(key: str, codes: Sequence[str]) -> list[Any]:
         )
         for n in range(LINES)
     ]
-    counters = dict.fromkeys(DELTA_COLUMNS[3:], 1)
-    deltas = [
-        {"group_by": group, "day": now.date(), "group_key": group_key, **counters}
-        for group, group_key in DELTA_KEYS
-    ]
+    # Every counter 1, as many stat_delta rows as the real check writes.
+    deltas = DayDeltas(
+        now.date(),
+        tuple(
+            TallyRow(
+                GroupBy(group),
+                group_key,
+                checks=1,
+                items_checked=1,
+                items_recognizable=1,
+                accepted=1,
+                saving_fen=1,
+                declined_by_reason=tuple((reason, 1) for reason in TALLY_REASONS),
+                items_recognizable_own=1,
+                accepted_own=1,
+                saving_fen_own=1,
+            )
+            for group, group_key in DELTA_KEYS
+        ),
+    )
     return record_check_parameters(check, lines, deltas)
 
 

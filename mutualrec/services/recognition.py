@@ -22,8 +22,8 @@ from mutualrec.security.audit import touched
 from mutualrec.services.reference import ReferenceCache
 from mutualrec.statistics.periods import today
 from mutualrec.statistics.report import Directory, LineFact
-from mutualrec.statistics.tally import decision_rows, lines_rows
-from mutualrec.storage import recognition_index, statistics_index
+from mutualrec.statistics.tally import DayDeltas, decision_rows, lines_rows
+from mutualrec.storage import recognition_index
 from mutualrec.storage.recognition_index import CheckLineRecord, CheckRecord, DecisionRecord
 from mutualrec.violations import Conflict, NotFound, Rejected, Violation
 
@@ -262,9 +262,9 @@ class Recognition:
                     booked_saving=saving,
                     decided_at=decided_at,
                 ),
-                statistics_index.delta_params(
+                DayDeltas(
                     today(on_record.received_at),
-                    decision_rows(fact, self.reference.data().directory),
+                    tuple(decision_rows(fact, self.reference.data().directory)),
                 ),
             )
         same = recorded.accepted == accepted and recorded.reason == (reason.value if reason else "")
@@ -341,5 +341,5 @@ def _record_rows(
         )
         for line in lines
     ]
-    deltas = statistics_index.delta_params(today(report.received_at), lines_rows(facts, directory))
+    deltas = DayDeltas(today(report.received_at), tuple(lines_rows(facts, directory)))
     return check, lines, deltas

@@ -59,6 +59,15 @@ class TallyRow:
         return sum(count for _, count in self.declined_by_reason)
 
 
+@dataclass(frozen=True, slots=True)
+class DayDeltas:
+    """What one check or decision adds to the statistics: its tally rows, on the Asia/Shanghai
+    day they count for."""
+
+    day: dt.date
+    rows: tuple[TallyRow, ...]
+
+
 def counter_row(group_by: GroupBy, key: str, counters: Counters) -> TallyRow:
     """``counters`` of one group as a tally row."""
     return TallyRow(

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from mutualrec.matching.indexed_results import IndexedResult, ResultItems
+from mutualrec.statistics.tally import DayDeltas
 from mutualrec.storage.models import (
     CheckLine,
     Decision,
@@ -33,7 +34,7 @@ from mutualrec.storage.sql import (
     key_names,
     postgres_types,
 )
-from mutualrec.storage.statistics_index import DELTA_COLUMNS
+from mutualrec.storage.statistics_index import DELTA_COLUMNS, delta_params
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +290,7 @@ def _driver_cursor(engine: Engine) -> Iterator[Any]:
         pooled.close()
 
 
-def _delta_arrays(deltas: Sequence[dict[str, Any]]) -> list[Any]:
+def _delta_arrays(day_deltas: DayDeltas) -> list[Any]:
     """``stat_delta`` rows as one parameter per column, for the unnest in the check's and the
     decision's statements.
 
@@ -297,6 +298,7 @@ def _delta_arrays(deltas: Sequence[dict[str, Any]]) -> list[Any]:
     pick its dumper, and for the 17 counter columns that cost 60 to 170 us per statement in a
     micro-benchmark. Counters are integers, so the literal needs no quoting.
     """
+    deltas = delta_params(day_deltas)
     key = [[delta[c] for delta in deltas] for c in DELTA_COLUMNS[:3]]
     counters = [
         "{" + ",".join(str(int(delta[c])) for delta in deltas) + "}" for c in DELTA_COLUMNS[3:]
@@ -305,7 +307,7 @@ def _delta_arrays(deltas: Sequence[dict[str, Any]]) -> list[Any]:
 
 
 def record_check_parameters(
-    check: CheckRecord, lines: Sequence[CheckLineRecord], deltas: Sequence[dict[str, Any]]
+    check: CheckRecord, lines: Sequence[CheckLineRecord], deltas: DayDeltas
 ) -> list[Any]:
     """The parameters of :data:`RECORD_CHECK_SQL` for a check's record, its lines' records and
     its ``stat_delta`` rows."""
@@ -316,7 +318,7 @@ def record_check_parameters(
     )
 
 
-CheckRows = tuple[CheckRecord, list[CheckLineRecord], list[dict[str, Any]]]
+CheckRows = tuple[CheckRecord, list[CheckLineRecord], DayDeltas]
 """A check's row, its lines' rows and its ``stat_delta`` rows."""
 
 
@@ -339,8 +341,8 @@ def check_round_trip(
         with Session(engine) as session, session.begin():
             check, lines, deltas = answer(results_for(session, patient_key, codes))
             record_checks(session, [check], lines, durable=False)
-            if deltas:
-                session.execute(StatDelta.__table__.insert(), deltas)  # type: ignore[attr-defined]
+            if deltas.rows:
+                session.execute(StatDelta.__table__.insert(), delta_params(deltas))  # type: ignore[attr-defined]
         return
     with _driver_cursor(engine) as cursor:
         rows: list[IndexedResult] = []
@@ -479,7 +481,7 @@ def line_on_record(engine: Engine, check_id: str, line: int | str) -> LineOnReco
 
 
 def record_decision(
-    engine: Engine, row: DecisionRecord, deltas: Sequence[dict[str, Any]]
+    engine: Engine, row: DecisionRecord, deltas: DayDeltas
 ) -> tuple[DecisionOnRecord, bool]:
     """Record a decision with the ``stat_delta`` rows it adds, unless the
     line has one; the decision on record, and whether this call recorded it.
@@ -490,8 +492,8 @@ def record_decision(
     if engine.dialect.name != "postgresql":
         with Session(engine) as session, session.begin():
             new = insert_ignoring_conflicts(session, Decision, _columns(row, _DECISION_COLUMNS))
-            if new and deltas:
-                session.execute(StatDelta.__table__.insert(), list(deltas))  # type: ignore[attr-defined]
+            if new and deltas.rows:
+                session.execute(StatDelta.__table__.insert(), delta_params(deltas))  # type: ignore[attr-defined]
             found = session.execute(
                 select(*(getattr(Decision, c) for c in _DECIDED)).where(
                     tuple_(Decision.check_id, Decision.line) == (row.check_id, row.line)

@@ -17,7 +17,6 @@ tallies no longer change: a closed period gives the same numbers every time.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from typing import Any
 from typing import cast as type_cast
 
@@ -46,7 +45,7 @@ from mutualrec.statistics.periods import Granularity, Period, day_bounds, full_m
 from mutualrec.statistics.report import Directory, GroupBy, InstitutionInfo, LineFact, Row
 from mutualrec.statistics.tally import (
     REASON_COLUMNS,
-    TallyRow,
+    DayDeltas,
     TallySum,
     buckets,
     lines_rows,
@@ -118,8 +117,9 @@ _COMPACT_PG = text(
 )
 
 
-def delta_params(day: dt.date, rows: Sequence[TallyRow]) -> list[dict[str, Any]]:
-    """``rows`` of ``day`` as ``stat_delta`` rows."""
+def delta_params(deltas: DayDeltas) -> list[dict[str, Any]]:
+    """``deltas`` as ``stat_delta`` rows."""
+    day = deltas.day
     return [
         {
             "group_by": r.group_by.value,
@@ -137,7 +137,7 @@ def delta_params(day: dt.date, rows: Sequence[TallyRow]) -> list[dict[str, Any]]
             "accepted_own": r.accepted_own,
             "saving_fen_own": r.saving_fen_own,
         }
-        for r in rows
+        for r in deltas.rows
     ]
 
 
@@ -366,7 +366,8 @@ def rebuild(session: Session, *, months: bool = True) -> int:
         rows = lines_rows(day_lines(session, day), names)
         if rows:
             params = [
-                {k: v for k, v in row.items() if k in present} for row in delta_params(day, rows)
+                {k: v for k, v in row.items() if k in present}
+                for row in delta_params(DayDeltas(day, tuple(rows)))
             ]
             session.execute(StatTally.__table__.insert(), params)  # type: ignore[attr-defined]
     if months:

@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from mutualrec.admin_files import read_prices
+from mutualrec.statistics.report import GroupBy
+from mutualrec.statistics.tally import DayDeltas, TallyRow
 from mutualrec.storage import catalog_store, recognition_index, statistics_index
 from mutualrec.storage.models import Decision, RecognitionCheck, StatTally
 from mutualrec.storage.recognition_index import DecisionRecord
@@ -291,13 +293,16 @@ def test_the_write_that_loses_a_race_returns_the_first_decision(server: RunningS
             decided_at=decided_at,
         )
 
-    def delta(accepted: bool) -> dict[str, Any]:
-        counters = dict.fromkeys(statistics_index.DELTA_COLUMNS[3:], 0)
-        counters["accepted" if accepted else "declined"] = 1
-        return {"group_by": "district", "day": decided_at.date(), "group_key": "x", **counters}
+    def delta(accepted: bool) -> DayDeltas:
+        tally = (
+            TallyRow(GroupBy.DISTRICT, "x", accepted=1)
+            if accepted
+            else TallyRow(GroupBy.DISTRICT, "x", declined_by_reason=(("emergency", 1),))
+        )
+        return DayDeltas(decided_at.date(), (tally,))
 
-    first, first_new = recognition_index.record_decision(engine, row(True), [delta(True)])
-    second, second_new = recognition_index.record_decision(engine, row(False), [delta(False)])
+    first, first_new = recognition_index.record_decision(engine, row(True), delta(True))
+    second, second_new = recognition_index.record_decision(engine, row(False), delta(False))
 
     assert (first_new, second_new) == (True, False)
     assert second == first
