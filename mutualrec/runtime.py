@@ -95,15 +95,14 @@ class Runtime:
         )
         cpu_executor: Executor = executor
         if settings.parse_workers > 0:
+            # Workers start on first use (the first FHIR document or thumbnail), each paying a
+            # second of imports then: a DICOM-only deployment never holds their 260 MiB.
             cpu_executor = ProcessPoolExecutor(
                 max_workers=settings.parse_workers,
                 # spawn, not fork: forking a process that runs gRPC's threads is unsafe.
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_parse_worker,
             )
-            # Started now, not on the first request: a worker needs a second to import.
-            for _ in range(settings.parse_workers):
-                cpu_executor.submit(_start_parse_worker)
         sessions = sessionmaker(engine, expire_on_commit=False)
         # Once, at start: every check and catalog read needs a catalog version to exist.
         with sessions.begin() as session:

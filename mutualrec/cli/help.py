@@ -78,7 +78,7 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("MAX_FHIR_MIB", "16", "largest accepted FHIR document"),
     ("SHUTDOWN_GRACE_SECONDS", "30", "time in-flight calls get after SIGTERM"),
     ("BLOCKING_WORKERS", "8", "threads for storage work (and database pool size)"),
-    ("PARSE_WORKERS", "CPUs", "processes parsing FHIR (0: on the server's threads)"),
+    ("PARSE_WORKERS", "CPUs", "processes parsing FHIR, started on first use (0: none)"),
     ("PROCESSES", "1", "server processes sharing the port"),
     ("AUTH_CACHE_SECONDS", "30", "how long a verified API key is trusted"),
     ("MIN_GROUP_SIZE", "0", "statistics rows with fewer checks are left out"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
 from collections import Counter
 from pathlib import Path
@@ -547,11 +548,16 @@ def test_eight_clients_sending_one_bundle_leave_one_result_and_one_version(
 
 
 def test_parse_workers_in_other_processes_give_the_same_outcomes(tmp_path: Path) -> None:
+    before = set(multiprocessing.active_children())
     running = start_server(make_settings(tmp_path, MUTUALREC_PARSE_WORKERS="2"))
     server = next(running)
     try:
         key = server.add_hospital(HOSPITAL)
+        # A server that has parsed nothing yet holds no parse worker (a DICOM-only deployment
+        # never pays for them); the first document starts them.
+        assert set(multiprocessing.active_children()) == before
         first = submit(server.channel, key, _three_results())
+        assert set(multiprocessing.active_children()) - before
         again = submit(server.channel, key, _three_results())
         with pytest.raises(grpc.RpcError) as failure:
             submit(server.channel, key, b"[1, 2")
