@@ -24,6 +24,7 @@ from mutualrec.security.access import REGULATOR
 from mutualrec.statistics.periods import Period, full_months, today
 from mutualrec.statistics.report import GroupBy
 from mutualrec.storage import statistics_index
+from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.models import CheckLine, Decision, RecognitionCheck, StatTallyMonth
 from mutualrec.v1 import recognition_pb2, statistics_pb2, statistics_pb2_grpc
 from tests.conftest import RunningServer, make_settings, new_key, start_server
@@ -589,3 +590,43 @@ def test_the_compactor_empties_and_vacuums_the_deltas_on_postgresql(
         assert (left, vacuums > 0) == (0, True)
     finally:
         running.close()
+
+
+def test_a_backlog_of_deltas_is_folded_by_hash_join_whatever_the_statistics_say(
+    postgres_url: str,
+) -> None:
+    """The compactor vacuums the deltas after every fold. Vacuumed while one delta is left in
+    the last of many pages, the table is recorded as one row in those pages, and as it fills
+    them again the planner still expects one row: it then joined the batch to the deltas by a
+    nested loop that reran the batch's subquery per delta (quadratic: 124,000 deltas were still
+    being folded after 20 minutes on a bench database). The plan must be a hash join."""
+    engine = make_engine(postgres_url)
+    counters = ", ".join(["0"] * (len(statistics_index.DELTA_COLUMNS) - 3))
+    fill = text(
+        f"INSERT INTO stat_delta ({', '.join(statistics_index.DELTA_COLUMNS)}) "
+        f"SELECT 'district', DATE '2026-01-01', 'k' || n, {counters} "
+        "FROM generate_series(1, 20000) AS n"
+    )
+    try:
+        ensure_schema(engine, auto_migrate=True)
+        with engine.begin() as connection:
+            connection.execute(fill)
+            connection.execute(
+                text("DELETE FROM stat_delta WHERE id < (SELECT max(id) FROM stat_delta)")
+            )
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM stat_delta"))  # one row left, in the last page
+        with engine.begin() as connection:
+            connection.execute(fill)
+        with engine.begin() as connection:
+            statistics_index._plan_compaction(connection)
+            plan = "\n".join(
+                row[0]
+                for row in connection.execute(
+                    text("EXPLAIN " + statistics_index._COMPACT_PG.text), {"batch": 50_000}
+                )
+            )
+        assert "Nested Loop" not in plan
+        assert statistics_index.compact(engine) == 20_001
+    finally:
+        engine.dispose()
