@@ -7,7 +7,6 @@ import datetime as dt
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -557,10 +556,11 @@ def test_prices_round_trip_and_reject(server: RunningServer, admin: Admin, tmp_p
     # The administrator is told when the change reaches the running servers.
     assert "in effect on every running server within about a second" in loaded.err
     with server.runtime.sessions() as session:
+        # In fen: 4.50, 180 and 0 yuan.
         assert catalog_store.price_list(session, institution_id) == {
-            "LAB-K": Decimal("4.50"),
-            "IMG-CT-CHEST": Decimal("180"),
-            "LAB-CBC": Decimal("0"),
+            "LAB-K": 450,
+            "IMG-CT-CHEST": 18000,
+            "LAB-CBC": 0,
         }
 
     replaced = _write(tmp_path, "replaced.csv", "price_cny,item_code\n5.20,LAB-K\n")
@@ -582,7 +582,7 @@ def test_prices_round_trip_and_reject(server: RunningServer, admin: Admin, tmp_p
         assert expected in rejected.err
     assert admin("load-prices", "--institution", "H-NONE", replaced).code == 2
     with server.runtime.sessions() as session:
-        assert catalog_store.price_list(session, institution_id) == {"LAB-K": Decimal("5.20")}
+        assert catalog_store.price_list(session, institution_id) == {"LAB-K": 520}  # 5.20 yuan
 
 
 def test_add_institution_place_defaults(server: RunningServer, admin: Admin) -> None:
