@@ -24,9 +24,9 @@ from google.protobuf.message import Message
 
 from mutualrec.api.errors import status_for
 from mutualrec.api.message_check import WHOLE_REQUEST, malformed_violation, string_violations
-from mutualrec.api.status import abort_with_violations, unexpected_status
+from mutualrec.api.status import unexpected_status
 from mutualrec.services.outage import is_unstorable
-from mutualrec.violations import DomainError, Violation
+from mutualrec.violations import DomainError, Rejected, Violation
 
 _LOG = logging.getLogger(__name__)
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -110,9 +110,7 @@ def _deserializer(
 
 
 async def _refuse(context: Context, violations: list[Violation]) -> None:
-    await abort_with_violations(
-        context, grpc.StatusCode.INVALID_ARGUMENT, "the request is not valid", violations
-    )
+    await context.abort_with_status(status_for(Rejected("the request is not valid", violations)))
 
 
 async def _unexpected(context: Context, method: str, error: Exception) -> None:
@@ -126,12 +124,13 @@ async def _unexpected(context: Context, method: str, error: Exception) -> None:
             correlation_id,
             exc_info=error,
         )
-        await abort_with_violations(
-            context,
-            grpc.StatusCode.INVALID_ARGUMENT,
+        unstorable = Rejected.one(
             f"a value of the request cannot be stored; correlation id {correlation_id}",
-            [Violation(WHOLE_REQUEST, "holds a value out of the range stored", "UNSTORABLE_VALUE")],
+            WHOLE_REQUEST,
+            "holds a value out of the range stored",
+            "UNSTORABLE_VALUE",
         )
+        await context.abort_with_status(status_for(unstorable))
     _LOG.error("%s failed, correlation id %s", method, correlation_id, exc_info=error)
     await context.abort_with_status(unexpected_status(correlation_id))
 

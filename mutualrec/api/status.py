@@ -114,11 +114,3 @@ async def abort_with_violations(
     """End the call with ``code`` and a ``google.rpc.BadRequest`` listing ``violations``."""
     await context.abort_with_status(bad_request_status(code, message, violations))
     raise AssertionError("abort_with_status returned")  # pragma: no cover - grpc raises
-
-
-async def abort(
-    context: grpc.aio.ServicerContext[object, object], code: grpc.StatusCode, message: str
-) -> NoReturn:
-    """End the call with ``code`` and a plain message."""
-    await context.abort(code, clip(message, MAX_MESSAGE))
-    raise AssertionError("abort returned")  # pragma: no cover - grpc raises
