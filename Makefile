@@ -39,14 +39,29 @@ test: $(STAMP) test-s3
 
 # The suite again with the clock of every process it starts moved LATER_DAYS ahead: proof that no
 # test depends on today's date (CI runs it). Monotonic clocks stay real, so timeouts still work.
-# This libfaketime build is not thread-safe where it re-reads FAKETIME (every 10 s by default):
-# gRPC's own threads reading the clock at that moment crashed a CI run (SIGSEGV). The offset
-# never changes here, so it is read once, at a process's first clock call, and never again.
 LATER_DAYS ?= 400
-test-later: $(STAMP) test-s3
-	LD_PRELOAD="$$($(BIN)/python -c 'import libfaketime, pathlib; print(pathlib.Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1")')" \
+test-later: $(FAKETIME_LIB) test-s3
+	LD_PRELOAD="$(abspath $(FAKETIME_LIB))" \
 	FAKETIME="+$(LATER_DAYS)d" FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_CACHE_DURATION=2000000000 \
 	$(BIN)/pytest -p no:cacheprovider
+
+# test-later's clock: PyPI libfaketime's vendored source, built without its pthread_cond wrappers
+# (-DFAKE_PTHREAD). Those call getenv() on every timed wait of every thread, gRPC's included,
+# while pytest adds and removes PYTEST_CURRENT_TEST for each test; glibc's setenv may move the
+# environment array under a concurrent getenv, and two CI runs died with SIGSEGV (a script that
+# sets variables beside gRPC threads crashes the stock build within 20 s, never this one). No
+# timed wait here needs faking: Python's locks and gRPC's condition variables wait on
+# CLOCK_MONOTONIC, which stays real. FAKETIME_CACHE_DURATION keeps the library from re-reading
+# FAKETIME (another getenv) every 10 s: the offset never changes.
+FAKETIME_LIB := $(VENV)/faketime/libfaketime.so.1
+$(FAKETIME_LIB): $(STAMP)
+	mkdir -p $(dir $@)
+	src="$$($(BIN)/python -c 'import libfaketime, pathlib; print(pathlib.Path(libfaketime.__file__).parent / "vendor/libfaketime/src")')" && \
+	$(CC) -std=gnu99 -O2 -fPIC -shared -Wno-nonnull-compare \
+		-DFAKE_STAT -DFAKE_UTIME -DFAKE_SLEEP -DFAKE_TIMERS -DFAKE_INTERNAL_CALLS \
+		-DPREFIX='"/usr/local"' -DLIBDIRNAME='"/lib/faketime"' \
+		-Wl,-soname,libfaketime.so.1 -Wl,--version-script="$$src/libfaketime.map" \
+		-o $@ "$$src/libfaketime.c" -lpthread -ldl -lm -lrt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
