@@ -178,13 +178,14 @@ def _apply(
         return checkpoint
     refs = [lab_ref(row.lab_result_id) for row in rows]
     held = reindex_store.held_items(session, refs)
-    removed: list[tuple[str, str]] = []
+    removed: list[int] = []
     added: list[ResultItems] = []
     detail_of = detail_for_item(catalog)
-    changes: list[tuple[MappingRow, str, set[str], set[str]]] = []
+    changes: list[tuple[MappingRow, dict[str, int], set[str], set[str]]] = []
     for row, ref in zip(rows, refs, strict=True):
         wanted = set(mapper.items(row))
-        have = held.get(ref, set())
+        held_rows = held.get(ref, {})
+        have = held_rows.keys()
         if wanted == have:
             continue
         stale = set()
@@ -195,7 +196,7 @@ def _apply(
             if not (groups_unknown and item_row is not None and item_row.is_panel):
                 stale.add(item)
         if stale or wanted - have:
-            changes.append((row, ref, stale, wanted - have))
+            changes.append((row, held_rows, stale, wanted - have))
     current = reindex_store.lock_still_current(
         session, {row.lab_result_id: row.version for row, _, _, _ in changes}
     )
@@ -207,10 +208,10 @@ def _apply(
             if new and row.lab_result_id in current
         ],
     )
-    for row, ref, stale, new in changes:
+    for row, held_rows, stale, new in changes:
         if row.lab_result_id not in current:
             continue
-        removed += [(ref, item) for item in stale]
+        removed += [held_rows[item] for item in stale]
         if new:
             version = full[row.lab_result_id]
             added.append(

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, tuple_, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from mutualrec.storage.lab_index import text_array
@@ -162,18 +162,21 @@ def current_versions(session: Session, after_id: int, up_to_id: int) -> list[Map
 
 def versions(session: Session, keys: Sequence[tuple[int, int]]) -> dict[int, StoredVersion]:
     """The versions (lab result id, version), by result id."""
+    wanted = set(keys)
+    ids = sorted({lab_result_id for lab_result_id, _ in keys})
     found: dict[int, StoredVersion] = {}
-    for start in range(0, len(keys), 2000):
+    for start in range(0, len(ids), 2000):
+        # By result id alone, then the version picked here: PostgreSQL reads a list of ids by
+        # the primary key, where a list of (id, version) pairs cost it a scan per batch.
         rows = session.execute(
             select(*_VERSION_COLUMNS).where(
-                tuple_(LabResultVersion.lab_result_id, LabResultVersion.version).in_(
-                    keys[start : start + 2000]
-                )
+                LabResultVersion.lab_result_id.in_(ids[start : start + 2000])
             )
         )
         for row in rows:
             version = StoredVersion(*row)
-            found[version.lab_result_id] = version
+            if (version.lab_result_id, version.version) in wanted:
+                found[version.lab_result_id] = version
     return found
 
 
@@ -192,40 +195,37 @@ def lock_still_current(session: Session, versions: Mapping[int, int]) -> set[int
 
 
 _HELD_ITEMS_SQL = text(
-    "SELECT result_ref, item_code FROM recognition_result "
+    "SELECT result_ref, item_code, id FROM recognition_result "
     "WHERE result_ref = ANY(CAST(:refs AS text[]))"
 )
 
 
-def held_items(session: Session, refs: Sequence[str]) -> dict[str, set[str]]:
-    """The item codes the index holds for each result ref."""
-    found: dict[str, set[str]] = {}
+def held_items(session: Session, refs: Sequence[str]) -> dict[str, dict[str, int]]:
+    """The index rows held for each result ref: item code -> row id."""
+    found: dict[str, dict[str, int]] = {}
     if session.get_bind().dialect.name == "postgresql":
         # One array parameter: thousands of bound values cost psycopg more than the query.
         chunks: list[Iterable[Any]] = [session.execute(_HELD_ITEMS_SQL, {"refs": text_array(refs)})]
     else:
         chunks = [
             session.execute(
-                select(RecognitionResult.result_ref, RecognitionResult.item_code).where(
-                    RecognitionResult.result_ref.in_(refs[start : start + 5000])
-                )
+                select(
+                    RecognitionResult.result_ref, RecognitionResult.item_code, RecognitionResult.id
+                ).where(RecognitionResult.result_ref.in_(refs[start : start + 5000]))
             )
             for start in range(0, len(refs), 5000)
         ]
     for rows in chunks:
-        for ref, item in rows:
-            found.setdefault(ref, set()).add(item)
+        for ref, item, row_id in rows:
+            found.setdefault(ref, {})[item] = row_id
     return found
 
 
-def remove_items(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
-    """Delete the index rows (result ref, item code)."""
-    listed = list(pairs)
-    for start in range(0, len(listed), 2000):
+def remove_items(session: Session, row_ids: Sequence[int]) -> None:
+    """Delete the index rows with these ids (read by :func:`held_items` in this transaction,
+    their results locked by :func:`lock_still_current` since)."""
+    for start in range(0, len(row_ids), 2000):
+        # By primary key: a list of (result ref, item code) pairs cost PostgreSQL a scan.
         session.execute(
-            delete(RecognitionResult).where(
-                tuple_(RecognitionResult.result_ref, RecognitionResult.item_code).in_(
-                    listed[start : start + 2000]
-                )
-            )
+            delete(RecognitionResult).where(RecognitionResult.id.in_(row_ids[start : start + 2000]))
         )
