@@ -45,7 +45,8 @@ test-later: $(FAKETIME_LIB) test-s3
 	FAKETIME="+$(LATER_DAYS)d" FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_CACHE_DURATION=2000000000 \
 	$(BIN)/pytest -p no:cacheprovider
 
-# test-later's clock: PyPI libfaketime's vendored source, built without its pthread_cond wrappers
+# test-later's clock: PyPI libfaketime's vendored source, built as its wheel's library is (clock,
+# internal calls and timers faked; sleep and stat left alone) except for the pthread_cond wrappers
 # (-DFAKE_PTHREAD). Those call getenv() on every timed wait of every thread, gRPC's included,
 # while pytest adds and removes PYTEST_CURRENT_TEST for each test; glibc's setenv may move the
 # environment array under a concurrent getenv, and two CI runs died with SIGSEGV (a script that
@@ -58,7 +59,7 @@ $(FAKETIME_LIB): $(STAMP)
 	mkdir -p $(dir $@)
 	src="$$($(BIN)/python -c 'import libfaketime, pathlib; print(pathlib.Path(libfaketime.__file__).parent / "vendor/libfaketime/src")')" && \
 	$(CC) -std=gnu99 -O2 -fPIC -shared -Wno-nonnull-compare \
-		-DFAKE_STAT -DFAKE_UTIME -DFAKE_SLEEP -DFAKE_TIMERS -DFAKE_INTERNAL_CALLS \
+		-DFAKE_TIMERS -DFAKE_INTERNAL_CALLS \
 		-DPREFIX='"/usr/local"' -DLIBDIRNAME='"/lib/faketime"' \
 		-Wl,-soname,libfaketime.so.1 -Wl,--version-script="$$src/libfaketime.map" \
 		-o $@ "$$src/libfaketime.c" -lpthread -ldl -lm -lrt
