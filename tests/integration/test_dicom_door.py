@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from pynetdicom.association import Association
 from sqlalchemy import select
 
 from mutualrec.identity import parse_identity, patient_key
-from mutualrec.storage.models import Study
+from mutualrec.storage.models import AuditEntry, Study
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.helpers import file_messages, header_message, study_files, upload
@@ -97,6 +98,19 @@ def _key_of(number: str, server: RunningServer) -> str:
     return patient_key(
         parse_identity("RESIDENT_ID_CARD", number), server.runtime.settings.patient_key_secret
     )
+
+
+def _audit_entries(server: RunningServer, key: str) -> list[AuditEntry]:
+    """The patient's audit entries once the association's have been written (its end, seen
+    by the server a moment after the SCU's release returns, queues them)."""
+    for _ in range(200):
+        server.runtime.audit.flush()
+        with server.runtime.sessions() as session:
+            entries = list(session.scalars(select(AuditEntry).where(AuditEntry.patient_key == key)))
+        if entries:
+            return entries
+        time.sleep(0.05)
+    return []
 
 
 @DCMTK
@@ -219,6 +233,12 @@ def test_identity_in_other_patient_ids_names_the_patient(
     assert broken.ErrorComment.startswith("INVALID_IDENTITY")
     assert _held_for(door, study["study_instance_uid"]) == _key_of(number, door)
     assert len(_status(door, key, study["study_instance_uid"]).instances) == 1
+
+    # What the association stored is in the patient's audit trail, as the hospital's PACS.
+    entries = _audit_entries(door, _key_of(number, door))
+    assert [(e.rpc, e.role, e.credential) for e in entries] == [
+        ("DICOM/C-STORE", "hospital", "ae:YUZHONG_PACS")
+    ]
 
 
 def test_patient_id_linked_by_an_earlier_upload_names_the_patient(
