@@ -105,3 +105,24 @@ def test_serve_listens_for_registered_pacs_and_stops_cleanly(
         assert "mutualrec stopped" in proc.lines
     finally:
         serve.close()
+
+
+def test_with_several_processes_one_listens_for_dicom(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        "MUTUALREC_PROCESSES": "2",
+        "MUTUALREC_LISTEN": f"127.0.0.1:{_free_port()}",
+        "MUTUALREC_DICOM_LISTEN": f"127.0.0.1:{port}",
+        "MUTUALREC_DICOM_AE_TITLE": "REGION_ARCHIVE",
+    }
+    for proc in _spawn(tmp_path, env):
+        assert "(2 processes)" in proc.lines[-1]
+        _register(proc, "H500103001")
+        added = proc.cli(
+            "admin", "add-dicom-peer", "--institution", "H500103001", "--ae-title", "YUZHONG_PACS"
+        )
+        assert added.returncode == 0, added.stderr
+        # Several associations in a row all reach the one listener.
+        assert [_echo(port, "YUZHONG_PACS").returncode for _ in range(4)] == [0, 0, 0, 0]
+        proc.process.send_signal(signal.SIGTERM)
+        assert proc.process.wait(30) == 0

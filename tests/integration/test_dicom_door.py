@@ -21,10 +21,22 @@ from sqlalchemy import select
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.storage.models import AuditEntry, Study
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
-from tests.conftest import RunningServer, make_settings, start_server
+from tests.conftest import PYDICOM_FILES, RunningServer, make_settings, start_server
 from tests.helpers import file_messages, header_message, study_files, upload
 
 OUR_TITLE = "MUTUALREC"
+# pydicom's bundled files, one per transfer syntax (the comment says which).
+SYNTAX_FILES = [
+    "MR_small_implicit.dcm",  # Implicit VR Little Endian
+    "CT_small.dcm",  # Explicit VR Little Endian
+    "MR_small_bigendian.dcm",  # Explicit VR Big Endian
+    "image_dfl.dcm",  # Deflated Explicit VR Little Endian
+    "SC_rgb_jpeg_dcmtk.dcm",  # JPEG Baseline
+    "JPGExtended.dcm",  # JPEG Extended
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS Lossless
+    "MR_small_jp2klossless.dcm",  # JPEG 2000 Lossless
+    "MR_small_RLE.dcm",  # RLE Lossless
+]
 CT = "ct_chest_contrast_hosp_a"
 DCMTK = pytest.mark.skipif(
     shutil.which("storescu") is None or shutil.which("echoscu") is None,
@@ -343,3 +355,30 @@ def test_without_the_setting_nothing_listens(tmp_path: Path) -> None:
         assert running.dicom is None
     finally:
         server.close()
+
+
+def test_every_transfer_syntax_the_ingest_reads_is_accepted(
+    door: RunningServer, manifest: dict[str, Any], tmp_path: Path
+) -> None:
+    _hospital(door, "H500103001", "YUZHONG_PACS")
+    number = manifest[CT]["patient"]["document_number"]
+    ae = AE(ae_title="YUZHONG_PACS")
+    sent = []
+    for name in SYNTAX_FILES:
+        ds = _with_identity(PYDICOM_FILES / name, number)
+        # One study per file: pydicom's MR_small variants share their UIDs.
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.SOPInstanceUID = generate_uid()
+        path = tmp_path / name
+        ds.save_as(path)
+        ae.add_requested_context(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])
+        sent.append((path, ds.StudyInstanceUID, ds.file_meta.TransferSyntaxUID))
+    assoc = ae.associate("127.0.0.1", _port(door), ae_title=OUR_TITLE)
+    assert assoc.is_established
+    # Sent as the files hold them: the dataset's bytes in the file's own transfer syntax.
+    answers = {str(syntax): assoc.send_c_store(path).Status for path, _study, syntax in sent}
+    assoc.release()
+
+    assert answers == {str(syntax): 0x0000 for _path, _study, syntax in sent}
+    for _path, study, syntax in sent:
+        assert _held_for(door, study) == _key_of(number, door), syntax
