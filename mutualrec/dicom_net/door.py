@@ -17,6 +17,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -65,7 +66,8 @@ class DicomDoor:
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             self._ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        self._accepted: dict[int, _Accepted] = {}
+        # By association (a thread object, hashed by identity) until its connection closes.
+        self._accepted: dict[Association, _Accepted] = {}
         self._lock = threading.Lock()
         self._server: ThreadedAssociationServer | None = None
 
@@ -127,14 +129,14 @@ class DicomDoor:
         record.peer = f"{address}:{assoc.requestor.port}"
         record.attached = True
         with self._lock:
-            self._accepted[id(assoc)] = _Accepted(self._runtime.dicom_storage.open(caller), record)
+            self._accepted[assoc] = _Accepted(self._runtime.dicom_storage.open(caller), record)
 
     def _on_echo(self, _event: evt.Event) -> int:
         return 0x0000
 
     def _on_store(self, event: evt.Event) -> Dataset:
         with self._lock:
-            accepted = self._accepted.get(id(event.assoc))
+            accepted = self._accepted.get(event.assoc)
         request = event.request
         source = str(getattr(request, "AffectedSOPInstanceUID", "") or "")
         if accepted is None:
@@ -154,7 +156,7 @@ class DicomDoor:
 
     def _on_closed(self, event: evt.Event) -> None:
         with self._lock:
-            accepted = self._accepted.pop(id(event.assoc), None)
+            accepted = self._accepted.pop(event.assoc, None)
         if accepted is not None and accepted.record.patients:
             events = events_of(accepted.record, "OK", dt.datetime.now(dt.UTC))
             self._runtime.audit.submit(events)

@@ -19,8 +19,10 @@ from pynetdicom.association import Association
 from sqlalchemy import select
 
 from mutualrec.identity import parse_identity, patient_key
+from mutualrec.services.dicom_peers import DicomPeer
 from mutualrec.storage.models import AuditEntry, Study
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
+from mutualrec.violations import Conflict, NotFound, Rejected
 from tests.conftest import PYDICOM_FILES, RunningServer, make_settings, start_server
 from tests.helpers import file_messages, header_message, study_files, upload
 
@@ -382,3 +384,34 @@ def test_every_transfer_syntax_the_ingest_reads_is_accepted(
     assert answers == {str(syntax): 0x0000 for _path, _study, syntax in sent}
     for _path, study, syntax in sent:
         assert _held_for(door, study) == _key_of(number, door), syntax
+
+
+def test_peers_are_registered_listed_and_removed(door: RunningServer) -> None:
+    peers = door.runtime.dicom_peers
+    door.add_hospital("H500103001")
+    door.add_hospital("H500106002")
+    peers.add("H500103001", " YUZHONG_PACS ", "10.20.0.15")
+    peers.add("H500106002", "SHAPINGBA_PACS")
+    with pytest.raises(Conflict):
+        peers.add("H500106002", "YUZHONG_PACS")  # one title names one institution
+    with pytest.raises(NotFound):
+        peers.add("H599999999", "NOBODY")
+    for title, address in [("", ""), ("A" * 17, ""), ("BACK\\SLASH", ""), ("OK", "10.20.0")]:
+        with pytest.raises(Rejected):
+            peers.add("H500103001", title, address)
+
+    assert peers.list() == [
+        DicomPeer("SHAPINGBA_PACS", "H500106002", ""),
+        DicomPeer("YUZHONG_PACS", "H500103001", "10.20.0.15"),
+    ]
+    # The registered address, also as an IPv4 peer shows on a dual-stack socket.
+    assert peers.caller("YUZHONG_PACS", "10.20.0.15") is not None
+    assert peers.caller("YUZHONG_PACS", "::ffff:10.20.0.15") is not None
+    assert peers.caller("YUZHONG_PACS", "10.20.0.16") is None
+    caller = peers.caller("SHAPINGBA_PACS", "192.0.2.7")
+    assert caller is not None
+    assert caller.institution_code == "H500106002"
+
+    assert peers.remove("YUZHONG_PACS") is True
+    assert peers.remove("YUZHONG_PACS") is False
+    assert peers.caller("YUZHONG_PACS", "10.20.0.15") is None
