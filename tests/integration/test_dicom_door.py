@@ -415,3 +415,26 @@ def test_peers_are_registered_listed_and_removed(door: RunningServer) -> None:
     assert peers.remove("YUZHONG_PACS") is True
     assert peers.remove("YUZHONG_PACS") is False
     assert peers.caller("YUZHONG_PACS", "10.20.0.15") is None
+
+
+def test_a_storage_outage_answers_out_of_resources_and_the_door_goes_on(
+    door: RunningServer, manifest: dict[str, Any]
+) -> None:
+    study = manifest[CT]
+    key = _hospital(door, study["institution_code"], "YUZHONG_PACS")
+    instance = _with_identity(study_files(study)[0], study["patient"]["document_number"])
+    objects = door.runtime.settings.data_dir / "objects"
+    # The object store's directory replaced by a file: every write fails as a lost disk would.
+    kept = objects.rename(objects.with_name("objects-kept"))
+    objects.write_bytes(b"")
+    assoc = _associate(door, "YUZHONG_PACS", [instance.SOPClassUID])
+    during = assoc.send_c_store(instance)
+    objects.unlink()
+    kept.rename(objects)
+    after = assoc.send_c_store(instance)
+    assoc.release()
+
+    assert during.Status == 0xA700
+    assert "send again later" in during.ErrorComment
+    assert after.Status == 0x0000
+    assert len(_status(door, key, study["study_instance_uid"]).instances) == 1
