@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install proto proto-check serve demo test test-later test-s3 lint bench clean
+.PHONY: install proto proto-check serve demo test test-later test-s3 test-tools lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,13 +34,17 @@ demo: $(STAMP)
 test-s3:
 	bash tests/s3/install.sh
 
-test: $(STAMP) test-s3
+# dcmtk's storescu and echoscu (Debian's dcmtk), the PACS side of the C-STORE door's tests.
+test-tools:
+	bash tests/tools/install.sh
+
+test: $(STAMP) test-s3 test-tools
 	$(BIN)/pytest
 
 # The suite again with the clock of every process it starts moved LATER_DAYS ahead: proof that no
 # test depends on today's date (CI runs it). Monotonic clocks stay real, so timeouts still work.
 LATER_DAYS ?= 400
-test-later: $(FAKETIME_LIB) test-s3
+test-later: $(FAKETIME_LIB) test-s3 test-tools
 	LD_PRELOAD="$(abspath $(FAKETIME_LIB))" \
 	FAKETIME="+$(LATER_DAYS)d" FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_CACHE_DURATION=2000000000 \
 	$(BIN)/pytest -p no:cacheprovider

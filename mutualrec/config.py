@@ -117,6 +117,9 @@ class Settings:
     # How far ahead of the server's clock a reported time may be: hospital clocks drift a little;
     # beyond this a time in the future is an error in the feed, refused at ingest.
     clock_skew_seconds: float = 60.0
+    # The DICOM C-STORE door: (host, port) to listen on (None: no listener), and our AE title.
+    dicom_listen: tuple[str, int] | None = None
+    dicom_ae_title: str = "MUTUALREC"
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -348,7 +351,31 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         document_keys=document_keys,
         document_key_source=document_key_source,
         clock_skew_seconds=_number(env, "CLOCK_SKEW_SECONDS", 60, 0),
+        dicom_listen=_dicom_listen(env),
+        dicom_ae_title=_dicom_ae_title(env),
     )
+
+
+def _dicom_listen(env: Mapping[str, str]) -> tuple[str, int] | None:
+    raw = (env.get(PREFIX + "DICOM_LISTEN") or "").strip()
+    if not raw:
+        return None
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(
+            f"{PREFIX}DICOM_LISTEN must be host:port (e.g. 0.0.0.0:11112), got {raw!r}"
+        )
+    return host.strip("[]"), int(port)
+
+
+def _dicom_ae_title(env: Mapping[str, str]) -> str:
+    title = (env.get(PREFIX + "DICOM_AE_TITLE") or "MUTUALREC").strip()
+    # PS3.5 6.2 (AE): 1 to 16 printable ASCII characters, no backslash.
+    if len(title) > 16 or not title.isascii() or not title.isprintable() or "\\" in title:
+        raise ConfigError(
+            f"{PREFIX}DICOM_AE_TITLE must be 1 to 16 printable ASCII characters, got {title!r}"
+        )
+    return title
 
 
 @dataclass(frozen=True, slots=True)

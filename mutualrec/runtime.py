@@ -31,6 +31,8 @@ from mutualrec.security.principal_cache import PrincipalCache
 from mutualrec.services.audit import AuditWriter
 from mutualrec.services.authentication import Authentication
 from mutualrec.services.catalog import CatalogReader
+from mutualrec.services.dicom_peers import DicomPeers
+from mutualrec.services.dicom_store import DicomStorage
 from mutualrec.services.identity import PatientTokens
 from mutualrec.services.lab_submission import LabSubmissions, SubmissionLimits
 from mutualrec.services.patient_history import PatientHistory
@@ -81,6 +83,9 @@ class Runtime:
     authentication: Authentication
     study_uploads: StudyUploads
     lab_submissions: LabSubmissions
+    # The DICOM C-STORE door's services: who may call, and storing what they send.
+    dicom_peers: DicomPeers
+    dicom_storage: DicomStorage
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -121,6 +126,23 @@ class Runtime:
             max_workers=settings.header_workers, thread_name_prefix="mutualrec-header"
         )
         indexing = ResultIndexing(reference)
+        study_uploads = StudyUploads(
+            store=store,
+            sessions=sessions,
+            indexing=indexing,
+            limits=UploadLimits(
+                patient_key_secret=settings.patient_key_secret,
+                max_instance_bytes=settings.max_instance_bytes,
+                max_chunk_bytes=settings.max_chunk_bytes,
+                header_limits=HeaderLimits(
+                    max_inflated_bytes=settings.max_inflated_bytes,
+                    max_inflate_ratio=settings.max_inflate_ratio,
+                    max_elements=settings.max_dicom_elements,
+                ),
+            ),
+            blocking=executor,
+            headers=header_executor,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -167,23 +189,9 @@ class Runtime:
             header_executor=header_executor,
             changes=ChangeWatch(sessions, forget_cached),
             authentication=Authentication(sessions, principals, settings.token_secret, sharing),
-            study_uploads=StudyUploads(
-                store=store,
-                sessions=sessions,
-                indexing=indexing,
-                limits=UploadLimits(
-                    patient_key_secret=settings.patient_key_secret,
-                    max_instance_bytes=settings.max_instance_bytes,
-                    max_chunk_bytes=settings.max_chunk_bytes,
-                    header_limits=HeaderLimits(
-                        max_inflated_bytes=settings.max_inflated_bytes,
-                        max_inflate_ratio=settings.max_inflate_ratio,
-                        max_elements=settings.max_dicom_elements,
-                    ),
-                ),
-                blocking=executor,
-                headers=header_executor,
-            ),
+            study_uploads=study_uploads,
+            dicom_peers=DicomPeers(sessions),
+            dicom_storage=DicomStorage(study_uploads),
             lab_submissions=LabSubmissions(
                 store=store,
                 sessions=sessions,

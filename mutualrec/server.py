@@ -33,6 +33,7 @@ from mutualrec.api.reflection import enable_reflection
 from mutualrec.api.request_guard import RequestGuard
 from mutualrec.api.statistics_service import StatisticsService
 from mutualrec.config import Settings
+from mutualrec.dicom_net.door import listening_door
 from mutualrec.runtime import Runtime
 from mutualrec.secret_owner import shared_secret_warning
 from mutualrec.v1 import (
@@ -155,6 +156,10 @@ def _banner(settings: Settings, store_description: str, port: int, processes: in
         if tls.client_ca is None
         else f"mTLS ({tls.cert}; client certificates signed by {tls.client_ca} required)"
     )
+    dicom = ""
+    if settings.dicom_listen is not None:
+        dicom_host, dicom_port = settings.dicom_listen
+        dicom = f"  DICOM: AE title {settings.dicom_ae_title} on {dicom_host}:{dicom_port}\n"
     # One write, the listening line last: whoever waits for it has read the rest too.
     return (
         f"mutualrec {__version__}\n"
@@ -162,16 +167,24 @@ def _banner(settings: Settings, store_description: str, port: int, processes: in
         f"  objects: {store_description}\n"
         f"  patient-key secret from {settings.patient_key_secret_source}\n"
         f"  transport: {transport}\n"
+        f"{dicom}"
         f"mutualrec listening on {host}:{port}{workers}"
     )
 
 
 async def _run_server(
-    settings: Settings, on_ready: Callable[[Runtime, int], None], quiet: bool = False
+    settings: Settings,
+    on_ready: Callable[[Runtime, int], None],
+    quiet: bool = False,
+    dicom: bool = True,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then let in-flight calls finish within the grace period."""
+    """Serve until SIGTERM or SIGINT, then let in-flight calls finish within the grace period.
+
+    With ``dicom`` (and ``MUTUALREC_DICOM_LISTEN`` set) the DICOM door listens beside gRPC.
+    """
     _limit_malloc_arenas()
     runtime = Runtime.open(settings)
+    door = None
     try:
         server, health, port = await build_server(runtime)
         # Everything loaded so far (modules, models, the catalog) lives as long as the process:
@@ -179,6 +192,8 @@ async def _run_server(
         gc.collect()
         gc.freeze()
         await server.start()
+        if dicom:
+            door = listening_door(runtime)
         await _set_health(health, health_pb2.HealthCheckResponse.SERVING)
         on_ready(runtime, port)
         stop = asyncio.Event()
@@ -190,8 +205,16 @@ async def _run_server(
             print("mutualrec shutting down: finishing in-flight calls", flush=True)
         # Load balancers stop sending new work once health says NOT_SERVING.
         await _set_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await server.stop(settings.shutdown_grace_seconds)
+        grace = settings.shutdown_grace_seconds
+        if door is None:
+            await server.stop(grace)
+        else:
+            # Both doors drain at once, within the one grace period.
+            await asyncio.gather(server.stop(grace), asyncio.to_thread(door.stop, grace))
+            door = None
     finally:
+        if door is not None:
+            door.stop(0)
         runtime.close()
 
 
@@ -207,8 +230,10 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     print("mutualrec stopped", file=out, flush=True)
 
 
-def _worker_main(settings: Settings, ready: multiprocessing.queues.Queue[int]) -> None:
-    asyncio.run(_run_server(settings, lambda _runtime, port: ready.put(port), quiet=True))
+def _worker_main(settings: Settings, ready: multiprocessing.queues.Queue[int], dicom: bool) -> None:
+    asyncio.run(
+        _run_server(settings, lambda _runtime, port: ready.put(port), quiet=True, dicom=dicom)
+    )
 
 
 def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
@@ -225,8 +250,12 @@ def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
     checked.close()
     context = multiprocessing.get_context("spawn")
     ready: multiprocessing.queues.Queue[int] = context.Queue()
+    # Only the first worker listens for DICOM: a PACS holds one association open for a whole
+    # study and sends instance after instance on it, so spreading associations over processes
+    # (SO_REUSEPORT) gains little, while one listener keeps the bound port, the association
+    # limit and the AE's state in one place. The gRPC port is shared by every worker as before.
     workers = [
-        context.Process(target=_worker_main, args=(settings, ready), name=f"mutualrec-{i}")
+        context.Process(target=_worker_main, args=(settings, ready, i == 0), name=f"mutualrec-{i}")
         for i in range(settings.processes)
     ]
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from mutualrec.config import Settings, load_settings
+from mutualrec.dicom_net.door import DicomDoor, listening_door
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import HOSPITAL
 from mutualrec.security.api_keys import issue_key
@@ -119,6 +120,8 @@ class RunningServer:
     address: str
     runtime: Runtime
     channel: grpc.Channel
+    # The DICOM listener, when the settings name MUTUALREC_DICOM_LISTEN (as `serve` starts it).
+    dicom: DicomDoor | None = None
 
     def add_hospital(self, code: str, district: str = "Yuzhong", level: str = "tertiary") -> str:
         """Register an institution and return a fresh API key for it."""
@@ -153,9 +156,12 @@ def start_server(settings: Settings) -> Iterator[RunningServer]:
     assert ready.wait(30), "server did not start"
     address = f"127.0.0.1:{started['port']}"
     channel = grpc.insecure_channel(address)
+    dicom = listening_door(runtime)
     try:
-        yield RunningServer(address, runtime, channel)
+        yield RunningServer(address, runtime, channel, dicom)
     finally:
+        if dicom is not None:
+            dicom.stop(1)
         channel.close()
         stop.set()
         thread.join(30)

@@ -69,6 +69,21 @@ def _register_institutions(admin: Any) -> None:
     rotate.add_argument("key_id")
     rotate.add_argument("--grace-hours", type=float, default=24.0)
     rotate.set_defaults(run=_rotate_key)
+    peer = sub(
+        admin,
+        "add-dicom-peer",
+        help="allow a hospital PACS to send over DICOM (C-STORE) by its calling AE title",
+    )
+    peer.add_argument("--institution", required=True, metavar="CODE")
+    peer.add_argument("--ae-title", required=True, metavar="TITLE", help="its calling AE title")
+    peer.add_argument(
+        "--address", metavar="IP", default="", help="accept the title only from this address"
+    )
+    peer.set_defaults(run=_add_dicom_peer)
+    sub(admin, "dicom-peers", help="list the registered DICOM peers").set_defaults(run=_dicom_peers)
+    forget = sub(admin, "remove-dicom-peer", help="stop accepting a calling AE title")
+    forget.add_argument("ae_title", metavar="TITLE")
+    forget.set_defaults(run=_remove_dicom_peer)
 
 
 def _register_reference_data(admin: Any) -> None:
@@ -288,6 +303,27 @@ def _rotate_key(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _add_dicom_peer(args: argparse.Namespace) -> int:
+    peer = _administration().dicom_peers.add(args.institution, args.ae_title, args.address)
+    where = f" from {peer.address}" if peer.address else " from any address"
+    print(f"DICOM peer {peer.ae_title} added: stores for {peer.institution_code}{where}")
+    return 0
+
+
+def _dicom_peers(_args: argparse.Namespace) -> int:
+    peers = _administration().dicom_peers.list()
+    for peer in peers:
+        print(f"{peer.ae_title:<16}  {peer.institution_code:<16}  {peer.address or 'any address'}")
+    print(f"{len(peers)} DICOM peer(s)")
+    return 0
+
+
+def _remove_dicom_peer(args: argparse.Namespace) -> int:
+    removed = _administration().dicom_peers.remove(args.ae_title)
+    print("removed: new associations are refused" if removed else "no peer with that AE title")
+    return 0 if removed else 1
 
 
 def _load_catalog(args: argparse.Namespace) -> int:

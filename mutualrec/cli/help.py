@@ -36,6 +36,10 @@ EXAMPLES: dict[str, str] = {
     "--server-host localhost 127.0.0.1",
     "rebuild-statistics": "mutualrec admin rebuild-statistics     # with the service stopped",
     "patient-token": "mutualrec admin patient-token --patient-id 50010319680315109X --ttl 3600",
+    "add-dicom-peer": "mutualrec admin add-dicom-peer --institution H500103001 "
+    "--ae-title YUZHONG_PACS --address 10.20.0.15",
+    "dicom-peers": "mutualrec admin dicom-peers",
+    "remove-dicom-peer": "mutualrec admin remove-dicom-peer YUZHONG_PACS",
     "upload": "mutualrec upload --key $KEY --patient-id 50010319680315109X "
     "--item IMG-CT-CHEST-C dicom_samples/ct_chest_contrast_hosp_a",
     "study-status": "mutualrec study-status --key $KEY 1.2.826.0.1.3680043.8.498.4244...",
@@ -103,6 +107,8 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("DOCUMENT_KEY", "$DATA_DIR/document-key.secret", "AES key sealing kept FHIR originals"),
     ("DOCUMENT_KEYS_RETIRED", "", "earlier document keys, still read (rotation)"),
     ("CLOCK_SKEW_SECONDS", "60", "how far ahead of the server a reported time may be"),
+    ("DICOM_LISTEN", "", "host:port of the DICOM C-STORE listener (unset: none)"),
+    ("DICOM_AE_TITLE", "MUTUALREC", "our AE title: the called AE title PACS must use"),
 )
 
 

@@ -16,6 +16,7 @@ from mutualrec.services.api_keys import ApiKeys
 from mutualrec.services.audit_review import AuditReview
 from mutualrec.services.catalogs import Catalogs
 from mutualrec.services.demo_region import DemoRegion
+from mutualrec.services.dicom_peers import DicomPeers
 from mutualrec.services.institutions import Institutions
 from mutualrec.services.maintenance import Maintenance
 from mutualrec.storage.db import ensure_schema, make_engine
@@ -38,6 +39,11 @@ class Administration:
     def institutions(self) -> Institutions:
         """Institutions and their qualifications."""
         return Institutions(self._sessions)
+
+    @cached_property
+    def dicom_peers(self) -> DicomPeers:
+        """Hospital PACS allowed to send over DICOM."""
+        return DicomPeers(self._sessions)
 
     @cached_property
     def keys(self) -> ApiKeys:

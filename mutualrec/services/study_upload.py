@@ -25,7 +25,6 @@ from mutualrec.ingest.study_upload import (
     InstanceOutcome,
     OutcomeKind,
     PendingInstance,
-    UploadDeclaration,
     UploadScope,
     incomplete_outcome,
     instance_outcome,
@@ -203,7 +202,7 @@ class StudyUploads:
         )
         return UploadResult(outcomes, counts, overview)
 
-    async def _begin(self, header: UploadHeader, institution_id: int) -> _Upload:
+    async def _begin(self, header: UploadHeader, institution_id: int) -> UploadSession:
         declaration = parse_declaration(
             header.document_type,
             header.document_number,
@@ -214,12 +213,13 @@ class StudyUploads:
         # Read now, not inside a batch's transaction: on SQLite a second connection would wait
         # for the write lock that very transaction holds.
         catalog = await self._run(self.blocking, self.indexing.catalog)
-        return _Upload(
+        return UploadSession(
             store=self.store,
             sessions=self.sessions,
             patient_key=patient_key(declaration.patient, self.limits.patient_key_secret),
             institution_id=institution_id,
-            declaration=declaration,
+            accession_number=declaration.accession_number,
+            performed_item_code=declaration.performed_item_code,
             limits=self.limits,
             catalog=catalog,
         )
@@ -227,7 +227,7 @@ class StudyUploads:
     async def _receive(
         self,
         chunks: AsyncIterator[Chunk],
-        upload: _Upload,
+        upload: UploadSession,
         ready: asyncio.Queue[PendingInstance | None],
         storing: asyncio.Task[None],
     ) -> None:
@@ -257,7 +257,7 @@ class StudyUploads:
             )
 
     async def _store_instances(
-        self, upload: _Upload, ready: asyncio.Queue[PendingInstance | None]
+        self, upload: UploadSession, ready: asyncio.Queue[PendingInstance | None]
     ) -> None:
         """Validate and store instances in arrival order; commit when nothing else is ready.
 
@@ -327,7 +327,7 @@ class _Staged:
     record: index.InstanceRecord
 
 
-class _Upload:
+class UploadSession:
     """The server side of one upload stream.
 
     :meth:`read` parses an instance's header (CPU only), :meth:`finish` validates it and writes
@@ -343,14 +343,17 @@ class _Upload:
         sessions: sessionmaker[Session],
         patient_key: str,
         institution_id: int,
-        declaration: UploadDeclaration,
+        accession_number: str,
+        performed_item_code: str,
         limits: UploadLimits,
         catalog: Catalog,
     ) -> None:
         self.store = store
         self.sessions = sessions
         self.institution_id = institution_id
-        self.declaration = declaration
+        # What the sender declared of the whole study (UploadStudy's header; C-STORE: nothing).
+        self.accession_number = accession_number
+        self.performed_item_code = performed_item_code
         self.patient_key = patient_key
         self.limits = limits
         # What the study's recognition rows are derived under, read once before any batch.
@@ -368,6 +371,10 @@ class _Upload:
     def outcomes(self) -> list[InstanceOutcome]:
         """Outcomes of the instances decided so far, in the order they were sent."""
         return [self._outcomes[i] for i in sorted(self._outcomes)]
+
+    def outcome(self, position: int) -> InstanceOutcome | None:
+        """The outcome of the instance at ``position``, once decided."""
+        return self._outcomes.get(position)
 
     @property
     def batch_full(self) -> bool:
@@ -586,12 +593,12 @@ class _Upload:
                     study_instance_uid=header.study_instance_uid,
                     patient_key=self.patient_key,
                     institution_id=self.institution_id,
-                    accession_number=self.declaration.accession_number or header.accession_number,
+                    accession_number=self.accession_number or header.accession_number,
                     study_date=header.study_date,
                     date_source=header.date_source,
                     study_time=header.study_time,
                     description=header.study_description,
-                    performed_item_code=self.declaration.performed_item_code,
+                    performed_item_code=self.performed_item_code,
                 ),
             )
         series_id = ensured.series_ids.get(header.series_instance_uid)

@@ -125,6 +125,18 @@ def link_patient(session: Session, institution_id: int, local_id: str, patient_k
         )
 
 
+def linked_patient(session: Session, institution_id: int, local_id: str) -> str | None:
+    """The patient key the institution's own patient number was linked to, if any."""
+    if not local_id:
+        return None
+    return session.scalar(
+        select(PatientIdentifier.patient_key).where(
+            PatientIdentifier.institution_id == institution_id,
+            PatientIdentifier.local_id == local_id,
+        )
+    )
+
+
 def ensure_study(session: Session, record: StudyRecord) -> int:
     """The id of the study, creating it; refuse a study held for another patient or hospital."""
     study_date = record.study_date or UNDATED

@@ -573,3 +573,19 @@ class AdminChange(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+class DicomPeer(Base):
+    """A hospital PACS allowed to send over DICOM: its calling AE title names its institution.
+
+    One AE title names one institution region-wide: the title is all an association says about
+    who calls. An empty ``address`` accepts the title from any address.
+    """
+
+    __tablename__ = "dicom_peer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    address: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)

@@ -1,6 +1,6 @@
 """The layering of DESIGN.md, checked on the import graph of ``mutualrec/``.
 
-Doors (api, cli; the HTTP and DICOM doors to come) call the services; the services use storage
+Doors (api, cli, dicom_net; the HTTP door to come) call the services; the services use storage
 and the pure packages; the pure packages (parsing, rules, tallies, security) import no
 framework, no storage and no door. Read from the source, so a function-local import counts too.
 """
@@ -18,8 +18,16 @@ ROOT = Path(mutualrec.__file__).parent
 SKIPPED = ("v1", "storage/migrations")
 
 # What each part may not import directly (a first-level name under mutualrec, or a library).
-FRAMEWORKS = {"sqlalchemy", "alembic", "grpc", "grpc_status", "grpc_health", "psycopg"}
-DOORS = {"api", "cli", "server", "client", "v1"}
+FRAMEWORKS = {
+    "sqlalchemy",
+    "alembic",
+    "grpc",
+    "grpc_status",
+    "grpc_health",
+    "psycopg",
+    "pynetdicom",
+}
+DOORS = {"api", "cli", "server", "client", "v1", "dicom_net"}
 PURE = {
     "ingest",
     "matching",
@@ -35,10 +43,12 @@ PURE = {
 }
 FORBIDDEN: dict[str, set[str]] = {
     **{name: FRAMEWORKS | DOORS | {"storage", "services", "runtime"} for name in PURE},
-    "storage": DOORS | {"services", "runtime", "grpc", "grpc_status", "grpc_health"},
-    "services": DOORS | {"runtime", "grpc", "grpc_status", "grpc_health"},
+    "storage": DOORS | {"services", "runtime", "grpc", "grpc_status", "grpc_health", "pynetdicom"},
+    "services": DOORS | {"runtime", "grpc", "grpc_status", "grpc_health", "pynetdicom"},
     "api": {"sqlalchemy", "alembic", "psycopg", "storage", "cli", "client"},
     "cli": {"sqlalchemy", "alembic", "psycopg", "storage", "api"},
+    # The DICOM C-STORE door: pynetdicom's events -> the services, like the gRPC door.
+    "dicom_net": {"sqlalchemy", "alembic", "psycopg", "storage", "api", "cli", "client", "grpc"},
 }
 
 
@@ -83,7 +93,7 @@ def test_no_door_opens_an_index_session() -> None:
     on the runtime, so this is checked on the calls)."""
     openers = sorted(
         f"{path.relative_to(ROOT).as_posix()}:{node.lineno}"
-        for door in ("api", "cli")
+        for door in ("api", "cli", "dicom_net")
         for path in (ROOT / door).rglob("*.py")
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.Call)

@@ -1,0 +1,1 @@
+"""The DICOM C-STORE door (pynetdicom): associations -> the same study upload service."""

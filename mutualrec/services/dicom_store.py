@@ -1,0 +1,155 @@
+"""C-STORE: a hospital PACS pushes instances one by one over a DICOM association.
+
+The same rules and the same path as UploadStudy (:mod:`mutualrec.services.study_upload`):
+each instance is read, validated, written and indexed by an :class:`UploadSession`, one per
+study (and patient) the association carries, so an association is one upload session per study.
+What differs is who the patient is: C-STORE has no header declaring an identity document, so
+it is resolved per instance (:meth:`DicomAssociation.store`).
+
+Every instance is committed before its outcome is returned: the door sends the C-STORE response
+(which a PACS takes as "safely stored") only then. A PACS waits for each response before sending
+the next instance, so there is nothing to batch; an association that ends early keeps every
+instance already answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TypeVar
+
+from mutualrec.identity import patient_key
+from mutualrec.ingest.dicom_header import DicomHeader, attribute
+from mutualrec.ingest.dicom_identity import identity_of_instance
+from mutualrec.ingest.study_upload import (
+    InstanceOutcome,
+    PendingInstance,
+    read_instance,
+    rejected_outcome,
+)
+from mutualrec.security.audit import touched
+from mutualrec.services.dicom_peers import DicomCaller
+from mutualrec.services.outage import STORAGE_FAILURES, is_unstorable, unavailable_on_outage
+from mutualrec.services.study_upload import StudyUploads, UploadSession
+from mutualrec.storage import imaging_index as index
+from mutualrec.violations import Rejected
+
+T = TypeVar("T")
+
+# The reason code of an instance whose patient cannot be resolved.
+PATIENT_NOT_IDENTIFIED = "PATIENT_NOT_IDENTIFIED"
+# How an instance's bytes are fed to the spool: as UploadStudy's chunks would be.
+_SLICE = 1024 * 1024
+
+
+class DicomStorage:
+    """The C-STORE use case, built once per server over the study upload service."""
+
+    def __init__(self, uploads: StudyUploads) -> None:
+        self.uploads = uploads
+
+    def open(self, caller: DicomCaller) -> DicomAssociation:
+        """The storage side of one accepted association of ``caller``."""
+        return DicomAssociation(self.uploads, caller)
+
+
+class DicomAssociation:
+    """What one association has stored so far. :meth:`store` is blocking and called one
+    instance at a time (pynetdicom serves an association's requests in order, on its thread)."""
+
+    def __init__(self, uploads: StudyUploads, caller: DicomCaller) -> None:
+        self._uploads = uploads
+        self.caller = caller
+        self._received = 0
+        # One session per (study, patient): a study's rows are ensured once per association.
+        self._sessions: dict[tuple[str, str], UploadSession] = {}
+
+    @staticmethod
+    def _on(pool: Executor, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn`` on the upload service's header or storage threads and wait: the same
+        bounded threads (and database pool) as UploadStudy, however many associations."""
+        return pool.submit(fn, *args).result()
+
+    def store(self, data: bytes, source_name: str) -> InstanceOutcome:
+        """Validate, write and index one instance (a Part 10 file's bytes); its outcome once it
+        is durable. Raises :class:`~mutualrec.violations.Unavailable` when storage fails."""
+        position = self._received
+        self._received += 1
+        limits = self._uploads.limits
+        pending = PendingInstance(position, source_name, limits.max_instance_bytes)
+        for start in range(0, len(data), _SLICE):
+            pending.write(data[start : start + _SLICE], _SLICE)
+        try:
+            header = self._on(self._uploads.headers, read_instance, pending, limits.header_limits)
+            key = self._on(self._uploads.headers, self._patient_key, pending, header)
+        except Rejected as rejection:
+            sha256 = pending.sha256 if pending.problem is None else ""
+            pending.close()
+            return rejected_outcome(position, source_name, rejection, pending.size, sha256)
+        except BaseException:
+            pending.close()
+            raise
+        touched(key, f"C-STORE from {self.caller.ae_title}")
+        with unavailable_on_outage(
+            "storage is unavailable",
+            "instances already answered with success are kept, send this one again later",
+        ):
+            try:
+                session = self._session(header, key)
+                self._on(self._uploads.blocking, session.finish, pending, header)
+                self._on(self._uploads.blocking, session.commit)
+            except STORAGE_FAILURES as failure:
+                if not is_unstorable(failure):
+                    raise
+                return rejected_outcome(
+                    position,
+                    source_name,
+                    Rejected.one(
+                        "the index refuses a value of this instance",
+                        "instance",
+                        str(failure.__class__.__name__),
+                        "UNSTORABLE",
+                    ),
+                    pending.size,
+                    pending.sha256,
+                )
+        outcome = session.outcome(position)
+        assert outcome is not None  # finish and commit decide every instance they are given
+        return outcome
+
+    def _patient_key(self, pending: PendingInstance, header: DicomHeader) -> str:
+        """Whose instance this is: an identity document in OtherPatientIDsSequence, else the
+        hospital's PatientID as linked by an earlier upload that declared the document."""
+        document = identity_of_instance(pending.spool)
+        if document is not None:
+            return patient_key(document, self._uploads.limits.patient_key_secret)
+        with self._uploads.sessions() as db:
+            linked = index.linked_patient(db, self.caller.institution_id, header.patient_id)
+        if linked is not None:
+            return linked
+        what = f"PatientID {header.patient_id!r}" if header.patient_id else "an empty PatientID"
+        raise Rejected.one(
+            "the patient cannot be identified",
+            attribute("PatientID"),
+            f"{what} is linked to no patient of this institution and OtherPatientIDsSequence "
+            "holds no identity document: upload one study of the patient with UploadStudy "
+            "(which links the PatientID), or send the document in OtherPatientIDsSequence",
+            PATIENT_NOT_IDENTIFIED,
+        )
+
+    def _session(self, header: DicomHeader, key: str) -> UploadSession:
+        scope = (header.study_instance_uid, key)
+        session = self._sessions.get(scope)
+        if session is None:
+            session = UploadSession(
+                store=self._uploads.store,
+                sessions=self._uploads.sessions,
+                patient_key=key,
+                institution_id=self.caller.institution_id,
+                accession_number="",
+                performed_item_code="",
+                limits=self._uploads.limits,
+                catalog=self._on(self._uploads.blocking, self._uploads.indexing.catalog),
+            )
+            self._sessions[scope] = session
+        return session

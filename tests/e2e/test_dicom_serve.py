@@ -1,0 +1,128 @@
+"""End to end: `mutualrec serve` with its DICOM listener, peers registered with `mutualrec admin`,
+dcmtk's echoscu and storescu as the PACS, and a graceful stop."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from tests.conftest import SAMPLES
+from tests.e2e.test_serve import _free_port, _register, _spawn
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        shutil.which("storescu") is None or shutil.which("echoscu") is None,
+        reason="dcmtk's storescu/echoscu are missing: run `make test-tools`",
+    ),
+]
+
+
+def _echo(port: int, title: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["echoscu", "-aet", title, "-aec", "REGION_ARCHIVE", "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_serve_listens_for_registered_pacs_and_stops_cleanly(
+    tmp_path: Path, manifest: dict[str, Any]
+) -> None:
+    port = _free_port()
+    env = {
+        "MUTUALREC_DICOM_LISTEN": f"127.0.0.1:{port}",
+        "MUTUALREC_DICOM_AE_TITLE": "REGION_ARCHIVE",
+    }
+    serve = _spawn(tmp_path, env)
+    proc = next(serve)
+    try:
+        assert any(f"AE title REGION_ARCHIVE on 127.0.0.1:{port}" in line for line in proc.lines)
+        study = manifest["us_abdomen_hosp_a"]
+        key = _register(proc, study["institution_code"])
+        assert _echo(port, "YUZHONG_PACS").returncode != 0  # not registered yet
+
+        added = proc.cli(
+            "admin",
+            "add-dicom-peer",
+            "--institution",
+            study["institution_code"],
+            "--ae-title",
+            "YUZHONG_PACS",
+        )
+        assert added.returncode == 0, added.stderr
+        listed = proc.cli("admin", "dicom-peers")
+        assert "YUZHONG_PACS" in listed.stdout
+        assert study["institution_code"] in listed.stdout
+        assert _echo(port, "YUZHONG_PACS").returncode == 0
+
+        sent = tmp_path / "sent.dcm"
+        ds = pydicom.dcmread(SAMPLES / study["files"][0]["path"])
+        item = Dataset()
+        item.PatientID = study["patient"]["document_number"]
+        item.IssuerOfPatientID = "RESIDENT_ID_CARD"
+        ds.OtherPatientIDsSequence = [item]
+        ds.save_as(sent)
+        stored = subprocess.run(
+            [
+                "storescu",
+                "-aet",
+                "YUZHONG_PACS",
+                "-aec",
+                "REGION_ARCHIVE",
+                "127.0.0.1",
+                str(port),
+                str(sent),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert stored.returncode == 0, stored.stdout + stored.stderr
+        status = proc.cli("study-status", "--key", key, study["study_instance_uid"], "--json")
+        assert status.returncode == 0, status.stderr
+        assert len(json.loads(status.stdout)["instances"]) == 1
+
+        removed = proc.cli("admin", "remove-dicom-peer", "YUZHONG_PACS")
+        assert removed.returncode == 0, removed.stderr
+        assert _echo(port, "YUZHONG_PACS").returncode != 0
+
+        proc.process.send_signal(signal.SIGTERM)
+        assert proc.process.wait(30) == 0
+        time.sleep(0.2)
+        assert "mutualrec stopped" in proc.lines
+    finally:
+        serve.close()
+
+
+def test_with_several_processes_one_listens_for_dicom(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        "MUTUALREC_PROCESSES": "2",
+        "MUTUALREC_LISTEN": f"127.0.0.1:{_free_port()}",
+        "MUTUALREC_DICOM_LISTEN": f"127.0.0.1:{port}",
+        "MUTUALREC_DICOM_AE_TITLE": "REGION_ARCHIVE",
+    }
+    for proc in _spawn(tmp_path, env):
+        assert "(2 processes)" in proc.lines[-1]
+        _register(proc, "H500103001")
+        added = proc.cli(
+            "admin", "add-dicom-peer", "--institution", "H500103001", "--ae-title", "YUZHONG_PACS"
+        )
+        assert added.returncode == 0, added.stderr
+        # Several associations in a row all reach the one listener.
+        assert [_echo(port, "YUZHONG_PACS").returncode for _ in range(4)] == [0, 0, 0, 0]
+        proc.process.send_signal(signal.SIGTERM)
+        assert proc.process.wait(30) == 0
