@@ -142,7 +142,7 @@ class DicomDoor:
         if accepted is None:
             return _status(StoreStatus(REFUSED, "association not accepted"))
         try:
-            outcome = accepted.storage.store(event.encoded_dataset(include_meta=True), source)
+            stored = accepted.storage.store(event.encoded_dataset(include_meta=True), source)
         except Unavailable as outage:
             LOG.warning("C-STORE of %s: %s", source, outage)
             return _status(StoreStatus(OUT_OF_RESOURCES, "storage unavailable: send again later"))
@@ -150,9 +150,10 @@ class DicomDoor:
             # The server goes on; the PACS keeps the instance and may send it again.
             LOG.exception("C-STORE of %s failed", source)
             return _status(StoreStatus(OUT_OF_RESOURCES, "the instance was not stored: retry"))
+        outcome = stored.outcome
         if outcome.reason:
             LOG.info("C-STORE of %s refused: %s %s", source, outcome.reason, outcome.violations)
-        return _status(status_of(outcome))
+        return _status(status_of(outcome, held_unlinked=stored.held_unlinked))
 
     def _on_closed(self, event: evt.Event) -> None:
         with self._lock:
