@@ -619,9 +619,14 @@ class UploadSession:
                 ),
             )
             if self.unlinked:
-                index.hold_unlinked(
+                linked = index.hold_unlinked(
                     session, ensured.study_id, self.institution_id, header.patient_id
                 )
+                if linked is not None:
+                    # LinkPatient committed since this instance was resolved: the patient's.
+                    adopt_unlinked(
+                        session, self.institution_id, header.patient_id, linked, self.catalog
+                    )
         series_id = ensured.series_ids.get(header.series_instance_uid)
         if series_id is None:
             series_id = index.ensure_series(

@@ -144,8 +144,25 @@ def is_holding_key(patient_key: str) -> bool:
     return patient_key.startswith(_HOLDING)
 
 
-def hold_unlinked(session: Session, study_id: int, institution_id: int, local_id: str) -> None:
-    """Record the study as held unlinked under the hospital's PatientID (once)."""
+def _lock_patient_id(session: Session, institution_id: int, local_id: str) -> None:
+    """Hold holding and linking of one PatientID apart until commit: a study held while the
+    PatientID is being linked is then either seen by the link, or sees the link itself.
+    (SQLite has one writer at a time anyway.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"patient-id\x00{institution_id}\x00{local_id}".encode()).digest()
+    session.execute(
+        select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True)))
+    )
+
+
+def hold_unlinked(
+    session: Session, study_id: int, institution_id: int, local_id: str
+) -> str | None:
+    """Record the study as held unlinked under the hospital's PatientID (once). Returns the
+    patient the PatientID was linked to meanwhile (a link committed since the instance was
+    resolved), whom the caller must then give the study (:func:`adopt_unlinked`)."""
+    _lock_patient_id(session, institution_id, local_id)
     insert_ignoring_conflicts(
         session,
         UnlinkedStudy,
@@ -156,6 +173,7 @@ def hold_unlinked(session: Session, study_id: int, institution_id: int, local_id
             "held_at": dt.datetime.now(dt.UTC),
         },
     )
+    return linked_patient(session, institution_id, local_id)
 
 
 def adopt_unlinked(
@@ -163,6 +181,7 @@ def adopt_unlinked(
 ) -> list[str]:
     """Move every study the institution holds unlinked under ``local_id`` to the patient; their
     Study Instance UIDs (to re-index). The PatientID must already be linked to the patient."""
+    _lock_patient_id(session, institution_id, local_id)
     rows = session.execute(
         select(UnlinkedStudy.study_id, Study.study_instance_uid)
         .join(Study, Study.id == UnlinkedStudy.study_id)

@@ -23,8 +23,10 @@ from sqlalchemy import select
 from mutualrec.client.upload import auth_metadata
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.patient_tokens import mint_patient_token
+from mutualrec.services.study_upload import UploadSession
 from mutualrec.storage import catalog_store
-from mutualrec.storage.models import AuditEntry, Study
+from mutualrec.storage import imaging_index as index
+from mutualrec.storage.models import AuditEntry, Institution, Study
 from mutualrec.v1 import (
     common_pb2,
     imaging_pb2,
@@ -436,3 +438,41 @@ def test_storescu_sends_a_study_of_300_instances_held_then_linked(
         metadata=auth_metadata(hospitals.key),
     )
     assert status.study.instance_count == 300
+
+
+def test_a_link_made_while_a_held_instance_is_stored_takes_that_study_too(
+    door: RunningServer, manifest: dict[str, Any]
+) -> None:
+    """The instance was resolved as unlinked, then LinkPatient committed, then the instance's
+    rows: the study is the patient's, never left held under a linked PatientID."""
+    hospitals = Hospitals(door, manifest[CT])
+    uploads = door.runtime.study_uploads
+    with door.runtime.sessions() as session:
+        institution_id = session.scalar(
+            select(Institution.id).where(Institution.code == hospitals.issuer)
+        )
+    assert institution_id is not None
+    path = study_files(manifest[CT])[0]
+    session = UploadSession(
+        store=uploads.store,
+        sessions=uploads.sessions,
+        patient_key=index.holding_key(institution_id, hospitals.patient_id),
+        institution_id=institution_id,
+        accession_number="",
+        performed_item_code="",
+        limits=uploads.limits,
+        catalog=uploads.indexing.catalog(),
+        unlinked=True,
+    )
+    pending = session.begin_instance(path.name)
+    pending.write(path.read_bytes(), len(path.read_bytes()))
+    header = session.read(pending)
+    assert header is not None
+    session.finish(pending, header)
+
+    linked = hospitals.link()
+    session.commit()
+
+    assert list(linked.linked_study_instance_uids) == []  # nothing was held yet
+    assert hospitals.unlinked().studies == []
+    assert hospitals.history() == [manifest[CT]["study_instance_uid"]]
