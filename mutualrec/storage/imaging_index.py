@@ -20,7 +20,11 @@ from mutualrec.storage.models import (
     Study,
     UnlinkedStudy,
 )
-from mutualrec.storage.sql import insert_ignoring_conflicts, insert_many_ignoring_conflicts
+from mutualrec.storage.sql import (
+    as_utc,
+    insert_ignoring_conflicts,
+    insert_many_ignoring_conflicts,
+)
 
 
 class IndexConflict(Exception):
@@ -242,7 +246,7 @@ def unlinked_studies(
             description=study.description,
             modalities=sorted(modalities.get(held.study_id, set())),
             instance_count=study.instance_count,
-            held_at=held.held_at,
+            held_at=as_utc(held.held_at),
         )
         for held, study in rows
     ]

@@ -219,7 +219,8 @@ def test_an_unknown_patient_id_is_held_unlinked_until_linked(
     assert listed[0].study_date == instances[0].StudyDate[:4] + "-" + (
         f"{instances[0].StudyDate[4:6]}-{instances[0].StudyDate[6:]}"
     )
-    assert listed[0].held_at
+    held_at = dt.datetime.fromisoformat(listed[0].held_at)
+    assert held_at.utcoffset() == dt.timedelta(0)
     status = hospitals.ingest().GetStudyStatus(
         ingest_pb2.GetStudyStatusRequest(study_instance_uid=study_uid),
         metadata=auth_metadata(hospitals.key),
