@@ -477,3 +477,23 @@ def test_a_link_made_while_a_held_instance_is_stored_takes_that_study_too(
     assert list(linked.linked_study_instance_uids) == []  # nothing was held yet
     assert hospitals.unlinked().studies == []
     assert hospitals.history() == [manifest[CT]["study_instance_uid"]]
+
+
+def test_a_c_store_carrying_the_document_links_the_patient_id(
+    door: RunningServer, manifest: dict[str, Any]
+) -> None:
+    hospitals = Hospitals(door, manifest[CT])
+    files = study_files(manifest[CT])
+    held_uid, held = _recent_study(files[:2])
+    assert {a.Status for a in _send(door, "YUZHONG_PACS", held)} == {0xB000}
+
+    # The RIS fills OtherPatientIDsSequence on a later study: its PatientID is linked by it.
+    later_uid, later = _recent_study(files[2:3])
+    item = Dataset()
+    item.PatientID = hospitals.number
+    item.IssuerOfPatientID = "RESIDENT_ID_CARD"
+    later[0].OtherPatientIDsSequence = [item]
+    assert _send(door, "YUZHONG_PACS", later)[0].Status == 0x0000
+
+    assert hospitals.unlinked().studies == []
+    assert set(hospitals.history()) == {held_uid, later_uid}
