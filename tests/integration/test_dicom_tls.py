@@ -5,6 +5,7 @@ of the calling AE title. pynetdicom and dcmtk's storescu as TLS SCUs, on SQLite 
 from __future__ import annotations
 
 import shutil
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.association import Association
 
+from mutualrec.dicom_net import door as door_module
 from mutualrec.security.dev_ca import Issued, make_ca, make_client_cert, make_server_cert
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.helpers import study_files
@@ -96,6 +98,8 @@ def _associate(
 ) -> Association:
     """An association as YUZHONG_PACS, over TLS unless ``pki`` is None."""
     ae = AE(ae_title="YUZHONG_PACS")
+    # Connecting and the handshake: a door that never answers fails the test, never hangs it.
+    ae.connection_timeout = 20
     ae.add_requested_context(VERIFICATION)
     if sop_class:
         ae.add_requested_context(sop_class)
@@ -186,3 +190,18 @@ def test_storescu_stores_over_mutual_tls(
     assert done.returncode == 0, done.stdout + done.stderr
     refused = storescu(pki.stranger)
     assert refused.returncode != 0
+
+
+def test_a_client_that_never_starts_its_handshake_does_not_hold_the_door(
+    tls: RunningServer, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pynetdicom handshakes on its accepting thread: the bound is what lets others in.
+    monkeypatch.setattr(door_module, "HANDSHAKE_SECONDS", 0.5)
+    with socket.create_connection(("127.0.0.1", _port(tls))) as silent:
+        assoc = _associate(tls, pki)
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        # The silent client was dropped by then.
+        silent.settimeout(30)
+        assert silent.recv(1) == b""
