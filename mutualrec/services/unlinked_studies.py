@@ -115,7 +115,8 @@ class UnlinkedStudies:
             )
         after: int | None = None
         if page_token:
-            if not page_token.isascii() or not page_token.isdigit() or len(page_token) > 19:
+            # At most 18 digits: any such number fits the index's 64-bit study ids.
+            if not page_token.isascii() or not page_token.isdigit() or len(page_token) > 18:
                 problems.append(
                     Violation(
                         "page_token", "not a token a previous page gave", "INVALID_PAGE_TOKEN"

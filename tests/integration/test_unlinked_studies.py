@@ -353,7 +353,11 @@ def test_bad_link_requests_are_refused_naming_each_field(
             hospitals.link(**fields)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, fields
         assert bad_request(refused.value) == expected
-    for fields, expected_page in [({"page_size": 501}, "page_size"), ({"page_token": "x"}, None)]:
+    for fields, expected_page in [
+        ({"page_size": 501}, "page_size"),
+        ({"page_token": "x"}, None),
+        ({"page_token": "9" * 19}, None),  # past a 64-bit id: refused, never a database error
+    ]:
         with pytest.raises(grpc.RpcError) as refused:
             hospitals.unlinked(**fields)  # type: ignore[arg-type]
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
