@@ -20,6 +20,7 @@ from mutualrec.ingest.study_upload import InstanceOutcome, OutcomeKind
 from mutualrec.runtime import Runtime
 from mutualrec.services.lab_submission import LabSubmissionRequest
 from mutualrec.services.study_upload import Chunk, UploadCounts, UploadHeader
+from mutualrec.services.unlinked_studies import LinkRequest, UnlinkedStudies
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 from mutualrec.violations import Rejected
 
@@ -125,6 +126,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.unlinked = UnlinkedStudies(runtime.study_uploads)
 
     async def UploadStudy(
         self,
@@ -175,3 +177,41 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc
             principal,
         )
         return submission_response(result)
+
+    async def LinkPatient(
+        self, request: ingest_pb2.LinkPatientRequest, context: Context
+    ) -> ingest_pb2.LinkPatientResponse:
+        """Link the institution's PatientID to a patient; their held studies become theirs."""
+        principal = caller(self.runtime, context)
+        link = LinkRequest(
+            document_type=document_type_name(request.patient),
+            document_number=request.patient.document_number,
+            issuing_country=request.patient.issuing_country,
+            patient_id=request.patient_id,
+        )
+        result = await self.runtime.run_blocking(self.unlinked.link, link, principal)
+        return ingest_pb2.LinkPatientResponse(linked_study_instance_uids=result.linked_study_uids)
+
+    async def ListUnlinkedStudies(
+        self, request: ingest_pb2.ListUnlinkedStudiesRequest, context: Context
+    ) -> ingest_pb2.ListUnlinkedStudiesResponse:
+        """The institution's studies held unlinked, a page at a time."""
+        principal = caller(self.runtime, context)
+        page = await self.runtime.run_blocking(
+            self.unlinked.page, principal, request.page_size, request.page_token
+        )
+        return ingest_pb2.ListUnlinkedStudiesResponse(
+            studies=[
+                ingest_pb2.UnlinkedStudy(
+                    study_instance_uid=row.study_instance_uid,
+                    patient_id=row.local_patient_id,
+                    study_date="" if row.study_date is None else row.study_date.isoformat(),
+                    description=row.description,
+                    modalities=row.modalities,
+                    instance_count=row.instance_count,
+                    held_at=row.held_at.isoformat(),
+                )
+                for row in page.studies
+            ],
+            next_page_token=page.next_page_token,
+        )

@@ -43,6 +43,8 @@ EXAMPLES: dict[str, str] = {
     "upload": "mutualrec upload --key $KEY --patient-id 50010319680315109X "
     "--item IMG-CT-CHEST-C dicom_samples/ct_chest_contrast_hosp_a",
     "study-status": "mutualrec study-status --key $KEY 1.2.826.0.1.3680043.8.498.4244...",
+    "unlinked-studies": "mutualrec unlinked-studies --key $KEY",
+    "link-patient": "mutualrec link-patient --key $KEY --patient-id 50010319680315109X A00012345",
     "submit-fhir": "mutualrec submit-fhir --key $KEY results.json",
     "check": "mutualrec check --key $KEY --patient-id 50010319680315109X LAB-K IMG-CT-CHEST",
     "decide": "mutualrec decide --key $KEY CHECK_ID IMG-CT-CHEST accept\n"

@@ -33,6 +33,29 @@ def register(commands: Any, client: ClientSettings) -> None:
     client_options(status, client)
     status.set_defaults(run=_study_status)
 
+    held = sub(
+        commands,
+        "unlinked-studies",
+        help="studies the PACS sent for PatientIDs not yet linked to a patient",
+    )
+    held.add_argument("--limit", type=int, default=0, help="at most this many (default: all)")
+    held.add_argument("--json", action="store_true", help="print the studies as JSON")
+    client_options(held, client)
+    held.set_defaults(run=_unlinked_studies)
+
+    link = sub(
+        commands,
+        "link-patient",
+        help="link the hospital's PatientID to a patient: its held studies become theirs",
+    )
+    link.add_argument(
+        "dicom_patient_id", metavar="PATIENTID", help="the hospital's PatientID (0010,0020)"
+    )
+    identity_options(link, required=True)
+    link.add_argument("--json", action="store_true", help="print the reply as JSON")
+    client_options(link, client)
+    link.set_defaults(run=_link_patient)
+
     fhir = sub(
         commands,
         "submit-fhir",
@@ -159,6 +182,72 @@ def _study_status(args: argparse.Namespace) -> int:
     header = ("series", "instance", "version", "bytes", "sha256")
     for line in render(header, rows, (*"<<", RIGHT, RIGHT, "<"), indent="  "):
         print(line)
+    return 0
+
+
+def _unlinked_studies(args: argparse.Namespace) -> int:
+    from mutualrec.client.table import RIGHT, render
+    from mutualrec.client.upload import auth_metadata
+    from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
+
+    studies: list[Any] = []
+    token = ""
+    with connection.channel(args) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        while True:
+            response = stub.ListUnlinkedStudies(
+                ingest_pb2.ListUnlinkedStudiesRequest(page_token=token),
+                metadata=auth_metadata(connection.api_key(args)),
+            )
+            studies.extend(response.studies)
+            token = response.next_page_token
+            if not token or (args.limit and len(studies) >= args.limit):
+                break
+    if args.limit:
+        studies = studies[: args.limit]
+    if args.json:
+        connection.print_message(ingest_pb2.ListUnlinkedStudiesResponse(studies=studies))
+        return 0
+    if not studies:
+        print("no study is held unlinked")
+        return 0
+    rows = [
+        (
+            s.patient_id,
+            s.study_date or "-",
+            ",".join(s.modalities),
+            str(s.instance_count),
+            s.study_instance_uid,
+            s.description,
+        )
+        for s in studies
+    ]
+    header = ("PatientID", "date", "modality", "instances", "study", "description")
+    for line in render(header, rows, ("<", "<", "<", RIGHT, "<", "<")):
+        print(line)
+    print(
+        f"{len(studies)} studies held unlinked: mutualrec link-patient PATIENTID --patient-id ..."
+    )
+    return 0
+
+
+def _link_patient(args: argparse.Namespace) -> int:
+    from mutualrec.client.upload import auth_metadata, make_header
+    from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
+
+    header = make_header(args.patient_id, args.id_type, args.country, "", "")
+    with connection.channel(args) as channel:
+        response = ingest_pb2_grpc.IngestServiceStub(channel).LinkPatient(
+            ingest_pb2.LinkPatientRequest(patient=header.patient, patient_id=args.dicom_patient_id),
+            metadata=auth_metadata(connection.api_key(args)),
+        )
+    if args.json:
+        connection.print_message(response)
+        return 0
+    linked = list(response.linked_study_instance_uids)
+    print(f"PatientID {args.dicom_patient_id} linked; {len(linked)} held studies are the patient's")
+    for uid in linked:
+        print(f"  {uid}")
     return 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from mutualrec.config import TlsFiles
 from mutualrec.dicom_net.statuses import OUT_OF_RESOURCES, REFUSED, StoreStatus, status_of
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import HOSPITAL
@@ -38,6 +41,47 @@ CALLING_AE_NOT_RECOGNIZED = 0x03
 CALLED_AE_NOT_RECOGNIZED = 0x07
 # The name the audit trail gives what a C-STORE association did.
 AUDIT_NAME = "DICOM/C-STORE"
+# pynetdicom's listener runs each TLS handshake on its accepting thread: a client that connects
+# and says nothing holds every other connection back for at most this long.
+HANDSHAKE_SECONDS = 10.0
+
+
+class _BoundedHandshakes(ssl.SSLContext):
+    """A server context whose handshakes end within :data:`HANDSHAKE_SECONDS`; the socket is
+    blocking again afterwards, as pynetdicom expects an accepted socket to be."""
+
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        sock.settimeout(HANDSHAKE_SECONDS)
+        wrapped = super().wrap_socket(sock, *args, **kwargs)
+        wrapped.settimeout(None)
+        return wrapped
+
+
+def tls_context(tls: TlsFiles) -> ssl.SSLContext:
+    """DICOM over TLS (PS3.15 B.1) with gRPC's certificate and key; with a client CA, a client
+    certificate it signed is required, as gRPC requires one."""
+    context = _BoundedHandshakes(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert, tls.key)
+    if tls.client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=str(tls.client_ca))
+    return context
+
+
+def certified_institution(assoc: Association) -> str | None:
+    """The institution code (subject CN) of the client certificate the association's TLS
+    verified; None without TLS or a certificate."""
+    sock = assoc.dul.socket.socket if assoc.dul.socket is not None else None
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    certificate = sock.getpeercert()
+    subject: Any = (certificate or {}).get("subject", ())
+    for rdn in subject:
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
 
 
 @dataclass
@@ -85,7 +129,13 @@ class DicomDoor:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
-        self._server = self._ae.start_server(self._address, block=False, evt_handlers=handlers)
+        tls = self._runtime.settings.tls
+        self._server = self._ae.start_server(
+            self._address,
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=tls_context(tls) if tls is not None else None,
+        )
         return self.port
 
     def stop(self, grace_seconds: float) -> None:
@@ -121,6 +171,18 @@ class DicomDoor:
             LOG.info("association from %s refused: calling AE title %r", address, calling)
             _reject(assoc, REJECTED_PERMANENT, CALLING_AE_NOT_RECOGNIZED)
             return
+        certified = certified_institution(assoc)
+        if certified is not None and certified != caller.institution_code:
+            # As over gRPC: a hospital's certificate carries no other institution's calls.
+            LOG.info(
+                "association from %s refused: AE title %r is %s's, the certificate %s's",
+                address,
+                calling,
+                caller.institution_code,
+                certified,
+            )
+            _reject(assoc, REJECTED_PERMANENT, CALLING_AE_NOT_RECOGNIZED)
+            return
         # This thread serves the association: the audit record lives in its context.
         record = open_call(AUDIT_NAME)
         record.role = HOSPITAL
@@ -142,7 +204,7 @@ class DicomDoor:
         if accepted is None:
             return _status(StoreStatus(REFUSED, "association not accepted"))
         try:
-            outcome = accepted.storage.store(event.encoded_dataset(include_meta=True), source)
+            stored = accepted.storage.store(event.encoded_dataset(include_meta=True), source)
         except Unavailable as outage:
             LOG.warning("C-STORE of %s: %s", source, outage)
             return _status(StoreStatus(OUT_OF_RESOURCES, "storage unavailable: send again later"))
@@ -150,9 +212,10 @@ class DicomDoor:
             # The server goes on; the PACS keeps the instance and may send it again.
             LOG.exception("C-STORE of %s failed", source)
             return _status(StoreStatus(OUT_OF_RESOURCES, "the instance was not stored: retry"))
+        outcome = stored.outcome
         if outcome.reason:
             LOG.info("C-STORE of %s refused: %s %s", source, outcome.reason, outcome.violations)
-        return _status(status_of(outcome))
+        return _status(status_of(outcome, held_unlinked=stored.held_unlinked))
 
     def _on_closed(self, event: evt.Event) -> None:
         with self._lock:

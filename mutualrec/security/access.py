@@ -35,6 +35,8 @@ RPC_ROLES: Mapping[str, frozenset[str]] = {
     "mutualrec.v1.IngestService/UploadStudy": _HOSPITAL,
     "mutualrec.v1.IngestService/GetStudyStatus": _HOSPITAL,
     "mutualrec.v1.IngestService/SubmitObservations": _HOSPITAL,
+    "mutualrec.v1.IngestService/LinkPatient": _HOSPITAL,
+    "mutualrec.v1.IngestService/ListUnlinkedStudies": _HOSPITAL,
     "mutualrec.v1.RecognitionService/CheckOrder": _HOSPITAL,
     "mutualrec.v1.RecognitionService/RecordDecision": _HOSPITAL,
     "mutualrec.v1.StatisticsService/GetSavingsReport": frozenset({REGULATOR}),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import TypeVar
 
 from mutualrec.identity import patient_key
@@ -40,6 +41,23 @@ T = TypeVar("T")
 PATIENT_NOT_IDENTIFIED = "PATIENT_NOT_IDENTIFIED"
 # How an instance's bytes are fed to the spool: as UploadStudy's chunks would be.
 _SLICE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    """What became of one C-STORE instance; ``held_unlinked`` when its patient is not known yet
+    and its study is held unlinked under the hospital's PatientID."""
+
+    outcome: InstanceOutcome
+    held_unlinked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Whose:
+    """Whose an instance is: a patient's key, or the holding key of an unlinked PatientID."""
+
+    patient_key: str
+    unlinked: bool
 
 
 class DicomStorage:
@@ -70,7 +88,7 @@ class DicomAssociation:
         bounded threads (and database pool) as UploadStudy, however many associations."""
         return pool.submit(fn, *args).result()
 
-    def store(self, data: bytes, source_name: str) -> InstanceOutcome:
+    def store(self, data: bytes, source_name: str) -> StoredInstance:
         """Validate, write and index one instance (a Part 10 file's bytes); its outcome once it
         is durable. Raises :class:`~mutualrec.violations.Unavailable` when storage fails."""
         position = self._received
@@ -81,75 +99,83 @@ class DicomAssociation:
             pending.write(data[start : start + _SLICE], _SLICE)
         try:
             header = self._on(self._uploads.headers, read_instance, pending, limits.header_limits)
-            key = self._on(self._uploads.headers, self._patient_key, pending, header)
+            whose = self._on(self._uploads.headers, self._patient_key, pending, header)
         except Rejected as rejection:
             sha256 = pending.sha256 if pending.problem is None else ""
             pending.close()
-            return rejected_outcome(position, source_name, rejection, pending.size, sha256)
+            return StoredInstance(
+                rejected_outcome(position, source_name, rejection, pending.size, sha256)
+            )
         except BaseException:
             pending.close()
             raise
-        touched(key, f"C-STORE from {self.caller.ae_title}")
+        if not whose.unlinked:
+            touched(whose.patient_key, f"C-STORE from {self.caller.ae_title}")
         with unavailable_on_outage(
             "storage is unavailable",
             "instances already answered with success are kept, send this one again later",
         ):
             try:
-                session = self._session(header, key)
+                session = self._session(header, whose)
                 self._on(self._uploads.blocking, session.finish, pending, header)
                 self._on(self._uploads.blocking, session.commit)
             except STORAGE_FAILURES as failure:
                 if not is_unstorable(failure):
                     raise
-                return rejected_outcome(
-                    position,
-                    source_name,
-                    Rejected.one(
-                        "the index refuses a value of this instance",
-                        "instance",
-                        str(failure.__class__.__name__),
-                        "UNSTORABLE",
-                    ),
-                    pending.size,
-                    pending.sha256,
+                return StoredInstance(
+                    rejected_outcome(
+                        position,
+                        source_name,
+                        Rejected.one(
+                            "the index refuses a value of this instance",
+                            "instance",
+                            str(failure.__class__.__name__),
+                            "UNSTORABLE",
+                        ),
+                        pending.size,
+                        pending.sha256,
+                    )
                 )
         outcome = session.outcome(position)
         assert outcome is not None  # finish and commit decide every instance they are given
-        return outcome
+        return StoredInstance(outcome, whose.unlinked)
 
-    def _patient_key(self, pending: PendingInstance, header: DicomHeader) -> str:
+    def _patient_key(self, pending: PendingInstance, header: DicomHeader) -> _Whose:
         """Whose instance this is: an identity document in OtherPatientIDsSequence, else the
-        hospital's PatientID as linked by an earlier upload that declared the document."""
+        hospital's PatientID as linked by an earlier upload or LinkPatient, else nobody's yet:
+        held unlinked under the PatientID (an empty one cannot be linked later: refused)."""
         document = identity_of_instance(pending.spool)
         if document is not None:
-            return patient_key(document, self._uploads.limits.patient_key_secret)
+            return _Whose(patient_key(document, self._uploads.limits.patient_key_secret), False)
         with self._uploads.sessions() as db:
             linked = index.linked_patient(db, self.caller.institution_id, header.patient_id)
         if linked is not None:
-            return linked
-        what = f"PatientID {header.patient_id!r}" if header.patient_id else "an empty PatientID"
+            return _Whose(linked, False)
+        if header.patient_id:
+            return _Whose(index.holding_key(self.caller.institution_id, header.patient_id), True)
         raise Rejected.one(
             "the patient cannot be identified",
             attribute("PatientID"),
-            f"{what} is linked to no patient of this institution and OtherPatientIDsSequence "
-            "holds no identity document: upload one study of the patient with UploadStudy "
-            "(which links the PatientID), or send the document in OtherPatientIDsSequence",
+            "an empty PatientID cannot be linked to a patient and OtherPatientIDsSequence "
+            "holds no identity document: send the hospital's PatientID, or the document in "
+            "OtherPatientIDsSequence",
             PATIENT_NOT_IDENTIFIED,
         )
 
-    def _session(self, header: DicomHeader, key: str) -> UploadSession:
-        scope = (header.study_instance_uid, key)
+    def _session(self, header: DicomHeader, whose: _Whose) -> UploadSession:
+        scope = (header.study_instance_uid, whose.patient_key)
         session = self._sessions.get(scope)
         if session is None:
             session = UploadSession(
                 store=self._uploads.store,
                 sessions=self._uploads.sessions,
-                patient_key=key,
+                patient_key=whose.patient_key,
                 institution_id=self.caller.institution_id,
                 accession_number="",
                 performed_item_code="",
                 limits=self._uploads.limits,
                 catalog=self._on(self._uploads.blocking, self._uploads.indexing.catalog),
+                unlinked=whose.unlinked,
             )
             self._sessions[scope] = session
         return session

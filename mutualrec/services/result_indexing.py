@@ -22,9 +22,14 @@ from mutualrec.recognition.result_items import (
     study_recognition,
     study_ref,
 )
+from mutualrec.security.audit import touched
 from mutualrec.services.reference import ReferenceCache
 from mutualrec.storage import imaging_index, recognition_index
 
+# Why a study held unlinked is not recognized.
+UNLINKED_REASON = (
+    "held unlinked: the hospital's PatientID names no patient yet; link it with LinkPatient"
+)
 ItemsOf = Callable[[LabResult], frozenset[str]]
 DetailOf = Callable[[LabResult, str], str]
 
@@ -67,6 +72,11 @@ def index_study(session: Session, study_instance_uid: str, catalog: Catalog) -> 
     parties = imaging_index.study_parties(session, study_instance_uid)
     if overview is None or parties is None:
         return
+    if imaging_index.is_holding_key(parties.patient_key):
+        # Held unlinked: recognized for no one until linked (which indexes it again).
+        if overview.not_recognized_reason != UNLINKED_REASON:
+            imaging_index.set_not_recognized_reason(session, study_instance_uid, UNLINKED_REASON)
+        return
     items, status, reason = study_recognition(overview, parties.series, catalog)
     if reason != overview.not_recognized_reason:
         imaging_index.set_not_recognized_reason(session, study_instance_uid, reason)
@@ -76,6 +86,22 @@ def index_study(session: Session, study_instance_uid: str, catalog: Catalog) -> 
             [study_items(overview, parties.patient_key, parties.institution_id, items, status)],
         )
     recognition_index.drop_stale_items(session, {study_ref(study_instance_uid): items})
+
+
+def adopt_unlinked(
+    session: Session, institution_id: int, local_id: str, patient_key: str, catalog: Catalog
+) -> list[str]:
+    """Give the patient every study the institution holds unlinked under its PatientID
+    ``local_id`` (already linked to the patient) and index them as an upload would: they enter
+    the patient's history and are recognized from now on. Their Study Instance UIDs."""
+    if not local_id:
+        return []
+    adopted = imaging_index.adopt_unlinked(session, institution_id, local_id, patient_key)
+    for uid in adopted:
+        index_study(session, uid, catalog)
+    if adopted:
+        touched(patient_key, f"{len(adopted)} studies held unlinked as {local_id!r} linked")
+    return adopted
 
 
 def index_lab_results(

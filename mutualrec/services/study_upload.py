@@ -36,7 +36,7 @@ from mutualrec.matching.catalog import Catalog
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
 from mutualrec.services.outage import STORAGE_FAILURES, unavailable_on_outage
-from mutualrec.services.result_indexing import ResultIndexing, index_study
+from mutualrec.services.result_indexing import ResultIndexing, adopt_unlinked, index_study
 from mutualrec.storage import imaging_index as index
 from mutualrec.storage.keys import instance_key
 from mutualrec.storage.objects import ObjectStore
@@ -347,6 +347,7 @@ class UploadSession:
         performed_item_code: str,
         limits: UploadLimits,
         catalog: Catalog,
+        unlinked: bool = False,
     ) -> None:
         self.store = store
         self.sessions = sessions
@@ -355,6 +356,9 @@ class UploadSession:
         self.accession_number = accession_number
         self.performed_item_code = performed_item_code
         self.patient_key = patient_key
+        # C-STORE of a patient not yet known: ``patient_key`` is the holding key of the
+        # institution's PatientID and the study is recorded as held unlinked.
+        self.unlinked = unlinked
         self.limits = limits
         # What the study's recognition rows are derived under, read once before any batch.
         self.catalog = catalog
@@ -563,7 +567,11 @@ class UploadSession:
                     "this Study Instance UID is held for another institution",
                     "CONFLICT",
                 )
-            if holder is not None and holder[1] != self.patient_key:
+            if holder is not None and holder[1] not in (
+                self.patient_key,
+                # Held unlinked under this PatientID: linking the PatientID adopts it.
+                index.holding_key(self.institution_id, header.patient_id),
+            ):
                 # Checked before the duplicate test: identical bytes re-sent under another
                 # patient are a wrong identity, not a harmless retry.
                 raise Rejected.one(
@@ -586,7 +594,16 @@ class UploadSession:
     def _ensure_rows(self, session: Session, header: DicomHeader, ensured: _Ensured) -> int:
         """The series id of the instance, creating patient, study and series rows on first sight."""
         if ensured.study_id is None:
-            index.link_patient(session, self.institution_id, header.patient_id, self.patient_key)
+            if self.unlinked:
+                # The holding key's patient row only: the PatientID stays unlinked.
+                index.link_patient(session, self.institution_id, "", self.patient_key)
+            else:
+                index.link_patient(
+                    session, self.institution_id, header.patient_id, self.patient_key
+                )
+                adopt_unlinked(
+                    session, self.institution_id, header.patient_id, self.patient_key, self.catalog
+                )
             ensured.study_id = index.ensure_study(
                 session,
                 index.StudyRecord(
@@ -601,6 +618,15 @@ class UploadSession:
                     performed_item_code=self.performed_item_code,
                 ),
             )
+            if self.unlinked:
+                linked = index.hold_unlinked(
+                    session, ensured.study_id, self.institution_id, header.patient_id
+                )
+                if linked is not None:
+                    # LinkPatient committed since this instance was resolved: the patient's.
+                    adopt_unlinked(
+                        session, self.institution_id, header.patient_id, linked, self.catalog
+                    )
         series_id = ensured.series_ids.get(header.series_instance_uid)
         if series_id is None:
             series_id = index.ensure_series(

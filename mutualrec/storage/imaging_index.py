@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from mutualrec.ingest.study_records import CurrentInstance, StudyOverview
@@ -17,8 +18,13 @@ from mutualrec.storage.models import (
     PatientIdentifier,
     Series,
     Study,
+    UnlinkedStudy,
 )
-from mutualrec.storage.sql import insert_ignoring_conflicts, insert_many_ignoring_conflicts
+from mutualrec.storage.sql import (
+    as_utc,
+    insert_ignoring_conflicts,
+    insert_many_ignoring_conflicts,
+)
 
 
 class IndexConflict(Exception):
@@ -123,6 +129,127 @@ def link_patient(session: Session, institution_id: int, local_id: str, patient_k
             f"PatientID {local_id!r} already names another patient at this institution; "
             "check the identity document declared in the header",
         )
+
+
+# Holding keys start with this; a real patient key is the hex of a keyed hash, never with ":".
+_HOLDING = "unlinked:"
+
+
+def holding_key(institution_id: int, local_id: str) -> str:
+    """The patient key a study held unlinked is stored under: one per institution and PatientID,
+    so later instances of that PatientID join it, and never one an identity document hashes to
+    (no history or check can reach it)."""
+    digest = hashlib.sha256(f"{institution_id}\x00{local_id}".encode()).hexdigest()
+    return _HOLDING + digest[: 64 - len(_HOLDING)]
+
+
+def is_holding_key(patient_key: str) -> bool:
+    """Whether ``patient_key`` holds unlinked studies rather than naming a patient."""
+    return patient_key.startswith(_HOLDING)
+
+
+def _lock_patient_id(session: Session, institution_id: int, local_id: str) -> None:
+    """Hold holding and linking of one PatientID apart until commit: a study held while the
+    PatientID is being linked is then either seen by the link, or sees the link itself.
+    (SQLite has one writer at a time anyway.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"patient-id\x00{institution_id}\x00{local_id}".encode()).digest()
+    session.execute(
+        select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True)))
+    )
+
+
+def hold_unlinked(
+    session: Session, study_id: int, institution_id: int, local_id: str
+) -> str | None:
+    """Record the study as held unlinked under the hospital's PatientID (once). Returns the
+    patient the PatientID was linked to meanwhile (a link committed since the instance was
+    resolved), whom the caller must then give the study (:func:`adopt_unlinked`)."""
+    _lock_patient_id(session, institution_id, local_id)
+    insert_ignoring_conflicts(
+        session,
+        UnlinkedStudy,
+        {
+            "study_id": study_id,
+            "institution_id": institution_id,
+            "local_patient_id": local_id,
+            "held_at": dt.datetime.now(dt.UTC),
+        },
+    )
+    return linked_patient(session, institution_id, local_id)
+
+
+def adopt_unlinked(
+    session: Session, institution_id: int, local_id: str, patient_key: str
+) -> list[str]:
+    """Move every study the institution holds unlinked under ``local_id`` to the patient; their
+    Study Instance UIDs (to re-index). The PatientID must already be linked to the patient."""
+    _lock_patient_id(session, institution_id, local_id)
+    rows = session.execute(
+        select(UnlinkedStudy.study_id, Study.study_instance_uid)
+        .join(Study, Study.id == UnlinkedStudy.study_id)
+        .where(
+            UnlinkedStudy.institution_id == institution_id,
+            UnlinkedStudy.local_patient_id == local_id,
+        )
+        .with_for_update()
+    ).all()
+    if not rows:
+        return []
+    ids = [row[0] for row in rows]
+    session.execute(update(Study).where(Study.id.in_(ids)).values(patient_key=patient_key))
+    session.execute(delete(UnlinkedStudy).where(UnlinkedStudy.study_id.in_(ids)))
+    return [str(row[1]) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class UnlinkedStudyRow:
+    """A study the institution holds unlinked, as the hospital lists them."""
+
+    study_id: int
+    study_instance_uid: str
+    local_patient_id: str
+    study_date: dt.date | None
+    description: str
+    modalities: list[str]
+    instance_count: int
+    held_at: dt.datetime
+
+
+def unlinked_studies(
+    session: Session, institution_id: int, after_id: int | None, limit: int
+) -> list[UnlinkedStudyRow]:
+    """The institution's studies held unlinked, newest held first (keyset on the study id)."""
+    query = (
+        select(UnlinkedStudy, Study)
+        .join(Study, Study.id == UnlinkedStudy.study_id)
+        .where(UnlinkedStudy.institution_id == institution_id)
+    )
+    if after_id is not None:
+        query = query.where(UnlinkedStudy.study_id < after_id)
+    rows = session.execute(query.order_by(UnlinkedStudy.study_id.desc()).limit(limit)).all()
+    modalities: dict[int, set[str]] = {}
+    if rows:
+        for study_id, modality in session.execute(
+            select(Series.study_id, Series.modality).where(
+                Series.study_id.in_([held.study_id for held, _ in rows])
+            )
+        ):
+            modalities.setdefault(int(study_id), set()).add(str(modality))
+    return [
+        UnlinkedStudyRow(
+            study_id=held.study_id,
+            study_instance_uid=study.study_instance_uid,
+            local_patient_id=held.local_patient_id,
+            study_date=study.study_date if study.date_source else None,
+            description=study.description,
+            modalities=sorted(modalities.get(held.study_id, set())),
+            instance_count=study.instance_count,
+            held_at=as_utc(held.held_at),
+        )
+        for held, study in rows
+    ]
 
 
 def linked_patient(session: Session, institution_id: int, local_id: str) -> str | None:

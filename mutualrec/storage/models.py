@@ -135,6 +135,28 @@ class Study(Base):
     not_recognized_reason: Mapped[str] = mapped_column(String(512), server_default="")
 
 
+class UnlinkedStudy(Base):
+    """A study held unlinked: a PACS sent it over C-STORE with a PatientID its institution had
+    linked to no patient and no identity document. Its instances are stored and indexed under a
+    holding patient key (:func:`mutualrec.storage.imaging_index.holding_key`), which no
+    identity document hashes to, so it is in no one's history and recognized for no one; the
+    row goes when the hospital links the PatientID (LinkPatient, or an upload carrying both)."""
+
+    __tablename__ = "unlinked_study"
+    __table_args__ = (
+        # The hospital's listing (newest first) and linking (every study of one PatientID).
+        Index("ix_unlinked_study_institution_patient", "institution_id", "local_patient_id"),
+    )
+
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("study.id"), primary_key=True, autoincrement=False
+    )
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    # The hospital's PatientID (0010,0020), as the instances carry it.
+    local_patient_id: Mapped[str] = mapped_column(String(64))
+    held_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
 class Series(Base):
     """A series of a study, with the attributes matching reads (modality, body part, contrast)."""
 

@@ -49,6 +49,54 @@ ENTRY_REJECTED: EntryOutcomeKind
 CONTEXT: EntryOutcomeKind
 IGNORED: EntryOutcomeKind
 
+class LinkPatientRequest(_message.Message):
+    __slots__ = ("patient", "patient_id")
+    PATIENT_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    patient: _common_pb2.PatientIdentity
+    patient_id: str
+    def __init__(self, patient: _Optional[_Union[_common_pb2.PatientIdentity, _Mapping]] = ..., patient_id: _Optional[str] = ...) -> None: ...
+
+class LinkPatientResponse(_message.Message):
+    __slots__ = ("linked_study_instance_uids",)
+    LINKED_STUDY_INSTANCE_UIDS_FIELD_NUMBER: _ClassVar[int]
+    linked_study_instance_uids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, linked_study_instance_uids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListUnlinkedStudiesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class UnlinkedStudy(_message.Message):
+    __slots__ = ("study_instance_uid", "patient_id", "study_date", "description", "modalities", "instance_count", "held_at")
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STUDY_DATE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MODALITIES_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HELD_AT_FIELD_NUMBER: _ClassVar[int]
+    study_instance_uid: str
+    patient_id: str
+    study_date: str
+    description: str
+    modalities: _containers.RepeatedScalarFieldContainer[str]
+    instance_count: int
+    held_at: str
+    def __init__(self, study_instance_uid: _Optional[str] = ..., patient_id: _Optional[str] = ..., study_date: _Optional[str] = ..., description: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., instance_count: _Optional[int] = ..., held_at: _Optional[str] = ...) -> None: ...
+
+class ListUnlinkedStudiesResponse(_message.Message):
+    __slots__ = ("studies", "next_page_token")
+    STUDIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    studies: _containers.RepeatedCompositeFieldContainer[UnlinkedStudy]
+    next_page_token: str
+    def __init__(self, studies: _Optional[_Iterable[_Union[UnlinkedStudy, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class UploadStudyRequest(_message.Message):
     __slots__ = ("header", "chunk")
     HEADER_FIELD_NUMBER: _ClassVar[int]

@@ -52,6 +52,16 @@ class IngestServiceStub:
                 request_serializer=mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsRequest.SerializeToString,
                 response_deserializer=mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsResponse.FromString,
                 _registered_method=True)
+        self.LinkPatient = channel.unary_unary(
+                '/mutualrec.v1.IngestService/LinkPatient',
+                request_serializer=mutualrec_dot_v1_dot_ingest__pb2.LinkPatientRequest.SerializeToString,
+                response_deserializer=mutualrec_dot_v1_dot_ingest__pb2.LinkPatientResponse.FromString,
+                _registered_method=True)
+        self.ListUnlinkedStudies = channel.unary_unary(
+                '/mutualrec.v1.IngestService/ListUnlinkedStudies',
+                request_serializer=mutualrec_dot_v1_dot_ingest__pb2.ListUnlinkedStudiesRequest.SerializeToString,
+                response_deserializer=mutualrec_dot_v1_dot_ingest__pb2.ListUnlinkedStudiesResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -89,6 +99,25 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkPatient(self, request, context):
+        """Links this institution's PatientID (0010,0020) to the holder of an identity document, as
+        an UploadStudy declaring both would: every study held unlinked under that PatientID (sent
+        over DICOM C-STORE before the PatientID was linked) becomes the patient's, enters their
+        history and is recognized, and later C-STOREs of the PatientID resolve to them.
+        INVALID_ARGUMENT with BadRequest for a bad document or PatientID; FAILED_PRECONDITION when
+        the PatientID is linked to another patient already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUnlinkedStudies(self, request, context):
+        """The studies this institution holds unlinked, most recently held first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +135,16 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.SubmitObservations,
                     request_deserializer=mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsRequest.FromString,
                     response_serializer=mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsResponse.SerializeToString,
+            ),
+            'LinkPatient': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkPatient,
+                    request_deserializer=mutualrec_dot_v1_dot_ingest__pb2.LinkPatientRequest.FromString,
+                    response_serializer=mutualrec_dot_v1_dot_ingest__pb2.LinkPatientResponse.SerializeToString,
+            ),
+            'ListUnlinkedStudies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnlinkedStudies,
+                    request_deserializer=mutualrec_dot_v1_dot_ingest__pb2.ListUnlinkedStudiesRequest.FromString,
+                    response_serializer=mutualrec_dot_v1_dot_ingest__pb2.ListUnlinkedStudiesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -192,6 +231,60 @@ class IngestService:
             '/mutualrec.v1.IngestService/SubmitObservations',
             mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsRequest.SerializeToString,
             mutualrec_dot_v1_dot_ingest__pb2.SubmitObservationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkPatient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mutualrec.v1.IngestService/LinkPatient',
+            mutualrec_dot_v1_dot_ingest__pb2.LinkPatientRequest.SerializeToString,
+            mutualrec_dot_v1_dot_ingest__pb2.LinkPatientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnlinkedStudies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mutualrec.v1.IngestService/ListUnlinkedStudies',
+            mutualrec_dot_v1_dot_ingest__pb2.ListUnlinkedStudiesRequest.SerializeToString,
+            mutualrec_dot_v1_dot_ingest__pb2.ListUnlinkedStudiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -107,6 +107,66 @@ def test_serve_listens_for_registered_pacs_and_stops_cleanly(
         serve.close()
 
 
+def test_a_held_study_is_listed_and_linked_with_the_cli(
+    tmp_path: Path, manifest: dict[str, Any]
+) -> None:
+    port = _free_port()
+    env = {
+        "MUTUALREC_DICOM_LISTEN": f"127.0.0.1:{port}",
+        "MUTUALREC_DICOM_AE_TITLE": "REGION_ARCHIVE",
+    }
+    serve = _spawn(tmp_path, env)
+    proc = next(serve)
+    try:
+        study = manifest["us_abdomen_hosp_a"]
+        key = _register(proc, study["institution_code"])
+        added = proc.cli(
+            "admin",
+            "add-dicom-peer",
+            "--institution",
+            study["institution_code"],
+            "--ae-title",
+            "YUZHONG_PACS",
+        )
+        assert added.returncode == 0, added.stderr
+        # The sample as the PACS holds it: the hospital's PatientID, no identity document.
+        files = [str(SAMPLES / f["path"]) for f in study["files"]]
+        scu = ["storescu", "-aet", "YUZHONG_PACS", "-aec", "REGION_ARCHIVE", "127.0.0.1"]
+        stored = subprocess.run(
+            [*scu, str(port), *files],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert stored.returncode == 0, stored.stdout + stored.stderr
+        patient_id = study["patient"]["hospital_patient_id"]
+
+        listed = proc.cli("unlinked-studies", "--key", key)
+        assert listed.returncode == 0, listed.stderr
+        assert patient_id in listed.stdout
+        assert study["study_instance_uid"] in listed.stdout
+        held = json.loads(proc.cli("unlinked-studies", "--key", key, "--json").stdout)
+        assert [s["instance_count"] for s in held["studies"]] == [len(files)]
+
+        linked = proc.cli(
+            "link-patient",
+            "--key",
+            key,
+            "--patient-id",
+            study["patient"]["document_number"],
+            patient_id,
+        )
+        assert linked.returncode == 0, linked.stderr
+        assert study["study_instance_uid"] in linked.stdout
+        assert "no study is held unlinked" in proc.cli("unlinked-studies", "--key", key).stdout
+        refused = proc.cli("link-patient", "--key", key, "--patient-id", "123", patient_id)
+        assert refused.returncode != 0
+        assert "patient.document_number" in refused.stderr
+    finally:
+        serve.close()
+
+
 def test_with_several_processes_one_listens_for_dicom(tmp_path: Path) -> None:
     port = _free_port()
     env = {

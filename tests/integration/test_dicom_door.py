@@ -210,23 +210,6 @@ def test_unknown_calling_title_wrong_address_and_wrong_called_title_are_rejected
         assert (answer.result, answer.result_source, answer.diagnostic) == (0x01, 0x01, diagnostic)
 
 
-def test_unknown_patient_is_refused_with_a_comment_saying_how_to_fix_it(
-    door: RunningServer, manifest: dict[str, Any]
-) -> None:
-    study = manifest[CT]
-    _hospital(door, study["institution_code"], "YUZHONG_PACS")
-    files = study_files(study)
-    assoc = _associate(door, "YUZHONG_PACS", [pydicom.dcmread(files[0]).SOPClassUID])
-    answer = assoc.send_c_store(files[0])
-    assoc.release()
-
-    assert answer.Status == 0xC001
-    assert "OtherPatientIDsSequence" in answer.ErrorComment
-    assert "UploadStudy" in answer.ErrorComment
-    assert answer.OffendingElement == 0x00100020  # PatientID
-    assert _held_for(door, study["study_instance_uid"]) is None
-
-
 def test_identity_in_other_patient_ids_names_the_patient(
     door: RunningServer, manifest: dict[str, Any]
 ) -> None:

@@ -64,6 +64,9 @@ def test_nul_in_any_string_field_names_the_field(
         "study_instance_uid": lambda: ingest.GetStudyStatus(
             ingest_pb2.GetStudyStatusRequest(study_instance_uid="\x00"), metadata=meta
         ),
+        "patient_id": lambda: ingest.LinkPatient(
+            ingest_pb2.LinkPatientRequest(patient=_patient(), patient_id="A0\x00"), metadata=meta
+        ),
         "catalog_version": lambda: catalog.GetItem(
             catalog_pb2.GetItemRequest(code="LAB-K", catalog_version="2026\x00"), metadata=meta
         ),

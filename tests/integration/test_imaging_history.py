@@ -944,6 +944,8 @@ _MATRIX = {
     "mutualrec.v1.IngestService/UploadStudy": {"hospital"},
     "mutualrec.v1.IngestService/GetStudyStatus": {"hospital"},
     "mutualrec.v1.IngestService/SubmitObservations": {"hospital"},
+    "mutualrec.v1.IngestService/LinkPatient": {"hospital"},
+    "mutualrec.v1.IngestService/ListUnlinkedStudies": {"hospital"},
     "mutualrec.v1.RecognitionService/CheckOrder": {"hospital"},
     "mutualrec.v1.RecognitionService/RecordDecision": {"hospital"},
     "mutualrec.v1.StatisticsService/GetSavingsReport": {"regulator"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mutualrec.dicom_net.statuses import (
     COMMENT_MAX,
     DUPLICATE,
+    HELD_UNLINKED,
     PATIENT_UNKNOWN,
     REFUSED,
     SUCCESS,
@@ -28,6 +29,17 @@ def test_stored_and_new_versions_are_plain_success() -> None:
 def test_a_duplicate_is_a_warning_naming_the_version_held() -> None:
     status = status_of(InstanceOutcome(0, "x", OutcomeKind.DUPLICATE_IDENTICAL, version=3))
     assert status == StoreStatus(DUPLICATE, "duplicate: held already as v3")
+
+
+def test_a_stored_instance_held_unlinked_is_a_warning_saying_how_to_link_it() -> None:
+    status = status_of(InstanceOutcome(0, "x", OutcomeKind.STORED, version=1), held_unlinked=True)
+    assert status.code == HELD_UNLINKED
+    assert "LinkPatient" in status.comment
+    assert len(status.comment) <= COMMENT_MAX
+    assert status.offending_tag == 0x00100020
+    # A duplicate of a held instance says it is a duplicate.
+    again = InstanceOutcome(0, "x", OutcomeKind.DUPLICATE_IDENTICAL, version=1)
+    assert status_of(again, held_unlinked=True).comment.startswith("duplicate")
 
 
 def test_a_refusal_names_the_reason_and_the_attribute() -> None:
