@@ -120,6 +120,8 @@ class Settings:
     # The DICOM C-STORE door: (host, port) to listen on (None: no listener), and our AE title.
     dicom_listen: tuple[str, int] | None = None
     dicom_ae_title: str = "MUTUALREC"
+    # The HTTP door (CDS Hooks, health): (host, port) to listen on; None: no HTTP door.
+    http_listen: tuple[str, int] | None = ("127.0.0.1", 8080)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -353,7 +355,27 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clock_skew_seconds=_number(env, "CLOCK_SKEW_SECONDS", 60, 0),
         dicom_listen=_dicom_listen(env),
         dicom_ae_title=_dicom_ae_title(env),
+        http_listen=_http_listen(env, processes),
     )
+
+
+# Values of MUTUALREC_HTTP_LISTEN that turn the HTTP door off.
+HTTP_OFF = frozenset({"off", "none", "no", "false", "0"})
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
+
+
+def _http_listen(env: Mapping[str, str], processes: int) -> tuple[str, int] | None:
+    raw = (env.get(PREFIX + "HTTP_LISTEN") or DEFAULT_HTTP_ADDRESS).strip()
+    if raw.lower() in HTTP_OFF:
+        return None
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(
+            f"{PREFIX}HTTP_LISTEN must be host:port (e.g. 0.0.0.0:8080) or off, got {raw!r}"
+        )
+    if processes > 1 and int(port) == 0:
+        raise ConfigError(f"{PREFIX}PROCESSES > 1 needs a fixed port in {PREFIX}HTTP_LISTEN")
+    return host.strip("[]"), int(port)
 
 
 def _dicom_listen(env: Mapping[str, str]) -> tuple[str, int] | None:

@@ -109,6 +109,7 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("CLOCK_SKEW_SECONDS", "60", "how far ahead of the server a reported time may be"),
     ("DICOM_LISTEN", "", "host:port of the DICOM C-STORE listener (unset: none)"),
     ("DICOM_AE_TITLE", "MUTUALREC", "our AE title: the called AE title PACS must use"),
+    ("HTTP_LISTEN", "127.0.0.1:8080", "host:port of the HTTP door (CDS Hooks); off: none"),
 )
 
 

@@ -1,0 +1,41 @@
+"""Reading a request's JSON body, bounded, with refusals that name what is wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from mutualrec.violations import Rejected, TooLarge, Violation
+
+# The whole body (what a field path of "" names).
+WHOLE_BODY = ""
+
+
+async def json_body(request: Request, max_bytes: int) -> Any:
+    """The request's body parsed as JSON; :class:`TooLarge` beyond ``max_bytes``,
+    :class:`Rejected` for a body that is not JSON."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise Rejected.one(
+            "the body must be JSON",
+            WHOLE_BODY,
+            f"Content-Type is {media_type or 'missing'}; send application/json",
+            "NOT_JSON",
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise TooLarge(f"the body is larger than {max_bytes} bytes")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > max_bytes:
+            raise TooLarge(f"the body is larger than {max_bytes} bytes")
+    try:
+        return json.loads(bytes(received))
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(
+            "the body is not valid JSON",
+            [Violation(WHOLE_BODY, f"not valid JSON ({exc.__class__.__name__})", "BAD_JSON")],
+        ) from None
