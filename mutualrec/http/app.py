@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute
 
 from mutualrec import __version__
 from mutualrec.http.admission import Admission
+from mutualrec.http.cds_hooks import cds_routes
 from mutualrec.http.problems import problem
 from mutualrec.runtime import Runtime
 from mutualrec.security.api_keys import Principal
@@ -39,7 +40,7 @@ async def _http_error(_request: Request, error: Exception) -> Response:
 
 
 def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
-    """The HTTP door's app: health, then each door's routes."""
+    """The HTTP door's app: health, then each door's routes (CDS Hooks)."""
     admission = Admission(runtime)
-    routes = [health_route(admission, serving)]
+    routes = [health_route(admission, serving), *cds_routes(admission)]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
