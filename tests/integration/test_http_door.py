@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from mutualrec.security.dev_ca import make_ca, make_server_cert
+from tests.cds_client import Ehr, hook_request
 from tests.conftest import RunningServer, make_settings, start_server
+from tests.fhir_docs import PATIENT_ID
 
 
 @pytest.fixture
@@ -53,5 +57,78 @@ def test_http_door_can_be_off(tmp_path: Path) -> None:
     server = next(servers)
     try:
         assert server.http_url is None
+    finally:
+        servers.close()
+
+
+def _cds_server(tmp_path: Path, **env: str) -> Iterator[RunningServer]:
+    settings = make_settings(
+        tmp_path, MUTUALREC_DATABASE_URL=f"sqlite:///{tmp_path / 'index.sqlite3'}", **env
+    )
+    return start_server(settings)
+
+
+def _ehr(server: RunningServer) -> Ehr:
+    server.add_hospital("H500106002", level="secondary")
+    ehr = Ehr(server, "https://ehr.example.org")
+    ehr.register("H500106002")
+    return ehr
+
+
+def test_a_credential_over_its_call_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
+    # One call per 100 s, no burst: the second call at once is over the rate.
+    servers = _cds_server(tmp_path, MUTUALREC_RATE_LIMIT="0.01", MUTUALREC_RATE_BURST="1")
+    server = next(servers)
+    try:
+        ehr = _ehr(server)
+        request = hook_request("order-sign", [], PATIENT_ID)
+        assert ehr.post("/cds-services/order-sign", request).status_code == 200
+        refused = ehr.post("/cds-services/order-sign", request)
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "calls per second" in refused.json()["detail"]
+        # Public routes are not that credential's: health still answers.
+        assert httpx.get(f"{server.http_url}/healthz").status_code == 200
+    finally:
+        servers.close()
+
+
+def test_an_address_whose_credentials_keep_failing_is_braked(tmp_path: Path) -> None:
+    servers = _cds_server(
+        tmp_path, MUTUALREC_AUTH_FAILURE_RATE="0.01", MUTUALREC_AUTH_FAILURE_BURST="1"
+    )
+    server = next(servers)
+    try:
+        ehr = _ehr(server)
+        request = hook_request("order-sign", [], PATIENT_ID)
+        forged = Ehr(server, ehr.issuer)  # the right issuer, the wrong key
+        assert forged.post("/cds-services/order-sign", request).status_code == 401
+        braked = ehr.post("/cds-services/order-sign", request)
+        assert braked.status_code == 429
+        assert "failed authentications" in braked.json()["detail"]
+    finally:
+        servers.close()
+
+
+def test_tls_with_the_grpc_certificate(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path / "ca")
+    cert = make_server_cert(tmp_path / "ca", tmp_path / "server", ["localhost", "127.0.0.1"])
+    servers = _cds_server(
+        tmp_path, MUTUALREC_TLS_CERT=str(cert.cert), MUTUALREC_TLS_KEY=str(cert.key)
+    )
+    server = next(servers)
+    try:
+        assert server.http_url is not None
+        assert server.http_url.startswith("https://")
+        reply = httpx.get(
+            f"{server.http_url}/healthz", verify=ssl.create_default_context(cafile=str(ca.cert))
+        )
+        assert reply.status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{server.http_url}/healthz")  # not trusting our CA: refused
+        plain = server.http_url.replace("https://", "http://")
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{plain}/healthz")
     finally:
         servers.close()
