@@ -8,6 +8,7 @@ validated against the CDS Hooks 2.0 schemas in tests/fixtures/cds_hooks.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from mutualrec.matching.decisions import DeclineReason
-from mutualrec.storage.models import Decision
+from mutualrec.storage.models import AuditEntry, Decision
 from tests.cds_client import LOINC, Ehr, hook_request, service_request, validate
 from tests.conftest import RunningServer
 from tests.fhir_docs import OTHER_PATIENT_ID, PATIENT_ID, bundle, observation, submit
@@ -308,3 +309,23 @@ def test_bodies_that_are_not_requests(ehr: Ehr) -> None:
 def test_unknown_service_is_404(ehr: Ehr) -> None:
     request = hook_request("order-sign", _orders(), PATIENT_ID)
     _refused(ehr.post("/cds-services/patient-view", request), 404)
+
+
+def test_a_check_is_in_the_audit_trail(ehr: Ehr) -> None:
+    request = hook_request("order-sign", _orders(), PATIENT_ID)
+    assert ehr.post("/cds-services/order-sign", request).status_code == 200
+    entries: list[Any] = []
+    for _ in range(50):
+        assert ehr.server.runtime.audit.flush()
+        with ehr.server.runtime.sessions() as session:
+            entries = list(
+                session.execute(select(AuditEntry).where(AuditEntry.rpc.like("HTTP %"))).scalars()
+            )
+        if entries:
+            break
+        time.sleep(0.1)
+    (entry,) = entries
+    assert entry.rpc == "HTTP POST /cds-services/{service_id}"
+    assert (entry.role, entry.outcome, entry.peer) == ("hospital", "OK", "ipv4:127.0.0.1")
+    assert entry.credential.startswith("cds:https://ehr.")
+    assert "check of 3 ordered items" in entry.what
