@@ -33,9 +33,44 @@ async def json_body(request: Request, max_bytes: int) -> Any:
         if len(received) > max_bytes:
             raise TooLarge(f"the body is larger than {max_bytes} bytes")
     try:
-        return json.loads(bytes(received))
+        parsed = json.loads(bytes(received))
     except (ValueError, RecursionError) as exc:
         raise Rejected(
             "the body is not valid JSON",
             [Violation(WHOLE_BODY, f"not valid JSON ({exc.__class__.__name__})", "BAD_JSON")],
         ) from None
+    try:
+        violations = _nul_violations(parsed, "", [])
+    except RecursionError:
+        raise Rejected.one(
+            "the body is nested too deeply", WHOLE_BODY, "JSON nested too deeply", "TOO_DEEP"
+        ) from None
+    if violations:
+        raise Rejected("the body holds text no field may hold", violations)
+    return parsed
+
+
+# As the gRPC door refuses them: no index stores a NUL (PostgreSQL refuses it in text), and no
+# field of a request has a use for one.
+MAX_NUL_VIOLATIONS = 10
+
+
+def _nul_violations(value: Any, path: str, found: list[Violation]) -> list[Violation]:
+    """Where strings of ``value`` hold a NUL character (keys included), up to a few."""
+    if len(found) >= MAX_NUL_VIOLATIONS:
+        return found
+    if isinstance(value, str):
+        if "\0" in value:
+            found.append(Violation(path, "holds a NUL character", "NUL_CHARACTER"))
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            _nul_violations(item, f"{path}[{position}]", found)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else key
+            if "\0" in key:
+                found.append(
+                    Violation(where, "a member name holds a NUL character", "NUL_CHARACTER")
+                )
+            _nul_violations(item, where, found)
+    return found

@@ -329,3 +329,29 @@ def test_a_check_is_in_the_audit_trail(ehr: Ehr) -> None:
     assert (entry.role, entry.outcome, entry.peer) == ("hospital", "OK", "ipv4:127.0.0.1")
     assert entry.credential.startswith("cds:https://ehr.")
     assert "check of 3 ordered items" in entry.what
+
+
+def test_hostile_bodies_are_refused_and_the_server_keeps_serving(ehr: Ehr) -> None:
+    request = hook_request("order-sign", _orders(), PATIENT_ID)
+    request["context"]["draftOrders"]["entry"][0]["resource"]["code"]["coding"][0]["code"] = (
+        "2823\x00-3"
+    )
+    body = _refused(ehr.post("/cds-services/order-sign", request), 400)
+    assert body["violations"][0]["field"] == (
+        "context.draftOrders.entry[0].resource.code.coding[0].code"
+    )
+    deep = b"[" * 100_000 + b"]" * 100_000
+    _refused(ehr.post("/cds-services/order-sign", deep), 400)
+    nested = "[" * 900 + "]" * 900
+    _refused(ehr.post("/cds-services/order-sign", nested), 400)
+    huge = b'{"hook": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    _refused(ehr.post("/cds-services/order-sign", huge), 413)
+    long_code = hook_request("order-sign", [service_request("a", (LOINC, "9" * 500))], PATIENT_ID)
+    body = _refused(ehr.post("/cds-services/order-sign", long_code), 400)
+    assert body["violations"][0]["field"].endswith("resource.code.coding[0].code")
+    many = hook_request(
+        "order-sign", [service_request(f"o{i}", (LOINC, f"C-{i}")) for i in range(150)], PATIENT_ID
+    )
+    body = _refused(ehr.post("/cds-services/order-sign", many), 400)
+    assert body["violations"][0]["field"] == "context.draftOrders.entry"
+    assert httpx.get(f"{ehr.base}/healthz", timeout=10).status_code == 200
