@@ -99,12 +99,10 @@ def claimed_issuer(token: str) -> str:
     return issuer
 
 
-def verify(
-    token: str, jwks: str, issuer: str, audiences: Sequence[str], now: dt.datetime
-) -> VerifiedToken:
+def verify(token: str, jwks: str, issuer: str, audiences: Sequence[str]) -> VerifiedToken:
     """The claims of ``token`` once its signature (by a key of ``jwks``), issuer, audience (one
-    of ``audiences``: the endpoint called) and lifetime are checked; raises
-    :class:`InvalidKey` saying what is wrong."""
+    of ``audiences``: the endpoint called) and lifetime (against the clock now, as PyJWT reads
+    it) are checked; raises :class:`InvalidKey` saying what is wrong."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.exceptions.PyJWTError:
@@ -141,7 +139,7 @@ def verify(
     if claims is None:
         raise InvalidKey("the token's signature does not verify with the issuer's keys")
     expires_at = dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
-    if expires_at > now + MAX_LIFETIME + LEEWAY:
+    if expires_at > dt.datetime.now(dt.UTC) + MAX_LIFETIME + LEEWAY:
         raise InvalidKey("the token expires more than 5 minutes from now")
     jti = claims["jti"]
     if not isinstance(jti, str) or not jti or len(jti) > 255:
