@@ -31,7 +31,14 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
         # Several worker processes share the port (the kernel spreads connections), as their
         # gRPC servers do; without it a second server on the port is an error, not a split.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            exc.errno,
+            f"cannot listen for HTTP on {host}:{port} (MUTUALREC_HTTP_LISTEN): {exc.strerror}",
+        ) from None
     sock.listen(1024)
     sock.setblocking(False)
     return sock
@@ -56,6 +63,9 @@ class HttpDoor:
             # Proxies' headers are not trusted: the peer is who connected.
             proxy_headers=False,
             server_header=False,
+            # As gRPC's maximum_concurrent_rpcs: beyond it a request is answered 503 at once
+            # rather than queued without end.
+            limit_concurrency=settings.max_concurrent_calls,
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 0.999),
             # The same certificate, key and client CA as gRPC's (a client CA: mTLS).
             ssl_certfile=str(tls.cert) if tls else None,

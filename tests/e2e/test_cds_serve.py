@@ -4,15 +4,18 @@ HTTP on the one port."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.cds_client import Ehr, hook_request
-from tests.e2e.test_serve import ServeProcess, _free_port, _register, _spawn
+from tests.e2e.test_serve import MUTUALREC, ServeProcess, _free_port, _register, _spawn
 from tests.fhir_docs import PATIENT_ID
 
 pytestmark = pytest.mark.e2e
@@ -94,3 +97,22 @@ def test_several_processes_serve_http_on_one_port(tmp_path: Path) -> None:
             assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
         proc.process.send_signal(signal.SIGTERM)
         assert proc.process.wait(30) == 0
+
+
+def test_a_taken_http_port_is_said_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
+        env.update(
+            MUTUALREC_LISTEN="127.0.0.1:0",
+            MUTUALREC_HTTP_LISTEN=f"127.0.0.1:{port}",
+            MUTUALREC_DATA_DIR=str(tmp_path / "var"),
+        )
+        result = subprocess.run(
+            [MUTUALREC, "serve"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 2
+    assert f"cannot listen for HTTP on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
