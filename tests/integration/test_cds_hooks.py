@@ -17,9 +17,13 @@ import pytest
 from sqlalchemy import select
 
 from mutualrec.matching.decisions import DeclineReason
+from mutualrec.security.access import REGULATOR
+from mutualrec.statistics.periods import today
+from mutualrec.storage import statistics_index
 from mutualrec.storage.models import AuditEntry, Decision
+from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
 from tests.cds_client import LOINC, Ehr, hook_request, service_request, validate
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, new_key
 from tests.fhir_docs import OTHER_PATIENT_ID, PATIENT_ID, bundle, observation, submit
 from tests.integration.test_recognition import ASKER, ISSUER, _fhir_time, _setup
 
@@ -134,6 +138,22 @@ def test_feedback_books_the_saving_once(ehr: Ehr) -> None:
 
     assert (first.status_code, again.status_code) == (200, 200), (first.text, again.text)
     assert _decisions(ehr.server) == [(True, "4.00")]
+    # The regulator's report counts it once.
+    statistics_index.compact(ehr.server.runtime.engine)
+    with ehr.server.runtime.sessions.begin() as session:
+        regulator = new_key(session, REGULATOR)
+    day = today().isoformat()
+    report = statistics_pb2_grpc.StatisticsServiceStub(ehr.server.channel).GetSavingsReport(
+        statistics_pb2.ReportRequest(
+            from_date=day,
+            to_date=day,
+            granularity=statistics_pb2.GRANULARITY_DAY,
+            group_by=statistics_pb2.GROUP_BY_DISTRICT,
+        ),
+        metadata=(("authorization", f"Bearer {regulator}"),),
+        timeout=30,
+    )
+    assert (report.totals.accepted, report.totals.saving) == (1, "4.00")
     # Overriding a card accepted already is a conflict, and books nothing more.
     overridden = {
         "feedback": [
