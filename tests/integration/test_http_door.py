@@ -3,16 +3,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
+from mutualrec.http.admission import Admission
+from mutualrec.security.access import REGULATOR
+from mutualrec.security.api_keys import Principal
 from mutualrec.security.dev_ca import make_ca, make_server_cert
+from mutualrec.services.identity import TokenRequest
 from tests.cds_client import Ehr, hook_request
-from tests.conftest import RunningServer, make_settings, start_server
+from tests.conftest import RunningServer, make_settings, new_key, start_server
 from tests.fhir_docs import PATIENT_ID
 
 
@@ -132,3 +140,44 @@ def test_tls_with_the_grpc_certificate(tmp_path: Path) -> None:
             httpx.get(f"{plain}/healthz")
     finally:
         servers.close()
+
+
+def test_bearer_credentials_meet_the_same_matrix_as_grpc(http_server: RunningServer) -> None:
+    """A route made by the door's admission with its default (bearer) authentication: API keys
+    and patient tokens as gRPC takes them, refused by the one matrix of security/access.py."""
+    admission = Admission(http_server.runtime)
+
+    async def hook(_request: Request, principal: Principal | None) -> Response:
+        assert principal is not None
+        return JSONResponse({"institution": principal.institution_code})
+
+    app = Starlette(routes=[admission.route("POST", "/cds-services/{service_id}", hook)])
+    hospital = http_server.add_hospital("H500103001")
+    with http_server.runtime.sessions.begin() as session:
+        regulator = new_key(session, REGULATOR)
+    patient = http_server.runtime.patient_tokens.issue(
+        TokenRequest("RESIDENT_ID_CARD", PATIENT_ID)
+    ).token
+    asyncio.run(_matrix_calls(app, hospital, regulator, patient))
+
+
+async def _matrix_calls(app: Starlette, hospital: str, regulator: str, patient: str) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://door") as client:
+
+        async def call(token: str) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {token}"}
+            return await client.post("/cds-services/order-sign", headers=headers)
+
+        allowed = await call(hospital)
+        assert allowed.status_code == 200
+        assert allowed.json() == {"institution": "H500103001"}
+        for token, role in ((regulator, "regulator"), (patient, "patient")):
+            refused = await call(token)
+            assert refused.status_code == 403, role
+            assert refused.json()["detail"] == (
+                f"a {role} credential may not call HTTP POST /cds-services/{{service_id}} "
+                "(allowed: hospital)"
+            )
+        assert (await call("mrk_0123456789abcdef_" + "A" * 43)).status_code == 401
+        assert (await client.post("/cds-services/order-sign")).status_code == 401
