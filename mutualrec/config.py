@@ -122,6 +122,9 @@ class Settings:
     dicom_ae_title: str = "MUTUALREC"
     # The HTTP door (CDS Hooks, health): (host, port) to listen on; None: no HTTP door.
     http_listen: tuple[str, int] | None = ("127.0.0.1", 8080)
+    # The HTTP door's URL as callers see it behind a proxy or load balancer (no trailing slash;
+    # empty: the URL each request arrived on). CDS Hooks tokens name it as their audience.
+    http_public_url: str = ""
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -356,7 +359,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dicom_listen=_dicom_listen(env),
         dicom_ae_title=_dicom_ae_title(env),
         http_listen=_http_listen(env, processes),
+        http_public_url=_http_public_url(env),
     )
+
+
+def _http_public_url(env: Mapping[str, str]) -> str:
+    raw = (env.get(PREFIX + "HTTP_PUBLIC_URL") or "").strip().rstrip("/")
+    if raw and not (raw.startswith(("https://", "http://")) and "?" not in raw and "#" not in raw):
+        raise ConfigError(
+            f"{PREFIX}HTTP_PUBLIC_URL must be an http(s) URL without query, e.g. "
+            f"https://region.example.org, got {raw!r}"
+        )
+    return raw
 
 
 # Values of MUTUALREC_HTTP_LISTEN that turn the HTTP door off.

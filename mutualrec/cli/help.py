@@ -114,6 +114,7 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("DICOM_LISTEN", "", "host:port of the DICOM C-STORE listener (unset: none)"),
     ("DICOM_AE_TITLE", "MUTUALREC", "our AE title: the called AE title PACS must use"),
     ("HTTP_LISTEN", "127.0.0.1:8080", "host:port of the HTTP door (CDS Hooks); off: none"),
+    ("HTTP_PUBLIC_URL", "", "the HTTP door's URL behind a proxy (CDS tokens' audience)"),
 )
 
 

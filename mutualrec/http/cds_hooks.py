@@ -40,8 +40,11 @@ def _service(request: Request) -> CdsService:
     return service
 
 
-def _endpoint_url(request: Request) -> str:
-    """The URL the EHR called, as its token's ``aud`` names it."""
+def _endpoint_url(request: Request, public_url: str) -> str:
+    """The URL the EHR called, as its token's ``aud`` names it: under
+    ``MUTUALREC_HTTP_PUBLIC_URL`` when the door sits behind a proxy, else as it arrived."""
+    if public_url:
+        return public_url + request.url.path
     return str(request.url.replace(query="", fragment=""))
 
 
@@ -60,7 +63,7 @@ def cds_routes(admission: Admission) -> list[BaseRoute]:
         """The institution whose EHR signed the request's JWT (CDS Hooks 2.0 authentication):
         the token's audience is the endpoint called (for feedback, its service's too)."""
         token = authorization_header(request)
-        called = _endpoint_url(request)
+        called = _endpoint_url(request, runtime.settings.http_public_url)
         audiences = [called]
         if called.endswith("/feedback"):
             audiences.append(called.removesuffix("/feedback"))

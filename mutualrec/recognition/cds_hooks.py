@@ -71,6 +71,11 @@ SERVICES: Mapping[str, CdsService] = {
     )
 }
 PREFETCH = {"patient": "Patient/{{context.patientId}}"}
+USAGE = (
+    "The EHR signs each call's JWT with a key the region's administrator registered for its "
+    "institution (mutualrec admin add-cds-client); the prefetched Patient carries the "
+    "patient's identity document among its identifiers."
+)
 
 
 def discovery() -> dict[str, Any]:
@@ -83,6 +88,7 @@ def discovery() -> dict[str, Any]:
                 "description": s.description,
                 "id": s.id,
                 "prefetch": dict(PREFETCH),
+                "usageRequirements": USAGE,
             }
             for s in SERVICES.values()
         ]

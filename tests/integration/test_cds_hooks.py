@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from mutualrec.storage import statistics_index
 from mutualrec.storage.models import AuditEntry, Decision
 from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
 from tests.cds_client import LOINC, Ehr, hook_request, service_request, validate
-from tests.conftest import RunningServer, new_key
+from tests.conftest import RunningServer, make_settings, new_key, start_server
 from tests.fhir_docs import OTHER_PATIENT_ID, PATIENT_ID, bundle, observation, submit
 from tests.integration.test_recognition import ASKER, ISSUER, _fhir_time, _setup
 
@@ -375,3 +376,25 @@ def test_hostile_bodies_are_refused_and_the_server_keeps_serving(ehr: Ehr) -> No
     body = _refused(ehr.post("/cds-services/order-sign", many), 400)
     assert body["violations"][0]["field"] == "context.draftOrders.entry"
     assert httpx.get(f"{ehr.base}/healthz", timeout=10).status_code == 200
+
+
+def test_behind_a_proxy_the_audience_is_the_public_url(tmp_path: Path) -> None:
+    public = "https://region.example.org/mutualrec"
+    settings = make_settings(
+        tmp_path,
+        MUTUALREC_DATABASE_URL=f"sqlite:///{tmp_path / 'index.sqlite3'}",
+        MUTUALREC_HTTP_PUBLIC_URL=public + "/",
+    )
+    servers = start_server(settings)
+    server = next(servers)
+    try:
+        server.add_hospital(ASKER, level="secondary")
+        ehr = Ehr(server, EHR_ISSUER)
+        ehr.register(ASKER)
+        request = hook_request("order-sign", [], PATIENT_ID)
+        as_public = ehr.token(f"{public}/cds-services/order-sign")
+        assert ehr.post("/cds-services/order-sign", request, as_public).status_code == 200
+        # The URL it arrived on is not the audience any more.
+        _refused(ehr.post("/cds-services/order-sign", request), 401)
+    finally:
+        servers.close()
