@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
@@ -13,6 +14,7 @@ from starlette.routing import BaseRoute
 from mutualrec import __version__
 from mutualrec.http.admission import Admission
 from mutualrec.http.cds_hooks import cds_routes
+from mutualrec.http.headers import SecurityHeaders
 from mutualrec.http.problems import problem
 from mutualrec.runtime import Runtime
 from mutualrec.security.api_keys import Principal
@@ -43,4 +45,8 @@ def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
     """The HTTP door's app: health, then each door's routes (CDS Hooks)."""
     admission = Admission(runtime)
     routes = [health_route(admission, serving), *cds_routes(admission)]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(SecurityHeaders)],
+    )

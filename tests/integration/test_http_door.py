@@ -39,6 +39,20 @@ def test_health_answers_beside_grpc(http_server: RunningServer) -> None:
     assert reply.json()["status"] == "SERVING"
 
 
+def test_every_answer_carries_the_security_headers(http_server: RunningServer) -> None:
+    for reply in (
+        httpx.get(f"{http_server.http_url}/healthz"),
+        httpx.get(f"{http_server.http_url}/no/such/thing"),
+        httpx.post(f"{http_server.http_url}/cds-services/order-sign", json={}),
+    ):
+        assert reply.headers["content-security-policy"] == (
+            "default-src 'none'; frame-ancestors 'none'"
+        )
+        assert reply.headers["x-content-type-options"] == "nosniff"
+        assert reply.headers["cache-control"] == "no-store"
+        assert reply.headers["referrer-policy"] == "no-referrer"
+
+
 def test_unknown_path_is_a_problem_body(http_server: RunningServer) -> None:
     reply = httpx.get(f"{http_server.http_url}/no/such/thing")
     assert reply.status_code == 404
