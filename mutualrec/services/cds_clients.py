@@ -4,6 +4,7 @@ replay is refused."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from mutualrec.storage.institutions import UnknownInstitution
 from mutualrec.violations import Conflict, NotFound, Rejected
 
 MAX_ISSUER = 255
+# Expired token ids are swept on one call in this many: each sweep deletes what expired since the
+# last, and calls at once do not queue on deleting the same rows.
+SWEEP_EVERY = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,7 @@ class CdsClients:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._uses = itertools.count()
 
     def add(self, institution_code: str, issuer: str, keys: str) -> CdsClient:
         """Register ``issuer`` with ``keys`` (a JWKS, a JWK or a PEM public key) for the
@@ -95,7 +100,8 @@ class CdsClients:
         verified = verify(token, client.jwks, issuer, audiences)
         with self._sessions.begin() as session:
             try:
-                cds_clients.use_token(session, issuer, verified.jti, verified.expires_at)
+                sweep = next(self._uses) % SWEEP_EVERY == 0
+                cds_clients.use_token(session, issuer, verified.jti, verified.expires_at, sweep)
             except cds_clients.ReplayedToken:
                 raise InvalidKey("the token was used already (jti replayed)") from None
         return Principal(

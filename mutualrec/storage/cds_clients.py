@@ -67,12 +67,15 @@ def remove_client(session: Session, issuer: str) -> bool:
     return bool(removed.rowcount)  # type: ignore[attr-defined]
 
 
-def use_token(session: Session, issuer: str, jti: str, expires_at: dt.datetime) -> None:
+def use_token(
+    session: Session, issuer: str, jti: str, expires_at: dt.datetime, sweep: bool
+) -> None:
     """Record ``jti`` of ``issuer`` as used until ``expires_at``; :class:`ReplayedToken` when
-    it was used already. Ids of expired tokens are forgotten on the way: they cannot be
-    replayed anyway, the token's expiry refuses them."""
-    now = dt.datetime.now(dt.UTC)
-    session.execute(delete(CdsTokenUse).where(CdsTokenUse.expires_at < now))
+    it was used already. With ``sweep``, ids of expired tokens are forgotten on the way: they
+    cannot be replayed anyway, the token's expiry refuses them."""
+    if sweep:
+        now = dt.datetime.now(dt.UTC)
+        session.execute(delete(CdsTokenUse).where(CdsTokenUse.expires_at < now))
     try:
         with session.begin_nested():
             session.add(CdsTokenUse(issuer=issuer, jti=jti, expires_at=expires_at))

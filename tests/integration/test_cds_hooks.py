@@ -20,8 +20,8 @@ from sqlalchemy import select
 from mutualrec.matching.decisions import DeclineReason
 from mutualrec.security.access import REGULATOR
 from mutualrec.statistics.periods import today
-from mutualrec.storage import statistics_index
-from mutualrec.storage.models import AuditEntry, Decision
+from mutualrec.storage import cds_clients, statistics_index
+from mutualrec.storage.models import AuditEntry, CdsTokenUse, Decision
 from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
 from tests.cds_client import LOINC, Ehr, hook_request, service_request, validate
 from tests.conftest import RunningServer, make_settings, new_key, start_server
@@ -398,3 +398,16 @@ def test_behind_a_proxy_the_audience_is_the_public_url(tmp_path: Path) -> None:
         _refused(ehr.post("/cds-services/order-sign", request), 401)
     finally:
         servers.close()
+
+
+def test_expired_token_ids_are_swept(ehr: Ehr) -> None:
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    with ehr.server.runtime.sessions.begin() as session:
+        cds_clients.use_token(session, EHR_ISSUER, "long-expired", past, sweep=False)
+    request = hook_request("order-sign", [], PATIENT_ID)
+    # The server's first CDS call sweeps.
+    assert ehr.post("/cds-services/order-sign", request).status_code == 200
+    with ehr.server.runtime.sessions() as session:
+        kept = session.execute(select(CdsTokenUse.jti)).scalars().all()
+    assert len(kept) == 1
+    assert "long-expired" not in kept
