@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 from mutualrec import __version__
 from mutualrec.http.admission import Admission
 from mutualrec.http.cds_hooks import cds_routes
+from mutualrec.http.cors import CdsCors
 from mutualrec.http.headers import SecurityHeaders
 from mutualrec.http.problems import problem
 from mutualrec.runtime import Runtime
@@ -48,5 +49,6 @@ def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},
-        middleware=[Middleware(SecurityHeaders)],
+        # Outermost first: preflights get the security headers too.
+        middleware=[Middleware(SecurityHeaders), Middleware(CdsCors)],
     )

@@ -195,3 +195,23 @@ async def _matrix_calls(app: Starlette, hospital: str, regulator: str, patient: 
             )
         assert (await call("mrk_0123456789abcdef_" + "A" * 43)).status_code == 401
         assert (await client.post("/cds-services/order-sign")).status_code == 401
+
+
+def test_cds_hooks_allow_browser_clients_and_nothing_else_does(http_server: RunningServer) -> None:
+    origin = {"Origin": "https://ehr.example.org"}
+    preflight = httpx.options(
+        f"{http_server.http_url}/cds-services/order-sign",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    discovery = httpx.get(f"{http_server.http_url}/cds-services", headers=origin)
+    assert discovery.headers["access-control-allow-origin"] == "*"
+    health = httpx.get(f"{http_server.http_url}/healthz", headers=origin)
+    assert "access-control-allow-origin" not in health.headers
