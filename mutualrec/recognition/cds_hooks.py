@@ -330,7 +330,8 @@ def cards(
     check_id: str, lines: Sequence[CheckedLine], orders: Sequence[DraftOrder], language: Language
 ) -> list[dict[str, Any]]:
     """One card per recognizable line: its summary, detail, a link to open an imaging study,
-    the suggestion to delete the draft orders it makes needless, and the override reasons."""
+    the suggestion to delete the draft orders it makes needless (when every item of their code
+    is recognizable), and the override reasons."""
     answered: list[dict[str, Any]] = []
     reasons = override_reasons(language)
     for number, checked in enumerate(lines):
@@ -358,10 +359,16 @@ def cards(
             },
             "overrideReasons": reasons,
         }
+        # An order is needless only when every item it stands for is recognizable: a panel
+        # code with one analyte to measure still has to be done.
+        ordered = checked.line.ordered_code.strip()
+        needless = all(
+            other.finding.verdict is Verdict.RECOGNIZABLE
+            for other in lines
+            if other.line.ordered_code.strip() == ordered
+        )
         duplicates = [
-            o.reference
-            for o in orders
-            if o.reference and o.code.strip() == checked.line.ordered_code.strip()
+            o.reference for o in orders if needless and o.reference and o.code.strip() == ordered
         ]
         if duplicates:
             label = remove_duplicate_order(item).text(language)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from mutualrec.matching.decisions import DeclineReason
 from mutualrec.security.access import REGULATOR
+from mutualrec.services.catalogs import Catalogs
 from mutualrec.statistics.periods import today
 from mutualrec.storage import cds_clients, statistics_index
 from mutualrec.storage.models import AuditEntry, CdsTokenUse, Decision
@@ -411,3 +412,27 @@ def test_expired_token_ids_are_swept(ehr: Ehr) -> None:
         kept = session.execute(select(CdsTokenUse.jti)).scalars().all()
     assert len(kept) == 1
     assert "long-expired" not in kept
+
+
+def test_a_panel_with_an_item_to_measure_is_not_suggested_for_removal(ehr: Ehr) -> None:
+    Catalogs(ehr.server.runtime.sessions).load_code_mappings(
+        ASKER,
+        "local_code,item_codes,description\n"
+        "HIS-K,LAB-K,potassium\n"
+        "HIS-KNA,LAB-K;LAB-NA,potassium and sodium\n",
+    )
+    ehr.server.runtime.reference.invalidate()
+    orders = [
+        service_request("sr-local-k", ("urn:oid:1.2.156.his", "HIS-K")),
+        service_request("sr-panel", ("urn:oid:1.2.156.his", "HIS-KNA")),
+    ]
+    reply = ehr.post("/cds-services/order-sign", hook_request("order-sign", orders, PATIENT_ID))
+    assert reply.status_code == 200, reply.text
+    validate(reply.json(), "HookResponse")
+    by_removal = sorted(
+        [a["resourceId"] for s in card.get("suggestions", []) for a in s["actions"]]
+        for card in reply.json()["cards"]
+    )
+    # Potassium is held: one card for each order naming it; only the potassium-only order goes,
+    # the panel stays (its sodium must be measured).
+    assert by_removal == [[], ["ServiceRequest/sr-local-k"]]
