@@ -82,10 +82,13 @@ class Admission:
             record = open_call(name)
             peer = peer_address(request)
             record.peer = peer
-            status = 500
             if not self.limits.peers.acquire(peer):
                 return problem_for_refusal(
-                    Refusal(429, f"at most {self.limits.peers.limit} calls at once", 1.0)
+                    Refusal(
+                        429,
+                        f"at most {self.limits.peers.limit} calls at once from one address",
+                        1.0,
+                    )
                 )
             try:
                 principal = None if public else await self._admit(request, name, peer, who)
@@ -103,8 +106,8 @@ class Admission:
                 response = _unexpected(name, error)
             finally:
                 self.limits.peers.release(peer)
-            status = response.status_code
             if record.patients:
+                status = response.status_code
                 outcome = "OK" if status < 400 else f"HTTP {status}"
                 self.runtime.audit.submit(events_of(record, outcome, dt.datetime.now(dt.UTC)))
             return response

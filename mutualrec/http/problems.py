@@ -48,7 +48,6 @@ _TITLES: Mapping[int, str] = {
     405: "Method Not Allowed",
     409: "Conflict",
     413: "Content Too Large",
-    415: "Unsupported Media Type",
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -59,18 +58,11 @@ class Refusal(Exception):
     """A refusal of the HTTP door itself (no credential, wrong role, over a limit), with its
     status and, for 429 and 503, when to try again."""
 
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        retry_after: float | None = None,
-        violations: list[Violation] | None = None,
-    ) -> None:
+    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.retry_after = retry_after
-        self.violations = violations or []
 
 
 def status_of(error: DomainError) -> int:
@@ -122,4 +114,4 @@ def problem_for_refusal(refusal: Refusal) -> JSONResponse:
         headers["Retry-After"] = str(max(1, round(refusal.retry_after + 0.499)))
     if refusal.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="mutualrec"'
-    return problem(refusal.status, refusal.detail, refusal.violations, headers)
+    return problem(refusal.status, refusal.detail, headers=headers)
