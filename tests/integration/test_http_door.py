@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from mutualrec.http.admission import Admission
 from mutualrec.security.access import REGULATOR
 from mutualrec.security.api_keys import Principal
-from mutualrec.security.dev_ca import make_ca, make_server_cert
+from mutualrec.security.dev_ca import make_ca, make_client_cert, make_server_cert
 from mutualrec.services.identity import TokenRequest
 from tests.cds_client import Ehr, hook_request
 from tests.conftest import RunningServer, make_settings, new_key, start_server
@@ -215,3 +215,26 @@ def test_cds_hooks_allow_browser_clients_and_nothing_else_does(http_server: Runn
     assert discovery.headers["access-control-allow-origin"] == "*"
     health = httpx.get(f"{http_server.http_url}/healthz", headers=origin)
     assert "access-control-allow-origin" not in health.headers
+
+
+def test_with_a_client_ca_http_clients_need_its_certificate(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path / "ca")
+    cert = make_server_cert(tmp_path / "ca", tmp_path / "server", ["127.0.0.1"])
+    client = make_client_cert(tmp_path / "ca", tmp_path / "clients", "H500103001")
+    servers = _cds_server(
+        tmp_path,
+        MUTUALREC_TLS_CERT=str(cert.cert),
+        MUTUALREC_TLS_KEY=str(cert.key),
+        MUTUALREC_TLS_CLIENT_CA=str(ca.cert),
+    )
+    server = next(servers)
+    try:
+        with_cert = ssl.create_default_context(cafile=str(ca.cert))
+        with_cert.load_cert_chain(str(client.cert), str(client.key))
+        reply = httpx.get(f"{server.http_url}/healthz", verify=with_cert)
+        assert reply.status_code == 200
+        without = ssl.create_default_context(cafile=str(ca.cert))
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{server.http_url}/healthz", verify=without)
+    finally:
+        servers.close()
