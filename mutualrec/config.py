@@ -120,6 +120,11 @@ class Settings:
     # The DICOM C-STORE door: (host, port) to listen on (None: no listener), and our AE title.
     dicom_listen: tuple[str, int] | None = None
     dicom_ae_title: str = "MUTUALREC"
+    # The HTTP door (CDS Hooks, health): (host, port) to listen on; None: no HTTP door.
+    http_listen: tuple[str, int] | None = ("127.0.0.1", 8080)
+    # The HTTP door's URL as callers see it behind a proxy or load balancer (no trailing slash;
+    # empty: the URL each request arrived on). CDS Hooks tokens name it as their audience.
+    http_public_url: str = ""
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -353,7 +358,38 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clock_skew_seconds=_number(env, "CLOCK_SKEW_SECONDS", 60, 0),
         dicom_listen=_dicom_listen(env),
         dicom_ae_title=_dicom_ae_title(env),
+        http_listen=_http_listen(env, processes),
+        http_public_url=_http_public_url(env),
     )
+
+
+def _http_public_url(env: Mapping[str, str]) -> str:
+    raw = (env.get(PREFIX + "HTTP_PUBLIC_URL") or "").strip().rstrip("/")
+    if raw and not (raw.startswith(("https://", "http://")) and "?" not in raw and "#" not in raw):
+        raise ConfigError(
+            f"{PREFIX}HTTP_PUBLIC_URL must be an http(s) URL without query, e.g. "
+            f"https://region.example.org, got {raw!r}"
+        )
+    return raw
+
+
+# Values of MUTUALREC_HTTP_LISTEN that turn the HTTP door off.
+HTTP_OFF = frozenset({"off", "none", "no", "false", "0"})
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
+
+
+def _http_listen(env: Mapping[str, str], processes: int) -> tuple[str, int] | None:
+    raw = (env.get(PREFIX + "HTTP_LISTEN") or DEFAULT_HTTP_ADDRESS).strip()
+    if raw.lower() in HTTP_OFF:
+        return None
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(
+            f"{PREFIX}HTTP_LISTEN must be host:port (e.g. 0.0.0.0:8080) or off, got {raw!r}"
+        )
+    if processes > 1 and int(port) == 0:
+        raise ConfigError(f"{PREFIX}PROCESSES > 1 needs a fixed port in {PREFIX}HTTP_LISTEN")
+    return host.strip("[]"), int(port)
 
 
 def _dicom_listen(env: Mapping[str, str]) -> tuple[str, int] | None:

@@ -31,6 +31,7 @@ from mutualrec.security.principal_cache import PrincipalCache
 from mutualrec.services.audit import AuditWriter
 from mutualrec.services.authentication import Authentication
 from mutualrec.services.catalog import CatalogReader
+from mutualrec.services.cds_clients import CdsClients
 from mutualrec.services.dicom_peers import DicomPeers
 from mutualrec.services.dicom_store import DicomStorage
 from mutualrec.services.identity import PatientTokens
@@ -86,6 +87,8 @@ class Runtime:
     # The DICOM C-STORE door's services: who may call, and storing what they send.
     dicom_peers: DicomPeers
     dicom_storage: DicomStorage
+    # The CDS Hooks services' callers: EHRs' JWTs verified against their registered keys.
+    cds_clients: CdsClients
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -192,6 +195,7 @@ class Runtime:
             study_uploads=study_uploads,
             dicom_peers=DicomPeers(sessions),
             dicom_storage=DicomStorage(study_uploads),
+            cds_clients=CdsClients(sessions),
             lab_submissions=LabSubmissions(
                 store=store,
                 sessions=sessions,

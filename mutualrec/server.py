@@ -34,6 +34,7 @@ from mutualrec.api.request_guard import RequestGuard
 from mutualrec.api.statistics_service import StatisticsService
 from mutualrec.config import Settings
 from mutualrec.dicom_net.door import listening_door
+from mutualrec.http.serving import HttpDoor, open_http_door
 from mutualrec.runtime import Runtime
 from mutualrec.secret_owner import shared_secret_warning
 from mutualrec.v1 import (
@@ -145,7 +146,9 @@ async def _set_health(health: health_aio.HealthServicer, status: int) -> None:
         await health.set(name, status)
 
 
-def _banner(settings: Settings, store_description: str, port: int, processes: int) -> str:
+def _banner(
+    settings: Settings, store_description: str, port: int, processes: int, http_url: str | None
+) -> str:
     host = settings.listen.rsplit(":", 1)[0]
     workers = f" ({processes} processes)" if processes > 1 else ""
     tls = settings.tls
@@ -160,6 +163,7 @@ def _banner(settings: Settings, store_description: str, port: int, processes: in
     if settings.dicom_listen is not None:
         dicom_host, dicom_port = settings.dicom_listen
         dicom = f"  DICOM: AE title {settings.dicom_ae_title} on {dicom_host}:{dicom_port}\n"
+    http = f"  HTTP:    {http_url} (CDS Hooks, /healthz)\n" if http_url else ""
     # One write, the listening line last: whoever waits for it has read the rest too.
     return (
         f"mutualrec {__version__}\n"
@@ -168,23 +172,26 @@ def _banner(settings: Settings, store_description: str, port: int, processes: in
         f"  patient-key secret from {settings.patient_key_secret_source}\n"
         f"  transport: {transport}\n"
         f"{dicom}"
+        f"{http}"
         f"mutualrec listening on {host}:{port}{workers}"
     )
 
 
 async def _run_server(
     settings: Settings,
-    on_ready: Callable[[Runtime, int], None],
+    on_ready: Callable[[Runtime, int, HttpDoor | None], None],
     quiet: bool = False,
     dicom: bool = True,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then let in-flight calls finish within the grace period.
 
-    With ``dicom`` (and ``MUTUALREC_DICOM_LISTEN`` set) the DICOM door listens beside gRPC.
+    With ``dicom`` (and ``MUTUALREC_DICOM_LISTEN`` set) the DICOM door listens beside gRPC;
+    the HTTP door listens on ``MUTUALREC_HTTP_LISTEN`` unless it is off.
     """
     _limit_malloc_arenas()
     runtime = Runtime.open(settings)
     door = None
+    http: HttpDoor | None = None
     try:
         server, health, port = await build_server(runtime)
         # Everything loaded so far (modules, models, the catalog) lives as long as the process:
@@ -194,8 +201,9 @@ async def _run_server(
         await server.start()
         if dicom:
             door = listening_door(runtime)
+        http = await open_http_door(runtime)
         await _set_health(health, health_pb2.HealthCheckResponse.SERVING)
-        on_ready(runtime, port)
+        on_ready(runtime, port, http)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -206,15 +214,20 @@ async def _run_server(
         # Load balancers stop sending new work once health says NOT_SERVING.
         await _set_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
         grace = settings.shutdown_grace_seconds
-        if door is None:
-            await server.stop(grace)
-        else:
-            # Both doors drain at once, within the one grace period.
-            await asyncio.gather(server.stop(grace), asyncio.to_thread(door.stop, grace))
+        # Every door drains at once, within the one grace period.
+        draining = [server.stop(grace)]
+        if door is not None:
+            draining.append(asyncio.to_thread(door.stop, grace))
             door = None
+        if http is not None:
+            draining.append(http.stop())
+            http = None
+        await asyncio.gather(*draining)
     finally:
         if door is not None:
             door.stop(0)
+        if http is not None:
+            await http.stop()
         runtime.close()
 
 
@@ -223,8 +236,9 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
 
     _warn_shared_secret(settings)
 
-    def ready(runtime: Runtime, port: int) -> None:
-        print(_banner(settings, runtime.store.description, port, 1), file=out, flush=True)
+    def ready(runtime: Runtime, port: int, http: HttpDoor | None) -> None:
+        http_url = http.base_url if http is not None else None
+        print(_banner(settings, runtime.store.description, port, 1, http_url), file=out, flush=True)
 
     await _run_server(settings, ready)
     print("mutualrec stopped", file=out, flush=True)
@@ -232,7 +246,9 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
 
 def _worker_main(settings: Settings, ready: multiprocessing.queues.Queue[int], dicom: bool) -> None:
     asyncio.run(
-        _run_server(settings, lambda _runtime, port: ready.put(port), quiet=True, dicom=dicom)
+        _run_server(
+            settings, lambda _runtime, port, _http: ready.put(port), quiet=True, dicom=dicom
+        )
     )
 
 
@@ -282,11 +298,25 @@ def serve_processes(settings: Settings, out: TextIO = sys.stdout) -> int:
         forward(signal.SIGTERM, None)
         print("mutualrec: a worker process did not start", file=sys.stderr, flush=True)
         return 1
-    print(_banner(settings, store_description, ports.pop(), len(workers)), file=out, flush=True)
+    # Every worker serves HTTP on the one fixed port too (SO_REUSEPORT, as for gRPC): CDS
+    # checks are short calls that spread well over processes, and each worker's admission and
+    # limits are its own, as they are for gRPC.
+    http_url = _http_url(settings)
+    banner = _banner(settings, store_description, ports.pop(), len(workers), http_url)
+    print(banner, file=out, flush=True)
     for worker in workers:
         worker.join()
     print("mutualrec stopped", file=out, flush=True)
     return 0 if stopping and all(w.exitcode == 0 for w in workers) else 1
+
+
+def _http_url(settings: Settings) -> str | None:
+    """The HTTP door's URL as settings name it (its port is fixed with several processes)."""
+    if settings.http_listen is None:
+        return None
+    host, port = settings.http_listen
+    scheme = "http" if settings.tls is None else "https"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def _warn_shared_secret(settings: Settings) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from mutualrec.config import Settings, load_settings
 from mutualrec.dicom_net.door import DicomDoor, listening_door
+from mutualrec.http.serving import open_http_door
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import HOSPITAL
 from mutualrec.security.api_keys import issue_key
@@ -98,6 +99,8 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
     base = {
         "MUTUALREC_DATA_DIR": str(tmp_path / "var"),
         "MUTUALREC_LISTEN": "127.0.0.1:0",
+        # A free port too: never the default 8080, which a developer's `make serve` may hold.
+        "MUTUALREC_HTTP_LISTEN": "127.0.0.1:0",
         "MUTUALREC_AUTO_MIGRATE": "true",
         "MUTUALREC_PATIENT_KEY_SECRET": "test-secret-" + "x" * 32,
         "MUTUALREC_SHUTDOWN_GRACE_SECONDS": "5",
@@ -122,6 +125,8 @@ class RunningServer:
     channel: grpc.Channel
     # The DICOM listener, when the settings name MUTUALREC_DICOM_LISTEN (as `serve` starts it).
     dicom: DicomDoor | None = None
+    # The HTTP door's base URL (http://127.0.0.1:PORT), unless MUTUALREC_HTTP_LISTEN is off.
+    http_url: str | None = None
 
     def add_hospital(self, code: str, district: str = "Yuzhong", level: str = "tertiary") -> str:
         """Register an institution and return a fresh API key for it."""
@@ -144,11 +149,15 @@ def start_server(settings: Settings) -> Iterator[RunningServer]:
     async def main() -> None:
         server, _health, port = await build_server(runtime)
         await server.start()
+        http = await open_http_door(runtime)
         started["port"] = port
+        started["http_url"] = http.base_url if http is not None else None
         ready.set()
         # Polled rather than signalled across threads: simple and robust with grpc's own poller.
         while not stop.is_set():  # noqa: ASYNC110 - the flag is set from another thread
             await asyncio.sleep(0.05)
+        if http is not None:
+            await http.stop()
         await server.stop(1)
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
@@ -158,7 +167,7 @@ def start_server(settings: Settings) -> Iterator[RunningServer]:
     channel = grpc.insecure_channel(address)
     dicom = listening_door(runtime)
     try:
-        yield RunningServer(address, runtime, channel, dicom)
+        yield RunningServer(address, runtime, channel, dicom, started["http_url"])
     finally:
         if dicom is not None:
             dicom.stop(1)

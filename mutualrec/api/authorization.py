@@ -16,7 +16,8 @@ from mutualrec.api.message_check import WHOLE_REQUEST
 from mutualrec.api.status import abort_with_violations, retry_status
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import is_public, refusal, roles_for
-from mutualrec.security.api_keys import InvalidKey, Principal
+from mutualrec.security.api_keys import InvalidKey
+from mutualrec.security.limits import limit_key
 from mutualrec.violations import Violation
 
 # Calls that hold a slot of their credential while they run: a PACS gateway streaming studies.
@@ -110,7 +111,7 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         if principal.role not in roles_for(method):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal(method, principal.role))
-        key = _limit_key(principal)
+        key = limit_key(principal)
         wait = self.calls.take(key)
         if wait > 0:
             await context.abort_with_status(
@@ -149,14 +150,6 @@ def peer_address(peer: str | None) -> str:
 
 def _nothing() -> None:
     """Nothing to give back when the call ends."""
-
-
-def _limit_key(principal: Principal) -> str:
-    """Whose limits a call counts against: the API key or certificate, the share link, or the
-    patient (every token of one patient shares them)."""
-    if principal.patient_key is not None and principal.share_link_id is None:
-        return f"patient:{principal.patient_key}"
-    return f"{principal.role}:{principal.key_id}"
 
 
 Admission: TypeAlias = Callable[[Context], Awaitable[Callable[[], None]]]

@@ -14,6 +14,7 @@ from mutualrec.matching.decisions import DeclineReason
 from mutualrec.matching.order_lines import CheckedLine
 from mutualrec.matching.result_details import ImagingDetail, LabDetail
 from mutualrec.money import yuan
+from mutualrec.recognition.answers import study_open_url
 from mutualrec.runtime import Runtime
 from mutualrec.services.recognition import (
     CheckContext,
@@ -37,8 +38,6 @@ _VERDICTS = {
 }
 _DECLINE_REASONS = {reason: getattr(recognition_pb2, reason.value) for reason in DeclineReason}
 _REASONS_BY_PROTO = {number: reason for reason, number in _DECLINE_REASONS.items()}
-# Where a doctor opens a recognized study's images (the imaging history service's locator).
-STUDY_URL = "mutualrec://study/{uid}"
 
 
 def _time(moment: dt.datetime | None) -> str:
@@ -86,7 +85,7 @@ def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | No
                 contrast=detail.contrast,
                 description=detail.description,
                 instance_count=detail.instance_count,
-                open_url=STUDY_URL.format(uid=uid),
+                open_url=study_open_url(uid),
             )
         )
     return result

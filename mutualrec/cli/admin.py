@@ -84,6 +84,29 @@ def _register_institutions(admin: Any) -> None:
     forget = sub(admin, "remove-dicom-peer", help="stop accepting a calling AE title")
     forget.add_argument("ae_title", metavar="TITLE")
     forget.set_defaults(run=_remove_dicom_peer)
+    cds = sub(
+        admin,
+        "add-cds-client",
+        help="allow an EHR to call the CDS Hooks services: the iss of its JWTs and its public "
+        "keys, for an institution",
+    )
+    cds.add_argument("--institution", required=True, metavar="CODE")
+    cds.add_argument(
+        "--issuer", required=True, metavar="URL", help="the iss claim of the EHR's JWTs"
+    )
+    cds.add_argument(
+        "--jwks",
+        required=True,
+        metavar="FILE",
+        help="the EHR's public keys: a JWKS (JSON) or a PEM public key file",
+    )
+    cds.set_defaults(run=_add_cds_client)
+    sub(admin, "cds-clients", help="list the registered CDS clients (EHRs)").set_defaults(
+        run=_cds_clients
+    )
+    drop = sub(admin, "remove-cds-client", help="stop accepting an EHR's JWTs")
+    drop.add_argument("issuer", metavar="URL")
+    drop.set_defaults(run=_remove_cds_client)
 
 
 def _register_reference_data(admin: Any) -> None:
@@ -323,6 +346,29 @@ def _dicom_peers(_args: argparse.Namespace) -> int:
 def _remove_dicom_peer(args: argparse.Namespace) -> int:
     removed = _administration().dicom_peers.remove(args.ae_title)
     print("removed: new associations are refused" if removed else "no peer with that AE title")
+    return 0 if removed else 1
+
+
+def _add_cds_client(args: argparse.Namespace) -> int:
+    client = _administration().cds_clients.add(args.institution, args.issuer, _read_text(args.jwks))
+    print(
+        f"CDS client {client.issuer} added: calls for {client.institution_code} "
+        f"({client.key_count} key(s))"
+    )
+    return 0
+
+
+def _cds_clients(_args: argparse.Namespace) -> int:
+    clients = _administration().cds_clients.list()
+    for client in clients:
+        print(f"{client.issuer}  {client.institution_code}  {client.key_count} key(s)")
+    print(f"{len(clients)} CDS client(s)")
+    return 0
+
+
+def _remove_cds_client(args: argparse.Namespace) -> int:
+    removed = _administration().cds_clients.remove(args.issuer)
+    print("removed: its next call is refused" if removed else "no CDS client with that issuer")
     return 0 if removed else 1
 
 

@@ -40,6 +40,10 @@ EXAMPLES: dict[str, str] = {
     "--ae-title YUZHONG_PACS --address 10.20.0.15",
     "dicom-peers": "mutualrec admin dicom-peers",
     "remove-dicom-peer": "mutualrec admin remove-dicom-peer YUZHONG_PACS",
+    "add-cds-client": "mutualrec admin add-cds-client --institution H500103001 "
+    "--issuer https://ehr.yuzhong-hospital.cn --jwks ehr-public.jwks.json",
+    "cds-clients": "mutualrec admin cds-clients",
+    "remove-cds-client": "mutualrec admin remove-cds-client https://ehr.yuzhong-hospital.cn",
     "upload": "mutualrec upload --key $KEY --patient-id 50010319680315109X "
     "--item IMG-CT-CHEST-C dicom_samples/ct_chest_contrast_hosp_a",
     "study-status": "mutualrec study-status --key $KEY 1.2.826.0.1.3680043.8.498.4244...",
@@ -111,6 +115,8 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("CLOCK_SKEW_SECONDS", "60", "how far ahead of the server a reported time may be"),
     ("DICOM_LISTEN", "", "host:port of the DICOM C-STORE listener (unset: none)"),
     ("DICOM_AE_TITLE", "MUTUALREC", "our AE title: the called AE title PACS must use"),
+    ("HTTP_LISTEN", "127.0.0.1:8080", "host:port of the HTTP door (CDS Hooks); off: none"),
+    ("HTTP_PUBLIC_URL", "", "the HTTP door's URL behind a proxy (CDS tokens' audience)"),
 )
 
 

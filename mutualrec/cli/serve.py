@@ -41,7 +41,12 @@ def _serve(_args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings.processes > 1:
         return serve_processes(settings)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        # A port taken or an address not ours: said in one line, not a traceback.
+        print(f"mutualrec: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -261,3 +261,47 @@ def unknown_code(code: str) -> Reason:
         f"{code} is not a known item code, LOINC code or local order code of this institution",
         f"{code}不是已知的项目代码、LOINC代码或本机构的本地医嘱代码",
     )
+
+
+def card_summary(item: CatalogItem, issuer_name: str, age: dt.timedelta) -> Reason:
+    """A recognizable result in the fewest words a doctor reads at a glance (CDS Hooks cards
+    keep their summary under 140 characters)."""
+    ago = _ago(age)
+    return Reason(
+        f"{item.name_en}: recognizable result from {issuer_name} ({ago.en}); no need to repeat",
+        f"{item.name_zh}：{issuer_name}{ago.zh}的结果可互认，无需重复检查",
+    )
+
+
+def valid_until_text(moment: dt.datetime) -> Reason:
+    """Until when a recognizable result stays recognizable."""
+    when = local_time(moment)
+    return Reason(f"valid until {when}", f"有效期至{when}")
+
+
+def remove_duplicate_order(item: CatalogItem) -> Reason:
+    """The suggestion to drop an order a held result makes needless."""
+    return Reason(
+        f"Remove the {item.name_en} order: recognize the held result",
+        f"撤销{item.name_zh}医嘱，互认已有结果",
+    )
+
+
+DECLINE_REASON_NAMES: dict[str, Reason] = {
+    "CONDITION_CHANGED": Reason("The patient's condition has changed", "病情变化"),
+    "FAST_CHANGING_VALUE": Reason("A fast-changing value must be measured now", "指标变化快"),
+    "BEFORE_SURGERY_OR_TRANSFUSION": Reason(
+        "Needed before surgery or transfusion", "手术或输血前检查"
+    ),
+    "EMERGENCY": Reason("Emergency", "急诊急救"),
+    "FORENSIC_ASSESSMENT": Reason("Forensic assessment", "司法鉴定"),
+    "PATIENT_REQUEST": Reason("At the patient's request", "患者要求"),
+    "ISSUER_FAILED_QUALITY_ASSESSMENT": Reason(
+        "The issuer failed its quality assessment", "出具机构质控不合格"
+    ),
+    "IMAGE_QUALITY": Reason("Image quality is not sufficient", "影像质量不满足诊断"),
+    "BODY_PART_MISMATCH": Reason("The body part does not match", "检查部位不符"),
+    "OTHER": Reason("Other (say why)", "其他（请注明）"),
+}
+"""Every decline reason as a doctor reads it, by :class:`~mutualrec.matching.decisions.
+DeclineReason` value."""

@@ -1,8 +1,10 @@
-"""The authorization matrix: which roles may call each RPC.
+"""The authorization matrix: which roles may call each RPC and each HTTP route.
 
-One table for the whole service, enforced before any servicer runs
-(:class:`mutualrec.api.authorization.AuthorizationInterceptor`). A method missing from it is
-refused to everyone, so a new RPC is closed until someone decides who may call it.
+One table for the whole service and every door, enforced before any handler runs (gRPC:
+:class:`mutualrec.api.authorization.AuthorizationInterceptor`; HTTP:
+:mod:`mutualrec.http.admission`). A method or route missing from it is refused to everyone, so a
+new one is closed until someone decides who may call it. HTTP routes are named
+``HTTP <METHOD> <path template>``, the path as the HTTP door's router declares it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ RPC_ROLES: Mapping[str, frozenset[str]] = {
     "mutualrec.v1.ImagingService/RevokeShareLink": _PATIENT,
     "mutualrec.v1.ImagingService/ListAccesses": _PATIENT,
     "mutualrec.v1.IdentityService/IssuePatientToken": frozenset({ADMIN}),
+    # CDS Hooks: an EHR's signed JWT names its institution, which calls as a hospital does
+    # over CheckOrder and RecordDecision.
+    "HTTP POST /cds-services/{service_id}": _HOSPITAL,
+    "HTTP POST /cds-services/{service_id}/feedback": _HOSPITAL,
 }
 
 # Served without credentials: load balancers probe health, tools list the services.
@@ -59,6 +65,15 @@ PUBLIC_SERVICES = (
     "grpc.reflection.v1.ServerReflection",
 )
 
+# HTTP routes served without credentials: load balancers probe health; the CDS Hooks discovery
+# document only lists what the services are (the spec lets an EHR read it before it signs).
+PUBLIC_ROUTES = frozenset({"HTTP GET /healthz", "HTTP GET /cds-services"})
+
+
+def http_route(method: str, path: str) -> str:
+    """The matrix's name of the HTTP route ``path`` (a template) answering ``method``."""
+    return f"HTTP {method} {path}"
+
 
 def rpc_name(method: str) -> str:
     """``/package.Service/Method`` as the matrix names it."""
@@ -66,8 +81,9 @@ def rpc_name(method: str) -> str:
 
 
 def is_public(method: str) -> bool:
-    """Whether ``method`` is served to callers without credentials."""
-    return rpc_name(method).split("/", 1)[0] in PUBLIC_SERVICES
+    """Whether ``method`` (an RPC or an HTTP route) is served to callers without credentials."""
+    name = rpc_name(method)
+    return name in PUBLIC_ROUTES or name.split("/", 1)[0] in PUBLIC_SERVICES
 
 
 def roles_for(method: str) -> frozenset[str]:

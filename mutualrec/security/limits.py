@@ -13,6 +13,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mutualrec.security.api_keys import Principal
+
 
 @dataclass(slots=True)
 class _Bucket:
@@ -109,3 +111,11 @@ class Limits:
     uploads: Slots
     peers: Slots = field(default_factory=lambda: Slots(0))
     auth_failures: TokenBuckets = field(default_factory=lambda: TokenBuckets(0, 1))
+
+
+def limit_key(principal: Principal) -> str:
+    """Whose limits a call counts against, over every door: the API key or certificate, the
+    share link, or the patient (every token of one patient shares them)."""
+    if principal.patient_key is not None and principal.share_link_id is None:
+        return f"patient:{principal.patient_key}"
+    return f"{principal.role}:{principal.key_id}"

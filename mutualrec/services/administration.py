@@ -15,6 +15,7 @@ from mutualrec.config import Settings
 from mutualrec.services.api_keys import ApiKeys
 from mutualrec.services.audit_review import AuditReview
 from mutualrec.services.catalogs import Catalogs
+from mutualrec.services.cds_clients import CdsClients
 from mutualrec.services.demo_region import DemoRegion
 from mutualrec.services.dicom_peers import DicomPeers
 from mutualrec.services.institutions import Institutions
@@ -39,6 +40,11 @@ class Administration:
     def institutions(self) -> Institutions:
         """Institutions and their qualifications."""
         return Institutions(self._sessions)
+
+    @cached_property
+    def cds_clients(self) -> CdsClients:
+        """EHRs allowed to call the CDS Hooks services."""
+        return CdsClients(self._sessions)
 
     @cached_property
     def dicom_peers(self) -> DicomPeers:

@@ -611,3 +611,34 @@ class DicomPeer(Base):
     institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
     address: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class CdsClient(Base):
+    """An EHR allowed to call the CDS Hooks services: the ``iss`` of its JWTs names its
+    institution, and its public keys (a JWKS) verify them.
+
+    One issuer names one institution region-wide: the issuer is what a JWT says about who
+    calls, as an AE title is for DICOM.
+    """
+
+    __tablename__ = "cds_client"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255), unique=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    # The public keys as a JSON Web Key Set (RFC 7517), whatever form the administrator gave.
+    jwks: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class CdsTokenUse(Base):
+    """A CDS client's JWT id (``jti``) seen already, kept until the token expires: a token
+    replayed within its lifetime is refused, by every server process alike."""
+
+    __tablename__ = "cds_token_use"
+    __table_args__ = (UniqueConstraint("issuer", "jti"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    jti: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -59,6 +60,10 @@ class ServeProcess:
 def _spawn(cwd: Path, env_overrides: dict[str, str]) -> Iterator[ServeProcess]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUTUALREC_")}
     env["MUTUALREC_LISTEN"] = "127.0.0.1:0"
+    # Never the default 8080, which a developer's `make serve` may hold; several processes
+    # share one fixed port (as their gRPC port).
+    several = int(env_overrides.get("MUTUALREC_PROCESSES", "1")) > 1
+    env["MUTUALREC_HTTP_LISTEN"] = f"127.0.0.1:{_free_port() if several else 0}"
     env.update(env_overrides)
     process = subprocess.Popen(
         [MUTUALREC, "serve"],
@@ -322,6 +327,7 @@ def test_postgres_needs_an_explicit_schema_upgrade(tmp_path: Path, postgres_url:
         MUTUALREC_DATABASE_URL=postgres_url,
         MUTUALREC_DATA_DIR=str(tmp_path / "var"),
         MUTUALREC_LISTEN="127.0.0.1:0",
+        MUTUALREC_HTTP_LISTEN="127.0.0.1:0",
     )
     refused = subprocess.run(
         [MUTUALREC, "serve"], env=env, capture_output=True, text=True, timeout=60
@@ -480,3 +486,17 @@ def test_several_processes_need_a_fixed_port(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "fixed port" in result.stderr
+
+
+def test_serve_opens_the_http_door_and_stops_it_with_grpc(tmp_path: Path) -> None:
+    for proc in _spawn(tmp_path, {}):
+        line = next(line for line in proc.lines if line.strip().startswith("HTTP:"))
+        url = re.search(r"(http://\S+)", line).group(1)  # type: ignore[union-attr]
+        assert not url.endswith(":8080"), "tests never take the default port"
+        reply = httpx.get(f"{url}/healthz", timeout=10)
+        assert reply.status_code == 200
+        assert reply.json()["status"] == "SERVING"
+        proc.process.send_signal(signal.SIGTERM)
+        assert proc.process.wait(30) == 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz", timeout=5)

@@ -1,6 +1,6 @@
 """The layering of DESIGN.md, checked on the import graph of ``mutualrec/``.
 
-Doors (api, cli, dicom_net; the HTTP door to come) call the services; the services use storage
+Doors (api, cli, dicom_net, http) call the services; the services use storage
 and the pure packages; the pure packages (parsing, rules, tallies, security) import no
 framework, no storage and no door. Read from the source, so a function-local import counts too.
 """
@@ -26,8 +26,10 @@ FRAMEWORKS = {
     "grpc_health",
     "psycopg",
     "pynetdicom",
+    "starlette",
+    "uvicorn",
 }
-DOORS = {"api", "cli", "server", "client", "v1", "dicom_net"}
+DOORS = {"api", "cli", "server", "client", "v1", "dicom_net", "http"}
 PURE = {
     "ingest",
     "matching",
@@ -44,11 +46,27 @@ PURE = {
 FORBIDDEN: dict[str, set[str]] = {
     **{name: FRAMEWORKS | DOORS | {"storage", "services", "runtime"} for name in PURE},
     "storage": DOORS | {"services", "runtime", "grpc", "grpc_status", "grpc_health", "pynetdicom"},
-    "services": DOORS | {"runtime", "grpc", "grpc_status", "grpc_health", "pynetdicom"},
+    "services": DOORS
+    | {"runtime", "grpc", "grpc_status", "grpc_health", "pynetdicom", "starlette", "uvicorn"},
     "api": {"sqlalchemy", "alembic", "psycopg", "storage", "cli", "client"},
     "cli": {"sqlalchemy", "alembic", "psycopg", "storage", "api"},
     # The DICOM C-STORE door: pynetdicom's events -> the services, like the gRPC door.
     "dicom_net": {"sqlalchemy", "alembic", "psycopg", "storage", "api", "cli", "client", "grpc"},
+    # The HTTP door (Starlette): requests -> the services, like the gRPC door; no gRPC in it.
+    "http": {
+        "sqlalchemy",
+        "alembic",
+        "psycopg",
+        "storage",
+        "api",
+        "cli",
+        "client",
+        "grpc",
+        "grpc_status",
+        "grpc_health",
+        "dicom_net",
+        "v1",
+    },
 }
 
 
@@ -93,7 +111,7 @@ def test_no_door_opens_an_index_session() -> None:
     on the runtime, so this is checked on the calls)."""
     openers = sorted(
         f"{path.relative_to(ROOT).as_posix()}:{node.lineno}"
-        for door in ("api", "cli", "dicom_net")
+        for door in ("api", "cli", "dicom_net", "http")
         for path in (ROOT / door).rglob("*.py")
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.Call)
