@@ -124,6 +124,7 @@ class DicomDoor:
     def start(self) -> int:
         """Listen in the background; the port."""
         handlers: list[Any] = [
+            (evt.EVT_CONN_OPEN, self._on_opened),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
@@ -147,6 +148,15 @@ class DicomDoor:
         while self._ae.active_associations and time.monotonic() < deadline:
             time.sleep(0.05)
         self._ae.shutdown()
+
+    def _on_opened(self, event: evt.Event) -> None:
+        """A PACS sends an instance and waits for its response: Nagle's algorithm must not hold
+        that small response back (dcmtk, Orthanc's toolkit, sets TCP_NODELAY; pynetdicom does
+        not)."""
+        wrapped = event.assoc.dul.socket
+        raw = wrapped.socket if wrapped is not None else None
+        if raw is not None:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_requested(self, event: evt.Event) -> None:
         """Accept only a registered calling AE title (from its address, if one is registered)

@@ -4,6 +4,7 @@ as the SCU, against a real server on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -138,6 +139,22 @@ def test_echoscu_verifies_a_registered_peer(door: RunningServer) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_accepted_connections_send_without_nagle_delay(door: RunningServer) -> None:
+    _hospital(door, "H500103001", "YUZHONG_PACS")
+    assoc = _associate(door, "YUZHONG_PACS", ["1.2.840.10008.1.1"])
+    assert assoc.is_established
+    assert door.dicom is not None
+    served = door.dicom._ae.active_associations
+    try:
+        assert served, "the door serves the association"
+        for association in served:
+            raw = association.dul.socket.socket if association.dul.socket else None
+            assert raw is not None
+            assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        assoc.release()
 
 
 def test_pynetdicom_echo(door: RunningServer) -> None:
