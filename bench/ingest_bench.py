@@ -6,7 +6,11 @@ written by ``dicom_samples/make_samples.py --bench-ct``) with 1 and with N paral
 
 * mutualrec: one ``UploadStudy`` call per stream, each on its own gRPC channel, the files split
   into N disjoint contiguous parts of the same study and patient;
-* Orthanc: one persistent HTTP/1.1 connection per stream, ``POST /instances`` per file.
+* Orthanc: one persistent HTTP/1.1 connection per stream, ``POST /instances`` per file;
+* C-STORE (``cstore-postgres``: mutualrec's DICOM door on PostgreSQL, ``orthanc-cstore``:
+  Orthanc's DICOM server): one dcmtk ``storescu`` association per stream, the PatientID linked
+  to the patient beforehand on mutualrec's side (``link-patient``), TCP_NODELAY on both (dcmtk
+  sets it by default, and pynetdicom's door on every accepted socket).
 
 Throughput is timed from the first byte sent to the last reply received. Each run starts a fresh
 server on a fresh data directory (and, for PostgreSQL, a freshly created database) and reads the
@@ -80,7 +84,20 @@ from harness import (
 
 MAKE_SAMPLES = REPO / "dicom_samples" / "make_samples.py"
 NETNS_ENV = "MUTUALREC_BENCH_IN_NETNS"
-BACKENDS = ("sqlite", "postgres", "orthanc", "grpc-null", "grpc-store")
+BACKENDS = (
+    "sqlite",
+    "postgres",
+    "orthanc",
+    "grpc-null",
+    "grpc-store",
+    "cstore-postgres",
+    "orthanc-cstore",
+)
+# The peer each backend's throughput is compared with: C-STORE with C-STORE, the rest with
+# Orthanc's REST upload.
+PEER = {"cstore-postgres": "orthanc-cstore"}
+# dcmtk's storescu: the PACS side of both C-STORE configurations.
+STORESCU_AET = "BENCHSCU"
 DEFAULT_BACKENDS = ("sqlite", "postgres", "orthanc")
 NULL_SERVER = Path(__file__).resolve().parent / "null_ingest_server.py"
 INSTITUTION = ("H500103001", "CQ YUZHONG DEMO PEOPLES HOSPITAL", "Yuzhong", "tertiary")
@@ -508,6 +525,76 @@ class NullGrpcServer(MutualrecServer):
         """Nothing is held."""
 
 
+class CStoreMutualrec(MutualrecServer):
+    """``mutualrec serve`` on PostgreSQL with its DICOM door, fed by ``storescu``."""
+
+    AE_TITLE = "MUTUALREC"
+
+    def __init__(self, options: Options, run_dir: Path) -> None:
+        super().__init__(options, run_dir, postgres=True)
+        self.backend = "cstore-postgres"
+        self.dicom_port = free_port()
+
+    def _env(self) -> dict[str, str]:
+        env = super()._env()
+        env["MUTUALREC_DICOM_LISTEN"] = f"127.0.0.1:{self.dicom_port}"
+        env["MUTUALREC_DICOM_AE_TITLE"] = self.AE_TITLE
+        return env
+
+    def start(self) -> None:
+        """As for UploadStudy, then the PACS's AE title registered and the PatientID linked."""
+        super().start()
+        code = self.institution[0]
+        self._cli("admin", "add-dicom-peer", "--institution", code, "--ae-title", STORESCU_AET)
+
+    def link(self, study: StudyData) -> None:
+        """Link the study's PatientID to its patient, as a hospital does once per patient."""
+        patient = study.identity["patient"]
+        self._cli(
+            "link-patient",
+            "--server",
+            f"127.0.0.1:{self.port}",
+            "--key",
+            self.api_key,
+            "--patient-id",
+            patient["document_number"],
+            "--id-type",
+            patient["document_type"],
+            _patient_id(study),
+        )
+
+    def upload(self, study: StudyData, streams: int) -> UploadTiming:
+        """One storescu association per part."""
+        self.link(study)
+        return _storescu_streams(study, streams, self.dicom_port, self.AE_TITLE)
+
+
+def _patient_id(study: StudyData) -> str:
+    """The PatientID the study's files carry."""
+    import pydicom
+
+    return str(pydicom.dcmread(study.files[0], stop_before_pixels=True).PatientID)
+
+
+def _storescu_streams(study: StudyData, streams: int, port: int, called: str) -> UploadTiming:
+    """Send each part with its own ``storescu`` (one association); all must succeed."""
+    exe = shutil.which("storescu")
+    if exe is None:
+        raise RuntimeError("dcmtk is not installed (make test-tools, or apt-get install dcmtk)")
+
+    def send(_handle: None, files: list[Path]) -> tuple[int, int]:
+        command = [exe, "-aet", STORESCU_AET, "-aec", called, "127.0.0.1", str(port)]
+        done = subprocess.run(
+            [*command, *map(str, files)], capture_output=True, text=True, timeout=UPLOAD_TIMEOUT
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"storescu exited {done.returncode}: {done.stderr[-500:]}")
+        # storescu exits non-zero on any failed or refused instance: every file was stored.
+        return len(files), len(files)
+
+    return _run_streams(study.parts(streams), lambda _i: None, send, lambda _h: None)
+
+
 class OrthancServer(Server):
     """Orthanc with its default SQLite index and filesystem storage area."""
 
@@ -599,6 +686,33 @@ class OrthancServer(Server):
         held = int(self._get("/statistics")["CountInstances"])
         if held != len(study.files):
             raise RuntimeError(f"Orthanc holds {held} instances, expected {len(study.files)}")
+
+
+class OrthancCStore(OrthancServer):
+    """Orthanc's DICOM server (any calling AE title may store, its default), fed by storescu."""
+
+    backend = "orthanc-cstore"
+    AE_TITLE = "ORTHANC"
+
+    def __init__(self, options: Options, run_dir: Path) -> None:
+        super().__init__(options, run_dir)
+        self.dicom_port = free_port()
+
+    def _config(self) -> dict[str, Any]:
+        config = super()._config()
+        config.update(
+            {
+                "DicomServerEnabled": True,
+                "DicomAet": self.AE_TITLE,
+                "DicomPort": self.dicom_port,
+                "DicomAlwaysAllowStore": True,
+            }
+        )
+        return config
+
+    def upload(self, study: StudyData, streams: int) -> UploadTiming:
+        """One storescu association per part."""
+        return _storescu_streams(study, streams, self.dicom_port, self.AE_TITLE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,6 +815,8 @@ def display_name(server_id: str) -> str:
         "orthanc": "Orthanc 1.10 REST",
         "grpc-null": "gRPC transport only (null UploadStudy)",
         "grpc-store": "gRPC transport + hash, fsync, rename only (no parse, no index)",
+        "cstore-postgres": "mutualrec C-STORE (storescu), local dir + PostgreSQL",
+        "orthanc-cstore": "Orthanc 1.10 C-STORE (storescu)",
     }
     backend, processes = parse_server_id(server_id)
     return names[backend] + (f", {processes} processes" if processes > 1 else "")
@@ -711,6 +827,10 @@ def make_server(server_id: str, options: Options, run_dir: Path) -> Server:
     backend, processes = parse_server_id(server_id)
     if backend == "orthanc":
         return OrthancServer(options, run_dir)
+    if backend == "orthanc-cstore":
+        return OrthancCStore(options, run_dir)
+    if backend == "cstore-postgres":
+        return CStoreMutualrec(options, run_dir)
     if backend in ("grpc-null", "grpc-store"):
         return NullGrpcServer(options, run_dir, store=backend == "grpc-store")
     return MutualrecServer(options, run_dir, postgres=backend == "postgres", processes=processes)
@@ -780,11 +900,12 @@ def summarize(results: list[RunResult]) -> list[Summary]:
         groups.setdefault((r.study, r.backend, r.streams), []).append(r)
     out = []
     for (study, backend, streams), runs in groups.items():
-        orthanc = {r.run: r.instances_per_s for r in groups.get((study, "orthanc", streams), [])}
+        peer = PEER.get(backend, "orthanc")
+        orthanc = {r.run: r.instances_per_s for r in groups.get((study, peer, streams), [])}
         ratios = [
             round(r.instances_per_s / orthanc[r.run], 3)
             for r in runs
-            if backend != "orthanc" and orthanc.get(r.run)
+            if not backend.startswith("orthanc") and orthanc.get(r.run)
         ]
         out.append(
             Summary(
@@ -830,11 +951,12 @@ def markdown(summaries: list[Summary]) -> str:
             "client CPU s | inst/s per run |"
         )
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-        orthanc = {s.streams: s.instances_per_s for s in rows if s.backend == "orthanc"}
+        orthanc = {(s.backend, s.streams): s.instances_per_s for s in rows}
         for s in sorted(rows, key=_table_place):
+            peer = orthanc.get((PEER.get(s.backend, "orthanc"), s.streams))
             ratio = (
-                f"{s.instances_per_s / orthanc[s.streams]:.2f}x"
-                if s.backend != "orthanc" and orthanc.get(s.streams)
+                f"{s.instances_per_s / peer:.2f}x"
+                if not s.backend.startswith("orthanc") and peer
                 else "-"
             )
             paired = (
