@@ -11,6 +11,13 @@ rate alone). Each call orders 5 distinct items for a random patient of ``patient
 items as catalog codes or as one of their LOINC codes, one imaging item in most calls; items
 are drawn by how often the city holds them, so most calls find results.
 
+With ``--door cds`` the same orders go to CDS Hooks' ``order-select`` over the HTTP door
+instead (issue 21): an EHR key (ES384) is registered for the asking institution with
+``mutualrec admin add-cds-client``, every call carries its own signed JWT (made before the load,
+so signing costs the client nothing while it runs), the patient comes as prefetch with the
+resident ID, and the orders as draft ServiceRequests coded with the catalog code or LOINC.
+"Verdicts" then count cards and calls without one.
+
 The first ``--warmup`` seconds are sent but not counted. Per rate the report gives the achieved
 rate, latency median / p90 / p99 / max (ms), errors by gRPC status, the verdicts answered, the
 CPU used by the server (process tree), by PostgreSQL (backends of the city's database, and all
@@ -94,6 +101,10 @@ SERVERS = {
 }
 CALL_TIMEOUT = 10.0
 ITEMS_PER_CALL = 5
+CDS_ISSUER = "https://ehr.bench.example.org"
+CDS_SERVICE = "order-select"
+CATALOG_SYSTEM = "https://fhir.mutualrec.org/CodeSystem/recognition-item"
+RESIDENT_ID_SYSTEM = "https://fhir.mutualrec.org/sid/resident-id-card"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +146,71 @@ def _order_pool(numbers: Sequence[str], count: int, seed: int) -> list[tuple[str
     return pool
 
 
+def _cds_body(number: str, codes: Sequence[str]) -> bytes:
+    """An order-select request for ``codes`` as draft orders of the patient ``number``."""
+    orders = [
+        {
+            "resource": {
+                "resourceType": "ServiceRequest",
+                "id": f"sr-{n}",
+                "status": "draft",
+                "intent": "order",
+                "code": {
+                    "coding": [
+                        {
+                            # LOINC codes start with a digit, catalog codes with a letter.
+                            "system": "http://loinc.org" if code[0].isdigit() else CATALOG_SYSTEM,
+                            "code": code,
+                        }
+                    ]
+                },
+                "subject": {"reference": "Patient/bench"},
+            }
+        }
+        for n, code in enumerate(codes)
+    ]
+    request = {
+        "hookInstance": f"bench-{number}",
+        "hook": CDS_SERVICE,
+        "context": {
+            "userId": "PractitionerRole/bench",
+            "patientId": "bench",
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": orders},
+            "selections": [f"ServiceRequest/sr-{n}" for n in range(len(codes))],
+        },
+        "prefetch": {
+            "patient": {
+                "resourceType": "Patient",
+                "id": "bench",
+                "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": number}],
+            }
+        },
+    }
+    return json.dumps(request, ensure_ascii=False).encode("utf-8")
+
+
+def _cds_tokens(key_pem: str, issuer: str, audience: str, count: int) -> list[str]:
+    """``count`` JWTs of the bench EHR for ``audience``, each with its own id, valid 5 minutes."""
+    import uuid
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(key_pem.encode("ascii"), password=None)
+    now = int(time.time())
+    claims = {"iss": issuer, "sub": "bench-ehr", "aud": audience, "iat": now}
+    claims["exp"] = now + 300
+    return [
+        jwt.encode(
+            {**claims, "jti": str(uuid.uuid4())},
+            key,  # type: ignore[arg-type]
+            algorithm="ES384",
+            headers={"kid": "bench-ehr", "typ": "JWT"},
+        )
+        for _ in range(count)
+    ]
+
+
 async def _drive(config: dict[str, Any]) -> dict[str, Any]:
     import grpc
 
@@ -145,6 +221,19 @@ async def _drive(config: dict[str, Any]) -> dict[str, Any]:
     duration = float(config["duration"])
     numbers = config["numbers"]
     pool = _order_pool(numbers, min(20_000, int(rate * (warmup + duration)) + 1), config["seed"])
+    cds = config.get("door") == "cds"
+    if cds:
+        import httpx
+
+        url = f"{config['http_base']}/cds-services/{CDS_SERVICE}"
+        bodies = [_cds_body(number, codes) for number, codes in pool]
+        tokens = _cds_tokens(
+            config["ehr_key_pem"], config["ehr_issuer"], url, int(rate * (warmup + duration)) + 1
+        )
+        http = httpx.AsyncClient(
+            timeout=CALL_TIMEOUT,
+            limits=httpx.Limits(max_connections=int(config["channels"])),
+        )
     requests = [
         recognition_pb2.CheckOrderRequest(
             patient=common_pb2.PatientIdentity(
@@ -186,14 +275,35 @@ async def _drive(config: dict[str, Any]) -> dict[str, Any]:
         code = "OK"
         seen: list[str] = []
         try:
-            reply = await stubs[i % len(stubs)].CheckOrder(
-                requests[i % len(requests)], metadata=metadata, timeout=CALL_TIMEOUT
-            )
-            seen = [verdict_name(line.verdict) for line in reply.lines]
+            if cds:
+                answer = await http.post(
+                    url,
+                    content=bodies[i % len(bodies)],
+                    headers={
+                        "Authorization": f"Bearer {tokens[i]}",
+                        "Content-Type": "application/json",
+                    },
+                )
+                if answer.status_code == 200:
+                    cards = answer.json()["cards"]
+                    seen = ["CARD"] * len(cards) or ["NO_CARD"]
+                else:
+                    code = f"HTTP_{answer.status_code}"
+                    if len(error_samples) < 10:
+                        error_samples.append(f"{code}: {answer.text[:300]}")
+            else:
+                reply = await stubs[i % len(stubs)].CheckOrder(
+                    requests[i % len(requests)], metadata=metadata, timeout=CALL_TIMEOUT
+                )
+                seen = [verdict_name(line.verdict) for line in reply.lines]
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
             if len(error_samples) < 10:
                 error_samples.append(f"{code}: {exc.details()}")
+        except httpx.HTTPError as exc:
+            code = type(exc).__name__
+            if len(error_samples) < 10:
+                error_samples.append(f"{code}: {exc}")
         done = loop.time()
         in_flight -= 1
         if counted:
@@ -237,6 +347,8 @@ async def _drive(config: dict[str, Any]) -> dict[str, Any]:
     cpu_end = self_cpu()
     for channel in channels:
         await channel.close()
+    if cds:
+        await http.aclose()
     window = max(end - measure_from, 1e-9)
     counted_calls = sum(statuses.values())
     return {
@@ -320,6 +432,63 @@ def issue_key(env: dict[str, str], code_dir: Path, institution: str) -> str:
         env, code_dir, "admin", "issue-key", "--institution", institution, timeout=START_TIMEOUT
     )
     return last_line(output)
+
+
+def register_ehr(
+    env: dict[str, str], code_dir: Path, run_dir: Path, institution: str, issuer: str
+) -> str:
+    """A new EHR key (ES384) registered for ``institution`` as ``issuer``; its private key,
+    PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    public = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    public.update(kid="bench-ehr", use="sig", alg="ES384")
+    jwks = run_dir / "ehr.jwks.json"
+    jwks.write_text(json.dumps({"keys": [public]}), encoding="utf-8")
+    run_cli(
+        env,
+        code_dir,
+        "admin",
+        "add-cds-client",
+        "--institution",
+        institution,
+        "--issuer",
+        issuer,
+        "--jwks",
+        str(jwks),
+        timeout=START_TIMEOUT,
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+
+
+def probe_cds(args: argparse.Namespace, number: str) -> tuple[str, str]:
+    """One order-select call for potassium and a chest CT: (status, body)."""
+    import httpx
+
+    url = f"{args.http_base}/cds-services/{CDS_SERVICE}"
+    token = _cds_tokens(args.ehr_key_pem, args.ehr_issuer, url, 1)[0]
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            answer = httpx.post(
+                url,
+                content=_cds_body(number, ["LAB-K", "IMG-CT-CHEST"]),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                timeout=CALL_TIMEOUT,
+            )
+            break
+        except httpx.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    return ("OK" if answer.status_code == 200 else f"HTTP_{answer.status_code}", answer.text)
 
 
 def probe(target: str, api_key: str, number: str) -> tuple[str, str]:
@@ -574,6 +743,10 @@ def run_rate(
         "patients_file": str(args.workdir / "patients.txt"),
         "seed": args.seed + int(rate),
         "out": str(out),
+        "door": args.door,
+        "http_base": args.http_base,
+        "ehr_key_pem": args.ehr_key_pem,
+        "ehr_issuer": args.ehr_issuer,
     }
     config_path = run_dir / f"client-{rate:g}.config.json"
     config_path.write_text(json.dumps(config), encoding="utf-8")
@@ -693,6 +866,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--processes", type=int, default=1, help="MUTUALREC_PROCESSES of the server")
     p.add_argument(
+        "--door",
+        choices=("grpc", "cds"),
+        default="grpc",
+        help="cds: CDS Hooks order-select over the HTTP door instead of CheckOrder over gRPC",
+    )
+    p.add_argument(
         "--server",
         choices=tuple(SERVERS),
         default="mutualrec",
@@ -780,6 +959,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     listen = f"127.0.0.1:{free_port()}"
     env = server_env(args, code_dir, run_dir, listen)
     api_key = issue_key(env, code_dir, institution) if args.server == "mutualrec" else "unused"
+    args.http_base, args.ehr_key_pem, args.ehr_issuer = "", "", ""
+    if args.door == "cds":
+        http_listen = f"127.0.0.1:{free_port()}"
+        env["MUTUALREC_HTTP_LISTEN"] = http_listen
+        args.http_base = f"http://{http_listen}"
+        # An issuer of its own per run: registrations stay in the city's database.
+        args.ehr_issuer = f"{CDS_ISSUER}/{run_dir.name}"
+        args.ehr_key_pem = register_ehr(env, code_dir, run_dir, institution, args.ehr_issuer)
     info = machine(scratch)
     info["postgres_server"] = postgres_version(args.pg_host, args.pg_user)
     results: list[RateResult] = []
@@ -790,7 +977,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         match = server.wait_for_line(LISTENING, START_TIMEOUT)
         target = f"127.0.0.1:{match[2]}"
         log(f"server pid {server.pid} on {target}, {args.processes} process(es)")
-        probe_result = probe(target, api_key, patients["typical"]["number"])
+        probe_result = (
+            probe_cds(args, patients["typical"]["number"])
+            if args.door == "cds"
+            else probe(target, api_key, patients["typical"]["number"])
+        )
         log(f"probe CheckOrder: {probe_result[0]} {probe_result[1][:300]}")
         if probe_result[0] != "OK":
             failure = f"CheckOrder answers {probe_result[0]}: {probe_result[1]}"
@@ -813,7 +1004,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.copyfile(run_dir / "server.log", scratch / "last-server.log")
 
     header = (
-        f"**CheckOrder**, {args.server} {code}, PostgreSQL {info.get('postgres_server', '?')}, "
+        f"**{'CDS Hooks order-select' if args.door == 'cds' else 'CheckOrder'}**, "
+        f"{args.server} {code}, PostgreSQL {info.get('postgres_server', '?')}, "
         f"{args.database} ({held[0]:,} results, {held[1]:,} patients), {args.processes} server "
         f"process(es), {args.channels} client channels, {ITEMS_PER_CALL} items per call, "
         f"{args.duration:g} s per rate after {args.warmup:g} s warmup; "
@@ -839,6 +1031,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "held": {"results": held[0], "patients": held[1], "institutions": held[2]},
                 "institution": institution,
                 "server": args.server,
+                "door": args.door,
                 "processes": args.processes,
                 "channels": args.channels,
                 "mutualrec_env": args.mutualrec_env,
