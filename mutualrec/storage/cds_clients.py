@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import DateTime, Select, bindparam, delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,6 +67,12 @@ def remove_client(session: Session, issuer: str) -> bool:
     return bool(removed.rowcount)  # type: ignore[attr-defined]
 
 
+_USE_TOKEN = text(
+    "INSERT INTO cds_token_use (issuer, jti, expires_at) VALUES (:issuer, :jti, :expires_at) "
+    "ON CONFLICT (issuer, jti) DO NOTHING RETURNING id"
+).bindparams(bindparam("expires_at", type_=DateTime(timezone=True)))
+
+
 def use_token(
     session: Session, issuer: str, jti: str, expires_at: dt.datetime, sweep: bool
 ) -> None:
@@ -76,8 +82,7 @@ def use_token(
     if sweep:
         now = dt.datetime.now(dt.UTC)
         session.execute(delete(CdsTokenUse).where(CdsTokenUse.expires_at < now))
-    try:
-        with session.begin_nested():
-            session.add(CdsTokenUse(issuer=issuer, jti=jti, expires_at=expires_at))
-    except IntegrityError:
-        raise ReplayedToken(f"the token id {jti[:64]!r} was used already") from None
+    # One statement, no savepoint: this runs on every CDS call, before its check.
+    recorded = session.execute(_USE_TOKEN, {"issuer": issuer, "jti": jti, "expires_at": expires_at})
+    if recorded.first() is None:
+        raise ReplayedToken(f"the token id {jti[:64]!r} was used already")
