@@ -34,7 +34,7 @@ demo: $(STAMP)
 test-s3:
 	bash tests/s3/install.sh
 
-# dcmtk's storescu and echoscu (Debian's dcmtk), the PACS side of the C-STORE door's tests.
+# dcmtk, Orthanc with DICOMweb, Chromium with ChromeDriver (Debian): the peers and clients tests drive.
 test-tools:
 	bash tests/tools/install.sh
 
