@@ -1,7 +1,7 @@
 """The regulators' dashboard on the HTTP door: ``GET /regulator`` (the page: a period and a
 grouping, the totals, a chart and the table) and ``GET /regulator/report.csv`` (the same report
 as ExportReport's CSV), both from the statistics service GetSavingsReport and ExportReport use;
-and the page's stylesheet.
+and the page's stylesheet and icon.
 
 A request the report cannot answer is a 400 problem body naming each field, or for a browser
 (``Accept: text/html``) the page again with each field's error shown.
@@ -40,7 +40,7 @@ PAGE_POLICY = (
 # Chinese names would be mojibake.
 BYTE_ORDER_MARK = "\ufeff"
 _CSV_PIECE = 64 * 1024
-_STATIC_TYPES = {".css": "text/css; charset=utf-8"}
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
 
 def wants_html(request: Request) -> bool:
@@ -79,7 +79,7 @@ def regulator_routes(
     admission: Admission, authenticate: Authenticator | None = None
 ) -> list[BaseRoute]:
     """The dashboard's routes: the page and its CSV for regulators (admitted by
-    ``authenticate``, by default a Bearer API key), its stylesheet for anyone."""
+    ``authenticate``, by default a Bearer API key), its stylesheet and icon for anyone."""
     runtime = admission.runtime
     statistics = runtime.statistics
     # Reports wait their turn as over gRPC (MUTUALREC_MAX_CONCURRENT_REPORTS, per door): a few
@@ -135,7 +135,7 @@ def regulator_routes(
             headers={"content-disposition": f'attachment; filename="{_csv_name(form)}"'},
         )
 
-    async def stylesheet(request: Request, _principal: Principal | None) -> Response:
+    async def static_file(request: Request, _principal: Principal | None) -> Response:
         found = static.get(request.path_params["name"])
         if found is None:
             raise NotFound("no such file")
@@ -146,5 +146,5 @@ def regulator_routes(
     return [
         admission.route("GET", PAGE_PATH, dashboard, authenticate),
         admission.route("GET", CSV_PATH, export, authenticate),
-        admission.route("GET", STATIC_PATH, stylesheet),
+        admission.route("GET", STATIC_PATH, static_file),
     ]

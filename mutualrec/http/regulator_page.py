@@ -26,6 +26,7 @@ from mutualrec.violations import Violation
 
 PAGE_TEMPLATE = "regulator/dashboard.html"
 STYLESHEET = "/static/regulator/dashboard.css"
+ICON = "/static/regulator/icon.svg"
 
 _TEMPLATES = Environment(
     loader=PackageLoader("mutualrec.http", "templates"),
@@ -193,6 +194,7 @@ def render_page(view: PageView) -> str:
         view=view,
         lang=view.language.value,
         stylesheet=STYLESHEET,
+        icon=ICON,
         groupings=[(value, w[f"group.{value}"]) for value in GROUPINGS],
         granularities=[(value, w[f"granularity.{value}"]) for value in GRANULARITIES],
         quick_picks=[(w[f"range.{name}"], form.query(pick=name)) for name in QUICK_PICKS],
