@@ -106,7 +106,10 @@ def read_form(params: Mapping[str, str], today: dt.date) -> tuple[DashboardForm,
             violations.append(
                 Violation("range", f"one of {', '.join(QUICK_PICKS)}", "UNKNOWN_RANGE")
             )
-        else:
+            if from_date is None and to_date is None:
+                # The form shows the default period rather than blame dates nobody sent.
+                dates = quick_pick(DEFAULT_RANGE, today)
+        if dates is not None:
             from_date, to_date = dates[0].isoformat(), dates[1].isoformat()
     group_by = values.get("group_by", DEFAULT_GROUPING)
     if group_by not in GROUPINGS:

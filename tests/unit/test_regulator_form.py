@@ -79,7 +79,7 @@ def test_an_unknown_quick_pick_is_named() -> None:
     form, violations = read_form({"range": "last-decade"}, LEAP_DAY)
     with pytest.raises(Rejected) as rejected:
         report_query(form, violations)
-    assert next(v.reason for v in rejected.value.violations) == "UNKNOWN_RANGE"
+    assert [(v.field, v.reason) for v in rejected.value.violations] == [("range", "UNKNOWN_RANGE")]
 
 
 def test_links_keep_the_query() -> None:
