@@ -16,20 +16,22 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from mutualrec.money import yuan
 
-WIDTH = 640
-PAD = 8
-LEGEND_HEIGHT = 28
-ROW_HEIGHT = 50
-LABEL_HEIGHT = 16
+# Narrow, so that on a phone (where the drawing is scaled to the screen) the text stays
+# legible; a wide screen's stylesheet caps how far it grows.
+WIDTH = 400
+PAD = 4
+LEGEND_HEIGHT = 30
+ROW_HEIGHT = 54
+LABEL_HEIGHT = 18
 SAVING_HEIGHT = 14
 RATE_HEIGHT = 8
 GAP = 3
-# Room right of the longest bar for its value ("¥12,345,678.90").
-VALUE_WIDTH = 118
+# Room right of the longest bar for its value ("¥1,234,567.89").
+VALUE_WIDTH = 104
 BAR_WIDTH = WIDTH - 2 * PAD - VALUE_WIDTH
 # A label wider than this (in half-width columns; a Chinese character is two) is cut, whole
-# in its tooltip: the chart is read on a phone as well.
-MAX_LABEL_COLUMNS = 84
+# in its tooltip.
+MAX_LABEL_COLUMNS = 48
 # Beyond this many groups the smallest savers are drawn as one bar: 112 items or hundreds of
 # institution pairs as bars are a wall, not a chart (the table lists every one).
 MAX_GROUPS = 20
@@ -118,10 +120,10 @@ def savings_chart(groups: Sequence[GroupBar], text: ChartText, limit: int = MAX_
 def _legend(text: ChartText) -> list[str]:
     half = WIDTH // 2
     return [
-        _rect(PAD, 6, 14, 14, "key saving"),
-        _text(PAD + 20, 18, "legend", text.saving),
-        _rect(half, 9, 14, RATE_HEIGHT, "key rate"),
-        _text(half + 20, 18, "legend", text.rate),
+        _rect(PAD, 7, 14, 14, "key saving"),
+        _text(PAD + 20, 19, "legend", text.saving),
+        _rect(half, 10, 14, RATE_HEIGHT, "key rate"),
+        _text(half + 20, 19, "legend", text.rate),
     ]
 
 
@@ -132,7 +134,7 @@ def _row(top: int, bar: GroupBar, largest: int, text: ChartText) -> list[str]:
     rate = bar.rate
     rate_width = 0.0 if rate is None else _length(rate, Decimal(1))
     shown = _cut(bar.label, MAX_LABEL_COLUMNS)
-    label = _text(PAD, top + LABEL_HEIGHT - 3, "label", shown)
+    label = _text(PAD, top + LABEL_HEIGHT - 4, "label", shown)
     if shown != bar.label:
         # The whole name where the reader hovers (or long-presses) the cut one.
         label = label.replace("</text>", f"<title>{_escape(bar.label)}</title></text>")
