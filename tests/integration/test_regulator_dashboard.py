@@ -9,6 +9,7 @@ the same query, and with figures counted here by hand from the data.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -198,6 +199,12 @@ class _Page(HTMLParser):
             self._cell.append(data)
         if self._figure is not None:
             self.totals[self._figure] = self.totals.get(self._figure, "") + data.strip()
+
+
+def _form_dates(html: str) -> tuple[str, str]:
+    """The from and to dates the page's form shows."""
+    found = dict(re.findall(r'name="(from_date|to_date)" value="([^"]*)"', html))
+    return found["from_date"], found["to_date"]
 
 
 def _shown(figures: tuple[Any, ...]) -> list[str]:
@@ -418,8 +425,25 @@ def test_the_page_is_served_under_a_strict_policy_with_its_stylesheet(
     assert "script-src" not in policy  # no script at all
     assert page.headers["cache-control"] == "no-store"
     assert 'href="/static/regulator/dashboard.css"' in page.text
-    # Quick picks are links that resolve on the server's calendar.
+    # Quick picks are links that resolve on the region's calendar (Asia/Shanghai), as the
+    # report counts days; with no dates at all, the last 30 days.
     assert "range=last-30-days" in page.text
+    for params, period in (
+        ({}, lambda day: (day - dt.timedelta(days=29), day)),
+        (
+            {"range": "last-year"},
+            lambda day: (dt.date(day.year - 1, 1, 1), dt.date(day.year - 1, 12, 31)),
+        ),
+        ({"range": "this-month"}, lambda day: (day.replace(day=1), day)),
+    ):
+        before = today()
+        shown = httpx.get(f"{server.http_url}/regulator", params=params, headers=headers)
+        after = today()  # the same day, unless midnight passed in Shanghai meanwhile
+        dates = _form_dates(shown.text)
+        assert dates in {
+            tuple(d.isoformat() for d in period(before)),
+            tuple(d.isoformat() for d in period(after)),
+        }
     css = httpx.get(f"{server.http_url}/static/regulator/dashboard.css")
     assert css.status_code == 200
     assert css.headers["content-type"] == "text/css; charset=utf-8"
