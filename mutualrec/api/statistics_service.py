@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
-import io
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
@@ -16,6 +14,7 @@ from mutualrec.money import yuan
 from mutualrec.runtime import Runtime
 from mutualrec.services.statistics import ReportQuery, ReportRequest, check_request
 from mutualrec.statistics.counters import Counters, recognition_rate
+from mutualrec.statistics.csv_export import csv_chunks
 from mutualrec.statistics.periods import Granularity
 from mutualrec.statistics.report import GroupBy
 from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
@@ -95,16 +94,8 @@ class StatisticsService(statistics_pb2_grpc.StatisticsServiceServicer):  # type:
         query = self._query(request, context)
         async with self._turns:
             records = await self.runtime.run_blocking(self.statistics.csv, query)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        for record in records:
-            writer.writerow(record)
-            if buffer.tell() >= CSV_CHUNK_BYTES:
-                yield statistics_pb2.CsvChunk(data=buffer.getvalue().encode("utf-8"))
-                buffer.seek(0)
-                buffer.truncate()
-        if buffer.tell():
-            yield statistics_pb2.CsvChunk(data=buffer.getvalue().encode("utf-8"))
+        for text in csv_chunks(records, CSV_CHUNK_BYTES):
+            yield statistics_pb2.CsvChunk(data=text.encode("utf-8"))
 
     def _query(self, request: statistics_pb2.ReportRequest, context: Context) -> ReportQuery:
         caller(self.runtime, context)

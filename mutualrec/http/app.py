@@ -17,6 +17,7 @@ from mutualrec.http.cds_hooks import cds_routes
 from mutualrec.http.cors import CdsCors
 from mutualrec.http.headers import SecurityHeaders
 from mutualrec.http.problems import problem
+from mutualrec.http.regulator import regulator_routes
 from mutualrec.runtime import Runtime
 from mutualrec.security.api_keys import Principal
 
@@ -43,9 +44,14 @@ async def _http_error(_request: Request, error: Exception) -> Response:
 
 
 def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
-    """The HTTP door's app: health, then each door's routes (CDS Hooks)."""
+    """The HTTP door's app: health, then each door's routes (CDS Hooks, the regulators'
+    dashboard)."""
     admission = Admission(runtime)
-    routes = [health_route(admission, serving), *cds_routes(admission)]
+    routes = [
+        health_route(admission, serving),
+        *cds_routes(admission),
+        *regulator_routes(admission),
+    ]
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},

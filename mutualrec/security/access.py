@@ -56,6 +56,9 @@ RPC_ROLES: Mapping[str, frozenset[str]] = {
     # over CheckOrder and RecordDecision.
     "HTTP POST /cds-services/{service_id}": _HOSPITAL,
     "HTTP POST /cds-services/{service_id}/feedback": _HOSPITAL,
+    # The regulators' dashboard: the same reports as GetSavingsReport and ExportReport.
+    "HTTP GET /regulator": frozenset({REGULATOR}),
+    "HTTP GET /regulator/report.csv": frozenset({REGULATOR}),
 }
 
 # Served without credentials: load balancers probe health, tools list the services.
@@ -66,8 +69,11 @@ PUBLIC_SERVICES = (
 )
 
 # HTTP routes served without credentials: load balancers probe health; the CDS Hooks discovery
-# document only lists what the services are (the spec lets an EHR read it before it signs).
-PUBLIC_ROUTES = frozenset({"HTTP GET /healthz", "HTTP GET /cds-services"})
+# document only lists what the services are (the spec lets an EHR read it before it signs); a
+# page's stylesheet names nothing (and a browser fetches it without the page's credential).
+PUBLIC_ROUTES = frozenset(
+    {"HTTP GET /healthz", "HTTP GET /cds-services", "HTTP GET /static/regulator/{name}"}
+)
 
 
 def http_route(method: str, path: str) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable, Iterator
+
 from mutualrec.money import yuan
 from mutualrec.statistics.counters import REASONS, Counters, recognition_rate
 from mutualrec.statistics.report import SavingsReport
@@ -68,3 +72,18 @@ def csv_records(report: SavingsReport) -> list[list[str]]:
         )
     )
     return lines
+
+
+def csv_chunks(records: Iterable[list[str]], chunk_chars: int) -> Iterator[str]:
+    """``records`` as CSV text (RFC 4180: CRLF line ends, quoted where needed), in pieces of
+    about ``chunk_chars`` characters, whole lines each: every door exports the same bytes."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for record in records:
+        writer.writerow(record)
+        if buffer.tell() >= chunk_chars:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()

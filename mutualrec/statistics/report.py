@@ -169,6 +169,14 @@ def suppress_small(rows: list[Row], min_checks: int) -> tuple[list[Row], int]:
     return kept, len(rows) - len(kept)
 
 
+def group_sums(rows: Iterable[Row]) -> dict[str, Counters]:
+    """Each group's rows summed over the whole period, by group key (in key order)."""
+    sums: dict[str, Counters] = {}
+    for row in sorted(rows, key=lambda r: r.group_key):
+        sums.setdefault(row.group_key, Counters()).add(row.counters)
+    return sums
+
+
 def totals(rows: Iterable[Row]) -> Counters:
     """The sum of the rows."""
     total = Counters()
