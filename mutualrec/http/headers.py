@@ -21,17 +21,26 @@ PAGE_PREFIXES = ("/shares/", "/accesses", "/studies/", "/static/", "/language")
 
 COMMON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
     # Answers name patients' results: no cache keeps them (a route may say otherwise).
     (b"cache-control", b"no-store"),
 )
 
 
+def is_page(path: str) -> bool:
+    """Whether ``path`` is one of the web pages' (or their files')."""
+    return path in PAGE_PATHS or path.startswith(PAGE_PREFIXES)
+
+
 def policy_for(path: str) -> bytes:
     """The Content-Security-Policy of responses under ``path``."""
-    if path in PAGE_PATHS or path.startswith(PAGE_PREFIXES):
-        return PAGE_POLICY
-    return API_POLICY
+    return PAGE_POLICY if is_page(path) else API_POLICY
+
+
+def referrer_policy_for(path: str) -> bytes:
+    """The pages name themselves to themselves only: under ``no-referrer`` a browser sends
+    ``Origin: null`` with a form, and the same-origin check could not tell our forms from a
+    forged one. (No page's URL holds a credential: share tokens stay in the fragment.)"""
+    return b"same-origin" if is_page(path) else b"no-referrer"
 
 
 class SecurityHeaders:
@@ -45,7 +54,12 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = ((b"content-security-policy", policy_for(scope["path"])), *COMMON_HEADERS)
+        path = scope["path"]
+        headers = (
+            (b"content-security-policy", policy_for(path)),
+            (b"referrer-policy", referrer_policy_for(path)),
+            *COMMON_HEADERS,
+        )
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
