@@ -3,7 +3,6 @@ Selenium, each browser with a fresh profile, and screenshots kept under test-art
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,8 +55,8 @@ def open_chromium(
 
 @pytest.fixture
 def browsers(tmp_path: Path) -> Iterator[list[webdriver.Chrome]]:
-    """Up to two independent browsers (a patient's, a doctor's): call ``open_more()`` via the
-    list's append, each quit at the end."""
+    """Two independent browsers (a patient's, a doctor's), each with its own profile, quit at
+    the end."""
     reason = chromium_unavailable()
     if reason is not None:
         skip_or_fail(reason)
@@ -77,8 +76,3 @@ def screenshot(driver: webdriver.Chrome, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
-
-
-def clear_artifacts() -> None:
-    """Start a run's screenshots afresh."""
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)

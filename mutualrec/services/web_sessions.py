@@ -83,6 +83,9 @@ class WebSessions:
             expires_at = min(expires_at, principal.valid_until)
         session_id = secrets.token_urlsafe(32)
         with self._sessions.begin() as session:
+            # Each sign-in clears sessions long dead (kept a day to answer "expired"): the
+            # table holds about a day of sign-ins, with no sweeper to run.
+            web_sessions.drop_expired(session, now - dt.timedelta(days=1))
             landing = _landing(session, principal)
             web_sessions.add_session(
                 session,
@@ -127,12 +130,6 @@ class WebSessions:
         """Sign out (a session unknown or already ended is left as it is)."""
         with self._sessions.begin() as session:
             web_sessions.end_session(session, hash_session_id(session_id), self.clock())
-
-    def sweep(self) -> int:
-        """Delete sessions expired for a day (kept that long to answer "expired", not
-        "unknown"); how many."""
-        with self._sessions.begin() as session:
-            return web_sessions.drop_expired(session, self.clock() - dt.timedelta(days=1))
 
     def _alive(self, session: Session, stored: StoredSession, now: dt.datetime) -> bool:
         if stored.ended_at is not None or now >= stored.expires_at:

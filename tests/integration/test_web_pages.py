@@ -26,7 +26,9 @@ from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.access import ADMIN, HOSPITAL, REGULATOR
 from mutualrec.security.patient_tokens import mint_patient_token
 from mutualrec.services.identity import TokenRequest
+from mutualrec.services.web_sessions import hash_session_id
 from mutualrec.storage.institutions import revoke_key
+from mutualrec.storage.models import WebSession
 from tests.conftest import SAMPLES, RunningServer, make_settings, new_key, start_server
 from tests.helpers import file_messages, header_message, study_files, upload
 
@@ -489,3 +491,36 @@ def test_problems_are_pages_for_browsers_and_json_for_clients(pages: Pages, tmp_
         assert page.headers["content-type"].startswith("text/html")
         api = browser.get("/no/such/thing", headers=JSON)
         assert api.headers["content-type"] == "application/problem+json"
+
+
+def test_sessions_long_expired_are_cleared_by_later_sign_ins(pages: Pages) -> None:
+    runtime = pages.server.runtime
+    sessions = runtime.web_sessions
+    with pages.browser() as old:
+        long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+        sessions.clock = lambda: long_ago
+        sign_in(old, pages.regulator_key)
+        stale = hash_session_id(old.cookies["mrsession"])
+    with runtime.sessions() as session:
+        assert session.get(WebSession, stale) is not None
+    sessions.clock = lambda: dt.datetime.now(dt.UTC)
+    with pages.browser() as fresh:
+        sign_in(fresh, pages.regulator_key)
+        assert fresh.get("/session").status_code == 200
+    with runtime.sessions() as session:
+        assert session.get(WebSession, stale) is None
+
+
+def test_guessing_credentials_at_the_sign_in_form_meets_the_brake(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        MUTUALREC_DATABASE_URL=f"sqlite:///{tmp_path / 'index.sqlite3'}",
+        MUTUALREC_AUTH_FAILURE_RATE="0.01",
+        MUTUALREC_AUTH_FAILURE_BURST="3",
+    )
+    for server in start_server(settings):
+        assert server.http_url is not None
+        with httpx.Client(base_url=server.http_url) as browser:
+            statuses = [sign_in(browser, f"guess-{n}", **JSON).status_code for n in range(5)]
+        assert statuses[:3] == [401, 401, 401]
+        assert statuses[3:] == [429, 429]
