@@ -30,6 +30,14 @@ SHARE_DAYS = (1, 3, 7, 30)
 _FILTERS = ("modality", "institution", "from", "to")
 
 
+def _text(value: str, field: str, limit: int = 64) -> str:
+    """A query or path value as the services take it: :class:`Rejected` for a NUL (no index
+    stores one, and PostgreSQL refuses it even in a query), clipped to ``limit``."""
+    if "\0" in value:
+        raise Rejected.one("the request holds a NUL character", field, "NUL", "NUL_CHARACTER")
+    return value[:limit]
+
+
 def viewer_url(study_instance_uid: str) -> str:
     """Where the viewer opens one study."""
     return VIEWER_STUDY + quote(study_instance_uid, safe="")
@@ -47,13 +55,13 @@ def page_routes(admission: Admission) -> list[BaseRoute]:
     async def history(request: Request, principal: Principal | None) -> Response:
         assert principal is not None
         query = request.query_params
-        filters = {name: query.get(name, "")[:64] for name in _FILTERS}
+        filters = {name: _text(query.get(name, ""), name) for name in _FILTERS}
         page = await runtime.run_blocking(
             runtime.history.list_studies,
             principal,
             StudiesRequest(
                 page_size=HISTORY_PAGE,
-                page_token=query.get("page", "")[:2000],
+                page_token=_text(query.get("page", ""), "page", 2000),
                 modality=filters["modality"],
                 from_date=filters["from"],
                 to_date=filters["to"],
@@ -80,7 +88,7 @@ def page_routes(admission: Admission) -> list[BaseRoute]:
 
     async def thumbnail(request: Request, principal: Principal | None) -> Response:
         assert principal is not None
-        uid = request.path_params["study_uid"]
+        uid = _text(request.path_params["study_uid"], "study_uid")
         view = await runtime.run_blocking(runtime.history.study, principal, StudyRequest(uid))
         if not view.series:
             raise NotFound("the study has no series")
@@ -139,7 +147,7 @@ def page_routes(admission: Admission) -> list[BaseRoute]:
     async def revoke_share(request: Request, principal: Principal | None) -> Response:
         assert principal is not None
         await runtime.run_blocking(
-            runtime.sharing.revoke, principal, request.path_params["link_id"][:64]
+            runtime.sharing.revoke, principal, _text(request.path_params["link_id"], "link_id")
         )
         return RedirectResponse("/shares", status_code=303)
 
@@ -148,7 +156,7 @@ def page_routes(admission: Admission) -> list[BaseRoute]:
         page = await runtime.run_blocking(
             runtime.history.accesses,
             principal,
-            AccessesRequest(page_token=request.query_params.get("page", "")[:2000]),
+            AccessesRequest(page_token=_text(request.query_params.get("page", ""), "page", 2000)),
         )
         next_url = "/accesses?" + urlencode({"page": page.next_page_token})
         return render_page(

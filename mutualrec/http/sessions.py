@@ -86,6 +86,10 @@ def session_routes(admission: Admission) -> list[BaseRoute]:
 
     async def start(request: Request, principal: Principal | None) -> Response:
         assert principal is not None
+        previous = session_id_of(request, settings)
+        if previous is not None:
+            # Signing in as someone else leaves no session of the one before alive.
+            await runtime.run_blocking(runtime.web_sessions.end, previous)
         opened: OpenedSession = await runtime.run_blocking(
             runtime.web_sessions.open, principal, request.state.credential
         )

@@ -524,3 +524,40 @@ def test_guessing_credentials_at_the_sign_in_form_meets_the_brake(tmp_path: Path
             statuses = [sign_in(browser, f"guess-{n}", **JSON).status_code for n in range(5)]
         assert statuses[:3] == [401, 401, 401]
         assert statuses[3:] == [429, 429]
+
+
+def test_hostile_values_in_page_urls_and_forms_are_refused_not_crashed(pages: Pages) -> None:
+    with pages.browser() as browser:
+        sign_in(browser, pages.patient_token())
+        page = browser.get("/")
+        for path, params in (
+            ("/", {"modality": "CT\0"}),
+            ("/", {"institution": "\0"}),
+            ("/", {"page": "x\0y"}),
+            ("/accesses", {"page": "\0"}),
+            ("/studies/1.2%003/thumbnail", {}),
+        ):
+            reply = browser.get(path, params=params, headers=JSON)
+            assert reply.status_code in (400, 404), (path, params)
+            assert reply.headers["content-type"] == "application/problem+json"
+        for path, body in (
+            ("/shares", "study_uid=1.2%003&days=1"),
+            ("/shares", "study_uid=1.2.3&days=400"),
+            ("/shares/shl_%00/revoke", ""),
+            ("/shares/shl_nope/revoke", ""),
+        ):
+            reply = browser.post(
+                path, content=f"{body}&csrf={csrf_of(page)}", headers={**FORM, **JSON}
+            )
+            assert reply.status_code in (400, 404), path
+
+
+def test_signing_in_again_ends_the_session_before(pages: Pages) -> None:
+    with pages.browser() as browser:
+        sign_in(browser, pages.patient_token())
+        first = browser.cookies["mrsession"]
+        sign_in(browser, pages.regulator_key)
+        assert browser.cookies["mrsession"] != first
+    with pages.browser() as replay:
+        replay.cookies.set("mrsession", first)
+        assert replay.get("/", headers=JSON).status_code == 401
