@@ -10,6 +10,7 @@ import html
 import json
 import logging
 import re
+import ssl
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sqlalchemy.engine import make_url
 from mutualrec.http.headers import PAGE_POLICY
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.access import ADMIN, HOSPITAL, REGULATOR
+from mutualrec.security.dev_ca import make_ca, make_server_cert
 from mutualrec.security.patient_tokens import mint_patient_token
 from mutualrec.services.identity import TokenRequest
 from mutualrec.services.web_sessions import hash_session_id
@@ -561,3 +563,28 @@ def test_signing_in_again_ends_the_session_before(pages: Pages) -> None:
     with pages.browser() as replay:
         replay.cookies.set("mrsession", first)
         assert replay.get("/", headers=JSON).status_code == 401
+
+
+def test_under_tls_the_session_cookie_is_secure_and_host_bound(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path / "ca")
+    cert = make_server_cert(tmp_path / "ca", tmp_path / "server", ["127.0.0.1"])
+    settings = make_settings(
+        tmp_path,
+        MUTUALREC_DATABASE_URL=f"sqlite:///{tmp_path / 'index.sqlite3'}",
+        MUTUALREC_TLS_CERT=str(cert.cert),
+        MUTUALREC_TLS_KEY=str(cert.key),
+    )
+    for server in start_server(settings):
+        assert server.http_url is not None
+        assert server.http_url.startswith("https://")
+        with server.runtime.sessions.begin() as session:
+            key = new_key(session, REGULATOR)
+        trust = ssl.create_default_context(cafile=str(ca.cert))
+        with httpx.Client(base_url=server.http_url, verify=trust) as browser:
+            reply = sign_in(browser, key)
+            assert reply.status_code == 303
+            cookie = set_cookies(reply)["__Host-mrsession"]
+            attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
+            assert {"secure", "httponly", "samesite=strict", "path=/"} <= attributes
+            assert not any(a.startswith("domain") for a in attributes)
+            assert browser.get("/session").status_code == 200
