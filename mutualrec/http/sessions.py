@@ -22,6 +22,7 @@ from mutualrec.http.browser import (
     clear_cookie,
     form_fields,
     session_cookie_name,
+    session_csrf,
     session_id_of,
     set_cookie,
 )
@@ -113,6 +114,11 @@ def session_routes(admission: Admission) -> list[BaseRoute]:
                 landing = await runtime.run_blocking(runtime.web_sessions.landing, session_id)
             except InvalidKey:
                 landing = "/"
+        if wants_json(request):
+            # A script of a page this site serves (the viewer) learns the token its
+            # state-changing requests send as X-CSRF-Token; no other site can read this.
+            csrf = session_csrf(settings.token_secret, session_id) if session_id else ""
+            return JSONResponse({"role": principal.role, "landing": landing, "csrf": csrf})
         return render_page(request, settings, "session.html", role=principal.role, landing=landing)
 
     async def end(request: Request, _principal: Principal | None) -> Response:

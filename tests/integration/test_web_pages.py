@@ -588,3 +588,19 @@ def test_under_tls_the_session_cookie_is_secure_and_host_bound(tmp_path: Path) -
             assert {"secure", "httponly", "samesite=strict", "path=/"} <= attributes
             assert not any(a.startswith("domain") for a in attributes)
             assert browser.get("/session").status_code == 200
+
+
+def test_a_script_reads_its_sessions_csrf_token_and_sends_it_as_a_header(pages: Pages) -> None:
+    uid = pages.zhang_studies()[0]
+    with pages.browser() as browser:
+        sign_in(browser, pages.patient_token())
+        about = browser.get("/session", headers=JSON).json()
+        assert about["role"] == "patient"
+        assert about["landing"] == "/"
+        body = f"study_uid={uid}&days=1"
+        refused = browser.post("/shares", content=body, headers={**FORM, "X-CSRF-Token": "x"})
+        assert refused.status_code == 403
+        accepted = browser.post(
+            "/shares", content=body, headers={**FORM, "X-CSRF-Token": about["csrf"]}
+        )
+        assert accepted.status_code == 200
