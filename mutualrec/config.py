@@ -125,6 +125,10 @@ class Settings:
     # The HTTP door's URL as callers see it behind a proxy or load balancer (no trailing slash;
     # empty: the URL each request arrived on). CDS Hooks tokens name it as their audience.
     http_public_url: str = ""
+    # Browser sessions of the web pages: idle time and absolute lifetime, in seconds (a patient
+    # token's own expiry ends its session sooner).
+    web_session_idle_seconds: float = 1800.0
+    web_session_max_seconds: float = 8 * 3600.0
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -360,6 +364,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dicom_ae_title=_dicom_ae_title(env),
         http_listen=_http_listen(env, processes),
         http_public_url=_http_public_url(env),
+        web_session_idle_seconds=_number(env, "WEB_SESSION_IDLE_SECONDS", 1800, 60),
+        web_session_max_seconds=_number(env, "WEB_SESSION_MAX_SECONDS", 8 * 3600, 60),
     )
 
 

@@ -43,6 +43,7 @@ from mutualrec.services.result_indexing import ResultIndexing
 from mutualrec.services.sharing import Sharing
 from mutualrec.services.statistics import Statistics
 from mutualrec.services.study_upload import StudyUploads, UploadLimits
+from mutualrec.services.web_sessions import SessionLimits, WebSessions
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
@@ -89,6 +90,8 @@ class Runtime:
     dicom_storage: DicomStorage
     # The CDS Hooks services' callers: EHRs' JWTs verified against their registered keys.
     cds_clients: CdsClients
+    # Browsers signed in to the web pages.
+    web_sessions: WebSessions
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -196,6 +199,13 @@ class Runtime:
             dicom_peers=DicomPeers(sessions),
             dicom_storage=DicomStorage(study_uploads),
             cds_clients=CdsClients(sessions),
+            web_sessions=WebSessions(
+                sessions,
+                SessionLimits(
+                    idle=dt.timedelta(seconds=settings.web_session_idle_seconds),
+                    absolute=dt.timedelta(seconds=settings.web_session_max_seconds),
+                ),
+            ),
             lab_submissions=LabSubmissions(
                 store=store,
                 sessions=sessions,

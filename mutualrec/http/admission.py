@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mutualrec.http.browser import SAFE_METHODS, check_csrf, presented_csrf, session_id_of
 from mutualrec.http.problems import Refusal, problem, problem_for, problem_for_refusal
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import http_route, is_public, refusal, roles_for
@@ -63,6 +64,27 @@ class Admission:
         principal = authentication.without_lookup(token)
         if principal is None:
             principal = await self.runtime.run_blocking(authentication.look_up, token)
+        return principal
+
+    async def session_or_bearer(self, request: Request, route: str) -> Principal:
+        """The browser session its cookie names or, failing that, the Bearer header: the
+        authenticator of every route a browser calls (the pages, DICOMweb, the viewer). A
+        cookie-admitted request that changes state must carry the session's CSRF token (header
+        ``X-CSRF-Token`` or form field ``csrf``) and come from this site."""
+        settings = self.runtime.settings
+        session_id = session_id_of(request, settings)
+        if session_id is None:
+            return await self.bearer(request, route)
+        try:
+            principal = await self.runtime.run_blocking(
+                self.runtime.web_sessions.principal, session_id
+            )
+        except InvalidKey:
+            if "authorization" in request.headers:
+                return await self.bearer(request, route)
+            raise
+        if request.method not in SAFE_METHODS:
+            check_csrf(request, settings, await presented_csrf(request))
         return principal
 
     def route(

@@ -16,8 +16,12 @@ from mutualrec.http.admission import Admission
 from mutualrec.http.cds_hooks import cds_routes
 from mutualrec.http.cors import CdsCors
 from mutualrec.http.headers import SecurityHeaders
+from mutualrec.http.pages import page_routes
+from mutualrec.http.problem_pages import ProblemPages
 from mutualrec.http.problems import problem
 from mutualrec.http.regulator import regulator_routes
+from mutualrec.http.sessions import session_routes
+from mutualrec.http.static_files import static_routes
 from mutualrec.runtime import Runtime
 from mutualrec.security.api_keys import Principal
 
@@ -45,16 +49,24 @@ async def _http_error(_request: Request, error: Exception) -> Response:
 
 def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
     """The HTTP door's app: health, then each door's routes (CDS Hooks, the regulators'
-    dashboard)."""
+    dashboard, the web pages)."""
     admission = Admission(runtime)
     routes = [
         health_route(admission, serving),
         *cds_routes(admission),
-        *regulator_routes(admission),
+        *regulator_routes(admission, admission.session_or_bearer),
+        *session_routes(admission),
+        *page_routes(admission),
+        *static_routes(admission),
     ]
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},
         # Outermost first: preflights get the security headers too.
-        middleware=[Middleware(SecurityHeaders), Middleware(CdsCors)],
+        # Problem pages inside the headers: a page made of a problem gets the page's headers.
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(CdsCors),
+            Middleware(ProblemPages, settings=runtime.settings),
+        ],
     )

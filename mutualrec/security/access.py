@@ -30,6 +30,7 @@ _PATIENT = frozenset({PATIENT})
 # A hospital opens a study only while a recent check of its recognized that study (the servicer
 # answers NOT_FOUND otherwise, as for a study that does not exist).
 _STUDY_READERS = frozenset({PATIENT, SHARE, HOSPITAL})
+_SIGNS_IN = frozenset({PATIENT, SHARE, HOSPITAL, REGULATOR})
 
 RPC_ROLES: Mapping[str, frozenset[str]] = {
     "mutualrec.v1.CatalogService/ListItems": _EVERYONE,
@@ -59,6 +60,17 @@ RPC_ROLES: Mapping[str, frozenset[str]] = {
     # The regulators' dashboard: the same reports as GetSavingsReport and ExportReport.
     "HTTP GET /regulator": frozenset({REGULATOR}),
     "HTTP GET /regulator/report.csv": frozenset({REGULATOR}),
+    # Browser sessions: a patient, a doctor's share link, a hospital or regulator signs in
+    # (the administrator's key mints tokens and has no pages); who am I.
+    "HTTP POST /session": _SIGNS_IN,
+    "HTTP GET /session": _SIGNS_IN,
+    # The patient's pages, as ListStudies, GetThumbnail, the share-link RPCs and ListAccesses.
+    "HTTP GET /": _PATIENT,
+    "HTTP GET /studies/{study_uid}/thumbnail": _PATIENT,
+    "HTTP GET /shares": _PATIENT,
+    "HTTP POST /shares": _PATIENT,
+    "HTTP POST /shares/{link_id}/revoke": _PATIENT,
+    "HTTP GET /accesses": _PATIENT,
 }
 
 # Served without credentials: load balancers probe health, tools list the services.
@@ -69,10 +81,21 @@ PUBLIC_SERVICES = (
 )
 
 # HTTP routes served without credentials: load balancers probe health; the CDS Hooks discovery
-# document only lists what the services are (the spec lets an EHR read it before it signs); a
-# page's stylesheet names nothing (and a browser fetches it without the page's credential).
+# document only lists what the services are (the spec lets an EHR read it before it signs).
+# The sign-in and share-link pages, their files and the language toggle are for browsers not
+# signed in yet; signing out ends only the caller's own session (both forms carry a CSRF token).
+# A page's stylesheet or script names nothing (and a browser fetches it without credentials).
 PUBLIC_ROUTES = frozenset(
-    {"HTTP GET /healthz", "HTTP GET /cds-services", "HTTP GET /static/regulator/{name}"}
+    {
+        "HTTP GET /healthz",
+        "HTTP GET /cds-services",
+        "HTTP GET /signin",
+        "HTTP GET /open",
+        "HTTP GET /static/{name}",
+        "HTTP GET /static/regulator/{name}",
+        "HTTP POST /session/end",
+        "HTTP POST /language",
+    }
 )
 
 

@@ -136,3 +136,9 @@ def share_token_hash(token: str) -> str:
 def looks_like_share_token(token: str) -> bool:
     """Whether a bearer token is a share token."""
     return token.startswith(SHARE_PREFIX)
+
+
+def patient_token_expiry(token: str) -> dt.datetime:
+    """When a token :func:`verify_patient_token` accepted stops being valid (its ``exp``)."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)

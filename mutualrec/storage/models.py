@@ -642,3 +642,26 @@ class CdsTokenUse(Base):
     issuer: Mapped[str] = mapped_column(String(255))
     jti: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class WebSession(Base):
+    """A browser's sign-in: the credential it was opened with, summed up as the principal it
+    names, kept only as the hash of the cookie's random id. Rows of a revoked link or key stay
+    until they expire; every use checks the credential again."""
+
+    __tablename__ = "web_session"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # The API key's id or the share link's id ("patient-token" for a patient token).
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    institution_id: Mapped[int | None] = mapped_column(Integer)
+    institution_code: Mapped[str | None] = mapped_column(String(64))
+    patient_key: Mapped[str | None] = mapped_column(String(64))
+    shared_study_id: Mapped[int | None] = mapped_column(Integer)
+    # Where the browser goes once signed in (a share link's study in the viewer).
+    landing: Mapped[str] = mapped_column(String(400))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

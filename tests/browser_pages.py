@@ -1,0 +1,78 @@
+"""Headless Chromium for the web pages' tests: Debian's chromium and chromedriver driven by
+Selenium, each browser with a fresh profile, and screenshots kept under test-artifacts/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+from tests.conftest import REPO, skip_or_fail
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = REPO / "test-artifacts" / "web-pages"
+# A phone's screen: the pages are used on one.
+PHONE_WINDOW = "412,915"
+
+
+def chromium_unavailable() -> str | None:
+    """Why no browser can be driven here, or None."""
+    for tool in (CHROMIUM, CHROMEDRIVER):
+        if not tool.exists():
+            return f"{tool} is missing (make test-tools installs it)"
+    return None
+
+
+def open_chromium(
+    profile: Path, window: str = PHONE_WINDOW, languages: str = "zh-CN,zh,en"
+) -> webdriver.Chrome:
+    """A headless Chromium with a fresh profile in ``profile``, quiet on the network (no
+    updates, no sync, no QUIC): only the pages under test are fetched. Its Accept-Language is
+    ``languages`` (a patient of the region's, by default)."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    options.add_experimental_option("prefs", {"intl.accept_languages": languages})
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        f"--window-size={window}",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+
+
+@pytest.fixture
+def browsers(tmp_path: Path) -> Iterator[list[webdriver.Chrome]]:
+    """Two independent browsers (a patient's, a doctor's), each with its own profile, quit at
+    the end."""
+    reason = chromium_unavailable()
+    if reason is not None:
+        skip_or_fail(reason)
+    drivers: list[webdriver.Chrome] = []
+    try:
+        for name in ("patient", "doctor"):
+            drivers.append(open_chromium(tmp_path / f"profile-{name}"))
+        yield drivers
+    finally:
+        for driver in drivers:
+            driver.quit()
+
+
+def screenshot(driver: webdriver.Chrome, name: str) -> Path:
+    """Keep what the browser shows now as ``test-artifacts/web-pages/<name>.png``."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
