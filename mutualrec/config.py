@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,10 @@ class Settings:
     # The HTTP door's URL as callers see it behind a proxy or load balancer (no trailing slash;
     # empty: the URL each request arrived on). CDS Hooks tokens name it as their audience.
     http_public_url: str = ""
+    # A STOW-RS request's whole body (each part is an instance, bounded by max_instance_bytes).
+    max_stow_bytes: int = 16384 * 1024 * 1024
+    # The OHIF viewer served under /viewer/: its unpacked dist/ (None: not served).
+    viewer_dir: Path | None = None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -360,6 +365,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dicom_ae_title=_dicom_ae_title(env),
         http_listen=_http_listen(env, processes),
         http_public_url=_http_public_url(env),
+        max_stow_bytes=int(_number(env, "MAX_STOW_MIB", 16384, 1) * MIB),
+        viewer_dir=_viewer_dir(env),
     )
 
 
@@ -371,6 +378,21 @@ def _http_public_url(env: Mapping[str, str]) -> str:
             f"https://region.example.org, got {raw!r}"
         )
     return raw
+
+
+def _viewer_dir(env: Mapping[str, str]) -> Path | None:
+    """Where the OHIF viewer's files are: MUTUALREC_VIEWER_DIR, ``off`` for none; by default
+    what ``make install`` unpacked beside the virtualenv, if it did."""
+    raw = (env.get(PREFIX + "VIEWER_DIR") or "").strip()
+    if raw.lower() in HTTP_OFF:
+        return None
+    if raw:
+        path = Path(raw).expanduser()
+        if not (path / "index.html").is_file():
+            raise ConfigError(f"{PREFIX}VIEWER_DIR has no index.html: {raw!r}")
+        return path
+    installed = Path(sys.prefix) / "ohif" / "current"
+    return installed if (installed / "index.html").is_file() else None
 
 
 # Values of MUTUALREC_HTTP_LISTEN that turn the HTTP door off.

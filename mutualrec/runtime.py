@@ -43,6 +43,7 @@ from mutualrec.services.result_indexing import ResultIndexing
 from mutualrec.services.sharing import Sharing
 from mutualrec.services.statistics import Statistics
 from mutualrec.services.study_upload import StudyUploads, UploadLimits
+from mutualrec.services.web_store import WebStore
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
@@ -89,6 +90,8 @@ class Runtime:
     dicom_storage: DicomStorage
     # The CDS Hooks services' callers: EHRs' JWTs verified against their registered keys.
     cds_clients: CdsClients
+    # STOW-RS: DICOMweb's store, over the study upload service as the other doors.
+    web_store: WebStore
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -195,6 +198,7 @@ class Runtime:
             study_uploads=study_uploads,
             dicom_peers=DicomPeers(sessions),
             dicom_storage=DicomStorage(study_uploads),
+            web_store=WebStore(study_uploads, DicomStorage(study_uploads)),
             cds_clients=CdsClients(sessions),
             lab_submissions=LabSubmissions(
                 store=store,

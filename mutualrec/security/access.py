@@ -56,6 +56,9 @@ RPC_ROLES: Mapping[str, frozenset[str]] = {
     # over CheckOrder and RecordDecision.
     "HTTP POST /cds-services/{service_id}": _HOSPITAL,
     "HTTP POST /cds-services/{service_id}/feedback": _HOSPITAL,
+    # STOW-RS: a hospital stores instances as over UploadStudy and C-STORE.
+    "HTTP POST /dicomweb/studies": _HOSPITAL,
+    "HTTP POST /dicomweb/studies/{study}": _HOSPITAL,
 }
 
 # Served without credentials: load balancers probe health, tools list the services.
