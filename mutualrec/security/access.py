@@ -21,15 +21,18 @@ PATIENT = "patient"
 """A patient token: the patient's own imaging history and share links."""
 SHARE = "share"
 """A share link: read-only, one study."""
+DOCTOR = "doctor"
+"""A recognized study's open link (``open_url``): read-only, the one study a hospital's check
+recognized, for that hospital, while the check is recent."""
 
-ROLES = (HOSPITAL, REGULATOR, ADMIN, PATIENT, SHARE)
+ROLES = (HOSPITAL, REGULATOR, ADMIN, PATIENT, SHARE, DOCTOR)
 
 _EVERYONE = frozenset(ROLES)
 _HOSPITAL = frozenset({HOSPITAL})
 _PATIENT = frozenset({PATIENT})
 # A hospital opens a study only while a recent check of its recognized that study (the servicer
 # answers NOT_FOUND otherwise, as for a study that does not exist).
-_STUDY_READERS = frozenset({PATIENT, SHARE, HOSPITAL})
+_STUDY_READERS = frozenset({PATIENT, SHARE, HOSPITAL, DOCTOR})
 
 RPC_ROLES: Mapping[str, frozenset[str]] = {
     "mutualrec.v1.CatalogService/ListItems": _EVERYONE,
