@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The OHIF viewer (npm's @ohif/app, prebuilt, sha512-checked) unpacked under .venv/ohif/:
+# served at /viewer/. Idempotent; without network the server runs without a viewer.
 install: $(STAMP)
+	$(BIN)/python -m mutualrec.viewer_install
 
 # Stubs are committed (so `pip install .` needs no protoc); CI regenerates them and fails on a diff.
 proto: $(STAMP)

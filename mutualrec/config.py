@@ -12,12 +12,12 @@ import hashlib
 import hmac
 import os
 import secrets
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mutualrec.private_files import private_dir, tighten_file
+from mutualrec.viewer_install import INSTALLED_MARK, default_dir
 
 PREFIX = "MUTUALREC_"
 MIB = 1024 * 1024
@@ -391,8 +391,8 @@ def _viewer_dir(env: Mapping[str, str]) -> Path | None:
         if not (path / "index.html").is_file():
             raise ConfigError(f"{PREFIX}VIEWER_DIR has no index.html: {raw!r}")
         return path
-    installed = Path(sys.prefix) / "ohif" / "current"
-    return installed if (installed / "index.html").is_file() else None
+    installed = default_dir()
+    return installed if (installed / INSTALLED_MARK).is_file() else None
 
 
 # Values of MUTUALREC_HTTP_LISTEN that turn the HTTP door off.

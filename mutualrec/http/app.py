@@ -18,6 +18,7 @@ from mutualrec.http.cors import CdsCors
 from mutualrec.http.dicomweb.stow import stow_routes
 from mutualrec.http.headers import SecurityHeaders
 from mutualrec.http.problems import problem
+from mutualrec.http.viewer import viewer_routes
 from mutualrec.runtime import Runtime
 from mutualrec.security.api_keys import Principal
 
@@ -47,7 +48,12 @@ def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
     """The HTTP door's app: health, then each door's routes (CDS Hooks, DICOMweb, the
     viewer)."""
     admission = Admission(runtime)
-    routes = [health_route(admission, serving), *cds_routes(admission), *stow_routes(admission)]
+    routes = [
+        health_route(admission, serving),
+        *cds_routes(admission),
+        *stow_routes(admission),
+        *viewer_routes(admission, runtime.settings.viewer_dir),
+    ]
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},

@@ -1,6 +1,6 @@
 """Security headers on every response of the HTTP door, whatever answered it (a route, a
-problem body, a 404): the door serves JSON today, so the strictest policy applies; pages to come
-loosen only what they need, here, in one place."""
+problem body, a 404): JSON answers get the strictest policy; the viewer's pages only what the
+OHIF viewer needs, here, in one place."""
 
 from __future__ import annotations
 
@@ -16,6 +16,38 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+# Under /viewer/: the OHIF app from this origin only. What it truly needs beyond 'self':
+# WebAssembly compilation for its image codecs ('wasm-unsafe-eval', not 'unsafe-eval'), workers
+# it builds from blob: URLs, images and fonts it decodes to blob:/data: URLs, and the style
+# elements its components inject. No inline script (the installer moved them to a file), no
+# other origin, no framing.
+VIEWER_PATH = "/viewer"
+VIEWER_CSP = (
+    b"default-src 'self'; "
+    b"script-src 'self' 'wasm-unsafe-eval'; "
+    b"worker-src 'self' blob:; "
+    b"connect-src 'self'; "
+    b"img-src 'self' data: blob:; "
+    b"font-src 'self' data:; "
+    b"style-src 'self' 'unsafe-inline'; "
+    b"object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+VIEWER_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", VIEWER_CSP),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    # The same files for everyone: revalidated (ETag), not re-sent, on every load.
+    (b"cache-control", b"no-cache"),
+)
+
+
+def headers_for(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The security headers of a response to ``path``."""
+    if path == VIEWER_PATH or path.startswith(VIEWER_PATH + "/"):
+        return VIEWER_HEADERS
+    return SECURITY_HEADERS
+
+
 class SecurityHeaders:
     """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
 
@@ -27,12 +59,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        added = headers_for(scope["path"])
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name.lower() for name, _ in message.get("headers", [])}
                 message["headers"] = [
                     *message.get("headers", []),
-                    *((n, v) for n, v in SECURITY_HEADERS if n not in names),
+                    *((n, v) for n, v in added if n not in names),
                 ]
             await send(message)
 

@@ -72,8 +72,17 @@ PUBLIC_SERVICES = (
 )
 
 # HTTP routes served without credentials: load balancers probe health; the CDS Hooks discovery
-# document only lists what the services are (the spec lets an EHR read it before it signs).
-PUBLIC_ROUTES = frozenset({"HTTP GET /healthz", "HTTP GET /cds-services"})
+# document only lists what the services are (the spec lets an EHR read it before it signs); the
+# viewer's files are the same for everyone and hold no patient data (what it shows comes from
+# /dicomweb, which admits its callers).
+PUBLIC_ROUTES = frozenset(
+    {
+        "HTTP GET /healthz",
+        "HTTP GET /cds-services",
+        "HTTP GET /viewer",
+        "HTTP GET /viewer/{path:path}",
+    }
+)
 
 
 def http_route(method: str, path: str) -> str:

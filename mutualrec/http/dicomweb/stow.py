@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from mutualrec.dicom_net.statuses import PATIENT_UNKNOWN
 from mutualrec.http.admission import Admission
 from mutualrec.http.dicomweb.multipart import DICOM, dicom_parts
 from mutualrec.http.problems import Refusal
@@ -43,6 +42,7 @@ ITEM_HEADER = "X-Performed-Item-Code"
 FAILURE_REFUSED = 0xC000  # cannot understand: the instance is not acceptable as sent
 FAILURE_STUDY_MISMATCH = 0xA900  # not of the study the request URL names
 FAILURE_PROCESSING = 0x0110  # held for another patient or institution: a conflict
+FAILURE_PATIENT_UNKNOWN = 0xC001  # no document and no PatientID: C-STORE's answer too
 WARNING_COERCED = 0xB000  # held already as sent, or held until its patient is linked
 _CONFLICTS = frozenset({"CONFLICT", "OTHER_PATIENT", "SECOND_STUDY", "SECOND_PATIENT"})
 
@@ -132,7 +132,7 @@ def failure_reason(outcome: InstanceOutcome) -> int:
     if reason == "STUDY_MISMATCH":
         return FAILURE_STUDY_MISMATCH
     if reason == PATIENT_NOT_IDENTIFIED:
-        return PATIENT_UNKNOWN
+        return FAILURE_PATIENT_UNKNOWN
     if reason in _CONFLICTS:
         return FAILURE_PROCESSING
     return FAILURE_REFUSED
