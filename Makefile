@@ -25,7 +25,7 @@ proto: $(STAMP)
 proto-check: proto
 	git diff --exit-code -- mutualrec/v1
 
-serve: $(STAMP)
+serve: install
 	$(BIN)/mutualrec serve
 
 # Loads the demo into the server `make serve` runs (start that first, in another terminal).
@@ -41,7 +41,7 @@ test-s3:
 test-tools:
 	bash tests/tools/install.sh
 
-test: $(STAMP) test-s3 test-tools
+test: install test-s3 test-tools
 	$(BIN)/pytest
 
 # The suite again with the clock of every process it starts moved LATER_DAYS ahead: proof that no
