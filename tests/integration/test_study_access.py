@@ -17,6 +17,7 @@ import pydicom
 import pytest
 from sqlalchemy import update
 
+from mutualrec.cli import main
 from mutualrec.client.imaging import download_study
 from mutualrec.client.upload import auth_metadata
 from mutualrec.localtime import LOCAL_ZONE
@@ -269,3 +270,21 @@ def test_a_cds_card_links_the_study_for_the_ehrs_institution(
     assert link["url"].startswith(f"{server.http_url}/open#")
     token = _link_token(link["url"])
     assert _get_study(server, token, "").study.study_instance_uid == held["ct"]
+
+
+def test_mutualrec_download_takes_the_open_url_as_it_is(
+    server: RunningServer,
+    held: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    reply = _check(server, held["keys"][CHECKER], "IMG-CT-CHEST-C")
+    open_url = reply.lines[0].result.imaging.open_url
+    # No key nor token anywhere: the link is the credential.
+    for name in ("MUTUALREC_API_KEY", "MUTUALREC_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["download", open_url, "--server", server.address, "--out", str(tmp_path / "f")])
+    assert code == 0
+    assert f"{held['ct_count']} files" in capsys.readouterr().out
+    assert len(list((tmp_path / "f").rglob("*.dcm"))) == held["ct_count"]
