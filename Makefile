@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The OHIF viewer (npm's @ohif/app, prebuilt, sha512-checked) unpacked under .venv/ohif/:
+# served at /viewer/. Idempotent; without network the server runs without a viewer.
 install: $(STAMP)
+	$(BIN)/python -m mutualrec.viewer_install
 
 # Stubs are committed (so `pip install .` needs no protoc); CI regenerates them and fails on a diff.
 proto: $(STAMP)
@@ -22,7 +25,7 @@ proto: $(STAMP)
 proto-check: proto
 	git diff --exit-code -- mutualrec/v1
 
-serve: $(STAMP)
+serve: install
 	$(BIN)/mutualrec serve
 
 # Loads the demo into the server `make serve` runs (start that first, in another terminal).
@@ -38,7 +41,7 @@ test-s3:
 test-tools:
 	bash tests/tools/install.sh
 
-test: $(STAMP) test-s3 test-tools
+test: install test-s3 test-tools
 	$(BIN)/pytest
 
 # The suite again with the clock of every process it starts moved LATER_DAYS ahead: proof that no

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mutualrec.private_files import private_dir, tighten_file
+from mutualrec.viewer_install import INSTALLED_MARK, default_dir
 
 PREFIX = "MUTUALREC_"
 MIB = 1024 * 1024
@@ -129,6 +130,10 @@ class Settings:
     # token's own expiry ends its session sooner).
     web_session_idle_seconds: float = 1800.0
     web_session_max_seconds: float = 8 * 3600.0
+    # A STOW-RS request's whole body (each part is an instance, bounded by max_instance_bytes).
+    max_stow_bytes: int = 16384 * 1024 * 1024
+    # The OHIF viewer served under /viewer/: its unpacked dist/ (None: not served).
+    viewer_dir: Path | None = None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -366,6 +371,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_public_url=_http_public_url(env),
         web_session_idle_seconds=_number(env, "WEB_SESSION_IDLE_SECONDS", 1800, 60),
         web_session_max_seconds=_number(env, "WEB_SESSION_MAX_SECONDS", 8 * 3600, 60),
+        max_stow_bytes=int(_number(env, "MAX_STOW_MIB", 16384, 1) * MIB),
+        viewer_dir=_viewer_dir(env),
     )
 
 
@@ -377,6 +384,21 @@ def _http_public_url(env: Mapping[str, str]) -> str:
             f"https://region.example.org, got {raw!r}"
         )
     return raw
+
+
+def _viewer_dir(env: Mapping[str, str]) -> Path | None:
+    """Where the OHIF viewer's files are: MUTUALREC_VIEWER_DIR, ``off`` for none; by default
+    what ``make install`` unpacked beside the virtualenv, if it did."""
+    raw = (env.get(PREFIX + "VIEWER_DIR") or "").strip()
+    if raw.lower() in HTTP_OFF:
+        return None
+    if raw:
+        path = Path(raw).expanduser()
+        if not (path / "index.html").is_file():
+            raise ConfigError(f"{PREFIX}VIEWER_DIR has no index.html: {raw!r}")
+        return path
+    installed = default_dir()
+    return installed if (installed / INSTALLED_MARK).is_file() else None
 
 
 # Values of MUTUALREC_HTTP_LISTEN that turn the HTTP door off.

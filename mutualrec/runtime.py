@@ -42,8 +42,10 @@ from mutualrec.services.reference import ReferenceCache
 from mutualrec.services.result_indexing import ResultIndexing
 from mutualrec.services.sharing import Sharing
 from mutualrec.services.statistics import Statistics
+from mutualrec.services.study_links import StudyLinks
 from mutualrec.services.study_upload import StudyUploads, UploadLimits
 from mutualrec.services.web_sessions import SessionLimits, WebSessions
+from mutualrec.services.web_store import WebStore
 from mutualrec.storage import catalog_store
 from mutualrec.storage.db import ensure_schema, make_engine
 from mutualrec.storage.factory import open_object_store
@@ -92,6 +94,10 @@ class Runtime:
     cds_clients: CdsClients
     # Browsers signed in to the web pages.
     web_sessions: WebSessions
+    # STOW-RS: DICOMweb's store, over the study upload service as the other doors.
+    web_store: WebStore
+    # The open_url of a recognized study: a check-bound link to the viewer.
+    study_links: StudyLinks
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -198,6 +204,8 @@ class Runtime:
             study_uploads=study_uploads,
             dicom_peers=DicomPeers(sessions),
             dicom_storage=DicomStorage(study_uploads),
+            web_store=WebStore(study_uploads, DicomStorage(study_uploads)),
+            study_links=StudyLinks(settings.token_secret, settings.http_public_url),
             cds_clients=CdsClients(sessions),
             web_sessions=WebSessions(
                 sessions,

@@ -163,7 +163,11 @@ def _banner(
     if settings.dicom_listen is not None:
         dicom_host, dicom_port = settings.dicom_listen
         dicom = f"  DICOM: AE title {settings.dicom_ae_title} on {dicom_host}:{dicom_port}\n"
-    http = f"  HTTP:    {http_url} (CDS Hooks, /regulator, /healthz)\n" if http_url else ""
+    http = ""
+    if http_url:
+        http = f"  HTTP:    {http_url} (CDS Hooks, DICOMweb, the web pages, /regulator, /healthz)\n"
+    if http_url and settings.viewer_dir is not None:
+        http += f"  viewer:  {settings.http_public_url or http_url}/viewer/\n"
     # One write, the listening line last: whoever waits for it has read the rest too.
     return (
         f"mutualrec {__version__}\n"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import TypeAlias
 
 import grpc
@@ -14,7 +16,6 @@ from mutualrec.matching.decisions import DeclineReason
 from mutualrec.matching.order_lines import CheckedLine
 from mutualrec.matching.result_details import ImagingDetail, LabDetail
 from mutualrec.money import yuan
-from mutualrec.recognition.answers import study_open_url
 from mutualrec.runtime import Runtime
 from mutualrec.services.recognition import (
     CheckContext,
@@ -44,7 +45,9 @@ def _time(moment: dt.datetime | None) -> str:
     return "" if moment is None else moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | None:
+def _result_proto(
+    checked: CheckedLine, open_url: Callable[[str], str]
+) -> recognition_pb2.RecognizedResult | None:
     finding, cited, detail = checked.finding, checked.cited, checked.detail
     if finding.result is None or cited is None:
         return None
@@ -85,13 +88,16 @@ def _result_proto(checked: CheckedLine) -> recognition_pb2.RecognizedResult | No
                 contrast=detail.contrast,
                 description=detail.description,
                 instance_count=detail.instance_count,
-                open_url=study_open_url(uid),
+                open_url=open_url(uid),
             )
         )
     return result
 
 
-def _report_proto(report: CheckReport) -> recognition_pb2.CheckOrderResponse:
+def _report_proto(
+    report: CheckReport, open_url: Callable[[str], str]
+) -> recognition_pb2.CheckOrderResponse:
+    """``report`` as its message; ``open_url``: the link opening a recognized study's UID."""
     lines = []
     for number, checked in enumerate(report.lines):
         finding = checked.finding
@@ -104,7 +110,7 @@ def _report_proto(report: CheckReport) -> recognition_pb2.CheckOrderResponse:
                 item_name=item.name_zh if item else "",
                 verdict=_VERDICTS[finding.verdict.value],
                 reason=finding.reason.text(report.language),
-                result=_result_proto(checked),
+                result=_result_proto(checked, open_url),
                 estimated_saving=yuan(finding.saving_fen),
                 expired_since=_time(finding.expired_since),
             )
@@ -149,7 +155,14 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
             received_at=received_at,
         )
         report = await self.runtime.run_blocking(self.runtime.recognition.check, check, principal)
-        return _report_proto(report)
+        assert principal.institution_id is not None  # only hospitals check orders
+        open_url = functools.partial(
+            self.runtime.study_links.open_url,
+            report.check_id,
+            report.received_at,
+            principal.institution_id,
+        )
+        return _report_proto(report, open_url)
 
     async def RecordDecision(
         self, request: recognition_pb2.RecordDecisionRequest, context: Context

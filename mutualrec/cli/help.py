@@ -116,7 +116,17 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("DICOM_LISTEN", "", "host:port of the DICOM C-STORE listener (unset: none)"),
     ("DICOM_AE_TITLE", "MUTUALREC", "our AE title: the called AE title PACS must use"),
     ("HTTP_LISTEN", "127.0.0.1:8080", "host:port of the HTTP door (CDS Hooks); off: none"),
-    ("HTTP_PUBLIC_URL", "", "the HTTP door's URL behind a proxy (CDS tokens' audience)"),
+    (
+        "HTTP_PUBLIC_URL",
+        "",
+        "the HTTP door's URL behind a proxy (CDS tokens' audience, study links' host)",
+    ),
+    ("MAX_STOW_MIB", "16384", "largest STOW-RS request body (each part: MAX_INSTANCE_MIB)"),
+    (
+        "VIEWER_DIR",
+        "",
+        "the OHIF viewer's files served at /viewer/ (off: none; default: installed)",
+    ),
 )
 
 

@@ -45,7 +45,8 @@ def register(commands: Any, client: ClientSettings) -> None:
         "study_uid",
         nargs="?",
         default="",
-        help="StudyInstanceUID or the open_url a check printed; empty with a share token",
+        help="StudyInstanceUID, or the open_url a check printed (https://.../open#mro_...: "
+        "no other credential needed); empty with a share token",
     )
     download.add_argument(
         "--key",
@@ -150,12 +151,14 @@ def _history(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     from mutualrec.client.imaging import download_study
-    from mutualrec.client.links import study_uid
+    from mutualrec.client.links import study_link_token, study_uid
 
+    # An https open_url is its own credential and names its own study.
+    link_token = study_link_token(args.study_uid)
+    token = link_token or connection.token(args)
+    uid = "" if link_token else study_uid(args.study_uid)
     with connection.channel(args) as channel:
-        saved = download_study(
-            channel, connection.token(args), study_uid(args.study_uid), Path(args.out), args.series
-        )
+        saved = download_study(channel, token, uid, Path(args.out), args.series)
     total = sum(f.size_bytes for f in saved)
     print(f"{len(saved)} files, {total} bytes, checked, under {args.out}")
     return 0

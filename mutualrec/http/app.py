@@ -15,6 +15,7 @@ from mutualrec import __version__
 from mutualrec.http.admission import Admission
 from mutualrec.http.cds_hooks import cds_routes
 from mutualrec.http.cors import CdsCors
+from mutualrec.http.dicomweb.stow import stow_routes
 from mutualrec.http.headers import SecurityHeaders
 from mutualrec.http.pages import page_routes
 from mutualrec.http.problem_pages import ProblemPages
@@ -22,6 +23,7 @@ from mutualrec.http.problems import problem
 from mutualrec.http.regulator import regulator_routes
 from mutualrec.http.sessions import session_routes
 from mutualrec.http.static_files import static_routes
+from mutualrec.http.viewer import viewer_routes
 from mutualrec.runtime import Runtime
 from mutualrec.security.api_keys import Principal
 
@@ -48,8 +50,8 @@ async def _http_error(_request: Request, error: Exception) -> Response:
 
 
 def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
-    """The HTTP door's app: health, then each door's routes (CDS Hooks, the regulators'
-    dashboard, the web pages)."""
+    """The HTTP door's app: health, then each door's routes (CDS Hooks, DICOMweb, the
+    viewer, the regulators' dashboard, the web pages)."""
     admission = Admission(runtime)
     routes = [
         health_route(admission, serving),
@@ -58,6 +60,8 @@ def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
         *session_routes(admission),
         *page_routes(admission),
         *static_routes(admission),
+        *stow_routes(admission),
+        *viewer_routes(admission, runtime.settings.viewer_dir),
     ]
     return Starlette(
         routes=routes,

@@ -89,8 +89,15 @@ def cds_routes(admission: Admission) -> list[BaseRoute]:
             report = await runtime.run_blocking(runtime.recognition.check, check, principal)
         except DomainError as error:
             raise _remapped(error, request_field) from None
+        assert principal.institution_id is not None  # an EHR's JWT names its institution
+        open_url = functools.partial(
+            runtime.study_links.open_url,
+            report.check_id,
+            report.received_at,
+            principal.institution_id,
+        )
         return JSONResponse(
-            {"cards": cards(report.check_id, report.lines, order.orders, report.language)}
+            {"cards": cards(report.check_id, report.lines, order.orders, report.language, open_url)}
         )
 
     async def feedback(request: Request, principal: Principal | None) -> Response:

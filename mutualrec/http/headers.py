@@ -1,6 +1,7 @@
 """Security headers on every response of the HTTP door, whatever answered it (a route, a
 problem body, a 404), with the Content-Security-Policy chosen by path, here, in one place: the
-API (JSON) the strictest; the web pages scripts and styles from this site only, never inline."""
+API (JSON) the strictest; the web pages scripts and styles from this site only, never inline;
+the viewer only what the OHIF viewer needs."""
 
 from __future__ import annotations
 
@@ -15,14 +16,51 @@ PAGE_POLICY = (
     b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
     b"object-src 'none'"
 )
+# Under /viewer/: the OHIF app from this origin only. What it truly needs beyond 'self':
+# WebAssembly compilation for its image codecs ('wasm-unsafe-eval', not 'unsafe-eval'), workers
+# it builds from blob: URLs, images and fonts it decodes to blob:/data: URLs, and the style
+# elements its components inject. No inline script (the installer moved them to a file), no
+# other origin, no framing.
+VIEWER_PATH = "/viewer"
+VIEWER_CSP = (
+    b"default-src 'self'; "
+    b"script-src 'self' 'wasm-unsafe-eval'; "
+    b"worker-src 'self' blob:; "
+    b"connect-src 'self'; "
+    b"img-src 'self' data: blob:; "
+    b"font-src 'self' data:; "
+    b"style-src 'self' 'unsafe-inline'; "
+    b"object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 # The web pages' paths (exact, or a prefix ending in "/"); everything else is API.
 PAGE_PATHS = frozenset({"/", "/signin", "/open", "/session", "/session/end", "/shares"})
 PAGE_PREFIXES = ("/shares/", "/accesses", "/studies/", "/static/", "/language")
 
-COMMON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
-    (b"x-content-type-options", b"nosniff"),
-    # Answers name patients' results: no cache keeps them (a route may say otherwise).
-    (b"cache-control", b"no-store"),
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+# Answers name patients' results: no cache keeps them (a route may say otherwise).
+_NO_STORE = (b"cache-control", b"no-store")
+
+API_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", API_POLICY),
+    (b"referrer-policy", b"no-referrer"),
+    _NOSNIFF,
+    _NO_STORE,
+)
+# The pages name themselves to themselves only: under ``no-referrer`` a browser sends
+# ``Origin: null`` with a form, and the same-origin check could not tell our forms from a forged
+# one. (No page's URL holds a credential: share tokens stay in the fragment.)
+PAGE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", PAGE_POLICY),
+    (b"referrer-policy", b"same-origin"),
+    _NOSNIFF,
+    _NO_STORE,
+)
+VIEWER_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", VIEWER_CSP),
+    (b"referrer-policy", b"no-referrer"),
+    _NOSNIFF,
+    # The same files for everyone: revalidated (ETag), not re-sent, on every load.
+    (b"cache-control", b"no-cache"),
 )
 
 
@@ -31,21 +69,16 @@ def is_page(path: str) -> bool:
     return path in PAGE_PATHS or path.startswith(PAGE_PREFIXES)
 
 
-def policy_for(path: str) -> bytes:
-    """The Content-Security-Policy of responses under ``path``."""
-    return PAGE_POLICY if is_page(path) else API_POLICY
-
-
-def referrer_policy_for(path: str) -> bytes:
-    """The pages name themselves to themselves only: under ``no-referrer`` a browser sends
-    ``Origin: null`` with a form, and the same-origin check could not tell our forms from a
-    forged one. (No page's URL holds a credential: share tokens stay in the fragment.)"""
-    return b"same-origin" if is_page(path) else b"no-referrer"
+def headers_for(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The security headers of a response to ``path``."""
+    if path == VIEWER_PATH or path.startswith(VIEWER_PATH + "/"):
+        return VIEWER_HEADERS
+    return PAGE_HEADERS if is_page(path) else API_HEADERS
 
 
 class SecurityHeaders:
-    """ASGI middleware adding :data:`COMMON_HEADERS` and the path's policy to every HTTP
-    response (a header the route set itself is kept)."""
+    """ASGI middleware adding the path's security headers to every HTTP response (a header
+    the route set itself is kept)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -54,19 +87,15 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        headers = (
-            (b"content-security-policy", policy_for(path)),
-            (b"referrer-policy", referrer_policy_for(path)),
-            *COMMON_HEADERS,
-        )
+
+        added = headers_for(scope["path"])
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name.lower() for name, _ in message.get("headers", [])}
                 message["headers"] = [
                     *message.get("headers", []),
-                    *((n, v) for n, v in headers if n not in names),
+                    *((n, v) for n, v in added if n not in names),
                 ]
             await send(message)
 

@@ -111,4 +111,6 @@ async def open_http_door(runtime: Runtime) -> HttpDoor | None:
         return None
     door = HttpDoor(runtime, address)
     await door.start()
+    # A recognized study's link opens the viewer here unless MUTUALREC_HTTP_PUBLIC_URL says where.
+    runtime.study_links.serve_at(door.base_url)
     return door

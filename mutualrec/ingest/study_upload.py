@@ -42,6 +42,9 @@ class InstanceOutcome:
     sop_instance_uid: str = ""
     series_instance_uid: str = ""
     version: int = 0
+    # What DICOMweb's STOW-RS answer names per instance (empty where the header was unreadable).
+    study_instance_uid: str = ""
+    sop_class_uid: str = ""
     size_bytes: int = 0
     sha256: str = ""
     reason: str = ""
@@ -166,14 +169,26 @@ class UploadScope:
     """The one study and the one hospital patient an upload carries: the first valid instance
     fixes them, every later one must agree."""
 
-    def __init__(self) -> None:
-        self.study_instance_uid: str | None = None
+    def __init__(self, study_instance_uid: str | None = None) -> None:
+        # Set ahead when the sender names the study (STOW-RS to /studies/{study}).
+        self.study_instance_uid = study_instance_uid
         self.hospital_patient_id: str | None = None
+        self._admitted = False
 
     def admit(self, header: DicomHeader) -> None:
         """Accept ``header`` into the upload, or raise :class:`Rejected` saying why not."""
         if self.study_instance_uid is None:
             self.study_instance_uid = header.study_instance_uid
+        if header.study_instance_uid != self.study_instance_uid and not self._admitted:
+            raise Rejected.one(
+                "the instance is not of the study the request names",
+                attribute("StudyInstanceUID"),
+                f"the request is for study {self.study_instance_uid}, this instance is of "
+                f"{header.study_instance_uid}",
+                "STUDY_MISMATCH",
+            )
+        if not self._admitted:
+            self._admitted = True
             self.hospital_patient_id = header.patient_id
             return
         if header.study_instance_uid != self.study_instance_uid:
@@ -199,13 +214,23 @@ class UploadScope:
 
 
 def rejected_outcome(
-    position: int, source_name: str, rejection: Rejected, size: int, sha256: str
+    position: int,
+    source_name: str,
+    rejection: Rejected,
+    size: int,
+    sha256: str,
+    header: DicomHeader | None = None,
 ) -> InstanceOutcome:
-    """The outcome of an instance refused for ``rejection``."""
+    """The outcome of an instance refused for ``rejection`` (``header``: what it said it was,
+    when it was readable)."""
     return InstanceOutcome(
         position,
         source_name,
         OutcomeKind.REJECTED,
+        sop_instance_uid=header.sop_instance_uid if header else "",
+        series_instance_uid=header.series_instance_uid if header else "",
+        study_instance_uid=header.study_instance_uid if header else "",
+        sop_class_uid=header.sop_class_uid if header else "",
         size_bytes=size,
         sha256=sha256,
         reason=rejection.summary,
@@ -241,6 +266,8 @@ def instance_outcome(
         kind,
         sop_instance_uid=header.sop_instance_uid,
         series_instance_uid=header.series_instance_uid,
+        study_instance_uid=header.study_instance_uid,
+        sop_class_uid=header.sop_class_uid,
         version=version,
         size_bytes=size,
         sha256=sha256,

@@ -10,7 +10,7 @@ Every refusal names its field as a path into the JSON sent
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,6 @@ from mutualrec.matching.reasons import (
     valid_until_text,
 )
 from mutualrec.matching.result_details import ImagingDetail, LabDetail
-from mutualrec.recognition.answers import study_open_url
 from mutualrec.violations import Rejected, Violation, clip
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -327,11 +326,16 @@ def override_reasons(language: Language) -> list[dict[str, str]]:
 
 
 def cards(
-    check_id: str, lines: Sequence[CheckedLine], orders: Sequence[DraftOrder], language: Language
+    check_id: str,
+    lines: Sequence[CheckedLine],
+    orders: Sequence[DraftOrder],
+    language: Language,
+    open_url: Callable[[str], str],
 ) -> list[dict[str, Any]]:
     """One card per recognizable line: its summary, detail, a link to open an imaging study,
     the suggestion to delete the draft orders it makes needless (when every item of their code
-    is recognizable), and the override reasons."""
+    is recognizable), and the override reasons. ``open_url``: the link that opens a recognized
+    study's UID (the check's study link)."""
     answered: list[dict[str, Any]] = []
     reasons = override_reasons(language)
     for number, checked in enumerate(lines):
@@ -388,7 +392,7 @@ def cards(
             card["links"] = [
                 {
                     "label": "打开影像" if language is Language.ZH else "Open the study",
-                    "url": study_open_url(checked.detail.study_instance_uid),
+                    "url": open_url(checked.detail.study_instance_uid),
                     "type": "absolute",
                 }
             ]

@@ -21,16 +21,19 @@ PATIENT = "patient"
 """A patient token: the patient's own imaging history and share links."""
 SHARE = "share"
 """A share link: read-only, one study."""
+DOCTOR = "doctor"
+"""A recognized study's open link (``open_url``): read-only, the one study a hospital's check
+recognized, for that hospital, while the check is recent."""
 
-ROLES = (HOSPITAL, REGULATOR, ADMIN, PATIENT, SHARE)
+ROLES = (HOSPITAL, REGULATOR, ADMIN, PATIENT, SHARE, DOCTOR)
 
 _EVERYONE = frozenset(ROLES)
 _HOSPITAL = frozenset({HOSPITAL})
 _PATIENT = frozenset({PATIENT})
 # A hospital opens a study only while a recent check of its recognized that study (the servicer
 # answers NOT_FOUND otherwise, as for a study that does not exist).
-_STUDY_READERS = frozenset({PATIENT, SHARE, HOSPITAL})
-_SIGNS_IN = frozenset({PATIENT, SHARE, HOSPITAL, REGULATOR})
+_STUDY_READERS = frozenset({PATIENT, SHARE, HOSPITAL, DOCTOR})
+_SIGNS_IN = frozenset({PATIENT, SHARE, HOSPITAL, REGULATOR, DOCTOR})
 
 RPC_ROLES: Mapping[str, frozenset[str]] = {
     "mutualrec.v1.CatalogService/ListItems": _EVERYONE,
@@ -71,6 +74,9 @@ RPC_ROLES: Mapping[str, frozenset[str]] = {
     "HTTP POST /shares": _PATIENT,
     "HTTP POST /shares/{link_id}/revoke": _PATIENT,
     "HTTP GET /accesses": _PATIENT,
+    # STOW-RS: a hospital stores instances as over UploadStudy and C-STORE.
+    "HTTP POST /dicomweb/studies": _HOSPITAL,
+    "HTTP POST /dicomweb/studies/{study}": _HOSPITAL,
 }
 
 # Served without credentials: load balancers probe health, tools list the services.
@@ -85,6 +91,8 @@ PUBLIC_SERVICES = (
 # The sign-in and share-link pages, their files and the language toggle are for browsers not
 # signed in yet; signing out ends only the caller's own session (both forms carry a CSRF token).
 # A page's stylesheet or script names nothing (and a browser fetches it without credentials).
+# The viewer's files are the same for everyone and hold no patient data (what it shows comes
+# from /dicomweb, which admits its callers).
 PUBLIC_ROUTES = frozenset(
     {
         "HTTP GET /healthz",
@@ -95,6 +103,8 @@ PUBLIC_ROUTES = frozenset(
         "HTTP GET /static/regulator/{name}",
         "HTTP POST /session/end",
         "HTTP POST /language",
+        "HTTP GET /viewer",
+        "HTTP GET /viewer/{path:path}",
     }
 )
 

@@ -41,6 +41,9 @@ class Principal:
     # A share link's id and the one study it opens.
     share_link_id: str | None = None
     shared_study_id: int | None = None
+    # A study link's check and the one study it opens (role doctor).
+    check_id: str | None = None
+    checked_study_uid: str | None = None
     # When a key being rotated out stops working (its grace period's end), if it is set to.
     valid_until: dt.datetime | None = None
 

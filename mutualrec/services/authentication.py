@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from mutualrec.security.access import HOSPITAL, PATIENT
+from mutualrec.security.access import DOCTOR, HOSPITAL, PATIENT
 from mutualrec.security.api_keys import InvalidKey, Principal
 from mutualrec.security.patient_tokens import (
     check_share_token,
@@ -21,11 +21,27 @@ from mutualrec.security.patient_tokens import (
     verify_patient_token,
 )
 from mutualrec.security.principal_cache import PrincipalCache
+from mutualrec.security.study_links import looks_like_study_link_token, verify_study_link_token
 from mutualrec.services.sharing import Sharing
 from mutualrec.storage.institutions import UnknownInstitution, authenticate, find_institution
 
 # The cache key of a certificate's institution: never a token's shape.
 _CERTIFICATE = "cert:"
+
+
+def study_link_principal(token_secret: bytes, token: str) -> Principal:
+    """Who a study-link token (an ``open_url``'s) names: its institution as a doctor opening
+    the one study its check recognized. Raises :class:`InvalidKey`. The reads it makes are
+    checked against that check in the index (:mod:`mutualrec.services.patient_history`)."""
+    grant = verify_study_link_token(token_secret, token)
+    return Principal(
+        DOCTOR,
+        grant.institution_id,
+        None,
+        key_id=f"check:{grant.check_id}",
+        check_id=grant.check_id,
+        checked_study_uid=grant.study_instance_uid,
+    )
 
 
 class Authentication:
@@ -54,6 +70,8 @@ class Authentication:
             # A token the server did not sign costs no worker thread and no lookup.
             check_share_token(self._token_secret, token)
             return None
+        if looks_like_study_link_token(token):
+            return study_link_principal(self._token_secret, token)
         if looks_like_patient_token(token):
             key = verify_patient_token(self._token_secret, token)
             return Principal(PATIENT, None, None, key_id="patient-token", patient_key=key)

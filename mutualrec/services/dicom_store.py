@@ -66,18 +66,22 @@ class DicomStorage:
     def __init__(self, uploads: StudyUploads) -> None:
         self.uploads = uploads
 
-    def open(self, caller: DicomCaller) -> DicomAssociation:
-        """The storage side of one accepted association of ``caller``."""
-        return DicomAssociation(self.uploads, caller)
+    def open(self, caller: DicomCaller, study_instance_uid: str = "") -> DicomAssociation:
+        """The storage side of one accepted association of ``caller`` (``study_instance_uid``:
+        the one study its instances must be of, when the sender named it)."""
+        return DicomAssociation(self.uploads, caller, study_instance_uid)
 
 
 class DicomAssociation:
     """What one association has stored so far. :meth:`store` is blocking and called one
     instance at a time (pynetdicom serves an association's requests in order, on its thread)."""
 
-    def __init__(self, uploads: StudyUploads, caller: DicomCaller) -> None:
+    def __init__(
+        self, uploads: StudyUploads, caller: DicomCaller, study_instance_uid: str = ""
+    ) -> None:
         self._uploads = uploads
         self.caller = caller
+        self._study_instance_uid = study_instance_uid or None
         self._received = 0
         # One session per (study, patient): a study's rows are ensured once per association.
         self._sessions: dict[tuple[str, str], UploadSession] = {}
@@ -91,12 +95,22 @@ class DicomAssociation:
     def store(self, data: bytes, source_name: str) -> StoredInstance:
         """Validate, write and index one instance (a Part 10 file's bytes); its outcome once it
         is durable. Raises :class:`~mutualrec.violations.Unavailable` when storage fails."""
-        position = self._received
-        self._received += 1
-        limits = self._uploads.limits
-        pending = PendingInstance(position, source_name, limits.max_instance_bytes)
+        pending = self.begin_instance(source_name)
         for start in range(0, len(data), _SLICE):
             pending.write(data[start : start + _SLICE], _SLICE)
+        return self.store_pending(pending)
+
+    def begin_instance(self, source_name: str) -> PendingInstance:
+        """A new instance to receive (STOW-RS spools each part into one as it streams)."""
+        position = self._received
+        self._received += 1
+        return PendingInstance(position, source_name, self._uploads.limits.max_instance_bytes)
+
+    def store_pending(self, pending: PendingInstance) -> StoredInstance:
+        """:meth:`store` of an instance received whole into ``pending`` (closed here)."""
+        position, source_name = pending.index, pending.source_name
+        limits = self._uploads.limits
+        header: DicomHeader | None = None
         try:
             header = self._on(self._uploads.headers, read_instance, pending, limits.header_limits)
             whose = self._on(self._uploads.headers, self._patient_key, pending, header)
@@ -104,7 +118,7 @@ class DicomAssociation:
             sha256 = pending.sha256 if pending.problem is None else ""
             pending.close()
             return StoredInstance(
-                rejected_outcome(position, source_name, rejection, pending.size, sha256)
+                rejected_outcome(position, source_name, rejection, pending.size, sha256, header)
             )
         except BaseException:
             pending.close()
@@ -134,6 +148,7 @@ class DicomAssociation:
                         ),
                         pending.size,
                         pending.sha256,
+                        header,
                     )
                 )
         outcome = session.outcome(position)
@@ -176,6 +191,7 @@ class DicomAssociation:
                 limits=self._uploads.limits,
                 catalog=self._on(self._uploads.blocking, self._uploads.indexing.catalog),
                 unlinked=whose.unlinked,
+                study_instance_uid=self._study_instance_uid,
             )
             self._sessions[scope] = session
         return session

@@ -178,9 +178,11 @@ class PatientHistory:
         """The viewer's study (a share link's use is recorded under ``rpc``); raises
         :class:`NotFound` saying ``missing``."""
         if viewer.checking_institution_id is not None:
+            if viewer.checked_study_uid not in (None, study_instance_uid):
+                raise NotFound(missing)  # a study link opens its own study, no other
             since = dt.datetime.now(dt.UTC) - RECENT_CHECK
             checked = history_index.study_checked_by(
-                session, study_instance_uid, viewer.checking_institution_id, since
+                session, study_instance_uid, viewer.checking_institution_id, since, viewer.check_id
             )
             if checked is None:
                 raise NotFound(missing)
@@ -231,7 +233,7 @@ class PatientHistory:
     def study(self, principal: Principal, request: StudyRequest) -> StudyView:
         """One study of the viewer's (or the shared study) with its series."""
         viewer = viewer_of(principal, request.peer)
-        uid = request.study_instance_uid
+        uid = viewer.study_uid(request.study_instance_uid)
         self._audit_read(viewer, uid, f"study {uid or '(shared)'}")
         if not uid and viewer.shared_study_id is None:
             raise Rejected("study_instance_uid is empty", [])
@@ -245,7 +247,7 @@ class PatientHistory:
         """The thumbnail of one series of the viewer's study, rendered on first request and
         kept in the object store."""
         viewer = viewer_of(principal, request.peer)
-        uid, series_uid = request.study_instance_uid, request.series_instance_uid
+        uid, series_uid = viewer.study_uid(request.study_instance_uid), request.series_instance_uid
         self._audit_read(
             viewer, uid, f"thumbnail of series {series_uid} of study {uid or '(shared)'}"
         )
@@ -268,7 +270,7 @@ class PatientHistory:
         """The current files of the viewer's study, or of one of its series; read each with
         :meth:`read`."""
         viewer = viewer_of(principal, request.peer)
-        uid = request.study_instance_uid
+        uid = viewer.study_uid(request.study_instance_uid)
         self._audit_read(viewer, uid, f"files of study {uid or '(shared)'}")
         if not uid and viewer.shared_study_id is None:
             raise Rejected("study_instance_uid is empty", [])

@@ -63,6 +63,8 @@ class UploadHeader:
     issuing_country: str
     accession_number: str
     performed_item_code: str
+    # The study every instance must be of (STOW-RS to /studies/{study}); empty: the first's.
+    study_instance_uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,7 @@ class StudyUploads:
             performed_item_code=declaration.performed_item_code,
             limits=self.limits,
             catalog=catalog,
+            study_instance_uid=header.study_instance_uid or None,
         )
 
     async def _receive(
@@ -348,6 +351,7 @@ class UploadSession:
         limits: UploadLimits,
         catalog: Catalog,
         unlinked: bool = False,
+        study_instance_uid: str | None = None,
     ) -> None:
         self.store = store
         self.sessions = sessions
@@ -366,7 +370,8 @@ class UploadSession:
         self._received = 0
         self._staged: list[_Staged] = []
         # The first valid instance fixes the study and the hospital's PatientID of the upload.
-        self.scope = UploadScope()
+        # (Fixed ahead when the sender named the study.)
+        self.scope = UploadScope(study_instance_uid)
         self._ensured = _Ensured()
         # Whether the region held no such study when this upload's first instance arrived.
         self._study_was_new: bool | None = None
@@ -425,7 +430,12 @@ class UploadSession:
         except Rejected as rejection:
             self._record(
                 rejected_outcome(
-                    pending.index, pending.source_name, rejection, pending.size, pending.sha256
+                    pending.index,
+                    pending.source_name,
+                    rejection,
+                    pending.size,
+                    pending.sha256,
+                    header,
                 )
             )
         finally:
@@ -492,6 +502,7 @@ class UploadSession:
                             Rejected.one(str(conflict), conflict.field, str(conflict), "CONFLICT"),
                             one.record.size_bytes,
                             one.record.sha256,
+                            one.header,
                         )
                     )
 

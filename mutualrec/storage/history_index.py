@@ -160,12 +160,16 @@ def patient_study(session: Session, patient_key: str, study_instance_uid: str) -
 
 
 def study_checked_by(
-    session: Session, study_instance_uid: str, institution_id: int, since: dt.datetime
+    session: Session,
+    study_instance_uid: str,
+    institution_id: int,
+    since: dt.datetime,
+    check_id: str | None = None,
 ) -> StudyEntry | None:
     """The study with that UID if a check ``institution_id`` made at or after ``since`` for
     the study's patient recognized this very study (a RECOGNIZABLE line citing it); None
     otherwise (no such study, or no such check: indistinguishable). A check that recognized
-    nothing, or another study, opens nothing."""
+    nothing, or another study, opens nothing. ``check_id``: that check only (a study link)."""
     recognized = (
         select(CheckLine.check_id)
         .join(RecognitionCheck, RecognitionCheck.id == CheckLine.check_id)
@@ -175,6 +179,7 @@ def study_checked_by(
             RecognitionCheck.institution_id == institution_id,
             RecognitionCheck.patient_key == Study.patient_key,
             RecognitionCheck.received_at >= since,
+            *([CheckLine.check_id == check_id] if check_id is not None else []),
         )
         .exists()
     )

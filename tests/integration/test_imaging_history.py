@@ -34,6 +34,7 @@ from mutualrec.client.upload import auth_metadata
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.access import ADMIN, REGULATOR
 from mutualrec.security.patient_tokens import mint_patient_token
+from mutualrec.security.study_links import StudyGrant, mint_study_link_token
 from mutualrec.storage.models import ShareLink
 from mutualrec.v1 import (
     common_pb2,
@@ -937,7 +938,7 @@ def _shown_sha256(sample: dict[str, Any], sop_instance_uid: str) -> str:
 
 # Who may call what, written out here on its own: a change to the service's matrix must be made
 # in both places on purpose.
-_ANY = {"hospital", "regulator", "admin", "patient", "share"}
+_ANY = {"hospital", "regulator", "admin", "patient", "share", "doctor"}
 _MATRIX = {
     "mutualrec.v1.CatalogService/ListItems": _ANY,
     "mutualrec.v1.CatalogService/GetItem": _ANY,
@@ -951,9 +952,9 @@ _MATRIX = {
     "mutualrec.v1.StatisticsService/GetSavingsReport": {"regulator"},
     "mutualrec.v1.StatisticsService/ExportReport": {"regulator"},
     "mutualrec.v1.ImagingService/ListStudies": {"patient"},
-    "mutualrec.v1.ImagingService/GetStudy": {"patient", "share", "hospital"},
-    "mutualrec.v1.ImagingService/GetThumbnail": {"patient", "share", "hospital"},
-    "mutualrec.v1.ImagingService/DownloadStudy": {"patient", "share", "hospital"},
+    "mutualrec.v1.ImagingService/GetStudy": {"patient", "share", "hospital", "doctor"},
+    "mutualrec.v1.ImagingService/GetThumbnail": {"patient", "share", "hospital", "doctor"},
+    "mutualrec.v1.ImagingService/DownloadStudy": {"patient", "share", "hospital", "doctor"},
     "mutualrec.v1.ImagingService/CreateShareLink": {"patient"},
     "mutualrec.v1.ImagingService/ListShareLinks": {"patient"},
     "mutualrec.v1.ImagingService/RevokeShareLink": {"patient"},
@@ -981,6 +982,11 @@ def test_every_rpc_admits_exactly_the_roles_of_the_matrix(region: Region) -> Non
         "admin": region.admin_key,
         "patient": patient,
         "share": _share(region, patient, shared).token,
+        # A study link (a check's open_url): admitted by its signature alone.
+        "doctor": mint_study_link_token(
+            region.server.runtime.settings.token_secret,
+            StudyGrant("check-1", shared, 1, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)),
+        ),
     }
     methods = SERVICE_METHODS
     assert {f"{m.containing_service.full_name}/{m.name}" for m in methods} == set(_MATRIX)

@@ -17,9 +17,11 @@ import pydicom
 import pytest
 from sqlalchemy import update
 
+from mutualrec.cli import main
 from mutualrec.client.imaging import download_study
 from mutualrec.client.upload import auth_metadata
 from mutualrec.localtime import LOCAL_ZONE
+from mutualrec.recognition.cds_hooks import CATALOG_SYSTEM
 from mutualrec.security.access import ADMIN
 from mutualrec.storage import catalog_store
 from mutualrec.storage.models import RecognitionCheck
@@ -30,6 +32,7 @@ from mutualrec.v1 import (
     recognition_pb2,
     recognition_pb2_grpc,
 )
+from tests.cds_client import Ehr, hook_request, service_request
 from tests.conftest import RunningServer, new_key
 from tests.helpers import chunk_messages, header_message, study_files, upload
 
@@ -202,3 +205,86 @@ def test_a_check_opens_the_study_it_recognized_and_no_other_study_of_the_patient
             .values(received_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=25))
         )
     assert _refused(server, checker, held["ct"], tmp_path) == {grpc.StatusCode.NOT_FOUND}
+
+
+def _link_token(open_url: str) -> str:
+    """The token an https open_url carries after its '#'."""
+    base, _, token = open_url.partition("#")
+    assert base.endswith("/open")
+    assert base.startswith("http")
+    assert token.startswith("mro_")
+    return token
+
+
+def test_the_open_url_opens_the_recognized_study_for_the_check_alone(
+    server: RunningServer, held: dict[str, Any], tmp_path: Path
+) -> None:
+    checker = held["keys"][CHECKER]
+    reply = _check(server, checker, "IMG-CT-CHEST-C")
+    open_url = reply.lines[0].result.imaging.open_url
+    token = _link_token(open_url)
+
+    # The link is its own credential: the study it names, with no UID asked or the same one.
+    assert _get_study(server, token, "").study.study_instance_uid == held["ct"]
+    assert _get_study(server, token, held["ct"]).study.study_instance_uid == held["ct"]
+    saved = download_study(server.channel, token, "", tmp_path / "files")
+    assert len(saved) == held["ct_count"]
+    # No other study of the patient, and nothing but reading.
+    assert _refused(server, token, held["dx"], tmp_path) == {grpc.StatusCode.NOT_FOUND}
+    with pytest.raises(grpc.RpcError) as denied:
+        _check(server, token, "IMG-CT-CHEST-C")
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    # A forged or altered token is refused before any read.
+    header, payload, signature = token.removeprefix("mro_").split(".")
+    for forged in (f"mro_{header}.{payload}.{signature[::-1]}", "mro_x.y.z"):
+        with pytest.raises(grpc.RpcError) as refused:
+            _get_study(server, forged, "")
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    # Bound to its check: once that check is too old, the link opens nothing, even though a
+    # newer check of the same hospital recognized the study again (that check has its own link).
+    with server.runtime.sessions.begin() as session:
+        session.execute(
+            update(RecognitionCheck)
+            .where(RecognitionCheck.id == reply.check_id)
+            .values(received_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=25))
+        )
+    newer = _check(server, checker, "IMG-CT-CHEST-C")
+    assert _refused(server, token, held["ct"], tmp_path) == {grpc.StatusCode.NOT_FOUND}
+    fresh = _link_token(newer.lines[0].result.imaging.open_url)
+    assert _get_study(server, fresh, "").study.study_instance_uid == held["ct"]
+
+
+def test_a_cds_card_links_the_study_for_the_ehrs_institution(
+    server: RunningServer, held: dict[str, Any]
+) -> None:
+    ehr = Ehr(server, "https://ehr.example.org")
+    ehr.register(CHECKER)
+    order = service_request("sr-ct", (CATALOG_SYSTEM, "IMG-CT-CHEST-C"))
+    reply = ehr.post("/cds-services/order-select", hook_request("order-select", [order], ZHANG))
+    assert reply.status_code == 200, reply.text
+    (card,) = reply.json()["cards"]
+    (link,) = card["links"]
+    assert link["type"] == "absolute"
+    assert link["url"].startswith(f"{server.http_url}/open#")
+    token = _link_token(link["url"])
+    assert _get_study(server, token, "").study.study_instance_uid == held["ct"]
+
+
+def test_mutualrec_download_takes_the_open_url_as_it_is(
+    server: RunningServer,
+    held: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    reply = _check(server, held["keys"][CHECKER], "IMG-CT-CHEST-C")
+    open_url = reply.lines[0].result.imaging.open_url
+    # No key nor token anywhere: the link is the credential.
+    for name in ("MUTUALREC_API_KEY", "MUTUALREC_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["download", open_url, "--server", server.address, "--out", str(tmp_path / "f")])
+    assert code == 0
+    assert f"{held['ct_count']} files" in capsys.readouterr().out
+    assert len(list((tmp_path / "f").rglob("*.dcm"))) == held["ct_count"]

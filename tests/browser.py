@@ -1,0 +1,117 @@
+"""A real headless Chromium (Debian's chromium and chromedriver, driven by Selenium) for tests
+of what the HTTP door serves to browsers: a fixture making a fresh browser per test, its console
+log read back (failed requests and Content-Security-Policy violations are SEVERE entries there),
+and screenshots saved under ``test-artifacts/`` (gitignored) when a test wants one or fails.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+# No GPU, no sandbox (containers), and nothing the browser would fetch on its own behalf.
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,900",
+)
+CHROMIUM_MISSING = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None or shutil.which(CHROMEDRIVER) is None,
+    reason="Debian's chromium and chromedriver are missing: run `make test-tools`",
+)
+_FAILED_REQUEST = re.compile(r"^(\S+) - Failed to load resource")
+_CSP = re.compile(r"Content Security Policy|Refused to (load|execute|apply|create|connect)")
+
+
+@dataclass
+class Browser:
+    """One Chromium session and what its console said."""
+
+    driver: webdriver.Chrome
+    name: str
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def log(self) -> list[dict[str, Any]]:
+        """Every console entry so far (Chromium hands each out once; kept here)."""
+        self.entries += self.driver.get_log("browser")
+        return self.entries
+
+    def failed_requests(self) -> list[str]:
+        """URLs whose load failed (an HTTP error or a network failure)."""
+        failed = []
+        for entry in self.log():
+            match = _FAILED_REQUEST.match(str(entry.get("message", "")))
+            if match:
+                failed.append(match.group(1))
+        return failed
+
+    def csp_violations(self) -> list[str]:
+        """Console messages reporting a Content-Security-Policy violation."""
+        return [str(e["message"]) for e in self.log() if _CSP.search(str(e.get("message", "")))]
+
+    def screenshot(self, label: str) -> Path:
+        """Save what the page shows as ``test-artifacts/<test>-<label>.png``."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{self.name}-{label}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+    def wait_for(self, condition: Callable[[webdriver.Chrome], Any], seconds: float = 60) -> Any:
+        """``condition``'s first truthy value, polled until ``seconds`` pass (then a failure
+        with a screenshot)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            value = condition(self.driver)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                shot = self.screenshot("timeout")
+                pytest.fail(f"the page never got there (screenshot: {shot})")
+            time.sleep(0.25)
+
+
+def new_browser(profile: Path, name: str) -> Browser:
+    """A fresh headless Chromium with its own profile folder."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(120)
+    return Browser(driver, name)
+
+
+@pytest.fixture
+def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Browser]:
+    """A headless Chromium for one test; what its page last showed is kept as a screenshot
+    (``test-artifacts/<test>-end.png``), passed or failed."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    opened = new_browser(tmp_path / "chromium-profile", name)
+    try:
+        yield opened
+    finally:
+        try:
+            opened.screenshot("end")
+        finally:
+            opened.driver.quit()

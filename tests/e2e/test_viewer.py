@@ -1,0 +1,81 @@
+"""The OHIF viewer as `mutualrec serve` serves it, in a real headless Chromium: the app shell
+loads under /viewer/ with every asset found and no Content-Security-Policy violation, while the
+rest of the site keeps the strict policy."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mutualrec.viewer_install import INSTALLED_MARK, default_dir
+from tests.browser import CHROMIUM_MISSING, Browser, browser
+from tests.e2e.test_serve import ServeProcess, _spawn
+
+__all__ = ["browser"]  # the fixture, imported for the tests below
+
+VIEWER_MISSING = pytest.mark.skipif(
+    not (default_dir() / INSTALLED_MARK).is_file(),
+    reason="the OHIF viewer is not installed: run `make install`",
+)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServeProcess]:
+    yield from _spawn(tmp_path, {})
+
+
+def _viewer_url(served: ServeProcess) -> str:
+    """The viewer's URL as `serve` prints it at start."""
+    match = re.search(r"viewer:\s+(\S+)", "\n".join(served.lines))
+    assert match is not None, "\n".join(served.lines)
+    return match.group(1)
+
+
+@VIEWER_MISSING
+def test_the_viewer_is_served_under_viewer_with_its_own_policy(served: ServeProcess) -> None:
+    url = _viewer_url(served)
+    assert url.endswith("/viewer/")
+    page = httpx.get(url)
+    assert page.status_code == 200
+    assert 'src="/viewer/app-config.js"' in page.text
+    assert "<script>" not in page.text  # no inline script: the policy allows none
+    policy = page.headers["content-security-policy"]
+    assert "'wasm-unsafe-eval'" in policy
+    assert "'unsafe-eval'" not in policy.replace("'wasm-unsafe-eval'", "")
+    assert "script-src 'self' 'wasm-unsafe-eval';" in policy
+    # A route of the app is its page; the rest of the site keeps the strict policy.
+    route = httpx.get(url + "viewer?StudyInstanceUIDs=1.2.3")
+    assert route.status_code == 200
+    assert route.text == page.text
+    assert httpx.get(url.removesuffix("/"), follow_redirects=False).status_code == 308
+    health = httpx.get(url.replace("/viewer/", "/healthz"))
+    assert health.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert httpx.get(url + "../../etc/passwd").status_code in (200, 404)  # never outside
+
+
+@CHROMIUM_MISSING
+@VIEWER_MISSING
+def test_the_ohif_app_shell_loads_in_chromium(served: ServeProcess, browser: Browser) -> None:
+    url = _viewer_url(served)
+    browser.driver.get(url)
+    # The app rendered into its root: its header (the OHIF logo links home) and a page body.
+    browser.wait_for(
+        lambda driver: driver.execute_script(
+            "const root = document.getElementById('root');"
+            "return root && root.querySelectorAll('div').length > 10;"
+        )
+    )
+    browser.screenshot("shell")
+    assert browser.driver.execute_script("return window.config.name") == "mutualrec"
+    assert browser.driver.current_url.startswith(url)
+
+    # Every asset of the viewer loaded; DICOMweb's reads are another route's (their answer
+    # here depends on the session, not on the viewer).
+    origin = url.removesuffix("/viewer/")
+    failed = [u for u in browser.failed_requests() if not u.startswith(f"{origin}/dicomweb")]
+    assert failed == []
+    assert browser.csp_violations() == []

@@ -1,0 +1,69 @@
+"""The viewer installer's checks and rewrites, on small made-up inputs (no network)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from mutualrec.viewer_install import BOOT_SCRIPT, check_integrity, extract_dist, rewrite_index
+
+INDEX = (
+    '<html><head><script>console.time("x"),window.PUBLIC_URL="/"</script>'
+    '<link rel="manifest" href="/manifest.json"><script src="/app-config.js"></script>'
+    '<script type="module" src="/init-service-worker.js"></script><title>OHIF</title>'
+    '<script>function browserImportFunction(n){return import(n)}window.PUBLIC_URL="/"</script>'
+    '<script defer src="/app.bundle.1.js"></script><a href="//cdn.example/x">x</a></head></html>'
+)
+
+
+def test_the_index_moves_under_viewer_without_inline_scripts() -> None:
+    html = rewrite_index(INDEX)
+    assert "<script>" not in html
+    assert "init-service-worker" not in html
+    assert 'href="/viewer/manifest.json"' in html
+    assert 'src="/viewer/app-config.js"' in html
+    assert f'<script src="/viewer/{BOOT_SCRIPT}"></script><title>' in html
+    assert 'src="/viewer/app.bundle.1.js"' in html
+    assert 'href="//cdn.example/x"' in html  # not a root path
+
+
+def test_integrity_is_checked() -> None:
+    data = b"tarball bytes"
+    good = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+    check_integrity(data, good)
+    with pytest.raises(ValueError, match="sha512"):
+        check_integrity(data + b"!", good)
+    with pytest.raises(ValueError, match="algorithm"):
+        check_integrity(data, "sha1-abc")
+
+
+def _tarball(path: Path, names: list[str]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            archive.addfile(info, io.BytesIO(b"ok"))
+    return path
+
+
+def test_only_dist_is_extracted_and_nothing_outside(tmp_path: Path) -> None:
+    tarball = _tarball(
+        tmp_path / "a.tgz",
+        ["package/package.json", "package/dist/index.html", "package/dist/a/b.js"],
+    )
+    extract_dist(tarball, tmp_path / "out")
+    assert sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*")
+    ) == [
+        "a/b.js",
+        "index.html",
+    ]
+    evil = _tarball(tmp_path / "evil.tgz", ["package/dist/../../escaped.txt"])
+    with pytest.raises(ValueError, match="unsafe"):
+        extract_dist(evil, tmp_path / "evil")
+    assert not (tmp_path / "escaped.txt").exists()
