@@ -41,6 +41,7 @@ def study_link_principal(token_secret: bytes, token: str) -> Principal:
         key_id=f"check:{grant.check_id}",
         check_id=grant.check_id,
         checked_study_uid=grant.study_instance_uid,
+        valid_until=grant.expires_at,
     )
 
 

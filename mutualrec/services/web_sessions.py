@@ -17,14 +17,16 @@ from urllib.parse import quote
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mutualrec.security.access import PATIENT, SHARE
+from mutualrec.security.access import DOCTOR, PATIENT, REGULATOR, SHARE
 from mutualrec.security.api_keys import InvalidKey, Principal
 from mutualrec.security.patient_tokens import looks_like_patient_token, patient_token_expiry
 from mutualrec.storage import history_index, web_sessions
 from mutualrec.storage.web_sessions import StoredSession
 
-# A patient's own pages; a doctor's share link opens its study in the viewer.
+# A patient's own pages; a doctor's share link or check's link opens its study in the viewer;
+# a regulator's dashboard.
 PATIENT_LANDING = "/"
+REGULATOR_LANDING = "/regulator"
 OTHER_LANDING = "/session"
 VIEWER_STUDY = "/viewer/viewer?StudyInstanceUIDs="
 # A session's last use is written at most this often: a page's thumbnails do not each write.
@@ -97,6 +99,8 @@ class WebSessions:
                     institution_code=principal.institution_code,
                     patient_key=principal.patient_key,
                     shared_study_id=principal.shared_study_id,
+                    check_id=principal.check_id,
+                    checked_study_uid=principal.checked_study_uid,
                     landing=landing,
                     created_at=now,
                     last_seen_at=now,
@@ -138,8 +142,10 @@ class WebSessions:
             return False
         if stored.role == SHARE:
             return web_sessions.share_link_active(session, stored.key_id, now)
-        if stored.role == PATIENT:
-            return True  # the token's own expiry capped expires_at
+        if stored.role in (PATIENT, DOCTOR):
+            # The token's own expiry capped expires_at; a doctor's reads are checked against
+            # the check that recognized the study, each time.
+            return True
         return web_sessions.api_key_active(session, stored.key_id, now)
 
 
@@ -147,6 +153,10 @@ def _landing(session: Session, principal: Principal) -> str:
     """Where a new session goes: never from the request, so no link can redirect elsewhere."""
     if principal.role == PATIENT:
         return PATIENT_LANDING
+    if principal.role == REGULATOR:
+        return REGULATOR_LANDING
+    if principal.role == DOCTOR and principal.checked_study_uid:
+        return VIEWER_STUDY + quote(principal.checked_study_uid, safe="")
     if principal.role == SHARE and principal.shared_study_id is not None:
         entry = history_index.study_by_id(session, principal.shared_study_id)
         if entry is not None:
@@ -155,12 +165,16 @@ def _landing(session: Session, principal: Principal) -> str:
 
 
 def _principal_of(stored: StoredSession) -> Principal:
+    doctor = stored.role == DOCTOR
     return Principal(
         role=stored.role,
         institution_id=stored.institution_id,
         institution_code=stored.institution_code,
-        key_id=stored.key_id,
+        # A doctor's key id names the whole check (the stored one is cut to the column).
+        key_id=f"check:{stored.check_id}" if doctor else stored.key_id,
         patient_key=stored.patient_key,
         share_link_id=stored.key_id if stored.role == SHARE else None,
         shared_study_id=stored.shared_study_id,
+        check_id=stored.check_id,
+        checked_study_uid=stored.checked_study_uid,
     )

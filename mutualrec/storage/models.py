@@ -659,6 +659,9 @@ class WebSession(Base):
     institution_code: Mapped[str | None] = mapped_column(String(64))
     patient_key: Mapped[str | None] = mapped_column(String(64))
     shared_study_id: Mapped[int | None] = mapped_column(Integer)
+    # A doctor's study link: the check that recognized the one study it opens.
+    check_id: Mapped[str | None] = mapped_column(String(64))
+    checked_study_uid: Mapped[str | None] = mapped_column(String(64))
     # Where the browser goes once signed in (a share link's study in the viewer).
     landing: Mapped[str] = mapped_column(String(400))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -24,6 +24,8 @@ class StoredSession:
     institution_code: str | None
     patient_key: str | None
     shared_study_id: int | None
+    check_id: str | None
+    checked_study_uid: str | None
     landing: str
     created_at: dt.datetime
     last_seen_at: dt.datetime
@@ -42,6 +44,8 @@ def add_session(session: Session, stored: StoredSession) -> None:
             institution_code=stored.institution_code,
             patient_key=stored.patient_key,
             shared_study_id=stored.shared_study_id,
+            check_id=stored.check_id,
+            checked_study_uid=stored.checked_study_uid,
             landing=stored.landing,
             created_at=stored.created_at,
             last_seen_at=stored.last_seen_at,
@@ -64,6 +68,8 @@ def find_session(session: Session, id_sha256: str) -> StoredSession | None:
         institution_code=row.institution_code,
         patient_key=row.patient_key,
         shared_study_id=row.shared_study_id,
+        check_id=row.check_id,
+        checked_study_uid=row.checked_study_uid,
         landing=row.landing,
         created_at=as_utc(row.created_at),
         last_seen_at=as_utc(row.last_seen_at),

@@ -29,6 +29,8 @@ def upgrade() -> None:
         sa.Column("institution_code", sa.String(length=64), nullable=True),
         sa.Column("patient_key", sa.String(length=64), nullable=True),
         sa.Column("shared_study_id", sa.Integer(), nullable=True),
+        sa.Column("check_id", sa.String(length=64), nullable=True),
+        sa.Column("checked_study_uid", sa.String(length=64), nullable=True),
         sa.Column("landing", sa.String(length=400), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
