@@ -15,6 +15,7 @@ from mutualrec import __version__
 from mutualrec.http.admission import Admission
 from mutualrec.http.cds_hooks import cds_routes
 from mutualrec.http.cors import CdsCors
+from mutualrec.http.dicomweb import dicomweb_routes
 from mutualrec.http.headers import SecurityHeaders
 from mutualrec.http.problems import problem
 from mutualrec.runtime import Runtime
@@ -43,9 +44,13 @@ async def _http_error(_request: Request, error: Exception) -> Response:
 
 
 def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
-    """The HTTP door's app: health, then each door's routes (CDS Hooks)."""
+    """The HTTP door's app: health, then each door's routes (CDS Hooks, DICOMweb)."""
     admission = Admission(runtime)
-    routes = [health_route(admission, serving), *cds_routes(admission)]
+    routes = [
+        health_route(admission, serving),
+        *cds_routes(admission),
+        *dicomweb_routes(admission),
+    ]
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},
