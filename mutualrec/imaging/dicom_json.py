@@ -43,13 +43,25 @@ def _without_bulk(dataset: Dataset) -> Dataset:
     return kept
 
 
+def _without_empty(json_dict: dict[str, Any]) -> dict[str, Any]:
+    """``json_dict`` with no empty ``Value`` array: PS3.18 F.2.5 leaves ``Value`` out of an
+    empty attribute (pydicom writes ``[]`` for an empty sequence)."""
+    for attribute in json_dict.values():
+        values = attribute.get("Value")
+        if values == []:
+            del attribute["Value"]
+        elif attribute.get("vr") == "SQ" and values:
+            for item in values:
+                _without_empty(item)
+    return json_dict
+
+
 def metadata_json(dataset: Dataset) -> dict[str, Any]:
     """One instance's metadata, its header without bulk data, in the DICOM JSON model."""
     shown = _without_bulk(dataset)
-    result: dict[str, Any] = shown.to_json_dict(
-        bulk_data_threshold=INLINE_BINARY_MAX * 1024, suppress_invalid_tags=True
+    return _without_empty(
+        shown.to_json_dict(bulk_data_threshold=INLINE_BINARY_MAX * 1024, suppress_invalid_tags=True)
     )
-    return result
 
 
 def entry_json(dataset: Dataset, keywords: Iterable[str], include_all: bool) -> dict[str, Any]:
@@ -64,8 +76,10 @@ def entry_json(dataset: Dataset, keywords: Iterable[str], include_all: bool) -> 
         tag = tag_for_keyword(keyword)
         if tag is not None and tag in dataset:
             chosen.add(dataset[tag])
-    result: dict[str, Any] = _without_bulk(chosen).to_json_dict(
-        bulk_data_threshold=INLINE_BINARY_MAX * 1024, suppress_invalid_tags=True
+    result = _without_empty(
+        _without_bulk(chosen).to_json_dict(
+            bulk_data_threshold=INLINE_BINARY_MAX * 1024, suppress_invalid_tags=True
+        )
     )
     return dict(sorted(result.items()))
 
