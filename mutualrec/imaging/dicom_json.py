@@ -14,7 +14,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-# Binary values at most this long stay inline (InlineBinary); longer ones are bulk data.
+# Binary values shorter than this stay inline (InlineBinary); longer ones are bulk data.
 INLINE_BINARY_MAX = 1024
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
@@ -26,42 +26,40 @@ def _is_bulk(element: DataElement) -> bool:
     if element.VR not in _BINARY_VRS:
         return False
     value = element.value
-    return value is None or not isinstance(value, bytes) or len(value) > INLINE_BINARY_MAX
+    return value is None or not isinstance(value, bytes) or len(value) >= INLINE_BINARY_MAX
 
 
-def _without_bulk(dataset: Dataset) -> Dataset:
-    """A shallow copy of ``dataset`` (sequences' items too) with no bulk data element."""
-    kept = Dataset()
-    for element in dataset:
-        if _is_bulk(element):
-            continue
-        if element.VR == "SQ":
-            items = [_without_bulk(item) for item in element.value]
-            kept.add(DataElement(element.tag, "SQ", items))
-        else:
-            kept.add(element)
-    return kept
-
-
-def _without_empty(json_dict: dict[str, Any]) -> dict[str, Any]:
-    """``json_dict`` with no empty ``Value`` array: PS3.18 F.2.5 leaves ``Value`` out of an
-    empty attribute (pydicom writes ``[]`` for an empty sequence)."""
+def _cleaned(json_dict: dict[str, Any]) -> dict[str, Any]:
+    """``json_dict`` without bulk data (what pydicom marked with a ``BulkDataURI``) and with no
+    empty ``Value`` array: PS3.18 F.2.5 leaves ``Value`` out of an empty attribute (pydicom
+    writes ``[]`` for an empty sequence)."""
+    for tag in [t for t, a in json_dict.items() if "BulkDataURI" in a or int(t, 16) in _PIXEL_TAGS]:
+        del json_dict[tag]
     for attribute in json_dict.values():
         values = attribute.get("Value")
         if values == []:
             del attribute["Value"]
         elif attribute.get("vr") == "SQ" and values:
             for item in values:
-                _without_empty(item)
+                _cleaned(item)
     return json_dict
+
+
+def _json(dataset: Dataset) -> dict[str, Any]:
+    # pydicom names binary values longer than the threshold with the handler's URI: they are
+    # then dropped by _cleaned, without walking the dataset twice.
+    return _cleaned(
+        dataset.to_json_dict(
+            bulk_data_threshold=INLINE_BINARY_MAX * 4 // 3,
+            bulk_data_element_handler=lambda _element: "",
+            suppress_invalid_tags=True,
+        )
+    )
 
 
 def metadata_json(dataset: Dataset) -> dict[str, Any]:
     """One instance's metadata, its header without bulk data, in the DICOM JSON model."""
-    shown = _without_bulk(dataset)
-    return _without_empty(
-        shown.to_json_dict(bulk_data_threshold=INLINE_BINARY_MAX * 1024, suppress_invalid_tags=True)
-    )
+    return _json(dataset)
 
 
 def entry_json(dataset: Dataset, keywords: Iterable[str], include_all: bool) -> dict[str, Any]:
@@ -76,12 +74,7 @@ def entry_json(dataset: Dataset, keywords: Iterable[str], include_all: bool) -> 
         tag = tag_for_keyword(keyword)
         if tag is not None and tag in dataset:
             chosen.add(dataset[tag])
-    result = _without_empty(
-        _without_bulk(chosen).to_json_dict(
-            bulk_data_threshold=INLINE_BINARY_MAX * 1024, suppress_invalid_tags=True
-        )
-    )
-    return dict(sorted(result.items()))
+    return dict(sorted(_json(chosen).items()))
 
 
 def attribute_strings(dataset: Dataset, keyword: str) -> list[str]:

@@ -13,7 +13,10 @@ the pixel data): the index keeps what recognition needs, not every attribute a v
 from __future__ import annotations
 
 import io
+import json
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from mutualrec.imaging import frames as frame_reading
-from mutualrec.imaging.dicom_json import attribute_strings
+from mutualrec.imaging.dicom_json import attribute_strings, metadata_json
 from mutualrec.imaging.dicomweb_query import (
     INSTANCE_KEYS,
     SERIES_DEFAULTS,
@@ -80,6 +83,37 @@ _SERIES_LEVEL = frozenset(
     }
 )
 _T = TypeVar("_T")
+# Metadata answers kept in memory, by content hash: a viewer asks for a study's metadata
+# again on every opening, and building it costs milliseconds of pydicom per instance.
+METADATA_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class _MetadataCache:
+    """Metadata JSON by instance content hash, least recently used first out, bounded in
+    bytes. Never stale: another content is another hash."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._held = 0
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sha256: str) -> bytes | None:
+        with self._lock:
+            found = self._entries.get(sha256)
+            if found is not None:
+                self._entries.move_to_end(sha256)
+            return found
+
+    def put(self, sha256: str, data: bytes) -> None:
+        with self._lock:
+            if sha256 in self._entries or len(data) > self._budget:
+                return
+            self._entries[sha256] = data
+            self._held += len(data)
+            while self._held > self._budget:
+                _, dropped = self._entries.popitem(last=False)
+                self._held -= len(dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +163,7 @@ class StudyReading:
         self._history = history
         self._store = store
         self._scratch = scratch
+        self._metadata = _MetadataCache(METADATA_CACHE_BYTES)
 
     # --- access -----------------------------------------------------------------------------
 
@@ -177,6 +212,15 @@ class StudyReading:
             raise Unavailable(
                 f"instance {instance.sop_instance_uid} could not be read"
             ) from failure
+
+    def metadata(self, instance: InstanceFile) -> bytes:
+        """An instance's metadata (DICOM JSON, UTF-8), built on first request and kept."""
+        cached = self._metadata.get(instance.sha256)
+        if cached is None:
+            built = metadata_json(self.header(instance))
+            cached = json.dumps(built, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            self._metadata.put(instance.sha256, cached)
+        return cached
 
     @staticmethod
     def _parse(fp: BinaryIO, instance: InstanceFile) -> Dataset:

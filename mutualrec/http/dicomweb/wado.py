@@ -7,7 +7,7 @@ transfer syntax is answered 406, as PS3.18 8.7.2 says.
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 from starlette.requests import Request
@@ -18,7 +18,6 @@ from mutualrec.http.dicomweb import multipart
 from mutualrec.http.dicomweb.multipart import MediaRange, accepted, not_acceptable
 from mutualrec.http.dicomweb.paths import only_parameters, path_uids
 from mutualrec.http.dicomweb.qido import DICOM_JSON
-from mutualrec.imaging.dicom_json import metadata_json
 from mutualrec.imaging.frames import OCTET_STREAM, parse_frame_list
 from mutualrec.imaging.records import InstanceFile
 from mutualrec.imaging.thumbnails import RENDERED_TYPES
@@ -50,21 +49,32 @@ async def _files(
 
 
 async def _batched(runtime: Runtime, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """``chunks`` (blocking to produce) pulled on worker threads a few megabytes at a time."""
+    """``chunks`` (blocking to produce) pulled on worker threads a few megabytes at a time,
+    the next batch read while the current one is sent."""
 
-    def gather() -> bytes:
-        batch = bytearray()
+    def gather() -> list[bytes]:
+        batch: list[bytes] = []
+        size = 0
         for chunk in chunks:
-            batch += chunk
-            if len(batch) >= _BATCH_BYTES:
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= _BATCH_BYTES:
                 break
-        return bytes(batch)
+        return batch
 
-    while True:
-        batch = await runtime.run_blocking(gather)
-        if not batch:
-            return
-        yield batch
+    pending = asyncio.ensure_future(runtime.run_blocking(gather))
+    try:
+        while True:
+            batch = await pending
+            if not batch:
+                return
+            pending = asyncio.ensure_future(runtime.run_blocking(gather))
+            for chunk in batch:
+                yield chunk
+    finally:
+        # The client went away (or a read failed): the batch being read is not wanted, and
+        # the iterator it reads must not be used again.
+        pending.cancel()
 
 
 def _instance_syntax(ranges: Sequence[MediaRange], files: Sequence[InstanceFile]) -> bool:
@@ -115,8 +125,8 @@ async def metadata(
 
     def body() -> Iterator[bytes]:
         for position, file in enumerate(files):
-            entry = json.dumps(metadata_json(reading.header(file)), separators=(",", ":"))
-            yield (b"[" if position == 0 else b",") + entry.encode("utf-8")
+            yield b"[" if position == 0 else b","
+            yield reading.metadata(file)
         yield b"]"
 
     return StreamingResponse(_batched(runtime, body()), media_type=DICOM_JSON)
