@@ -493,3 +493,27 @@ def test_sample_files_are_what_the_manifest_says(region: Region) -> None:
     # Guards the comparisons above: they read the sample files directly.
     for path in study_files(region.manifest[CT]):
         assert path.is_file()
+
+
+def test_a_file_damaged_in_the_store_breaks_the_stream_rather_than_arriving_altered(
+    region: Region,
+) -> None:
+    sample = region.manifest["us_abdomen_hosp_a"]
+    uid = sample["study_instance_uid"]
+    first = sample["files"][0]
+    store = region.server.runtime.store
+    key = f"dicom/{uid}/{first['series_instance_uid']}/{first['sop_instance_uid']}"
+    [stored] = [info.key for info in store.list(key)]
+    original = b"".join(store.open(stored))
+    damaged = bytearray(original)
+    damaged[-1] ^= 0xFF
+    store.put(stored, io.BytesIO(bytes(damaged)), len(damaged))
+    try:
+        with pytest.raises(httpx.HTTPError):
+            region.get(f"/studies/{uid}", region.token(LI))
+    finally:
+        store.put(stored, io.BytesIO(original), len(original))
+    whole = parts(region.get(f"/studies/{uid}", region.token(LI)))
+    assert sorted(hashlib.sha256(body).hexdigest() for _, body in whole) == sorted(
+        f["sha256"] for f in sample["files"]
+    )
