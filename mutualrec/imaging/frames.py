@@ -17,7 +17,6 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
 
 from mutualrec.ingest.pydicom_quiet import quiet_pydicom
 from mutualrec.violations import Rejected
@@ -112,11 +111,6 @@ def _layout(header: Dataset) -> FrameLayout:
     return FrameLayout(syntax, frames, media)
 
 
-def read_layout(fp: BinaryIO) -> FrameLayout:
-    """The frame layout of the instance in ``fp`` (read from its start)."""
-    return _layout(_header(fp))
-
-
 def _native_frame_size(header: Dataset) -> int:
     bits = int(header.get("BitsAllocated") or 0)
     if bits not in (8, 16, 32, 64):
@@ -166,8 +160,3 @@ def read_frames(fp: BinaryIO, numbers: Sequence[int]) -> tuple[FrameLayout, list
         except (ValueError, KeyError, EOFError) as exc:
             raise NoFrames("the encapsulated pixel data could not be split into frames") from exc
     return layout, frames
-
-
-def syntax_name(uid: str) -> str:
-    """A transfer syntax's name for messages."""
-    return UID(uid).name
