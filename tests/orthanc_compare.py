@@ -89,6 +89,7 @@ def main(workdir: Path, output: Path) -> None:
                         "studies": studies,
                         "path": path,
                         "params": params,
+                        # 204 (no match, PS3.18 8.3.4.4.1) has no content.
                         "mutualrec": [ours.status_code, ours.json() if ours.content else None],
                         "orthanc": [theirs.status_code, theirs.json() if theirs.content else None],
                     }

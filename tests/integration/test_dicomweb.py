@@ -52,6 +52,18 @@ def region(
     yield from region_on(request, tmp_path_factory.mktemp("dicomweb"))
 
 
+def found(reply: httpx.Response) -> list[dict[str, Any]]:
+    """A search's entries: its JSON array, or none on 204 (PS3.18 8.3.4.4.1)."""
+    if reply.status_code == 204:
+        assert reply.content == b""
+        return []
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"] == "application/dicom+json"
+    entries: list[dict[str, Any]] = reply.json()
+    assert entries
+    return entries
+
+
 def value(entry: dict[str, Any], tag: str) -> Any:
     """The first value of an attribute of a DICOM JSON object (None if absent or empty)."""
     values = entry.get(tag, {}).get("Value")
@@ -89,10 +101,10 @@ def test_a_patient_finds_their_own_studies_and_no_one_elses(region: Region) -> N
     reply = region.get("/studies", region.token(ZHANG))
     assert reply.status_code == 200
     assert reply.headers["content-type"] == "application/dicom+json"
-    found = {value(e, STUDY_UID): e for e in reply.json()}
-    assert set(found) == {*region.studies_of(ZHANG), region.jpeg_study}
+    by_uid = {value(e, STUDY_UID): e for e in reply.json()}
+    assert set(by_uid) == {*region.studies_of(ZHANG), region.jpeg_study}
     for uid, sample in region.studies_of(ZHANG).items():
-        entry = found[uid]
+        entry = by_uid[uid]
         assert value(entry, "00080020") == sample["study_date"]
         assert value(entry, "00080050") == sample["accession_number"]
         assert value(entry, "00100020") == sample["patient"]["hospital_patient_id"]
@@ -111,9 +123,7 @@ def test_study_filters_narrow_as_ps3_4_says(region: Region) -> None:
     ct, dx = region.manifest[CT], region.manifest[DX]
 
     def uids(**params: str) -> set[str]:
-        reply = region.get("/studies", token, params=params)
-        assert reply.status_code == 200, reply.text
-        return {value(e, STUDY_UID) for e in reply.json()}
+        return {value(e, STUDY_UID) for e in found(region.get("/studies", token, params=params))}
 
     assert uids(AccessionNumber=ct["accession_number"]) == {ct["study_instance_uid"]}
     assert uids(ModalitiesInStudy="DX") == {dx["study_instance_uid"]}
@@ -140,10 +150,10 @@ def test_study_filters_narrow_as_ps3_4_says(region: Region) -> None:
     }
 
 
-def test_no_match_is_an_empty_array(region: Region) -> None:
+def test_no_match_is_204_without_content(region: Region) -> None:
     reply = region.get("/studies", region.token(ZHANG), params={"AccessionNumber": "NONE"})
-    assert reply.status_code == 200
-    assert reply.json() == []
+    assert reply.status_code == 204
+    assert reply.content == b""
 
 
 def test_limit_and_offset_page_through_the_answer(region: Region) -> None:
@@ -151,7 +161,7 @@ def test_limit_and_offset_page_through_the_answer(region: Region) -> None:
     whole = [value(e, STUDY_UID) for e in region.get("/studies", token).json()]
     assert len(whole) == 3
     pages = [
-        [value(e, STUDY_UID) for e in region.get("/studies", token, params=p).json()]
+        [value(e, STUDY_UID) for e in found(region.get("/studies", token, params=p))]
         for p in ({"limit": "2"}, {"limit": "2", "offset": "2"}, {"offset": "3"})
     ]
     assert pages == [whole[:2], whole[2:], []]
@@ -411,7 +421,7 @@ def test_another_patients_study_is_not_found_as_if_it_did_not_exist(region: Regi
         missing = region.get(path.replace(study, "1.2.3.4.5"), token)
         assert missing.status_code == 404
         assert reply.json()["detail"] == missing.json()["detail"]
-    assert region.get("/studies", token, params={"StudyInstanceUID": study}).json() == []
+    assert found(region.get("/studies", token, params={"StudyInstanceUID": study})) == []
 
 
 def test_a_share_token_reads_its_one_study(region: Region) -> None:
@@ -439,12 +449,12 @@ def test_a_hospital_reads_only_what_its_recent_check_recognized(region: Region) 
     ct = upload_today(server, region.hospital_keys[ct_issuer], region.manifest[CT])
     dx = upload_today(server, region.hospital_keys[dx_issuer], region.manifest[DX])
     assert region.get(f"/studies/{ct}/metadata", checker).status_code == 404
-    assert ct not in {value(e, STUDY_UID) for e in region.get("/studies", checker).json()}
+    assert ct not in {value(e, STUDY_UID) for e in found(region.get("/studies", checker))}
 
     reply = check(server, checker, ZHANG, "IMG-CT-CHEST-C")
     assert [line.verdict for line in reply.lines] == [recognition_pb2.RECOGNIZABLE]
     assert reply.lines[0].result.imaging.study_instance_uid == ct
-    listed = {value(e, STUDY_UID) for e in region.get("/studies", checker).json()}
+    listed = {value(e, STUDY_UID) for e in found(region.get("/studies", checker))}
     assert ct in listed
     assert dx not in listed
     assert len(parts(region.get(f"/studies/{ct}", checker))) == len(region.manifest[CT]["files"])

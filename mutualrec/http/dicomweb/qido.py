@@ -46,6 +46,10 @@ async def search(
         query,
         SearchScope(study, series),
     )
+    if not found:
+        # PS3.18 8.3.4.4.1: no match is 204 with no payload (CP-2473, not yet final, would
+        # make it 200 with an empty array; clients such as dicomweb-client take both).
+        return Response(status_code=204)
     base = base_url(request, runtime.settings.http_public_url)
     shown = (*defaults_for(level, fixed), *query.include)
     entries = []
