@@ -2,5 +2,5 @@
 
 Thin like the gRPC door: every route admits its caller (:mod:`.admission`), calls
 :mod:`mutualrec.services`, and maps domain errors to problem bodies in one place
-(:mod:`.problems`). CDS Hooks live here; DICOMweb and the web pages are to come.
+(:mod:`.problems`). CDS Hooks and DICOMweb (QIDO-RS, WADO-RS) live here; the web pages are to come.
 """

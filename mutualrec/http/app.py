@@ -15,6 +15,7 @@ from mutualrec import __version__
 from mutualrec.http.admission import Admission
 from mutualrec.http.cds_hooks import cds_routes
 from mutualrec.http.cors import CdsCors
+from mutualrec.http.dicomweb import dicomweb_routes
 from mutualrec.http.dicomweb.stow import stow_routes
 from mutualrec.http.headers import SecurityHeaders
 from mutualrec.http.pages import page_routes
@@ -60,6 +61,7 @@ def build_app(runtime: Runtime, serving: Callable[[], bool]) -> Starlette:
         *session_routes(admission),
         *page_routes(admission),
         *static_routes(admission),
+        *dicomweb_routes(admission, admission.session_or_bearer),
         *stow_routes(admission),
         *viewer_routes(admission, runtime.settings.viewer_dir),
     ]

@@ -46,6 +46,7 @@ _TITLES: Mapping[int, str] = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    406: "Not Acceptable",
     409: "Conflict",
     413: "Content Too Large",
     429: "Too Many Requests",

@@ -84,3 +84,5 @@ class InstanceFile:
     size_bytes: int
     sha256: str
     object_key: str
+    # As ingest read it from the file's meta header.
+    transfer_syntax_uid: str = ""

@@ -210,7 +210,44 @@ def _check_size(max_size: int) -> None:
         raise ValueError(f"thumbnail size must be at least 1 pixel, got {max_size}")
 
 
-def _render(fp: BinaryIO, max_size: int) -> Image.Image:
+class Unrenderable(Exception):
+    """A frame that cannot be rendered; the message says why (for DICOMweb's rendered
+    resource, which answers an error where a thumbnail shows a placeholder)."""
+
+
+RENDERED_TYPES: Final = {"image/jpeg": "JPEG", "image/png": "PNG"}
+
+
+def render_frame(
+    path: Path,
+    frame: int,
+    media_type: str,
+    quality: int = 90,
+    viewport: tuple[int, int] | None = None,
+) -> bytes:
+    """Frame ``frame`` (from 0) of the DICOM file at ``path`` as ``media_type`` (a key of
+    :data:`RENDERED_TYPES`), through the same pipeline as thumbnails, at its own size (square
+    pixels) or fitted into ``viewport`` (width, height). Raises :class:`Unrenderable`."""
+    try:
+        with _ClampedReader(io.FileIO(path)) as fp:
+            image = _render(fp, None, frame)
+    except _Unrenderable as exc:
+        raise Unrenderable(str(exc)) from exc
+    except OSError as exc:
+        raise Unrenderable("file could not be read") from exc
+    if viewport is not None:
+        image.thumbnail(viewport, _FILTER)
+    buffer = io.BytesIO()
+    if RENDERED_TYPES[media_type] == "JPEG":
+        image.save(buffer, format="JPEG", quality=quality)
+    else:
+        image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _render(fp: BinaryIO, max_size: int | None, shown: int | None = None) -> Image.Image:
+    """The frame ``shown`` (the middle one when None) as an image whose longest side is
+    ``max_size`` (its own size, pixels made square, when None)."""
     header = _read_header(fp)
     try:
         if "Rows" not in header or "Columns" not in header:
@@ -223,7 +260,9 @@ def _render(fp: BinaryIO, max_size: int) -> Image.Image:
         if rows * columns > _MAX_PIXELS:
             raise _Unrenderable(f"image too large for a thumbnail ({columns}x{rows} pixels)")
         frames = max(int(header.get("NumberOfFrames") or 1), 1)
-        index = frames // 2
+        index = frames // 2 if shown is None else shown
+        if not 0 <= index < frames:
+            raise _Unrenderable(f"the instance has {frames} frame(s)")
         if syntax in _CODESTREAM_SYNTAXES:
             _check_codestream(fp, header, index, frames)
         frame = _decode_frame(fp, index)
@@ -234,7 +273,9 @@ def _render(fp: BinaryIO, max_size: int) -> Image.Image:
             image = Image.fromarray(_colour(frame, header))
         else:
             image = Image.fromarray(_grayscale(frame, header, photometric))
-        return image.resize(_display_size(header, image.width, image.height, max_size), _FILTER)
+        longest = max(image.width, image.height) if max_size is None else max_size
+        size = _display_size(header, image.width, image.height, longest)
+        return image if size == image.size else image.resize(size, _FILTER)
     except _BAD_INPUT as exc:
         raise _Unrenderable("pixel data could not be decoded") from exc
     except BaseException as exc:

@@ -77,6 +77,30 @@ RPC_ROLES: Mapping[str, frozenset[str]] = {
     # STOW-RS: a hospital stores instances as over UploadStudy and C-STORE.
     "HTTP POST /dicomweb/studies": _HOSPITAL,
     "HTTP POST /dicomweb/studies/{study}": _HOSPITAL,
+    # DICOMweb reads (QIDO-RS, WADO-RS): who reads which study is ImagingService's rule, so the
+    # same readers as GetStudy and DownloadStudy.
+    "HTTP GET /dicomweb/studies": _STUDY_READERS,
+    "HTTP GET /dicomweb/series": _STUDY_READERS,
+    "HTTP GET /dicomweb/instances": _STUDY_READERS,
+    "HTTP GET /dicomweb/studies/{study}": _STUDY_READERS,
+    "HTTP GET /dicomweb/studies/{study}/series": _STUDY_READERS,
+    "HTTP GET /dicomweb/studies/{study}/instances": _STUDY_READERS,
+    "HTTP GET /dicomweb/studies/{study}/metadata": _STUDY_READERS,
+    "HTTP GET /dicomweb/studies/{study}/series/{series}": _STUDY_READERS,
+    "HTTP GET /dicomweb/studies/{study}/series/{series}/instances": _STUDY_READERS,
+    "HTTP GET /dicomweb/studies/{study}/series/{series}/metadata": _STUDY_READERS,
+    "HTTP GET /dicomweb/studies/{study}/series/{series}/instances/{instance}": _STUDY_READERS,
+    "HTTP GET /dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata": (
+        _STUDY_READERS
+    ),
+    "HTTP GET /dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}": (
+        _STUDY_READERS
+    ),
+    "HTTP GET /dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered": (
+        _STUDY_READERS
+    ),
+    "HTTP GET /dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}"
+    "/rendered": _STUDY_READERS,
 }
 
 # Served without credentials: load balancers probe health, tools list the services.

@@ -17,7 +17,13 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.imaging.history import ItemValidity, check_query, encode_cursor, validity
-from mutualrec.imaging.records import HistoryCursor, InstanceFile, SeriesEntry, StudyEntry
+from mutualrec.imaging.records import (
+    HistoryCursor,
+    HistoryFilter,
+    InstanceFile,
+    SeriesEntry,
+    StudyEntry,
+)
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.imaging.viewer import RECENT_CHECK, Viewer, own_patient_key, viewer_of
 from mutualrec.matching.catalog import Catalog
@@ -283,6 +289,51 @@ class PatientHistory:
         if not files:
             raise NotFound(missing)
         return files
+
+    def open_study(
+        self, principal: Principal, study_instance_uid: str, peer: str, rpc: str, what: str
+    ) -> StudyEntry:
+        """The viewer's study with that UID, its read audited as ``what`` (a share link's use
+        recorded under ``rpc``); :class:`NotFound` alike for a study that does not exist and
+        for one that is not the viewer's."""
+        viewer = viewer_of(principal, peer)
+        self._audit_read(viewer, study_instance_uid, what)
+        if not study_instance_uid:
+            raise NotFound("no such study")
+        with self._sessions.begin() as session:
+            return self._find(session, viewer, study_instance_uid, rpc, "no such study")
+
+    def readable_studies(self, principal: Principal, peer: str, limit: int) -> list[StudyEntry]:
+        """Up to ``limit`` studies the viewer may read, newest first: a patient's own, a share
+        link's or a study link's one, a hospital's recognized by its checks of the last
+        :data:`RECENT_CHECK`.
+        Not audited: the caller audits what it shows of them."""
+        viewer = viewer_of(principal, peer)
+        with self._sessions.begin() as session:
+            if viewer.checked_study_uid is not None:
+                # A doctor's study link: its check's one study, never the hospital's others.
+                try:
+                    uid = viewer.checked_study_uid
+                    return [self._find(session, viewer, uid, "DICOMweb search", "no such study")]
+                except NotFound:
+                    return []
+            if viewer.checking_institution_id is not None:
+                since = dt.datetime.now(dt.UTC) - RECENT_CHECK
+                return history_index.studies_checked_by(
+                    session, viewer.checking_institution_id, since, limit
+                )
+            if viewer.shared_study_id is not None:
+                return [self._find(session, viewer, "", "DICOMweb search", "no such study")]
+            return history_index.patient_studies(
+                session, viewer.patient_key, HistoryFilter(), None, limit
+            )
+
+    def study_files(self, study_id: int, series_instance_uid: str = "") -> list[InstanceFile]:
+        """The current files of a study already opened with :meth:`open_study` or listed by
+        :meth:`readable_studies` (or of one of its series)."""
+        with self._sessions() as session:
+            reads_without_transaction(session)
+            return history_index.current_files(session, study_id, series_instance_uid)
 
     def read(self, instance: InstanceFile) -> Iterator[bytes]:
         """The bytes of one file as stored, in chunks of at most 1 MiB, checked against its

@@ -257,6 +257,7 @@ def current_files(
             Instance.size_bytes,
             Instance.sha256,
             Instance.object_key,
+            Instance.transfer_syntax_uid,
         )
         .join(Series, Series.id == Instance.series_id)
         .where(Series.study_id == study_id, _is_current())
@@ -265,3 +266,43 @@ def current_files(
     if series_instance_uid:
         query = query.where(Series.series_instance_uid == series_instance_uid)
     return [InstanceFile(*row) for row in session.execute(query)]
+
+
+def studies_checked_by(
+    session: Session, institution_id: int, since: dt.datetime, limit: int
+) -> list[StudyEntry]:
+    """Up to ``limit`` studies that checks ``institution_id`` made at or after ``since``
+    recognized (the studies :func:`study_checked_by` opens to it), newest first.
+
+    Driven from the institution's recent checks (``recognition_check.institution_id``), so
+    the cost is that of its own day of checks, not of the region's studies."""
+    prefix = "study:"
+    recognized = (
+        select(func.substr(CheckLine.result_ref, len(prefix) + 1))
+        .join(RecognitionCheck, RecognitionCheck.id == CheckLine.check_id)
+        .where(
+            CheckLine.verdict == Verdict.RECOGNIZABLE.value,
+            CheckLine.result_ref.startswith(prefix),
+            RecognitionCheck.institution_id == institution_id,
+            RecognitionCheck.received_at >= since,
+        )
+    )
+    checked_patient = (
+        select(RecognitionCheck.id)
+        .join(CheckLine, CheckLine.check_id == RecognitionCheck.id)
+        .where(
+            RecognitionCheck.institution_id == institution_id,
+            RecognitionCheck.received_at >= since,
+            RecognitionCheck.patient_key == Study.patient_key,
+            CheckLine.result_ref == prefix + Study.study_instance_uid,
+            CheckLine.verdict == Verdict.RECOGNIZABLE.value,
+        )
+        .exists()
+    )
+    query = (
+        _listing()
+        .where(Study.study_instance_uid.in_(recognized), checked_patient)
+        .order_by(Study.started_at.desc(), Study.id.desc())
+        .limit(limit)
+    )
+    return _entries(session, query)

@@ -1,130 +1,124 @@
-"""A ``multipart/related`` request body read as it streams: each part becomes an instance's
-chunks (the same :class:`Chunk` UploadStudy's messages become), never the whole body in memory.
-
-Bounds: a part larger than ``max_part`` bytes or a body larger than ``max_body`` bytes ends the
-request with :class:`TooLarge` (413); a body that is not multipart, or ends before its closing
-boundary, with :class:`Rejected` (400). What was received whole before either is kept.
+"""Content negotiation and multipart bodies of DICOMweb answers: the Accept header read as
+PS3.18 8.7 uses it (media ranges with ``type`` and ``transfer-syntax`` parameters), and
+``multipart/related`` bodies (RFC 2387) streamed part by part with the delimiters of RFC 2046.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser
-from starlette.requests import Request
-
 from mutualrec.http.problems import Refusal
-from mutualrec.services.study_upload import Chunk
-from mutualrec.violations import Rejected, TooLarge
 
+MULTIPART_RELATED = "multipart/related"
 DICOM = "application/dicom"
-# A part's data is handed on in pieces no larger than UploadStudy's chunks.
-MAX_PIECE = 1024 * 1024
 
 
-@dataclass
-class _Parsed:
-    """What the parser reported while it read one piece of the body."""
+@dataclass(frozen=True, slots=True)
+class MediaRange:
+    """One media range of an Accept header, lower-cased, its parameters unquoted."""
 
-    chunks: list[Chunk] = field(default_factory=list)
-    part: int = -1
-    part_bytes: int = 0
-    header_name: bytearray = field(default_factory=bytearray)
-    header_value: bytearray = field(default_factory=bytearray)
-    content_type: str = ""
-    ended: bool = False
+    media_type: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    quality: float = 1.0
+
+    def covers(self, media_type: str) -> bool:
+        """Whether this range's type (``*/*``, ``image/*``, exact) takes ``media_type``."""
+        return _covers(self.media_type, media_type)
+
+    def part_type_covers(self, media_type: str) -> bool:
+        """Whether the ``type`` parameter (absent: anything) takes ``media_type``."""
+        part = self.parameters.get("type")
+        return part is None or _covers(part, media_type)
 
 
-def part_name(position: int) -> str:
-    """How outcomes and problems name a part: its position in the body, from 0."""
-    return f"part[{position}]"
+def _covers(pattern: str, media_type: str) -> bool:
+    if pattern in ("*/*", "*"):
+        return True
+    major, _, minor = pattern.partition("/")
+    wanted_major, _, wanted_minor = media_type.partition("/")
+    return major == wanted_major and minor in ("*", wanted_minor)
 
 
-async def dicom_parts(
-    request: Request, boundary: str, max_part: int, max_body: int
-) -> AsyncIterator[Chunk]:
-    """The chunks of the body's parts, each part ending with an ``end_of_instance`` chunk."""
-    state = _Parsed()
+def _split(text: str, separator: str) -> list[str]:
+    """``text`` split on ``separator`` outside double quotes."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for character in text:
+        if character == '"':
+            quoted = not quoted
+        if character == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(character)
+    parts.append("".join(current))
+    return parts
 
-    def begin() -> None:
-        state.part += 1
-        state.part_bytes = 0
-        state.content_type = ""
 
-    def header_field(data: bytes, start: int, end: int) -> None:
-        state.header_name += data[start:end]
+def accepted(header: str | None) -> list[MediaRange]:
+    """The media ranges of an Accept header, most preferred first (none given: anything);
+    ranges of quality 0 are dropped."""
+    if header is None or not header.strip():
+        return [MediaRange("*/*")]
+    ranges = []
+    for position, item in enumerate(_split(header[:4096], ",")):
+        pieces = [p.strip() for p in _split(item, ";")]
+        if not pieces[0]:
+            continue
+        parameters: dict[str, str] = {}
+        quality = 1.0
+        for piece in pieces[1:]:
+            name, _, value = piece.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"')
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+            elif name:
+                parameters[name] = value if name == "transfer-syntax" else value.lower()
+        if quality > 0:
+            ranges.append((-quality, position, MediaRange(pieces[0].lower(), parameters, quality)))
+    return [media for _q, _p, media in sorted(ranges, key=lambda r: (r[0], r[1]))]
 
-    def header_value(data: bytes, start: int, end: int) -> None:
-        state.header_value += data[start:end]
 
-    def header_end() -> None:
-        if bytes(state.header_name).strip().lower() == b"content-type":
-            state.content_type = bytes(state.header_value).decode("latin-1").strip()
-        state.header_name.clear()
-        state.header_value.clear()
+def not_acceptable(header: str | None, offered: str) -> Refusal:
+    """A 406 naming what was asked and what this resource offers."""
+    asked = (header or "")[:200]
+    return Refusal(406, f"cannot answer {asked!r}; this resource offers {offered}")
 
-    def headers_finished() -> None:
-        media_type = state.content_type.split(";", 1)[0].strip().lower()
-        # PS3.18: every part of a request whose type is application/dicom is a Part 10 file.
-        if media_type and media_type != DICOM:
-            raise Refusal(
-                415,
-                f"{part_name(state.part)} is {media_type}: every part must be {DICOM}",
-            )
 
-    def data(data: bytes, start: int, end: int) -> None:
-        state.part_bytes += end - start
-        if state.part_bytes > max_part:
-            raise TooLarge(f"{part_name(state.part)} is larger than {max_part} bytes")
-        for piece in range(start, end, MAX_PIECE):
-            state.chunks.append(
-                Chunk(part_name(state.part), data[piece : min(end, piece + MAX_PIECE)], False)
-            )
+def new_boundary() -> str:
+    """A boundary no part's bytes will contain by chance."""
+    return "mutualrec-" + secrets.token_hex(16)
 
-    def part_end() -> None:
-        state.chunks.append(Chunk(part_name(state.part), b"", True))
 
-    def ended() -> None:
-        state.ended = True
+def content_type(boundary: str, part_type: str, transfer_syntax: str = "") -> str:
+    """The Content-Type of a multipart/related answer."""
+    syntax = f"; transfer-syntax={transfer_syntax}" if transfer_syntax else ""
+    return f'{MULTIPART_RELATED}; type="{part_type}"{syntax}; boundary={boundary}'
 
-    parser = MultipartParser(
-        boundary.encode("latin-1"),
-        {
-            "on_part_begin": begin,
-            "on_header_field": header_field,
-            "on_header_value": header_value,
-            "on_header_end": header_end,
-            "on_headers_finished": headers_finished,
-            "on_part_data": data,
-            "on_part_end": part_end,
-            "on_end": ended,
-        },
-    )
-    received = 0
-    async for piece in request.stream():
-        received += len(piece)
-        if received > max_body:
-            raise TooLarge(f"the body is larger than {max_body} bytes")
-        if state.ended:
-            continue  # the epilogue after the closing boundary means nothing
-        try:
-            parser.write(piece)
-        except MultipartParseError as error:
-            raise Rejected.one(
-                "the body is not a multipart/related body of the boundary its type names",
-                "body",
-                f"malformed near byte {received - len(piece) + max(error.offset, 0)}",
-                "MALFORMED_MULTIPART",
-            ) from None
-        chunks, state.chunks = state.chunks, []
-        for chunk in chunks:
-            yield chunk
-    if not state.ended:
-        raise Rejected.one(
-            "the body ends before its closing boundary",
-            "body" if state.part < 0 else part_name(state.part),
-            "the request was cut short, or its boundary is not the one its Content-Type names",
-            "TRUNCATED_MULTIPART",
-        )
+
+def part_head(boundary: str, part_type: str, location: str = "") -> bytes:
+    """The delimiter and headers opening one part."""
+    head = f"--{boundary}\r\nContent-Type: {part_type}\r\n"
+    if location:
+        head += f"Content-Location: {location}\r\n"
+    return (head + "\r\n").encode("ascii")
+
+
+def closing(boundary: str) -> bytes:
+    """The close delimiter."""
+    return f"--{boundary}--\r\n".encode("ascii")
+
+
+def parts(boundary: str, bodies: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:
+    """A whole multipart body of small parts (``(content type, bytes)``)."""
+    for part_type, body in bodies:
+        yield part_head(boundary, part_type)
+        yield body
+        yield b"\r\n"
+    yield closing(boundary)

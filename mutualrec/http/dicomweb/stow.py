@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from mutualrec.http.admission import Admission
-from mutualrec.http.dicomweb.multipart import DICOM, dicom_parts
+from mutualrec.http.dicomweb.request_parts import DICOM, dicom_parts
 from mutualrec.http.problems import Refusal
 from mutualrec.ingest.study_upload import InstanceOutcome, OutcomeKind
 from mutualrec.security.api_keys import Principal
