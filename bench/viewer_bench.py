@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""From a click on a study in the patient's history to the first image drawn in the OHIF viewer,
+measured in a real headless Chromium (Debian's chromium and chromedriver) against
+``mutualrec serve``.
+
+The server holds one ``--instances``-instance 512x512 CT study (made by
+dicom_samples/make_samples.py --bench-ct, as the DICOMweb benchmark's). A patient's browser signs
+in, opens the history, and clicks the study's "open in viewer" link. A small script that the
+browser runs at the start of every document (DevTools' ``Page.addScriptToEvaluateOnNewDocument``,
+so the viewer's own Content-Security-Policy does not stand in its way) watches the viewport's
+canvas on every animation frame and notes the moment it first shows an image: at least 32 grey
+levels on a sampled grid, which an empty or loading viewport never has. The figure is that
+moment minus the click's, both read from the browser's own clock.
+
+Two kinds of round, interleaved: ``cold`` in a browser with a fresh profile (nothing cached:
+the viewer's 20-odd MB of scripts and the study's first frames fetched), ``warm`` in a browser
+that opened the viewer once before (its files cached, as a patient's second visit).
+
+    .venv/bin/python bench/viewer_bench.py --instances 300 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dicomweb_bench import INSTITUTION, prepare_study
+from harness import (
+    RESULTS_DIR,
+    code_options,
+    free_port,
+    import_snapshot,
+    last_line,
+    latency_summary,
+    log,
+    machine,
+    mutualrec_env,
+    process_tree_stats,
+    run_cli,
+    serve,
+    snapshot_code,
+    write_json,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,900",
+)
+# Runs first in every document: records when the viewport first holds an image.
+FIRST_DRAW_WATCH = """
+(() => {
+  const MIN_LEVELS = 32;
+  function drawn() {
+    const canvas = document.querySelector('canvas.cornerstone-canvas');
+    if (!canvas || !canvas.width || !canvas.height) return false;
+    const context = canvas.getContext('2d');
+    if (!context) return false;
+    const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    const seen = new Set();
+    const stepX = Math.max(1, Math.floor(canvas.width / 96));
+    const stepY = Math.max(1, Math.floor(canvas.height / 96));
+    for (let y = 0; y < canvas.height; y += stepY) {
+      for (let x = 0; x < canvas.width; x += stepX) {
+        seen.add(data[4 * (y * canvas.width + x)]);
+        if (seen.size >= MIN_LEVELS) return true;
+      }
+    }
+    return false;
+  }
+  function watch() {
+    if (window.__firstDrawEpochMs === undefined && drawn()) {
+      window.__firstDrawEpochMs = performance.timeOrigin + performance.now();
+      return;
+    }
+    requestAnimationFrame(watch);
+  }
+  requestAnimationFrame(watch);
+})();
+"""
+
+
+def open_browser(profile: Path) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(120)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FIRST_DRAW_WATCH})
+    return driver
+
+
+def wait(driver: Any, condition: Any, seconds: float) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition(driver)
+        if value:
+            return value
+        time.sleep(0.02)
+    raise TimeoutError(f"gave up after {seconds} s at {driver.current_url}")
+
+
+def sign_in(driver: Any, url: str, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{url}/signin")
+    driver.find_element(By.ID, "credential").send_keys(token)
+    driver.find_element(By.ID, "sign-in").click()
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "li.study"), 60)
+
+
+def click_to_first_image(driver: Any, url: str, study_uid: str) -> float:
+    """Seconds from the click on the study's viewer link to its first image drawn."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{url}/")
+    link = wait(
+        driver,
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, f'li.study[data-study-uid="{study_uid}"] .open-viewer'
+        ),
+        60,
+    )[0]
+    clicked = driver.execute_script(
+        "const at = performance.timeOrigin + performance.now(); arguments[0].click(); return at;",
+        link,
+    )
+    drawn = wait(driver, lambda d: d.execute_script("return window.__firstDrawEpochMs"), 120)
+    return (float(drawn) - float(clicked)) / 1000
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    scratch: Path = args.workdir.resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    code_dir, code = snapshot_code(scratch, None if args.worktree else args.ref)
+    import_snapshot(code_dir)
+    import grpc
+
+    from mutualrec.client.upload import make_header, upload_study
+
+    files, identity = prepare_study(scratch / "data", args.instances, args.seed)
+    size = sum(p.stat().st_size for p in files)
+    uid = identity["study_instance_uid"]
+    log(f"{len(files)} files, {size / 1e6:.1f} MB, study {uid}")
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+    http_port = free_port()
+    url = f"http://127.0.0.1:{http_port}"
+    env = mutualrec_env(
+        code_dir,
+        data_dir=str(run_dir / "data"),
+        listen=f"127.0.0.1:{free_port()}",
+        http_listen=f"127.0.0.1:{http_port}",
+        database_url=f"sqlite:///{run_dir / 'index.sqlite3'}",
+        patient_key_secret="viewer-bench-" + "x" * 32,
+    )
+    run_cli(env, code_dir, "db", "upgrade")
+    code_, name, district, level = INSTITUTION
+    run_cli(
+        env,
+        code_dir,
+        "admin",
+        "add-institution",
+        *("--code", code_, "--name", name, "--district", district, "--level", level),
+    )
+    api_key = last_line(run_cli(env, code_dir, "admin", "issue-key", "--institution", code_))
+    number = identity["patient"]["document_number"]
+    token = run_cli(
+        env, code_dir, "admin", "patient-token", "--patient-id", number, "--ttl", "7200"
+    )
+    token = token.strip().splitlines()[0].strip()
+    server, target = serve(env, code_dir, run_dir / "server.log")
+    browsers: list[Any] = []
+    try:
+        header = make_header(
+            number,
+            identity["patient"]["document_type"],
+            "",
+            identity.get("accession_number", ""),
+            identity.get("performed_item_code", ""),
+        )
+        with grpc.insecure_channel(target) as channel:
+            stored = upload_study(channel, api_key, header, files, timeout=1800).counts.stored
+        if stored != len(files):
+            raise RuntimeError(f"mutualrec stored {stored} of {len(files)}")
+        warm = open_browser(run_dir / "profile-warm")
+        browsers.append(warm)
+        sign_in(warm, url, token)
+        click_to_first_image(warm, url, uid)  # fills its cache: later rounds are warm
+        times: dict[str, list[float]] = {"cold": [], "warm": []}
+        cpu_before = process_tree_stats(server.pid)
+        for number_ in range(args.rounds):
+            profile = run_dir / f"profile-cold-{number_}"
+            cold = open_browser(profile)
+            try:
+                sign_in(cold, url, token)
+                times["cold"].append(click_to_first_image(cold, url, uid))
+            finally:
+                cold.quit()
+                shutil.rmtree(profile, ignore_errors=True)
+            times["warm"].append(click_to_first_image(warm, url, uid))
+            log(
+                f"round {number_ + 1} of {args.rounds}: cold {times['cold'][-1]:.3f} s, "
+                f"warm {times['warm'][-1]:.3f} s"
+            )
+        cpu_after = process_tree_stats(server.pid)
+        results = {kind: latency_summary(values) for kind, values in times.items()}
+        document = {
+            "benchmark": "viewer_bench",
+            "command": " ".join([sys.executable, "bench/viewer_bench.py", *argv]),
+            "code": code,
+            "study": {"instances": len(files), "bytes": size, "rows_columns": "512x512"},
+            "rounds": args.rounds,
+            "mutualrec_server_cpu_s": round(
+                cpu_after.user_seconds
+                + cpu_after.sys_seconds
+                - cpu_before.user_seconds
+                - cpu_before.sys_seconds,
+                2,
+            ),
+            "results_seconds": results,
+            "raw_seconds": times,
+            "machine": machine(scratch),
+        }
+        write_json(args.output, document)
+        log(f"results written to {args.output}")
+        print(json.dumps(results, indent=2))
+    finally:
+        for driver in browsers:
+            driver.quit()
+        server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instances", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/mutualrec-viewer-bench"))
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS_DIR / "issue20" / "viewer-first-image.json"
+    )
+    code_options(parser)
+    return run(parser.parse_args(argv), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
