@@ -32,8 +32,9 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--window-size=1280,900",
 )
+# A desktop's window, in CSS pixels (the pages' tests also use a phone's).
+DESKTOP_WINDOW = "1280,900"
 CHROMIUM_MISSING = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None or shutil.which(CHROMEDRIVER) is None,
     reason="Debian's chromium and chromedriver are missing: run `make test-tools`",
@@ -89,17 +90,29 @@ class Browser:
             time.sleep(0.25)
 
 
-def new_browser(profile: Path, name: str) -> Browser:
-    """A fresh headless Chromium with its own profile folder."""
+def open_chromium(
+    profile: Path, window: str = DESKTOP_WINDOW, languages: str | None = None
+) -> webdriver.Chrome:
+    """A fresh headless Chromium with its own profile folder, its console kept for
+    :meth:`Browser.log`, sized ``window`` and asking for ``languages`` (Accept-Language) when
+    given. The one way every browser test starts Chromium."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
+    options.add_argument(f"--window-size={window}")
+    if languages is not None:
+        options.add_experimental_option("prefs", {"intl.accept_languages": languages})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(120)
-    return Browser(driver, name)
+    return driver
+
+
+def new_browser(profile: Path, name: str) -> Browser:
+    """A fresh headless desktop Chromium with its own profile folder."""
+    return Browser(open_chromium(profile), name)
 
 
 @pytest.fixture

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
+from tests import browser
 from tests.conftest import REPO, skip_or_fail
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "test-artifacts" / "web-pages"
 # A phone's screen: the pages are used on one.
 PHONE_WINDOW = "412,915"
@@ -21,7 +19,7 @@ PHONE_WINDOW = "412,915"
 
 def chromium_unavailable() -> str | None:
     """Why no browser can be driven here, or None."""
-    for tool in (CHROMIUM, CHROMEDRIVER):
+    for tool in (Path(browser.CHROMIUM), Path(browser.CHROMEDRIVER)):
         if not tool.exists():
             return f"{tool} is missing (make test-tools installs it)"
     return None
@@ -30,27 +28,9 @@ def chromium_unavailable() -> str | None:
 def open_chromium(
     profile: Path, window: str = PHONE_WINDOW, languages: str = "zh-CN,zh,en"
 ) -> webdriver.Chrome:
-    """A headless Chromium with a fresh profile in ``profile``, quiet on the network (no
-    updates, no sync, no QUIC): only the pages under test are fetched. Its Accept-Language is
-    ``languages`` (a patient of the region's, by default)."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    options.add_experimental_option("prefs", {"intl.accept_languages": languages})
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        f"--window-size={window}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    """A headless Chromium (see :func:`tests.browser.open_chromium`) on a phone's screen,
+    asking for Chinese first (a patient of the region's), by default."""
+    return browser.open_chromium(profile, window, languages)
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from mutualrec.security.access import REGULATOR
+from tests.browser import open_chromium
+from tests.browser_pages import chromium_unavailable
 from tests.conftest import RunningServer, make_settings, new_key, skip_or_fail, start_server
 from tests.integration.test_regulator_dashboard import (
     BY_DISTRICT,
@@ -24,38 +26,18 @@ from tests.integration.test_regulator_dashboard import (
     _record,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 # A phone's screen, in CSS pixels.
 PHONE = (390, 844)
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        skip_or_fail("Chromium and chromedriver are not installed (make test-tools)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    reason = chromium_unavailable()
+    if reason is not None:
+        skip_or_fail(reason)
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        f"--window-size={PHONE[0]},{PHONE[1]}",
-    ):
-        options.add_argument(flag)
     # A regulator's browser in Chongqing asks for Chinese.
-    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = open_chromium(tmp_path / "chromium-profile", f"{PHONE[0]},{PHONE[1]}", "zh-CN,zh")
     try:
         yield driver
     finally:
