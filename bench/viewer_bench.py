@@ -150,6 +150,19 @@ def click_to_first_image(driver: Any, url: str, study_uid: str) -> float:
     return (float(drawn) - float(clicked)) / 1000
 
 
+def timeline(driver: Any) -> list[dict[str, Any]]:
+    """The viewer page's requests up to now: path, start and end in ms from the page's start,
+    and bytes (where the time to the first image went)."""
+    entries = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => ({"
+        "path: new URL(e.name).pathname + new URL(e.name).search, "
+        "start: Math.round(e.startTime), end: Math.round(e.responseEnd), "
+        "bytes: e.transferSize}));"
+    )
+    drawn = driver.execute_script("return window.__firstDrawEpochMs - performance.timeOrigin")
+    return [*entries, {"path": "(first image drawn)", "start": round(drawn), "end": round(drawn)}]
+
+
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     scratch: Path = args.workdir.resolve()
     scratch.mkdir(parents=True, exist_ok=True)
@@ -224,6 +237,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 f"warm {times['warm'][-1]:.3f} s"
             )
         cpu_after = process_tree_stats(server.pid)
+        last_warm = timeline(warm)
         results = {kind: latency_summary(values) for kind, values in times.items()}
         document = {
             "benchmark": "viewer_bench",
@@ -240,6 +254,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             ),
             "results_seconds": results,
             "raw_seconds": times,
+            "last_warm_timeline_ms": last_warm,
             "machine": machine(scratch),
         }
         write_json(args.output, document)
