@@ -5,6 +5,7 @@ the studies it shows come from ``/dicomweb``, which admits its callers as every 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
@@ -16,6 +17,26 @@ from starlette.staticfiles import StaticFiles
 from mutualrec.http.admission import Admission
 
 INDEX = "index.html"
+# Files whose names carry their content's hash (webpack's chunks, the codecs' WebAssembly, fonts):
+# a new build names them anew, so a browser may keep them for good without asking again. Without
+# this, a warm browser revalidated each of the 40-odd chunks the viewer loads in waves, seconds
+# before the first image on this machine.
+_CONTENT_NAMED = re.compile(r"(^|/)([^/]*\.)?[0-9a-f]{16,}\.(js|wasm|woff2?|css)$")
+IMMUTABLE = "public, max-age=31536000, immutable"
+# The rest of the pinned release's files change only with a new release: a day.
+RELEASE_FILE = "public, max-age=86400"
+# Written by the installer for this server (its configuration, the boot script, the page):
+# always revalidated (the security headers' default for the viewer).
+_OURS = frozenset({INDEX, "app-config.js", "mutualrec-boot.js"})
+
+
+def cache_control(path: str) -> str | None:
+    """How long a browser may keep the viewer's file ``path`` (None: the default, revalidate)."""
+    if _CONTENT_NAMED.search(path):
+        return IMMUTABLE
+    if path in _OURS:
+        return None
+    return RELEASE_FILE
 
 
 def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRoute]:
@@ -30,12 +51,16 @@ def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRout
     async def serve(request: Request, _principal: object) -> Response:
         path = request.path_params["path"] or INDEX
         try:
-            return await files.get_response(path, request.scope)
+            response = await files.get_response(path, request.scope)
         except HTTPException as missing:
             if missing.status_code != 404:
                 raise
             # A route of the app, not a file: the app's page, whose router reads the path.
             return await files.get_response(INDEX, request.scope)
+        keep = cache_control(path)
+        if keep is not None:
+            response.headers["cache-control"] = keep
+        return response
 
     return [
         admission.route("GET", "/viewer", entry),

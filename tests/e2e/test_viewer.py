@@ -55,6 +55,14 @@ def test_the_viewer_is_served_under_viewer_with_its_own_policy(served: ServeProc
     health = httpx.get(url.replace("/viewer/", "/healthz"))
     assert health.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
     assert httpx.get(url + "../../etc/passwd").status_code in (200, 404)  # never outside
+    # Files named by their content's hash are kept for good; the server's own, revalidated.
+    bundle = re.search(r'src="/viewer/(app\.bundle\.[0-9a-f]{16,}\.js)"', page.text)
+    assert bundle is not None, page.text
+    kept = httpx.get(url + bundle.group(1))
+    assert kept.status_code == 200
+    assert kept.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert httpx.get(url + "app-config.js").headers["cache-control"] == "no-cache"
+    assert page.headers["cache-control"] == "no-cache"
 
 
 @CHROMIUM_MISSING
