@@ -115,12 +115,14 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("CLOCK_SKEW_SECONDS", "60", "how far ahead of the server a reported time may be"),
     ("DICOM_LISTEN", "", "host:port of the DICOM C-STORE listener (unset: none)"),
     ("DICOM_AE_TITLE", "MUTUALREC", "our AE title: the called AE title PACS must use"),
-    ("HTTP_LISTEN", "127.0.0.1:8080", "host:port of the HTTP door (CDS Hooks); off: none"),
+    ("HTTP_LISTEN", "127.0.0.1:8080", "host:port of the HTTP door (pages, DICOMweb); off: none"),
     (
         "HTTP_PUBLIC_URL",
         "",
         "the HTTP door's URL behind a proxy (CDS tokens' audience, study links' host)",
     ),
+    ("WEB_SESSION_IDLE_SECONDS", "1800", "a browser session ends after this long unused"),
+    ("WEB_SESSION_MAX_SECONDS", "28800", "a browser session ends this long after sign-in"),
     ("MAX_STOW_MIB", "16384", "largest STOW-RS request body (each part: MAX_INSTANCE_MIB)"),
     (
         "VIEWER_DIR",
