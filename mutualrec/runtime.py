@@ -79,7 +79,8 @@ class Runtime:
     # DICOM headers are walked here, a few at a time: uploads of costly instances must not hold
     # the worker threads that every storage-backed call needs.
     header_executor: ThreadPoolExecutor
-    # Drops `reference` and `principals` when an administrator changed something.
+    # Drops `reference`, `principals` and `cds_clients`' keys when an administrator changed
+    # something.
     changes: ChangeWatch
     authentication: Authentication
     study_uploads: StudyUploads
@@ -117,10 +118,12 @@ class Runtime:
             catalog_store.ensure_packaged_catalog(session)
         reference = ReferenceCache(sessions)
         principals = PrincipalCache(settings.auth_cache_seconds)
+        cds_clients = CdsClients(sessions)
 
         def forget_cached() -> None:
             reference.invalidate()
             principals.clear()
+            cds_clients.forget()
 
         store = open_object_store(settings)
         audit = AuditWriter(sessions)
@@ -195,7 +198,7 @@ class Runtime:
             study_uploads=study_uploads,
             dicom_peers=DicomPeers(sessions),
             dicom_storage=DicomStorage(study_uploads),
-            cds_clients=CdsClients(sessions),
+            cds_clients=cds_clients,
             lab_submissions=LabSubmissions(
                 store=store,
                 sessions=sessions,
