@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jwt
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.security.access import HOSPITAL
@@ -92,6 +93,9 @@ class CdsClients:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        engine = sessions.kw["bind"]
+        assert isinstance(engine, Engine)
+        self._engine = engine
         self._uses = itertools.count()
         self._lock = threading.Lock()
         self._registered: dict[str, _Registered] = {}
@@ -190,19 +194,16 @@ class CdsClients:
         replayed = InvalidKey("the token was used already (jti replayed)")
         if self._recent.seen(issuer, verified.jti):
             raise replayed
-        with self._sessions.begin() as session:
-            try:
-                sweep = next(self._uses) % SWEEP_EVERY == 0
-                cds_clients.use_token(
-                    session, held.record, verified.jti, verified.expires_at, sweep
-                )
-            except cds_clients.ReplayedToken:
-                raise replayed from None
-            except cds_clients.RemovedClient:
-                with self._lock:
-                    if self._registered.get(issuer) is held:
-                        del self._registered[issuer]
-                raise _Stale(
-                    InvalidKey("the token's issuer is not a registered CDS client")
-                ) from None
+        sweep = next(self._uses) % SWEEP_EVERY == 0
+        try:
+            cds_clients.record_token_use(
+                self._engine, held.record, verified.jti, verified.expires_at, sweep
+            )
+        except cds_clients.ReplayedToken:
+            raise replayed from None
+        except cds_clients.RemovedClient:
+            with self._lock:
+                if self._registered.get(issuer) is held:
+                    del self._registered[issuer]
+            raise _Stale(InvalidKey("the token's issuer is not a registered CDS client")) from None
         self._recent.remember(issuer, verified.jti, verified.expires_at.timestamp())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, Select, bindparam, delete, select, text
+from sqlalchemy import DateTime, Engine, Select, bindparam, delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,5 +120,51 @@ def use_token(
         return
     # Refused: tell why (rare, so a second statement is fine).
     if session.execute(_IS_REGISTERED, registration).first() is None:
+        raise RemovedClient(f"issuer {client.issuer!r} is registered no more")
+    raise ReplayedToken(f"the token id {jti[:64]!r} was used already")
+
+
+# The same statements for the driver's prepared statements (see record_token_use).
+_USE_TOKEN_SQL = (
+    "INSERT INTO cds_token_use (issuer, jti, expires_at) SELECT %s, %s, %s "
+    "WHERE EXISTS (SELECT 1 FROM cds_client WHERE id = %s AND institution_id = %s AND jwks = %s) "
+    "ON CONFLICT (issuer, jti) DO NOTHING RETURNING id"
+)
+_IS_REGISTERED_SQL = "SELECT 1 FROM cds_client WHERE id = %s AND institution_id = %s AND jwks = %s"
+_SWEEP_SQL = "DELETE FROM cds_token_use WHERE expires_at < %s"
+
+
+def record_token_use(
+    engine: Engine, client: ClientRecord, jti: str, expires_at: dt.datetime, sweep: bool
+) -> None:
+    """:func:`use_token` in its own transaction, committed durably (a replay must stay refused
+    after a crash).
+
+    It runs on every CDS call: on PostgreSQL straight through the driver with a prepared
+    statement, as the check's own statements do, without a session's bookkeeping (half of a
+    call's authentication CPU went there); other databases go through a session.
+    """
+    if engine.dialect.name != "postgresql":
+        with Session(engine) as session, session.begin():
+            use_token(session, client, jti, expires_at, sweep)
+        return
+    registration = (client.client_id, client.institution_id, client.jwks)
+    pooled = engine.raw_connection()
+    try:
+        connection = pooled.driver_connection
+        assert connection is not None
+        with connection.transaction(), connection.cursor() as cursor:
+            if sweep:
+                cursor.execute(_SWEEP_SQL, (dt.datetime.now(dt.UTC),))
+            cursor.execute(
+                _USE_TOKEN_SQL, (client.issuer, jti, expires_at, *registration), prepare=True
+            )
+            if cursor.fetchone() is not None:
+                return
+            cursor.execute(_IS_REGISTERED_SQL, registration)
+            registered = cursor.fetchone() is not None
+    finally:
+        pooled.close()
+    if not registered:
         raise RemovedClient(f"issuer {client.issuer!r} is registered no more")
     raise ReplayedToken(f"the token id {jti[:64]!r} was used already")
