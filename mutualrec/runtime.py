@@ -82,7 +82,8 @@ class Runtime:
     # DICOM headers are walked here, a few at a time: uploads of costly instances must not hold
     # the worker threads that every storage-backed call needs.
     header_executor: ThreadPoolExecutor
-    # Drops `reference` and `principals` when an administrator changed something.
+    # Drops `reference`, `principals` and `cds_clients`' keys when an administrator changed
+    # something.
     changes: ChangeWatch
     authentication: Authentication
     study_uploads: StudyUploads
@@ -126,10 +127,12 @@ class Runtime:
             catalog_store.ensure_packaged_catalog(session)
         reference = ReferenceCache(sessions)
         principals = PrincipalCache(settings.auth_cache_seconds)
+        cds_clients = CdsClients(sessions)
 
         def forget_cached() -> None:
             reference.invalidate()
             principals.clear()
+            cds_clients.forget()
 
         store = open_object_store(settings)
         audit = AuditWriter(sessions)
@@ -206,7 +209,7 @@ class Runtime:
             dicom_storage=DicomStorage(study_uploads),
             web_store=WebStore(study_uploads, DicomStorage(study_uploads)),
             study_links=StudyLinks(settings.token_secret, settings.http_public_url),
-            cds_clients=CdsClients(sessions),
+            cds_clients=cds_clients,
             web_sessions=WebSessions(
                 sessions,
                 SessionLimits(

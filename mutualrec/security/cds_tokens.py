@@ -44,6 +44,17 @@ class BadKeys(ValueError):
     """Key material that is no usable set of public keys."""
 
 
+class UnknownSigner(InvalidKey):
+    """No key given signed the token: none has its ``kid``, or none verifies its signature.
+    Keys held in memory may be older than the issuer's registration: read them again."""
+
+
+def parsed_keys(jwks: str) -> tuple[jwt.PyJWK, ...]:
+    """The keys of a JWKS :func:`public_keys` made, ready to verify with (parsing them costs
+    more than a signature check: servers keep them)."""
+    return tuple(jwt.PyJWKSet.from_json(jwks).keys)
+
+
 def public_keys(text: str) -> str:
     """``text`` (a JWKS, one JWK, or a PEM public key) as a JWKS JSON document of public keys;
     raises :class:`BadKeys`."""
@@ -99,10 +110,13 @@ def claimed_issuer(token: str) -> str:
     return issuer
 
 
-def verify(token: str, jwks: str, issuer: str, audiences: Sequence[str]) -> VerifiedToken:
-    """The claims of ``token`` once its signature (by a key of ``jwks``), issuer, audience (one
+def verify(
+    token: str, keys: Sequence[jwt.PyJWK], issuer: str, audiences: Sequence[str]
+) -> VerifiedToken:
+    """The claims of ``token`` once its signature (by one of ``keys``), issuer, audience (one
     of ``audiences``: the endpoint called) and lifetime (against the clock now, as PyJWT reads
-    it) are checked; raises :class:`InvalidKey` saying what is wrong."""
+    it) are checked; raises :class:`InvalidKey` saying what is wrong (:class:`UnknownSigner`
+    when no key signed it)."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.exceptions.PyJWTError:
@@ -110,11 +124,10 @@ def verify(token: str, jwks: str, issuer: str, audiences: Sequence[str]) -> Veri
     algorithm = header.get("alg")
     if algorithm not in ALGORITHMS:
         raise InvalidKey(f"the token's algorithm {str(algorithm)[:20]!r} is not accepted")
-    keys = jwt.PyJWKSet.from_json(jwks).keys
     kid = header.get("kid")
     candidates = [k for k in keys if kid is None or k.key_id in (None, kid)]
     if not candidates:
-        raise InvalidKey("no registered key of this issuer has the token's kid")
+        raise UnknownSigner("no registered key of this issuer has the token's kid")
     claims: dict[str, Any] | None = None
     for candidate in candidates:
         try:
@@ -137,7 +150,7 @@ def verify(token: str, jwks: str, issuer: str, audiences: Sequence[str]) -> Veri
         except jwt.exceptions.PyJWTError as exc:
             raise InvalidKey(f"the token is not valid: {exc}") from None
     if claims is None:
-        raise InvalidKey("the token's signature does not verify with the issuer's keys")
+        raise UnknownSigner("the token's signature does not verify with the issuer's keys")
     expires_at = dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
     if expires_at > dt.datetime.now(dt.UTC) + MAX_LIFETIME + LEEWAY:
         raise InvalidKey("the token expires more than 5 minutes from now")

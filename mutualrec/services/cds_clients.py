@@ -1,19 +1,39 @@
 """Who may call the CDS Hooks services: administrators register an EHR's issuer and public
 keys for an institution; every call's JWT is verified against them, and its id recorded so a
-replay is refused."""
+replay is refused.
+
+Each server keeps the registered clients' parsed keys in memory (parsing a JWKS costs more than
+verifying a signature), forgets them when the administrators' change counter moves
+(:class:`mutualrec.change_watch.ChangeWatch`; adding and removing a client bump it), and reads
+a client again when its cached keys do not verify a token. A removal takes effect at once
+anyway: recording the token's id, which every call does, succeeds only while the registration
+the keys came from still exists.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import jwt
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mutualrec.security.access import HOSPITAL
 from mutualrec.security.api_keys import InvalidKey, Principal
-from mutualrec.security.cds_tokens import BadKeys, claimed_issuer, public_keys, verify
+from mutualrec.security.cds_tokens import (
+    BadKeys,
+    UnknownSigner,
+    VerifiedToken,
+    claimed_issuer,
+    parsed_keys,
+    public_keys,
+    verify,
+)
+from mutualrec.security.token_ids import RecentTokenIds
 from mutualrec.storage import cds_clients
 from mutualrec.storage.institutions import UnknownInstitution
 from mutualrec.violations import Conflict, NotFound, Rejected
@@ -49,12 +69,45 @@ def _count(jwks: str) -> int:
     return len(json.loads(jwks)["keys"])
 
 
+@dataclass(frozen=True, slots=True)
+class _Registered:
+    """A registration as a server keeps it: the index's record, its keys parsed, and who its
+    calls are."""
+
+    record: cds_clients.ClientRecord
+    keys: tuple[jwt.PyJWK, ...]
+    principal: Principal
+
+
+class _Stale(Exception):
+    """The registration held in memory may not be the index's any more; ``refusal`` is the
+    answer should it be the index's."""
+
+    def __init__(self, refusal: InvalidKey) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+
+
 class CdsClients:
     """Registering, listing and removing CDS clients, and authenticating their calls."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        engine = sessions.kw["bind"]
+        assert isinstance(engine, Engine)
+        self._engine = engine
         self._uses = itertools.count()
+        self._lock = threading.Lock()
+        self._registered: dict[str, _Registered] = {}
+        # Bumped by forget(): a registration read before is not kept (it may predate a removal).
+        self._generation = 0
+        self._recent = RecentTokenIds()
+
+    def forget(self) -> None:
+        """Drop every registration held in memory (after an administrator's change)."""
+        with self._lock:
+            self._generation += 1
+            self._registered.clear()
 
     def add(self, institution_code: str, issuer: str, keys: str) -> CdsClient:
         """Register ``issuer`` with ``keys`` (a JWKS, a JWK or a PEM public key) for the
@@ -72,6 +125,7 @@ class CdsClients:
                 raise NotFound(str(unknown)) from None
             except cds_clients.DuplicateClient as taken:
                 raise Conflict(str(taken)) from None
+        self.forget()
         return CdsClient(added.issuer, added.institution_code, _count(jwks))
 
     def list(self) -> list[CdsClient]:
@@ -85,25 +139,71 @@ class CdsClients:
     def remove(self, issuer: str) -> bool:
         """Forget ``issuer``; whether it was registered. Its next call is refused."""
         with self._sessions.begin() as session:
-            return cds_clients.remove_client(session, issuer.strip())
+            removed = cds_clients.remove_client(session, issuer.strip())
+        self.forget()
+        return removed
 
     def authenticate(self, token: str, audiences: Sequence[str]) -> Principal:
         """The hospital a CDS client's JWT speaks for, once the token is verified against its
         registered keys for one of ``audiences`` (the endpoint called) and its id is recorded;
-        raises
-        :class:`InvalidKey` (unknown issuer, bad signature, expired, replayed...)."""
+        raises :class:`InvalidKey` (unknown issuer, bad signature, expired, replayed...)."""
         issuer = claimed_issuer(token)
-        with self._sessions() as session:
-            client = cds_clients.find_client(session, issuer)
-        if client is None:
-            raise InvalidKey("the token's issuer is not a registered CDS client")
-        verified = verify(token, client.jwks, issuer, audiences)
-        with self._sessions.begin() as session:
+        held = self._registered.get(issuer)
+        if held is not None:
             try:
-                sweep = next(self._uses) % SWEEP_EVERY == 0
-                cds_clients.use_token(session, issuer, verified.jti, verified.expires_at, sweep)
-            except cds_clients.ReplayedToken:
-                raise InvalidKey("the token was used already (jti replayed)") from None
-        return Principal(
-            HOSPITAL, client.institution_id, client.institution_code, key_id=f"cds:{issuer}"
+                return self._admit(token, audiences, held)
+            except _Stale:
+                pass  # registered again, or removed, since it was read: read it again
+        try:
+            return self._admit(token, audiences, self._load(issuer))
+        except _Stale as stale:
+            raise stale.refusal from None
+
+    def _load(self, issuer: str) -> _Registered:
+        with self._lock:
+            generation = self._generation
+        with self._sessions() as session:
+            record = cds_clients.find_client(session, issuer)
+        if record is None:
+            raise InvalidKey("the token's issuer is not a registered CDS client")
+        registered = _Registered(
+            record,
+            parsed_keys(record.jwks),
+            Principal(
+                HOSPITAL, record.institution_id, record.institution_code, key_id=f"cds:{issuer}"
+            ),
         )
+        with self._lock:
+            if generation == self._generation:
+                self._registered[issuer] = registered
+        return registered
+
+    def _admit(self, token: str, audiences: Sequence[str], held: _Registered) -> Principal:
+        """``held``'s principal once ``token`` verifies with its keys and its id is recorded;
+        :class:`_Stale` when the refusal may come from ``held`` being out of date."""
+        record = held.record
+        try:
+            verified = verify(token, held.keys, record.issuer, audiences)
+        except UnknownSigner as unknown:
+            raise _Stale(unknown) from None
+        self._record(held, verified)
+        return held.principal
+
+    def _record(self, held: _Registered, verified: VerifiedToken) -> None:
+        issuer = held.record.issuer
+        replayed = InvalidKey("the token was used already (jti replayed)")
+        if self._recent.seen(issuer, verified.jti):
+            raise replayed
+        sweep = next(self._uses) % SWEEP_EVERY == 0
+        try:
+            cds_clients.record_token_use(
+                self._engine, held.record, verified.jti, verified.expires_at, sweep
+            )
+        except cds_clients.ReplayedToken:
+            raise replayed from None
+        except cds_clients.RemovedClient:
+            with self._lock:
+                if self._registered.get(issuer) is held:
+                    del self._registered[issuer]
+            raise _Stale(InvalidKey("the token's issuer is not a registered CDS client")) from None
+        self._recent.remember(issuer, verified.jti, verified.expires_at.timestamp())

@@ -15,13 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from mutualrec.matching.decisions import DeclineReason
 from mutualrec.security.access import REGULATOR
+from mutualrec.security.api_keys import InvalidKey
 from mutualrec.services.catalogs import Catalogs
+from mutualrec.services.cds_clients import CdsClients
 from mutualrec.statistics.periods import today
-from mutualrec.storage import cds_clients, statistics_index
+from mutualrec.storage import admin_changes, cds_clients, statistics_index
 from mutualrec.storage.models import AuditEntry, CdsTokenUse, Decision
 from mutualrec.v1 import statistics_pb2, statistics_pb2_grpc
 from tests.cds_client import LOINC, Ehr, hook_request, service_request, validate
@@ -245,8 +247,6 @@ def test_jwt_refusals(ehr: Ehr) -> None:
 
 def test_a_pem_key_registers_too_and_removal_refuses_the_next_call(server: RunningServer) -> None:
     _setup(server)
-    from mutualrec.services.cds_clients import CdsClients
-
     clients = CdsClients(server.runtime.sessions)
     ehr = Ehr(server, "https://pem-ehr.example.org")
     clients.add(ASKER, ehr.issuer, ehr.public_pem())
@@ -255,6 +255,69 @@ def test_a_pem_key_registers_too_and_removal_refuses_the_next_call(server: Runni
     assert [c.issuer for c in clients.list()] == [ehr.issuer]
     assert clients.remove(ehr.issuer)
     _refused(ehr.post("/cds-services/order-sign", request), 401)
+
+
+def test_held_keys_follow_another_processs_changes_at_once(ehr: Ehr) -> None:
+    """Servers keep the registered keys in memory; the administrator's command is another
+    process (here another CdsClients on the same index). The server's next call follows each
+    change, without waiting for the change watch."""
+    admin = CdsClients(ehr.server.runtime.sessions)
+    request = hook_request("order-sign", [], PATIENT_ID)
+    path = "/cds-services/order-sign"
+    assert ehr.post(path, request).status_code == 200  # the server holds the keys now
+    assert admin.remove(EHR_ISSUER)
+    assert "not a registered" in _refused(ehr.post(path, request), 401)["detail"]
+    # Registered again with another key: that key is accepted, the old one refused.
+    rotated = Ehr(ehr.server, EHR_ISSUER)
+    rotated.register(ASKER)
+    assert rotated.post(path, request).status_code == 200
+    assert "signature" in _refused(ehr.post(path, request), 401)["detail"]
+    # An unknown issuer is not remembered as unknown: registered, its next call is accepted.
+    newcomer = Ehr(ehr.server, "https://newcomer.example.org")
+    _refused(newcomer.post(path, request), 401)
+    newcomer.register(ASKER)
+    assert newcomer.post(path, request).status_code == 200
+
+
+def test_a_server_holding_keys_refuses_a_removed_registration(ehr: Ehr) -> None:
+    """The same without a change watch at all (two CdsClients: a server's and the
+    administrator's): what refuses the removed registration is the index, on every call."""
+    sessions = ehr.server.runtime.sessions
+    serving, admin = CdsClients(sessions), CdsClients(sessions)
+    url = f"{ehr.base}/cds-services/order-sign"
+    assert serving.authenticate(ehr.token(url), [url]).institution_code == ASKER
+    with sessions() as session:
+        before = admin_changes.version(session)
+    # Removed and registered again, with the same key, for another institution (SQLite may
+    # even give it the removed registration's id): the server's next call reads it again.
+    assert admin.remove(EHR_ISSUER)
+    admin.add(ISSUER, EHR_ISSUER, ehr.jwks())
+    assert serving.authenticate(ehr.token(url), [url]).institution_code == ISSUER
+    # Removed: refused.
+    assert admin.remove(EHR_ISSUER)
+    with pytest.raises(InvalidKey, match="not a registered"):
+        serving.authenticate(ehr.token(url), [url])
+    # Every change moved the counter other servers watch.
+    with sessions() as session:
+        assert admin_changes.version(session) == before + 3
+
+
+def test_a_token_is_used_once_whichever_process_it_reaches(ehr: Ehr) -> None:
+    """Each process remembers the ids it accepted; the index refuses a replay to another."""
+    sessions = ehr.server.runtime.sessions
+    one, other = CdsClients(sessions), CdsClients(sessions)
+    url = f"{ehr.base}/cds-services/order-sign"
+    token = ehr.token(url)
+    assert one.authenticate(token, [url]).institution_code == ASKER
+    with pytest.raises(InvalidKey, match="used already"):
+        other.authenticate(token, [url])
+    with pytest.raises(InvalidKey, match="used already"):
+        one.authenticate(token, [url])
+    # The first refuses it from memory alone: with the index's record gone, it still does.
+    with sessions.begin() as session:
+        session.execute(delete(CdsTokenUse))
+    with pytest.raises(InvalidKey, match="used already"):
+        one.authenticate(token, [url])
 
 
 @pytest.mark.parametrize(
@@ -404,7 +467,9 @@ def test_behind_a_proxy_the_audience_is_the_public_url(tmp_path: Path) -> None:
 def test_expired_token_ids_are_swept(ehr: Ehr) -> None:
     past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
     with ehr.server.runtime.sessions.begin() as session:
-        cds_clients.use_token(session, EHR_ISSUER, "long-expired", past, sweep=False)
+        client = cds_clients.find_client(session, EHR_ISSUER)
+        assert client is not None
+        cds_clients.use_token(session, client, "long-expired", past, sweep=False)
     request = hook_request("order-sign", [], PATIENT_ID)
     # The server's first CDS call sweeps.
     assert ehr.post("/cds-services/order-sign", request).status_code == 200

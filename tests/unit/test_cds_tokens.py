@@ -13,7 +13,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from mutualrec.security.api_keys import InvalidKey
-from mutualrec.security.cds_tokens import BadKeys, claimed_issuer, public_keys, verify
+from mutualrec.security.cds_tokens import (
+    BadKeys,
+    UnknownSigner,
+    claimed_issuer,
+    parsed_keys,
+    public_keys,
+    verify,
+)
 
 ISSUER = "https://ehr.example.org"
 AUDIENCE = "https://region.example.org/cds-services/order-sign"
@@ -80,7 +87,7 @@ def test_an_ed25519_pem_is_refused() -> None:
 def test_a_signed_token_verifies_and_what_it_must_not_be() -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     jwks = public_keys(_pem(key))
-    verified = verify(_token(key), jwks, ISSUER, [AUDIENCE])
+    verified = verify(_token(key), parsed_keys(jwks), ISSUER, [AUDIENCE])
     assert (verified.issuer, verified.jti) == (ISSUER, "id-1")
     assert claimed_issuer(_token(key)) == ISSUER
 
@@ -98,8 +105,9 @@ def test_a_signed_token_verifies_and_what_it_must_not_be() -> None:
     jwks_with_kid = json.loads(jwks)
     jwks_with_kid["keys"][0]["kid"] = "mine"
     for why, token in refusals.items():
-        keys = json.dumps(jwks_with_kid) if why == "kid" else jwks
-        with pytest.raises(InvalidKey, match=why):
+        keys = parsed_keys(json.dumps(jwks_with_kid) if why == "kid" else jwks)
+        refused = UnknownSigner if why in ("signature", "kid") else InvalidKey
+        with pytest.raises(refused, match=why):
             verify(token, keys, ISSUER, [AUDIENCE])
 
 
