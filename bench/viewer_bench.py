@@ -35,6 +35,7 @@ from typing import Any
 
 from dicomweb_bench import INSTITUTION, prepare_study
 from harness import (
+    REPO,
     RESULTS_DIR,
     code_options,
     free_port,
@@ -51,20 +52,6 @@ from harness import (
     write_json,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,900",
-)
 # Runs first in every document: records when the viewport first holds an image.
 FIRST_DRAW_WATCH = """
 (() => {
@@ -99,16 +86,11 @@ FIRST_DRAW_WATCH = """
 
 
 def open_browser(profile: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    """The tests' headless Chromium (the same flags), watching for the first image."""
+    sys.path.insert(0, str(REPO))
+    from tests.browser import open_chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(120)
+    driver = open_chromium(profile)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FIRST_DRAW_WATCH})
     return driver
 
