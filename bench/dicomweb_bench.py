@@ -28,12 +28,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import (
     REPO,
     RESULTS_DIR,
+    ServerProcess,
     code_options,
     enter_netns,
     free_port,
@@ -138,23 +140,24 @@ STUDY_ACCEPT = 'multipart/related; type="application/dicom"'
 METADATA_ACCEPT = "application/dicom+json"
 
 
-def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    if not args.no_netns and os.environ.get(NETNS_ENV) != "1":
-        enter_netns(argv, NETNS_ENV, __file__)
-    if os.environ.get(NETNS_ENV) == "1":
-        loopback_only()
-    scratch: Path = args.workdir.resolve()
-    scratch.mkdir(parents=True, exist_ok=True)
-    code_dir, code = snapshot_code(scratch, None if args.worktree else args.ref)
-    import_snapshot(code_dir)
+@dataclass(frozen=True)
+class ServedStudy:
+    """``mutualrec serve`` (embedded default) holding one study, and how to reach it."""
+
+    server: ServerProcess
+    http_port: int
+    patient_token: str
+
+
+def serve_study(
+    code_dir: Path, run_dir: Path, files: Sequence[Path], identity: dict[str, Any]
+) -> ServedStudy:
+    """Start ``mutualrec serve`` from ``code_dir`` with its data in ``run_dir``, upload the
+    study over gRPC as its hospital, and mint its patient a token (valid two hours)."""
     import grpc
 
     from mutualrec.client.upload import make_header, upload_study
 
-    files, identity = prepare_study(scratch / "data", args.instances, args.seed)
-    size = sum(p.stat().st_size for p in files)
-    log(f"{len(files)} files, {size / 1e6:.1f} MB, study {identity['study_instance_uid']}")
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
     http_port = free_port()
     env = mutualrec_env(
         code_dir,
@@ -165,20 +168,21 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         patient_key_secret="dicomweb-bench-" + "x" * 32,
     )
     run_cli(env, code_dir, "db", "upgrade")
-    code_, name, district, level = INSTITUTION
+    code, name, district, level = INSTITUTION
     run_cli(
         env,
         code_dir,
         "admin",
         "add-institution",
-        *("--code", code_, "--name", name, "--district", district, "--level", level),
+        *("--code", code, "--name", name, "--district", district, "--level", level),
     )
-    api_key = last_line(run_cli(env, code_dir, "admin", "issue-key", "--institution", code_))
+    api_key = last_line(run_cli(env, code_dir, "admin", "issue-key", "--institution", code))
     number = identity["patient"]["document_number"]
-    token = run_cli(env, code_dir, "admin", "patient-token", "--patient-id", number)
-    token = token.strip().splitlines()[0].strip()
+    minted = run_cli(
+        env, code_dir, "admin", "patient-token", "--patient-id", number, "--ttl", "7200"
+    )
+    token = minted.strip().splitlines()[0].strip()
     server, target = serve(env, code_dir, run_dir / "server.log")
-    orthanc = None
     try:
         header = make_header(
             number,
@@ -191,6 +195,29 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             stored = upload_study(channel, api_key, header, files, timeout=1800).counts.stored
         if stored != len(files):
             raise RuntimeError(f"mutualrec stored {stored} of {len(files)}")
+    except BaseException:
+        server.stop()
+        raise
+    return ServedStudy(server, http_port, token)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if not args.no_netns and os.environ.get(NETNS_ENV) != "1":
+        enter_netns(argv, NETNS_ENV, __file__)
+    if os.environ.get(NETNS_ENV) == "1":
+        loopback_only()
+    scratch: Path = args.workdir.resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    code_dir, code = snapshot_code(scratch, None if args.worktree else args.ref)
+    import_snapshot(code_dir)
+    files, identity = prepare_study(scratch / "data", args.instances, args.seed)
+    size = sum(p.stat().st_size for p in files)
+    log(f"{len(files)} files, {size / 1e6:.1f} MB, study {identity['study_instance_uid']}")
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+    held = serve_study(code_dir, run_dir, files, identity)
+    server, http_port, token = held.server, held.http_port, held.patient_token
+    orthanc = None
+    try:
         orthanc = OrthancDicomWeb(run_dir / "orthanc", free_port())
         for path in files:
             orthanc.store(path.read_bytes())

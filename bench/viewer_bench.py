@@ -33,21 +33,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dicomweb_bench import INSTITUTION, prepare_study
+from dicomweb_bench import prepare_study, serve_study
 from harness import (
     REPO,
     RESULTS_DIR,
     code_options,
-    free_port,
     import_snapshot,
-    last_line,
     latency_summary,
     log,
     machine,
-    mutualrec_env,
     process_tree_stats,
-    run_cli,
-    serve,
     snapshot_code,
     write_json,
 )
@@ -152,54 +147,16 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     scratch.mkdir(parents=True, exist_ok=True)
     code_dir, code = snapshot_code(scratch, None if args.worktree else args.ref)
     import_snapshot(code_dir)
-    import grpc
-
-    from mutualrec.client.upload import make_header, upload_study
-
     files, identity = prepare_study(scratch / "data", args.instances, args.seed)
     size = sum(p.stat().st_size for p in files)
     uid = identity["study_instance_uid"]
     log(f"{len(files)} files, {size / 1e6:.1f} MB, study {uid}")
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
-    http_port = free_port()
-    url = f"http://127.0.0.1:{http_port}"
-    env = mutualrec_env(
-        code_dir,
-        data_dir=str(run_dir / "data"),
-        listen=f"127.0.0.1:{free_port()}",
-        http_listen=f"127.0.0.1:{http_port}",
-        database_url=f"sqlite:///{run_dir / 'index.sqlite3'}",
-        patient_key_secret="viewer-bench-" + "x" * 32,
-    )
-    run_cli(env, code_dir, "db", "upgrade")
-    code_, name, district, level = INSTITUTION
-    run_cli(
-        env,
-        code_dir,
-        "admin",
-        "add-institution",
-        *("--code", code_, "--name", name, "--district", district, "--level", level),
-    )
-    api_key = last_line(run_cli(env, code_dir, "admin", "issue-key", "--institution", code_))
-    number = identity["patient"]["document_number"]
-    token = run_cli(
-        env, code_dir, "admin", "patient-token", "--patient-id", number, "--ttl", "7200"
-    )
-    token = token.strip().splitlines()[0].strip()
-    server, target = serve(env, code_dir, run_dir / "server.log")
+    held = serve_study(code_dir, run_dir, files, identity)
+    server, token = held.server, held.patient_token
+    url = f"http://127.0.0.1:{held.http_port}"
     browsers: list[Any] = []
     try:
-        header = make_header(
-            number,
-            identity["patient"]["document_type"],
-            "",
-            identity.get("accession_number", ""),
-            identity.get("performed_item_code", ""),
-        )
-        with grpc.insecure_channel(target) as channel:
-            stored = upload_study(channel, api_key, header, files, timeout=1800).counts.stored
-        if stored != len(files):
-            raise RuntimeError(f"mutualrec stored {stored} of {len(files)}")
         warm = open_browser(run_dir / "profile-warm")
         browsers.append(warm)
         sign_in(warm, url, token)
