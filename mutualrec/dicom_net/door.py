@@ -24,6 +24,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from mutualrec.config import TlsFiles
+from mutualrec.dicom_net.reactor import wait_for_events
 from mutualrec.dicom_net.statuses import OUT_OF_RESOURCES, REFUSED, StoreStatus, status_of
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import HOSPITAL
@@ -152,11 +153,14 @@ class DicomDoor:
     def _on_opened(self, event: evt.Event) -> None:
         """A PACS sends an instance and waits for its response: Nagle's algorithm must not hold
         that small response back (dcmtk, Orthanc's toolkit, sets TCP_NODELAY; pynetdicom does
-        not)."""
+        not). pynetdicom's reactor loops would poll the connection at 1 kHz: see
+        :mod:`mutualrec.dicom_net.reactor`."""
         wrapped = event.assoc.dul.socket
         raw = wrapped.socket if wrapped is not None else None
         if raw is not None:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Before the association's threads start: they wait for events instead of polling.
+        wait_for_events(event.assoc)
 
     def _on_requested(self, event: evt.Event) -> None:
         """Accept only a registered calling AE title (from its address, if one is registered)
