@@ -45,6 +45,7 @@ AUDIT_NAME = "DICOM/C-STORE"
 # pynetdicom's listener runs each TLS handshake on its accepting thread: a client that connects
 # and says nothing holds every other connection back for at most this long.
 HANDSHAKE_SECONDS = 10.0
+MAX_PDU_BYTES = 1024 * 1024
 
 
 class _BoundedHandshakes(ssl.SSLContext):
@@ -105,6 +106,10 @@ class DicomDoor:
         # Checked in _on_requested too, with the other refusals; this keeps pynetdicom's own
         # check consistent with ours.
         self._ae.require_called_aet = True
+        # The largest P-DATA PDU a PACS may send us. pynetdicom's 16 KiB default cuts a 0.5 MB
+        # CT instance into 32 PDUs, each a turn of its (pure Python) receive loop and state
+        # machine; the instance is held whole in memory while it arrives anyway.
+        self._ae.maximum_pdu_size = MAX_PDU_BYTES
         self._ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         # Every storage SOP class pynetdicom knows, in every transfer syntax: the ingest reads
         # any syntax's header (deflated included) and refuses by content, never by SOP class.
