@@ -158,6 +158,7 @@ class Runtime:
             blocking=executor,
             headers=header_executor,
         )
+        dicom_storage = DicomStorage(study_uploads)
         return cls(
             settings=settings,
             engine=engine,
@@ -206,8 +207,10 @@ class Runtime:
             authentication=Authentication(sessions, principals, settings.token_secret, sharing),
             study_uploads=study_uploads,
             dicom_peers=DicomPeers(sessions),
-            dicom_storage=DicomStorage(study_uploads),
-            web_store=WebStore(study_uploads, DicomStorage(study_uploads)),
+            dicom_storage=dicom_storage,
+            # STOW-RS instances without an identity resolve and commit as C-STORE's do, in the
+            # same group commits.
+            web_store=WebStore(study_uploads, dicom_storage),
             study_links=StudyLinks(settings.token_secret, settings.http_public_url),
             cds_clients=cds_clients,
             web_sessions=WebSessions(

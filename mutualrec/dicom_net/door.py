@@ -24,6 +24,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from mutualrec.config import TlsFiles
+from mutualrec.dicom_net.reactor import wait_for_events
 from mutualrec.dicom_net.statuses import OUT_OF_RESOURCES, REFUSED, StoreStatus, status_of
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import HOSPITAL
@@ -44,6 +45,7 @@ AUDIT_NAME = "DICOM/C-STORE"
 # pynetdicom's listener runs each TLS handshake on its accepting thread: a client that connects
 # and says nothing holds every other connection back for at most this long.
 HANDSHAKE_SECONDS = 10.0
+MAX_PDU_BYTES = 1024 * 1024
 
 
 class _BoundedHandshakes(ssl.SSLContext):
@@ -104,6 +106,10 @@ class DicomDoor:
         # Checked in _on_requested too, with the other refusals; this keeps pynetdicom's own
         # check consistent with ours.
         self._ae.require_called_aet = True
+        # The largest P-DATA PDU a PACS may send us. pynetdicom's 16 KiB default cuts a 0.5 MB
+        # CT instance into 32 PDUs, each a turn of its (pure Python) receive loop and state
+        # machine; the instance is held whole in memory while it arrives anyway.
+        self._ae.maximum_pdu_size = MAX_PDU_BYTES
         self._ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         # Every storage SOP class pynetdicom knows, in every transfer syntax: the ingest reads
         # any syntax's header (deflated included) and refuses by content, never by SOP class.
@@ -152,11 +158,14 @@ class DicomDoor:
     def _on_opened(self, event: evt.Event) -> None:
         """A PACS sends an instance and waits for its response: Nagle's algorithm must not hold
         that small response back (dcmtk, Orthanc's toolkit, sets TCP_NODELAY; pynetdicom does
-        not)."""
+        not). pynetdicom's reactor loops would poll the connection at 1 kHz: see
+        :mod:`mutualrec.dicom_net.reactor`."""
         wrapped = event.assoc.dul.socket
         raw = wrapped.socket if wrapped is not None else None
         if raw is not None:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Before the association's threads start: they wait for events instead of polling.
+        wait_for_events(event.assoc)
 
     def _on_requested(self, event: evt.Event) -> None:
         """Accept only a registered calling AE title (from its address, if one is registered)

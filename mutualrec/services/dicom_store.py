@@ -8,15 +8,19 @@ it is resolved per instance (:meth:`DicomAssociation.store`).
 
 Every instance is committed before its outcome is returned: the door sends the C-STORE response
 (which a PACS takes as "safely stored") only then. A PACS waits for each response before sending
-the next instance, so there is nothing to batch; an association that ends early keeps every
+the next instance, so one association has nothing to batch; but the instances that several
+associations have in flight at once are committed together (:class:`GroupCommit`): one
+directory sync, one transaction, each study's counts and recognition rows refreshed once, then
+every waiting handler gets its instance's outcome. An association that ends early keeps every
 instance already answered.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mutualrec.identity import patient_key
@@ -31,7 +35,7 @@ from mutualrec.ingest.study_upload import (
 from mutualrec.security.audit import touched
 from mutualrec.services.dicom_peers import DicomCaller
 from mutualrec.services.outage import STORAGE_FAILURES, is_unstorable, unavailable_on_outage
-from mutualrec.services.study_upload import StudyUploads, UploadSession
+from mutualrec.services.study_upload import StudyUploads, UploadSession, commit_together
 from mutualrec.storage import imaging_index as index
 from mutualrec.violations import Rejected
 
@@ -60,16 +64,79 @@ class _Whose:
     unlinked: bool
 
 
+@dataclass(eq=False)
+class _Waiting:
+    """An upload session whose staged instance waits for a group commit."""
+
+    upload: UploadSession
+    done: bool = False
+    failure: BaseException | None = None
+
+
+@dataclass
+class GroupCommit:
+    """Commits what the associations' handlers staged, together (group commit).
+
+    A handler calls :meth:`commit` and blocks. When no commit runs, it leads: it commits every
+    session waiting at that moment (its own included) in one transaction, on the storage
+    threads; those that arrive meanwhile wait and the next leader commits them all. So a batch
+    closes as soon as the previous commit ends: one association alone waits for nothing, and
+    several share each commit instead of queueing for the study's lock one by one.
+    """
+
+    storage_threads: Executor
+    _queue: list[_Waiting] = field(default_factory=list)
+    _busy: bool = False
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def commit(self, upload: UploadSession) -> None:
+        """Index ``upload``'s staged instances (and whatever else waits); once this returns
+        they are durable and their outcomes recorded. Raises what failed their commit: a
+        failed shared commit fails every session in it."""
+        waiting = _Waiting(upload)
+        with self._changed:
+            self._queue.append(waiting)
+            while not waiting.done and self._busy:
+                self._changed.wait()
+            # Not done yet and no commit running: this handler commits what waits, its own too.
+            leading = not waiting.done
+            if leading:
+                self._busy = True
+                batch, self._queue = self._queue, []
+        if leading:
+            try:
+                self._commit(batch)
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
+        if waiting.failure is not None:
+            raise waiting.failure
+
+    def _commit(self, batch: list[_Waiting]) -> None:
+        failures: list[BaseException | None]
+        try:
+            failures = self.storage_threads.submit(
+                commit_together, [waiting.upload for waiting in batch]
+            ).result()
+        except BaseException as shared:
+            failures = [shared] * len(batch)
+        for waiting, failure in zip(batch, failures, strict=True):
+            waiting.failure = failure
+            waiting.done = True
+
+
 class DicomStorage:
     """The C-STORE use case, built once per server over the study upload service."""
 
     def __init__(self, uploads: StudyUploads) -> None:
         self.uploads = uploads
+        self.group = GroupCommit(uploads.blocking)
 
     def open(self, caller: DicomCaller, study_instance_uid: str = "") -> DicomAssociation:
         """The storage side of one accepted association of ``caller`` (``study_instance_uid``:
         the one study its instances must be of, when the sender named it)."""
-        return DicomAssociation(self.uploads, caller, study_instance_uid)
+        return DicomAssociation(self.uploads, caller, self.group, study_instance_uid)
 
 
 class DicomAssociation:
@@ -77,12 +144,21 @@ class DicomAssociation:
     instance at a time (pynetdicom serves an association's requests in order, on its thread)."""
 
     def __init__(
-        self, uploads: StudyUploads, caller: DicomCaller, study_instance_uid: str = ""
+        self,
+        uploads: StudyUploads,
+        caller: DicomCaller,
+        group: GroupCommit,
+        study_instance_uid: str = "",
     ) -> None:
         self._uploads = uploads
         self.caller = caller
+        self._group = group
         self._study_instance_uid = study_instance_uid or None
         self._received = 0
+        # PatientIDs found linked, and to whom: a link is never undone nor changed, so later
+        # instances skip the lookup. (An unlinked one is looked up again: it may be linked
+        # meanwhile.)
+        self._links: dict[str, str] = {}
         # One session per (study, patient): a study's rows are ensured once per association.
         self._sessions: dict[tuple[str, str], UploadSession] = {}
 
@@ -109,11 +185,9 @@ class DicomAssociation:
     def store_pending(self, pending: PendingInstance) -> StoredInstance:
         """:meth:`store` of an instance received whole into ``pending`` (closed here)."""
         position, source_name = pending.index, pending.source_name
-        limits = self._uploads.limits
         header: DicomHeader | None = None
         try:
-            header = self._on(self._uploads.headers, read_instance, pending, limits.header_limits)
-            whose = self._on(self._uploads.headers, self._patient_key, pending, header)
+            header, whose = self._on(self._uploads.headers, self._read, pending)
         except Rejected as rejection:
             sha256 = pending.sha256 if pending.problem is None else ""
             pending.close()
@@ -132,7 +206,7 @@ class DicomAssociation:
             try:
                 session = self._session(header, whose)
                 self._on(self._uploads.blocking, session.finish, pending, header)
-                self._on(self._uploads.blocking, session.commit)
+                self._group.commit(session)
             except STORAGE_FAILURES as failure:
                 if not is_unstorable(failure):
                     raise
@@ -155,6 +229,11 @@ class DicomAssociation:
         assert outcome is not None  # finish and commit decide every instance they are given
         return StoredInstance(outcome, whose.unlinked)
 
+    def _read(self, pending: PendingInstance) -> tuple[DicomHeader, _Whose]:
+        """The instance's header and whose it is (one trip to the header threads)."""
+        header = read_instance(pending, self._uploads.limits.header_limits)
+        return header, self._patient_key(pending, header)
+
     def _patient_key(self, pending: PendingInstance, header: DicomHeader) -> _Whose:
         """Whose instance this is: an identity document in OtherPatientIDsSequence, else the
         hospital's PatientID as linked by an earlier upload or LinkPatient, else nobody's yet:
@@ -162,9 +241,12 @@ class DicomAssociation:
         document = identity_of_instance(pending.spool)
         if document is not None:
             return _Whose(patient_key(document, self._uploads.limits.patient_key_secret), False)
-        with self._uploads.sessions() as db:
-            linked = index.linked_patient(db, self.caller.institution_id, header.patient_id)
+        linked = self._links.get(header.patient_id)
+        if linked is None:
+            with self._uploads.sessions() as db:
+                linked = index.linked_patient(db, self.caller.institution_id, header.patient_id)
         if linked is not None:
+            self._links[header.patient_id] = linked
             return _Whose(linked, False)
         if header.patient_id:
             return _Whose(index.holding_key(self.caller.institution_id, header.patient_id), True)

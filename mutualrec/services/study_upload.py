@@ -35,7 +35,7 @@ from mutualrec.ingest.study_upload import (
 from mutualrec.matching.catalog import Catalog
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
-from mutualrec.services.outage import STORAGE_FAILURES, unavailable_on_outage
+from mutualrec.services.outage import STORAGE_FAILURES, is_unstorable, unavailable_on_outage
 from mutualrec.services.result_indexing import ResultIndexing, adopt_unlinked, index_study
 from mutualrec.storage import imaging_index as index
 from mutualrec.storage.keys import instance_key
@@ -321,6 +321,68 @@ class _Ensured:
 
 
 @dataclass(frozen=True, slots=True)
+class _Indexed:
+    """What one upload's staged instances became in a transaction not yet committed."""
+
+    study_id: int
+    ensured: _Ensured
+    outcomes: list[InstanceOutcome]
+
+
+def _refresh_study(session: Session, study_id: int, header: DicomHeader, catalog: Catalog) -> None:
+    """The study's counts and recognition rows, in the transaction of its instances: they
+    commit with them or not at all, so no interruption can leave a held study unrecognized."""
+    index.refresh_study_counts(session, study_id)
+    index_study(session, header.study_instance_uid, catalog)
+
+
+def commit_together(uploads: list[UploadSession]) -> list[BaseException | None]:
+    """Index the staged instances of several uploads (C-STORE associations, say) in one
+    transaction, each study's counts and recognition rows refreshed once: one commit (one WAL
+    flush) and one directory sync for them all. Blocking.
+
+    Returns, per upload, None once its instances are committed and their outcomes recorded, or
+    what failed it. A conflict or a value the index refuses sinks only its own upload: the
+    uploads are then committed one by one. Raises what fails the shared commit otherwise (an
+    outage): then no instance of any of them is indexed.
+    """
+    batches = [(upload, upload._staged) for upload in uploads if upload._staged]
+    failures: list[BaseException | None] = [None] * len(uploads)
+    if not batches:
+        return failures
+    for upload, _ in batches:
+        upload._staged = []
+    # Study by study in one order, so two such transactions lock studies in the same order.
+    batches.sort(key=lambda batch: batch[1][0].header.study_instance_uid)
+    first = batches[0][0]
+    # The blobs' directory entries must be durable before rows point at them: one sync of
+    # every directory the batch wrote to.
+    first.store.sync()
+    try:
+        with first.sessions.begin() as session:
+            indexed = [
+                (upload, upload._index_staged(session, staged)) for upload, staged in batches
+            ]
+            refreshed: set[int] = set()
+            for (upload, staged), (_, done) in zip(batches, indexed, strict=True):
+                if done.study_id not in refreshed:
+                    refreshed.add(done.study_id)
+                    _refresh_study(session, done.study_id, staged[0].header, upload.catalog)
+    except (index.IndexConflict, *STORAGE_FAILURES) as failure:
+        if not isinstance(failure, index.IndexConflict) and not is_unstorable(failure):
+            raise
+        for upload, staged in batches:
+            try:
+                upload._commit_staged(staged)
+            except STORAGE_FAILURES as alone:
+                failures[uploads.index(upload)] = alone
+        return failures
+    for upload, done in indexed:
+        upload._accept(done)
+    return failures
+
+
+@dataclass(frozen=True, slots=True)
 class _Staged:
     """An instance whose blob is written and whose index rows wait for the batch commit."""
 
@@ -485,6 +547,9 @@ class UploadSession:
             return
         # The blobs' directory entries must be durable before rows point at them.
         self.store.sync()
+        self._commit_staged(staged)
+
+    def _commit_staged(self, staged: list[_Staged]) -> None:
         try:
             self._commit_batch(staged)
         except index.IndexConflict:
@@ -507,50 +572,56 @@ class UploadSession:
                     )
 
     def _commit_batch(self, staged: list[_Staged]) -> None:
+        with self.sessions.begin() as session:
+            indexed = self._index_staged(session, staged)
+            _refresh_study(session, indexed.study_id, staged[0].header, self.catalog)
+        self._accept(indexed)
+
+    def _index_staged(self, session: Session, staged: list[_Staged]) -> _Indexed:
+        """Insert the rows of ``staged`` in ``session``'s transaction (the study locked); the
+        study's counts and recognition rows are left to the caller, once per study."""
         ensured = _Ensured(self._ensured.study_id, dict(self._ensured.series_ids))
         outcomes: list[InstanceOutcome] = []
-        with self.sessions.begin() as session:
-            series_ids = [self._ensure_rows(session, item.header, ensured) for item in staged]
-            assert ensured.study_id is not None
-            index.lock_study(session, ensured.study_id)
-            # Same-SOP instances within one batch must go the slow way, in order.
-            seen: set[str] = set()
-            fast = []
-            for series_id, item in zip(series_ids, staged, strict=True):
-                if item.record.sop_instance_uid not in seen:
-                    seen.add(item.record.sop_instance_uid)
-                    fast.append((series_id, item.record))
-            inserted = index.add_first_versions(session, fast)
-            for series_id, item in zip(series_ids, staged, strict=True):
-                record = item.record
-                if (record.sop_instance_uid, record.sha256) in inserted:
-                    inserted.discard((record.sop_instance_uid, record.sha256))
-                    version, created = 1, True
-                else:
-                    version, created = index.add_instance_version(session, series_id, record)
-                if not created:
-                    kind = OutcomeKind.DUPLICATE_IDENTICAL
-                else:
-                    kind = OutcomeKind.STORED if version == 1 else OutcomeKind.NEW_VERSION
-                outcomes.append(
-                    instance_outcome(
-                        item.position,
-                        item.source_name,
-                        item.header,
-                        record.size_bytes,
-                        record.sha256,
-                        kind,
-                        version,
-                    )
+        series_ids = [self._ensure_rows(session, item.header, ensured) for item in staged]
+        assert ensured.study_id is not None
+        index.lock_study(session, ensured.study_id)
+        # Same-SOP instances within one batch must go the slow way, in order.
+        seen: set[str] = set()
+        fast = []
+        for series_id, item in zip(series_ids, staged, strict=True):
+            if item.record.sop_instance_uid not in seen:
+                seen.add(item.record.sop_instance_uid)
+                fast.append((series_id, item.record))
+        inserted = index.add_first_versions(session, fast)
+        for series_id, item in zip(series_ids, staged, strict=True):
+            record = item.record
+            if (record.sop_instance_uid, record.sha256) in inserted:
+                inserted.discard((record.sop_instance_uid, record.sha256))
+                version, created = 1, True
+            else:
+                version, created = index.add_instance_version(session, series_id, record)
+            if not created:
+                kind = OutcomeKind.DUPLICATE_IDENTICAL
+            else:
+                kind = OutcomeKind.STORED if version == 1 else OutcomeKind.NEW_VERSION
+            outcomes.append(
+                instance_outcome(
+                    item.position,
+                    item.source_name,
+                    item.header,
+                    record.size_bytes,
+                    record.sha256,
+                    kind,
+                    version,
                 )
-            index.refresh_study_counts(session, ensured.study_id)
-            # In the batch's transaction: the study's recognition rows commit with its instances
-            # or not at all, so no interruption of the stream can leave a held study
-            # unrecognized.
-            index_study(session, staged[0].header.study_instance_uid, self.catalog)
-        # Only committed rows may be skipped by later instances.
-        self._ensured = ensured
-        for outcome in outcomes:
+            )
+        return _Indexed(ensured.study_id, ensured, outcomes)
+
+    def _accept(self, indexed: _Indexed) -> None:
+        """Record what a committed transaction indexed: only committed rows may be skipped by
+        later instances."""
+        self._ensured = indexed.ensured
+        for outcome in indexed.outcomes:
             self._record(outcome)
 
     def _drop_unreferenced_blob(self, key: str) -> None:

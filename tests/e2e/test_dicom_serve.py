@@ -8,12 +8,14 @@ import shutil
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from tests.conftest import SAMPLES
 from tests.e2e.test_serve import _free_port, _register, _spawn
@@ -186,3 +188,72 @@ def test_with_several_processes_one_listens_for_dicom(tmp_path: Path) -> None:
         assert [_echo(port, "YUZHONG_PACS").returncode for _ in range(4)] == [0, 0, 0, 0]
         proc.process.send_signal(signal.SIGTERM)
         assert proc.process.wait(30) == 0
+
+
+def test_instances_answered_from_shared_commits_survive_sigkill(
+    tmp_path: Path, manifest: dict[str, Any]
+) -> None:
+    """Four associations at once: their instances are committed in shared batches (group
+    commit). Every instance storescu saw answered with success is there after a SIGKILL."""
+    study = manifest["ct_chest_contrast_hosp_a"]
+    template = pydicom.dcmread(SAMPLES / study["files"][0]["path"])
+    item = Dataset()
+    item.PatientID = study["patient"]["document_number"]
+    item.IssuerOfPatientID = "RESIDENT_ID_CARD"
+    template.OtherPatientIDsSequence = [item]
+    parts: list[list[str]] = []
+    for part in range(4):
+        folder = tmp_path / "pacs" / str(part)
+        folder.mkdir(parents=True)
+        for number in range(6):
+            template.SOPInstanceUID = generate_uid()
+            template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
+            template.InstanceNumber = part * 100 + number
+            template.save_as(folder / f"{number}.dcm")
+        parts.append(sorted(str(p) for p in folder.iterdir()))
+    port = _free_port()
+    env = {
+        "MUTUALREC_DICOM_LISTEN": f"127.0.0.1:{port}",
+        "MUTUALREC_DICOM_AE_TITLE": "REGION_ARCHIVE",
+    }
+    serve = _spawn(tmp_path, env)
+    proc = next(serve)
+    try:
+        key = _register(proc, study["institution_code"])
+        added = proc.cli(
+            "admin",
+            "add-dicom-peer",
+            "--institution",
+            study["institution_code"],
+            "--ae-title",
+            "YUZHONG_PACS",
+        )
+        assert added.returncode == 0, added.stderr
+        scu = ["storescu", "-aet", "YUZHONG_PACS", "-aec", "REGION_ARCHIVE", "127.0.0.1"]
+
+        def send(files: list[str]) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*scu, str(port), *files], capture_output=True, text=True, timeout=120
+            )
+
+        with ThreadPoolExecutor(4) as pacs:
+            sent = list(pacs.map(send, parts))
+        # storescu exits non-zero unless every instance was answered with success.
+        assert [done.returncode for done in sent] == [0] * 4, [d.stderr for d in sent]
+        proc.process.send_signal(signal.SIGKILL)
+        proc.process.wait(30)
+    finally:
+        serve.close()
+
+    serve = _spawn(tmp_path, env)
+    proc = next(serve)
+    try:
+        status = proc.cli("study-status", "--key", key, study["study_instance_uid"], "--json")
+        assert status.returncode == 0, status.stderr
+        held = {i["sop_instance_uid"] for i in json.loads(status.stdout)["instances"]}
+        answered = {str(pydicom.dcmread(f).SOPInstanceUID) for files in parts for f in files}
+        assert answered <= held
+        blobs = {p.name.split(".dcm")[0] for p in (tmp_path / "var").rglob("*.dcm")}
+        assert all(any(b.startswith(uid + ".") for b in blobs) for uid in answered)
+    finally:
+        serve.close()
