@@ -61,6 +61,9 @@ class HttpDoor:
         config = uvicorn.Config(
             build_app(runtime, lambda: self.serving),
             lifespan="off",
+            # Named, not "auto": a missing httptools must fail here, not silently fall back to
+            # h11, which copies every body chunk again (WADO-RS sends whole studies).
+            http="httptools",
             log_level="warning",
             access_log=False,
             # Proxies' headers are not trusted: the peer is who connected.
