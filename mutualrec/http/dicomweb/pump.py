@@ -1,9 +1,9 @@
-"""A response body made on its own thread and sent from the event loop, a few large buffers
-at a time.
+"""A response body made on its own thread and sent from the event loop, a few megabytes at
+a time.
 
 One producer thread per response reads and checks (file reads and SHA-256 release the GIL on
 large buffers) while the event loop sends what it made before: the two overlap, and the loop
-wakes once per buffer handed over, not once per chunk read. A bounded number of buffers wait
+wakes once per batch handed over, not once per chunk read. A bounded number of batches wait
 at a time, so a slow client holds a few megabytes, not the study.
 """
 
@@ -15,8 +15,10 @@ import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable
 
-# What the producer calls to hand over one finished buffer; blocks while ``depth`` wait.
-Emit = Callable[[memoryview], None]
+# Buffers sent as they are: the file chunks a store or a cache gives, never copied again.
+Buffer = bytes | memoryview
+# What the producer calls to hand over a batch of buffers; blocks while ``depth`` wait.
+Emit = Callable[[list[Buffer]], None]
 
 
 class _Stopped(Exception):
@@ -30,21 +32,21 @@ class _End:
         self.failure = failure
 
 
-async def produced(produce: Callable[[Emit], None], depth: int = 3) -> AsyncIterator[memoryview]:
-    """The buffers ``produce`` hands to its ``emit``, in order, made on a thread of their own
-    (in a copy of the caller's context). A failure of ``produce`` is raised here after the
-    buffers it handed over before it; leaving the iteration early stops ``produce`` at its
-    next hand-over."""
+async def produced(produce: Callable[[Emit], None], depth: int = 3) -> AsyncIterator[Buffer]:
+    """The buffers of the batches ``produce`` hands to its ``emit``, in order, made on a
+    thread of their own (in a copy of the caller's context). A failure of ``produce`` is raised
+    here after the buffers it handed over before it; leaving the iteration early stops
+    ``produce`` at its next hand-over."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[memoryview | _End] = asyncio.Queue()
+    queue: asyncio.Queue[list[Buffer] | _End] = asyncio.Queue()
     room = threading.Semaphore(depth)
     stopped = threading.Event()
 
-    def emit(buffer: memoryview) -> None:
+    def emit(batch: list[Buffer]) -> None:
         room.acquire()
         if stopped.is_set():
             raise _Stopped
-        loop.call_soon_threadsafe(queue.put_nowait, buffer)
+        loop.call_soon_threadsafe(queue.put_nowait, batch)
 
     def run() -> None:
         failure: BaseException | None = None
@@ -70,7 +72,8 @@ async def produced(produce: Callable[[Emit], None], depth: int = 3) -> AsyncIter
                     raise item.failure
                 return
             room.release()
-            yield item
+            for buffer in item:
+                yield buffer
     finally:
         # Early exit (client gone, send failed) or the end: a producer blocked in emit() wakes
         # and stops; nothing it made after this is looked at.

@@ -17,7 +17,7 @@ from mutualrec.http.admission import peer_address
 from mutualrec.http.dicomweb import multipart
 from mutualrec.http.dicomweb.multipart import MediaRange, accepted, not_acceptable
 from mutualrec.http.dicomweb.paths import only_parameters, path_uids
-from mutualrec.http.dicomweb.pump import Emit, produced
+from mutualrec.http.dicomweb.pump import Buffer, Emit, produced
 from mutualrec.http.dicomweb.qido import DICOM_JSON
 from mutualrec.imaging.frames import OCTET_STREAM, parse_frame_list
 from mutualrec.imaging.records import InstanceFile
@@ -29,7 +29,7 @@ from mutualrec.violations import Rejected, Violation
 
 # Bytes one hop to a worker thread gathers: a few CT slices, not a study.
 _BATCH_BYTES = 4 * 1024 * 1024
-# A retrieval's buffer goes to the event loop once it holds this much, at the end of a file:
+# A retrieval's batch goes to the event loop once it holds this much, at the end of a file:
 # a few CT slices, each already checked against its hash.
 _BUFFER_BYTES = 4 * 1024 * 1024
 # A file larger than this is handed over in pieces before its check ends; a mismatch then
@@ -88,27 +88,32 @@ async def _batched(runtime: Runtime, chunks: Iterator[bytes]) -> AsyncIterator[b
 def _stored_parts(
     reading: StudyReading, files: Sequence[InstanceFile], head: bytes, closing: bytes
 ) -> Callable[[Emit], None]:
-    """The multipart body of ``files`` as stored, made into few large buffers: each part's
-    delimiter and headers written with its bytes, a buffer handed over only at the end of a
-    file, so a file that fails its hash check (``reading.read`` raises at its end) is never
-    sent; one larger than ``_BUFFER_LIMIT`` goes in pieces and its mismatch breaks the stream
-    before its part is closed."""
+    """The multipart body of ``files`` as stored, in batches of a few megabytes: the chunks
+    ``reading.read`` gives (from the store, or a checked copy in memory) go as they are, between
+    small framing buffers. A batch is handed over only at the end of a file, so a file that
+    fails its hash check (``reading.read`` raises at its end) is never sent; one larger than
+    ``_BUFFER_LIMIT`` goes in pieces, and its mismatch breaks the stream before the delimiter
+    that would close its part."""
 
     def produce(emit: Emit) -> None:
-        buffer = bytearray()
+        batch: list[Buffer] = []
+        held = 0
+        framing = head
         for file in files:
-            buffer += head
+            batch.append(framing)
             for chunk in reading.read(file):
-                buffer += chunk
-                if len(buffer) >= _BUFFER_LIMIT:
-                    emit(memoryview(buffer))
-                    buffer = bytearray()
-            buffer += b"\r\n"
-            if len(buffer) >= _BUFFER_BYTES:
-                emit(memoryview(buffer))
-                buffer = bytearray()
-        buffer += closing
-        emit(memoryview(buffer))
+                batch.append(chunk)
+                held += len(chunk)
+                if held >= _BUFFER_LIMIT:
+                    emit(batch)
+                    batch, held = [], 0
+            # Its part's closing CRLF goes with the next part's head: sent after that part.
+            framing = b"\r\n" + head
+            if held >= _BUFFER_BYTES:
+                emit(batch)
+                batch, held = [], 0
+        batch.append(b"\r\n" + closing)
+        emit(batch)
 
     return produce
 
