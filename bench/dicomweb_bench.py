@@ -164,6 +164,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         database_url=f"sqlite:///{run_dir / 'index.sqlite3'}",
         patient_key_secret="dicomweb-bench-" + "x" * 32,
     )
+    if args.cache_mib is not None:
+        env["MUTUALREC_DICOMWEB_CACHE_MIB"] = str(args.cache_mib)
     run_cli(env, code_dir, "db", "upgrade")
     code_, name, district, level = INSTITUTION
     run_cli(
@@ -249,6 +251,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "netns": os.environ.get(NETNS_ENV) == "1",
             "study": {"instances": len(files), "bytes": size, "rows_columns": "512x512"},
             "rounds": args.rounds,
+            "dicomweb_cache_mib": args.cache_mib,
             "warmup": args.warmup,
             "mutualrec_server_cpu_s": round(
                 cpu_after.user_seconds
@@ -285,6 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--output", type=Path, default=RESULTS_DIR / "issue20" / "dicomweb-wado.json"
     )
     parser.add_argument("--no-netns", action="store_true", help="do not enter a network namespace")
+    parser.add_argument(
+        "--cache-mib",
+        type=int,
+        help="MUTUALREC_DICOMWEB_CACHE_MIB of the server (default: its own default; 0 measures "
+        "every retrieval reading and hashing the files)",
+    )
     code_options(parser)
     return run(parser.parse_args(argv), argv)
 
