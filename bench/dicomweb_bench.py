@@ -150,10 +150,15 @@ class ServedStudy:
 
 
 def serve_study(
-    code_dir: Path, run_dir: Path, files: Sequence[Path], identity: dict[str, Any]
+    code_dir: Path,
+    run_dir: Path,
+    files: Sequence[Path],
+    identity: dict[str, Any],
+    cache_mib: int | None = None,
 ) -> ServedStudy:
-    """Start ``mutualrec serve`` from ``code_dir`` with its data in ``run_dir``, upload the
-    study over gRPC as its hospital, and mint its patient a token (valid two hours)."""
+    """Start ``mutualrec serve`` from ``code_dir`` with its data in ``run_dir`` (and its DICOMweb
+    cache of ``cache_mib``, None: the default), upload the study over gRPC as its hospital, and
+    mint its patient a token (valid two hours)."""
     import grpc
 
     from mutualrec.client.upload import make_header, upload_study
@@ -167,6 +172,8 @@ def serve_study(
         database_url=f"sqlite:///{run_dir / 'index.sqlite3'}",
         patient_key_secret="dicomweb-bench-" + "x" * 32,
     )
+    if cache_mib is not None:
+        env["MUTUALREC_DICOMWEB_CACHE_MIB"] = str(cache_mib)
     run_cli(env, code_dir, "db", "upgrade")
     code, name, district, level = INSTITUTION
     run_cli(
@@ -214,7 +221,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     size = sum(p.stat().st_size for p in files)
     log(f"{len(files)} files, {size / 1e6:.1f} MB, study {identity['study_instance_uid']}")
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
-    held = serve_study(code_dir, run_dir, files, identity)
+    held = serve_study(code_dir, run_dir, files, identity, args.cache_mib)
     server, http_port, token = held.server, held.http_port, held.patient_token
     orthanc = None
     try:
@@ -276,6 +283,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "netns": os.environ.get(NETNS_ENV) == "1",
             "study": {"instances": len(files), "bytes": size, "rows_columns": "512x512"},
             "rounds": args.rounds,
+            "dicomweb_cache_mib": args.cache_mib,
             "warmup": args.warmup,
             "mutualrec_server_cpu_s": round(
                 cpu_after.user_seconds
@@ -312,6 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--output", type=Path, default=RESULTS_DIR / "issue20" / "dicomweb-wado.json"
     )
     parser.add_argument("--no-netns", action="store_true", help="do not enter a network namespace")
+    parser.add_argument(
+        "--cache-mib",
+        type=int,
+        help="MUTUALREC_DICOMWEB_CACHE_MIB of the server (default: its own default; 0 measures "
+        "every retrieval reading and hashing the files)",
+    )
     code_options(parser)
     return run(parser.parse_args(argv), argv)
 

@@ -66,6 +66,8 @@ class Settings:
     max_instance_bytes: int
     max_chunk_bytes: int
     max_fhir_bytes: int
+    # Instance files WADO-RS keeps in memory once they passed their hash check (0: none).
+    dicomweb_cache_bytes: int
     shutdown_grace_seconds: float
     blocking_workers: int
     parse_workers: int
@@ -333,6 +335,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_instance_bytes=int(_number(env, "MAX_INSTANCE_MIB", 4096, 1) * MIB),
         max_chunk_bytes=MIB,
         max_fhir_bytes=int(_number(env, "MAX_FHIR_MIB", 16, 1) * MIB),
+        dicomweb_cache_bytes=int(_number(env, "DICOMWEB_CACHE_MIB", 256, 0) * MIB),
         shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", 30, 0),
         blocking_workers=int(_number(env, "BLOCKING_WORKERS", 8, 1)),
         auth_cache_seconds=_number(env, "AUTH_CACHE_SECONDS", 30, 0),

@@ -174,9 +174,9 @@ def check(server: RunningServer, key: str, document_number: str, code: str) -> A
     )
 
 
-def region_on(request: pytest.FixtureRequest, tmp: Path) -> Iterator[Region]:
+def region_on(request: pytest.FixtureRequest, tmp: Path, **env: str) -> Iterator[Region]:
     """The sample studies uploaded by their hospitals (plus the JPEG copy), on the database
-    ``request.param`` names ("sqlite" or "postgres")."""
+    ``request.param`` names ("sqlite" or "postgres"), with ``env``'s further settings."""
     drop = None
     if request.param == "sqlite":
         url = f"sqlite:///{tmp / 'index.sqlite3'}"
@@ -196,7 +196,7 @@ def region_on(request: pytest.FixtureRequest, tmp: Path) -> Iterator[Region]:
     import json
 
     manifest = json.loads((SAMPLES / "manifest.json").read_text())["studies"]
-    servers = start_server(make_settings(tmp, MUTUALREC_DATABASE_URL=url))
+    servers = start_server(make_settings(tmp, MUTUALREC_DATABASE_URL=url, **env))
     server = next(servers)
     try:
         keys: dict[str, str] = {}

@@ -61,7 +61,9 @@ class HttpDoor:
         config = uvicorn.Config(
             build_app(runtime, lambda: self.serving),
             lifespan="off",
-            # The C parser (a dependency), not h11's pure Python: it costs a CDS call less CPU.
+            # httptools (a dependency), named, not "auto": a missing one must fail here, not
+            # fall back to h11's pure Python, which costs a CDS call more CPU and copies every
+            # body chunk again (WADO-RS sends whole studies).
             http="httptools",
             log_level="warning",
             access_log=False,

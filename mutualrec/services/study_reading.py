@@ -86,11 +86,13 @@ _T = TypeVar("_T")
 # Metadata answers kept in memory, by content hash: a viewer asks for a study's metadata
 # again on every opening, and building it costs milliseconds of pydicom per instance.
 METADATA_CACHE_BYTES = 64 * 1024 * 1024
+# A file larger than this share of the file cache is never kept: it would push out a study.
+_LARGEST_KEPT_SHARE = 8
 
 
-class _MetadataCache:
-    """Metadata JSON by instance content hash, least recently used first out, bounded in
-    bytes. Never stale: another content is another hash."""
+class _ContentCache:
+    """Bytes by instance content hash (metadata JSON, or the checked file itself), least
+    recently used first out, bounded in bytes. Never stale: another content is another hash."""
 
     def __init__(self, budget: int) -> None:
         self._budget = budget
@@ -159,11 +161,17 @@ class StudyReading:
     """Blocking DICOMweb reads; the HTTP door runs them on worker threads in the call's context
     (which carries its audit record)."""
 
-    def __init__(self, history: PatientHistory, store: ObjectStore, scratch: Path) -> None:
+    def __init__(
+        self, history: PatientHistory, store: ObjectStore, scratch: Path, file_cache_bytes: int = 0
+    ) -> None:
         self._history = history
         self._store = store
         self._scratch = scratch
-        self._metadata = _MetadataCache(METADATA_CACHE_BYTES)
+        self._metadata = _ContentCache(METADATA_CACHE_BYTES)
+        # Files that passed their hash check, by that hash: a viewer opens a study again and
+        # again, and re-reading and re-hashing it costs more than sending it.
+        self._files = _ContentCache(file_cache_bytes)
+        self._largest_kept = file_cache_bytes // _LARGEST_KEPT_SHARE
 
     # --- access -----------------------------------------------------------------------------
 
@@ -194,8 +202,23 @@ class StudyReading:
         return files
 
     def read(self, instance: InstanceFile) -> Iterator[bytes]:
-        """An instance's bytes as stored, checked against its hash at the end."""
-        return self._history.read(instance)
+        """An instance's bytes as stored, checked against its hash at the end (the check
+        raises after the last chunk). Small enough files are kept once they passed it and
+        served from memory after: the copy kept is the one checked, under the hash recorded
+        at ingest, so what leaves is still exactly what the hospital sent."""
+        kept = self._files.get(instance.sha256)
+        if kept is not None:
+            yield kept
+            return
+        if instance.size_bytes > self._largest_kept:
+            yield from self._history.read(instance)
+            return
+        chunks = []
+        for chunk in self._history.read(instance):
+            chunks.append(chunk)
+            yield chunk
+        # Reached only when the check passed.
+        self._files.put(instance.sha256, b"".join(chunks))
 
     # --- headers ----------------------------------------------------------------------------
 

@@ -49,7 +49,11 @@ SOP_UID = "00080018"
 def region(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Region]:
-    yield from region_on(request, tmp_path_factory.mktemp("dicomweb"))
+    # No file cache: a file damaged in the store must be read from the store to be caught
+    # (the cache's own tests are in test_dicomweb_client.py).
+    yield from region_on(
+        request, tmp_path_factory.mktemp("dicomweb"), MUTUALREC_DICOMWEB_CACHE_MIB="0"
+    )
 
 
 def found(reply: httpx.Response) -> list[dict[str, Any]]:

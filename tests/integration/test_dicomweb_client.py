@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.encaps import generate_frames
 
 from tests.conftest import SAMPLES
-from tests.dicomweb_region import ZHANG, Region, region_on
+from tests.dicomweb_region import LI, ZHANG, Region, region_on
 
 CT = "ct_chest_contrast_hosp_a"
 
@@ -128,3 +128,28 @@ def test_rendered(client: DICOMwebClient, region: Region) -> None:
     assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
     png = client.retrieve_instance_rendered(*uids, media_types=("image/png",))
     assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+def test_a_file_damaged_after_its_checked_copy_was_kept_is_sent_as_checked(
+    region: Region,
+) -> None:
+    sample = region.manifest["us_abdomen_hosp_a"]
+    uid = sample["study_instance_uid"]
+    first = sample["files"][0]
+    store = region.server.runtime.store
+    key = f"dicom/{uid}/{first['series_instance_uid']}/{first['sop_instance_uid']}"
+    [stored] = [info.key for info in store.list(key)]
+    original = b"".join(store.open(stored))
+    token = region.token(LI)
+    # Read once: every file is checked against its recorded hash, and kept.
+    assert original in region.get(f"/studies/{uid}", token).content
+    damaged = bytearray(original)
+    damaged[-1] ^= 0xFF
+    store.put(stored, io.BytesIO(bytes(damaged)), len(damaged))
+    try:
+        again = region.get(f"/studies/{uid}", token)
+    finally:
+        store.put(stored, io.BytesIO(original), len(original))
+    assert again.status_code == 200
+    assert original in again.content
+    assert bytes(damaged) not in again.content

@@ -55,7 +55,12 @@ ROUTES = tuple(path for path, _ in SEARCHES) + tuple(path for path, _ in RETRIEV
 
 def study_reading(runtime: Runtime) -> StudyReading:
     """The reads DICOMweb calls, over the runtime's history and object store."""
-    return StudyReading(runtime.history, runtime.store, Path(tempfile.gettempdir()))
+    return StudyReading(
+        runtime.history,
+        runtime.store,
+        Path(tempfile.gettempdir()),
+        runtime.settings.dicomweb_cache_bytes,
+    )
 
 
 def dicomweb_routes(

@@ -8,7 +8,7 @@ transfer syntax is answered 406, as PS3.18 8.7.2 says.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -17,6 +17,7 @@ from mutualrec.http.admission import peer_address
 from mutualrec.http.dicomweb import multipart
 from mutualrec.http.dicomweb.multipart import MediaRange, accepted, not_acceptable
 from mutualrec.http.dicomweb.paths import only_parameters, path_uids
+from mutualrec.http.dicomweb.pump import Buffer, Emit, produced
 from mutualrec.http.dicomweb.qido import DICOM_JSON
 from mutualrec.imaging.frames import OCTET_STREAM, parse_frame_list
 from mutualrec.imaging.records import InstanceFile
@@ -28,6 +29,12 @@ from mutualrec.violations import Rejected, Violation
 
 # Bytes one hop to a worker thread gathers: a few CT slices, not a study.
 _BATCH_BYTES = 4 * 1024 * 1024
+# A retrieval's batch goes to the event loop once it holds this much, at the end of a file:
+# a few CT slices, each already checked against its hash.
+_BUFFER_BYTES = 4 * 1024 * 1024
+# A file larger than this is handed over in pieces before its check ends; a mismatch then
+# breaks the stream before that part's closing delimiter.
+_BUFFER_LIMIT = 16 * 1024 * 1024
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", EXPLICIT_LITTLE})
 _DEFAULT_QUALITY = 90
@@ -78,6 +85,39 @@ async def _batched(runtime: Runtime, chunks: Iterator[bytes]) -> AsyncIterator[b
         pending.cancel()
 
 
+def _stored_parts(
+    reading: StudyReading, files: Sequence[InstanceFile], head: bytes, closing: bytes
+) -> Callable[[Emit], None]:
+    """The multipart body of ``files`` as stored, in batches of a few megabytes: the chunks
+    ``reading.read`` gives (from the store, or a checked copy in memory) go as they are, between
+    small framing buffers. A batch is handed over only at the end of a file, so a file that
+    fails its hash check (``reading.read`` raises at its end) is never sent; one larger than
+    ``_BUFFER_LIMIT`` goes in pieces, and its mismatch breaks the stream before the delimiter
+    that would close its part."""
+
+    def produce(emit: Emit) -> None:
+        batch: list[Buffer] = []
+        held = 0
+        framing = head
+        for file in files:
+            batch.append(framing)
+            for chunk in reading.read(file):
+                batch.append(chunk)
+                held += len(chunk)
+                if held >= _BUFFER_LIMIT:
+                    emit(batch)
+                    batch, held = [], 0
+            # Its part's closing CRLF goes with the next part's head: sent after that part.
+            framing = b"\r\n" + head
+            if held >= _BUFFER_BYTES:
+                emit(batch)
+                batch, held = [], 0
+        batch.append(b"\r\n" + closing)
+        emit(batch)
+
+    return produce
+
+
 def _instance_syntax(ranges: Sequence[MediaRange], files: Sequence[InstanceFile]) -> bool:
     """Whether one of ``ranges`` takes every file as stored, as application/dicom parts."""
     for media in ranges:
@@ -101,19 +141,11 @@ async def retrieve(
         )
     boundary = multipart.new_boundary()
     head = multipart.part_head(boundary, multipart.DICOM)
-
-    def body() -> Iterator[bytes]:
-        for file in files:
-            yield head
-            yield from reading.read(file)
-            yield b"\r\n"
-        yield multipart.closing(boundary)
-
     # Known ahead from the index (a stored file that is not its recorded size fails its hash
     # check anyway): the client sees the whole size, and no chunked framing is needed.
     length = sum(len(head) + f.size_bytes + 2 for f in files) + len(multipart.closing(boundary))
     return StreamingResponse(
-        _batched(runtime, body()),
+        produced(_stored_parts(reading, files, head, multipart.closing(boundary))),
         media_type=multipart.content_type(boundary, multipart.DICOM),
         headers={"Content-Length": str(length)},
     )
