@@ -123,6 +123,7 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ),
     ("WEB_SESSION_IDLE_SECONDS", "1800", "a browser session ends after this long unused"),
     ("WEB_SESSION_MAX_SECONDS", "28800", "a browser session ends this long after sign-in"),
+    ("DICOMWEB_CACHE_MIB", "256", "WADO-RS keeps checked files in memory (0: off)"),
     ("MAX_STOW_MIB", "16384", "largest STOW-RS request body (each part: MAX_INSTANCE_MIB)"),
     (
         "VIEWER_DIR",
