@@ -7,8 +7,10 @@ from collections.abc import Mapping
 
 from starlette.requests import Request
 
-ZH = "zh"
-EN = "en"
+from mutualrec.matching.language import Language, preferred_language
+
+ZH = Language.ZH.value
+EN = Language.EN.value
 LANGUAGES = (ZH, EN)
 LANGUAGE_COOKIE = "mrlang"
 
@@ -106,16 +108,6 @@ def language_of(request: Request) -> str:
     chosen = request.cookies.get(LANGUAGE_COOKIE, "")
     if chosen in LANGUAGES:
         return chosen
-    ranked: list[tuple[float, int, str]] = []
-    for position, part in enumerate(request.headers.get("accept-language", "").split(",")[:20]):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                quality = 0.0
-        primary = tag.strip().lower().split("-", 1)[0]
-        if primary in LANGUAGES and quality > 0:
-            ranked.append((-quality, position, primary))
-    return min(ranked)[2] if ranked else ZH
+    # The header's first 20 ranges, as the check reads a HIS's preference.
+    ranges = ",".join(request.headers.get("accept-language", "").split(",")[:20])
+    return preferred_language(ranges).value
