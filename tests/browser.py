@@ -18,6 +18,9 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from mutualrec.viewer_install import INSTALLED_MARK, default_dir
+from tests.conftest import unless_installed
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -35,9 +38,13 @@ FLAGS = (
 )
 # A desktop's window, in CSS pixels (the pages' tests also use a phone's).
 DESKTOP_WINDOW = "1280,900"
-CHROMIUM_MISSING = pytest.mark.skipif(
+CHROMIUM_MISSING = unless_installed(
     shutil.which(CHROMIUM) is None or shutil.which(CHROMEDRIVER) is None,
-    reason="Debian's chromium and chromedriver are missing: run `make test-tools`",
+    "Debian's chromium and chromedriver are missing: run `make test-tools`",
+)
+VIEWER_MISSING = unless_installed(
+    not (default_dir() / INSTALLED_MARK).is_file(),
+    "the OHIF viewer is not installed: run `make install`",
 )
 _FAILED_REQUEST = re.compile(r"^(\S+) - Failed to load resource")
 _CSP = re.compile(r"Content Security Policy|Refused to (load|execute|apply|create|connect)")

@@ -62,6 +62,12 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def unless_installed(missing: bool, reason: str) -> pytest.MarkDecorator:
+    """Skip the tests of a tool ``missing`` on a developer machine; in CI run them anyway (and
+    fail), as :func:`skip_or_fail` does: CI installs every tool the tests use."""
+    return pytest.mark.skipif(missing and not os.environ.get("CI"), reason=reason)
+
+
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> str:
     """URL of the PostgreSQL server's maintenance database."""

@@ -18,17 +18,13 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from mutualrec.viewer_install import INSTALLED_MARK, default_dir
-from tests.browser import CHROMIUM_MISSING, Browser, new_browser
+from tests.browser import CHROMIUM_MISSING, VIEWER_MISSING, Browser, new_browser
 from tests.e2e.test_serve import ServeProcess, _spawn
 
 pytestmark = [
     pytest.mark.e2e,
     CHROMIUM_MISSING,
-    pytest.mark.skipif(
-        not (default_dir() / INSTALLED_MARK).is_file(),
-        reason="the OHIF viewer is not installed: run `make install`",
-    ),
+    VIEWER_MISSING,
 ]
 # A viewport that drew a CT slice shows far more grey levels than this; an empty one shows 1-3.
 MIN_GREY_LEVELS = 32

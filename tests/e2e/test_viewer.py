@@ -11,16 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mutualrec.viewer_install import INSTALLED_MARK, default_dir
-from tests.browser import CHROMIUM_MISSING, Browser, browser
+from tests.browser import CHROMIUM_MISSING, VIEWER_MISSING, Browser, browser
 from tests.e2e.test_serve import ServeProcess, _spawn
 
 __all__ = ["browser"]  # the fixture, imported for the tests below
-
-VIEWER_MISSING = pytest.mark.skipif(
-    not (default_dir() / INSTALLED_MARK).is_file(),
-    reason="the OHIF viewer is not installed: run `make install`",
-)
 
 
 @pytest.fixture

@@ -24,7 +24,13 @@ from mutualrec.services.dicom_peers import DicomPeer
 from mutualrec.storage.models import AuditEntry, Study
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 from mutualrec.violations import Conflict, NotFound, Rejected
-from tests.conftest import PYDICOM_FILES, RunningServer, make_settings, start_server
+from tests.conftest import (
+    PYDICOM_FILES,
+    RunningServer,
+    make_settings,
+    start_server,
+    unless_installed,
+)
 from tests.helpers import file_messages, header_message, study_files, upload
 
 OUR_TITLE = "MUTUALREC"
@@ -41,9 +47,9 @@ SYNTAX_FILES = [
     "MR_small_RLE.dcm",  # RLE Lossless
 ]
 CT = "ct_chest_contrast_hosp_a"
-DCMTK = pytest.mark.skipif(
+DCMTK = unless_installed(
     shutil.which("storescu") is None or shutil.which("echoscu") is None,
-    reason="dcmtk's storescu/echoscu are missing: run `make test-tools`",
+    "dcmtk's storescu/echoscu are missing: run `make test-tools`",
 )
 
 

@@ -21,7 +21,7 @@ from pynetdicom.association import Association
 
 from mutualrec.dicom_net import door as door_module
 from mutualrec.security.dev_ca import Issued, make_ca, make_client_cert, make_server_cert
-from tests.conftest import RunningServer, make_settings, start_server
+from tests.conftest import RunningServer, make_settings, start_server, unless_installed
 from tests.helpers import study_files
 
 OUR_TITLE = "MUTUALREC"
@@ -156,7 +156,7 @@ def test_mutual_tls_requires_the_callers_own_certificate(
     assert (answer.result, answer.diagnostic) == (0x01, 0x03)
 
 
-@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk's storescu is missing")
+@unless_installed(shutil.which("storescu") is None, "dcmtk's storescu is missing")
 def test_storescu_stores_over_mutual_tls(
     mtls: RunningServer, pki: Pki, manifest: dict[str, Any], tmp_path: Path
 ) -> None:

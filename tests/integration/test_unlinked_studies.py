@@ -36,7 +36,7 @@ from mutualrec.v1 import (
     recognition_pb2,
     recognition_pb2_grpc,
 )
-from tests.conftest import RunningServer, make_settings, new_key, start_server
+from tests.conftest import RunningServer, make_settings, new_key, start_server, unless_installed
 from tests.helpers import bad_request, file_messages, header_message, study_files, upload
 
 OUR_TITLE = "MUTUALREC"
@@ -44,8 +44,8 @@ CT = "ct_chest_contrast_hosp_a"
 ASKER = "H500106002"
 OTHER = "H500112003"
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
-DCMTK = pytest.mark.skipif(
-    shutil.which("storescu") is None, reason="dcmtk's storescu is missing: run `make test-tools`"
+DCMTK = unless_installed(
+    shutil.which("storescu") is None, "dcmtk's storescu is missing: run `make test-tools`"
 )
 
 
