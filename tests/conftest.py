@@ -77,19 +77,35 @@ def postgres_admin_url() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"mutualrec_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+def fresh_postgres(admin_url: str, prefix: str = "mutualrec_test") -> Iterator[str]:
+    """A fresh, empty PostgreSQL database's URL, dropped when the generator is closed."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def module_database(
+    request: pytest.FixtureRequest, tmp: Path, prefix: str = "mutualrec_test"
+) -> Iterator[str]:
+    """A fresh database of the kind a fixture is parametrized with ("sqlite" or "postgres"),
+    for as long as the generator is open (a module's fixture closes it at its end)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp / 'index.sqlite3'}"
+        return
+    yield from fresh_postgres(str(request.getfixturevalue("postgres_admin_url")), prefix)
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    yield from fresh_postgres(postgres_admin_url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import subprocess
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,8 +15,6 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from mutualrec.client.upload import auth_metadata
 from mutualrec.localtime import LOCAL_ZONE
@@ -30,7 +27,14 @@ from mutualrec.v1 import (
     recognition_pb2,
     recognition_pb2_grpc,
 )
-from tests.conftest import SAMPLES, RunningServer, make_settings, new_key, start_server
+from tests.conftest import (
+    SAMPLES,
+    RunningServer,
+    make_settings,
+    module_database,
+    new_key,
+    start_server,
+)
 from tests.helpers import chunk_messages, header_message, study_files, upload
 
 ZHANG = "50010319680315109X"  # CT chest at hospital A, chest films at hospital C
@@ -177,21 +181,8 @@ def check(server: RunningServer, key: str, document_number: str, code: str) -> A
 def region_on(request: pytest.FixtureRequest, tmp: Path, **env: str) -> Iterator[Region]:
     """The sample studies uploaded by their hospitals (plus the JPEG copy), on the database
     ``request.param`` names ("sqlite" or "postgres"), with ``env``'s further settings."""
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'index.sqlite3'}"
-    else:
-        admin_url = request.getfixturevalue("postgres_admin_url")
-        name = f"dicomweb_read_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-        def drop() -> None:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    databases = module_database(request, tmp, "dicomweb_read")
+    url = next(databases)
 
     import json
 
@@ -222,5 +213,4 @@ def region_on(request: pytest.FixtureRequest, tmp: Path, **env: str) -> Iterator
         yield Region(server, manifest, keys, admin_key, regulator_key, jpeg_study, jpeg_files)
     finally:
         servers.close()
-        if drop is not None:
-            drop()
+        databases.close()

@@ -26,8 +26,7 @@ import pydicom
 import pytest
 from google.protobuf import message_factory
 from PIL import Image
-from sqlalchemy import create_engine, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import update
 
 from mutualrec.client.imaging import download_study, list_all_studies
 from mutualrec.client.upload import auth_metadata
@@ -52,6 +51,7 @@ from tests.conftest import (
     SAMPLES,
     RunningServer,
     make_settings,
+    module_database,
     new_key,
     s3_env,
     start_server,
@@ -130,21 +130,8 @@ def region(
 ) -> Iterator[Region]:
     """The sample studies uploaded once per database; tests only add to what is held."""
     tmp = tmp_path_factory.mktemp("imaging")
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'index.sqlite3'}"
-    else:
-        admin_url = request.getfixturevalue("postgres_admin_url")
-        name = f"mutualrec_test_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-        def drop() -> None:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    databases = module_database(request, tmp, "mutualrec_test")
+    url = next(databases)
 
     manifest = json.loads((SAMPLES / "manifest.json").read_text())["studies"]
     servers = start_server(make_settings(tmp, MUTUALREC_DATABASE_URL=url))
@@ -167,8 +154,7 @@ def region(
         yield Region(server, manifest, keys, admin_key, regulator_key)
     finally:
         servers.close()
-        if drop is not None:
-            drop()
+        databases.close()
 
 
 def _code(error: pytest.ExceptionInfo[grpc.RpcError]) -> grpc.StatusCode:

@@ -28,14 +28,19 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from mutualrec.client.upload import auth_metadata
 from mutualrec.identity import parse_identity, patient_key
 from mutualrec.security.access import ADMIN, REGULATOR
 from mutualrec.security.patient_tokens import mint_patient_token
-from tests.conftest import SAMPLES, RunningServer, make_settings, new_key, start_server
+from tests.conftest import (
+    SAMPLES,
+    RunningServer,
+    make_settings,
+    module_database,
+    new_key,
+    start_server,
+)
 from tests.fhir_docs import LIS, PATIENT_ID, bundle, encode, observation
 from tests.helpers import (
     SERVICE_METHODS,
@@ -155,24 +160,6 @@ def messages(descriptor: pb_descriptor.Descriptor, depth: int = 0) -> st.SearchS
     return st.fixed_dictionaries({}, optional=optional).map(lambda kw: cls(**kw))
 
 
-def _database(request: pytest.FixtureRequest, tmp: Path) -> Iterator[str]:
-    """A fresh database of the kind the module is parametrized with, for the module."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp / 'index.sqlite3'}"
-        return
-    admin_url = str(request.getfixturevalue("postgres_admin_url"))
-    name = f"mutualrec_fuzz_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def fuzzed(
     request: pytest.FixtureRequest,
@@ -182,7 +169,7 @@ def fuzzed(
     """One server per database for every RPC's fuzzing, a credential of every role, and a
     stored study and lab result for requests to find."""
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    databases = _database(request, tmp)
+    databases = module_database(request, tmp, "mutualrec_fuzz")
     servers = start_server(make_settings(tmp, MUTUALREC_DATABASE_URL=next(databases)))
     server: RunningServer = next(servers)
     try:

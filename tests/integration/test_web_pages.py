@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import ssl
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from mutualrec.http.headers import PAGE_POLICY
 from mutualrec.identity import parse_identity, patient_key
@@ -31,7 +28,14 @@ from mutualrec.services.identity import TokenRequest
 from mutualrec.services.web_sessions import hash_session_id
 from mutualrec.storage.institutions import revoke_key
 from mutualrec.storage.models import WebSession
-from tests.conftest import SAMPLES, RunningServer, make_settings, new_key, start_server
+from tests.conftest import (
+    SAMPLES,
+    RunningServer,
+    make_settings,
+    module_database,
+    new_key,
+    start_server,
+)
 from tests.helpers import file_messages, header_message, study_files, upload
 
 ZHANG = "50010319680315109X"  # CT chest at hospital A, chest films at hospital C
@@ -79,21 +83,8 @@ def pages(
 ) -> Iterator[Pages]:
     """Zhang's studies uploaded once per database; tests only add sessions and links."""
     tmp = tmp_path_factory.mktemp("pages")
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'index.sqlite3'}"
-    else:
-        admin_url = request.getfixturevalue("postgres_admin_url")
-        name = f"web_pages_test_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-        def drop() -> None:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    databases = module_database(request, tmp, "web_pages_test")
+    url = next(databases)
 
     manifest = json.loads((SAMPLES / "manifest.json").read_text())["studies"]
     servers = start_server(make_settings(tmp, MUTUALREC_DATABASE_URL=url))
@@ -117,8 +108,7 @@ def pages(
         yield Pages(server, manifest, next(iter(keys.values())), regulator_key, admin_key)
     finally:
         servers.close()
-        if drop is not None:
-            drop()
+        databases.close()
 
 
 @pytest.fixture(autouse=True)
