@@ -99,6 +99,9 @@ class Runtime:
     web_store: WebStore
     # The open_url of a recognized study: a check-bound link to the viewer.
     study_links: StudyLinks
+    # Regulators' reports wait their turn here, whichever door asks (gRPC or the dashboard):
+    # a few regulators must not take the CPU that hospitals' ordering-time checks need.
+    report_turns: asyncio.Semaphore
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -213,6 +216,7 @@ class Runtime:
             web_store=WebStore(study_uploads, dicom_storage),
             study_links=StudyLinks(settings.token_secret, settings.http_public_url),
             cds_clients=cds_clients,
+            report_turns=asyncio.Semaphore(settings.max_concurrent_reports),
             web_sessions=WebSessions(
                 sessions,
                 SessionLimits(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import TypeAlias
@@ -73,9 +72,8 @@ class StatisticsService(statistics_pb2_grpc.StatisticsServiceServicer):  # type:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.statistics = runtime.statistics
-        # Reports wait their turn (until their deadline) rather than take the CPU that
-        # decisions and checks need: a few regulators must not slow every hospital's clicks.
-        self._turns = asyncio.Semaphore(runtime.settings.max_concurrent_reports)
+        # Reports wait their turn (until their deadline), with the dashboard's.
+        self._turns = runtime.report_turns
 
     async def GetSavingsReport(
         self, request: statistics_pb2.ReportRequest, context: Context

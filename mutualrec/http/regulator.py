@@ -9,7 +9,6 @@ A request the report cannot answer is a 400 problem body naming each field, or f
 
 from __future__ import annotations
 
-import asyncio
 from importlib import resources
 
 from starlette.requests import Request
@@ -82,9 +81,8 @@ def regulator_routes(
     ``authenticate``, by default a Bearer API key), its stylesheet and icon for anyone."""
     runtime = admission.runtime
     statistics = runtime.statistics
-    # Reports wait their turn as over gRPC (MUTUALREC_MAX_CONCURRENT_REPORTS, per door): a few
-    # regulators must not take the CPU hospitals' ordering-time checks need.
-    turns = asyncio.Semaphore(runtime.settings.max_concurrent_reports)
+    # Reports wait their turn with gRPC's (MUTUALREC_MAX_CONCURRENT_REPORTS for both doors).
+    turns = runtime.report_turns
     static = _static_files()
 
     def language_of(request: Request) -> Language:
