@@ -7,7 +7,6 @@ and screenshots saved under ``test-artifacts/`` (gitignored) when a test wants o
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,8 +37,18 @@ FLAGS = (
 )
 # A desktop's window, in CSS pixels (the pages' tests also use a phone's).
 DESKTOP_WINDOW = "1280,900"
+
+
+def chromium_unavailable() -> str | None:
+    """Why no browser can be driven here, or None."""
+    for tool in (Path(CHROMIUM), Path(CHROMEDRIVER)):
+        if not tool.exists():
+            return f"{tool} is missing (make test-tools installs it)"
+    return None
+
+
 CHROMIUM_MISSING = unless_installed(
-    shutil.which(CHROMIUM) is None or shutil.which(CHROMEDRIVER) is None,
+    chromium_unavailable() is not None,
     "Debian's chromium and chromedriver are missing: run `make test-tools`",
 )
 VIEWER_MISSING = unless_installed(

@@ -17,14 +17,6 @@ ARTIFACTS = REPO / "test-artifacts" / "web-pages"
 PHONE_WINDOW = "412,915"
 
 
-def chromium_unavailable() -> str | None:
-    """Why no browser can be driven here, or None."""
-    for tool in (Path(browser.CHROMIUM), Path(browser.CHROMEDRIVER)):
-        if not tool.exists():
-            return f"{tool} is missing (make test-tools installs it)"
-    return None
-
-
 def open_chromium(
     profile: Path, window: str = PHONE_WINDOW, languages: str = "zh-CN,zh,en"
 ) -> webdriver.Chrome:
@@ -37,7 +29,7 @@ def open_chromium(
 def browsers(tmp_path: Path) -> Iterator[list[webdriver.Chrome]]:
     """Two independent browsers (a patient's, a doctor's), each with its own profile, quit at
     the end."""
-    reason = chromium_unavailable()
+    reason = browser.chromium_unavailable()
     if reason is not None:
         skip_or_fail(reason)
     drivers: list[webdriver.Chrome] = []

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from mutualrec.security.access import REGULATOR
-from tests.browser import open_chromium
-from tests.browser_pages import chromium_unavailable
+from tests.browser import chromium_unavailable, open_chromium
 from tests.conftest import RunningServer, make_settings, new_key, skip_or_fail, start_server
 from tests.integration.test_regulator_dashboard import (
     BY_DISTRICT,
