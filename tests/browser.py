@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
 
 from mutualrec.viewer_install import INSTALLED_MARK, default_dir
 from tests.conftest import unless_installed
@@ -104,6 +106,14 @@ class Browser:
                 shot = self.screenshot("timeout")
                 pytest.fail(f"the page never got there (screenshot: {shot})")
             time.sleep(0.25)
+
+
+def across_navigation(driver: webdriver.Chrome, seconds: float = 30) -> WebDriverWait[Any]:
+    """A wait whose condition may run while a click's navigation replaces the page: the old
+    document's elements then fail with stale-element or "Node ... does not belong to the
+    document" errors (ChromeDriver's unknown error), which mean "not yet", so they are retried
+    until ``seconds`` pass, like a false condition."""
+    return WebDriverWait(driver, seconds, ignored_exceptions=(WebDriverException,))
 
 
 def open_chromium(

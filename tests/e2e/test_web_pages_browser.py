@@ -16,6 +16,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from tests.browser import across_navigation
 from tests.browser_pages import browsers, screenshot  # noqa: F401 - a fixture
 from tests.conftest import SAMPLES
 from tests.e2e.test_serve import ServeProcess, _register, _spawn
@@ -50,8 +51,9 @@ def served(tmp_path: Path, manifest: dict[str, Any]) -> Iterator[tuple[ServeProc
         yield proc, url, minted.stdout.strip()
 
 
-def wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, WAIT)
+def wait(driver: WebDriver) -> WebDriverWait[Any]:
+    # Clicks here start navigations; a condition may read the page being replaced.
+    return across_navigation(driver, WAIT)
 
 
 def thumbnails_loaded(driver: WebDriver) -> bool:
@@ -135,7 +137,7 @@ def test_a_patient_shares_a_study_that_a_doctor_opens_until_it_is_revoked(
     screenshot(patient, "5-accesses")
 
     patient.find_element(By.ID, "language").click()
-    wait(patient).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
+    wait(patient).until(lambda d: d.execute_script("return document.documentElement.lang") == "en")
     assert patient.current_url == f"{url}/accesses"
     assert "Who accessed my data" in patient.page_source
     screenshot(patient, "6-english")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mutualrec.security.access import REGULATOR
-from tests.browser import chromium_unavailable, open_chromium
+from tests.browser import across_navigation, chromium_unavailable, open_chromium
 from tests.conftest import RunningServer, make_settings, new_key, skip_or_fail, start_server
 from tests.integration.test_regulator_dashboard import (
     BY_DISTRICT,
@@ -69,7 +69,7 @@ def test_the_dashboard_in_a_phone_sized_headless_chromium(
 ) -> None:
     from selenium.webdriver.chrome.webdriver import WebDriver
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     assert isinstance(browser, WebDriver)
     driver = browser
@@ -110,11 +110,11 @@ def test_the_dashboard_in_a_phone_sized_headless_chromium(
     Select(driver.find_element(By.NAME, "group_by")).select_by_value("item")
     driver.find_element(By.CSS_SELECTOR, "form.query button[type=submit]").click()
     # A click returns before the navigation it starts ends.
-    WebDriverWait(driver, 30).until(lambda d: _loaded(d, "group_by=item"))
+    across_navigation(driver).until(lambda d: _loaded(d, "group_by=item"))
     rows = driver.find_elements(By.CSS_SELECTOR, "table.report tbody tr")
     assert sorted(row.get_attribute("data-key") for row in rows) == sorted(BY_ITEM)
     driver.find_element(By.CSS_SELECTOR, "a.language").click()
-    WebDriverWait(driver, 30).until(lambda d: _loaded(d, "lang=en"))
+    across_navigation(driver).until(lambda d: _loaded(d, "lang=en"))
     assert driver.title == "Recognition savings"
     assert "group_by=item" in driver.current_url
 
