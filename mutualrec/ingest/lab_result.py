@@ -18,10 +18,9 @@ from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ucumvert import get_ucum_parser
-
 from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.matching.facts import FINAL_STATUSES, ResultStatus
+from mutualrec.matching.ucum import is_ucum
 from mutualrec.violations import Violation
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -244,21 +243,6 @@ def _in_utc_range(moment: dt.datetime) -> dt.datetime:
     except OverflowError:
         raise ValueError("outside the years 1 to 9999 once converted to UTC") from None
     return moment
-
-
-@functools.lru_cache(maxsize=4096)
-def is_ucum(unit: str) -> bool:
-    """Whether ``unit`` is a valid UCUM expression (case-sensitive, as UCUM is)."""
-    try:
-        _ucum_parser().parse(unit)
-    except Exception:  # lark raises several kinds; any of them means invalid
-        return False
-    return True
-
-
-@functools.cache
-def _ucum_parser() -> Any:
-    return get_ucum_parser()
 
 
 class _Reader:

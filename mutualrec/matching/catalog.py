@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
-from typing import Any
 
 from mutualrec.matching.body_part import normalize_body_part
+from mutualrec.matching.ucum import is_ucum
 from mutualrec.money import to_fen
 from mutualrec.violations import Rejected, Violation
 
@@ -256,11 +256,17 @@ def is_loinc(code: str) -> bool:
 def packaged_catalog() -> Catalog:
     """The catalog shipped with this package (version :data:`CATALOG_VERSION`)."""
     text = resources.files("mutualrec.matching").joinpath(_PACKAGED_FILE).read_text("utf-8")
-    return load_catalog(text, CATALOG_VERSION)
+    # Its units were checked in full by the tests before it shipped.
+    return load_catalog(text, CATALOG_VERSION, units_checked=True)
 
 
-def load_catalog(text: str, version: str) -> Catalog:
-    """Parse and validate a catalog CSV; raise :class:`CatalogError` listing every problem."""
+def load_catalog(text: str, version: str, *, units_checked: bool = False) -> Catalog:
+    """Parse and validate a catalog CSV; raise :class:`CatalogError` listing every problem.
+
+    ``units_checked``: the text's UCUM units were parsed when it was first loaded (a recorded
+    or the packaged version), so they are not parsed again. The UCUM grammar costs a second and
+    about 30 MiB to load, which a server reading its recorded catalog at start-up need not pay.
+    """
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     # Spreadsheets save UTF-8 CSV with a byte-order mark.
     text = text.removeprefix("\ufeff")
@@ -284,7 +290,9 @@ def load_catalog(text: str, version: str) -> Catalog:
                     )
                 )
                 continue
-            rows.append(_parse_row(line, dict(zip(columns, cells, strict=True)), violations))
+            rows.append(
+                _parse_row(line, dict(zip(columns, cells, strict=True)), violations, units_checked)
+            )
         if not rows:
             violations.append(Violation("line 2", "the catalog holds no items", "EMPTY_CATALOG"))
     _check_across_rows(rows, violations)
@@ -347,7 +355,9 @@ class _Row:
     category_known: bool
 
 
-def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation]) -> _Row:
+def _parse_row(
+    line: int, cells: Mapping[str, str], violations: list[Violation], units_checked: bool
+) -> _Row:
     def fail(column: str, description: str, reason: str) -> None:
         violations.append(Violation(f"line {line}: {column}", description, reason))
 
@@ -410,7 +420,7 @@ def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation])
             if present:
                 fail(column, f"a lab item has no {column}", "IMAGING_FIELD_ON_LAB_ITEM")
 
-    unit, molar_mass = _unit_columns(cells, imaging, fail)
+    unit, molar_mass = _unit_columns(cells, imaging, fail, units_checked)
 
     validity_column = "validity" if "validity" in cells else "validity_days"
     validity = _validity(cells[validity_column].strip(), validity_column, fail)
@@ -454,15 +464,8 @@ def _parse_row(line: int, cells: Mapping[str, str], violations: list[Violation])
 _MOLAR_MASS_SHAPE = re.compile(r"^\d{1,7}(\.\d{1,4})?$")
 
 
-@functools.cache
-def _ucum_parser() -> Any:
-    from ucumvert import get_ucum_parser
-
-    return get_ucum_parser()
-
-
 def _unit_columns(
-    cells: Mapping[str, str], imaging: bool, fail: _Fail
+    cells: Mapping[str, str], imaging: bool, fail: _Fail, units_checked: bool
 ) -> tuple[str, Decimal | None]:
     unit = cells.get("unit", "").strip()
     raw_mass = cells.get("molar_mass", "").strip()
@@ -471,11 +474,8 @@ def _unit_columns(
             if value:
                 fail(column, f"an imaging item has no {column}", "LAB_FIELD_ON_IMAGING_ITEM")
         return "", None
-    if unit:
-        try:
-            _ucum_parser().parse(unit)
-        except Exception:  # lark raises several kinds; any of them means invalid
-            fail("unit", f"{unit!r} is not a UCUM unit", "NOT_UCUM")
+    if unit and not units_checked and not is_ucum(unit):
+        fail("unit", f"{unit!r} is not a UCUM unit", "NOT_UCUM")
     if not raw_mass:
         return unit, None
     if not _MOLAR_MASS_SHAPE.match(raw_mass) or Decimal(raw_mass) <= 0:

@@ -119,7 +119,8 @@ def _parsed_catalog(session: Session, row_id: int, version: str, sha256: str) ->
         text = session.scalar(select(CatalogVersion.source_text).where(CatalogVersion.id == row_id))
         if text is None:
             raise NoCatalog(f"catalog {version} disappeared while being read")
-        catalog = load_catalog(text, version)
+        # Recorded only after a full validation.
+        catalog = load_catalog(text, version, units_checked=True)
         _parsed[(sha256, version)] = catalog
     return catalog
 

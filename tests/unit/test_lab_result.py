@@ -22,11 +22,11 @@ from mutualrec.ingest.lab_result import (
     LabResult,
     LabValue,
     ReportContext,
-    is_ucum,
     normalize_observation,
     parse_fhir_time,
 )
 from mutualrec.matching.facts import ResultStatus
+from mutualrec.matching.ucum import is_ucum
 from mutualrec.violations import Violation
 from tests.fhir_docs import encode, observation
 

@@ -67,6 +67,24 @@ def test_packaged_catalog_hash_is_of_the_source_text() -> None:
     assert packaged_catalog().sha256 == hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def test_the_packaged_file_passes_the_full_validation_with_its_units() -> None:
+    # The server reads it (and recorded versions) without parsing units again: they must be
+    # checked here, before it ships.
+    text = PACKAGED_FILE.read_text("utf-8")
+    checked = load_catalog(text, CATALOG_VERSION)
+    assert checked.items == packaged_catalog().items
+    assert {item.unit for item in checked.items} == {"", "%", "U/L", "g/L", "mmol/L", "umol/L"}
+
+
+def test_recorded_units_are_not_parsed_again() -> None:
+    # A bad unit slips through only when the caller says the text was checked before.
+    text = catalog_text(
+        ["LAB-GLU,葡萄糖,Glucose,lab,2345-7,,,,,30d,4,,mmol/LL(,,test"], UNIT_HEADER
+    )
+    assert load_catalog(text, "test", units_checked=True).get("LAB-GLU") is not None
+    assert ("line 2: unit", "NOT_UCUM") in {(v.field, v.reason) for v in rejection(text).violations}
+
+
 def test_packaged_items_carry_their_columns() -> None:
     catalog = packaged_catalog()
     chest = catalog.get("IMG-CT-CHEST")
