@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from mutualrec.api.status import violations_to_proto
-from mutualrec.ingest.fhir_validation import FhirVersion
+from mutualrec.ingest.fhir_version import FhirVersion
 from mutualrec.ingest.lab_ingest import EntryKind, SubmissionResult
 from mutualrec.v1 import ingest_pb2
 

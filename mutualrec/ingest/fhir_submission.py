@@ -16,7 +16,7 @@ from typing import Any
 from mutualrec.identity import IdentityDocument
 from mutualrec.ingest.fhir_document import INDEXED_TYPE, Entry, FhirDocument, read_document
 from mutualrec.ingest.fhir_patient import identity_from_identifier, identity_from_identifiers
-from mutualrec.ingest.fhir_validation import FhirVersion, is_fhir_resource_type, validate_resource
+from mutualrec.ingest.fhir_version import FhirVersion
 from mutualrec.ingest.lab_result import (
     CLOCK_TOLERANCE,
     LOINC_SYSTEM,
@@ -364,6 +364,8 @@ def _ignore_other_resources(prepared: PreparedEntry, version: FhirVersion) -> No
     sends a Composition, Practitioners, an Organization with it, and they are no error. A type
     FHIR does not define is still refused.
     """
+    from mutualrec.ingest.fhir_validation import is_fhir_resource_type  # see prepare_submission
+
     reasons = {v.reason for v in prepared.violations}
     if reasons != {"UNSUPPORTED_RESOURCE_TYPE"} or not is_fhir_resource_type(
         version, prepared.entry.resource_type
@@ -385,6 +387,10 @@ def prepare_submission(
 
     Raises :class:`~mutualrec.violations.Rejected` when the document as a whole is unreadable.
     """
+    # Imported with the first document (in a parse worker), not with this module: pydantic and
+    # its core are about 15 MiB that a server process importing the lab services never uses.
+    from mutualrec.ingest.fhir_validation import validate_resource
+
     document = read_document(body)
     prepared = [
         PreparedEntry(

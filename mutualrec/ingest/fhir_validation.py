@@ -7,7 +7,6 @@ normalizer does. Its errors are turned into violations addressed by document pat
 
 from __future__ import annotations
 
-import enum
 import functools
 import importlib
 import threading
@@ -20,15 +19,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import SchemaValidator
 
+from mutualrec.ingest.fhir_version import FhirVersion
 from mutualrec.violations import Violation
-
-
-class FhirVersion(enum.Enum):
-    """The FHIR release a document is written in."""
-
-    R4 = "R4"
-    R5 = "R5"
-
 
 # fhir.resources models R5 at the top level; R4B is the R4-compatible release.
 _PACKAGES = {FhirVersion.R4: "fhir.resources.R4B", FhirVersion.R5: "fhir.resources"}

@@ -17,7 +17,7 @@ from typing import Any
 from mutualrec.identity import IdentityDocument, patient_key
 from mutualrec.ingest.fhir_document import INDEXED_TYPE, BundleKind
 from mutualrec.ingest.fhir_submission import PreparedEntry, prepare_submission
-from mutualrec.ingest.fhir_validation import FhirVersion
+from mutualrec.ingest.fhir_version import FhirVersion
 from mutualrec.ingest.lab_result import CLOCK_TOLERANCE, LabResult
 from mutualrec.ingest.lab_versions import Change, HeldResult, Transition
 from mutualrec.violations import Rejected, Violation

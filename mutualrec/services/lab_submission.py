@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from mutualrec.ingest.fhir_document import BundleKind
-from mutualrec.ingest.fhir_validation import FhirVersion
+from mutualrec.ingest.fhir_version import FhirVersion
 from mutualrec.ingest.lab_ingest import (
     EntryKind,
     EntryOutcome,

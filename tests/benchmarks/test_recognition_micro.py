@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from mutualrec.ingest.fhir_validation import FhirVersion
+from mutualrec.ingest.fhir_version import FhirVersion
 from mutualrec.ingest.lab_ingest import PreparedBatch, prepare_batch
 from mutualrec.matching.catalog import packaged_catalog
 from mutualrec.matching.facts import (

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 
 from mutualrec.ingest import fhir_validation
 from mutualrec.ingest.fhir_document import BundleKind, Entry, parse_json, read_document
-from mutualrec.ingest.fhir_validation import FhirVersion, validate_resource
+from mutualrec.ingest.fhir_validation import validate_resource
+from mutualrec.ingest.fhir_version import FhirVersion
 from mutualrec.violations import Rejected, Violation
 from tests.fhir_docs import bundle, encode, entry, observation, patient
 

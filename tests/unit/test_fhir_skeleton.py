@@ -20,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from mutualrec.ingest import fhir_validation
 from mutualrec.ingest.fhir_document import parse_json
-from mutualrec.ingest.fhir_validation import FhirVersion, validate_resource
+from mutualrec.ingest.fhir_validation import validate_resource
+from mutualrec.ingest.fhir_version import FhirVersion
 from tests.fhir_factory import bundle_bytes, make_bundle
 
 NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)

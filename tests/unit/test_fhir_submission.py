@@ -13,7 +13,7 @@ import pytest
 
 from mutualrec.identity import DocumentType, IdentityDocument
 from mutualrec.ingest.fhir_submission import PreparedEntry, prepare_submission
-from mutualrec.ingest.fhir_validation import FhirVersion
+from mutualrec.ingest.fhir_version import FhirVersion
 from mutualrec.ingest.lab_result import LabResult
 from mutualrec.violations import Rejected
 from tests.fhir_docs import (

@@ -10,7 +10,7 @@ from typing import Any
 
 from mutualrec.identity import DocumentType, IdentityDocument
 from mutualrec.ingest.fhir_submission import PreparedEntry, prepare_submission
-from mutualrec.ingest.fhir_validation import FhirVersion
+from mutualrec.ingest.fhir_version import FhirVersion
 from mutualrec.ingest.lab_ingest import EntryKind, PreparedBatch, prepare_batch
 from mutualrec.matching.catalog import packaged_catalog
 from mutualrec.matching.codes import items_for_lab_result
