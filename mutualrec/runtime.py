@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import ctypes
 import datetime as dt
 import functools
-import multiprocessing
-import os
-import signal
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -25,6 +20,7 @@ from mutualrec.change_watch import ChangeWatch
 from mutualrec.config import Settings
 from mutualrec.imaging.thumbnails import Thumbnail, render_thumbnail
 from mutualrec.ingest.dicom_limits import HeaderLimits
+from mutualrec.parse_workers import ParseWorkers
 from mutualrec.private_files import private_dir
 from mutualrec.security.limits import Limits, Slots, TokenBuckets
 from mutualrec.security.principal_cache import PrincipalCache
@@ -116,14 +112,9 @@ class Runtime:
         )
         cpu_executor: Executor = executor
         if settings.parse_workers > 0:
-            # Workers start on first use (the first FHIR document or thumbnail), each paying a
-            # second of imports then: a DICOM-only deployment never holds their 260 MiB.
-            cpu_executor = ProcessPoolExecutor(
-                max_workers=settings.parse_workers,
-                # spawn, not fork: forking a process that runs gRPC's threads is unsafe.
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_parse_worker,
-            )
+            # Started on first use (the first FHIR document or thumbnail): a DICOM-only
+            # deployment never holds their 260 MiB, nor their resource tracker.
+            cpu_executor = ParseWorkers(settings.parse_workers)
         sessions = sessionmaker(engine, expire_on_commit=False)
         # Once, at start: every check and catalog read needs a catalog version to exist.
         with sessions.begin() as session:
@@ -277,22 +268,3 @@ class Runtime:
 
 def _render_elsewhere(executor: Executor, path: Path) -> Thumbnail:
     return executor.submit(render_thumbnail, path).result()
-
-
-def _start_parse_worker() -> None:
-    """Prepare a parse worker: the server handles signals, and the heavy imports happen now."""
-    # Ctrl-C reaches the whole process group; the server shuts its workers down in order.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    import mutualrec.ingest.lab_ingest  # noqa: F401 - imported for its import time
-
-
-def _die_with_parent() -> None:
-    """Have Linux end this worker when the server dies, even by SIGKILL: a killed server must
-    not leave idle workers behind (they were seen to outlive it). Elsewhere a no-op."""
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    # The server may have died before the request above took effect.
-    if os.getppid() == 1:
-        os._exit(0)
