@@ -8,7 +8,6 @@ from mutualrec.config import Settings
 from mutualrec.security.sealing import Keyring
 from mutualrec.storage.fs_store import FileSystemObjectStore
 from mutualrec.storage.objects import ObjectStore
-from mutualrec.storage.s3_store import S3ObjectStore
 from mutualrec.storage.sealed_store import SealedDocuments
 
 
@@ -20,6 +19,10 @@ def open_object_store(settings: Settings) -> ObjectStore:
     """
     inner: ObjectStore
     if settings.s3 is not None:
+        # Imported only here: the S3 client and its HTTP stack (about 19 MiB) are no weight
+        # for a server on a directory.
+        from mutualrec.storage.s3_store import S3ObjectStore
+
         inner = S3ObjectStore(settings.s3, create_bucket=settings.auto_migrate)
     else:
         root = Path(settings.object_store_url.removeprefix("file://"))
