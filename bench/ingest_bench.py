@@ -92,14 +92,21 @@ BACKENDS = (
     "grpc-store",
     "cstore-postgres",
     "orthanc-cstore",
+    "cstore-floor",
+    "cstore-floor-waiting",
 )
 # The peer each backend's throughput is compared with: C-STORE with C-STORE, the rest with
 # Orthanc's REST upload.
-PEER = {"cstore-postgres": "orthanc-cstore"}
+PEER = {
+    "cstore-postgres": "orthanc-cstore",
+    "cstore-floor": "orthanc-cstore",
+    "cstore-floor-waiting": "orthanc-cstore",
+}
 # dcmtk's storescu: the PACS side of both C-STORE configurations.
 STORESCU_AET = "BENCHSCU"
 DEFAULT_BACKENDS = ("sqlite", "postgres", "orthanc")
 NULL_SERVER = Path(__file__).resolve().parent / "null_ingest_server.py"
+NULL_CSTORE_SERVER = Path(__file__).resolve().parent / "null_cstore_server.py"
 INSTITUTION = ("H500103001", "CQ YUZHONG DEMO PEOPLES HOSPITAL", "Yuzhong", "tertiary")
 UPLOAD_TIMEOUT = 3600.0
 MB = 1_000_000
@@ -525,6 +532,52 @@ class NullGrpcServer(MutualrecServer):
         """Nothing is held."""
 
 
+class NullCStoreServer(MutualrecServer):
+    """bench/null_cstore_server.py: pynetdicom receiving, each instance hashed, written, fsynced
+    and renamed, nothing more (the floor of a pynetdicom C-STORE door), fed by ``storescu``."""
+
+    LISTENING = re.compile(r"null cstore listening on (\S+):(\d+)")
+    AE_TITLE = "MUTUALREC"
+
+    def __init__(self, options: Options, run_dir: Path, waiting: bool) -> None:
+        super().__init__(options, run_dir, postgres=False)
+        self.backend = "cstore-floor-waiting" if waiting else "cstore-floor"
+        self.waiting = waiting
+        self.api_key = "unused"
+
+    def start(self) -> None:
+        """Start the floor server from the same code snapshot as mutualrec."""
+        self.run_dir.mkdir(parents=True)
+        extra = ["--waiting-reactors"] if self.waiting else []
+        if not self.options.fsync:
+            extra.append("--no-fsync")
+        self.process = ServerProcess(
+            [
+                sys.executable,
+                str(NULL_CSTORE_SERVER),
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                str(self.run_dir / "objects"),
+                *extra,
+            ],
+            self.run_dir / "server.log",
+            self._env(),
+            cwd=self.options.code_dir,
+        )
+        self.port = int(self.process.wait_for_line(self.LISTENING, START_TIMEOUT)[2])
+
+    def upload(self, study: StudyData, streams: int) -> UploadTiming:
+        """One storescu association per part."""
+        return _storescu_streams(study, streams, self.port, self.AE_TITLE)
+
+    def verify(self, study: StudyData) -> None:
+        """One file per instance."""
+        held = len(list((self.run_dir / "objects").glob("*.dcm")))
+        if held != len(study.files):
+            raise RuntimeError(f"the floor holds {held} files, expected {len(study.files)}")
+
+
 class CStoreMutualrec(MutualrecServer):
     """``mutualrec serve`` on PostgreSQL with its DICOM door, fed by ``storescu``."""
 
@@ -817,6 +870,8 @@ def display_name(server_id: str) -> str:
         "grpc-store": "gRPC transport + hash, fsync, rename only (no parse, no index)",
         "cstore-postgres": "mutualrec C-STORE (storescu), local dir + PostgreSQL",
         "orthanc-cstore": "Orthanc 1.10 C-STORE (storescu)",
+        "cstore-floor": "pynetdicom C-STORE + hash, fsync, rename only (storescu)",
+        "cstore-floor-waiting": "the same with mutualrec's waiting reactors (storescu)",
     }
     backend, processes = parse_server_id(server_id)
     return names[backend] + (f", {processes} processes" if processes > 1 else "")
@@ -831,6 +886,8 @@ def make_server(server_id: str, options: Options, run_dir: Path) -> Server:
         return OrthancCStore(options, run_dir)
     if backend == "cstore-postgres":
         return CStoreMutualrec(options, run_dir)
+    if backend in ("cstore-floor", "cstore-floor-waiting"):
+        return NullCStoreServer(options, run_dir, waiting=backend == "cstore-floor-waiting")
     if backend in ("grpc-null", "grpc-store"):
         return NullGrpcServer(options, run_dir, store=backend == "grpc-store")
     return MutualrecServer(options, run_dir, postgres=backend == "postgres", processes=processes)
