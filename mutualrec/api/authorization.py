@@ -12,13 +12,14 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from mutualrec.api.auth import admit, authenticate_call
+from mutualrec.api.errors import status_for
 from mutualrec.api.message_check import WHOLE_REQUEST
 from mutualrec.api.status import abort_with_violations, retry_status
 from mutualrec.runtime import Runtime
 from mutualrec.security.access import is_public, refusal, roles_for
 from mutualrec.security.api_keys import InvalidKey
 from mutualrec.security.limits import limit_key
-from mutualrec.violations import Violation
+from mutualrec.violations import DomainError, Violation
 
 # Calls that hold a slot of their credential while they run: a PACS gateway streaming studies.
 _SLOTTED = frozenset({"/mutualrec.v1.IngestService/UploadStudy"})
@@ -109,6 +110,8 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         except InvalidKey as exc:
             self.auth_failures.take(peer)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except DomainError as error:  # the index unreachable: UNAVAILABLE
+            await context.abort_with_status(status_for(error))
         if principal.role not in roles_for(method):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal(method, principal.role))
         key = limit_key(principal)

@@ -9,6 +9,7 @@ needs the index (:meth:`Authentication.look_up`) costs a worker thread.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from sqlalchemy.orm import Session
 
@@ -22,11 +23,18 @@ from mutualrec.security.patient_tokens import (
 )
 from mutualrec.security.principal_cache import PrincipalCache
 from mutualrec.security.study_links import looks_like_study_link_token, verify_study_link_token
+from mutualrec.services.outage import unavailable_on_outage
 from mutualrec.services.sharing import Sharing
 from mutualrec.storage.institutions import UnknownInstitution, authenticate, find_institution
 
 # The cache key of a certificate's institution: never a token's shape.
 _CERTIFICATE = "cert:"
+
+
+def _unavailable() -> AbstractContextManager[None]:
+    # Every door authenticates before anything else: a database that cannot be reached must
+    # end the call UNAVAILABLE (try again), as a call's own work would, not as an unknown fault.
+    return unavailable_on_outage("the credential cannot be checked now")
 
 
 def study_link_principal(token_secret: bytes, token: str) -> Principal:
@@ -80,7 +88,11 @@ class Authentication:
 
     def look_up(self, token: str) -> Principal:
         """The principal of an API key or a share token, read from the index; raises
-        :class:`InvalidKey`."""
+        :class:`InvalidKey`, and :class:`Unavailable` when the index cannot be read."""
+        with _unavailable():
+            return self._look_up(token)
+
+    def _look_up(self, token: str) -> Principal:
         if looks_like_share_token(token):
             return self._sharing.principal(token)
         generation = self._principals.generation
@@ -95,9 +107,10 @@ class Authentication:
 
     def certificate(self, code: str) -> Principal:
         """The principal of the institution with ``code``, which a verified client
-        certificate names; raises :class:`InvalidKey` when no such institution is known."""
+        certificate names; raises :class:`InvalidKey` when no such institution is known, and
+        :class:`Unavailable` when the index cannot be read."""
         generation = self._principals.generation
-        with self._sessions() as session:
+        with _unavailable(), self._sessions() as session:
             try:
                 institution = find_institution(session, code)
             except UnknownInstitution:

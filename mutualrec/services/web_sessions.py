@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mutualrec.security.access import DOCTOR, PATIENT, REGULATOR, SHARE
 from mutualrec.security.api_keys import InvalidKey, Principal
 from mutualrec.security.patient_tokens import looks_like_patient_token, patient_token_expiry
+from mutualrec.services.outage import unavailable_on_outage
 from mutualrec.storage import history_index, web_sessions
 from mutualrec.storage.web_sessions import StoredSession
 
@@ -111,10 +112,14 @@ class WebSessions:
         return OpenedSession(session_id, landing, expires_at)
 
     def principal(self, session_id: str) -> Principal:
-        """Who the session ``session_id`` stands for; raises :class:`UnknownSession`."""
+        """Who the session ``session_id`` stands for; raises :class:`UnknownSession`, and
+        :class:`Unavailable` when the index cannot be read."""
         now = self.clock()
         id_sha256 = hash_session_id(session_id)
-        with self._sessions.begin() as session:
+        with (
+            unavailable_on_outage("the session cannot be checked now"),
+            self._sessions.begin() as session,
+        ):
             stored = web_sessions.find_session(session, id_sha256)
             if stored is None or not self._alive(session, stored, now):
                 raise UnknownSession("the session is unknown, ended or expired: sign in again")

@@ -1,0 +1,106 @@
+"""An index that cannot be reached while a caller authenticates: every door answers "try again"
+(gRPC UNAVAILABLE, HTTP 503 with a problem body), never an unknown fault, and answers again once
+the index is back."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+from mutualrec.client.upload import auth_metadata
+from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
+from tests.conftest import RunningServer, make_settings, start_server
+from tests.fhir_docs import PATIENT_ID
+
+HOSPITAL = "H500106002"
+
+
+@pytest.fixture
+def served(tmp_path: Path, postgres_url: str) -> Iterator[RunningServer]:
+    yield from start_server(make_settings(tmp_path, MUTUALREC_DATABASE_URL=postgres_url))
+
+
+def _allow_connections(admin_url: str, database: str, allowed: bool) -> None:
+    """Let the database take connections or not; not: its open ones are ended too, as a
+    restarting or unreachable server would end them."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
+        )
+        if not allowed:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": database},
+            )
+    admin.dispose()
+
+
+def _check(server: RunningServer, key: str) -> recognition_pb2.CheckOrderResponse:
+    request = recognition_pb2.CheckOrderRequest(
+        patient=common_pb2.PatientIdentity(
+            document_type=common_pb2.RESIDENT_ID_CARD, document_number=PATIENT_ID
+        ),
+        ordered_codes=["LAB-K"],
+        context=recognition_pb2.ClinicalContext(order_id="ORD-1", department="内科"),
+    )
+    return recognition_pb2_grpc.RecognitionServiceStub(server.channel).CheckOrder(  # type: ignore[no-any-return]
+        request, metadata=auth_metadata(key), timeout=30
+    )
+
+
+def _http_status(server: RunningServer, key: str) -> tuple[int, dict[str, object]]:
+    assert server.http_url is not None
+    request = urllib.request.Request(
+        f"{server.http_url}/dicomweb/studies", headers={"Authorization": f"Bearer {key}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, {}
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_key_checked_while_the_index_is_down_is_unavailable_not_unknown(
+    served: RunningServer, postgres_admin_url: str, postgres_url: str
+) -> None:
+    # Keys never used yet: no cache can answer for them, the index must be read.
+    grpc_key = served.add_hospital(HOSPITAL)
+    http_key = served.add_hospital("H500106003")
+    database = str(make_url(postgres_url).database)
+    _allow_connections(postgres_admin_url, database, False)
+    try:
+        with pytest.raises(grpc.RpcError) as refused:
+            _check(served, grpc_key)
+        status, problem = _http_status(served, http_key)
+    finally:
+        _allow_connections(postgres_admin_url, database, True)
+
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "the credential cannot be checked now" in str(refused.value.details())
+    assert status == 503
+    assert "the credential cannot be checked now" in str(problem.get("detail"))
+    # Back: the same keys are accepted (the first call may still meet a connection the outage
+    # ended, and is then UNAVAILABLE too, never anything else).
+    codes: list[grpc.StatusCode] = []
+    reply = None
+    while reply is None and len(codes) < 3:
+        try:
+            reply = _check(served, grpc_key)
+        except grpc.RpcError as again:
+            codes.append(again.code())
+    assert set(codes) <= {grpc.StatusCode.UNAVAILABLE}
+    assert reply is not None, "the server did not answer once the index was back"
+    assert [line.ordered_code for line in reply.lines] == ["LAB-K"]
+    # No study is held: QIDO's "no content".
+    assert _http_status(served, http_key)[0] == 204
