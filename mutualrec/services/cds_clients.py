@@ -34,6 +34,7 @@ from mutualrec.security.cds_tokens import (
     verify,
 )
 from mutualrec.security.token_ids import RecentTokenIds
+from mutualrec.services.outage import unavailable_on_outage
 from mutualrec.storage import cds_clients
 from mutualrec.storage.institutions import UnknownInstitution
 from mutualrec.violations import Conflict, NotFound, Rejected
@@ -146,7 +147,12 @@ class CdsClients:
     def authenticate(self, token: str, audiences: Sequence[str]) -> Principal:
         """The hospital a CDS client's JWT speaks for, once the token is verified against its
         registered keys for one of ``audiences`` (the endpoint called) and its id is recorded;
-        raises :class:`InvalidKey` (unknown issuer, bad signature, expired, replayed...)."""
+        raises :class:`InvalidKey` (unknown issuer, bad signature, expired, replayed...), and
+        :class:`Unavailable` when the index cannot be read or written."""
+        with unavailable_on_outage("the token cannot be checked now"):
+            return self._authenticate(token, audiences)
+
+    def _authenticate(self, token: str, audiences: Sequence[str]) -> Principal:
         issuer = claimed_issuer(token)
         held = self._registered.get(issuer)
         if held is not None:

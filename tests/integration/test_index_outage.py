@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from mutualrec.client.upload import auth_metadata
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
+from tests.cds_client import Ehr, hook_request
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.fhir_docs import PATIENT_ID
 
@@ -77,12 +78,17 @@ def test_a_key_checked_while_the_index_is_down_is_unavailable_not_unknown(
     # Keys never used yet: no cache can answer for them, the index must be read.
     grpc_key = served.add_hospital(HOSPITAL)
     http_key = served.add_hospital("H500106003")
+    served.add_hospital("H500106004")
+    ehr = Ehr(served, "https://ehr.example.org")
+    ehr.register("H500106004")
+    order_select = hook_request("order-select", [], PATIENT_ID)
     database = str(make_url(postgres_url).database)
     _allow_connections(postgres_admin_url, database, False)
     try:
         with pytest.raises(grpc.RpcError) as refused:
             _check(served, grpc_key)
         status, problem = _http_status(served, http_key)
+        cds = ehr.post("/cds-services/order-select", order_select)
     finally:
         _allow_connections(postgres_admin_url, database, True)
 
@@ -90,6 +96,8 @@ def test_a_key_checked_while_the_index_is_down_is_unavailable_not_unknown(
     assert "the credential cannot be checked now" in str(refused.value.details())
     assert status == 503
     assert "the credential cannot be checked now" in str(problem.get("detail"))
+    assert cds.status_code == 503, cds.text
+    assert "the token cannot be checked now" in cds.json()["detail"]
     # Back: the same keys are accepted (the first call may still meet a connection the outage
     # ended, and is then UNAVAILABLE too, never anything else).
     codes: list[grpc.StatusCode] = []
