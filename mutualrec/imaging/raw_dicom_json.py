@@ -410,6 +410,10 @@ def raw_metadata_json(data: bytes, *, complete: bool) -> dict[str, Any] | None:
             implicit = False
         else:
             return None
+        if implicit and data[start + 4 : start + 6].isalpha():
+            # A VR where a length belongs: the file is explicit whatever its meta says, and
+            # pydicom reads it as such.
+            return None
         reader = _Reader(data, implicit=implicit, complete=complete)
         found, _ = reader.dataset(start, None, ["iso8859"], 0)
         return found
