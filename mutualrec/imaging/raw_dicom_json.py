@@ -177,7 +177,7 @@ class _Reader:
             if not creator or not element & 0xFF00:
                 raise _Unhandled("a private element without its creator")
             try:
-                vr = private_dictionary_VR(tag, creator.strip(" \x00"))
+                vr = private_dictionary_VR(tag, creator.rstrip("\x00 "))
             except KeyError:
                 # pydicom reads it as UN; whether an undefined length holds items is its call.
                 raise _Unhandled("an unknown private element in implicit VR") from None
@@ -402,6 +402,9 @@ def raw_metadata_json(data: bytes, *, complete: bool) -> dict[str, Any] | None:
     (``complete``: they are the whole file), equal to what
     :func:`~mutualrec.imaging.dicom_json.metadata_json` makes of its pydicom header; None when
     this walker does not handle the file (the caller then uses pydicom's path)."""
+    if config.datetime_conversion or config.use_DS_numpy or config.use_IS_numpy:
+        # pydicom set to read values as other types than the ones this walk reproduces.
+        return None
     try:
         syntax, start = _meta(data)
         if syntax == _IMPLICIT_LITTLE:
