@@ -138,6 +138,9 @@ class _Reader:
                 else:
                     (length,) = struct.unpack_from("<H", data, position + 6)
                     position += 8
+            if depth == 0 and tag < _CHARSET_TAG and (vr in _CHARSET_VRS or vr == "SQ"):
+                # pydicom decodes it with the character set named after it.
+                raise _Unhandled("text before the character set")
             key = f"{tag:08X}"
             if vr == "SQ":
                 items, position = self._sequence(position, length, encodings, depth)
@@ -152,9 +155,6 @@ class _Reader:
                 raise _Unhandled("a character set inside an item")
             if tag in PIXEL_TAGS:
                 continue
-            if depth == 0 and tag < _CHARSET_TAG and vr in _CHARSET_VRS:
-                # pydicom decodes it with the character set named after it.
-                raise _Unhandled("text before the character set")
             if tag in _LUT_DESCRIPTORS and vr == "SS":
                 raise _Unhandled("an SS lookup table descriptor")
             attribute = _attribute(vr, raw, encodings)
@@ -164,9 +164,11 @@ class _Reader:
                 creators[tag] = raw.decode(_LATIN1, "replace")
             if tag == _CHARSET_TAG:
                 encodings = _encodings(raw)
-            elif tag == _PIXEL_REPRESENTATION and depth == 0:
+            elif tag == _PIXEL_REPRESENTATION and depth == 0 and attribute is not None:
                 # Items (depth > 0) leave signed None: pydicom looks up through the ancestors.
-                signed = attribute is not None and attribute.get("Value", [0])[0] != 0
+                # An empty one too: pydicom then guesses from what else the dataset holds.
+                value = attribute.get("Value")
+                signed = None if not value else value[0] != 0
 
     def _implicit_vr(self, tag: int, creators: dict[int, str]) -> str:
         group, element = tag >> 16, tag & 0xFFFF
