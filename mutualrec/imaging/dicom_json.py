@@ -17,11 +17,11 @@ from pydicom.dataset import Dataset
 # Binary values shorter than this stay inline (InlineBinary); longer ones are bulk data.
 INLINE_BINARY_MAX = 1024
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
-_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 
 
 def _is_bulk(element: DataElement) -> bool:
-    if element.tag in _PIXEL_TAGS:
+    if element.tag in PIXEL_TAGS:
         return True
     if element.VR not in _BINARY_VRS:
         return False
@@ -33,7 +33,7 @@ def _cleaned(json_dict: dict[str, Any]) -> dict[str, Any]:
     """``json_dict`` without bulk data (what pydicom marked with a ``BulkDataURI``) and with no
     empty ``Value`` array: PS3.18 F.2.5 leaves ``Value`` out of an empty attribute (pydicom
     writes ``[]`` for an empty sequence)."""
-    for tag in [t for t, a in json_dict.items() if "BulkDataURI" in a or int(t, 16) in _PIXEL_TAGS]:
+    for tag in [t for t, a in json_dict.items() if "BulkDataURI" in a or int(t, 16) in PIXEL_TAGS]:
         del json_dict[tag]
     for attribute in json_dict.values():
         values = attribute.get("Value")

@@ -13,7 +13,6 @@ the pixel data): the index keeps what recognition needs, not every attribute a v
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 import threading
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from mutualrec.imaging import frames as frame_reading
-from mutualrec.imaging.dicom_json import attribute_strings, metadata_json
+from mutualrec.imaging.dicom_json import attribute_strings
 from mutualrec.imaging.dicomweb_query import (
     INSTANCE_KEYS,
     SERIES_DEFAULTS,
@@ -40,6 +39,7 @@ from mutualrec.imaging.dicomweb_query import (
     Query,
     matches,
 )
+from mutualrec.imaging.raw_dicom_json import instance_metadata
 from mutualrec.imaging.records import InstanceFile, StudyEntry
 from mutualrec.imaging.thumbnails import Unrenderable, render_frame
 from mutualrec.security.api_keys import Principal
@@ -224,12 +224,23 @@ class StudyReading:
 
     def header(self, instance: InstanceFile) -> Dataset:
         """An instance's header (every attribute before its pixel data)."""
+        return self._header(instance, self._prefix(instance))
+
+    def _prefix(self, instance: InstanceFile) -> bytes:
+        """The first bytes of an instance's file, where its header nearly always ends."""
         try:
-            prefix = b"".join(self._store.open(instance.object_key, 0, _HEADER_PREFIX))
-            fp = io.BytesIO(prefix)
-            header = self._parse(fp, instance)
-            if fp.tell() < len(prefix) or len(prefix) < _HEADER_PREFIX:
-                return header
+            return b"".join(self._store.open(instance.object_key, 0, _HEADER_PREFIX))
+        except (ObjectNotFound, ObjectStoreError) as failure:
+            raise Unavailable(
+                f"instance {instance.sop_instance_uid} could not be read"
+            ) from failure
+
+    def _header(self, instance: InstanceFile, prefix: bytes) -> Dataset:
+        fp = io.BytesIO(prefix)
+        header = self._parse(fp, instance)
+        if fp.tell() < len(prefix) or len(prefix) < _HEADER_PREFIX:
+            return header
+        try:
             return self._with_copy(instance, lambda copy: self._parse(copy, instance))
         except (ObjectNotFound, ObjectStoreError) as failure:
             raise Unavailable(
@@ -240,8 +251,12 @@ class StudyReading:
         """An instance's metadata (DICOM JSON, UTF-8), built on first request and kept."""
         cached = self._metadata.get(instance.sha256)
         if cached is None:
-            built = metadata_json(self.header(instance))
-            cached = json.dumps(built, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            prefix = self._prefix(instance)
+            cached = instance_metadata(
+                prefix,
+                complete=len(prefix) < _HEADER_PREFIX,
+                header=lambda: self._header(instance, prefix),
+            )
             self._metadata.put(instance.sha256, cached)
         return cached
 
