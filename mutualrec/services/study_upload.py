@@ -1,9 +1,12 @@
 """Study upload: a hospital's PACS sends a study instance by instance; each is validated,
 stored and indexed, and the study's recognition rows kept up to date.
 
-Every instance is its own unit of work: its blob is written first, then its index rows are
-committed. A crash in between leaves at most an unreferenced blob (which a sweep removes), never
-an index row without its blob; an acknowledged instance is on disk and in the index.
+Instances are stored in batches: each one's blob is written, then one durability barrier
+(``ObjectStore.sync``) makes the whole batch's blobs durable, then the batch's index rows are
+committed, and only then are their outcomes sent. A crash before the barrier may leave empty or
+torn blobs under their keys, but no index row points at them (a sweep removes them, and a later
+upload of the same instance writes its blob afresh); an acknowledged instance is on disk and in
+the index.
 """
 
 from __future__ import annotations
@@ -339,7 +342,7 @@ def _refresh_study(session: Session, study_id: int, header: DicomHeader, catalog
 def commit_together(uploads: list[UploadSession]) -> list[BaseException | None]:
     """Index the staged instances of several uploads (C-STORE associations, say) in one
     transaction, each study's counts and recognition rows refreshed once: one commit (one WAL
-    flush) and one directory sync for them all. Blocking.
+    flush) and one durability barrier for them all. Blocking.
 
     Returns, per upload, None once its instances are committed and their outcomes recorded, or
     what failed it. A conflict or a value the index refuses sinks only its own upload: the
@@ -355,8 +358,7 @@ def commit_together(uploads: list[UploadSession]) -> list[BaseException | None]:
     # Study by study in one order, so two such transactions lock studies in the same order.
     batches.sort(key=lambda batch: batch[1][0].header.study_instance_uid)
     first = batches[0][0]
-    # The blobs' directory entries must be durable before rows point at them: one sync of
-    # every directory the batch wrote to.
+    # The blobs must be durable before rows point at them: one barrier for the whole batch.
     first.store.sync()
     try:
         with first.sessions.begin() as session:
@@ -545,7 +547,8 @@ class UploadSession:
         staged, self._staged = self._staged, []
         if not staged:
             return
-        # The blobs' directory entries must be durable before rows point at them.
+        # The blobs (bytes and directory entries) must be durable before rows point at them:
+        # one barrier for the batch instead of an fsync per instance.
         self.store.sync()
         self._commit_staged(staged)
 
