@@ -174,10 +174,11 @@ class StudyUploads:
         assert institution_id is not None  # only institutions are authorized to upload
         upload = await self._begin(header, institution_id)
         touched(upload.patient_key, "upload of imaging study")
-        # Receiving and storing overlap: while a worker thread validates, writes and indexes
-        # instance N, this coroutine receives N+1. The bounded queue is the backpressure that
-        # keeps memory flat however large the study.
-        ready: asyncio.Queue[PendingInstance | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        # Receiving, reading headers and storing overlap: while a storage thread writes and
+        # indexes instance N, a header thread reads N+1's header and this coroutine receives
+        # N+2. The bounded queue is the backpressure that keeps memory flat however large the
+        # study.
+        ready: asyncio.Queue[_Received | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
         storing = asyncio.create_task(self._store_instances(upload, ready))
         with unavailable_on_outage(
             "storage is unavailable",
@@ -234,10 +235,11 @@ class StudyUploads:
         self,
         chunks: AsyncIterator[Chunk],
         upload: UploadSession,
-        ready: asyncio.Queue[PendingInstance | None],
+        ready: asyncio.Queue[_Received | None],
         storing: asyncio.Task[None],
     ) -> None:
-        """Reassemble instances from chunks and hand each complete one to the storing task."""
+        """Reassemble instances from chunks and hand each complete one to the storing task,
+        its header read already started."""
         pending: PendingInstance | None = None
         max_chunk = self.limits.max_chunk_bytes
         try:
@@ -249,7 +251,8 @@ class StudyUploads:
                 pending.write(chunk.data, max_chunk)
                 if chunk.end_of_instance:
                     finished, pending = pending, None
-                    await ready.put(finished)
+                    header = asyncio.ensure_future(self._run(self.headers, upload.read, finished))
+                    await ready.put(_Received(finished, header))
         except BaseException:
             # Cancelled or refused: the partial instance is dropped, never stored.
             if pending is not None:
@@ -263,7 +266,7 @@ class StudyUploads:
             )
 
     async def _store_instances(
-        self, upload: UploadSession, ready: asyncio.Queue[PendingInstance | None]
+        self, upload: UploadSession, ready: asyncio.Queue[_Received | None]
     ) -> None:
         """Validate and store instances in arrival order; commit when nothing else is ready.
 
@@ -271,12 +274,15 @@ class StudyUploads:
         blocks on a full queue) and the failure is raised at the end.
         """
         failure: BaseException | None = None
-        while (pending := await ready.get()) is not None:
+        while (received := await ready.get()) is not None:
+            pending = received.pending
             if failure is not None:
+                # Its header read may still be under way: let it end before freeing the bytes.
+                await asyncio.gather(received.header, return_exceptions=True)
                 pending.close()
                 continue
             try:
-                header = await self._run(self.headers, upload.read, pending)
+                header = await received.header
                 if header is not None:
                     await self._run(self.blocking, upload.finish, pending, header)
                 if ready.empty() or upload.batch_full:
@@ -289,7 +295,7 @@ class StudyUploads:
 
     @staticmethod
     async def _finish_storing(
-        ready: asyncio.Queue[PendingInstance | None], storing: asyncio.Task[None]
+        ready: asyncio.Queue[_Received | None], storing: asyncio.Task[None]
     ) -> None:
         if not storing.done():
             await ready.put(None)
@@ -313,6 +319,14 @@ class StudyUploads:
             if overview is None:
                 raise NotFound(f"no study {uid} of this institution")
             return StudyStatus(overview, index.current_instances(session, uid))
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """An instance received whole, and the read of its header (on the header threads)."""
+
+    pending: PendingInstance
+    header: asyncio.Future[DicomHeader | None]
 
 
 @dataclass
