@@ -184,3 +184,19 @@ def test_put_over_a_torn_leftover_stores_the_bytes_sent(tmp_path: Path) -> None:
     store.put("dicom/s/i.dcm", io.BytesIO(data), len(data))
     assert _get(store, "dicom/s/i.dcm") == data
     assert list((tmp_path / "objects" / ".tmp").iterdir()) == []
+
+
+def test_directory_store_renames_without_replacing_unless_asked(tmp_path: Path) -> None:
+    # A new key takes the no-replace rename; an existing one (perhaps an object a row points
+    # at) is the case that must be made durable before its rename.
+    store = FileSystemObjectStore(tmp_path / "objects")
+    source = tmp_path / "objects" / ".tmp" / "new"
+    source.write_bytes(b"new")
+    target = tmp_path / "objects" / "k"
+    assert store._rename_new(str(source), target) is True
+    assert target.read_bytes() == b"new"
+    source.write_bytes(b"newer")
+    assert store._rename_new(str(source), target) is False
+    assert target.read_bytes() == b"new"
+    store.put("k", io.BytesIO(b"newer"), 5)
+    assert _get(store, "k") == b"newer"
