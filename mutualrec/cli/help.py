@@ -83,7 +83,7 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PATIENT_KEY_SECRET", "$DATA_DIR/patient-key.secret", "HMAC secret of patient keys"),
     ("TOKEN_SECRET", "derived", "signs patient tokens and page tokens"),
     ("PRODUCTION", "false", "refuse generated or derived secrets"),
-    ("FS_FSYNC", "true", "fsync each object before acknowledging it"),
+    ("FS_FSYNC", "true", "make objects durable (one barrier a batch) before indexing them"),
     ("MAX_INSTANCE_MIB", "4096", "largest accepted DICOM instance"),
     ("MAX_FHIR_MIB", "16", "largest accepted FHIR document"),
     ("SHUTDOWN_GRACE_SECONDS", "30", "time in-flight calls get after SIGTERM"),

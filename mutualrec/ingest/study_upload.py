@@ -94,7 +94,14 @@ def parse_declaration(
 
 
 class PendingInstance:
-    """An instance whose chunks are arriving: spooled and hashed as they come."""
+    """An instance whose chunks are arriving.
+
+    Receiving only keeps each chunk (no copy, no hash): it runs on the event loop, which also
+    receives every other stream. The bytes are joined and hashed once, when first asked for
+    (:attr:`spool`, :attr:`sha256`), which the header threads do after the last chunk. An
+    instance larger than :data:`SPOOL_IN_MEMORY_BYTES` spills to a temporary file as it
+    arrives, hashed as it goes.
+    """
 
     def __init__(self, index: int, source_name: str, max_bytes: int) -> None:
         self.index = index
@@ -103,10 +110,12 @@ class PendingInstance:
         self.size = 0
         self.problem: Violation | None = None
         self._hash = hashlib.sha256()
+        # The chunks received, until joined into the spool (None once joined or spilled).
+        self._chunks: list[bytes] | None = []
         # Not tempfile.SpooledTemporaryFile: its Python-level wrapper costs a call per read, and
         # the header walk makes hundreds of small reads per instance.
-        self._spool: BinaryIO = io.BytesIO()
-        self._spilled = False
+        self._spool: BinaryIO | None = None
+        self._digest: str | None = None
 
     def write(self, data: bytes, max_chunk: int) -> None:
         """Append a chunk; an oversized chunk or instance marks the instance rejected."""
@@ -127,33 +136,57 @@ class PendingInstance:
         if self.problem is not None:
             self.close()
             return
-        if not self._spilled and self.size + len(data) > SPOOL_IN_MEMORY_BYTES:
-            self._spill()
+        self.size += len(data)
+        if self._chunks is not None:
+            self._chunks.append(bytes(data))
+            if self.size > SPOOL_IN_MEMORY_BYTES:
+                self._spill(self._chunks)
+            return
+        assert self._spool is not None
+        assert self._digest is None, "written after it was read"
         self._spool.write(data)
         self._hash.update(data)
-        self.size += len(data)
 
-    def _spill(self) -> None:
-        """Move what is buffered to an anonymous temporary file, which later chunks extend."""
+    def _spill(self, chunks: list[bytes]) -> None:
+        """Move what is kept to an anonymous temporary file, which later chunks extend."""
         spilled = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        spilled.write(cast(io.BytesIO, self._spool).getbuffer())
-        self._spool.close()
+        for chunk in chunks:
+            spilled.write(chunk)
+            self._hash.update(chunk)
         self._spool = cast(BinaryIO, spilled)
-        self._spilled = True
+        self._chunks = None
+
+    def _join(self) -> BinaryIO:
+        """The spool, joining and hashing the chunks kept in memory on first use."""
+        if self._chunks is not None:
+            chunks, self._chunks = self._chunks, None
+            for chunk in chunks:
+                self._hash.update(chunk)
+            # One chunk is wrapped without a copy (BytesIO shares an initial bytes object).
+            self._spool = io.BytesIO(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        assert self._spool is not None
+        return self._spool
 
     @property
     def sha256(self) -> str:
-        """Hex digest of the bytes received so far."""
-        return self._hash.hexdigest()
+        """Hex digest of the bytes received (no more may be written once it is asked for)."""
+        if self._digest is None:
+            self._join()
+            self._digest = self._hash.hexdigest()
+        return self._digest
 
     @property
     def spool(self) -> BinaryIO:
         """The received bytes, rewound."""
-        self._spool.seek(0)
-        return self._spool
+        spool = self._join()
+        spool.seek(0)
+        return spool
 
     def close(self) -> None:
         """Free the buffer or temporary file."""
+        self._chunks = None
+        if self._spool is None:
+            self._spool = io.BytesIO()
         self._spool.close()
 
 

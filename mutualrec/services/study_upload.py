@@ -1,9 +1,12 @@
 """Study upload: a hospital's PACS sends a study instance by instance; each is validated,
 stored and indexed, and the study's recognition rows kept up to date.
 
-Every instance is its own unit of work: its blob is written first, then its index rows are
-committed. A crash in between leaves at most an unreferenced blob (which a sweep removes), never
-an index row without its blob; an acknowledged instance is on disk and in the index.
+Instances are stored in batches: each one's blob is written, then one durability barrier
+(``ObjectStore.sync``) makes the whole batch's blobs durable, then the batch's index rows are
+committed, and only then are their outcomes sent. A crash before the barrier may leave empty or
+torn blobs under their keys, but no index row points at them (a sweep removes them, and a later
+upload of the same instance writes its blob afresh); an acknowledged instance is on disk and in
+the index.
 """
 
 from __future__ import annotations
@@ -171,10 +174,11 @@ class StudyUploads:
         assert institution_id is not None  # only institutions are authorized to upload
         upload = await self._begin(header, institution_id)
         touched(upload.patient_key, "upload of imaging study")
-        # Receiving and storing overlap: while a worker thread validates, writes and indexes
-        # instance N, this coroutine receives N+1. The bounded queue is the backpressure that
-        # keeps memory flat however large the study.
-        ready: asyncio.Queue[PendingInstance | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        # Receiving, reading headers and storing overlap: while a storage thread writes and
+        # indexes instance N, a header thread reads N+1's header and this coroutine receives
+        # N+2. The bounded queue is the backpressure that keeps memory flat however large the
+        # study.
+        ready: asyncio.Queue[_Received | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
         storing = asyncio.create_task(self._store_instances(upload, ready))
         with unavailable_on_outage(
             "storage is unavailable",
@@ -231,10 +235,11 @@ class StudyUploads:
         self,
         chunks: AsyncIterator[Chunk],
         upload: UploadSession,
-        ready: asyncio.Queue[PendingInstance | None],
+        ready: asyncio.Queue[_Received | None],
         storing: asyncio.Task[None],
     ) -> None:
-        """Reassemble instances from chunks and hand each complete one to the storing task."""
+        """Reassemble instances from chunks and hand each complete one to the storing task,
+        its header read already started."""
         pending: PendingInstance | None = None
         max_chunk = self.limits.max_chunk_bytes
         try:
@@ -246,7 +251,8 @@ class StudyUploads:
                 pending.write(chunk.data, max_chunk)
                 if chunk.end_of_instance:
                     finished, pending = pending, None
-                    await ready.put(finished)
+                    header = asyncio.ensure_future(self._run(self.headers, upload.read, finished))
+                    await ready.put(_Received(finished, header))
         except BaseException:
             # Cancelled or refused: the partial instance is dropped, never stored.
             if pending is not None:
@@ -260,7 +266,7 @@ class StudyUploads:
             )
 
     async def _store_instances(
-        self, upload: UploadSession, ready: asyncio.Queue[PendingInstance | None]
+        self, upload: UploadSession, ready: asyncio.Queue[_Received | None]
     ) -> None:
         """Validate and store instances in arrival order; commit when nothing else is ready.
 
@@ -268,12 +274,15 @@ class StudyUploads:
         blocks on a full queue) and the failure is raised at the end.
         """
         failure: BaseException | None = None
-        while (pending := await ready.get()) is not None:
+        while (received := await ready.get()) is not None:
+            pending = received.pending
             if failure is not None:
+                # Its header read may still be under way: let it end before freeing the bytes.
+                await asyncio.gather(received.header, return_exceptions=True)
                 pending.close()
                 continue
             try:
-                header = await self._run(self.headers, upload.read, pending)
+                header = await received.header
                 if header is not None:
                     await self._run(self.blocking, upload.finish, pending, header)
                 if ready.empty() or upload.batch_full:
@@ -286,7 +295,7 @@ class StudyUploads:
 
     @staticmethod
     async def _finish_storing(
-        ready: asyncio.Queue[PendingInstance | None], storing: asyncio.Task[None]
+        ready: asyncio.Queue[_Received | None], storing: asyncio.Task[None]
     ) -> None:
         if not storing.done():
             await ready.put(None)
@@ -310,6 +319,14 @@ class StudyUploads:
             if overview is None:
                 raise NotFound(f"no study {uid} of this institution")
             return StudyStatus(overview, index.current_instances(session, uid))
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """An instance received whole, and the read of its header (on the header threads)."""
+
+    pending: PendingInstance
+    header: asyncio.Future[DicomHeader | None]
 
 
 @dataclass
@@ -339,7 +356,7 @@ def _refresh_study(session: Session, study_id: int, header: DicomHeader, catalog
 def commit_together(uploads: list[UploadSession]) -> list[BaseException | None]:
     """Index the staged instances of several uploads (C-STORE associations, say) in one
     transaction, each study's counts and recognition rows refreshed once: one commit (one WAL
-    flush) and one directory sync for them all. Blocking.
+    flush) and one durability barrier for them all. Blocking.
 
     Returns, per upload, None once its instances are committed and their outcomes recorded, or
     what failed it. A conflict or a value the index refuses sinks only its own upload: the
@@ -355,8 +372,7 @@ def commit_together(uploads: list[UploadSession]) -> list[BaseException | None]:
     # Study by study in one order, so two such transactions lock studies in the same order.
     batches.sort(key=lambda batch: batch[1][0].header.study_instance_uid)
     first = batches[0][0]
-    # The blobs' directory entries must be durable before rows point at them: one sync of
-    # every directory the batch wrote to.
+    # The blobs must be durable before rows point at them: one barrier for the whole batch.
     first.store.sync()
     try:
         with first.sessions.begin() as session:
@@ -545,7 +561,8 @@ class UploadSession:
         staged, self._staged = self._staged, []
         if not staged:
             return
-        # The blobs' directory entries must be durable before rows point at them.
+        # The blobs (bytes and directory entries) must be durable before rows point at them:
+        # one barrier for the batch instead of an fsync per instance.
         self.store.sync()
         self._commit_staged(staged)
 

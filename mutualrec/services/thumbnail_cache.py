@@ -88,3 +88,6 @@ def _put(store: ObjectStore, key: str, data: bytes) -> None:
     # A failed cache write costs a render next time, not this answer.
     with contextlib.suppress(OSError, ObjectStoreError):
         store.put(key, io.BytesIO(data), len(data))
+        # A stored thumbnail is trusted as found (no index row vouches for it): it must not be
+        # left torn by a crash, so it is made durable at once.
+        store.sync()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import errno
 import os
@@ -17,12 +18,38 @@ from mutualrec.storage.objects import ObjectInfo, ObjectNotFound, ObjectStoreErr
 _COPY_CHUNK = 1024 * 1024
 _TMP_DIR = ".tmp"
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+# sync_file_range(2): start writing a file's dirty pages back now, without waiting for them.
+_sync_file_range = _LIBC.sync_file_range
+_sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+_SYNC_FILE_RANGE_WRITE = 2
+# renameat2(2): rename only if nothing is at the target yet.
+_renameat2 = _LIBC.renameat2
+_renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
 
 class FileSystemObjectStore:
     """Objects as files below ``root``; a key's ``/`` separates directories.
 
-    Writes go to a temporary file under ``root/.tmp`` and are renamed into place, so a crash
-    leaves only a temporary file, never a half-written object under its key.
+    Writes go to a temporary file under ``root/.tmp`` and are renamed into place, so readers see
+    a whole object or none.
+
+    Durability is per batch, not per file (group durability): :meth:`put` writes a file and
+    starts its write-back but does not wait for it; :meth:`sync` is the barrier that makes every
+    object put before it durable (an fsync of each pending file, whose write-back is by then
+    mostly done, and one fsync per changed directory). Callers index an object only after a
+    sync, so one barrier covers a whole batch of instances.
+
+    Crash ordering: a file renamed into place before its data is durable may be empty or torn
+    after a machine crash. That is acceptable only because nothing trusts a file that no index
+    row points at: rows are committed after the barrier, the sweep removes unreferenced blobs,
+    and no caller skips a write because its key already exists (a later put of the same key
+    replaces whatever a crash left there). The one unsafe case is replacing an object that an
+    index row may already point at (the same bytes sent again, a document rewritten to refresh
+    its time): then the old, durable file would give way to one that is not yet durable, so such
+    a replacement is made durable before the rename, as every write was before.
     """
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
@@ -32,16 +59,21 @@ class FileSystemObjectStore:
         # The root is 0700, so no other local user reaches any object below it.
         private_dir(root)
         (root / _TMP_DIR).mkdir(parents=True, exist_ok=True)
-        # Directories whose entries changed since the last sync(): a renamed file or a new
-        # directory is durable only once its parent directory is fsynced.
+        # Files put and directories whose entries changed since the last sync(): a renamed file
+        # or a new directory is durable only once its parent directory is fsynced.
+        self._unsynced_files: set[Path] = set()
         self._unsynced_dirs: set[Path] = set()
         self._lock = threading.Lock()
+        # One barrier at a time: a sync() that finds nothing pending must still wait for a
+        # barrier under way, which may have taken this caller's files.
+        self._barrier = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
     def put(self, key: str, stream: BinaryIO, length: int) -> None:
-        """Store ``length`` bytes of ``stream`` under ``key``, atomically."""
+        """Store ``length`` bytes of ``stream`` under ``key``, atomically; durable at the next
+        :meth:`sync`."""
         target = self._path(key)
         fd, tmp_name = tempfile.mkstemp(dir=self.root / _TMP_DIR)
         try:
@@ -55,18 +87,38 @@ class FileSystemObjectStore:
                         )
                     out.write(block)
                     remaining -= len(block)
+                out.flush()
                 if self.fsync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            changed = self._make_parents(target.parent)
-            os.replace(tmp_name, target)
+                    # The disk starts on it now; the barrier then mostly finds it written. Only a
+                    # hint: should it fail, the barrier's fsync writes the file all the same.
+                    _sync_file_range(out.fileno(), 0, 0, _SYNC_FILE_RANGE_WRITE)
+                changed = self._make_parents(target.parent)
+                if not self._rename_new(tmp_name, target):
+                    # Something is already under the key, perhaps an object an index row points
+                    # at: the replacement must be durable before it takes the old one's place.
+                    if self.fsync:
+                        os.fsync(out.fileno())
+                    os.replace(tmp_name, target)
             changed.append(target.parent)
             if self.fsync:
                 with self._lock:
+                    self._unsynced_files.add(target)
                     self._unsynced_dirs.update(changed)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
+
+    @staticmethod
+    def _rename_new(source: str, target: Path) -> bool:
+        """Rename ``source`` to ``target`` if nothing is there; False if something is."""
+        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, bytes(target), _RENAME_NOREPLACE):
+            code = ctypes.get_errno()
+            if code == errno.EEXIST:
+                return False
+            if code in (errno.ENOSYS, errno.EINVAL):
+                return False  # a kernel or filesystem without it: replace the safe way
+            raise OSError(code, os.strerror(code), str(target))
+        return True
 
     def _make_parents(self, directory: Path) -> list[Path]:
         """Create ``directory`` and its missing parents; return the directories that changed."""
@@ -79,15 +131,37 @@ class FileSystemObjectStore:
         return [new.parent for new in missing]
 
     def sync(self) -> None:
-        """fsync every directory changed by put() since the last call."""
-        with self._lock:
-            directories, self._unsynced_dirs = self._unsynced_dirs, set()
-        for directory in directories:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        """The durability barrier: every object put before the call survives a machine crash
+        once it returns.
+
+        fsyncs each file put since the last barrier and each directory changed, rather than
+        ``syncfs(2)`` of the whole filesystem: measured on the project's machine both cost the
+        same for a batch (about 0.3 ms a file against 0.55 ms for an fsync before each rename),
+        but syncfs also waits for every other writer's dirty pages on the filesystem (the
+        index's, another process's), which cost one barrier 0.8 s.
+        """
+        with self._barrier:
+            with self._lock:
+                files, self._unsynced_files = self._unsynced_files, set()
+                directories, self._unsynced_dirs = self._unsynced_dirs, set()
+            for path in files:
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # deleted since: nothing to make durable
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            for directory in directories:
+                try:
+                    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+                except FileNotFoundError:
+                    continue  # emptied and removed since
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Yield the object's bytes from ``offset``, ``length`` of them or to the end."""
