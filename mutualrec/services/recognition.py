@@ -15,11 +15,18 @@ from mutualrec.matching.decisions import DeclineReason, validate_decision
 from mutualrec.matching.facts import Verdict
 from mutualrec.matching.indexed_results import IndexedResult
 from mutualrec.matching.language import Language, preferred_language
-from mutualrec.matching.order_lines import CheckedLine, decide_lines, plan_lines, wanted_items
+from mutualrec.matching.order_lines import (
+    CheckedLine,
+    OrderLine,
+    decide_lines,
+    plan_lines,
+    wanted_items,
+)
 from mutualrec.money import to_fen, yuan
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
-from mutualrec.services.reference import ReferenceCache
+from mutualrec.services.batches import Batcher
+from mutualrec.services.reference import ReferenceCache, ReferenceData
 from mutualrec.statistics.periods import today
 from mutualrec.statistics.report import Directory, LineFact
 from mutualrec.statistics.tally import DayDeltas, decision_rows, lines_rows
@@ -34,6 +41,10 @@ MAX_ORDERED_CODES = 100
 DECISION_WINDOW = dt.timedelta(hours=24)
 # An Accept-Language value names a few languages; a longer one is a client bug.
 MAX_ACCEPT_LANGUAGE = 256
+
+
+# A placeholder outcome, replaced before a batch's outcomes are returned.
+_UNANSWERED = Exception("unanswered")
 
 
 class UnknownCheckLine(NotFound):
@@ -109,27 +120,134 @@ class DecisionRequest:
     decided_at: dt.datetime
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """A check waiting for its batch: the request, who asks, and the patient's key."""
+
+    request: CheckRequest
+    asker_id: int
+    patient_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A check that passed validation, with its order lines planned against the reference."""
+
+    check: _Check
+    data: ReferenceData
+    lines: list[OrderLine]
+    prices: dict[str, int]
+    language: Language
+
+
 class Recognition:
     """Runs checks and records decisions against the index.
 
-    On PostgreSQL ``engine`` is a ``fast_records`` engine (see
-    :func:`mutualrec.storage.db.make_engine`); decisions still commit durably.
+    Checks go in batches (:class:`mutualrec.services.batches.Batcher`): those arriving while a
+    batch is at the database share one read of the recognition rows and one record of checks and
+    lines, and each caller gets its own answer as soon as they return. On PostgreSQL ``engine``
+    is a ``fast_records`` engine (see :func:`mutualrec.storage.db.make_engine`); decisions still
+    commit durably.
     """
 
     def __init__(
-        self, engine: Engine, reference: ReferenceCache, patient_key_secret: bytes
+        self,
+        engine: Engine,
+        reference: ReferenceCache,
+        patient_key_secret: bytes,
+        max_batch: int,
     ) -> None:
         self.engine = engine
         self.reference = reference
         self._patient_key_secret = patient_key_secret
+        self._checks: Batcher[_Check, CheckReport] = Batcher(
+            "mutualrec-checks", self._check_batch, max_batch
+        )
 
-    def check(self, request: CheckRequest, principal: Principal) -> CheckReport:
+    def close(self) -> None:
+        """Answer the checks still queued and stop the batch worker."""
+        self._checks.close()
+
+    async def check(self, request: CheckRequest, principal: Principal) -> CheckReport:
         """Answer a check for the caller's institution and record it; raises
         :class:`Rejected` for an unusable order."""
         asker_id = principal.institution_id
         assert asker_id is not None  # only institutions are authorized to check
         key = patient_key(request.patient, self._patient_key_secret)
+        # In the caller's context, where its audit record is: the batch runs elsewhere.
         touched(key, f"check of {len(request.ordered_codes)} ordered items")
+        return await self._checks.submit(_Check(request, asker_id, key))
+
+    def _check_batch(self, checks: list[_Check]) -> list[CheckReport | Exception]:
+        """Answer a batch of checks: each validated and planned alone, one read of their
+        results, the rules per check, one record of them all.
+
+        A failure of a shared statement gives no one a wrong answer: the statement is redone
+        check by check, so each caller gets what it would have had alone.
+        """
+        # Every check's outcome is set below: its report, or the exception its caller gets.
+        outcomes: list[CheckReport | Exception] = [_UNANSWERED] * len(checks)
+        planned: list[tuple[int, _Planned]] = []
+        for n, check in enumerate(checks):
+            try:
+                planned.append((n, self._plan(check)))
+            except Exception as exc:
+                outcomes[n] = exc
+        wanted = [
+            recognition_index.WantedResults(
+                p.check.patient_key, sorted(wanted_items(p.lines, p.data.catalog))
+            )
+            for _, p in planned
+        ]
+        found: list[list[IndexedResult] | Exception]
+        try:
+            found = list(recognition_index.results_of_checks(self.engine, wanted))
+        except Exception:
+            found = [self._results_alone(w) for w in wanted]
+        answered: list[tuple[int, CheckReport, recognition_index.CheckRows]] = []
+        for (n, plan), rows in zip(planned, found, strict=True):
+            if isinstance(rows, Exception):
+                outcomes[n] = rows
+                continue
+            try:
+                report, record = self._answer(plan, rows)
+            except Exception as exc:
+                outcomes[n] = exc
+                continue
+            answered.append((n, report, record))
+        try:
+            recognition_index.record_checks_of_batch(self.engine, [r for _, _, r in answered])
+        except Exception:
+            for n, report, record in answered:
+                outcomes[n] = self._recorded_alone(report, record)
+        else:
+            for n, report, _ in answered:
+                outcomes[n] = report
+        assert not any(o is _UNANSWERED for o in outcomes)
+        return outcomes
+
+    def _results_alone(
+        self, wanted: recognition_index.WantedResults
+    ) -> list[IndexedResult] | Exception:
+        """One check's read on its own, after its batch's read failed."""
+        try:
+            return recognition_index.results_of_checks(self.engine, [wanted])[0]
+        except Exception as exc:
+            return exc
+
+    def _recorded_alone(
+        self, report: CheckReport, record: recognition_index.CheckRows
+    ) -> CheckReport | Exception:
+        """One check's record on its own, after its batch's record failed."""
+        try:
+            recognition_index.record_checks_of_batch(self.engine, [record])
+        except Exception as exc:
+            return exc
+        return report
+
+    def _plan(self, check: _Check) -> _Planned:
+        """Validate the order and plan its lines; raises :class:`Rejected`."""
+        request = check.request
         if len(request.accept_language) > MAX_ACCEPT_LANGUAGE:
             raise Rejected.one(
                 "the language preference is too long",
@@ -158,26 +276,26 @@ class Recognition:
             )
         if violations:
             raise Rejected("the order cannot be checked", violations)
-        data = self.reference.data_knowing(asker_id)
-        lines = plan_lines(codes, data.catalog, self.reference.mappings(asker_id))
-        prices = self.reference.prices(asker_id)
-        reports: list[CheckReport] = []
+        data = self.reference.data_knowing(check.asker_id)
+        lines = plan_lines(codes, data.catalog, self.reference.mappings(check.asker_id))
+        return _Planned(check, data, lines, self.reference.prices(check.asker_id), language)
 
-        received_at = request.received_at
-
-        def answer(rows: list[IndexedResult]) -> recognition_index.CheckRows:
-            checked = decide_lines(lines, rows, data, asker_id, received_at, prices, data.policy)
-            report = CheckReport(
-                str(uuid.uuid4()), received_at, data.catalog.version, checked, language
-            )
-            reports.append(report)
-            return _record_rows(report, asker_id, key, request.context, data.directory)
-
-        # One transaction: read the patient's results, record the answer.
-        recognition_index.check_round_trip(
-            self.engine, key, wanted_items(lines, data.catalog), answer
+    def _answer(
+        self, plan: _Planned, rows: list[IndexedResult]
+    ) -> tuple[CheckReport, recognition_index.CheckRows]:
+        """The rules' answer to a planned check given the patient's results, and its record."""
+        check, data = plan.check, plan.data
+        received_at = check.request.received_at
+        checked = decide_lines(
+            plan.lines, rows, data, check.asker_id, received_at, plan.prices, data.policy
         )
-        return reports[0]
+        report = CheckReport(
+            str(uuid.uuid4()), received_at, data.catalog.version, checked, plan.language
+        )
+        record = _record_rows(
+            report, check.asker_id, check.patient_key, check.request.context, data.directory
+        )
+        return report, record
 
     def decide(self, request: DecisionRequest, principal: Principal) -> DecisionReport:
         """Record the doctor's decision on a line of the caller's institution's check;
