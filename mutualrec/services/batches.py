@@ -70,6 +70,11 @@ class Batcher(Generic[In, Out]):
         self._queue.put(_Waiting(item, future, loop))
         return await future
 
+    @property
+    def waiting(self) -> int:
+        """Items queued for a batch that has not started yet (approximate while calls arrive)."""
+        return self._queue.qsize()
+
     def _start(self) -> None:
         # Started on first use: a process that never checks holds no thread for it.
         if self._thread is not None:

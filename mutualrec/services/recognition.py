@@ -164,6 +164,11 @@ class Recognition:
             "mutualrec-checks", self._check_batch, max_batch
         )
 
+    @property
+    def checks_waiting(self) -> int:
+        """Checks queued behind the batch at the database."""
+        return self._checks.waiting
+
     def close(self) -> None:
         """Answer the checks still queued and stop the batch worker."""
         self._checks.close()
