@@ -140,6 +140,17 @@ class _Planned:
     language: Language
 
 
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A check answered by the rules, with what its record keeps."""
+
+    report: CheckReport
+    check: CheckRecord
+    lines: list[CheckLineRecord]
+    facts: list[LineFact]
+    directory: Directory
+
+
 class Recognition:
     """Runs checks and records decisions against the index.
 
@@ -209,27 +220,43 @@ class Recognition:
             found = list(recognition_index.results_of_checks(self.engine, wanted))
         except Exception:
             found = [self._results_alone(w) for w in wanted]
-        answered: list[tuple[int, CheckReport, recognition_index.CheckRows]] = []
+        answered: list[tuple[int, _Answered]] = []
         for (n, plan), rows in zip(planned, found, strict=True):
             if isinstance(rows, Exception):
                 outcomes[n] = rows
                 continue
             try:
-                report, record = self._answer(plan, rows)
+                answered.append((n, self._answer(plan, rows)))
             except Exception as exc:
                 outcomes[n] = exc
-                continue
-            answered.append((n, report, record))
         try:
-            recognition_index.record_checks_of_batch(self.engine, [r for _, _, r in answered])
+            self._record([a for _, a in answered])
         except Exception:
-            for n, report, record in answered:
-                outcomes[n] = self._recorded_alone(report, record)
+            for n, one in answered:
+                outcomes[n] = self._recorded_alone(one)
         else:
-            for n, report, _ in answered:
-                outcomes[n] = report
+            for n, one in answered:
+                outcomes[n] = one.report
         assert not any(o is _UNANSWERED for o in outcomes)
         return outcomes
+
+    def _record(self, answered: Sequence[_Answered]) -> None:
+        """Record checks with their lines, and their statistics deltas summed per day and group:
+        the compactor sums them anyway, and a batch of checks of a few hospitals and items
+        shares most of its groups, so the record carries far fewer delta rows than lines."""
+        facts: dict[tuple[dt.date, int], tuple[Directory, list[LineFact]]] = {}
+        for one in answered:
+            day = today(one.report.received_at)
+            facts.setdefault((day, id(one.directory)), (one.directory, []))[1].extend(one.facts)
+        recognition_index.record_checks_of_batch(
+            self.engine,
+            [one.check for one in answered],
+            [line for one in answered for line in one.lines],
+            [
+                DayDeltas(day, tuple(lines_rows(day_facts, directory)))
+                for (day, _), (directory, day_facts) in facts.items()
+            ],
+        )
 
     def _results_alone(
         self, wanted: recognition_index.WantedResults
@@ -240,15 +267,13 @@ class Recognition:
         except Exception as exc:
             return exc
 
-    def _recorded_alone(
-        self, report: CheckReport, record: recognition_index.CheckRows
-    ) -> CheckReport | Exception:
+    def _recorded_alone(self, answered: _Answered) -> CheckReport | Exception:
         """One check's record on its own, after its batch's record failed."""
         try:
-            recognition_index.record_checks_of_batch(self.engine, [record])
+            self._record([answered])
         except Exception as exc:
             return exc
-        return report
+        return answered.report
 
     def _plan(self, check: _Check) -> _Planned:
         """Validate the order and plan its lines; raises :class:`Rejected`."""
@@ -285,9 +310,7 @@ class Recognition:
         lines = plan_lines(codes, data.catalog, self.reference.mappings(check.asker_id))
         return _Planned(check, data, lines, self.reference.prices(check.asker_id), language)
 
-    def _answer(
-        self, plan: _Planned, rows: list[IndexedResult]
-    ) -> tuple[CheckReport, recognition_index.CheckRows]:
+    def _answer(self, plan: _Planned, rows: list[IndexedResult]) -> _Answered:
         """The rules' answer to a planned check given the patient's results, and its record."""
         check, data = plan.check, plan.data
         received_at = check.request.received_at
@@ -297,10 +320,10 @@ class Recognition:
         report = CheckReport(
             str(uuid.uuid4()), received_at, data.catalog.version, checked, plan.language
         )
-        record = _record_rows(
-            report, check.asker_id, check.patient_key, check.request.context, data.directory
+        record, lines, facts = _record_rows(
+            report, check.asker_id, check.patient_key, check.request.context
         )
-        return report, record
+        return _Answered(report, record, lines, facts, data.directory)
 
     def decide(self, request: DecisionRequest, principal: Principal) -> DecisionReport:
         """Record the doctor's decision on a line of the caller's institution's check;
@@ -423,9 +446,9 @@ def _record_rows(
     asker_id: int,
     patient_key: str,
     context: CheckContext,
-    directory: Directory,
-) -> recognition_index.CheckRows:
-    """The check's row, its lines' rows as the record keeps them, and its statistics deltas."""
+) -> tuple[CheckRecord, list[CheckLineRecord], list[LineFact]]:
+    """The check's row, its lines' rows as the record keeps them, and its lines as the
+    statistics count them."""
     lines = [
         CheckLineRecord(
             check_id=report.check_id,
@@ -464,5 +487,4 @@ def _record_rows(
         )
         for line in lines
     ]
-    deltas = DayDeltas(today(report.received_at), tuple(lines_rows(facts, directory)))
-    return check, lines, deltas
+    return check, lines, facts

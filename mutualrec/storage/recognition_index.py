@@ -322,10 +322,6 @@ def record_check_parameters(
     )
 
 
-CheckRows = tuple[CheckRecord, list[CheckLineRecord], DayDeltas]
-"""A check's row, its lines' rows and its ``stat_delta`` rows."""
-
-
 @dataclass(frozen=True, slots=True)
 class WantedResults:
     """What one check reads: a patient's indexed results of some items."""
@@ -414,9 +410,14 @@ _RECORD_CHECKS_SQL = (
 )
 
 
-def record_checks_of_batch(engine: Engine, checks: Sequence[CheckRows]) -> None:
-    """Record checks with their lines and statistics deltas, all or none: the shared record of
-    a batch of checks.
+def record_checks_of_batch(
+    engine: Engine,
+    checks: Sequence[CheckRecord],
+    lines: Sequence[CheckLineRecord],
+    day_deltas: Sequence[DayDeltas],
+) -> None:
+    """Record checks with their lines and the statistics deltas they add, all or none: the
+    shared record of a batch of checks.
 
     On PostgreSQL ``engine`` is a ``fast_records`` engine (autocommit, asynchronous commit, see
     :func:`mutualrec.storage.db.make_engine`): one statement through the driver, prepared.
@@ -424,19 +425,17 @@ def record_checks_of_batch(engine: Engine, checks: Sequence[CheckRows]) -> None:
     """
     if not checks:
         return
-    records = [check for check, _, _ in checks]
-    lines = [line for _, check_lines, _ in checks for line in check_lines]
-    deltas = [row for _, _, day_deltas in checks for row in delta_params(day_deltas)]
+    deltas = [row for one_day in day_deltas for row in delta_params(one_day)]
     if engine.dialect.name != "postgresql":
         with Session(engine) as session, session.begin():
-            record_checks(session, records, lines, durable=False)
+            record_checks(session, checks, lines, durable=False)
             if deltas:
                 session.execute(StatDelta.__table__.insert(), deltas)  # type: ignore[attr-defined]
         return
     with _driver_cursor(engine) as cursor:
         cursor.execute(
             _RECORD_CHECKS_SQL,
-            [[getattr(check, c) for check in records] for c in _CHECK_COLUMNS]
+            [[getattr(check, c) for check in checks] for c in _CHECK_COLUMNS]
             + [[getattr(line, c) for line in lines] for c in _LINE_COLUMNS]
             + _delta_param_arrays(deltas),
             prepare=True,

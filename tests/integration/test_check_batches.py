@@ -15,9 +15,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import grpc
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
-from mutualrec.storage.models import CheckLine, RecognitionCheck
+from mutualrec.storage import statistics_index
+from mutualrec.storage.models import CheckLine, RecognitionCheck, StatTally
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer
 from tests.fhir_docs import OTHER_PATIENT_ID, PATIENT_ID, entry, observation, patient, submit
@@ -148,6 +149,33 @@ def test_concurrent_checks_each_get_their_own_answer(server: RunningServer) -> N
     assert bad_request(rejected.value) == {"ordered_codes[1]": "EMPTY_CODE"}
     assert _checks_recorded(server) == len(calls)
     assert len({f.result().check_id for f in futures}) == len(calls)
+    # The statistics count every check and line once, however the batches summed their deltas:
+    # 30 checks of 3 lines; Zhang's potassium and Wang's sodium recognizable, 10 times each.
+    statistics_index.compact(server.runtime.engine)
+    with server.runtime.sessions() as session:
+        by_item = session.execute(
+            select(
+                StatTally.group_key,
+                func.sum(StatTally.checks),
+                func.sum(StatTally.items_checked),
+                func.sum(StatTally.items_recognizable),
+            )
+            .where(StatTally.group_by == "item")
+            .group_by(StatTally.group_key)
+        ).all()
+        by_asker = session.execute(
+            select(
+                func.sum(StatTally.checks),
+                func.sum(StatTally.items_checked),
+                func.sum(StatTally.items_recognizable),
+            ).where(StatTally.group_by == "asking_institution")
+        ).one()
+    assert sorted(tuple(row) for row in by_item) == [
+        ("LAB-CL", 30, 30, 0),
+        ("LAB-K", 30, 30, 10),
+        ("LAB-NA", 30, 30, 10),
+    ]
+    assert tuple(by_asker) == (30, 90, 20)
 
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
