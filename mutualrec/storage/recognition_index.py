@@ -185,7 +185,8 @@ def drop_stale_items(session: Session, current: dict[str, Iterable[str]]) -> Non
 def results_for(
     session: Session, patient_key: str, item_codes: Iterable[str]
 ) -> list[IndexedResult]:
-    """The patient's indexed results of the given items: the hot read of every check."""
+    """The patient's indexed results of the given items: one check's read on its own (checks
+    read in batches, :func:`results_of_checks`; bench/check_bench.py explains this one too)."""
     codes = sorted(set(item_codes))
     if not codes:
         return []
@@ -240,9 +241,10 @@ def record_checks(
         )
 
 
-# The check's hot path on PostgreSQL, in the driver's terms: two round trips per check (read;
-# write and commit), prepared statements, no ORM. Profiling showed SQLAlchemy's statement
-# handling costing more CPU than the rules themselves at a thousand checks a second.
+# One check's two statements on PostgreSQL, in the driver's terms (read; write and commit), as
+# checks ran call by call before they were batched (:func:`results_of_checks`,
+# :func:`record_checks_of_batch`): the floor server of bench/check_bench.py runs them, so the
+# per-call floor stays measurable beside the batched server.
 RESULTS_SQL = (
     f"SELECT {', '.join(_RESULT_COLUMNS)} FROM recognition_result"
     " WHERE patient_key = %s AND item_code = ANY(%s)"
