@@ -83,6 +83,7 @@ def _call(
     patient_id: str,
     order_id: str,
     codes: tuple[str, ...] = ORDER,
+    timeout: float = 60,
 ) -> Callable[[], recognition_pb2.CheckOrderResponse]:
     stub = recognition_pb2_grpc.RecognitionServiceStub(server.channel)
 
@@ -96,7 +97,7 @@ def _call(
                 context=recognition_pb2.ClinicalContext(order_id=order_id, department="内科"),
             ),
             metadata=(("authorization", f"Bearer {key}"),),
-            timeout=60,
+            timeout=timeout,
         )
         return response
 
@@ -186,13 +187,18 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
 
 
 def _batch_behind_a_lock(
-    server: RunningServer, key: str, calls: list[Callable[[], recognition_pb2.CheckOrderResponse]]
+    server: RunningServer,
+    key: str,
+    calls: list[Callable[[], recognition_pb2.CheckOrderResponse]],
+    before_release: Callable[[list[Future[recognition_pb2.CheckOrderResponse]]], None] = (
+        lambda _futures: None
+    ),
 ) -> tuple[
     Future[recognition_pb2.CheckOrderResponse], list[Future[recognition_pb2.CheckOrderResponse]]
 ]:
     """Run a first check alone while its record waits for a table lock, queue ``calls`` behind
-    it, then release: they go to the database as one batch. The futures of the first and of
-    ``calls``."""
+    it, then (after ``before_release`` with their futures) release: they go to the database as
+    one batch. The futures of the first and of ``calls``."""
     if server.runtime.engine.dialect.name != "postgresql":
         pytest.skip("the table lock that holds a batch back is PostgreSQL's")
     pool = ThreadPoolExecutor(max_workers=len(calls) + 1)
@@ -218,6 +224,7 @@ def _batch_behind_a_lock(
             lambda: server.runtime.recognition.checks_waiting == len(calls),
             "the other checks to queue",
         )
+        before_release(futures)
         locker.rollback()
     pool.shutdown(wait=False)
     return first, futures
@@ -287,3 +294,26 @@ def test_a_check_the_shared_record_refuses_fails_alone(server: RunningServer) ->
         refused()
     assert in_batch.value.code() == by_itself.value.code() == grpc.StatusCode.UNKNOWN
     assert _checks_recorded(server) == len(calls) + 1
+
+
+def test_a_caller_that_gives_up_in_the_queue_leaves_the_others_answered(
+    server: RunningServer,
+) -> None:
+    key = _results(server)
+    calls = [(patient_id, f"ORD-{n}") for n in range(2) for patient_id in (ZHANG, WANG, LI)]
+    impatient = _call(server, key, ZHANG, "ORD-IMPATIENT", timeout=1)
+
+    def expired(futures: list[Future[recognition_pb2.CheckOrderResponse]]) -> None:
+        # Its deadline passes while it waits behind the batch at the database.
+        with pytest.raises(grpc.RpcError) as gave_up:
+            futures[-1].result()
+        assert gave_up.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    first, futures = _batch_behind_a_lock(
+        server, key, [_call(server, key, p, order) for p, order in calls] + [impatient], expired
+    )
+    _assert_answered(server, LI, "ORD-FIRST", first.result())
+    for (patient_id, order), future in zip(calls, futures[:-1], strict=True):
+        _assert_answered(server, patient_id, order, future.result())
+    # The server still answers checks, alone and in batches.
+    _assert_answered(server, WANG, "ORD-AFTER", _call(server, key, WANG, "ORD-AFTER")())
