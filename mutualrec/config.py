@@ -81,6 +81,10 @@ class Settings:
     tally_interval_seconds: float = 5.0
     # Statistics reports computed at once by one server process; more wait their turn.
     max_concurrent_reports: int = 1
+    # Checks one server process answers together with one read and one record (1: one by one):
+    # enough to share the statements' cost at any rate a process reaches, few enough that one
+    # batch's rules do not hold its first caller long.
+    check_batch: int = 64
     # A deployment holding real patients' data: no generated or derived secrets.
     production: bool = False
     # Calls per second per credential (0: unlimited) and the burst allowed above that rate.
@@ -344,6 +348,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_secret=_token_secret(env, secret),
         min_group_size=int(_number(env, "MIN_GROUP_SIZE", 0, 0)),
         max_concurrent_reports=int(_number(env, "MAX_CONCURRENT_REPORTS", 1, 1)),
+        check_batch=int(_number(env, "CHECK_BATCH", 64, 1)),
         tally_interval_seconds=_number(env, "TALLY_INTERVAL_SECONDS", 5, 0.1),
         production=production,
         rate_limit=rate_limit,

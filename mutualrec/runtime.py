@@ -169,6 +169,7 @@ class Runtime:
                 else engine,
                 reference,
                 settings.patient_key_secret,
+                settings.check_batch,
             ),
             principals=principals,
             history=PatientHistory(
@@ -256,6 +257,7 @@ class Runtime:
         """Release processes, threads and connections; write the audit entries still queued and
         fold the statistics deltas."""
         self.changes.close()
+        self.recognition.close()
         self.audit.close()
         self.tallies.close()
         self.cpu_executor.shutdown(wait=True, cancel_futures=True)

@@ -154,7 +154,7 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
             accept_language=request.accept_language,
             received_at=received_at,
         )
-        report = await self.runtime.run_blocking(self.runtime.recognition.check, check, principal)
+        report = await self.runtime.recognition.check(check, principal)
         assert principal.institution_id is not None  # only hospitals check orders
         open_url = functools.partial(
             self.runtime.study_links.open_url,

@@ -86,7 +86,7 @@ def cds_routes(admission: Admission) -> list[BaseRoute]:
             received_at=dt.datetime.now(dt.UTC),
         )
         try:
-            report = await runtime.run_blocking(runtime.recognition.check, check, principal)
+            report = await runtime.recognition.check(check, principal)
         except DomainError as error:
             raise _remapped(error, request_field) from None
         assert principal.institution_id is not None  # an EHR's JWT names its institution

@@ -8,7 +8,8 @@ patient's rows. Checks, their lines and decisions are the record that savings ar
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, cast
@@ -184,7 +185,8 @@ def drop_stale_items(session: Session, current: dict[str, Iterable[str]]) -> Non
 def results_for(
     session: Session, patient_key: str, item_codes: Iterable[str]
 ) -> list[IndexedResult]:
-    """The patient's indexed results of the given items: the hot read of every check."""
+    """The patient's indexed results of the given items: one check's read on its own (checks
+    read in batches, :func:`results_of_checks`; bench/check_bench.py explains this one too)."""
     codes = sorted(set(item_codes))
     if not codes:
         return []
@@ -239,9 +241,10 @@ def record_checks(
         )
 
 
-# The check's hot path on PostgreSQL, in the driver's terms: two round trips per check (read;
-# write and commit), prepared statements, no ORM. Profiling showed SQLAlchemy's statement
-# handling costing more CPU than the rules themselves at a thousand checks a second.
+# One check's two statements on PostgreSQL, in the driver's terms (read; write and commit), as
+# checks ran call by call before they were batched (:func:`results_of_checks`,
+# :func:`record_checks_of_batch`): the floor server of bench/check_bench.py runs them, so the
+# per-call floor stays measurable beside the batched server.
 RESULTS_SQL = (
     f"SELECT {', '.join(_RESULT_COLUMNS)} FROM recognition_result"
     " WHERE patient_key = %s AND item_code = ANY(%s)"
@@ -292,13 +295,17 @@ def _driver_cursor(engine: Engine) -> Iterator[Any]:
 
 def _delta_arrays(day_deltas: DayDeltas) -> list[Any]:
     """``stat_delta`` rows as one parameter per column, for the unnest in the check's and the
-    decision's statements.
+    decision's statements (see :func:`_delta_param_arrays`)."""
+    return _delta_param_arrays(delta_params(day_deltas))
+
+
+def _delta_param_arrays(deltas: Sequence[dict[str, Any]]) -> list[Any]:
+    """``stat_delta`` rows (:func:`delta_params`') as one parameter per column.
 
     The counters go as array literals ({1,0,...}): psycopg inspects every element of a list to
     pick its dumper, and for the 17 counter columns that cost 60 to 170 us per statement in a
     micro-benchmark. Counters are integers, so the literal needs no quoting.
     """
-    deltas = delta_params(day_deltas)
     key = [[delta[c] for delta in deltas] for c in DELTA_COLUMNS[:3]]
     counters = [
         "{" + ",".join(str(int(delta[c])) for delta in deltas) + "}" for c in DELTA_COLUMNS[3:]
@@ -318,40 +325,141 @@ def record_check_parameters(
     )
 
 
-CheckRows = tuple[CheckRecord, list[CheckLineRecord], DayDeltas]
-"""A check's row, its lines' rows and its ``stat_delta`` rows."""
+@dataclass(frozen=True, slots=True)
+class WantedResults:
+    """What one check reads: a patient's indexed results of some items."""
+
+    patient_key: str
+    item_codes: Sequence[str]
 
 
-def check_round_trip(
+# The read of a batch of checks: one row per (check, patient, item) wanted, joined to the index
+# on its exact (patient_key, item_code) key. A plain ``patient_key = ANY(...) AND item_code =
+# ANY(...)`` would make PostgreSQL's B-tree (before 17) probe every key with every code of the
+# batch; the pairs probe only what some check asked for, one descent each as a lone check does.
+_BATCH_RESULTS_SQL = (
+    "SELECT w.n, "
+    + ", ".join(f"r.{c}" for c in _RESULT_COLUMNS)
+    + " FROM unnest(%s::int4[], %s::text[], %s::text[]) AS w(n, patient_key, item_code)"
+    " JOIN recognition_result r"
+    " ON r.patient_key = w.patient_key AND r.item_code = w.item_code"
+)
+
+
+def results_of_checks(engine: Engine, wanted: Sequence[WantedResults]) -> list[list[IndexedResult]]:
+    """Each check's indexed results (one list per ``wanted``, in order), in one statement: the
+    shared read of a batch of checks."""
+    found: list[list[IndexedResult]] = [[] for _ in wanted]
+    pairs = [
+        (n, w.patient_key, code) for n, w in enumerate(wanted) for code in sorted(set(w.item_codes))
+    ]
+    if not pairs:
+        return found
+    if engine.dialect.name == "postgresql":
+        with _driver_cursor(engine) as cursor:
+            cursor.execute(
+                _BATCH_RESULTS_SQL,
+                ([n for n, _, _ in pairs], [k for _, k, _ in pairs], [c for _, _, c in pairs]),
+                prepare=True,
+            )
+            for n, *row in cursor.fetchall():
+                found[n].append(IndexedResult(*row))
+        return found
+    # SQLite: one statement over every key and code of the batch, each row then given to the
+    # checks that asked for its (patient, item).
+    asking: dict[tuple[str, str], list[int]] = {}
+    for n, key, code in pairs:
+        asking.setdefault((key, code), []).append(n)
+    table = cast(Table, RecognitionResult.__table__)
+    statement = select(table.c.patient_key, *_RESULTS_SELECT.selected_columns).where(
+        table.c.patient_key.in_(sorted({k for _, k, _ in pairs})),
+        table.c.item_code.in_(sorted({c for _, _, c in pairs})),
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(statement).all()
+    for key, item, kind, ref, version, status, time, institution, detail, collected in rows:
+        for n in asking.get((key, item), ()):
+            found[n].append(
+                IndexedResult(
+                    item,
+                    kind,
+                    ref,
+                    version,
+                    status,
+                    as_utc(time),
+                    institution,
+                    detail,
+                    None if collected is None else as_utc(collected),
+                )
+            )
+    return found
+
+
+# Checks, their lines and their statistics deltas, of a whole batch, in one statement: one
+# round trip, atomic without a transaction (all recorded, or none). Checks and lines go as one
+# JSON document each, typed by their table's row type: json.dumps writes a batch's hundreds of
+# values in C, where psycopg's dumping of one list per column, element by element, took a
+# tenth of the batch worker's time in the profile.
+_RECORD_CHECKS_SQL = (
+    "WITH recorded AS (INSERT INTO recognition_check ("
+    + ", ".join(_CHECK_COLUMNS)
+    + ") SELECT "
+    + ", ".join(_CHECK_COLUMNS)
+    + " FROM json_populate_recordset(NULL::recognition_check, %s::json)"
+    + " RETURNING id), lines AS (INSERT INTO check_line ("
+    + ", ".join(_LINE_COLUMNS)
+    + ") SELECT "
+    + ", ".join(_LINE_COLUMNS)
+    + " FROM json_populate_recordset(NULL::check_line, %s::json)"
+    + ") INSERT INTO stat_delta ("
+    + ", ".join(DELTA_COLUMNS)
+    + ") SELECT * FROM "
+    + _unnest(StatDelta, DELTA_COLUMNS)
+)
+
+
+def _json_time(value: object) -> str:
+    """A check's time in its JSON row (ISO 8601 with its offset, as timestamptz reads it)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+def record_checks_of_batch(
     engine: Engine,
-    patient_key: str,
-    item_codes: Iterable[str],
-    answer: Callable[[list[IndexedResult]], CheckRows],
+    checks: Sequence[CheckRecord],
+    lines: Sequence[CheckLineRecord],
+    day_deltas: Sequence[DayDeltas],
 ) -> None:
-    """Read a patient's indexed results, let ``answer`` decide, record the check it returns
-    with its lines and what it adds to the statistics.
+    """Record checks with their lines and the statistics deltas they add, all or none: the
+    shared record of a batch of checks.
 
     On PostgreSQL ``engine`` is a ``fast_records`` engine (autocommit, asynchronous commit, see
-    :func:`mutualrec.storage.db.make_engine`): one statement reads, one statement records the
-    check with its lines, straight through the driver with prepared statements. Other
-    databases go through a session.
+    :func:`mutualrec.storage.db.make_engine`): one statement through the driver, prepared.
+    Other databases: one transaction.
     """
-    codes = sorted(set(item_codes))
+    if not checks:
+        return
+    deltas = [row for one_day in day_deltas for row in delta_params(one_day)]
     if engine.dialect.name != "postgresql":
         with Session(engine) as session, session.begin():
-            check, lines, deltas = answer(results_for(session, patient_key, codes))
-            record_checks(session, [check], lines, durable=False)
-            if deltas.rows:
-                session.execute(StatDelta.__table__.insert(), delta_params(deltas))  # type: ignore[attr-defined]
+            record_checks(session, checks, lines, durable=False)
+            if deltas:
+                session.execute(StatDelta.__table__.insert(), deltas)  # type: ignore[attr-defined]
         return
     with _driver_cursor(engine) as cursor:
-        rows: list[IndexedResult] = []
-        if codes:
-            cursor.execute(RESULTS_SQL, (patient_key, codes), prepare=True)
-            rows = [IndexedResult(*row) for row in cursor.fetchall()]
-        check, lines, deltas = answer(rows)
         cursor.execute(
-            RECORD_CHECK_SQL, record_check_parameters(check, lines, deltas), prepare=True
+            _RECORD_CHECKS_SQL,
+            [
+                json.dumps(
+                    [_columns(check, _CHECK_COLUMNS) for check in checks],
+                    default=_json_time,
+                    ensure_ascii=False,
+                ),
+                json.dumps([_columns(line, _LINE_COLUMNS) for line in lines], ensure_ascii=False),
+                *_delta_param_arrays(deltas),
+            ],
+            prepare=True,
         )
 
 
