@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy import func, select, text
 from mutualrec.storage import statistics_index
 from mutualrec.storage.models import CheckLine, RecognitionCheck, StatTally
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, make_settings, start_server
 from tests.fhir_docs import OTHER_PATIENT_ID, PATIENT_ID, entry, observation, patient, submit
 from tests.helpers import bad_request
 from tests.integration.test_recognition import ASKER, ISSUER, _fhir_time, _setup
@@ -35,6 +36,12 @@ EXPECTED = {
     WANG: (["NO_RESULT", "RECOGNIZABLE", "NO_RESULT"], "4.00", ["", "139", ""]),
     LI: (["NO_RESULT", "NO_RESULT", "NO_RESULT"], "0.00", ["", "", ""]),
 }
+
+
+@pytest.fixture
+def pg_server(tmp_path: Path, postgres_url: str) -> Iterator[RunningServer]:
+    """The service on PostgreSQL: the tests holding a batch back use its table lock."""
+    yield from start_server(make_settings(tmp_path, MUTUALREC_DATABASE_URL=postgres_url))
 
 
 def _results(server: RunningServer) -> str:
@@ -199,8 +206,6 @@ def _batch_behind_a_lock(
     """Run a first check alone while its record waits for a table lock, queue ``calls`` behind
     it, then (after ``before_release`` with their futures) release: they go to the database as
     one batch. The futures of the first and of ``calls``."""
-    if server.runtime.engine.dialect.name != "postgresql":
-        pytest.skip("the table lock that holds a batch back is PostgreSQL's")
     pool = ThreadPoolExecutor(max_workers=len(calls) + 1)
     with server.runtime.engine.connect() as locker:
         locker.execute(text("LOCK TABLE recognition_check IN SHARE ROW EXCLUSIVE MODE"))
@@ -242,66 +247,64 @@ def _transactions(server: RunningServer, check_ids: list[str]) -> set[str]:
 
 
 def test_checks_queued_together_share_one_record_and_a_bad_one_fails_alone(
-    server: RunningServer,
+    pg_server: RunningServer,
 ) -> None:
-    key = _results(server)
+    key = _results(pg_server)
     calls = [(patient_id, f"ORD-{n}") for n in range(4) for patient_id in (ZHANG, WANG, LI)]
     first, futures = _batch_behind_a_lock(
-        server,
+        pg_server,
         key,
-        [_call(server, key, p, order) for p, order in calls]
-        + [_call(server, key, WANG, "ORD-BAD", ("LAB-K", "LAB-NA", ""))],
+        [_call(pg_server, key, p, order) for p, order in calls]
+        + [_call(pg_server, key, WANG, "ORD-BAD", ("LAB-K", "LAB-NA", ""))],
     )
-    _assert_answered(server, LI, "ORD-FIRST", first.result())
+    _assert_answered(pg_server, LI, "ORD-FIRST", first.result())
     answers = [f.result() for f in futures[:-1]]
     for (patient_id, order), response in zip(calls, answers, strict=True):
-        _assert_answered(server, patient_id, order, response)
+        _assert_answered(pg_server, patient_id, order, response)
     with pytest.raises(grpc.RpcError) as rejected:
         futures[-1].result()
     assert rejected.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_request(rejected.value) == {"ordered_codes[2]": "EMPTY_CODE"}
     # One statement recorded the whole batch: one transaction, not the first check's.
-    batch = _transactions(server, [a.check_id for a in answers])
+    batch = _transactions(pg_server, [a.check_id for a in answers])
     assert len(batch) == 1
-    assert batch != _transactions(server, [first.result().check_id])
-    assert _checks_recorded(server) == len(calls) + 1
+    assert batch != _transactions(pg_server, [first.result().check_id])
+    assert _checks_recorded(pg_server) == len(calls) + 1
 
 
-def test_a_check_the_shared_record_refuses_fails_alone(server: RunningServer) -> None:
-    key = _results(server)
-    if server.runtime.engine.dialect.name != "postgresql":
-        pytest.skip("the table lock that holds a batch back is PostgreSQL's")
+def test_a_check_the_shared_record_refuses_fails_alone(pg_server: RunningServer) -> None:
+    key = _results(pg_server)
     # The database refuses one order's check: the batch's record fails as a whole, and each
     # check is then recorded on its own, so only that one fails, as it would alone.
-    with server.runtime.engine.begin() as connection:
+    with pg_server.runtime.engine.begin() as connection:
         connection.execute(
             text(
                 "ALTER TABLE recognition_check ADD CONSTRAINT test_refused"
                 " CHECK (order_id <> 'ORD-REFUSED')"
             )
         )
-    refused = _call(server, key, ZHANG, "ORD-REFUSED")
+    refused = _call(pg_server, key, ZHANG, "ORD-REFUSED")
     calls = [(patient_id, f"ORD-{n}") for n in range(3) for patient_id in (ZHANG, WANG, LI)]
     first, futures = _batch_behind_a_lock(
-        server, key, [_call(server, key, p, order) for p, order in calls] + [refused]
+        pg_server, key, [_call(pg_server, key, p, order) for p, order in calls] + [refused]
     )
     first.result()
     for (patient_id, order), future in zip(calls, futures[:-1], strict=True):
-        _assert_answered(server, patient_id, order, future.result())
+        _assert_answered(pg_server, patient_id, order, future.result())
     with pytest.raises(grpc.RpcError) as in_batch:
         futures[-1].result()
     with pytest.raises(grpc.RpcError) as by_itself:
         refused()
     assert in_batch.value.code() == by_itself.value.code() == grpc.StatusCode.UNKNOWN
-    assert _checks_recorded(server) == len(calls) + 1
+    assert _checks_recorded(pg_server) == len(calls) + 1
 
 
 def test_a_caller_that_gives_up_in_the_queue_leaves_the_others_answered(
-    server: RunningServer,
+    pg_server: RunningServer,
 ) -> None:
-    key = _results(server)
+    key = _results(pg_server)
     calls = [(patient_id, f"ORD-{n}") for n in range(2) for patient_id in (ZHANG, WANG, LI)]
-    impatient = _call(server, key, ZHANG, "ORD-IMPATIENT", timeout=1)
+    impatient = _call(pg_server, key, ZHANG, "ORD-IMPATIENT", timeout=1)
 
     def expired(futures: list[Future[recognition_pb2.CheckOrderResponse]]) -> None:
         # Its deadline passes while it waits behind the batch at the database.
@@ -310,10 +313,13 @@ def test_a_caller_that_gives_up_in_the_queue_leaves_the_others_answered(
         assert gave_up.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
     first, futures = _batch_behind_a_lock(
-        server, key, [_call(server, key, p, order) for p, order in calls] + [impatient], expired
+        pg_server,
+        key,
+        [_call(pg_server, key, p, order) for p, order in calls] + [impatient],
+        expired,
     )
-    _assert_answered(server, LI, "ORD-FIRST", first.result())
+    _assert_answered(pg_server, LI, "ORD-FIRST", first.result())
     for (patient_id, order), future in zip(calls, futures[:-1], strict=True):
-        _assert_answered(server, patient_id, order, future.result())
-    # The server still answers checks, alone and in batches.
-    _assert_answered(server, WANG, "ORD-AFTER", _call(server, key, WANG, "ORD-AFTER")())
+        _assert_answered(pg_server, patient_id, order, future.result())
+    # The pg_server still answers checks, alone and in batches.
+    _assert_answered(pg_server, WANG, "ORD-AFTER", _call(pg_server, key, WANG, "ORD-AFTER")())
