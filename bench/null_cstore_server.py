@@ -17,16 +17,15 @@ events instead of polling (:mod:`mutualrec.dicom_net.reactor`), as ``mutualrec s
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+# Run as a script, this file's directory is on sys.path: the gRPC floor's file keeper.
+from null_ingest_server import FileKeeper
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -34,26 +33,6 @@ from mutualrec.dicom_net.door import MAX_PDU_BYTES
 from mutualrec.dicom_net.reactor import wait_for_events
 
 SUCCESS = 0x0000
-
-
-class FileKeeper:
-    """Keeps instances as files below ``root``: hash, temporary file, fsync, rename."""
-
-    def __init__(self, root: Path, fsync: bool) -> None:
-        self.root = root
-        self.fsync = fsync
-        (root / "tmp").mkdir(parents=True, exist_ok=True)
-
-    def write(self, data: bytes) -> None:
-        """Write one instance's bytes durably under a name of its content hash."""
-        digest = hashlib.sha256(data).hexdigest()
-        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp")
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            if self.fsync:
-                out.flush()
-                os.fsync(out.fileno())
-        os.replace(tmp_name, self.root / f"{digest}.dcm")
 
 
 def main() -> int:
@@ -76,7 +55,7 @@ def main() -> int:
             wait_for_events(event.assoc)
 
     def on_store(event: Any) -> int:
-        keeper.write(event.encoded_dataset(include_meta=True))
+        keeper.write([event.encoded_dataset(include_meta=True)])
         return SUCCESS
 
     ae = AE(ae_title=args.ae_title)
