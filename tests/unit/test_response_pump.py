@@ -120,7 +120,15 @@ class _Reading:
 def _file(uid: str, data: bytes) -> InstanceFile:
     return cast(
         InstanceFile,
-        type("F", (), {"sop_instance_uid": uid, "sha256": hashlib.sha256(data).hexdigest()})(),
+        type(
+            "F",
+            (),
+            {
+                "sop_instance_uid": uid,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size_bytes": len(data),
+            },
+        )(),
     )
 
 
@@ -164,3 +172,46 @@ def test_a_damaged_large_file_breaks_the_stream_before_its_part_ends() -> None:
     assert body.startswith(b"<head>L")
     assert not body.endswith(b"\r\n")
     assert b"<end>" not in body
+
+
+class _SlowFirst(_Reading):
+    """The first file's read waits until the second's has finished: the second file's thread
+    is done first."""
+
+    def __init__(self, contents: dict[str, bytes], first: str, second: str) -> None:
+        super().__init__(contents)
+        self.first, self.second = first, second
+        self.second_read = threading.Event()
+        self.first_waited = False
+
+    def read(self, instance: InstanceFile) -> Iterator[bytes]:
+        if instance.sop_instance_uid == self.first:
+            self.first_waited = self.second_read.wait(10)
+        yield from super().read(instance)
+        if instance.sop_instance_uid == self.second:
+            self.second_read.set()
+
+
+def test_parts_go_in_the_order_of_the_files_whichever_thread_finishes_first() -> None:
+    contents = {uid: uid.encode() * 500_000 for uid in "abcdefgh"}
+    files = [_file(uid, data) for uid, data in contents.items()]
+    reading = _SlowFirst(contents, "a", "b")
+    body, failure = _sent(reading, files)
+    assert failure is None
+    assert reading.first_waited
+    assert body == b"".join(b"<head>" + contents[u] + b"\r\n" for u in "abcdefgh") + b"<end>"
+
+
+def test_a_damaged_file_among_many_breaks_the_stream_at_its_part() -> None:
+    uids = [f"{n:02d}" for n in range(30)]
+    contents = {uid: uid.encode() * 300_000 for uid in uids}
+    files = [_file(uid, data) for uid, data in contents.items()]
+    body, failure = _sent(_Reading(contents, damaged="17"), files)
+    assert failure is not None
+    whole = b"".join(b"<head>" + contents[u] + b"\r\n" for u in uids)
+    # Whole parts of the files before it (handed over a few megabytes at a time), then the
+    # break: nothing of the damaged file, nor of any after it.
+    assert whole.startswith(body)
+    assert any(body.endswith(b"<head>" + contents[u]) for u in uids[:17])
+    assert b"17" * 10 not in body
+    assert b"18" * 10 not in body
