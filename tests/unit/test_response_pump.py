@@ -120,15 +120,7 @@ class _Reading:
 def _file(uid: str, data: bytes) -> InstanceFile:
     return cast(
         InstanceFile,
-        type(
-            "F",
-            (),
-            {
-                "sop_instance_uid": uid,
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "size_bytes": len(data),
-            },
-        )(),
+        type("F", (), {"sop_instance_uid": uid, "sha256": hashlib.sha256(data).hexdigest()})(),
     )
 
 
@@ -172,34 +164,6 @@ def test_a_damaged_large_file_breaks_the_stream_before_its_part_ends() -> None:
     assert body.startswith(b"<head>L")
     assert not body.endswith(b"\r\n")
     assert b"<end>" not in body
-
-
-class _SlowFirst(_Reading):
-    """The first file's read waits until the second's has finished: the second file's thread
-    is done first."""
-
-    def __init__(self, contents: dict[str, bytes], first: str, second: str) -> None:
-        super().__init__(contents)
-        self.first, self.second = first, second
-        self.second_read = threading.Event()
-        self.first_waited = False
-
-    def read(self, instance: InstanceFile) -> Iterator[bytes]:
-        if instance.sop_instance_uid == self.first:
-            self.first_waited = self.second_read.wait(10)
-        yield from super().read(instance)
-        if instance.sop_instance_uid == self.second:
-            self.second_read.set()
-
-
-def test_parts_go_in_the_order_of_the_files_whichever_thread_finishes_first() -> None:
-    contents = {uid: uid.encode() * 500_000 for uid in "abcdefgh"}
-    files = [_file(uid, data) for uid, data in contents.items()]
-    reading = _SlowFirst(contents, "a", "b")
-    body, failure = _sent(reading, files)
-    assert failure is None
-    assert reading.first_waited
-    assert body == b"".join(b"<head>" + contents[u] + b"\r\n" for u in "abcdefgh") + b"<end>"
 
 
 def test_a_damaged_file_among_many_breaks_the_stream_at_its_part() -> None:

@@ -8,10 +8,7 @@ transfer syntax is answered 406, as PS3.18 8.7.2 says.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -38,10 +35,6 @@ _BUFFER_BYTES = 4 * 1024 * 1024
 # A file larger than this is handed over in pieces before its check ends; a mismatch then
 # breaks the stream before that part's closing delimiter.
 _BUFFER_LIMIT = 16 * 1024 * 1024
-# Threads reading and checking the files of one retrieval ahead of the part being handed over,
-# and how many bytes of them may wait (at least one file per thread is always under way).
-_READERS = 2
-_AHEAD_BYTES = 8 * 1024 * 1024
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", EXPLICIT_LITTLE})
 _DEFAULT_QUALITY = 90
@@ -92,79 +85,35 @@ async def _batched(runtime: Runtime, chunks: Iterator[bytes]) -> AsyncIterator[b
         pending.cancel()
 
 
-def _checked(reading: StudyReading, file: InstanceFile) -> list[bytes]:
-    """A file's whole bytes, returned only once they matched their hash (``reading.read``
-    raises at the end otherwise)."""
-    return list(reading.read(file))
-
-
 def _stored_parts(
     reading: StudyReading, files: Sequence[InstanceFile], head: bytes, closing: bytes
 ) -> Callable[[Emit], None]:
     """The multipart body of ``files`` as stored, in batches of a few megabytes: the chunks
     ``reading.read`` gives (from the store, or a checked copy in memory) go as they are, between
-    small framing buffers.
-
-    Files up to ``_BUFFER_LIMIT`` are read and checked whole on ``_READERS`` threads, a few
-    megabytes ahead of the one being handed over (SHA-256 and file reads release the GIL, so
-    they hash on several cores while the event loop sends); each part still goes in the order
-    of ``files``, and only once its file passed the check: a file that fails it is never sent,
-    and the stream breaks at its part. A larger file is read here as it is handed over, in
-    pieces; its mismatch breaks the stream before the delimiter that would close its part."""
+    small framing buffers. A batch is handed over only at the end of a file, so a file that
+    fails its hash check (``reading.read`` raises at its end) is never sent; one larger than
+    ``_BUFFER_LIMIT`` goes in pieces, and its mismatch breaks the stream before the delimiter
+    that would close its part."""
 
     def produce(emit: Emit) -> None:
-        pool = ThreadPoolExecutor(_READERS, thread_name_prefix="response-read")
-        # Each file's whole checked bytes being made, or None: read here when its turn comes.
-        ahead: deque[tuple[InstanceFile, Future[list[bytes]] | None]] = deque()
-        ahead_bytes = 0
-        following = iter(files)
-
-        def read_ahead() -> None:
-            nonlocal ahead_bytes
-            while len(ahead) < _READERS or ahead_bytes < _AHEAD_BYTES:
-                file = next(following, None)
-                if file is None:
-                    return
-                if file.size_bytes > _BUFFER_LIMIT:
-                    ahead.append((file, None))
-                    continue
-                # A context of its own per file: one context cannot run on two threads at once.
-                context = contextvars.copy_context()
-                ahead.append((file, pool.submit(context.run, _checked, reading, file)))
-                ahead_bytes += file.size_bytes
-
         batch: list[Buffer] = []
         held = 0
         framing = head
-        try:
-            read_ahead()
-            while ahead:
-                file, whole = ahead.popleft()
-                batch.append(framing)
-                if whole is None:
-                    for chunk in reading.read(file):
-                        batch.append(chunk)
-                        held += len(chunk)
-                        if held >= _BUFFER_LIMIT:
-                            emit(batch)
-                            batch, held = [], 0
-                else:
-                    chunks = whole.result()
-                    ahead_bytes -= file.size_bytes
-                    batch += chunks
-                    held += sum(len(c) for c in chunks)
-                read_ahead()
-                # Its part's closing CRLF goes with the next part's head: sent after that part.
-                framing = b"\r\n" + head
-                if held >= _BUFFER_BYTES:
+        for file in files:
+            batch.append(framing)
+            for chunk in reading.read(file):
+                batch.append(chunk)
+                held += len(chunk)
+                if held >= _BUFFER_LIMIT:
                     emit(batch)
                     batch, held = [], 0
-            batch.append(b"\r\n" + closing)
-            emit(batch)
-        finally:
-            # Stopped or failed: files not yet started are not read; those being read finish
-            # on their threads and are dropped.
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Its part's closing CRLF goes with the next part's head: sent after that part.
+            framing = b"\r\n" + head
+            if held >= _BUFFER_BYTES:
+                emit(batch)
+                batch, held = [], 0
+        batch.append(b"\r\n" + closing)
+        emit(batch)
 
     return produce
 
