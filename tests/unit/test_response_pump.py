@@ -164,3 +164,18 @@ def test_a_damaged_large_file_breaks_the_stream_before_its_part_ends() -> None:
     assert body.startswith(b"<head>L")
     assert not body.endswith(b"\r\n")
     assert b"<end>" not in body
+
+
+def test_a_damaged_file_among_many_breaks_the_stream_at_its_part() -> None:
+    uids = [f"{n:02d}" for n in range(30)]
+    contents = {uid: uid.encode() * 300_000 for uid in uids}
+    files = [_file(uid, data) for uid, data in contents.items()]
+    body, failure = _sent(_Reading(contents, damaged="17"), files)
+    assert failure is not None
+    whole = b"".join(b"<head>" + contents[u] + b"\r\n" for u in uids)
+    # Whole parts of the files before it (handed over a few megabytes at a time), then the
+    # break: nothing of the damaged file, nor of any after it.
+    assert whole.startswith(body)
+    assert any(body.endswith(b"<head>" + contents[u]) for u in uids[:17])
+    assert b"17" * 10 not in body
+    assert b"18" * 10 not in body
