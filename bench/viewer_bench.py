@@ -13,18 +13,24 @@ levels on a sampled grid, which an empty or loading viewport never has. The figu
 moment minus the click's, both read from the browser's own clock.
 
 The study's first view ever is reported apart (the server builds the study's DICOM JSON
-metadata then, and keeps it). Then two kinds of round, interleaved: ``cold`` in a browser with a
-fresh profile (nothing cached: the viewer's 20-odd MB of scripts and the study's first frames
-fetched), ``warm`` in a browser that opened the viewer once before (its files cached, as a
-patient's second visit).
+metadata then, and keeps it). Then three kinds of round, interleaved: ``cold`` in a browser
+with a fresh profile clicking as soon as the history shows (its requests for the viewer's files
+blocked until the click, so nothing is fetched ahead: the viewer's 20-odd MB of scripts and the
+study's first frames fetched after the click), ``history-first`` in a browser with a fresh
+profile too, whose patient stays ``--dwell`` seconds on the history page before the click (what
+a patient does: the page may fetch the viewer's files ahead meanwhile), and ``warm`` in a
+browser that opened the viewer once before (its files cached, as a patient's second visit). The
+resource timing and the main thread's long tasks of each kind's last round are kept (where the
+time went).
 
-    .venv/bin/python bench/viewer_bench.py --instances 300 --rounds 5
+    .venv/bin/python bench/viewer_bench.py --instances 300 --rounds 5 --dwell 10
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -76,6 +82,14 @@ FIRST_DRAW_WATCH = """
     requestAnimationFrame(watch);
   }
   requestAnimationFrame(watch);
+  // The main thread's long tasks (script compiling and running, mostly): where a cold start's
+  // time goes when not on the network.
+  window.__longTasks = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      window.__longTasks.push([Math.round(e.startTime), Math.round(e.duration)]);
+    }
+  }).observe({ type: 'longtask' });
 })();
 """
 
@@ -109,8 +123,17 @@ def sign_in(driver: Any, url: str, token: str) -> None:
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "li.study"), 60)
 
 
-def click_to_first_image(driver: Any, url: str, study_uid: str) -> float:
-    """Seconds from the click on the study's viewer link to its first image drawn."""
+def block_viewer_files(driver: Any, blocked: bool) -> None:
+    """Refuse (or allow again) every request for the viewer's files: a cold round's history
+    page then fetches nothing ahead, as before the pages prefetched anything."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/viewer/*"] if blocked else []})
+
+
+def click_to_first_image(driver: Any, url: str, study_uid: str, dwell: float = 0) -> float:
+    """Seconds from the click on the study's viewer link to its first image drawn, the click
+    ``dwell`` seconds after the history page showed the link (a patient reading it). Any
+    blocking of the viewer's files is lifted just before the click."""
     from selenium.webdriver.common.by import By
 
     driver.get(f"{url}/")
@@ -121,6 +144,8 @@ def click_to_first_image(driver: Any, url: str, study_uid: str) -> float:
         ),
         60,
     )[0]
+    time.sleep(dwell)
+    block_viewer_files(driver, blocked=False)
     clicked = driver.execute_script(
         "const at = performance.timeOrigin + performance.now(); arguments[0].click(); return at;",
         link,
@@ -139,7 +164,18 @@ def timeline(driver: Any) -> list[dict[str, Any]]:
         "bytes: e.transferSize}));"
     )
     drawn = driver.execute_script("return window.__firstDrawEpochMs - performance.timeOrigin")
-    return [*entries, {"path": "(first image drawn)", "start": round(drawn), "end": round(drawn)}]
+    long_tasks = driver.execute_script("return window.__longTasks")
+    busy = sum(duration for start, duration in long_tasks if start < drawn)
+    return [
+        *entries,
+        *(
+            {"path": "(main thread long task)", "start": start, "end": start + duration}
+            for start, duration in long_tasks
+            if start < drawn
+        ),
+        {"path": f"(long tasks before the first image: {busy} ms)", "start": 0, "end": busy},
+        {"path": "(first image drawn)", "start": round(drawn), "end": round(drawn)},
+    ]
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -164,24 +200,31 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         # browser fills its cache; later rounds are warm on the server, cold or warm in the
         # browser.
         first_view = click_to_first_image(warm, url, uid)
-        times: dict[str, list[float]] = {"cold": [], "warm": []}
+        times: dict[str, list[float]] = {"cold": [], "history-first": [], "warm": []}
+        timelines: dict[str, list[dict[str, Any]]] = {}
         cpu_before = process_tree_stats(server.pid)
         for number_ in range(args.rounds):
-            profile = run_dir / f"profile-cold-{number_}"
-            cold = open_browser(profile)
-            try:
-                sign_in(cold, url, token)
-                times["cold"].append(click_to_first_image(cold, url, uid))
-            finally:
-                cold.quit()
-                shutil.rmtree(profile, ignore_errors=True)
+            # Alternate which fresh-profile kind goes first (the machine's load drifts).
+            fresh = [("cold", 0.0), ("history-first", args.dwell)]
+            for kind, dwell in fresh if number_ % 2 == 0 else fresh[::-1]:
+                profile = run_dir / f"profile-{kind}-{number_}"
+                cold = open_browser(profile)
+                try:
+                    block_viewer_files(cold, blocked=kind == "cold")
+                    sign_in(cold, url, token)
+                    times[kind].append(click_to_first_image(cold, url, uid, dwell))
+                    timelines[kind] = timeline(cold)
+                finally:
+                    cold.quit()
+                    shutil.rmtree(profile, ignore_errors=True)
             times["warm"].append(click_to_first_image(warm, url, uid))
             log(
-                f"round {number_ + 1} of {args.rounds}: cold {times['cold'][-1]:.3f} s, "
-                f"warm {times['warm'][-1]:.3f} s"
+                f"round {number_ + 1} of {args.rounds}: "
+                + ", ".join(f"{kind} {values[-1]:.3f} s" for kind, values in times.items())
+                + f" (load {os.getloadavg()[0]:.1f})"
             )
         cpu_after = process_tree_stats(server.pid)
-        last_warm = timeline(warm)
+        timelines["warm"] = timeline(warm)
         results = {kind: latency_summary(values) for kind, values in times.items()}
         document = {
             "benchmark": "viewer_bench",
@@ -189,6 +232,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "code": code,
             "study": {"instances": len(files), "bytes": size, "rows_columns": "512x512"},
             "rounds": args.rounds,
+            "dwell_seconds": args.dwell,
             "mutualrec_server_cpu_s": round(
                 cpu_after.user_seconds
                 + cpu_after.sys_seconds
@@ -199,7 +243,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "first_view_seconds": round(first_view, 3),
             "results_seconds": results,
             "raw_seconds": times,
-            "last_warm_timeline_ms": last_warm,
+            "last_round_timelines_ms": timelines,
             "machine": machine(scratch),
         }
         write_json(args.output, document)
@@ -218,6 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument(
+        "--dwell",
+        type=float,
+        default=10,
+        help="seconds the history-first browser stays on the history page before the click",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mutualrec-viewer-bench"))
     parser.add_argument(
         "--output", type=Path, default=RESULTS_DIR / "issue20" / "viewer-first-image.json"

@@ -11,10 +11,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 API_POLICY = b"default-src 'none'; frame-ancestors 'none'"
 # The pages: their own files only; no inline script, no plugin, no framing, no <base>, forms
 # post back here only. Images: thumbnails from here, and the inline SVG of a QR code.
+# default-src is 'self', not 'none', for one kind of request only: the history page's
+# <link rel="prefetch"> of the viewer's files (static/viewer-prefetch.js). CSP 3 has no directive
+# of its own for a prefetch (prefetch-src left the spec; Chromium never had it): the effective
+# directive is default-src. (Chromium 156, tried: a same-origin prefetch passes under this policy
+# and the old 'none' one alike, but a cross-origin one is refused as violating default-src, and
+# default-src 'none' alone refuses both.) So that nothing else gains from it, every other fetch
+# directive falling back to default-src is spelled out: 'none' for what no page loads (fonts,
+# media, frames, workers, manifests, plugins), 'self' for what they do.
 PAGE_POLICY = (
-    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
-    b"object-src 'none'"
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; font-src 'none'; media-src 'none'; frame-src 'none'; "
+    b"child-src 'none'; worker-src 'none'; manifest-src 'none'; object-src 'none'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 # Under /viewer/: the OHIF app from this origin only. What it truly needs beyond 'self':
 # WebAssembly compilation for its image codecs ('wasm-unsafe-eval', not 'unsafe-eval'), workers

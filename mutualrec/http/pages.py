@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 from mutualrec.http.admission import Admission
 from mutualrec.http.browser import form_fields
 from mutualrec.http.rendering import render_page
+from mutualrec.http.viewer import start_files
 from mutualrec.imaging.sharing import LinkState
 from mutualrec.localtime import LOCAL_ZONE
 from mutualrec.security.api_keys import Principal
@@ -48,6 +49,8 @@ def page_routes(admission: Admission) -> list[BaseRoute]:
     runtime = admission.runtime
     settings = runtime.settings
     who = admission.session_or_bearer
+    # Fetched ahead by the history page (none when no viewer is installed).
+    viewer_files = start_files(settings.viewer_dir)
 
     def public_url(request: Request) -> str:
         return settings.http_public_url or f"{request.url.scheme}://{request.url.netloc}"
@@ -83,6 +86,7 @@ def page_routes(admission: Admission) -> list[BaseRoute]:
             share_days=SHARE_DAYS,
             next_url=next_url,
             viewer_url=viewer_url,
+            viewer_files=viewer_files,
             quote=quote,
         )
 

@@ -6,6 +6,7 @@ the studies it shows come from ``/dicomweb``, which admits its callers as every 
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
@@ -15,6 +16,7 @@ from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
 from mutualrec.http.admission import Admission
+from mutualrec.http.headers import VIEWER_PATH
 
 INDEX = "index.html"
 # Files whose names carry their content's hash (webpack's chunks, the codecs' WebAssembly, fonts):
@@ -37,6 +39,40 @@ def cache_control(path: str) -> str | None:
     if path in _OURS:
         return None
     return RELEASE_FILE
+
+
+class _StartFiles(HTMLParser):
+    """The files ``index.html`` names as scripts (``<script src>``) and style sheets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "script" and named.get("src"):
+            self.found.append(named["src"] or "")
+        elif tag == "link" and named.get("rel") == "stylesheet" and named.get("href"):
+            self.found.append(named["href"] or "")
+
+
+def start_files(directory: Path | None) -> tuple[str, ...]:
+    """The viewer's own start-up files (its ``index.html``'s scripts and style sheets under
+    ``/viewer/``) that a browser keeps once fetched: what another page may ask the browser to
+    fetch ahead of a click into the viewer. None without a viewer; the files written for this
+    server (always revalidated) are left out, as fetching them ahead saves nothing."""
+    if directory is None:
+        return ()
+    parser = _StartFiles()
+    parser.feed((directory / INDEX).read_text(encoding="utf-8"))
+    prefix = VIEWER_PATH + "/"
+    return tuple(
+        url
+        for url in dict.fromkeys(parser.found)
+        if url.startswith(prefix)
+        and "?" not in url
+        and cache_control(url.removeprefix(prefix)) is not None
+    )
 
 
 def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRoute]:

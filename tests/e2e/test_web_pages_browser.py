@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.browser import across_navigation
+from tests.browser import VIEWER_MISSING, Browser, across_navigation
 from tests.browser_pages import browsers, screenshot  # noqa: F401 - a fixture
 from tests.conftest import SAMPLES
 from tests.e2e.test_serve import ServeProcess, _register, _spawn
@@ -147,3 +148,41 @@ def test_a_patient_shares_a_study_that_a_doctor_opens_until_it_is_revoked(
     patient.get(f"{url}/")
     wait(patient).until(lambda d: d.current_url == f"{url}/signin")
     assert not any(token in line for line in proc.lines)
+
+
+@VIEWER_MISSING
+def test_the_history_page_fetches_the_viewers_start_files_ahead_within_its_policy(
+    served: tuple[ServeProcess, str, str],
+    browsers: list[WebDriver],  # noqa: F811 - the fixture
+) -> None:
+    _proc, url, token = served
+    patient = browsers[0]
+    viewer_index = httpx.get(f"{url}/viewer/").text
+    bundle = re.search(r'src="(/viewer/app\.bundle\.[0-9a-f]{16,}\.js)"', viewer_index)
+    assert bundle is not None, viewer_index
+
+    patient.get(f"{url}/signin")
+    patient.find_element(By.ID, "credential").send_keys(token)
+    patient.find_element(By.ID, "sign-in").click()
+    wait(patient).until(expected_conditions.presence_of_element_located((By.ID, "filters")))
+
+    def fetched_ahead(driver: WebDriver) -> list[str]:
+        """The viewer's files the page had the browser fetch (as prefetch links), complete."""
+        found: list[str] = driver.execute_script(
+            "return performance.getEntriesByType('resource')"
+            ".filter(e => e.initiatorType === 'link' && e.responseEnd > 0)"
+            ".map(e => new URL(e.name).pathname)"
+        )
+        return [path for path in found if path.startswith("/viewer/")]
+
+    # The app's 17 MB bundle takes a while on a loaded machine.
+    fetched = across_navigation(patient, 120).until(
+        lambda d: bundle.group(1) in fetched_ahead(d) and fetched_ahead(d)
+    )
+    assert bundle.group(1) in fetched
+    console = Browser(patient, "history-prefetch")
+    assert console.csp_violations() == []
+    assert [u for u in console.failed_requests() if "/viewer/" in u] == []
+    # What was fetched ahead is what the viewer then loads, from the browser's cache.
+    cached = httpx.get(f"{url}{bundle.group(1)}")
+    assert cached.headers["cache-control"] == "public, max-age=31536000, immutable"

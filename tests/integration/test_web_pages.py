@@ -596,3 +596,46 @@ def test_a_script_reads_its_sessions_csrf_token_and_sends_it_as_a_header(pages: 
             "/shares", content=body, headers={**FORM, "X-CSRF-Token": about["csrf"]}
         )
         assert accepted.status_code == 200
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_the_history_fetches_the_viewers_files_ahead_only_when_a_viewer_is_installed(
+    tmp_path: Path, installed: bool
+) -> None:
+    viewer = tmp_path / "viewer"
+    viewer.mkdir()
+    bundle = "/viewer/app.bundle.0f6159c501addfe9.js"
+    (viewer / "index.html").write_text(
+        '<html><head><script src="/viewer/app-config.js"></script>'
+        f'<script defer src="{bundle}"></script>'
+        '<link href="/viewer/app.bundle.css" rel="stylesheet"></head></html>',
+        encoding="utf-8",
+    )
+    settings = make_settings(tmp_path, MUTUALREC_VIEWER_DIR=str(viewer) if installed else "off")
+    servers = start_server(settings)
+    server = next(servers)
+    try:
+        assert server.http_url is not None
+        token = server.runtime.patient_tokens.issue(
+            TokenRequest("RESIDENT_ID_CARD", ZHANG, ttl_seconds=600)
+        ).token
+        with httpx.Client(base_url=server.http_url, follow_redirects=False) as browser:
+            assert sign_in(browser, token).status_code == 303
+            history = browser.get("/", headers=HTML)
+            assert history.status_code == 200
+            assert history.headers["content-security-policy"] == PAGE_POLICY.decode()
+            script = re.search(
+                r'<script src="/static/viewer-prefetch\.js" defer data-files="([^"]*)">',
+                history.text,
+            )
+            if installed:
+                assert script is not None, history.text
+                assert script.group(1).split() == [bundle, "/viewer/app.bundle.css"]
+                prefetcher = browser.get("/static/viewer-prefetch.js")
+                assert prefetcher.status_code == 200
+                assert 'link.rel = "prefetch"' in prefetcher.text
+            else:
+                assert script is None
+                assert "viewer-prefetch" not in history.text
+    finally:
+        servers.close()
