@@ -5,6 +5,12 @@
 "use strict";
 (function () {
   var files = (document.currentScript.dataset.files || "").split(" ").filter(Boolean);
+  // About 17 MB: not on a connection the patient asked to spare (Data Saver) or a slow one,
+  // where it would cost them more than the wait it saves.
+  var connection = navigator.connection;
+  if (connection && (connection.saveData || /(^|-)2g$/.test(connection.effectiveType || ""))) {
+    return;
+  }
   function prefetch() {
     files.forEach(function (href) {
       var link = document.createElement("link");
