@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import re
 import sys
@@ -52,7 +53,7 @@ LISTENING = re.compile(r"mutualrec listening on (\S+):(\d+)")
 
 
 def recent_orders(args: argparse.Namespace, count: int) -> list[tuple[str, list[str]]]:
-    """Up to ``count`` (resident ID, item codes) of patients with results of the last 3 days."""
+    """Up to ``count`` (resident ID, item codes) of patients with results of the last 6 days."""
     import psycopg
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -65,7 +66,7 @@ def recent_orders(args: argparse.Namespace, count: int) -> list[tuple[str, list[
     with psycopg.connect(host=args.pg_host, user=args.pg_user, dbname=args.database) as conn:
         rows = conn.execute(
             "SELECT patient_key, array_agg(DISTINCT item_code) FROM recognition_result"
-            " WHERE report_time > now() - interval '3 days' AND status = 'final'"
+            " WHERE report_time > now() - interval '6 days' AND status = 'final'"
             " GROUP BY patient_key LIMIT %s",
             [count],
         ).fetchall()
@@ -254,12 +255,15 @@ def main() -> int:
 
         with psycopg.connect(host=args.pg_host, user=args.pg_user, dbname=args.database) as conn:
             row = conn.execute(
-                "SELECT code FROM institution WHERE level = 'tertiary' ORDER BY code LIMIT 1"
+                "SELECT code FROM institution WHERE level = 'tertiary' AND city = 'chongqing'"
+                " ORDER BY code LIMIT 1"
             ).fetchone()
         assert row is not None
         args.institution = row[0]
-    orders = recent_orders(args, args.checks)
-    log(f"{len(orders)} orders of patients with recent results; asking as {args.institution}")
+    recent = recent_orders(args, args.checks)
+    # Fewer patients than checks: each is checked again (a new check, new lines).
+    orders = list(itertools.islice(itertools.cycle(recent), args.checks))
+    log(f"{len(recent)} patients with recent results; asking as {args.institution}")
     results = []
     for number, ref in interleaved(args.rounds, args.ref):
         one = run_one(args, ref, orders)
