@@ -161,16 +161,17 @@ def phase(
 ) -> dict[str, Any]:
     """One decision phase with its CPU accounting."""
     before = process_tree_stats(server.pid)
-    pg_before, _ = postgres_cpu()
+    pg_before, _ = postgres_cpu(args.database)
     client_before = self_cpu()
     with open("/proc/loadavg", encoding="ascii") as f:
         load = f.read().split()[0]
     latencies, errors, seconds = asyncio.run(decide(target, api_key, lines, concurrency))
     after = process_tree_stats(server.pid)
-    pg_after, _ = postgres_cpu()
+    # The backends of the city's database only: the other sessions' databases share the host.
+    pg_after, ours = postgres_cpu(args.database)
     n = len(latencies)
     server_cpu = after.user_seconds + after.sys_seconds - before.user_seconds - before.sys_seconds
-    pg_cpu = sum(v - pg_before.get(pid, 0.0) for pid, v in pg_after.items())
+    pg_cpu = sum(pg_after[pid] - pg_before.get(pid, 0.0) for pid in ours)
     return {
         "concurrency": concurrency,
         "decisions": n,

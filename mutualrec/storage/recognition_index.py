@@ -525,7 +525,9 @@ _LINES_OF_CHECKS_SQL = (
     + ", ".join(f"d.{c}" for c in _DECIDED)
     + " FROM recognition_check c JOIN check_line l ON l.check_id = c.id"
     " LEFT JOIN decision d ON d.check_id = l.check_id AND d.line = l.line"
-    " WHERE c.id = ANY(%s::text[]) ORDER BY c.id, l.line"
+    # The ids on both tables: with the join's alone, a generic plan may hash all of check_line.
+    " WHERE c.id = ANY(%(ids)s::text[]) AND l.check_id = ANY(%(ids)s::text[])"
+    " ORDER BY c.id, l.line"
 )
 
 
@@ -538,7 +540,7 @@ def lines_of_checks(engine: Engine, check_ids: Sequence[str]) -> dict[str, list[
         return found
     if engine.dialect.name == "postgresql":
         with _driver_cursor(engine) as cursor:
-            cursor.execute(_LINES_OF_CHECKS_SQL, (ids,), prepare=True)
+            cursor.execute(_LINES_OF_CHECKS_SQL, {"ids": ids}, prepare=True)
             rows: Sequence[Sequence[Any]] = cursor.fetchall()
     else:
         statement = (
@@ -558,7 +560,7 @@ def lines_of_checks(engine: Engine, check_ids: Sequence[str]) -> dict[str, list[
                 Decision,
                 (Decision.check_id == CheckLine.check_id) & (Decision.line == CheckLine.line),
             )
-            .where(RecognitionCheck.id.in_(ids))
+            .where(RecognitionCheck.id.in_(ids), CheckLine.check_id.in_(ids))
             .order_by(RecognitionCheck.id, CheckLine.line)
         )
         with engine.connect() as connection:
