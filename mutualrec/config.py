@@ -81,9 +81,9 @@ class Settings:
     tally_interval_seconds: float = 5.0
     # Statistics reports computed at once by one server process; more wait their turn.
     max_concurrent_reports: int = 1
-    # Checks one server process answers together with one read and one record (1: one by one):
-    # enough to share the statements' cost at any rate a process reaches, few enough that one
-    # batch's rules do not hold its first caller long.
+    # Checks (and, in batches of their own, decisions) one server process answers together with
+    # one read and one record (1: one by one): enough to share the statements' cost at any rate
+    # a process reaches, few enough that one batch's rules do not hold its first caller long.
     check_batch: int = 64
     # A deployment holding real patients' data: no generated or derived secrets.
     production: bool = False

@@ -181,9 +181,7 @@ class RecognitionService(recognition_pb2_grpc.RecognitionServiceServicer):  # ty
             reason_text=request.reason_text,
             decided_at=dt.datetime.now(dt.UTC),
         )
-        decided = await self.runtime.run_blocking(
-            self.runtime.recognition.decide, decision, principal
-        )
+        decided = await self.runtime.recognition.decide(decision, principal)
         return recognition_pb2.RecordDecisionResponse(
             check_id=decided.check_id,
             line=decided.line,

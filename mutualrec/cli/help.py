@@ -93,7 +93,11 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("AUTH_CACHE_SECONDS", "30", "how long a verified API key is trusted"),
     ("MIN_GROUP_SIZE", "0", "statistics rows with fewer checks are left out"),
     ("MAX_CONCURRENT_REPORTS", "1", "statistics reports computed at once"),
-    ("CHECK_BATCH", "64", "checks sharing one read and one record (1: one by one)"),
+    (
+        "CHECK_BATCH",
+        "64",
+        "checks (and, apart, decisions) sharing one read and one record (1: one by one)",
+    ),
     ("TALLY_INTERVAL_SECONDS", "5", "how often statistics deltas are folded"),
     ("RATE_LIMIT", "200", "calls per second per credential (0: off)"),
     ("RATE_BURST", "2 x rate", "calls a credential may make at once above its rate"),

@@ -114,7 +114,7 @@ def cds_routes(admission: Admission) -> list[BaseRoute]:
                 decided_at=dt.datetime.now(dt.UTC),
             )
             try:
-                await runtime.run_blocking(runtime.recognition.decide, decision, principal)
+                await runtime.recognition.decide(decision, principal)
             except DomainError as error:
                 raise _remapped(error, functools.partial(feedback_field, position)) from None
         return JSONResponse({})

@@ -32,7 +32,14 @@ from mutualrec.statistics.periods import today
 from mutualrec.statistics.report import Directory, LineFact
 from mutualrec.statistics.tally import DayDeltas, decision_rows, lines_rows
 from mutualrec.storage import recognition_index
-from mutualrec.storage.recognition_index import CheckLineRecord, CheckRecord, DecisionRecord
+from mutualrec.storage.recognition_index import (
+    CheckLineRecord,
+    CheckRecord,
+    DecisionOnRecord,
+    DecisionRecord,
+    DecisionToRecord,
+    LineOnRecord,
+)
 from mutualrec.violations import Conflict, NotFound, Rejected, Violation
 
 # An order is a handful of items; a hundred is a client bug, not a doctor's order.
@@ -131,6 +138,14 @@ class _Check:
 
 
 @dataclass(frozen=True, slots=True)
+class _Decision:
+    """A decision waiting for its batch, with the institution deciding."""
+
+    request: DecisionRequest
+    institution_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Planned:
     """A check that passed validation, with its order lines planned against the reference."""
 
@@ -157,7 +172,8 @@ class Recognition:
 
     Checks go in batches (:class:`mutualrec.services.batches.Batcher`): those arriving while a
     batch is at the database share one read of the recognition rows and one record of checks and
-    lines, and each caller gets its own answer as soon as they return. On PostgreSQL ``engine``
+    lines, and each caller gets its own answer as soon as they return. Decisions likewise, in
+    batches of their own: one read of their checks' lines, one write. On PostgreSQL ``engine``
     is a ``fast_records`` engine (see :func:`mutualrec.storage.db.make_engine`); decisions still
     commit durably.
     """
@@ -175,15 +191,24 @@ class Recognition:
         self._checks: Batcher[_Check, CheckReport] = Batcher(
             "mutualrec-checks", self._check_batch, max_batch
         )
+        self._decisions: Batcher[_Decision, DecisionReport] = Batcher(
+            "mutualrec-decisions", self._decision_batch, max_batch
+        )
 
     @property
     def checks_waiting(self) -> int:
         """Checks queued behind the batch at the database."""
         return self._checks.waiting
 
+    @property
+    def decisions_waiting(self) -> int:
+        """Decisions queued behind the batch at the database."""
+        return self._decisions.waiting
+
     def close(self) -> None:
-        """Answer the checks still queued and stop the batch worker."""
+        """Answer the checks and decisions still queued and stop the batch workers."""
         self._checks.close()
+        self._decisions.close()
 
     async def check(self, request: CheckRequest, principal: Principal) -> CheckReport:
         """Answer a check for the caller's institution and record it; raises
@@ -325,20 +350,15 @@ class Recognition:
         )
         return _Answered(report, record, lines, facts, data.directory)
 
-    def decide(self, request: DecisionRequest, principal: Principal) -> DecisionReport:
+    async def decide(self, request: DecisionRequest, principal: Principal) -> DecisionReport:
         """Record the doctor's decision on a line of the caller's institution's check;
-        idempotent, the first decision stands."""
+        idempotent, the first decision stands.
+
+        Decisions go in batches like checks: those waiting together share one read of their
+        checks' lines and one durable write of decisions and statistics deltas."""
         institution_id = principal.institution_id
         assert institution_id is not None  # only institutions are authorized to decide
-        check_id, line, accepted, reason, reason_text, decided_at = (
-            request.check_id,
-            request.line,
-            request.accepted,
-            request.reason,
-            request.reason_text,
-            request.decided_at,
-        )
-        violations = validate_decision(accepted, reason, reason_text)
+        violations = validate_decision(request.accepted, request.reason, request.reason_text)
         if violations:
             raise Rejected(
                 "the decision is incomplete",
@@ -350,10 +370,94 @@ class Recognition:
                     for v in violations
                 ],
             )
-        # Lines never change once recorded, so the line is read on its own and the write alone
-        # settles a race between two decisions on it.
-        on_record = recognition_index.line_on_record(self.engine, check_id, line)
-        if on_record is None or on_record.institution_id != institution_id:
+        return await self._decisions.submit(_Decision(request, institution_id))
+
+    def _decision_batch(self, decisions: list[_Decision]) -> list[DecisionReport | Exception]:
+        """Answer a batch of decisions: one read of their checks' lines, the rules per
+        decision, one write of the new decisions with their deltas.
+
+        Two decisions of the batch on one line: the first is written, the later ones answered
+        as if they came after it. A failure of a shared statement is redone decision by
+        decision, so each caller gets what it would have had alone.
+        """
+        outcomes: list[DecisionReport | Exception] = [_UNANSWERED] * len(decisions)
+        try:
+            lines = recognition_index.lines_of_checks(
+                self.engine, [d.request.check_id for d in decisions]
+            )
+            read: list[dict[str, list[LineOnRecord]] | Exception] = [lines] * len(decisions)
+        except Exception:
+            read = [self._lines_alone(d.request.check_id) for d in decisions]
+        writes: list[tuple[int, DecisionToRecord]] = []
+        for n, (decision, of_checks) in enumerate(zip(decisions, read, strict=True)):
+            try:
+                if isinstance(of_checks, Exception):
+                    raise of_checks
+                judged = self._judge(decision, of_checks.get(decision.request.check_id, []))
+            except Exception as exc:
+                outcomes[n] = exc
+                continue
+            if isinstance(judged, DecisionReport):
+                outcomes[n] = judged
+            else:
+                writes.append((n, judged))
+        # The first decision on each line is written; the batch's later ones follow it.
+        firsts: dict[tuple[str, int], int] = {}
+        for position, (_, write) in enumerate(writes):
+            firsts.setdefault((write.decision.check_id, write.decision.line), position)
+        written = sorted(firsts.values())
+        try:
+            recorded = recognition_index.record_decisions(
+                self.engine, [writes[p][1] for p in written]
+            )
+        except Exception:
+            for n, write in writes:
+                outcomes[n] = self._recorded_decision_alone(write)
+        else:
+            on_record = dict(zip(written, recorded, strict=True))
+            for position, (n, write) in enumerate(writes):
+                key = (write.decision.check_id, write.decision.line)
+                decided, new = on_record[firsts[key]]
+                outcomes[n] = _outcome(write.decision, decided, new and position == firsts[key])
+        assert not any(o is _UNANSWERED for o in outcomes)
+        return outcomes
+
+    def _lines_alone(self, check_id: str) -> dict[str, list[LineOnRecord]] | Exception:
+        """One decision's read on its own, after its batch's read failed."""
+        try:
+            return recognition_index.lines_of_checks(self.engine, [check_id])
+        except Exception as exc:
+            return exc
+
+    def _recorded_decision_alone(self, write: DecisionToRecord) -> DecisionReport | Exception:
+        """One decision's write on its own, after its batch's write failed."""
+        try:
+            [(decided, new)] = recognition_index.record_decisions(self.engine, [write])
+        except Exception as exc:
+            return exc
+        return _outcome(write.decision, decided, new)
+
+    def _judge(
+        self, decision: _Decision, lines: list[LineOnRecord]
+    ) -> DecisionReport | DecisionToRecord:
+        """The decision's answer when its line has one already, else what to write; raises
+        :class:`UnknownCheckLine` or :class:`DecisionConflict`."""
+        request = decision.request
+        check_id, line, accepted, reason = (
+            request.check_id,
+            request.line,
+            request.accepted,
+            request.reason,
+        )
+        on_record = next(
+            (
+                one
+                for one in lines
+                if (one.item_code == line if isinstance(line, str) else one.line == line)
+            ),
+            None,
+        )
+        if on_record is None or on_record.institution_id != decision.institution_id:
             if isinstance(line, str) and on_record is None:
                 raise UnknownCheckLine.one(
                     f"check {check_id} has no line of item {line}",
@@ -368,7 +472,7 @@ class Recognition:
                 "UNKNOWN_CHECK_LINE",
             )
         line = on_record.line
-        if decided_at - on_record.received_at > DECISION_WINDOW:
+        if request.decided_at - on_record.received_at > DECISION_WINDOW:
             raise DecisionConflict.one(
                 f"check {check_id} was answered at {on_record.received_at.isoformat()}; "
                 "decisions are recorded within 24 hours of their check",
@@ -383,54 +487,60 @@ class Recognition:
                 "only RECOGNIZABLE lines take a decision",
                 "NOT_RECOGNIZABLE",
             )
-        if on_record.decision is not None:
-            recorded, new = on_record.decision, False
-        else:
-            saving = on_record.estimated_saving if accepted else "0.00"
-            fact = LineFact(
-                check_id=check_id,
-                asker_id=on_record.institution_id,
-                issuer_id=on_record.issuer_institution_id,
-                item_code=on_record.item_code,
-                verdict=on_record.verdict,
-                accepted=accepted,
-                reason=reason.value if reason else "",
-                booked_saving=saving,
-            )
-            recorded, new = recognition_index.record_decision(
-                self.engine,
-                DecisionRecord(
-                    check_id=check_id,
-                    line=line,
-                    accepted=accepted,
-                    reason=reason.value if reason else "",
-                    reason_text=reason_text[:500],
-                    booked_saving=saving,
-                    decided_at=decided_at,
-                ),
-                DayDeltas(
-                    today(on_record.received_at),
-                    tuple(decision_rows(fact, self.reference.data().directory)),
-                ),
-            )
-        same = recorded.accepted == accepted and recorded.reason == (reason.value if reason else "")
-        if not new and not same:
-            raise DecisionConflict.one(
-                f"line {line} of check {check_id} is already "
-                f"{'accepted' if recorded.accepted else 'declined'}",
-                "decision",
-                "a decision is recorded once; it cannot be changed",
-                "ALREADY_DECIDED",
-            )
-        return DecisionReport(
-            check_id,
-            line,
-            recorded.accepted,
-            DeclineReason(recorded.reason) if recorded.reason else None,
-            to_fen(recorded.booked_saving),
-            not new,
-            recorded.decided_at,
+        saving = on_record.estimated_saving if accepted else "0.00"
+        row = DecisionRecord(
+            check_id=check_id,
+            line=line,
+            accepted=accepted,
+            reason=reason.value if reason else "",
+            reason_text=request.reason_text[:500],
+            booked_saving=saving,
+            decided_at=request.decided_at,
         )
+        if on_record.decision is not None:
+            answer = _outcome(row, on_record.decision, False)
+            if isinstance(answer, DecisionConflict):
+                raise answer
+            return answer
+        fact = LineFact(
+            check_id=check_id,
+            asker_id=on_record.institution_id,
+            issuer_id=on_record.issuer_institution_id,
+            item_code=on_record.item_code,
+            verdict=on_record.verdict,
+            accepted=accepted,
+            reason=row.reason,
+            booked_saving=saving,
+        )
+        deltas = DayDeltas(
+            today(on_record.received_at),
+            tuple(decision_rows(fact, self.reference.data().directory)),
+        )
+        return DecisionToRecord(row, deltas)
+
+
+def _outcome(
+    decision: DecisionRecord, recorded: DecisionOnRecord, new: bool
+) -> DecisionReport | DecisionConflict:
+    """The answer to ``decision`` given the line's decision on record and whether ``decision``
+    is it: a report, or ALREADY_DECIDED when the line was decided otherwise before."""
+    if not new and (recorded.accepted, recorded.reason) != (decision.accepted, decision.reason):
+        return DecisionConflict.one(
+            f"line {decision.line} of check {decision.check_id} is already "
+            f"{'accepted' if recorded.accepted else 'declined'}",
+            "decision",
+            "a decision is recorded once; it cannot be changed",
+            "ALREADY_DECIDED",
+        )
+    return DecisionReport(
+        decision.check_id,
+        decision.line,
+        recorded.accepted,
+        DeclineReason(recorded.reason) if recorded.reason else None,
+        to_fen(recorded.booked_saving),
+        not new,
+        recorded.decided_at,
+    )
 
 
 def _check_ids(count: int) -> list[str]:

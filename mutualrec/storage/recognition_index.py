@@ -492,41 +492,6 @@ _DECISION_COLUMNS = column_names(Decision)
 # What a decision says, less the line it is on.
 _DECIDED = column_names(Decision, omit=key_names(Decision))
 
-# A decision's path on PostgreSQL goes through the driver with prepared statements, like the
-# check's: profiling showed SQLAlchemy's statement handling and six round trips taking most of
-# a decision's 12 ms. The line is read with the decision already on it (lines never change), and
-# one statement records the decision with its statistics deltas.
-_LINE_SELECT = (
-    "SELECT l.line, c.institution_id, l.item_code, l.verdict, l.estimated_saving, c.received_at,"
-    " l.issuer_institution_id, "
-    + ", ".join(f"d.{c}" for c in _DECIDED)
-    + " FROM recognition_check c JOIN check_line l ON l.check_id = c.id"
-    " LEFT JOIN decision d ON d.check_id = l.check_id AND d.line = l.line"
-    " WHERE c.id = %(check_id)s"
-)
-_LINE_BY_NUMBER_SQL = _LINE_SELECT + " AND l.line = %(line)s"
-_LINE_BY_ITEM_SQL = _LINE_SELECT + " AND l.item_code = %(item_code)s ORDER BY l.line LIMIT 1"
-
-# The connection commits asynchronously (fast_records); a decision books a saving, so this one
-# statement switches its own transaction back to waiting for the WAL flush. set_config(..., true)
-# lasts until the statement's implicit transaction ends, after its commit record is flushed.
-# The deltas go in only when the decision did (the first decision stands), in the same commit.
-_RECORD_DECISION_SQL = (
-    "WITH recorded AS (INSERT INTO decision ("
-    + ", ".join(_DECISION_COLUMNS)
-    + ") VALUES ("
-    + ", ".join(["%s"] * len(_DECISION_COLUMNS))
-    + ") ON CONFLICT DO NOTHING RETURNING "
-    + ", ".join(_DECIDED)
-    + "), durable AS (SELECT set_config('synchronous_commit', 'on', true) AS setting),"
-    " deltas AS (INSERT INTO stat_delta ("
-    + ", ".join(DELTA_COLUMNS)
-    + ") SELECT * FROM "
-    + _unnest(StatDelta, DELTA_COLUMNS)
-    + " WHERE EXISTS (SELECT 1 FROM recorded))"
-    " SELECT recorded.*, (SELECT setting FROM durable) FROM recorded"
-)
-
 
 def _decided(row: Sequence[Any]) -> DecisionOnRecord | None:
     accepted, reason, text_, saving, decided_at = row
@@ -549,80 +514,163 @@ def _line(row: Sequence[Any]) -> LineOnRecord:
     )
 
 
-def line_on_record(engine: Engine, check_id: str, line: int | str) -> LineOnRecord | None:
-    """The recorded line of a check, by number or by its item's code (the first such line),
-    with its decision; None when there is no such check or line."""
-    by_item = isinstance(line, str)
+# Decisions on PostgreSQL go through the driver with prepared statements, like checks: profiling
+# showed SQLAlchemy's statement handling and six round trips taking most of a decision's 12 ms.
+# The lines of a batch of decisions' checks, with their decisions, in one statement: a check has
+# a handful of lines, so reading all of a named check's lines and picking the wanted one in
+# Python costs less than a statement per way of naming a line (by number, by item code).
+_LINES_OF_CHECKS_SQL = (
+    "SELECT c.id, l.line, c.institution_id, l.item_code, l.verdict, l.estimated_saving,"
+    " c.received_at, l.issuer_institution_id, "
+    + ", ".join(f"d.{c}" for c in _DECIDED)
+    + " FROM recognition_check c JOIN check_line l ON l.check_id = c.id"
+    " LEFT JOIN decision d ON d.check_id = l.check_id AND d.line = l.line"
+    # The ids on both tables: with the join's alone, a generic plan may hash all of check_line.
+    " WHERE c.id = ANY(%(ids)s::text[]) AND l.check_id = ANY(%(ids)s::text[])"
+    " ORDER BY c.id, l.line"
+)
+
+
+def lines_of_checks(engine: Engine, check_ids: Sequence[str]) -> dict[str, list[LineOnRecord]]:
+    """Every recorded line of the named checks, by check id and in line order, each with its
+    decision; a check id not on record is absent. The shared read of a batch of decisions."""
+    found: dict[str, list[LineOnRecord]] = {}
+    ids = sorted(set(check_ids))
+    if not ids:
+        return found
     if engine.dialect.name == "postgresql":
         with _driver_cursor(engine) as cursor:
-            cursor.execute(
-                _LINE_BY_ITEM_SQL if by_item else _LINE_BY_NUMBER_SQL,
-                {"check_id": check_id, "item_code": line, "line": line},
-                prepare=True,
-            )
-            found = cursor.fetchone()
-        return None if found is None else _line(found)
-    statement = (
-        select(
-            CheckLine.line,
-            RecognitionCheck.institution_id,
-            CheckLine.item_code,
-            CheckLine.verdict,
-            CheckLine.estimated_saving,
-            RecognitionCheck.received_at,
-            CheckLine.issuer_institution_id,
-            *(getattr(Decision, c) for c in _DECIDED),
-        )
-        .join(CheckLine, CheckLine.check_id == RecognitionCheck.id)
-        .outerjoin(
-            Decision, (Decision.check_id == CheckLine.check_id) & (Decision.line == CheckLine.line)
-        )
-        .where(RecognitionCheck.id == check_id)
-    )
-    if by_item:
-        statement = statement.where(CheckLine.item_code == line).order_by(CheckLine.line).limit(1)
+            cursor.execute(_LINES_OF_CHECKS_SQL, {"ids": ids}, prepare=True)
+            rows: Sequence[Sequence[Any]] = cursor.fetchall()
     else:
-        statement = statement.where(CheckLine.line == line)
-    with engine.connect() as connection:
-        row = connection.execute(statement).first()
-    return None if row is None else _line(row)
+        statement = (
+            select(
+                RecognitionCheck.id,
+                CheckLine.line,
+                RecognitionCheck.institution_id,
+                CheckLine.item_code,
+                CheckLine.verdict,
+                CheckLine.estimated_saving,
+                RecognitionCheck.received_at,
+                CheckLine.issuer_institution_id,
+                *(getattr(Decision, c) for c in _DECIDED),
+            )
+            .join(CheckLine, CheckLine.check_id == RecognitionCheck.id)
+            .outerjoin(
+                Decision,
+                (Decision.check_id == CheckLine.check_id) & (Decision.line == CheckLine.line),
+            )
+            .where(RecognitionCheck.id.in_(ids), CheckLine.check_id.in_(ids))
+            .order_by(RecognitionCheck.id, CheckLine.line)
+        )
+        with engine.connect() as connection:
+            rows = connection.execute(statement).all()
+    for row in rows:
+        found.setdefault(row[0], []).append(_line(row[1:]))
+    return found
 
 
-def record_decision(
-    engine: Engine, row: DecisionRecord, deltas: DayDeltas
-) -> tuple[DecisionOnRecord, bool]:
-    """Record a decision with the ``stat_delta`` rows it adds, unless the
-    line has one; the decision on record, and whether this call recorded it.
+@dataclass(frozen=True, slots=True)
+class DecisionToRecord:
+    """A decision to record with the ``stat_delta`` rows it adds if it is the line's first."""
 
-    The primary key (check, line) decides a race: the first decision stands, and only its
-    deltas are kept. The commit is durable.
-    """
+    decision: DecisionRecord
+    deltas: DayDeltas
+
+
+# A batch of decisions with their statistics deltas in one statement. The connection commits
+# asynchronously (fast_records); a decision books a saving, so the statement switches its own
+# transaction back to waiting for the WAL flush: set_config(..., true) lasts until the
+# statement's implicit transaction ends, after its commit record is flushed.
+# Each decision's deltas carry its (check, line) and go in only when that decision did: the
+# first decision on a line stands. The batch holds one decision per line.
+_RECORD_DECISIONS_SQL = (
+    "WITH recorded AS (INSERT INTO decision ("
+    + ", ".join(_DECISION_COLUMNS)
+    + ") SELECT * FROM "
+    + _unnest(Decision, _DECISION_COLUMNS)
+    + " ON CONFLICT DO NOTHING RETURNING check_id, line, "
+    + ", ".join(_DECIDED)
+    + "), durable AS (SELECT set_config('synchronous_commit', 'on', true) AS setting),"
+    " deltas AS (INSERT INTO stat_delta ("
+    + ", ".join(DELTA_COLUMNS)
+    + ") SELECT "
+    + ", ".join(f"d.{c}" for c in DELTA_COLUMNS)
+    + " FROM unnest(%s::text[], %s::int4[], "
+    + ", ".join(f"%s::{pg_type}[]" for pg_type in postgres_types(StatDelta, DELTA_COLUMNS))
+    + ") AS d(decided_check, decided_line, "
+    + ", ".join(DELTA_COLUMNS)
+    + ") JOIN recorded r ON r.check_id = d.decided_check AND r.line = d.decided_line)"
+    " SELECT recorded.*, (SELECT setting FROM durable) FROM recorded"
+)
+_DECISIONS_SQL = (
+    "SELECT check_id, line, " + ", ".join(_DECIDED) + " FROM decision WHERE (check_id, line) IN"
+    " (SELECT * FROM unnest(%s::text[], %s::int4[]))"
+)
+
+
+def record_decisions(
+    engine: Engine, rows: Sequence[DecisionToRecord]
+) -> list[tuple[DecisionOnRecord, bool]]:
+    """Record a batch of decisions (at most one per line) with their ``stat_delta`` rows, all or
+    none, durably; per decision, in order, the decision on record and whether this batch
+    recorded it (False: the line had one, which stands, and its deltas are not added)."""
+    if not rows:
+        return []
+    keys = [(r.decision.check_id, r.decision.line) for r in rows]
+    assert len(set(keys)) == len(keys), "one decision per line in a batch"
+    recorded: dict[tuple[str, int], DecisionOnRecord] = {}
     if engine.dialect.name != "postgresql":
+        new: set[tuple[str, int]] = set()
         with Session(engine) as session, session.begin():
-            new = insert_ignoring_conflicts(session, Decision, _columns(row, _DECISION_COLUMNS))
-            if new and deltas.rows:
-                session.execute(StatDelta.__table__.insert(), delta_params(deltas))  # type: ignore[attr-defined]
+            for row, key in zip(rows, keys, strict=True):
+                if insert_ignoring_conflicts(
+                    session, Decision, _columns(row.decision, _DECISION_COLUMNS)
+                ):
+                    new.add(key)
+                    if row.deltas.rows:
+                        session.execute(
+                            StatDelta.__table__.insert(),  # type: ignore[attr-defined]
+                            delta_params(row.deltas),
+                        )
             found = session.execute(
-                select(*(getattr(Decision, c) for c in _DECIDED)).where(
-                    tuple_(Decision.check_id, Decision.line) == (row.check_id, row.line)
-                )
-            ).one()
-        recorded = _decided(found)
-        assert recorded is not None
-        return recorded, new
+                select(
+                    Decision.check_id, Decision.line, *(getattr(Decision, c) for c in _DECIDED)
+                ).where(tuple_(Decision.check_id, Decision.line).in_(keys))
+            ).all()
+        for check_id, line, *decided in found:
+            on_record = _decided(decided)
+            assert on_record is not None
+            recorded[(check_id, line)] = on_record
+        return [(recorded[key], key in new) for key in keys]
+    deltas = [
+        (row.decision.check_id, row.decision.line, delta)
+        for row in rows
+        for delta in delta_params(row.deltas)
+    ]
     with _driver_cursor(engine) as cursor:
         cursor.execute(
-            _RECORD_DECISION_SQL,
-            [getattr(row, c) for c in _DECISION_COLUMNS] + _delta_arrays(deltas),
+            _RECORD_DECISIONS_SQL,
+            [[getattr(row.decision, c) for row in rows] for c in _DECISION_COLUMNS]
+            + [[c for c, _, _ in deltas], [line for _, line, _ in deltas]]
+            + _delta_param_arrays([delta for _, _, delta in deltas]),
             prepare=True,
         )
-        inserted = cursor.fetchone()
-    if inserted is not None:
-        recorded = _decided(inserted[: len(_DECIDED)])
-        assert recorded is not None
-        return recorded, True
-    # Another call decided the line between our read and our write.
-    on_record = line_on_record(engine, row.check_id, row.line)
-    assert on_record is not None
-    assert on_record.decision is not None
-    return on_record.decision, False
+        for check_id, line, *decided in cursor.fetchall():
+            on_record = _decided(decided[: len(_DECIDED)])
+            assert on_record is not None
+            recorded[(check_id, line)] = on_record
+        new_keys = set(recorded)
+        # Lines another call decided between the batch's read and its write: theirs stands.
+        raced = [key for key in keys if key not in recorded]
+        if raced:
+            cursor.execute(
+                _DECISIONS_SQL,
+                ([c for c, _ in raced], [line for _, line in raced]),
+                prepare=True,
+            )
+            for check_id, line, *decided in cursor.fetchall():
+                on_record = _decided(decided)
+                assert on_record is not None
+                recorded[(check_id, line)] = on_record
+    return [(recorded[key], key in new_keys) for key in keys]

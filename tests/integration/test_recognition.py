@@ -20,7 +20,7 @@ from mutualrec.statistics.report import GroupBy
 from mutualrec.statistics.tally import DayDeltas, TallyRow
 from mutualrec.storage import catalog_store, recognition_index, statistics_index
 from mutualrec.storage.models import Decision, RecognitionCheck, StatTally
-from mutualrec.storage.recognition_index import DecisionRecord
+from mutualrec.storage.recognition_index import DecisionRecord, DecisionToRecord
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
 from tests.conftest import RunningServer
 from tests.fhir_docs import PATIENT_ID, bundle, observation, submit
@@ -301,8 +301,12 @@ def test_the_write_that_loses_a_race_returns_the_first_decision(server: RunningS
         )
         return DayDeltas(decided_at.date(), (tally,))
 
-    first, first_new = recognition_index.record_decision(engine, row(True), delta(True))
-    second, second_new = recognition_index.record_decision(engine, row(False), delta(False))
+    [(first, first_new)] = recognition_index.record_decisions(
+        engine, [DecisionToRecord(row(True), delta(True))]
+    )
+    [(second, second_new)] = recognition_index.record_decisions(
+        engine, [DecisionToRecord(row(False), delta(False))]
+    )
 
     assert (first_new, second_new) == (True, False)
     assert second == first
