@@ -9,7 +9,6 @@ and priced 4 yuan) and the results submitted below.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlalchemy import func, select, text
 from mutualrec.storage import statistics_index
 from mutualrec.storage.models import CheckLine, RecognitionCheck, StatTally
 from mutualrec.v1 import common_pb2, recognition_pb2, recognition_pb2_grpc
+from tests.batch_lock import batch_behind_a_lock, writing_transactions
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.fhir_docs import OTHER_PATIENT_ID, PATIENT_ID, entry, observation, patient, submit
 from tests.helpers import bad_request
@@ -186,13 +186,6 @@ def test_concurrent_checks_each_get_their_own_answer(server: RunningServer) -> N
     assert tuple(by_asker) == (30, 90, 20)
 
 
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
-
-
 def _batch_behind_a_lock(
     server: RunningServer,
     key: str,
@@ -203,47 +196,20 @@ def _batch_behind_a_lock(
 ) -> tuple[
     Future[recognition_pb2.CheckOrderResponse], list[Future[recognition_pb2.CheckOrderResponse]]
 ]:
-    """Run a first check alone while its record waits for a table lock, queue ``calls`` behind
-    it, then (after ``before_release`` with their futures) release: they go to the database as
-    one batch. The futures of the first and of ``calls``."""
-    pool = ThreadPoolExecutor(max_workers=len(calls) + 1)
-    with server.runtime.engine.connect() as locker:
-        locker.execute(text("LOCK TABLE recognition_check IN SHARE ROW EXCLUSIVE MODE"))
-        first = pool.submit(_call(server, key, LI, "ORD-FIRST"))
-
-        def blocked() -> bool:
-            # From another connection: the locker's transaction sees one snapshot of the view.
-            with server.runtime.engine.connect() as watcher:
-                return bool(
-                    watcher.execute(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                            " AND query LIKE 'WITH recorded AS (INSERT INTO recognition_check%'"
-                        )
-                    ).scalar()
-                )
-
-        _wait_for(blocked, "the first check's record to wait for the lock")
-        futures = [pool.submit(call) for call in calls]
-        _wait_for(
-            lambda: server.runtime.recognition.checks_waiting == len(calls),
-            "the other checks to queue",
-        )
-        before_release(futures)
-        locker.rollback()
-    pool.shutdown(wait=False)
-    return first, futures
+    """A first check of Li's alone, ``calls`` queued behind it, released as one batch."""
+    return batch_behind_a_lock(
+        server,
+        "recognition_check",
+        _call(server, key, LI, "ORD-FIRST"),
+        calls,
+        lambda: server.runtime.recognition.checks_waiting,
+        before_release,
+    )
 
 
 def _transactions(server: RunningServer, check_ids: list[str]) -> set[str]:
     """The transactions that recorded these checks."""
-    with server.runtime.engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT xmin::text FROM recognition_check WHERE id = ANY(:ids)"),
-            {"ids": check_ids},
-        ).all()
-    assert len(rows) == len(check_ids)
-    return {row[0] for row in rows}
+    return writing_transactions(server, "recognition_check", "id", check_ids)
 
 
 def test_checks_queued_together_share_one_record_and_a_bad_one_fails_alone(

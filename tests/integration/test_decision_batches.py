@@ -8,7 +8,6 @@ catalog's 4 yuan (400 fen), so the expected tallies below are counted by hand.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlalchemy import func, select, text
 from mutualrec.storage import statistics_index
 from mutualrec.storage.models import Decision, StatTally
 from mutualrec.v1 import recognition_pb2, recognition_pb2_grpc
+from tests.batch_lock import batch_behind_a_lock, writing_transactions
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.helpers import bad_request
 from tests.integration.test_check_batches import LI, WANG, ZHANG, _call, _results
@@ -154,59 +154,26 @@ def test_concurrent_decisions_each_recorded_once_with_exact_tallies(
     assert _item_tallies(server) == expected
 
 
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
-
-
 def _batch_behind_a_lock(
     server: RunningServer,
     first_call: Callable[[], Reply],
     calls: list[Callable[[], Reply]],
     before_release: Callable[[list[Future[Reply]]], None] = lambda _futures: None,
 ) -> tuple[Future[Reply], list[Future[Reply]]]:
-    """Run a first decision alone while its write waits for a table lock, queue ``calls``
-    behind it, then (after ``before_release`` with their futures) release: they go to the
-    database as one batch. The futures of the first and of ``calls``."""
-    pool = ThreadPoolExecutor(max_workers=len(calls) + 1)
-    with server.runtime.engine.connect() as locker:
-        locker.execute(text("LOCK TABLE decision IN SHARE ROW EXCLUSIVE MODE"))
-        first = pool.submit(first_call)
-
-        def blocked() -> bool:
-            with server.runtime.engine.connect() as watcher:
-                return bool(
-                    watcher.execute(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                            " AND query LIKE 'WITH recorded AS (INSERT INTO decision%'"
-                        )
-                    ).scalar()
-                )
-
-        _wait_for(blocked, "the first decision's write to wait for the lock")
-        futures = [pool.submit(call) for call in calls]
-        _wait_for(
-            lambda: server.runtime.recognition.decisions_waiting == len(calls),
-            "the other decisions to queue",
-        )
-        before_release(futures)
-        locker.rollback()
-    pool.shutdown(wait=False)
-    return first, futures
+    """``first_call`` alone, ``calls`` queued behind it, released as one batch."""
+    return batch_behind_a_lock(
+        server,
+        "decision",
+        first_call,
+        calls,
+        lambda: server.runtime.recognition.decisions_waiting,
+        before_release,
+    )
 
 
 def _transactions(server: RunningServer, check_ids: list[str]) -> set[str]:
     """The transactions that recorded the decisions on these checks."""
-    with server.runtime.engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT xmin::text FROM decision WHERE check_id = ANY(:ids)"),
-            {"ids": check_ids},
-        ).all()
-    assert len(rows) == len(set(check_ids))
-    return {row[0] for row in rows}
+    return writing_transactions(server, "decision", "check_id", check_ids)
 
 
 def test_decisions_queued_together_share_one_write_and_a_bad_one_fails_alone(
