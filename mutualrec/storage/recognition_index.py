@@ -182,6 +182,32 @@ def drop_stale_items(session: Session, current: dict[str, Iterable[str]]) -> Non
         )
 
 
+def _indexed(
+    item: str,
+    kind: str,
+    ref: str,
+    version: int,
+    status: str,
+    time: dt.datetime,
+    institution: int,
+    detail: str,
+    collected: dt.datetime | None,
+) -> IndexedResult:
+    """An index row (the columns of ``_RESULTS_SELECT``, in order) as the rules read it: times
+    in UTC whatever the database's driver gave back (SQLite's are naive)."""
+    return IndexedResult(
+        item,
+        kind,
+        ref,
+        version,
+        status,
+        as_utc(time),
+        institution,
+        detail,
+        None if collected is None else as_utc(collected),
+    )
+
+
 def results_for(
     session: Session, patient_key: str, item_codes: Iterable[str]
 ) -> list[IndexedResult]:
@@ -196,20 +222,7 @@ def results_for(
             RecognitionResult.item_code.in_(codes),
         )
     )
-    return [
-        IndexedResult(
-            item,
-            kind,
-            ref,
-            version,
-            status,
-            as_utc(time),
-            institution,
-            detail,
-            None if collected is None else as_utc(collected),
-        )
-        for item, kind, ref, version, status, time, institution, detail, collected in rows
-    ]
+    return [_indexed(*row) for row in rows]
 
 
 def record_checks(
@@ -377,21 +390,9 @@ def results_of_checks(engine: Engine, wanted: Sequence[WantedResults]) -> list[l
     )
     with engine.connect() as connection:
         rows = connection.execute(statement).all()
-    for key, item, kind, ref, version, status, time, institution, detail, collected in rows:
-        for n in asking.get((key, item), ()):
-            found[n].append(
-                IndexedResult(
-                    item,
-                    kind,
-                    ref,
-                    version,
-                    status,
-                    as_utc(time),
-                    institution,
-                    detail,
-                    None if collected is None else as_utc(collected),
-                )
-            )
+    for key, *row in rows:
+        for n in asking.get((key, row[0]), ()):
+            found[n].append(_indexed(*row))
     return found
 
 
