@@ -22,7 +22,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from sqlalchemy import select
 
-from mutualrec.services.result_indexing import index_study
+from mutualrec.services.result_indexing import UNLINKED_REASON, index_study
 from mutualrec.storage import imaging_index
 from mutualrec.storage.models import RecognitionResult, Study
 from tests.conftest import SAMPLES, RunningServer, make_settings, start_server
@@ -80,12 +80,17 @@ class Sender:
         assert association.is_established
         return association
 
-    def instance(self, series_uid: str, sop_uid: str, comment: str = "") -> Dataset:
+    def instance(
+        self, series_uid: str, sop_uid: str, comment: str = "", document: bool = True
+    ) -> Dataset:
+        """An instance of the study; without ``document`` it carries only the hospital's
+        PatientID (held unlinked until the PatientID is linked)."""
         ds = copy.deepcopy(self.template)
-        item = Dataset()
-        item.PatientID = self.document
-        item.IssuerOfPatientID = "RESIDENT_ID_CARD"
-        ds.OtherPatientIDsSequence = [item]
+        if document:
+            item = Dataset()
+            item.PatientID = self.document
+            item.IssuerOfPatientID = "RESIDENT_ID_CARD"
+            ds.OtherPatientIDsSequence = [item]
         ds.SeriesInstanceUID = UID(series_uid)
         ds.SOPInstanceUID = UID(sop_uid)
         ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
@@ -144,10 +149,14 @@ def _store(association: Association, ds: Dataset) -> int:
     return int(association.send_c_store(ds).Status)
 
 
-def _check(sender: Sender, series: int, instances: int) -> StudyState:
+def _check(sender: Sender, series: int, instances: int, unlinked: bool = False) -> StudyState:
     state = sender.state()
     assert (state.series_count, state.instance_count) == (series, instances)
     assert state == sender.recounted()
+    if unlinked:
+        assert state.reason == UNLINKED_REASON
+        assert not state.rows
+        return state
     # Every row shows the instance count: no row is left with an older one.
     assert state.rows
     assert all(f'"instance_count": {instances}' in detail for *_, detail in state.rows)
@@ -223,3 +232,36 @@ def test_concurrent_associations_adding_series_count_exactly(
             association.release()
     assert statuses == [SUCCESS] * 48
     _check(sender, series=6, instances=48)
+
+
+def test_an_unlinked_study_adopted_mid_upload_counts_exactly(
+    door: RunningServer, manifest: dict[str, Any]
+) -> None:
+    sender = Sender(door, manifest)
+    series = _uid()
+    unlinked = sender.associate()
+    linking = sender.associate()
+    try:
+        # Held unlinked: counted, never recognized.
+        for _ in range(3):
+            assert _store(unlinked, sender.instance(series, _uid(), document=False)) == WARNING
+        _check(sender, series=1, instances=3, unlinked=True)
+        # An instance carrying the document links the PatientID: the study is adopted.
+        assert _store(linking, sender.instance(series, _uid())) == SUCCESS
+        _check(sender, series=1, instances=4)
+        # The association that began it unlinked goes on, in a series new to the study.
+        later = _uid()
+        for _ in range(2):
+            assert _store(unlinked, sender.instance(later, _uid(), document=False)) in (
+                SUCCESS,
+                WARNING,
+            )
+        _check(sender, series=2, instances=6)
+        assert _store(unlinked, sender.instance(series, _uid(), document=False)) in (
+            SUCCESS,
+            WARNING,
+        )
+        _check(sender, series=2, instances=7)
+    finally:
+        unlinked.release()
+        linking.release()
