@@ -18,6 +18,7 @@ from mutualrec.matching.codes import items_for_lab_result
 from mutualrec.matching.indexed_results import ResultItems
 from mutualrec.recognition.result_items import (
     detail_for_item,
+    study_detail,
     study_items,
     study_recognition,
     study_ref,
@@ -86,6 +87,19 @@ def index_study(session: Session, study_instance_uid: str, catalog: Catalog) -> 
             [study_items(overview, parties.patient_key, parties.institution_id, items, status)],
         )
     recognition_index.drop_stale_items(session, {study_ref(study_instance_uid): items})
+
+
+def refresh_study_detail(session: Session, study_instance_uid: str) -> None:
+    """Bring the detail of a study's index rows up to date after instances were added to it
+    while nothing :func:`index_study` derives its items, status and reason from changed (its
+    date, declared item, review, patient, series): only the instance count the detail shows
+    moved. A fraction of :func:`index_study`'s work, none of it growing with the study."""
+    overview = imaging_index.study_overview(session, study_instance_uid)
+    if overview is None or overview.study_date is None:
+        # An undated study is no item: it has no rows.
+        return
+    # A study held unlinked has no rows either: the update then touches none.
+    recognition_index.set_detail(session, study_ref(study_instance_uid), study_detail(overview))
 
 
 def adopt_unlinked(

@@ -39,7 +39,12 @@ from mutualrec.matching.catalog import Catalog
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
 from mutualrec.services.outage import STORAGE_FAILURES, is_unstorable, unavailable_on_outage
-from mutualrec.services.result_indexing import ResultIndexing, adopt_unlinked, index_study
+from mutualrec.services.result_indexing import (
+    ResultIndexing,
+    adopt_unlinked,
+    index_study,
+    refresh_study_detail,
+)
 from mutualrec.storage import imaging_index as index
 from mutualrec.storage.keys import instance_key
 from mutualrec.storage.objects import ObjectStore
@@ -344,13 +349,42 @@ class _Indexed:
     study_id: int
     ensured: _Ensured
     outcomes: list[InstanceOutcome]
+    # The first versions it added (new SOP Instance UIDs) and their bytes.
+    added_instances: int
+    added_bytes: int
+    # Whether it added a new version of an instance held before: the bytes the study counts
+    # then lose the older version's, read by a full recount.
+    new_version: bool
+    # Whether what the study's recognition rows derive from may have changed: the upload's first
+    # batch (the study, its patient or an adoption just written) or a series new to the upload.
+    reindex: bool
 
 
-def _refresh_study(session: Session, study_id: int, header: DicomHeader, catalog: Catalog) -> None:
-    """The study's counts and recognition rows, in the transaction of its instances: they
-    commit with them or not at all, so no interruption can leave a held study unrecognized."""
-    index.refresh_study_counts(session, study_id)
-    index_study(session, header.study_instance_uid, catalog)
+def _refresh_study(
+    session: Session, study_instance_uid: str, catalog: Catalog, batches: list[_Indexed]
+) -> None:
+    """The study's counts and recognition rows after ``batches`` (all of this study), in the
+    transaction of its instances: they commit with them or not at all, so no interruption can
+    leave a held study unrecognized.
+
+    What a full recount and re-index would give, at a cost that does not grow with the study in
+    the common case (a later batch of first versions in series already seen): the counts are
+    incremented and only the detail (instance count) of the recognition rows is rewritten.
+    """
+    study_id = batches[0].study_id
+    added = sum(batch.added_instances for batch in batches)
+    new_version = any(batch.new_version for batch in batches)
+    reindex = any(batch.reindex for batch in batches)
+    if new_version:
+        index.refresh_study_counts(session, study_id)
+    elif added or reindex:
+        index.add_to_study_counts(
+            session, study_id, added, sum(batch.added_bytes for batch in batches)
+        )
+    if reindex:
+        index_study(session, study_instance_uid, catalog)
+    elif added or new_version:
+        refresh_study_detail(session, study_instance_uid)
 
 
 def commit_together(uploads: list[UploadSession]) -> list[BaseException | None]:
@@ -379,11 +413,13 @@ def commit_together(uploads: list[UploadSession]) -> list[BaseException | None]:
             indexed = [
                 (upload, upload._index_staged(session, staged)) for upload, staged in batches
             ]
-            refreshed: set[int] = set()
+            # Each study once, with every batch of it (the first upload's catalog).
+            studies: dict[int, tuple[str, Catalog, list[_Indexed]]] = {}
             for (upload, staged), (_, done) in zip(batches, indexed, strict=True):
-                if done.study_id not in refreshed:
-                    refreshed.add(done.study_id)
-                    _refresh_study(session, done.study_id, staged[0].header, upload.catalog)
+                uid = staged[0].header.study_instance_uid
+                studies.setdefault(done.study_id, (uid, upload.catalog, []))[2].append(done)
+            for uid, catalog, done_batches in studies.values():
+                _refresh_study(session, uid, catalog, done_batches)
     except (index.IndexConflict, *STORAGE_FAILURES) as failure:
         if not isinstance(failure, index.IndexConflict) and not is_unstorable(failure):
             raise
@@ -591,7 +627,7 @@ class UploadSession:
     def _commit_batch(self, staged: list[_Staged]) -> None:
         with self.sessions.begin() as session:
             indexed = self._index_staged(session, staged)
-            _refresh_study(session, indexed.study_id, staged[0].header, self.catalog)
+            _refresh_study(session, staged[0].header.study_instance_uid, self.catalog, [indexed])
         self._accept(indexed)
 
     def _index_staged(self, session: Session, staged: list[_Staged]) -> _Indexed:
@@ -600,6 +636,13 @@ class UploadSession:
         ensured = _Ensured(self._ensured.study_id, dict(self._ensured.series_ids))
         outcomes: list[InstanceOutcome] = []
         series_ids = [self._ensure_rows(session, item.header, ensured) for item in staged]
+        # A series another upload created is new to this one too: re-indexing then is only
+        # redundant, while a series this upload creates always re-indexes the study.
+        reindex = self._ensured.study_id is None or len(ensured.series_ids) > len(
+            self._ensured.series_ids
+        )
+        added_instances = added_bytes = 0
+        new_version = False
         assert ensured.study_id is not None
         index.lock_study(session, ensured.study_id)
         # Same-SOP instances within one batch must go the slow way, in order.
@@ -619,8 +662,13 @@ class UploadSession:
                 version, created = index.add_instance_version(session, series_id, record)
             if not created:
                 kind = OutcomeKind.DUPLICATE_IDENTICAL
+            elif version == 1:
+                kind = OutcomeKind.STORED
+                added_instances += 1
+                added_bytes += record.size_bytes
             else:
-                kind = OutcomeKind.STORED if version == 1 else OutcomeKind.NEW_VERSION
+                kind = OutcomeKind.NEW_VERSION
+                new_version = True
             outcomes.append(
                 instance_outcome(
                     item.position,
@@ -632,7 +680,15 @@ class UploadSession:
                     version,
                 )
             )
-        return _Indexed(ensured.study_id, ensured, outcomes)
+        return _Indexed(
+            ensured.study_id,
+            ensured,
+            outcomes,
+            added_instances,
+            added_bytes,
+            new_version,
+            reindex,
+        )
 
     def _accept(self, indexed: _Indexed) -> None:
         """Record what a committed transaction indexed: only committed rows may be skipped by

@@ -338,6 +338,24 @@ def refresh_study_counts(session: Session, study_id: int) -> None:
     )
 
 
+def add_to_study_counts(session: Session, study_id: int, instances: int, size_bytes: int) -> None:
+    """Add a batch's new instances (first versions) and their bytes to the study's counts and
+    recount its series (a handful of rows): what :func:`refresh_study_counts` gives when the
+    batch created no new version of an instance, at a cost that does not grow with the study."""
+    series_count = (
+        select(func.count()).select_from(Series).where(Series.study_id == study_id)
+    ).scalar_subquery()
+    session.execute(
+        update(Study)
+        .where(Study.id == study_id)
+        .values(
+            series_count=series_count,
+            instance_count=Study.instance_count + instances,
+            size_bytes=Study.size_bytes + size_bytes,
+        )
+    )
+
+
 def ensure_series(session: Session, study_id: int, record: SeriesRecord) -> int:
     """The id of the series, creating it; refuse a series UID held under another study."""
     values = {

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, delete, select, text, tuple_
+from sqlalchemy import Engine, Table, delete, select, text, tuple_, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -205,6 +205,15 @@ def _indexed(
         institution,
         detail,
         None if collected is None else as_utc(collected),
+    )
+
+
+def set_detail(session: Session, result_ref: str, detail: str) -> None:
+    """Give every index row of a result (by ref) ``detail``: its items and status unchanged."""
+    session.execute(
+        update(RecognitionResult)
+        .where(RecognitionResult.result_ref == result_ref, RecognitionResult.detail != detail)
+        .values(detail=detail)
     )
 
 
