@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import copy
 import threading
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pydicom
-import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE
@@ -25,24 +21,17 @@ from sqlalchemy import select
 from mutualrec.services.result_indexing import UNLINKED_REASON, index_study
 from mutualrec.storage import imaging_index
 from mutualrec.storage.models import RecognitionResult, Study
-from tests.conftest import SAMPLES, RunningServer, make_settings, start_server
+from tests.conftest import SAMPLES, RunningServer
+from tests.integration.test_dicom_group_commit import (  # noqa: F401 - door is a fixture
+    OUR_TITLE,
+    PACS,
+    SUCCESS,
+    _uid,
+    door,
+)
 
-OUR_TITLE = "MUTUALREC"
-PACS = "YUZHONG_PACS"
-SUCCESS = 0x0000
 # A duplicate, or an instance held unlinked: a warning.
 WARNING = 0xB000
-
-
-@pytest.fixture
-def door(tmp_path: Path, postgres_url: str) -> Iterator[RunningServer]:
-    settings = make_settings(
-        tmp_path,
-        MUTUALREC_DATABASE_URL=postgres_url,
-        MUTUALREC_DICOM_LISTEN="127.0.0.1:0",
-        MUTUALREC_DICOM_AE_TITLE=OUR_TITLE,
-    )
-    yield from start_server(settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +45,14 @@ class StudyState:
     rows: frozenset[tuple[str, str, str, str]]
 
 
-def _uid() -> str:
-    return f"2.25.{uuid.uuid4().int}"
-
-
 class Sender:
     """Instances of one study (the sample CT's) sent by a PACS over real associations."""
 
-    def __init__(self, door: RunningServer, manifest: dict[str, Any]) -> None:
-        self.door = door
+    def __init__(self, server: RunningServer, manifest: dict[str, Any]) -> None:
+        self.door = server
         study = manifest["ct_chest_contrast_hosp_a"]
-        door.add_hospital(study["institution_code"])
-        door.runtime.dicom_peers.add(study["institution_code"], PACS, "")
+        server.add_hospital(study["institution_code"])
+        server.runtime.dicom_peers.add(study["institution_code"], PACS, "")
         self.template = pydicom.dcmread(SAMPLES / study["files"][0]["path"])
         self.document = study["patient"]["document_number"]
         self.study_uid = str(self.template.StudyInstanceUID)
@@ -164,7 +149,8 @@ def _check(sender: Sender, series: int, instances: int, unlinked: bool = False) 
 
 
 def test_counts_and_rows_after_each_kind_of_commit_are_a_full_recounts(
-    door: RunningServer, manifest: dict[str, Any]
+    door: RunningServer,  # noqa: F811 - the fixture
+    manifest: dict[str, Any],
 ) -> None:
     sender = Sender(door, manifest)
     series_a, series_b = _uid(), _uid()
@@ -199,7 +185,8 @@ def test_counts_and_rows_after_each_kind_of_commit_are_a_full_recounts(
 
 
 def test_concurrent_associations_adding_series_count_exactly(
-    door: RunningServer, manifest: dict[str, Any]
+    door: RunningServer,  # noqa: F811 - the fixture
+    manifest: dict[str, Any],
 ) -> None:
     sender = Sender(door, manifest)
     # Four associations, each its own series and some shared ones, instances interleaved so
@@ -235,7 +222,8 @@ def test_concurrent_associations_adding_series_count_exactly(
 
 
 def test_an_unlinked_study_adopted_mid_upload_counts_exactly(
-    door: RunningServer, manifest: dict[str, Any]
+    door: RunningServer,  # noqa: F811 - the fixture
+    manifest: dict[str, Any],
 ) -> None:
     sender = Sender(door, manifest)
     series = _uid()
