@@ -145,23 +145,9 @@ class FileSystemObjectStore:
                 files, self._unsynced_files = self._unsynced_files, set()
                 directories, self._unsynced_dirs = self._unsynced_dirs, set()
             for path in files:
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:
-                    continue  # deleted since: nothing to make durable
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _fsync_if_present(path, os.O_RDONLY)
             for directory in directories:
-                try:
-                    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-                except FileNotFoundError:
-                    continue  # emptied and removed since
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _fsync_if_present(directory, os.O_RDONLY | os.O_DIRECTORY)
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Yield the object's bytes from ``offset``, ``length`` of them or to the end."""
@@ -246,3 +232,16 @@ class FileSystemObjectStore:
 
 def _info(key: str, status: os.stat_result) -> ObjectInfo:
     return ObjectInfo(key, status.st_size, dt.datetime.fromtimestamp(status.st_mtime, dt.UTC))
+
+
+def _fsync_if_present(path: Path, flags: int) -> None:
+    """fsync ``path``; nothing when it is gone (a file deleted, a directory emptied and removed
+    since it was written: nothing left to make durable)."""
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
