@@ -459,8 +459,16 @@ class MutualrecServer(Server):
         lock = threading.Lock()
 
         def prepare(_i: int) -> grpc.Channel:
+            # Its own connection too: channels to one target otherwise share one TCP connection
+            # (gRPC's global subchannel pool), which would hand every stream to one server process
+            # under MUTUALREC_PROCESSES (the kernel balances connections, not streams), where
+            # Orthanc's client opens one HTTP connection per stream.
             channel = grpc.insecure_channel(
-                target, options=[("grpc.max_receive_message_length", 64 * MIB)]
+                target,
+                options=[
+                    ("grpc.max_receive_message_length", 64 * MIB),
+                    ("grpc.use_local_subchannel_pool", 1),
+                ],
             )
             grpc.channel_ready_future(channel).result(timeout=START_TIMEOUT)
             return channel
