@@ -90,6 +90,7 @@ BACKENDS = (
     "orthanc",
     "grpc-null",
     "grpc-store",
+    "grpc-store-group",
     "cstore-postgres",
     "orthanc-cstore",
     "cstore-floor",
@@ -516,10 +517,13 @@ class NullGrpcServer(MutualrecServer):
 
     LISTENING = re.compile(r"null ingest listening on (\S+):(\d+)")
 
-    def __init__(self, options: Options, run_dir: Path, store: bool = False) -> None:
+    def __init__(
+        self, options: Options, run_dir: Path, store: bool = False, group: bool = False
+    ) -> None:
         super().__init__(options, run_dir, postgres=False)
-        self.backend = "grpc-store" if store else "grpc-null"
+        self.backend = ("grpc-store-group" if group else "grpc-store") if store else "grpc-null"
         self.store = store
+        self.group = group
         self.api_key = "unused"
 
     def start(self) -> None:
@@ -528,6 +532,8 @@ class NullGrpcServer(MutualrecServer):
         keep = ["--store", str(self.run_dir / "objects")] if self.store else []
         if self.store and not self.options.fsync:
             keep.append("--no-fsync")
+        if self.group:
+            keep.append("--group")
         self.process = ServerProcess(
             [sys.executable, str(NULL_SERVER), "--listen", "127.0.0.1:0", *keep],
             self.run_dir / "server.log",
@@ -876,6 +882,7 @@ def display_name(server_id: str) -> str:
         "orthanc": "Orthanc 1.10 REST",
         "grpc-null": "gRPC transport only (null UploadStudy)",
         "grpc-store": "gRPC transport + hash, fsync, rename only (no parse, no index)",
+        "grpc-store-group": "gRPC transport + hash, mutualrec's store, one barrier per batch only",
         "cstore-postgres": "mutualrec C-STORE (storescu), local dir + PostgreSQL",
         "orthanc-cstore": "Orthanc 1.10 C-STORE (storescu)",
         "cstore-floor": "pynetdicom C-STORE + hash, fsync, rename only (storescu)",
@@ -896,8 +903,13 @@ def make_server(server_id: str, options: Options, run_dir: Path) -> Server:
         return CStoreMutualrec(options, run_dir)
     if backend in ("cstore-floor", "cstore-floor-waiting"):
         return NullCStoreServer(options, run_dir, waiting=backend == "cstore-floor-waiting")
-    if backend in ("grpc-null", "grpc-store"):
-        return NullGrpcServer(options, run_dir, store=backend == "grpc-store")
+    if backend in ("grpc-null", "grpc-store", "grpc-store-group"):
+        return NullGrpcServer(
+            options,
+            run_dir,
+            store=backend != "grpc-null",
+            group=backend == "grpc-store-group",
+        )
     return MutualrecServer(options, run_dir, postgres=backend == "postgres", processes=processes)
 
 
@@ -1059,7 +1071,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=list(DEFAULT_BACKENDS),
         help="grpc-null (diagnostic): mutualrec's gRPC contract with an UploadStudy that "
         "stores nothing, i.e. the transport's ceiling; grpc-store: the same keeping each "
-        "instance as a hashed, fsynced file and nothing more, i.e. a storage floor",
+        "instance as a hashed, fsynced file and nothing more, i.e. a storage floor; "
+        "grpc-store-group: the same through mutualrec's store with one durability barrier "
+        "per batch (group durability's floor)",
     )
     p.add_argument("--runs", type=int, default=3, help="runs per configuration (median)")
     p.add_argument(

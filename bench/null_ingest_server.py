@@ -11,8 +11,13 @@ place; written by worker threads while the next instance arrives, two in flight 
 parsing, no validation, no index. That is the floor under any CPython ingest server that keeps
 instances as files, as Orthanc does with ``SyncStorageArea``.
 
+With ``--store DIR --group`` the files go through mutualrec's own local-directory store instead
+(:class:`~mutualrec.storage.fs_store.FileSystemObjectStore`: write-back started on put, one
+durability barrier per batch of up to ``MAX_BATCH`` instances, as ``mutualrec serve`` commits
+them): the floor of group durability, still without parsing or an index.
+
     PYTHONPATH=. .venv/bin/python bench/null_ingest_server.py [--listen 127.0.0.1:0] \
-        [--store DIR [--no-fsync]]
+        [--store DIR [--no-fsync] [--group]]
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import hashlib
+import io
 import os
 import signal
 import sys
@@ -32,6 +38,8 @@ import grpc
 
 from mutualrec.config import load_settings
 from mutualrec.server import max_message_bytes
+from mutualrec.services.study_upload import MAX_BATCH
+from mutualrec.storage.fs_store import FileSystemObjectStore
 from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 
 # Instances being written per upload while the next one is received.
@@ -60,6 +68,30 @@ class FileKeeper:
                 os.fsync(out.fileno())
         os.replace(tmp_name, self.root / f"{digest.hexdigest()}.dcm")
 
+    def sync(self) -> None:
+        """Nothing to do: each file was made durable before its rename."""
+
+
+class GroupKeeper(FileKeeper):
+    """Keeps instances in mutualrec's local-directory store, durable at each :meth:`sync`."""
+
+    def __init__(self, root: Path, fsync: bool) -> None:
+        super().__init__(root, fsync)
+        self.store = FileSystemObjectStore(root / "objects", fsync=fsync)
+
+    def write(self, chunks: list[bytes]) -> None:
+        """Hash one instance's bytes and put them under that name; durable at the next sync."""
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        name = digest.hexdigest()
+        self.store.put(f"{name[:2]}/{name}.dcm", io.BytesIO(data), len(data))
+
+    def sync(self) -> None:
+        """The store's barrier for everything put so far."""
+        self.store.sync()
+
 
 class NullIngest(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]  # untyped stub
     """Reads every message of an upload and answers STORED for each complete instance."""
@@ -77,6 +109,7 @@ class NullIngest(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]  
         instances = 0
         chunks: list[bytes] = []
         writing: set[asyncio.Future[None]] = set()
+        unsynced = 0
         async for message in request_iterator:
             if message.WhichOneof("part") != "chunk":
                 continue
@@ -88,12 +121,20 @@ class NullIngest(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]  
                     keeper = self.keeper
                     writing.add(loop.run_in_executor(keeper.threads, keeper.write, chunks))
                     chunks = []
+                    unsynced += 1
+                    if unsynced >= MAX_BATCH:
+                        await asyncio.gather(*writing)
+                        writing = set()
+                        await loop.run_in_executor(keeper.threads, keeper.sync)
+                        unsynced = 0
                     if len(writing) >= IN_FLIGHT:
                         _, writing = await asyncio.wait(
                             writing, return_when=asyncio.FIRST_COMPLETED
                         )
         if writing:
             await asyncio.gather(*writing)
+        if self.keeper is not None:
+            await loop.run_in_executor(self.keeper.threads, self.keeper.sync)
         return ingest_pb2.UploadStudyResponse(counts=ingest_pb2.UploadCounts(stored=instances))
 
 
@@ -125,8 +166,12 @@ def main() -> int:
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--store", type=Path, help="keep each instance as a file below this")
     parser.add_argument("--no-fsync", dest="fsync", action="store_false")
+    parser.add_argument(
+        "--group", action="store_true", help="mutualrec's store: one barrier per batch"
+    )
     args = parser.parse_args()
-    keeper = FileKeeper(args.store, args.fsync) if args.store else None
+    kind = GroupKeeper if args.group else FileKeeper
+    keeper = kind(args.store, args.fsync) if args.store else None
     asyncio.run(serve(args.listen, keeper))
     return 0
 

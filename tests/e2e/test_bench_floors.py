@@ -76,6 +76,34 @@ def test_store_floor_keeps_each_instance_as_a_file_named_by_its_hash(tmp_path: P
     assert list((store / "tmp").iterdir()) == []
 
 
+def test_group_store_floor_keeps_each_instance_in_mutualrecs_store(tmp_path: Path) -> None:
+    files = sorted((SAMPLES / "ct_chest_contrast_hosp_a").glob("*.dcm"))[:3]
+    store = tmp_path / "objects"
+    header = ingest_pb2.UploadHeader(
+        patient=common_pb2.PatientIdentity(
+            document_type=common_pb2.RESIDENT_ID_CARD, document_number=PATIENT
+        )
+    )
+    with (
+        _running("null_ingest_server.py", "--store", str(store), "--group") as address,
+        grpc.insecure_channel(address) as channel,
+    ):
+        reply = upload_study(channel, "unused", header, files, timeout=60)
+    assert reply.counts.stored == len(files)
+    expected = {}
+    for path in files:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        expected[f"{digest[:2]}/{digest}.dcm"] = path.read_bytes()
+    objects = store / "objects"
+    kept = {
+        str(p.relative_to(objects)): p.read_bytes()
+        for p in objects.rglob("*.dcm")
+        if ".tmp" not in p.parts
+    }
+    assert kept == expected
+    assert list((objects / ".tmp").iterdir()) == []
+
+
 def test_check_floor_records_each_check_with_its_lines_and_deltas(
     postgres_url: str, tmp_path: Path
 ) -> None:
