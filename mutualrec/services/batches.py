@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from mutualrec.violations import Unavailable
+
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -63,11 +65,17 @@ class Batcher(Generic[In, Out]):
         self._closed = False
 
     async def submit(self, item: In) -> Out:
-        """``item``'s answer, once its batch is done."""
+        """``item``'s answer, once its batch is done; :class:`Unavailable` once closed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
-        self._start()
-        self._queue.put(_Waiting(item, future, loop))
+        with self._lock:
+            # Checked and queued under the lock close() takes: an item is either ahead of the
+            # worker's stop mark (answered) or refused, never queued behind it to wait for an
+            # answer no one will give (the caller's whole deadline, then a timeout).
+            if self._closed:
+                raise Unavailable(f"{self._name} is shutting down; try again")
+            self._start()
+            self._queue.put(_Waiting(item, future, loop))
         return await future
 
     @property
@@ -76,24 +84,23 @@ class Batcher(Generic[In, Out]):
         return self._queue.qsize()
 
     def _start(self) -> None:
-        # Started on first use: a process that never checks holds no thread for it.
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"{self._name} is closed")
-            if self._thread is None:
-                thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                thread.start()
-                self._thread = thread
+        """Start the worker on first use (a process that never checks holds no thread for it);
+        called with the lock held."""
+        if self._thread is None:
+            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            thread.start()
+            self._thread = thread
 
     def close(self) -> None:
-        """Answer what is queued, then stop the worker."""
+        """Answer what is queued, then stop the worker; later items are refused."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
         if thread is not None:
-            self._queue.put(None)
             thread.join()
 
     def _run(self) -> None:
