@@ -193,20 +193,3 @@ def test_the_history_page_fetches_the_viewers_start_files_ahead_within_its_polic
     # What was fetched ahead is what the viewer then loads, from the browser's cache.
     cached = httpx.get(f"{url}{bundle.group(1)}")
     assert cached.headers["cache-control"] == "public, max-age=31536000, immutable"
-    # Once all are in, the browser remembers it, and the next visit fetches nothing ahead (a
-    # prefetch of a cached file still reads it back, beside the viewer's start after a click).
-    remembered = across_navigation(patient, 30).until(
-        lambda d: d.execute_script(
-            "return window.localStorage.getItem('mutualrec.viewer-files-fetched')"
-        )
-    )
-    assert remembered.split() == ahead
-    patient.refresh()
-    across_navigation(patient, 30).until(
-        lambda d: (
-            d.execute_script("return document.readyState") == "complete"
-            and d.find_elements(By.ID, "filters")
-        )
-    )
-    links = patient.execute_script("return document.querySelectorAll('link[rel=prefetch]').length")
-    assert links == 0

@@ -12,41 +12,11 @@
   if (connection && (connection.saveData || /(^|-)2g$/.test(connection.effectiveType || ""))) {
     return;
   }
-  // Once this browser has them all, later visits ask for none: a prefetch of a file already in
-  // the cache still reads it back (26 MB), and a patient who clicks at once pays for that read
-  // beside the viewer's start (about 0.3 s with a warm cache on the project's machine). The list
-  // names a release's files, so a new release is fetched again.
-  var KEY = "mutualrec.viewer-files-fetched";
-  var wanted = files.join(" ");
-  function stored() {
-    try {
-      return window.localStorage.getItem(KEY);
-    } catch (e) {
-      return null; // storage refused (a privacy setting): fetch ahead every time
-    }
-  }
-  function remember() {
-    try {
-      window.localStorage.setItem(KEY, wanted);
-    } catch (e) {
-      // storage refused or full: the next visit fetches ahead again
-    }
-  }
-  if (stored() === wanted) {
-    return;
-  }
   function prefetch() {
-    var pending = files.length;
     files.forEach(function (href) {
       var link = document.createElement("link");
       link.rel = "prefetch";
       link.href = href;
-      link.addEventListener("load", function () {
-        pending -= 1;
-        if (pending === 0) {
-          remember();
-        }
-      });
       document.head.appendChild(link);
     });
   }
