@@ -30,59 +30,6 @@ OHIF_INTEGRITY = (
     "sha512-"
     "WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA=="
 )
-# What the pinned release fetches by itself after index.html's files, before it draws a study's
-# first image: its extensions' and modes' chunks and their style sheets, the image loader, the
-# histogram worker, the web font. Read from headless Chromium's resource timing while it opened a
-# 300-instance CT (bench/viewer_bench.py, both a fresh and a warm browser). The history page has
-# the browser fetch them ahead with the start files (mutualrec.http.viewer.start_files): fetched
-# from this server in four waves after the click, they cost a fresh browser about 0.4 s on the
-# project's machine. The names carry content hashes, so a new release names them anew; a test
-# checks that every one is in the installed viewer.
-START_CHUNKS = (
-    "1673.bundle.76779c7722e8c6c0.js",
-    "6938.bundle.34415aaeea5935b3.js",
-    "6489.bundle.95cb243641a61a2f.js",
-    "6495.bundle.8e8306fedff44999.js",
-    "8478.bundle.4520037e6185b95f.js",
-    "89.bundle.b327bf3664812958.js",
-    "6214.css",
-    "2779.bundle.4621e305af9e2c6a.js",
-    "2623.css",
-    "2623.bundle.44c0c8ec6fa40d03.js",
-    "6749.bundle.2a95108fde2dedb6.js",
-    "5696.bundle.292d30e7e9e1fab1.js",
-    "1483.bundle.256a358f0af21ca9.js",
-    "9383.bundle.40008913697b48b8.js",
-    "7499.bundle.796480e788eda09a.js",
-    "8492.css",
-    "8492.bundle.f30e427e47ad3932.js",
-    "9290.bundle.90bacace23d695b0.js",
-    "4683.bundle.d4913bffd8e587b7.js",
-    "1180.bundle.762993518ea30ae3.js",
-    "histogram-worker.bundle.ec5f0cf05ce3909c.js",
-    "7248.bundle.e874b288ff479513.js",
-    "8097.bundle.8ae6404ba94890a0.js",
-    "3833.css",
-    "781.css",
-    "781.bundle.54774b486e83a5e1.js",
-    "9415.css",
-    "9415.bundle.95b6a277cf9bd823.js",
-    "3500.bundle.e96688cc0e82b35f.js",
-    "9116.bundle.391de9ce46a7ca19.js",
-    "100.bundle.cb02411ce321d4e4.js",
-    "5406.bundle.4dcfa7c697973300.js",
-    "3760.css",
-    "3760.bundle.dc948e0d7fbed387.js",
-    "9068.bundle.e1d5946c370fd4ee.js",
-    "5448.bundle.ac180bf858959dd5.js",
-    "899.bundle.3ea5c8d021b1e60d.js",
-    "7463.css",
-    "7463.bundle.40668aa8d083d077.js",
-    "1206.bundle.786e5b556f903028.js",
-    "5910.css",
-    "5910.bundle.f969465957013c3e.js",
-    "a34f9d1faa5f3315.woff2",
-)
 REGISTRY = "https://registry.npmjs.org"
 MOUNT = "/viewer/"
 # Written last: its presence says the directory is complete.

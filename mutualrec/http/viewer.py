@@ -17,7 +17,6 @@ from starlette.staticfiles import StaticFiles
 
 from mutualrec.http.admission import Admission
 from mutualrec.http.headers import VIEWER_PATH
-from mutualrec.viewer_install import START_CHUNKS
 
 INDEX = "index.html"
 # Files whose names carry their content's hash (webpack's chunks, the codecs' WebAssembly, fonts):
@@ -58,26 +57,22 @@ class _StartFiles(HTMLParser):
 
 
 def start_files(directory: Path | None) -> tuple[str, ...]:
-    """The viewer's own start-up files that a browser keeps once fetched: its ``index.html``'s
-    scripts and style sheets under ``/viewer/``, then the chunks the pinned release loads
-    before its first image (:data:`~mutualrec.viewer_install.START_CHUNKS`, those installed):
-    what another page may ask the browser to fetch ahead of a click into the viewer. None
-    without a viewer; the files written for this server (always revalidated) are left out, as
-    fetching them ahead saves nothing."""
+    """The viewer's own start-up files (its ``index.html``'s scripts and style sheets under
+    ``/viewer/``) that a browser keeps once fetched: what another page may ask the browser to
+    fetch ahead of a click into the viewer. None without a viewer; the files written for this
+    server (always revalidated) are left out, as fetching them ahead saves nothing."""
     if directory is None:
         return ()
     parser = _StartFiles()
     parser.feed((directory / INDEX).read_text(encoding="utf-8"))
     prefix = VIEWER_PATH + "/"
-    named = [
+    return tuple(
         url
-        for url in parser.found
+        for url in dict.fromkeys(parser.found)
         if url.startswith(prefix)
         and "?" not in url
         and cache_control(url.removeprefix(prefix)) is not None
-    ]
-    chunks = [prefix + name for name in START_CHUNKS if (directory / name).is_file()]
-    return tuple(dict.fromkeys([*named, *chunks]))
+    )
 
 
 def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRoute]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mutualrec.config import load_settings
 from mutualrec.http.headers import PAGE_POLICY, headers_for
 from mutualrec.http.viewer import start_files
-from mutualrec.viewer_install import START_CHUNKS, rewrite_index
+from mutualrec.viewer_install import rewrite_index
 
 BUNDLE = "app.bundle.0f6159c501addfe9.js"
 DIST_INDEX = (
@@ -28,33 +27,6 @@ def test_the_start_files_are_the_indexs_scripts_and_style_sheets_a_browser_keeps
     # The server's own files (configuration, boot script) are always revalidated: left out;
     # so are icons, manifests and anything of another origin.
     assert start_files(tmp_path) == (f"/viewer/{BUNDLE}", "/viewer/app.bundle.css")
-
-
-def test_the_chunks_loaded_before_the_first_image_follow_the_index_files(tmp_path: Path) -> None:
-    (tmp_path / "index.html").write_text(rewrite_index(DIST_INDEX), encoding="utf-8")
-    for name in ("1673.bundle.76779c7722e8c6c0.js", "6214.css", "a34f9d1faa5f3315.woff2"):
-        (tmp_path / name).write_bytes(b"x")
-    # Only those installed: the rest of the list is not in this made-up folder.
-    assert start_files(tmp_path) == (
-        f"/viewer/{BUNDLE}",
-        "/viewer/app.bundle.css",
-        "/viewer/1673.bundle.76779c7722e8c6c0.js",
-        "/viewer/6214.css",
-        "/viewer/a34f9d1faa5f3315.woff2",
-    )
-
-
-def test_every_start_chunk_of_the_pinned_release_is_installed() -> None:
-    """The list is the pinned release's: a new release renames its chunks (content hashes), and
-    a stale list would silently prefetch nothing. make install installs the viewer."""
-    viewer = load_settings({}).viewer_dir
-    assert viewer is not None, "no viewer installed: run make install"
-    missing = [name for name in START_CHUNKS if not (viewer / name).is_file()]
-    assert missing == []
-    assert len(set(START_CHUNKS)) == len(START_CHUNKS)
-    files = start_files(viewer)
-    assert files[0].startswith("/viewer/app.bundle.")
-    assert files[-len(START_CHUNKS) :] == tuple(f"/viewer/{name}" for name in START_CHUNKS)
 
 
 def test_no_viewer_no_start_files() -> None:

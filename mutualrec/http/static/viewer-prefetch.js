@@ -1,12 +1,11 @@
 // The history page: once it has loaded (its thumbnails first), ask the browser to fetch the
 // viewer's start-up files into its HTTP cache at idle priority, while the patient reads, so that
-// a click on "open in viewer" finds them there: index.html's files and the chunks the viewer
-// would otherwise fetch in waves after the click. The browser keeps them (content-named ones for
-// good, the release's others a day: mutualrec/http/viewer.py), so a later visit asks for little.
+// a click on "open in viewer" finds them there. They are content-named and kept for good
+// (mutualrec/http/viewer.py), so a later visit asks for nothing.
 "use strict";
 (function () {
   var files = (document.currentScript.dataset.files || "").split(" ").filter(Boolean);
-  // About 26 MB: not on a connection the patient asked to spare (Data Saver) or a slow one,
+  // About 17 MB: not on a connection the patient asked to spare (Data Saver) or a slow one,
   // where it would cost them more than the wait it saves.
   var connection = navigator.connection;
   if (connection && (connection.saveData || /(^|-)2g$/.test(connection.effectiveType || ""))) {
