@@ -56,20 +56,26 @@ def _running(script: str, *args: str, env: dict[str, str] | None = None) -> Iter
         process.wait(timeout=30)
 
 
-def test_store_floor_keeps_each_instance_as_a_file_named_by_its_hash(tmp_path: Path) -> None:
+def _upload_to_store_floor(store: Path, *options: str) -> list[Path]:
+    """Upload three CT instances to the store floor keeping them below ``store``; the files."""
     files = sorted((SAMPLES / "ct_chest_contrast_hosp_a").glob("*.dcm"))[:3]
-    store = tmp_path / "objects"
     header = ingest_pb2.UploadHeader(
         patient=common_pb2.PatientIdentity(
             document_type=common_pb2.RESIDENT_ID_CARD, document_number=PATIENT
         )
     )
     with (
-        _running("null_ingest_server.py", "--store", str(store)) as address,
+        _running("null_ingest_server.py", "--store", str(store), *options) as address,
         grpc.insecure_channel(address) as channel,
     ):
         reply = upload_study(channel, "unused", header, files, timeout=60)
     assert reply.counts.stored == len(files)
+    return files
+
+
+def test_store_floor_keeps_each_instance_as_a_file_named_by_its_hash(tmp_path: Path) -> None:
+    store = tmp_path / "objects"
+    files = _upload_to_store_floor(store)
     expected = {f"{hashlib.sha256(p.read_bytes()).hexdigest()}.dcm": p.read_bytes() for p in files}
     kept = {p.name: p.read_bytes() for p in store.glob("*.dcm")}
     assert kept == expected
@@ -77,19 +83,8 @@ def test_store_floor_keeps_each_instance_as_a_file_named_by_its_hash(tmp_path: P
 
 
 def test_group_store_floor_keeps_each_instance_in_mutualrecs_store(tmp_path: Path) -> None:
-    files = sorted((SAMPLES / "ct_chest_contrast_hosp_a").glob("*.dcm"))[:3]
     store = tmp_path / "objects"
-    header = ingest_pb2.UploadHeader(
-        patient=common_pb2.PatientIdentity(
-            document_type=common_pb2.RESIDENT_ID_CARD, document_number=PATIENT
-        )
-    )
-    with (
-        _running("null_ingest_server.py", "--store", str(store), "--group") as address,
-        grpc.insecure_channel(address) as channel,
-    ):
-        reply = upload_study(channel, "unused", header, files, timeout=60)
-    assert reply.counts.stored == len(files)
+    files = _upload_to_store_floor(store, "--group")
     expected = {}
     for path in files:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -31,8 +31,16 @@ class Recorder:
         return [ValueError(f"negative: {n}") if n < 0 else n * 2 for n in items]
 
 
-async def _wait_started(recorder: Recorder) -> None:
+async def _behind_a_running_batch(
+    batcher: Batcher[int, int], recorder: Recorder, items: tuple[int, ...]
+) -> tuple[asyncio.Future[int], list[asyncio.Future[int]]]:
+    """Submit 1, and once its batch is running (held by the recorder), ``items``: they queue."""
+    first = asyncio.ensure_future(batcher.submit(1))
     await asyncio.to_thread(recorder.started.wait, HANG)
+    later = [asyncio.ensure_future(batcher.submit(n)) for n in items]
+    await asyncio.sleep(0)  # each task runs to its await: its item is queued
+    assert batcher.waiting == len(items)
+    return first, later
 
 
 def test_a_lone_item_goes_alone_and_gets_its_answer() -> None:
@@ -51,11 +59,7 @@ def test_items_arriving_during_a_batch_share_the_next_one() -> None:
     batcher: Batcher[int, int] = Batcher("test-batcher", recorder, max_batch=8)
 
     async def scenario() -> list[int]:
-        first = asyncio.ensure_future(batcher.submit(1))
-        await _wait_started(recorder)
-        later = [asyncio.ensure_future(batcher.submit(n)) for n in (2, 3, 4)]
-        await asyncio.sleep(0)  # each task runs to its await: its item is queued
-        assert batcher.waiting == 3
+        first, later = await _behind_a_running_batch(batcher, recorder, (2, 3, 4))
         recorder.release.set()
         return list(await asyncio.wait_for(asyncio.gather(first, *later), HANG))
 
@@ -71,11 +75,7 @@ def test_one_items_failure_reaches_only_its_caller() -> None:
     batcher: Batcher[int, int] = Batcher("test-batcher", recorder, max_batch=8)
 
     async def scenario() -> list[int | BaseException]:
-        first = asyncio.ensure_future(batcher.submit(1))
-        await _wait_started(recorder)
-        later = [asyncio.ensure_future(batcher.submit(n)) for n in (5, -1, 7)]
-        await asyncio.sleep(0)  # each task runs to its await: its item is queued
-        assert batcher.waiting == 3
+        first, later = await _behind_a_running_batch(batcher, recorder, (5, -1, 7))
         recorder.release.set()
         gathered = asyncio.gather(first, *later, return_exceptions=True)
         return list(await asyncio.wait_for(gathered, HANG))
@@ -96,11 +96,7 @@ def test_close_answers_what_was_queued_before_it() -> None:
     batcher: Batcher[int, int] = Batcher("test-batcher", recorder, max_batch=8)
 
     async def scenario() -> list[int]:
-        first = asyncio.ensure_future(batcher.submit(1))
-        await _wait_started(recorder)
-        queued = asyncio.ensure_future(batcher.submit(2))
-        await asyncio.sleep(0)
-        assert batcher.waiting == 1
+        first, (queued,) = await _behind_a_running_batch(batcher, recorder, (2,))
         closing = asyncio.ensure_future(asyncio.to_thread(batcher.close))
         recorder.release.set()
         answers = await asyncio.wait_for(asyncio.gather(first, queued), HANG)
