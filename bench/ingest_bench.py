@@ -517,13 +517,11 @@ class NullGrpcServer(MutualrecServer):
 
     LISTENING = re.compile(r"null ingest listening on (\S+):(\d+)")
 
-    def __init__(
-        self, options: Options, run_dir: Path, store: bool = False, group: bool = False
-    ) -> None:
+    def __init__(self, options: Options, run_dir: Path, backend: str) -> None:
         super().__init__(options, run_dir, postgres=False)
-        self.backend = ("grpc-store-group" if group else "grpc-store") if store else "grpc-null"
-        self.store = store
-        self.group = group
+        self.backend = backend
+        self.store = backend != "grpc-null"
+        self.group = backend == "grpc-store-group"
         self.api_key = "unused"
 
     def start(self) -> None:
@@ -904,12 +902,7 @@ def make_server(server_id: str, options: Options, run_dir: Path) -> Server:
     if backend in ("cstore-floor", "cstore-floor-waiting"):
         return NullCStoreServer(options, run_dir, waiting=backend == "cstore-floor-waiting")
     if backend in ("grpc-null", "grpc-store", "grpc-store-group"):
-        return NullGrpcServer(
-            options,
-            run_dir,
-            store=backend != "grpc-null",
-            group=backend == "grpc-store-group",
-        )
+        return NullGrpcServer(options, run_dir, backend)
     return MutualrecServer(options, run_dir, postgres=backend == "postgres", processes=processes)
 
 

@@ -46,6 +46,14 @@ from mutualrec.v1 import ingest_pb2, ingest_pb2_grpc
 IN_FLIGHT = 2
 
 
+def _sha256(chunks: list[bytes]) -> str:
+    """Hex SHA-256 of an instance's chunks, as received."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 class FileKeeper:
     """Keeps instances as files below ``root``: hash, temporary file, fsync, rename."""
 
@@ -57,16 +65,14 @@ class FileKeeper:
 
     def write(self, chunks: list[bytes]) -> None:
         """Write one instance's bytes durably under a name of its content hash."""
-        digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
+        digest = _sha256(chunks)
         fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp")
         with os.fdopen(fd, "wb") as out:
             out.writelines(chunks)
             if self.fsync:
                 out.flush()
                 os.fsync(out.fileno())
-        os.replace(tmp_name, self.root / f"{digest.hexdigest()}.dcm")
+        os.replace(tmp_name, self.root / f"{digest}.dcm")
 
     def sync(self) -> None:
         """Nothing to do: each file was made durable before its rename."""
@@ -81,11 +87,8 @@ class GroupKeeper(FileKeeper):
 
     def write(self, chunks: list[bytes]) -> None:
         """Hash one instance's bytes and put them under that name; durable at the next sync."""
-        digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
+        name = _sha256(chunks)
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        name = digest.hexdigest()
         self.store.put(f"{name[:2]}/{name}.dcm", io.BytesIO(data), len(data))
 
     def sync(self) -> None:
