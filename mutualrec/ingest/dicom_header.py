@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.dataset import FileMetaDataset
-from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
@@ -22,6 +20,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from mutualrec.ingest.dicom_file_meta import FileMeta, not_dicom, read_file_meta
 from mutualrec.ingest.dicom_limits import (
     DEFAULT_LIMITS,
     ElementCount,
@@ -110,39 +109,16 @@ def attribute(keyword: str) -> str:
     return f"({tag.group:04X},{tag.element:04X}) {keyword}"
 
 
-def _not_dicom(description: str) -> Rejected:
-    return Rejected.one("not a readable DICOM instance", _INSTANCE, description, "NOT_DICOM")
-
-
-def _file_meta(fp: BinaryIO) -> tuple[FileMetaDataset, bool, int]:
-    """The file meta, whether the ``DICM`` preamble was there, and where the dataset starts."""
-    fp.seek(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            preamble = read_preamble(fp, force=True)
-            meta = _read_file_meta_info(fp)
-            # pydicom converts elements when first read: convert them here, where a corrupt
-            # one (an unknown VR, say) is a refusal, not an error later on.
-            for tag in list(meta.keys()):
-                meta[tag]
-        # Untrusted bytes make pydicom raise almost any exception type; whatever it is, the
-        # bytes are not an instance we can read.
-        except Exception as exc:
-            raise _not_dicom(f"cannot be parsed as DICOM: {exc}") from None
-    return meta, preamble is not None, fp.tell()
-
-
-def _encoding(meta: FileMetaDataset, fp: BinaryIO, start: int) -> tuple[str, bool, bool]:
+def _encoding(meta: FileMeta, fp: BinaryIO) -> tuple[str, bool, bool]:
     """Transfer syntax UID, implicit VR?, little endian? of the dataset."""
-    syntax = str(meta.get("TransferSyntaxUID", "") or "").strip("\0 ")
+    syntax = meta.transfer_syntax_uid
     if syntax:
         if syntax == ImplicitVRLittleEndian:
             return syntax, True, True
         return syntax, False, syntax != ExplicitVRBigEndian
     # No file meta (old, pre-Part 10 files): sniff the first element as every toolkit does. A
     # valid VR right after the tag means explicit VR; the group's byte order tells endianness.
-    fp.seek(start)
+    fp.seek(meta.dataset_start)
     first = fp.read(6)
     little = first[:1] != b"\x00"
     if first[4:6].isalpha() and first[4:6].isupper():
@@ -323,25 +299,25 @@ def read_header(
     missing or malformed required attributes, or beyond ``limits`` of what reading may cost.
     """
     if size < 132 + 8:
-        raise _not_dicom(f"{size} bytes is too short for a DICOM instance")
-    meta, has_preamble, start = _file_meta(fp)
-    if str(meta.get("MediaStorageSOPClassUID", "")).strip("\0 ") == MEDIA_STORAGE_DIRECTORY:
+        raise not_dicom(f"{size} bytes is too short for a DICOM instance")
+    meta = read_file_meta(fp, size)
+    if meta.media_storage_sop_class_uid == MEDIA_STORAGE_DIRECTORY:
         raise Rejected.one(
             "a DICOMDIR is a media index, not an instance",
             attribute("MediaStorageSOPClassUID"),
             "DICOMDIR files index removable media; upload the instances they list",
             "DICOMDIR",
         )
-    syntax, implicit, little = _encoding(meta, fp, start)
+    syntax, implicit, little = _encoding(meta, fp)
     try:
-        raw = _raw_values(fp, size, start, syntax, implicit, little, limits)
+        raw = _raw_values(fp, size, meta.dataset_start, syntax, implicit, little, limits)
     except OverLimit as exc:
         raise Rejected.one(
             "the instance is beyond what reading one may cost", _INSTANCE, str(exc), exc.reason
         ) from None
     except Truncated as exc:
-        if not meta and not has_preamble:
-            raise _not_dicom("no DICOM preamble, file meta or readable dataset") from None
+        if not meta.present and not meta.preamble:
+            raise not_dicom("no DICOM preamble, file meta or readable dataset") from None
         raise Rejected.one(
             "the instance is truncated",
             _INSTANCE,
@@ -349,8 +325,8 @@ def read_header(
             "TRUNCATED",
         ) from None
     values = _decode(raw)
-    if not meta and not has_preamble and not values.get("SOPInstanceUID"):
-        raise _not_dicom("no DICOM file meta and no identifying attribute")
+    if not meta.present and not meta.preamble and not values.get("SOPInstanceUID"):
+        raise not_dicom("no DICOM file meta and no identifying attribute")
 
     problems = _unstorable(values)
     sop_class = _uid(values, "SOPClassUID", problems)
