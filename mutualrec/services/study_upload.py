@@ -560,8 +560,12 @@ class UploadSession:
 
     def _stage(self, pending: PendingInstance, header: DicomHeader) -> None:
         sha256 = pending.sha256
-        with self.sessions() as session:
-            held = self._precheck(session, header)
+        held: list[index.HeldVersion] = []
+        # A study new to the region when the upload began (the common case) holds no instance
+        # to check against: no session to open for it.
+        if self._study_was_new is not True:
+            with self.sessions() as session:
+                held = self._precheck(session, header)
         duplicate = next((v for v in held if v.sha256 == sha256), None)
         if duplicate is not None:
             self._record(
@@ -705,12 +709,10 @@ class UploadSession:
     def _precheck(self, session: Session, header: DicomHeader) -> list[index.HeldVersion]:
         """Read-only conflict checks, before any byte is written to the store.
 
-        For a study the region did not hold when the upload began (the common case) no instance
-        can be a duplicate, so the per-instance lookup is skipped; a SOP Instance UID held in
-        another study is still caught when the batch is committed.
+        Not called for a study the region did not hold when the upload began: no instance can
+        be a duplicate then, and a SOP Instance UID held in another study is still caught when
+        the batch is committed.
         """
-        if self._study_was_new is True:
-            return []
         if self._ensured.study_id is None:
             holder = index.study_holder(session, header.study_instance_uid)
             if self._study_was_new is None:
