@@ -8,6 +8,7 @@ text), and bytes that are not protobuf at all (a string that is not UTF-8, a tru
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 
 from google.protobuf import descriptor as pb_descriptor
@@ -24,6 +25,31 @@ def _nul(path: str) -> Violation:
     return Violation(path, "must not contain the NUL character (U+0000)", "NUL_CHARACTER")
 
 
+_MAP, _REPEATED, _MESSAGE, _STRING = range(4)
+
+
+@functools.cache
+def _walked_fields(descriptor: pb_descriptor.Descriptor) -> tuple[tuple[str, int], ...]:
+    """The fields of a message type that may hold a string, each with how to reach its
+    strings; worked out once per type, as every message of a stream (every chunk of an upload)
+    is checked."""
+    walked = []
+    for field in descriptor.fields:
+        # Bytes and numbers are never read: an upload chunk's megabyte is not copied here.
+        if field.type != FD.TYPE_STRING and field.message_type is None:
+            continue
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            kind = _MAP
+        elif field.is_repeated:
+            kind = _REPEATED
+        elif field.message_type is not None:
+            kind = _MESSAGE
+        else:
+            kind = _STRING
+        walked.append((field.name, kind))
+    return tuple(walked)
+
+
 def string_violations(message: Message) -> list[Violation]:
     """A violation for every string (and map key) of ``message`` holding a NUL, by field path:
     ``header.patient.document_number``, ``ordered_codes[2]``."""
@@ -32,24 +58,19 @@ def string_violations(message: Message) -> list[Violation]:
     pending: deque[tuple[Message, str]] = deque([(message, "")])
     while pending:
         current, prefix = pending.popleft()
-        for field in current.DESCRIPTOR.fields:
-            # Bytes and numbers are never read: an upload chunk's megabyte is not copied here.
-            if field.type != FD.TYPE_STRING and field.message_type is None:
-                continue
-            path = prefix + field.name
-            if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                mapping = getattr(current, field.name)
+        for name, kind in _walked_fields(current.DESCRIPTOR):
+            path = prefix + name
+            if kind == _MAP:
+                mapping = getattr(current, name)
                 items = [(f"{path}[{quote(str(key))}]", key, mapping[key]) for key in mapping]
                 found += [_nul(where) for where, key, _ in items if "\0" in str(key)]
                 values = [(where, item) for where, _, item in items]
-            elif field.is_repeated:
-                values = [(f"{path}[{i}]", v) for i, v in enumerate(getattr(current, field.name))]
-            elif field.message_type is not None:
-                values = (
-                    [(path, getattr(current, field.name))] if current.HasField(field.name) else []
-                )
+            elif kind == _REPEATED:
+                values = [(f"{path}[{i}]", v) for i, v in enumerate(getattr(current, name))]
+            elif kind == _MESSAGE:
+                values = [(path, getattr(current, name))] if current.HasField(name) else []
             else:
-                values = [(path, getattr(current, field.name))]
+                values = [(path, getattr(current, name))]
             for where, item in values:
                 if isinstance(item, Message):
                     pending.append((item, where + "."))
