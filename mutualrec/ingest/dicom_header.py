@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import tempfile
@@ -72,6 +73,10 @@ _TEXT_KEYWORDS = {
     "ContrastBolusAgent",
     "BodyPartExamined",
 }
+_CHARSET_TAG = int(Tag("SpecificCharacterSet"))
+# The codecs of the single-byte and Chinese character sets, in which ASCII bytes are ASCII
+# characters (ISO 2022 switching and Shift JIS are not among them).
+_ASCII_SUPERSETS = frozenset({"iso8859", "latin_1", "UTF8", "GB18030", "GBK"})
 # A deflated dataset inflates into memory up to this size, beyond it into a temporary file.
 _INFLATE_IN_MEMORY = 8 * 1024 * 1024
 
@@ -103,6 +108,7 @@ class DicomHeader:
     transfer_syntax_uid: str
 
 
+@functools.cache
 def attribute(keyword: str) -> str:
     """The field path of a DICOM attribute: ``(0020,000D) StudyInstanceUID``."""
     tag = Tag(keyword)
@@ -148,14 +154,17 @@ def _raw_values(
         )
 
 
-def _decode(raw: dict[int, bytes]) -> dict[str, str]:
-    """Raw values as text: the first value of each, decoded in the instance's character set."""
-    charset_raw = raw.get(int(Tag("SpecificCharacterSet")), b"").decode("ascii", "replace")
-    terms = [t.strip() for t in charset_raw.split("\\")] if charset_raw.strip("\0 ") else []
+@functools.lru_cache(maxsize=64)
+def _encodings(charset: bytes) -> tuple[tuple[str, ...], bool]:
+    """The Python codecs of a Specific Character Set value, and whether a value of ASCII bytes
+    reads as those ASCII characters in it (then no codec is needed). Cached: an upload's
+    instances all carry the same value, and pydicom's lookup costs as much as a whole walk."""
+    text = charset.decode("ascii", "replace")
+    terms = [t.strip() for t in text.split("\\")] if text.strip("\0 ") else []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            encodings = convert_encodings(terms or ["ISO_IR 6"])
+            encodings = tuple(convert_encodings(terms or ["ISO_IR 6"]))
         except (LookupError, ValueError):
             raise Rejected.one(
                 "the character set is not one DICOM defines",
@@ -163,16 +172,23 @@ def _decode(raw: dict[int, bytes]) -> dict[str, str]:
                 "Specific Character Set names no known character set",
                 "UNKNOWN_CHARACTER_SET",
             ) from None
+    return encodings, len(encodings) == 1 and encodings[0] in _ASCII_SUPERSETS
+
+
+def _decode(raw: dict[int, bytes]) -> dict[str, str]:
+    """Raw values as text: the first value of each, decoded in the instance's character set."""
+    encodings, ascii_superset = _encodings(raw.get(_CHARSET_TAG, b""))
     values: dict[str, str] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns about undecodable bytes; we replace them
-        for tag, value in raw.items():
-            keyword = _TAGS[tag]
-            if keyword in _TEXT_KEYWORDS:
-                text = decode_bytes(value, encodings, set())
-            else:
-                text = value.decode("ascii", "replace")
-            values[keyword] = text.split("\\")[0].strip("\0 ")
+    for tag, value in raw.items():
+        keyword = _TAGS[tag]
+        if keyword not in _TEXT_KEYWORDS or (ascii_superset and value.isascii()):
+            text = value.decode("ascii", "replace")
+        else:
+            with warnings.catch_warnings():
+                # pydicom warns about undecodable bytes; we replace them.
+                warnings.simplefilter("ignore")
+                text = decode_bytes(value, list(encodings), set())
+        values[keyword] = text.split("\\")[0].strip("\0 ")
     return values
 
 
