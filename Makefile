@@ -44,14 +44,6 @@ test-tools:
 test: install test-s3 test-tools
 	$(BIN)/pytest
 
-# The suite again with the clock of every process it starts moved LATER_DAYS ahead: proof that no
-# test depends on today's date (CI runs it). Monotonic clocks stay real, so timeouts still work.
-LATER_DAYS ?= 400
-test-later: $(FAKETIME_LIB) test-s3 test-tools
-	LD_PRELOAD="$(abspath $(FAKETIME_LIB))" \
-	FAKETIME="+$(LATER_DAYS)d" FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_CACHE_DURATION=2000000000 \
-	$(BIN)/pytest -p no:cacheprovider
-
 # test-later's clock: PyPI libfaketime's vendored source, built as its wheel's library is (clock,
 # internal calls and timers faked; sleep and stat left alone) except for the pthread_cond wrappers
 # (-DFAKE_PTHREAD). Those call getenv() on every timed wait of every thread, gRPC's included,
@@ -70,6 +62,14 @@ $(FAKETIME_LIB): $(STAMP)
 		-DPREFIX='"/usr/local"' -DLIBDIRNAME='"/lib/faketime"' \
 		-Wl,-soname,libfaketime.so.1 -Wl,--version-script="$$src/libfaketime.map" \
 		-o $@ "$$src/libfaketime.c" -lpthread -ldl -lm -lrt
+
+# The suite again with the clock of every process it starts moved LATER_DAYS ahead: proof that no
+# test depends on today's date (CI runs it). Monotonic clocks stay real, so timeouts still work.
+LATER_DAYS ?= 400
+test-later: $(FAKETIME_LIB) test-s3 test-tools
+	LD_PRELOAD="$(abspath $(FAKETIME_LIB))" \
+	FAKETIME="+$(LATER_DAYS)d" FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_CACHE_DURATION=2000000000 \
+	$(BIN)/pytest -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
