@@ -133,7 +133,9 @@ def _unstorable_strings(value: Any, path: str) -> Iterator[Violation]:
         node, where = pending.pop()
         if isinstance(node, dict):
             for key, item in node.items():
-                inner = f"{where}.{clip(key, 64)}" if where else clip(key, 64)
+                # An empty key is named as JSON writes it: a field path is never empty.
+                name = clip(key, 64) or '""'
+                inner = f"{where}.{name}" if where else name
                 if _UNSTORABLE.search(key):
                     yield _unstorable(inner)
                 pending.append((item, inner))

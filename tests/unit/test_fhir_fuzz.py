@@ -56,6 +56,14 @@ def test_any_json(document: Any, version: FhirVersion) -> None:
     _check(json.dumps(document).encode("utf-8"), version)
 
 
+def test_a_nul_under_an_empty_key_names_its_field() -> None:
+    # Found by test_any_json: the violation's field path was empty.
+    answer = _check(b'{"": "\\u0000"}')
+
+    assert isinstance(answer, Refusal)
+    assert [(v.field, v.reason) for v in answer.violations] == [('""', "UNSTORABLE_TEXT")]
+
+
 def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     found = [path]
     if isinstance(node, dict):
