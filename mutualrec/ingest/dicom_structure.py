@@ -44,15 +44,30 @@ class Truncated(ValueError):
     """The file ends before the structure its headers announce."""
 
 
-def _element(tag: int) -> str:
-    return f"element ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+def _describe(what: str | int) -> str:
+    """``what`` as said in a refusal; an element's tag is formatted only then, not per element."""
+    if isinstance(what, str):
+        return what
+    return f"element ({what >> 16:04X},{what & 0xFFFF:04X})"
 
 
-def _read_exact(fp: BinaryIO, count: int, what: str) -> bytes:
+def _read_exact(fp: BinaryIO, count: int, what: str | int) -> bytes:
     data = fp.read(count)
     if len(data) != count:
-        raise Truncated(f"the file ends inside {what} at byte {fp.tell()}")
+        raise Truncated(f"the file ends inside {_describe(what)} at byte {fp.tell()}")
     return data
+
+
+# An element's first 8 bytes and a long VR's 4-byte length, by byte order (True: little endian):
+# tag and 4-byte length (implicit VR, items and delimiters), or tag, VR and 2-byte length.
+_LAYOUTS = {
+    little: (
+        struct.Struct(order + "HHL"),
+        struct.Struct(order + "HH2sH"),
+        struct.Struct(order + "L"),
+    )
+    for little, order in ((True, "<"), (False, ">"))
+}
 
 
 class _Walker:
@@ -83,15 +98,14 @@ class _Walker:
         # Precompiled layouts: an element's 8 first bytes in one read and one unpack (a walk
         # passes a hundred elements per instance, on every instance received).
         self._little = value
-        order = "<" if value else ">"
-        self._tag_length = struct.Struct(order + "HHL")
-        self._tag_vr_length = struct.Struct(order + "HH2sH")
-        self._long_length = struct.Struct(order + "L")
+        self._tag_length, self._tag_vr_length, self._long_length = _LAYOUTS[value]
 
-    def _skip(self, length: int, what: str) -> None:
+    def _skip(self, length: int, what: str | int) -> None:
         end = self.fp.tell() + length
         if end > self.size:
-            raise Truncated(f"{what} needs {length} bytes but the file ends at byte {self.size}")
+            raise Truncated(
+                f"{_describe(what)} needs {length} bytes but the file ends at byte {self.size}"
+            )
         self.fp.seek(end)
 
     def walk(self, *, until: int | None, depth: int) -> None:
@@ -130,18 +144,9 @@ class _Walker:
                 # three hold items up to a sequence delimiter.
                 self._sequence_items(depth)
             elif depth == 0 and tag in self.capture and length <= _MAX_CAPTURED:
-                value = fp.read(length)
-                if len(value) != length:
-                    raise Truncated(f"the file ends inside {_element(tag)} at byte {fp.tell()}")
-                self.captured[tag] = value
+                self.captured[tag] = _read_exact(fp, length, tag)
             else:
-                end = fp.tell() + length
-                if end > self.size:
-                    raise Truncated(
-                        f"{_element(tag)} needs {length} bytes but the file ends at byte "
-                        f"{self.size}"
-                    )
-                fp.seek(end)
+                self._skip(length, tag)
 
     def _un_sequence_items(self, depth: int) -> None:
         """Items of an undefined-length UN element: a sequence whose VR the writer did not know.
