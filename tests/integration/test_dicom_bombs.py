@@ -69,8 +69,10 @@ def test_instances_slow_to_read_leave_storage_workers_to_other_calls(
 ) -> None:
     study = manifest[CT]
     key = slow_headers.add_hospital(study["institution_code"])
-    # A million empty elements each: seconds of CPU to walk; as many as storage workers.
-    slow = padded_instance(study_files(study)[0], 1_000_000, deflated=True)
+    # Three million empty elements each: seconds of CPU to walk even on a fast host (one
+    # million took a second once the walk got faster, and the uploads ended before the
+    # checks); as many uploads as storage workers.
+    slow = padded_instance(study_files(study)[0], 3_000_000, deflated=True)
     messages = [header_message(study), *chunk_messages(slow, "slow.dcm")]
     check = recognition_pb2.CheckOrderRequest(
         patient=common_pb2.PatientIdentity(
