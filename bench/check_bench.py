@@ -261,6 +261,9 @@ async def _drive(config: dict[str, Any]) -> dict[str, Any]:
     # Per counted call: (due, sent, done) offsets, status.
     latencies: list[float] = []
     service: list[float] = []
+    # Per counted second of due time, its calls' latencies: a stall shows as one bad second,
+    # a server short of CPU as a tail spread over all of them.
+    by_second: collections.defaultdict[int, list[float]] = collections.defaultdict(list)
     statuses: collections.Counter[str] = collections.Counter()
     verdicts: collections.Counter[str] = collections.Counter()
     error_samples: list[str] = []
@@ -313,6 +316,7 @@ async def _drive(config: dict[str, Any]) -> dict[str, Any]:
             if code == "OK":
                 latencies.append(done - due)
                 service.append(done - sent)
+                by_second[int(due - measure_from)].append(done - due)
 
     t0 = loop.time() + 0.05
     measure_from = t0 + warmup
@@ -369,6 +373,15 @@ async def _drive(config: dict[str, Any]) -> dict[str, Any]:
             "median": round(1000 * percentile(service, 50), 2),
             "p99": round(1000 * percentile(service, 99), 2),
         },
+        "latency_by_second": [
+            {
+                "second": second,
+                "calls": len(values),
+                "median_ms": round(1000 * percentile(values, 50), 2),
+                "max_ms": round(1000 * max(values), 2),
+            }
+            for second, values in sorted(by_second.items())
+        ],
         "statuses": dict(statuses),
         "errors": {k: v for k, v in statuses.items() if k != "OK"},
         "error_samples": error_samples,
@@ -719,6 +732,7 @@ class RateResult:
     loadavg_1m: float
     pg_activity: dict[str, Any] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
+    latency_by_second: list[dict[str, float]] = field(default_factory=list)
 
 
 def run_rate(
@@ -816,6 +830,7 @@ def run_rate(
         loadavg_1m=round(load1, 2),
         pg_activity=pg_activity,
         error_samples=client_result["error_samples"],
+        latency_by_second=client_result["latency_by_second"],
     )
 
 
