@@ -225,7 +225,10 @@ async def _first_request(context: Context, seconds: float) -> Any:
     """The call's first request message (EOF: none, the stream ended), or the call ended if it
     does not come in time."""
     try:
-        return await asyncio.wait_for(context.read(), seconds)
+        # Not asyncio.wait_for: on Python 3.11 it runs the read as a task of its own, with a
+        # future and callbacks, on every call (1.8 % of a check's GIL time in a profile).
+        async with asyncio.timeout(seconds):
+            return await context.read()
     except TimeoutError:
         await context.abort(
             grpc.StatusCode.DEADLINE_EXCEEDED,

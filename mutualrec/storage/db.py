@@ -90,6 +90,10 @@ def make_engine(url: str, *, pool_size: int = 10, fast_records: bool = False) ->
             max_overflow=pool_size,
             pool_recycle=600,
             isolation_level="AUTOCOMMIT",
+            # Every statement commits by itself, so a connection comes back with nothing to
+            # roll back: the pool's ROLLBACK on return would be a call into the driver per
+            # check for nothing.
+            pool_reset_on_return=None,
             connect_args={"options": f"{options} -c synchronous_commit=off"},
         )
     return create_engine(
