@@ -27,6 +27,9 @@ from mutualrec.violations import NotFound, Rejected
 HISTORY_PAGE = 20
 MODALITIES = ("CT", "MR", "CR", "DX", "US", "MG", "PT", "NM", "XA", "RF")
 SHARE_DAYS = (1, 3, 7, 30)
+# The history's speculation rules (a structured-field list of one URL): Chromium prerenders the
+# viewer of the newest study while the patient reads, so that the click shows it at once.
+VIEWER_PRERENDER_RULES = '"/static/viewer-prerender.json"'
 # Only the query parameters the history page reads are passed on to its next page.
 _FILTERS = ("modality", "institution", "from", "to")
 
@@ -75,7 +78,7 @@ def page_routes(admission: Admission) -> list[BaseRoute]:
         if page.next_page_token:
             kept = {k: v for k, v in filters.items() if v}
             next_url = "/?" + urlencode({**kept, "page": page.next_page_token})
-        return render_page(
+        response = render_page(
             request,
             settings,
             "history.html",
@@ -89,6 +92,11 @@ def page_routes(admission: Admission) -> list[BaseRoute]:
             viewer_files=viewer_files,
             quote=quote,
         )
+        if viewer_files:
+            # Rules from a file, not an inline <script>: the pages' policy allows no inline
+            # script. What they prerender, and when, is in the file and viewer-prefetch.js.
+            response.headers["Speculation-Rules"] = VIEWER_PRERENDER_RULES
+        return response
 
     async def thumbnail(request: Request, principal: Principal | None) -> Response:
         assert principal is not None

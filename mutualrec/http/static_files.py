@@ -17,6 +17,9 @@ _MEDIA_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".svg": "image/svg+xml",
+    # The one JSON file is the history page's speculation rules, which Chromium takes only with
+    # their own media type.
+    ".json": "application/speculationrules+json",
 }
 
 

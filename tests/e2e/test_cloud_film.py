@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 from selenium.webdriver.common.by import By
@@ -150,3 +151,49 @@ def test_patient_doctor_and_regulator_each_reach_their_film_or_figures(
     assert regulator.driver.find_elements(By.CSS_SELECTOR, "svg")
     regulator.screenshot("dashboard")
     assert regulator.csp_violations() == []
+
+
+def test_the_history_prerenders_the_newest_studys_viewer_so_its_click_shows_a_started_viewer(
+    demo: tuple[ServeProcess, str, dict[str, str]], browsers: list[Browser]
+) -> None:
+    proc, url, env = demo
+    patient = browsers[0]
+    minted = proc.cli("admin", "patient-token", "--patient-id", env["DEMO_PATIENT"])
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    sign_in(patient, url, token)
+    patient.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "li.study"))
+    # Once the page has loaded, its script marks the newest study's link, which the rules named
+    # by the Speculation-Rules header prerender at once.
+    newest = patient.wait_for(
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, "li.study:first-child a.open-viewer.prerender-now"
+        )
+    )[0]
+    assert len(patient.driver.find_elements(By.CSS_SELECTOR, "a.prerender-now")) == 1
+    study = patient.driver.find_element(By.CSS_SELECTOR, "li.study:first-child")
+    uid = str(study.get_attribute("data-study-uid"))
+    target = str(newest.get_attribute("href"))
+
+    def read_ahead(_driver: WebDriver) -> bool:
+        """Whether the prerendered viewer has read the study (the patient's own accesses, read
+        beside the browser, name its DICOMweb reads): it started before any click."""
+        accesses = httpx.get(f"{url}/accesses", headers={"Authorization": f"Bearer {token}"})
+        assert accesses.status_code == 200, accesses.text
+        return f"of study {uid}" in accesses.text and "DICOMweb" in accesses.text
+
+    patient.wait_for(read_ahead, seconds=90)
+    assert patient.driver.current_url == f"{url}/"
+
+    newest.click()
+    shot = patient.wait_for(drawn_viewport, seconds=90)
+    assert grey_levels(shot) >= MIN_GREY_LEVELS
+    assert patient.driver.current_url == target
+    # The page shown is the prerendered one, activated by the click (0 for a page loaded then).
+    activation = patient.driver.execute_script(
+        "return performance.getEntriesByType('navigation')[0].activationStart"
+    )
+    assert activation > 0
+    patient.screenshot("prerendered-viewer")
+    assert patient.csp_violations() == []
+    assert not [u for u in patient.failed_requests() if "/dicomweb/" in u]

@@ -599,7 +599,7 @@ def test_a_script_reads_its_sessions_csrf_token_and_sends_it_as_a_header(pages: 
 
 
 @pytest.mark.parametrize("installed", [True, False])
-def test_the_history_fetches_the_viewers_files_ahead_only_when_a_viewer_is_installed(
+def test_the_history_fetches_and_prerenders_the_viewer_ahead_only_when_a_viewer_is_installed(
     tmp_path: Path, installed: bool
 ) -> None:
     viewer = tmp_path / "viewer"
@@ -634,8 +634,27 @@ def test_the_history_fetches_the_viewers_files_ahead_only_when_a_viewer_is_insta
                 prefetcher = browser.get("/static/viewer-prefetch.js")
                 assert prefetcher.status_code == 200
                 assert 'link.rel = "prefetch"' in prefetcher.text
+                assert 'classList.add("prerender-now")' in prefetcher.text
+                # The speculation rules, as a file the policy allows (no inline script).
+                assert history.headers["speculation-rules"] == '"/static/viewer-prerender.json"'
+                rules = browser.get("/static/viewer-prerender.json")
+                assert rules.status_code == 200
+                assert rules.headers["content-type"] == "application/speculationrules+json"
+                assert rules.json() == {
+                    "prerender": [
+                        {
+                            "where": {"selector_matches": "a.open-viewer.prerender-now"},
+                            "eagerness": "immediate",
+                        },
+                        {
+                            "where": {"selector_matches": "a.open-viewer"},
+                            "eagerness": "conservative",
+                        },
+                    ]
+                }
             else:
                 assert script is None
                 assert "viewer-prefetch" not in history.text
+                assert "speculation-rules" not in history.headers
     finally:
         servers.close()
