@@ -32,6 +32,7 @@ from mutualrec.statistics.periods import today
 from mutualrec.statistics.report import Directory, LineFact
 from mutualrec.statistics.tally import DayDeltas, decision_rows, lines_rows
 from mutualrec.storage import recognition_index
+from mutualrec.storage.held_connection import HeldConnection
 from mutualrec.storage.recognition_index import (
     CheckLineRecord,
     CheckRecord,
@@ -188,6 +189,9 @@ class Recognition:
         self.engine = engine
         self.reference = reference
         self._patient_key_secret = patient_key_secret
+        # Each batch worker keeps one connection for its statements (see HeldConnection).
+        self._check_connection = HeldConnection(engine)
+        self._decision_connection = HeldConnection(engine)
         self._checks: Batcher[_Check, CheckReport] = Batcher(
             "mutualrec-checks", self._check_batch, max_batch
         )
@@ -209,6 +213,8 @@ class Recognition:
         """Answer the checks and decisions still queued and stop the batch workers."""
         self._checks.close()
         self._decisions.close()
+        self._check_connection.release()
+        self._decision_connection.release()
 
     async def check(self, request: CheckRequest, principal: Principal) -> CheckReport:
         """Answer a check for the caller's institution and record it; raises
@@ -243,7 +249,9 @@ class Recognition:
         ]
         found: list[list[IndexedResult] | Exception]
         try:
-            found = list(recognition_index.results_of_checks(self.engine, wanted))
+            found = list(
+                recognition_index.results_of_checks(self.engine, wanted, self._check_connection)
+            )
         except Exception:
             found = [self._results_alone(w) for w in wanted]
         answered: list[tuple[int, _Answered]] = []
@@ -283,6 +291,7 @@ class Recognition:
                 DayDeltas(day, tuple(lines_rows(day_facts, directory)))
                 for (day, _), (directory, day_facts) in facts.items()
             ],
+            self._check_connection,
         )
 
     def _results_alone(
@@ -290,7 +299,9 @@ class Recognition:
     ) -> list[IndexedResult] | Exception:
         """One check's read on its own, after its batch's read failed."""
         try:
-            return recognition_index.results_of_checks(self.engine, [wanted])[0]
+            return recognition_index.results_of_checks(
+                self.engine, [wanted], self._check_connection
+            )[0]
         except Exception as exc:
             return exc
 
@@ -383,7 +394,7 @@ class Recognition:
         outcomes: list[DecisionReport | Exception] = [_UNANSWERED] * len(decisions)
         try:
             lines = recognition_index.lines_of_checks(
-                self.engine, [d.request.check_id for d in decisions]
+                self.engine, [d.request.check_id for d in decisions], self._decision_connection
             )
             read: list[dict[str, list[LineOnRecord]] | Exception] = [lines] * len(decisions)
         except Exception:
@@ -408,7 +419,7 @@ class Recognition:
         written = sorted(firsts.values())
         try:
             recorded = recognition_index.record_decisions(
-                self.engine, [writes[p][1] for p in written]
+                self.engine, [writes[p][1] for p in written], self._decision_connection
             )
         except Exception:
             for n, write in writes:
@@ -425,14 +436,18 @@ class Recognition:
     def _lines_alone(self, check_id: str) -> dict[str, list[LineOnRecord]] | Exception:
         """One decision's read on its own, after its batch's read failed."""
         try:
-            return recognition_index.lines_of_checks(self.engine, [check_id])
+            return recognition_index.lines_of_checks(
+                self.engine, [check_id], self._decision_connection
+            )
         except Exception as exc:
             return exc
 
     def _recorded_decision_alone(self, write: DecisionToRecord) -> DecisionReport | Exception:
         """One decision's write on its own, after its batch's write failed."""
         try:
-            [(decided, new)] = recognition_index.record_decisions(self.engine, [write])
+            [(decided, new)] = recognition_index.record_decisions(
+                self.engine, [write], self._decision_connection
+            )
         except Exception as exc:
             return exc
         return _outcome(write.decision, decided, new)

@@ -21,6 +21,7 @@ from sqlalchemy.sql.dml import Insert
 
 from mutualrec.matching.indexed_results import IndexedResult, ResultItems
 from mutualrec.statistics.tally import DayDeltas
+from mutualrec.storage.held_connection import HeldConnection
 from mutualrec.storage.models import (
     CheckLine,
     Decision,
@@ -302,9 +303,13 @@ RECORD_CHECK_SQL = (
 
 
 @contextmanager
-def _driver_cursor(engine: Engine) -> Iterator[Any]:
-    """A psycopg cursor on a pooled connection of ``engine``, for the hot paths' prepared
-    statements; the connection goes back to the pool afterwards."""
+def _driver_cursor(engine: Engine, held: HeldConnection | None) -> Iterator[Any]:
+    """A psycopg cursor for the hot paths' prepared statements: on ``held``, the connection
+    its worker thread keeps, else on a connection of ``engine``'s pool, given back afterwards."""
+    if held is not None:
+        with held.cursor() as cursor:
+            yield cursor
+        return
     pooled = engine.raw_connection()
     try:
         connection = pooled.driver_connection
@@ -368,9 +373,11 @@ _BATCH_RESULTS_SQL = (
 )
 
 
-def results_of_checks(engine: Engine, wanted: Sequence[WantedResults]) -> list[list[IndexedResult]]:
+def results_of_checks(
+    engine: Engine, wanted: Sequence[WantedResults], held: HeldConnection | None = None
+) -> list[list[IndexedResult]]:
     """Each check's indexed results (one list per ``wanted``, in order), in one statement: the
-    shared read of a batch of checks."""
+    shared read of a batch of checks (on PostgreSQL through ``held`` when given)."""
     found: list[list[IndexedResult]] = [[] for _ in wanted]
     pairs = [
         (n, w.patient_key, code) for n, w in enumerate(wanted) for code in sorted(set(w.item_codes))
@@ -378,7 +385,7 @@ def results_of_checks(engine: Engine, wanted: Sequence[WantedResults]) -> list[l
     if not pairs:
         return found
     if engine.dialect.name == "postgresql":
-        with _driver_cursor(engine) as cursor:
+        with _driver_cursor(engine, held) as cursor:
             cursor.execute(
                 _BATCH_RESULTS_SQL,
                 ([n for n, _, _ in pairs], [k for _, k, _ in pairs], [c for _, _, c in pairs]),
@@ -440,9 +447,10 @@ def record_checks_of_batch(
     checks: Sequence[CheckRecord],
     lines: Sequence[CheckLineRecord],
     day_deltas: Sequence[DayDeltas],
+    held: HeldConnection | None = None,
 ) -> None:
     """Record checks with their lines and the statistics deltas they add, all or none: the
-    shared record of a batch of checks.
+    shared record of a batch of checks (on PostgreSQL through ``held`` when given).
 
     On PostgreSQL ``engine`` is a ``fast_records`` engine (autocommit, asynchronous commit, see
     :func:`mutualrec.storage.db.make_engine`): one statement through the driver, prepared.
@@ -457,7 +465,7 @@ def record_checks_of_batch(
             if deltas:
                 session.execute(StatDelta.__table__.insert(), deltas)  # type: ignore[attr-defined]
         return
-    with _driver_cursor(engine) as cursor:
+    with _driver_cursor(engine, held) as cursor:
         cursor.execute(
             _RECORD_CHECKS_SQL,
             [
@@ -541,15 +549,18 @@ _LINES_OF_CHECKS_SQL = (
 )
 
 
-def lines_of_checks(engine: Engine, check_ids: Sequence[str]) -> dict[str, list[LineOnRecord]]:
+def lines_of_checks(
+    engine: Engine, check_ids: Sequence[str], held: HeldConnection | None = None
+) -> dict[str, list[LineOnRecord]]:
     """Every recorded line of the named checks, by check id and in line order, each with its
-    decision; a check id not on record is absent. The shared read of a batch of decisions."""
+    decision; a check id not on record is absent. The shared read of a batch of decisions (on
+    PostgreSQL through ``held`` when given)."""
     found: dict[str, list[LineOnRecord]] = {}
     ids = sorted(set(check_ids))
     if not ids:
         return found
     if engine.dialect.name == "postgresql":
-        with _driver_cursor(engine) as cursor:
+        with _driver_cursor(engine, held) as cursor:
             cursor.execute(_LINES_OF_CHECKS_SQL, {"ids": ids}, prepare=True)
             rows: Sequence[Sequence[Any]] = cursor.fetchall()
     else:
@@ -620,11 +631,12 @@ _DECISIONS_SQL = (
 
 
 def record_decisions(
-    engine: Engine, rows: Sequence[DecisionToRecord]
+    engine: Engine, rows: Sequence[DecisionToRecord], held: HeldConnection | None = None
 ) -> list[tuple[DecisionOnRecord, bool]]:
     """Record a batch of decisions (at most one per line) with their ``stat_delta`` rows, all or
     none, durably; per decision, in order, the decision on record and whether this batch
-    recorded it (False: the line had one, which stands, and its deltas are not added)."""
+    recorded it (False: the line had one, which stands, and its deltas are not added). On
+    PostgreSQL through ``held`` when given."""
     if not rows:
         return []
     keys = [(r.decision.check_id, r.decision.line) for r in rows]
@@ -658,7 +670,7 @@ def record_decisions(
         for row in rows
         for delta in delta_params(row.deltas)
     ]
-    with _driver_cursor(engine) as cursor:
+    with _driver_cursor(engine, held) as cursor:
         cursor.execute(
             _RECORD_DECISIONS_SQL,
             [[getattr(row.decision, c) for row in rows] for c in _DECISION_COLUMNS]

@@ -112,3 +112,45 @@ def test_a_key_checked_while_the_index_is_down_is_unavailable_not_unknown(
     assert [line.ordered_code for line in reply.lines] == ["LAB-K"]
     # No study is held: QIDO's "no content".
     assert _http_status(served, http_key)[0] == 204
+
+
+def _end_connections(admin_url: str, database: str) -> int:
+    """End every connection to ``database`` (a restarted index, a failover); how many."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        ended = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": database},
+        ).scalar_one()
+    admin.dispose()
+    return int(ended)
+
+
+def test_checks_are_answered_again_after_the_index_ended_the_connections_they_kept(
+    served: RunningServer, postgres_admin_url: str, postgres_url: str
+) -> None:
+    key = served.add_hospital(HOSPITAL)
+    # The batch workers' connections are taken and kept by these.
+    assert [line.ordered_code for line in _check(served, key).lines] == ["LAB-K"]
+    assert [line.ordered_code for line in _check(served, key).lines] == ["LAB-K"]
+    assert _end_connections(postgres_admin_url, str(make_url(postgres_url).database)) >= 1
+
+    # The first call may meet a pooled connection the index ended (the credential's lookup):
+    # UNAVAILABLE, never anything else. A kept connection fails the batch's shared read once;
+    # the check is redone alone on a fresh connection, which the checks after it keep.
+    codes: list[grpc.StatusCode] = []
+    while len(codes) < 3:
+        try:
+            _check(served, key)
+            break
+        except grpc.RpcError as again:
+            codes.append(again.code())
+    assert set(codes) <= {grpc.StatusCode.UNAVAILABLE}
+    assert len(codes) < 3, codes
+    for _ in range(3):
+        reply = _check(served, key)
+        assert [line.ordered_code for line in reply.lines] == ["LAB-K"]
+        assert reply.check_id
