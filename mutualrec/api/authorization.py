@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 
 from mutualrec.api.auth import admit, authenticate_call
 from mutualrec.api.errors import status_for
+from mutualrec.api.guarded_handlers import GuardedHandlers
 from mutualrec.api.message_check import WHOLE_REQUEST
 from mutualrec.api.status import abort_with_violations, retry_status
 from mutualrec.runtime import Runtime
@@ -47,6 +48,7 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         self.uploads = runtime.limits.uploads
         self.peers = runtime.limits.peers
         self.auth_failures = runtime.limits.auth_failures
+        self._guarded = GuardedHandlers()
 
     async def intercept_service(
         self,
@@ -58,18 +60,19 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        metadata = handler_call_details.invocation_metadata
+        return self._guarded.get(method, handler, self._guard)
+
+    def _guard(self, method: str, handler: Any) -> Any:
         public = is_public(method)
         return _guarded(
             handler,
-            lambda context: self._admit(method, public, metadata, context),
+            lambda context: self._admit(method, public, context),
             self.runtime.settings.request_timeout_seconds,
         )
 
-    async def _admit(
-        self, method: str, public: bool, metadata: Any, context: Context
-    ) -> Callable[[], None]:
+    async def _admit(self, method: str, public: bool, context: Context) -> Callable[[], None]:
         """Admit the call (or end it); returns what to do when it ends."""
+        metadata = context.invocation_metadata()
         peer = peer_address(context.peer())
         if not self.peers.acquire(peer):
             await context.abort_with_status(

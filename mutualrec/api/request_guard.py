@@ -23,6 +23,7 @@ from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 
 from mutualrec.api.errors import status_for
+from mutualrec.api.guarded_handlers import GuardedHandlers
 from mutualrec.api.message_check import WHOLE_REQUEST, malformed_violation, string_violations
 from mutualrec.api.status import unexpected_status
 from mutualrec.services.outage import is_unstorable
@@ -73,6 +74,9 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     exception into a logged, traceable UNKNOWN. Placed last, innermost: callers are admitted
     (authenticated, within their limits) before their requests are looked at."""
 
+    def __init__(self) -> None:
+        self._guarded = GuardedHandlers()
+
     async def intercept_service(
         self,
         continuation: Callable[[Any], Awaitable[Any]],
@@ -83,7 +87,9 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return handler
         method = str(handler_call_details.method)
-        return _guarded(handler, method, _input_type(method))
+        return self._guarded.get(
+            method, handler, lambda name, found: _guarded(found, name, _input_type(name))
+        )
 
 
 def _deserializer(
