@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from mutualrec.security.audit import GENESIS, AuditEvent, chain_hash
 from mutualrec.storage.models import AuditChain, AuditEntry, Institution
 from mutualrec.storage.sql import as_utc
+
+AUDIT_ENTRIES = cast(Table, AuditEntry.__table__)
 
 
 def start_chain(session: Session, chain_id: str, now: dt.datetime) -> None:
@@ -54,7 +57,10 @@ def append(session: Session, chain_id: str, events: Sequence[AuditEvent]) -> Non
             }
         )
         prev = entry_hash
-    session.execute(insert(AuditEntry), rows)
+    # The table's INSERT, not the ORM's bulk insert of the mapped class: the same statement
+    # without the ORM's per-row bookkeeping, which cost the writer's thread 3 % of a busy
+    # server's Python (CheckOrder at 200 calls/s).
+    session.execute(AUDIT_ENTRIES.insert(), rows)
     session.execute(
         update(AuditChain)
         .where(AuditChain.chain_id == chain_id)
