@@ -21,6 +21,7 @@ from sqlalchemy.sql.dml import Insert
 
 from mutualrec.matching.indexed_results import IndexedResult, ResultItems
 from mutualrec.statistics.tally import DayDeltas
+from mutualrec.storage.driver_errors import as_sqlalchemy_errors
 from mutualrec.storage.held_connection import HeldConnection
 from mutualrec.storage.models import (
     CheckLine,
@@ -305,18 +306,23 @@ RECORD_CHECK_SQL = (
 @contextmanager
 def _driver_cursor(engine: Engine, held: HeldConnection | None) -> Iterator[Any]:
     """A psycopg cursor for the hot paths' prepared statements: on ``held``, the connection
-    its worker thread keeps, else on a connection of ``engine``'s pool, given back afterwards."""
-    if held is not None:
-        with held.cursor() as cursor:
-            yield cursor
-        return
-    pooled = engine.raw_connection()
-    try:
-        connection = pooled.driver_connection
-        assert connection is not None
-        with connection.cursor() as cursor:
-            yield cursor
-    finally:
+    its worker thread keeps, else on a connection of ``engine``'s pool, given back afterwards.
+    The driver's exceptions come out as SQLAlchemy's."""
+    with as_sqlalchemy_errors():
+        if held is not None:
+            with held.cursor() as cursor:
+                yield cursor
+            return
+        pooled = engine.raw_connection()
+        try:
+            connection = pooled.driver_connection
+            assert connection is not None
+            with connection.cursor() as cursor:
+                yield cursor
+        except BaseException:
+            # It may be broken (the index ended it): not back into the pool for the next call.
+            pooled.invalidate()
+            raise
         pooled.close()
 
 
