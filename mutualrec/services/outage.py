@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlchemyError
 
 from mutualrec.storage.objects import ObjectStoreError
 from mutualrec.violations import Unavailable
 
 # Failures of the object store or the index that end a call UNAVAILABLE; the server goes on.
 STORAGE_FAILURES = (ObjectStoreError, OSError, SQLAlchemyError)
+# The index out of reach: a connect refused, a connection it ended, a server shutting down.
+UNREACHABLE = (OperationalError, InterfaceError)
 
 
 def is_outage(failure: BaseException) -> bool:
@@ -37,4 +39,15 @@ def unavailable_on_outage(what: str, advice: str = "try again") -> Iterator[None
     except STORAGE_FAILURES as failure:
         if not is_outage(failure):
             raise
+        raise Unavailable(f"{what} ({failure.__class__.__name__}); {advice}") from failure
+
+
+@contextmanager
+def unavailable_when_unreachable(what: str, advice: str = "try again") -> Iterator[None]:
+    """Raise :class:`Unavailable` saying ``what`` failed and ``advice`` when the index cannot be
+    reached inside the block; any other failure (a statement the index refused) propagates
+    unchanged, a fault rather than a reason to try again."""
+    try:
+        yield
+    except UNREACHABLE as failure:
         raise Unavailable(f"{what} ({failure.__class__.__name__}); {advice}") from failure

@@ -27,6 +27,7 @@ from mutualrec.money import to_fen, yuan
 from mutualrec.security.api_keys import Principal
 from mutualrec.security.audit import touched
 from mutualrec.services.batches import Batcher
+from mutualrec.services.outage import unavailable_when_unreachable
 from mutualrec.services.reference import ReferenceCache, ReferenceData
 from mutualrec.statistics.periods import today
 from mutualrec.statistics.report import Directory, LineFact
@@ -224,7 +225,8 @@ class Recognition:
         key = patient_key(request.patient, self._patient_key_secret)
         # In the caller's context, where its audit record is: the batch runs elsewhere.
         touched(key, f"check of {len(request.ordered_codes)} ordered items")
-        return await self._checks.submit(_Check(request, asker_id, key))
+        with unavailable_when_unreachable("the index cannot be reached now", "check again"):
+            return await self._checks.submit(_Check(request, asker_id, key))
 
     def _check_batch(self, checks: list[_Check]) -> list[CheckReport | Exception]:
         """Answer a batch of checks: each validated and planned alone, one read of their
@@ -381,7 +383,10 @@ class Recognition:
                     for v in violations
                 ],
             )
-        return await self._decisions.submit(_Decision(request, institution_id))
+        with unavailable_when_unreachable(
+            "the index cannot be reached now", "nothing was recorded: send the decision again"
+        ):
+            return await self._decisions.submit(_Decision(request, institution_id))
 
     def _decision_batch(self, decisions: list[_Decision]) -> list[DecisionReport | Exception]:
         """Answer a batch of decisions: one read of their checks' lines, the rules per

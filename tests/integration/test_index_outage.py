@@ -154,3 +154,93 @@ def test_checks_are_answered_again_after_the_index_ended_the_connections_they_ke
         reply = _check(served, key)
         assert [line.ordered_code for line in reply.lines] == ["LAB-K"]
         assert reply.check_id
+
+
+def _decide(server: RunningServer, key: str, check_id: str) -> None:
+    recognition_pb2_grpc.RecognitionServiceStub(server.channel).RecordDecision(
+        recognition_pb2.RecordDecisionRequest(
+            check_id=check_id, line=0, decision=recognition_pb2.ACCEPTED
+        ),
+        metadata=auth_metadata(key),
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def keys_cached(tmp_path: Path, postgres_url: str) -> Iterator[RunningServer]:
+    """The server with the production default's cache of verified keys (the tests' is off)."""
+    yield from start_server(
+        make_settings(
+            tmp_path, MUTUALREC_DATABASE_URL=postgres_url, MUTUALREC_AUTH_CACHE_SECONDS="30"
+        )
+    )
+
+
+def test_a_known_caller_is_told_to_try_again_while_the_index_is_down_never_unknown(
+    keys_cached: RunningServer, postgres_admin_url: str, postgres_url: str
+) -> None:
+    # A key used already is admitted from the cache without the index, so the check's and the
+    # decision's own statements are the first to meet the outage.
+    served = keys_cached
+    key = served.add_hospital(HOSPITAL)
+    served.add_hospital("H500106004")
+    ehr = Ehr(served, "https://ehr.example.org")
+    ehr.register("H500106004")
+    order_select = hook_request("order-select", [], PATIENT_ID)
+    checked = _check(served, key)
+    assert ehr.post("/cds-services/order-select", order_select).status_code == 200
+    database = str(make_url(postgres_url).database)
+    _allow_connections(postgres_admin_url, database, False)
+    try:
+        codes: list[tuple[grpc.StatusCode, str]] = []
+        for call in (lambda: _check(served, key), lambda: _decide(served, key, checked.check_id)):
+            try:
+                call()
+            except grpc.RpcError as refused:
+                codes.append((refused.code(), str(refused.details())))
+        cds = ehr.post("/cds-services/order-select", order_select)
+    finally:
+        _allow_connections(postgres_admin_url, database, True)
+    assert [code for code, _ in codes] == [grpc.StatusCode.UNAVAILABLE] * 2, codes
+    assert "the index cannot be reached now (OperationalError); check again" in codes[0][1]
+    assert "nothing was recorded: send the decision again" in codes[1][1]
+    assert cds.status_code == 503, cds.text
+    assert "the token cannot be checked now" in cds.json()["detail"]
+
+
+def test_connections_the_index_ended_fail_no_call_unknown(
+    served: RunningServer, postgres_admin_url: str, postgres_url: str
+) -> None:
+    key = served.add_hospital(HOSPITAL)
+    served.add_hospital("H500106004")
+    ehr = Ehr(served, "https://ehr.example.org")
+    ehr.register("H500106004")
+    order_select = hook_request("order-select", [], PATIENT_ID)
+    checked = _check(served, key)
+    assert ehr.post("/cds-services/order-select", order_select).status_code == 200
+    # A restarted index (or a failover): every open connection ends, new ones are taken.
+    _end_connections(postgres_admin_url, str(make_url(postgres_url).database))
+    check_codes: list[grpc.StatusCode] = []
+    while len(check_codes) < 3:
+        try:
+            _check(served, key)
+            break
+        except grpc.RpcError as failed:
+            check_codes.append(failed.code())
+    # The patient holds no result: the line was NO_RESULT, and the decision on it is refused
+    # by the rules (FAILED_PRECONDITION) once the index answers.
+    decision_codes: list[grpc.StatusCode] = []
+    for _ in range(3):
+        try:
+            _decide(served, key, checked.check_id)
+        except grpc.RpcError as failed:
+            decision_codes.append(failed.code())
+            if failed.code() != grpc.StatusCode.UNAVAILABLE:
+                break
+    statuses = [ehr.post("/cds-services/order-select", order_select).status_code for _ in range(3)]
+    assert set(check_codes) <= {grpc.StatusCode.UNAVAILABLE}, check_codes
+    assert len(check_codes) < 3, check_codes
+    assert set(decision_codes[:-1]) <= {grpc.StatusCode.UNAVAILABLE}, decision_codes
+    assert decision_codes[-1] == grpc.StatusCode.FAILED_PRECONDITION, decision_codes
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[-1] == 200
