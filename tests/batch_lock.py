@@ -43,12 +43,14 @@ def batch_behind_a_lock(
 
         def blocked() -> bool:
             # From another connection: the locker's transaction sees one snapshot of the view.
+            # This database's sessions only: another test run on the same server may be waiting
+            # in the same statement.
             with server.runtime.engine.connect() as watcher:
                 return bool(
                     watcher.execute(
                         text(
                             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                            " AND query LIKE :statement"
+                            " AND datname = current_database() AND query LIKE :statement"
                         ),
                         {"statement": f"WITH recorded AS (INSERT INTO {table}%"},
                     ).scalar()
