@@ -44,6 +44,15 @@ def peer_address(request: Request) -> str:
     return f"ipv6:[{host}]" if ":" in host else f"ipv4:{host}"
 
 
+def is_ahead(request: Request) -> bool:
+    """Whether the browser sent ``request`` ahead of its user: a prefetch, or any request of a
+    page it prerenders (Fetch's ``Sec-Purpose: prefetch`` or ``prefetch;prerender``; Chromium
+    sends it on a prerendered page's own requests too, until the page is shown)."""
+    # A structured-field list whose first item is a token with parameters: "prefetch;prerender".
+    purpose = request.headers.get("sec-purpose", "")
+    return purpose.split(",", 1)[0].split(";", 1)[0].strip() == "prefetch"
+
+
 def authorization_header(request: Request) -> str:
     """The token of the request's ``Authorization: Bearer`` header; raises InvalidKey."""
     header = request.headers.get("authorization")
@@ -104,6 +113,7 @@ class Admission:
             record = open_call(name)
             peer = peer_address(request)
             record.peer = peer
+            record.ahead = is_ahead(request)
             if not self.limits.peers.acquire(peer):
                 return problem_for_refusal(
                     Refusal(

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 GENESIS = "0" * 64
 # Longest description of what a call returned, in characters.
 WHAT_MAX = 300
+# Leads the entries of a call the browser made ahead of its user (a prerendered viewer, a
+# prefetch): the patient's list of accesses tells those reads from the ones they asked for.
+AHEAD = "(fetched ahead by the browser, not yet opened) "
 
 
 @dataclass
@@ -31,6 +34,8 @@ class CallRecord:
     # patient_key -> what the call read or wrote of that patient's data.
     patients: dict[str, str] = field(default_factory=dict)
     attached: bool = False
+    # Made by the browser ahead of its user (Sec-Purpose: prefetch), not at their request.
+    ahead: bool = False
 
 
 _CURRENT: ContextVar[CallRecord | None] = ContextVar("mutualrec_audit_call", default=None)
@@ -93,7 +98,7 @@ def events_of(record: CallRecord, outcome: str, at: dt.datetime) -> list[AuditEv
             institution_id=record.institution_id,
             patient_key=storable(patient_key, 64),
             rpc=storable(record.rpc, 64),
-            what=storable(what, WHAT_MAX),
+            what=storable(AHEAD + what if record.ahead else what, WHAT_MAX),
             outcome=storable(outcome, 24),
             peer=storable(record.peer, 100),
         )

@@ -658,3 +658,26 @@ def test_the_history_fetches_and_prerenders_the_viewer_ahead_only_when_a_viewer_
                 assert "speculation-rules" not in history.headers
     finally:
         servers.close()
+
+
+def test_the_reads_a_browser_made_ahead_are_marked_in_the_patients_accesses(
+    pages: Pages,
+) -> None:
+    uid = pages.zhang_studies()[0]
+    dicom_json = {"Accept": "application/dicom+json"}
+    with pages.browser() as browser:
+        assert sign_in(browser, pages.patient_token()).status_code == 303
+        # What a viewer the history prerendered asks, as Chromium sends it.
+        ahead = browser.get(
+            f"/dicomweb/studies/{uid}/metadata",
+            headers={**dicom_json, "Sec-Purpose": "prefetch;prerender"},
+        )
+        assert ahead.status_code == 200
+        asked = browser.get(f"/dicomweb/studies/{uid}/series", headers=dicom_json)
+        assert asked.status_code == 200
+        assert pages.server.runtime.audit.flush()
+        accesses = html.unescape(browser.get("/accesses", headers=HTML).text)
+    mark = "(fetched ahead by the browser, not yet opened) "
+    assert f"{mark}DICOMweb metadata of study {uid}" in accesses
+    assert f"DICOMweb search of study {uid}" in accesses
+    assert f"{mark}DICOMweb search of study {uid}" not in accesses
