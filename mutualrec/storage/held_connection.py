@@ -11,6 +11,20 @@ from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 
+@contextmanager
+def cursor_on(pooled: PoolProxiedConnection) -> Iterator[Any]:
+    """A driver (psycopg) cursor on ``pooled``. A failure inside invalidates the connection: it
+    may be broken (the index ended it), and must not go back to the pool for the next call."""
+    try:
+        connection = pooled.driver_connection
+        assert connection is not None
+        with connection.cursor() as cursor:
+            yield cursor
+    except BaseException:
+        pooled.invalidate()
+        raise
+
+
 class HeldConnection:
     """A driver connection of ``engine`` taken from its pool once and kept, for the hot paths
     of one thread (a batch worker's prepared statements). Taking a connection from the pool and
@@ -40,14 +54,8 @@ class HeldConnection:
         if pooled is None:
             pooled = self._engine.raw_connection()
             self._taken_at = time.monotonic()
-        try:
-            connection = pooled.driver_connection
-            assert connection is not None
-            with connection.cursor() as cursor:
-                yield cursor
-        except BaseException:
-            pooled.invalidate()
-            raise
+        with cursor_on(pooled) as cursor:
+            yield cursor
         self._pooled = pooled
 
     def release(self) -> None:

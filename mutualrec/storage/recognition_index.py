@@ -22,7 +22,7 @@ from sqlalchemy.sql.dml import Insert
 from mutualrec.matching.indexed_results import IndexedResult, ResultItems
 from mutualrec.statistics.tally import DayDeltas
 from mutualrec.storage.driver_errors import as_sqlalchemy_errors
-from mutualrec.storage.held_connection import HeldConnection
+from mutualrec.storage.held_connection import HeldConnection, cursor_on
 from mutualrec.storage.models import (
     CheckLine,
     Decision,
@@ -314,15 +314,8 @@ def _driver_cursor(engine: Engine, held: HeldConnection | None) -> Iterator[Any]
                 yield cursor
             return
         pooled = engine.raw_connection()
-        try:
-            connection = pooled.driver_connection
-            assert connection is not None
-            with connection.cursor() as cursor:
-                yield cursor
-        except BaseException:
-            # It may be broken (the index ended it): not back into the pool for the next call.
-            pooled.invalidate()
-            raise
+        with cursor_on(pooled) as cursor:
+            yield cursor
         pooled.close()
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -114,6 +115,33 @@ def test_a_key_checked_while_the_index_is_down_is_unavailable_not_unknown(
     assert _http_status(served, http_key)[0] == 204
 
 
+def _used_once(
+    served: RunningServer,
+) -> tuple[str, Ehr, dict[str, Any], recognition_pb2.CheckOrderResponse]:
+    """A hospital's key that checked once, and an EHR that called order-select once: the key,
+    the EHR, its call's body, and the check."""
+    key = served.add_hospital(HOSPITAL)
+    served.add_hospital("H500106004")
+    ehr = Ehr(served, "https://ehr.example.org")
+    ehr.register("H500106004")
+    order_select = hook_request("order-select", [], PATIENT_ID)
+    checked = _check(served, key)
+    assert ehr.post("/cds-services/order-select", order_select).status_code == 200
+    return key, ehr, order_select, checked
+
+
+def _failures_before_an_answer(call: Callable[[], object], tries: int = 3) -> list[grpc.StatusCode]:
+    """The codes of ``call``'s failures before it is answered (all ``tries`` of them if never)."""
+    codes: list[grpc.StatusCode] = []
+    while len(codes) < tries:
+        try:
+            call()
+            break
+        except grpc.RpcError as failed:
+            codes.append(failed.code())
+    return codes
+
+
 def _end_connections(admin_url: str, database: str) -> int:
     """End every connection to ``database`` (a restarted index, a failover); how many."""
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -141,13 +169,7 @@ def test_checks_are_answered_again_after_the_index_ended_the_connections_they_ke
     # The first call may meet a pooled connection the index ended (the credential's lookup):
     # UNAVAILABLE, never anything else. A kept connection fails the batch's shared read once;
     # the check is redone alone on a fresh connection, which the checks after it keep.
-    codes: list[grpc.StatusCode] = []
-    while len(codes) < 3:
-        try:
-            _check(served, key)
-            break
-        except grpc.RpcError as again:
-            codes.append(again.code())
+    codes = _failures_before_an_answer(lambda: _check(served, key))
     assert set(codes) <= {grpc.StatusCode.UNAVAILABLE}
     assert len(codes) < 3, codes
     for _ in range(3):
@@ -182,13 +204,7 @@ def test_a_known_caller_is_told_to_try_again_while_the_index_is_down_never_unkno
     # A key used already is admitted from the cache without the index, so the check's and the
     # decision's own statements are the first to meet the outage.
     served = keys_cached
-    key = served.add_hospital(HOSPITAL)
-    served.add_hospital("H500106004")
-    ehr = Ehr(served, "https://ehr.example.org")
-    ehr.register("H500106004")
-    order_select = hook_request("order-select", [], PATIENT_ID)
-    checked = _check(served, key)
-    assert ehr.post("/cds-services/order-select", order_select).status_code == 200
+    key, ehr, order_select, checked = _used_once(served)
     database = str(make_url(postgres_url).database)
     _allow_connections(postgres_admin_url, database, False)
     try:
@@ -211,22 +227,10 @@ def test_a_known_caller_is_told_to_try_again_while_the_index_is_down_never_unkno
 def test_connections_the_index_ended_fail_no_call_unknown(
     served: RunningServer, postgres_admin_url: str, postgres_url: str
 ) -> None:
-    key = served.add_hospital(HOSPITAL)
-    served.add_hospital("H500106004")
-    ehr = Ehr(served, "https://ehr.example.org")
-    ehr.register("H500106004")
-    order_select = hook_request("order-select", [], PATIENT_ID)
-    checked = _check(served, key)
-    assert ehr.post("/cds-services/order-select", order_select).status_code == 200
+    key, ehr, order_select, checked = _used_once(served)
     # A restarted index (or a failover): every open connection ends, new ones are taken.
     _end_connections(postgres_admin_url, str(make_url(postgres_url).database))
-    check_codes: list[grpc.StatusCode] = []
-    while len(check_codes) < 3:
-        try:
-            _check(served, key)
-            break
-        except grpc.RpcError as failed:
-            check_codes.append(failed.code())
+    check_codes = _failures_before_an_answer(lambda: _check(served, key))
     # The patient holds no result: the line was NO_RESULT, and the decision on it is refused
     # by the rules (FAILED_PRECONDITION) once the index answers.
     decision_codes: list[grpc.StatusCode] = []
