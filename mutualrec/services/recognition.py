@@ -33,7 +33,7 @@ from mutualrec.statistics.periods import today
 from mutualrec.statistics.report import Directory, LineFact
 from mutualrec.statistics.tally import DayDeltas, decision_rows, lines_rows
 from mutualrec.storage import recognition_index
-from mutualrec.storage.held_connection import HeldConnection
+from mutualrec.storage.driver_cursors import HeldConnection
 from mutualrec.storage.recognition_index import (
     CheckLineRecord,
     CheckRecord,

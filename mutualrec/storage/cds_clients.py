@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mutualrec.storage import admin_changes
-from mutualrec.storage.driver_errors import as_sqlalchemy_errors
+from mutualrec.storage.driver_cursors import lent_cursor
 from mutualrec.storage.institutions import find_institution
 from mutualrec.storage.models import CdsClient, CdsTokenUse, Institution
 
@@ -150,28 +150,16 @@ def record_token_use(
             use_token(session, client, jti, expires_at, sweep)
         return
     registration = (client.client_id, client.institution_id, client.jwks)
-    with as_sqlalchemy_errors():
-        pooled = engine.raw_connection()
-        try:
-            connection = pooled.driver_connection
-            assert connection is not None
-            with connection.transaction(), connection.cursor() as cursor:
-                if sweep:
-                    cursor.execute(_SWEEP_SQL, (dt.datetime.now(dt.UTC),))
-                cursor.execute(
-                    _USE_TOKEN_SQL, (client.issuer, jti, expires_at, *registration), prepare=True
-                )
-                recorded = cursor.fetchone() is not None
-                if not recorded:
-                    cursor.execute(_IS_REGISTERED_SQL, registration)
-                    registered = cursor.fetchone() is not None
-        except BaseException:
-            # It may be broken (the index ended it): not back into the pool for the next call.
-            pooled.invalidate()
-            raise
-        pooled.close()
-    if recorded:
-        return
+    with lent_cursor(engine) as cursor, cursor.connection.transaction():
+        if sweep:
+            cursor.execute(_SWEEP_SQL, (dt.datetime.now(dt.UTC),))
+        cursor.execute(
+            _USE_TOKEN_SQL, (client.issuer, jti, expires_at, *registration), prepare=True
+        )
+        if cursor.fetchone() is not None:
+            return
+        cursor.execute(_IS_REGISTERED_SQL, registration)
+        registered = cursor.fetchone() is not None
     if not registered:
         raise RemovedClient(f"issuer {client.issuer!r} is registered no more")
     raise ReplayedToken(f"the token id {jti[:64]!r} was used already")

@@ -21,8 +21,7 @@ from sqlalchemy.sql.dml import Insert
 
 from mutualrec.matching.indexed_results import IndexedResult, ResultItems
 from mutualrec.statistics.tally import DayDeltas
-from mutualrec.storage.driver_errors import as_sqlalchemy_errors
-from mutualrec.storage.held_connection import HeldConnection, cursor_on
+from mutualrec.storage.driver_cursors import HeldConnection, lent_cursor
 from mutualrec.storage.models import (
     CheckLine,
     Decision,
@@ -306,17 +305,9 @@ RECORD_CHECK_SQL = (
 @contextmanager
 def _driver_cursor(engine: Engine, held: HeldConnection | None) -> Iterator[Any]:
     """A psycopg cursor for the hot paths' prepared statements: on ``held``, the connection
-    its worker thread keeps, else on a connection of ``engine``'s pool, given back afterwards.
-    The driver's exceptions come out as SQLAlchemy's."""
-    with as_sqlalchemy_errors():
-        if held is not None:
-            with held.cursor() as cursor:
-                yield cursor
-            return
-        pooled = engine.raw_connection()
-        with cursor_on(pooled) as cursor:
-            yield cursor
-        pooled.close()
+    its worker thread keeps, else on a connection ``engine``'s pool lends."""
+    with held.cursor() if held is not None else lent_cursor(engine) as cursor:
+        yield cursor
 
 
 def _delta_arrays(day_deltas: DayDeltas) -> list[Any]:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from mutualrec.storage.db import make_engine
-from mutualrec.storage.held_connection import HeldConnection
+from mutualrec.storage.driver_cursors import HeldConnection
 
 pytestmark = pytest.mark.postgres
 

@@ -1,4 +1,7 @@
-"""A pooled database connection that one worker thread keeps between its statements."""
+"""Driver (psycopg) cursors on the engine's pooled connections, for the hot paths' prepared
+statements: on a connection lent for one use, or on one a worker thread keeps. Either way the
+driver's exceptions come out as SQLAlchemy's, and a connection whose statement failed is
+invalidated rather than given back to the pool broken."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
+
+from mutualrec.storage.driver_errors import as_sqlalchemy_errors
 
 
 @contextmanager
@@ -23,6 +28,16 @@ def cursor_on(pooled: PoolProxiedConnection) -> Iterator[Any]:
     except BaseException:
         pooled.invalidate()
         raise
+
+
+@contextmanager
+def lent_cursor(engine: Engine) -> Iterator[Any]:
+    """A driver cursor on a connection of ``engine``'s pool, given back afterwards."""
+    with as_sqlalchemy_errors():
+        pooled = engine.raw_connection()
+        with cursor_on(pooled) as cursor:
+            yield cursor
+        pooled.close()
 
 
 class HeldConnection:
@@ -48,14 +63,15 @@ class HeldConnection:
     def cursor(self) -> Iterator[Any]:
         """A driver (psycopg) cursor on the held connection."""
         pooled, self._pooled = self._pooled, None
-        if pooled is not None and time.monotonic() - self._taken_at > self._max_age:
-            pooled.close()
-            pooled = None
-        if pooled is None:
-            pooled = self._engine.raw_connection()
-            self._taken_at = time.monotonic()
-        with cursor_on(pooled) as cursor:
-            yield cursor
+        with as_sqlalchemy_errors():
+            if pooled is not None and time.monotonic() - self._taken_at > self._max_age:
+                pooled.close()
+                pooled = None
+            if pooled is None:
+                pooled = self._engine.raw_connection()
+                self._taken_at = time.monotonic()
+            with cursor_on(pooled) as cursor:
+                yield cursor
         self._pooled = pooled
 
     def release(self) -> None:
