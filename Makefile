@@ -41,8 +41,12 @@ test-s3:
 test-tools:
 	bash tests/tools/install.sh
 
+# One worker per core, at most four (each starts its own servers, browsers and databases),
+# a test file's tests on one worker. `pytest` alone runs in one process, as before.
+PARALLEL := -n auto --maxprocesses=4 --dist loadfile
+
 test: install test-s3 test-tools
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL)
 
 # test-later's clock: PyPI libfaketime's vendored source, built as its wheel's library is (clock,
 # internal calls and timers faked; sleep and stat left alone) except for the pthread_cond wrappers
@@ -69,7 +73,7 @@ LATER_DAYS ?= 400
 test-later: $(FAKETIME_LIB) test-s3 test-tools
 	LD_PRELOAD="$(abspath $(FAKETIME_LIB))" \
 	FAKETIME="+$(LATER_DAYS)d" FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_CACHE_DURATION=2000000000 \
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest $(PARALLEL) -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
