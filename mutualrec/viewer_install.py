@@ -46,7 +46,10 @@ APP_CONFIG = """\
     routerBasename: '/viewer',
     extensions: [],
     modes: [],
-    customizationService: {},
+    // No first-visit tour: its eleven English tooltips open over the image in every new
+    // browser, so a doctor opening a recognized CT from a check saw "Scrolling Through
+    // Images" on the film before the film.
+    customizationService: { 'ohif.tours': { $set: [] } },
     showStudyList: true,
     maxNumberOfWebWorkers: 3,
     showWarningMessageForCrossOrigin: false,
@@ -178,13 +181,20 @@ def adapt(directory: Path) -> None:
     for sheet in directory.glob("*.css"):
         text = sheet.read_text(encoding="utf-8")
         sheet.write_text(text.replace("url(/", f"url({MOUNT}"), encoding="utf-8")
+    write_ours(directory)
+
+
+def write_ours(directory: Path) -> None:
+    """Our configuration and boot script, as this code has them."""
     (directory / "app-config.js").write_text(APP_CONFIG, encoding="utf-8")
     (directory / BOOT_SCRIPT).write_text(BOOT, encoding="utf-8")
 
 
 def install(target: Path) -> bool:
-    """Install the pinned viewer at ``target``; False when it was installed already."""
+    """Install the pinned viewer at ``target``; False when it was installed already (its
+    configuration is then rewritten, so a changed one reaches an installed viewer)."""
     if (target / INSTALLED_MARK).is_file():
+        write_ours(target)
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:

@@ -135,6 +135,8 @@ def test_patient_doctor_and_regulator_each_reach_their_film_or_figures(
     doctor.wait_for(lambda d: d.current_url == f"{url}/viewer/viewer?StudyInstanceUIDs={ct}")
     assert grey_levels(doctor.wait_for(drawn_viewport, seconds=90)) >= MIN_GREY_LEVELS
     doctor.screenshot("open-url-in-viewer")
+    # Nothing over the film: OHIF's first-visit tour (Shepherd's tooltips) is turned off.
+    assert doctor.driver.find_elements(By.CSS_SELECTOR, ".shepherd-element") == []
     listed = doctor.driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "fetch('/dicomweb/studies', {headers: {Accept: 'application/dicom+json'}})"

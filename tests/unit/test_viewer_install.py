@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from mutualrec.viewer_install import BOOT_SCRIPT, check_integrity, extract_dist, rewrite_index
+from mutualrec.viewer_install import (
+    APP_CONFIG,
+    BOOT_SCRIPT,
+    INSTALLED_MARK,
+    check_integrity,
+    extract_dist,
+    install,
+    rewrite_index,
+)
 
 INDEX = (
     '<html><head><script>console.time("x"),window.PUBLIC_URL="/"</script>'
@@ -67,3 +75,16 @@ def test_only_dist_is_extracted_and_nothing_outside(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsafe"):
         extract_dist(evil, tmp_path / "evil")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_an_installed_viewer_is_kept_and_given_this_codes_configuration(tmp_path: Path) -> None:
+    (tmp_path / INSTALLED_MARK).write_text("@ohif/app@3.13.2\n")
+    (tmp_path / "app.bundle.1.js").write_text("the viewer")
+    (tmp_path / "app-config.js").write_text("window.config = {customizationService: {}};")
+
+    assert install(tmp_path) is False  # nothing fetched: the marked install stays
+    assert (tmp_path / "app.bundle.1.js").read_text() == "the viewer"
+    config = (tmp_path / "app-config.js").read_text()
+    assert config == APP_CONFIG
+    assert "'ohif.tours': { $set: [] }" in config
+    assert (tmp_path / BOOT_SCRIPT).read_text().startswith("function browserImportFunction")
