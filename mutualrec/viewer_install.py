@@ -6,13 +6,15 @@ checks it against the sha512 the registry publishes for that version (pinned her
 registry answering otherwise is refused), unpacks ``dist/`` into ``DIR`` (by default
 ``.venv/ohif/<version>``) and adapts it: the build assumes the site root, so its absolute paths
 move under ``/viewer/``; its inline scripts become a file (the door's Content-Security-Policy
-allows no inline script); and ``app-config.js`` is ours, pointing at our ``/dicomweb``.
+allows no inline script); ``app-config.js`` is ours, pointing at our ``/dicomweb``; and its
+scripts, styles and codecs get gzip copies, sent to browsers that accept them.
 Idempotent: an installed version is left as it is.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import re
@@ -35,6 +37,18 @@ MOUNT = "/viewer/"
 # Written last: its presence says the directory is complete.
 INSTALLED_MARK = ".mutualrec-installed"
 BOOT_SCRIPT = "mutualrec-boot.js"
+INDEX = "index.html"
+CONFIG = "app-config.js"
+# The files written for this server (rewritten by every install): never compressed ahead, a
+# copy could go stale.
+OURS = frozenset({INDEX, CONFIG, BOOT_SCRIPT})
+# The release's files kept gzip-compressed beside themselves (``NAME.gz``), sent so to a browser
+# that accepts gzip: its scripts are about 30 MB, 6 MB compressed, most of a first open's wait on
+# a hospital's link to the regional server. Compressed once here, not on every request.
+GZIPPED = ".gz"
+_COMPRESSIBLE = frozenset({".js", ".css", ".wasm", ".json", ".map", ".svg", ".txt", ".xml"})
+# A copy that saves less than this share of a file is not worth a second variant.
+_WORTH_COMPRESSING = 0.9
 
 APP_CONFIG = """\
 /** mutualrec's OHIF configuration: one DICOMweb data source, this server's /dicomweb, read
@@ -161,7 +175,7 @@ def rewrite_index(html: str) -> str:
 
 def adapt(directory: Path) -> None:
     """Make an unpacked ``dist/`` work under :data:`MOUNT` with our configuration."""
-    index = directory / "index.html"
+    index = directory / INDEX
     index.write_text(rewrite_index(index.read_text(encoding="utf-8")), encoding="utf-8")
     for script in directory.glob("*.js"):
         text = script.read_text(encoding="utf-8", errors="surrogateescape")
@@ -186,8 +200,29 @@ def adapt(directory: Path) -> None:
 
 def write_ours(directory: Path) -> None:
     """Our configuration and boot script, as this code has them."""
-    (directory / "app-config.js").write_text(APP_CONFIG, encoding="utf-8")
+    (directory / CONFIG).write_text(APP_CONFIG, encoding="utf-8")
     (directory / BOOT_SCRIPT).write_text(BOOT, encoding="utf-8")
+
+
+def compress_release(directory: Path) -> int:
+    """Write ``NAME.gz`` beside each of the release's compressible files that has none (gzip at
+    its best level, no timestamp: the same bytes on every machine); how many were written."""
+    written = 0
+    for path in sorted(directory.rglob("*")):
+        if path.suffix not in _COMPRESSIBLE or path.name in OURS or not path.is_file():
+            continue
+        packed_path = path.with_name(path.name + GZIPPED)
+        if packed_path.exists():
+            continue
+        data = path.read_bytes()
+        packed = gzip.compress(data, compresslevel=9, mtime=0)
+        if len(packed) > len(data) * _WORTH_COMPRESSING:
+            continue
+        partial = packed_path.with_name(packed_path.name + ".part")
+        partial.write_bytes(packed)
+        partial.replace(packed_path)
+        written += 1
+    return written
 
 
 def install(target: Path) -> bool:
@@ -195,6 +230,7 @@ def install(target: Path) -> bool:
     configuration is then rewritten, so a changed one reaches an installed viewer)."""
     if (target / INSTALLED_MARK).is_file():
         write_ours(target)
+        compress_release(target)  # a viewer installed before its files were compressed
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
@@ -203,6 +239,7 @@ def install(target: Path) -> bool:
         unpacked = Path(scratch) / "dist"
         extract_dist(tarball, unpacked)
         adapt(unpacked)
+        compress_release(unpacked)
         (unpacked / INSTALLED_MARK).write_text(f"{OHIF_PACKAGE}@{OHIF_VERSION}\n")
         if target.exists():
             shutil.rmtree(target)  # an interrupted earlier install

@@ -17,8 +17,8 @@ from starlette.staticfiles import StaticFiles
 
 from mutualrec.http.admission import Admission
 from mutualrec.http.headers import VIEWER_PATH
+from mutualrec.viewer_install import GZIPPED, INDEX, OURS
 
-INDEX = "index.html"
 # Files whose names carry their content's hash (webpack's chunks, the codecs' WebAssembly, fonts):
 # a new build names them anew, so a browser may keep them for good without asking again. Without
 # this, a warm browser revalidated each of the 40-odd chunks the viewer loads in waves, seconds
@@ -27,16 +27,15 @@ _CONTENT_NAMED = re.compile(r"(^|/)([^/]*\.)?[0-9a-f]{16,}\.(js|wasm|woff2?|css)
 IMMUTABLE = "public, max-age=31536000, immutable"
 # The rest of the pinned release's files change only with a new release: a day.
 RELEASE_FILE = "public, max-age=86400"
-# Written by the installer for this server (its configuration, the boot script, the page):
-# always revalidated (the security headers' default for the viewer).
-_OURS = frozenset({INDEX, "app-config.js", "mutualrec-boot.js"})
 
 
 def cache_control(path: str) -> str | None:
     """How long a browser may keep the viewer's file ``path`` (None: the default, revalidate)."""
     if _CONTENT_NAMED.search(path):
         return IMMUTABLE
-    if path in _OURS:
+    if path in OURS:
+        # Written by the installer for this server: always revalidated (the security
+        # headers' default for the viewer).
         return None
     return RELEASE_FILE
 
@@ -75,6 +74,27 @@ def start_files(directory: Path | None) -> tuple[str, ...]:
     )
 
 
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding header takes gzip (named, or by ``*``, with a q above 0)."""
+    anything = False
+    for coding in (header or "").split(","):
+        name, _, parameters = coding.partition(";")
+        weight = 1.0
+        for parameter in parameters.split(";"):
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        name = name.strip().lower()
+        if name == "gzip":
+            return weight > 0
+        if name == "*":
+            anything = weight > 0
+    return anything
+
+
 def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRoute]:
     """The viewer's routes; none when no viewer is installed (``directory`` None)."""
     if directory is None:
@@ -84,15 +104,33 @@ def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRout
     async def entry(_request: Request, _principal: object) -> Response:
         return RedirectResponse("/viewer/", status_code=308)
 
-    async def serve(request: Request, _principal: object) -> Response:
-        path = request.path_params["path"] or INDEX
+    async def stored(path: str, request: Request) -> Response | None:
         try:
-            response = await files.get_response(path, request.scope)
+            return await files.get_response(path, request.scope)
         except HTTPException as missing:
             if missing.status_code != 404:
                 raise
+            return None
+
+    async def serve(request: Request, _principal: object) -> Response:
+        path = request.path_params["path"] or INDEX
+        response = None
+        if path.endswith(GZIPPED):
+            # The copies are how a file is sent, not files of their own.
+            return await files.get_response(INDEX, request.scope)
+        if path not in OURS and accepts_gzip(request.headers.get("accept-encoding")):
+            # The installer's compressed copy; its media type is the file's own (``NAME.js.gz``
+            # is guessed as JavaScript encoded by gzip).
+            response = await stored(path + GZIPPED, request)
+            if response is not None:
+                response.headers["content-encoding"] = "gzip"
+        if response is None:
+            response = await stored(path, request)
+        if response is None:
             # A route of the app, not a file: the app's page, whose router reads the path.
             return await files.get_response(INDEX, request.scope)
+        # Caches keep the two codings of a file apart.
+        response.headers["vary"] = "Accept-Encoding"
         keep = cache_control(path)
         if keep is not None:
             response.headers["cache-control"] = keep

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mutualrec.viewer_install import default_dir
 from tests.browser import CHROMIUM_MISSING, VIEWER_MISSING, Browser, browser
 from tests.e2e.test_serve import ServeProcess, _spawn
 
@@ -57,6 +58,39 @@ def test_the_viewer_is_served_under_viewer_with_its_own_policy(served: ServeProc
     assert kept.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert httpx.get(url + "app-config.js").headers["cache-control"] == "no-cache"
     assert page.headers["cache-control"] == "no-cache"
+
+
+@VIEWER_MISSING
+def test_the_viewers_files_go_gzip_compressed_to_clients_that_take_gzip(
+    served: ServeProcess,
+) -> None:
+    url = _viewer_url(served)
+    page = httpx.get(url)
+    bundle = re.search(r'src="/viewer/(app\.bundle\.[0-9a-f]{16,}\.js)"', page.text)
+    assert bundle is not None, page.text
+    installed = (default_dir() / bundle.group(1)).read_bytes()
+
+    packed = httpx.get(url + bundle.group(1), headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.headers["content-type"].startswith("text/javascript")
+    assert packed.headers["vary"] == "Accept-Encoding"
+    assert int(packed.headers["content-length"]) < len(installed) / 3
+    assert packed.content == installed  # httpx undid the gzip: the same script
+
+    for refusing in ("identity", "gzip;q=0", "br", ""):
+        plain = httpx.get(url + bundle.group(1), headers={"Accept-Encoding": refusing})
+        assert "content-encoding" not in plain.headers, refusing
+        assert plain.headers["vary"] == "Accept-Encoding"
+        assert int(plain.headers["content-length"]) == len(installed)
+        assert plain.content == installed
+
+    # The server's own files are never sent from a copy; a copy is not a file of its own.
+    config = httpx.get(url + "app-config.js", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in config.headers
+    assert config.content == (default_dir() / "app-config.js").read_bytes()
+    copy = httpx.get(url + bundle.group(1) + ".gz", headers={"Accept-Encoding": "identity"})
+    assert copy.status_code == 200
+    assert copy.text == page.text
 
 
 @CHROMIUM_MISSING

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from mutualrec.viewer_install import (
     BOOT_SCRIPT,
     INSTALLED_MARK,
     check_integrity,
+    compress_release,
     extract_dist,
     install,
     rewrite_index,
@@ -88,3 +91,36 @@ def test_an_installed_viewer_is_kept_and_given_this_codes_configuration(tmp_path
     assert config == APP_CONFIG
     assert "'ohif.tours': { $set: [] }" in config
     assert (tmp_path / BOOT_SCRIPT).read_text().startswith("function browserImportFunction")
+
+
+def test_the_releases_files_get_gzip_copies_once_and_ours_none(tmp_path: Path) -> None:
+    script = b"function f() { return 'viewer'; }\n" * 2_000
+    (tmp_path / "assets").mkdir()
+    files = {
+        "app.bundle.0123456789abcdef.js": script,
+        "app.bundle.css": b".a { color: red; }\n" * 500,
+        "assets/codec.wasm": b"\x00asm" + b"\x01\x00" * 4_000,
+        "app-config.js": script,  # ours: rewritten by every install
+        BOOT_SCRIPT: script,
+        "index.html": b"<html>" * 1_000,  # ours, and a page
+        "logo.png": b"\x89PNG" * 1_000,  # compressed already
+        "noise.js": os.urandom(4_000),  # would not shrink
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+
+    assert compress_release(tmp_path) == 3
+    copies = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.gz"))
+    assert copies == [
+        "app.bundle.0123456789abcdef.js.gz",
+        "app.bundle.css.gz",
+        "assets/codec.wasm.gz",
+    ]
+    for copy in copies:
+        assert gzip.decompress((tmp_path / copy).read_bytes()) == files[copy.removesuffix(".gz")]
+    assert not list(tmp_path.rglob("*.part"))
+
+    # Again: nothing to do; a copy is never redone (nor a copy of a copy made).
+    before = (tmp_path / copies[0]).stat().st_mtime_ns
+    assert compress_release(tmp_path) == 0
+    assert (tmp_path / copies[0]).stat().st_mtime_ns == before
