@@ -25,6 +25,9 @@ time went), and when the viewer page was prerendered by the history's speculatio
 moment the click activated it (a page shown before the click is counted from the click).
 
     .venv/bin/python bench/viewer_bench.py --instances 300 --rounds 5 --dwell 10
+
+``--mbps 50 --rtt-ms 10`` has the browsers fetch over DevTools' emulation of such a link (the
+bytes on the wire count: compressed where the server compressed them).
 """
 
 from __future__ import annotations
@@ -95,13 +98,27 @@ FIRST_DRAW_WATCH = """
 """
 
 
-def open_browser(profile: Path) -> Any:
-    """The tests' headless Chromium (the same flags), watching for the first image."""
+def open_browser(profile: Path, mbps: float = 0, rtt_ms: float = 0) -> Any:
+    """The tests' headless Chromium (the same flags), watching for the first image; with
+    ``mbps`` its network is DevTools' emulation of a link that fast each way, ``rtt_ms`` long
+    (a hospital's link to the regional server, not loopback)."""
     sys.path.insert(0, str(REPO))
     from tests.browser import open_chromium
 
     driver = open_chromium(profile)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FIRST_DRAW_WATCH})
+    if mbps:
+        driver.execute_cdp_cmd("Network.enable", {})
+        rate = mbps * 1e6 / 8
+        driver.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {
+                "offline": False,
+                "latency": rtt_ms,
+                "downloadThroughput": rate,
+                "uploadThroughput": rate,
+            },
+        )
     return driver
 
 
@@ -211,7 +228,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     url = f"http://127.0.0.1:{held.http_port}"
     browsers: list[Any] = []
     try:
-        warm = open_browser(run_dir / "profile-warm")
+        warm = open_browser(run_dir / "profile-warm", args.mbps, args.rtt_ms)
         browsers.append(warm)
         sign_in(warm, url, token)
         # The study's first view ever: the server builds its metadata (kept after) and the
@@ -226,7 +243,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             fresh = [("cold", 0.0), ("history-first", args.dwell)]
             for kind, dwell in fresh if number_ % 2 == 0 else fresh[::-1]:
                 profile = run_dir / f"profile-{kind}-{number_}"
-                cold = open_browser(profile)
+                cold = open_browser(profile, args.mbps, args.rtt_ms)
                 try:
                     block_viewer_files(cold, blocked=kind == "cold")
                     sign_in(cold, url, token)
@@ -251,6 +268,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "study": {"instances": len(files), "bytes": size, "rows_columns": "512x512"},
             "rounds": args.rounds,
             "dwell_seconds": args.dwell,
+            "network": {"mbps": args.mbps, "rtt_ms": args.rtt_ms} if args.mbps else "loopback",
             "mutualrec_server_cpu_s": round(
                 cpu_after.user_seconds
                 + cpu_after.sys_seconds
@@ -286,6 +304,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=10,
         help="seconds the history-first browser stays on the history page before the click",
     )
+    parser.add_argument(
+        "--mbps",
+        type=float,
+        default=0,
+        help="emulate a link of this many Mbit/s each way in the browsers (default: loopback)",
+    )
+    parser.add_argument("--rtt-ms", type=float, default=0, help="the emulated link's round trip")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mutualrec-viewer-bench"))
     parser.add_argument(
         "--output", type=Path, default=RESULTS_DIR / "issue20" / "viewer-first-image.json"
