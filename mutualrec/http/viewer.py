@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
 from mutualrec.http.admission import Admission
+from mutualrec.http.encoding import accepts_gzip
 from mutualrec.http.headers import VIEWER_PATH
 from mutualrec.viewer_install import GZIPPED, INDEX, OURS
 
@@ -72,27 +73,6 @@ def start_files(directory: Path | None) -> tuple[str, ...]:
         and "?" not in url
         and cache_control(url.removeprefix(prefix)) is not None
     )
-
-
-def accepts_gzip(header: str | None) -> bool:
-    """Whether an Accept-Encoding header takes gzip (named, or by ``*``, with a q above 0)."""
-    anything = False
-    for coding in (header or "").split(","):
-        name, _, parameters = coding.partition(";")
-        weight = 1.0
-        for parameter in parameters.split(";"):
-            key, _, value = parameter.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        name = name.strip().lower()
-        if name == "gzip":
-            return weight > 0
-        if name == "*":
-            anything = weight > 0
-    return anything
 
 
 def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRoute]:

@@ -329,6 +329,22 @@ def test_metadata_is_every_header_without_bulk_data(region: Region) -> None:
     assert [value(e, SOP_UID) for e in one] == [first["sop_instance_uid"]]
 
 
+def test_metadata_goes_gzipped_to_clients_that_take_gzip(region: Region) -> None:
+    study = region.manifest[CT]["study_instance_uid"]
+    token = region.token(ZHANG)
+    plain = region.get(f"/studies/{study}/metadata", token, headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200
+    assert "content-encoding" not in plain.headers
+    packed = region.get(f"/studies/{study}/metadata", token, headers={"Accept-Encoding": "gzip"})
+    assert packed.status_code == 200
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.headers["content-type"] == "application/dicom+json"
+    assert plain.headers["vary"] == packed.headers["vary"] == "Accept-Encoding"
+    # httpx inflated it: the same JSON, from a fraction of the bytes.
+    assert packed.json() == plain.json()
+    assert packed.num_bytes_downloaded < plain.num_bytes_downloaded / 4
+
+
 def _instance_path(sample: dict[str, Any], position: int = 0) -> str:
     file = sample["files"][position]
     return (
