@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import zlib
 
+from mutualrec.http.negotiation import weighted_items
+
 # zlib's window bits for a gzip wrapper (header and CRC), not a bare zlib stream.
 _GZIP_WINDOW = 16 + zlib.MAX_WBITS
 # JSON shrinks tenfold even at zlib's fastest level; a higher one buys a few percent for
@@ -15,21 +17,11 @@ _LEVEL = 1
 def accepts_gzip(header: str | None) -> bool:
     """Whether an Accept-Encoding header takes gzip (named, or by ``*``, with a q above 0)."""
     anything = False
-    for coding in (header or "").split(","):
-        name, _, parameters = coding.partition(";")
-        weight = 1.0
-        for parameter in parameters.split(";"):
-            key, _, value = parameter.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        name = name.strip().lower()
-        if name == "gzip":
-            return weight > 0
-        if name == "*":
-            anything = weight > 0
+    for item in weighted_items(header):
+        if item.name == "gzip":
+            return item.quality > 0
+        if item.name == "*":
+            anything = item.quality > 0
     return anything
 
 

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from mutualrec.http.negotiation import weighted_items
 from mutualrec.http.problems import Refusal
 
 MULTIPART_RELATED = "multipart/related"
@@ -41,47 +42,20 @@ def _covers(pattern: str, media_type: str) -> bool:
     return major == wanted_major and minor in ("*", wanted_minor)
 
 
-def _split(text: str, separator: str) -> list[str]:
-    """``text`` split on ``separator`` outside double quotes."""
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for character in text:
-        if character == '"':
-            quoted = not quoted
-        if character == separator and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(character)
-    parts.append("".join(current))
-    return parts
-
-
 def accepted(header: str | None) -> list[MediaRange]:
     """The media ranges of an Accept header, most preferred first (none given: anything);
     ranges of quality 0 are dropped."""
     if header is None or not header.strip():
         return [MediaRange("*/*")]
     ranges = []
-    for position, item in enumerate(_split(header[:4096], ",")):
-        pieces = [p.strip() for p in _split(item, ";")]
-        if not pieces[0]:
-            continue
-        parameters: dict[str, str] = {}
-        quality = 1.0
-        for piece in pieces[1:]:
-            name, _, value = piece.partition("=")
-            name, value = name.strip().lower(), value.strip().strip('"')
-            if name == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-            elif name:
-                parameters[name] = value if name == "transfer-syntax" else value.lower()
-        if quality > 0:
-            ranges.append((-quality, position, MediaRange(pieces[0].lower(), parameters, quality)))
+    for position, item in enumerate(weighted_items(header)):
+        if item.quality > 0:
+            parameters = {
+                name: value if name == "transfer-syntax" else value.lower()
+                for name, value in item.parameters.items()
+            }
+            media = MediaRange(item.name, parameters, item.quality)
+            ranges.append((-item.quality, position, media))
     return [media for _q, _p, media in sorted(ranges, key=lambda r: (r[0], r[1]))]
 
 
