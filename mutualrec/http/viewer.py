@@ -94,10 +94,10 @@ def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRout
 
     async def serve(request: Request, _principal: object) -> Response:
         path = request.path_params["path"] or INDEX
-        response = None
         if path.endswith(GZIPPED):
             # The copies are how a file is sent, not files of their own.
             return await files.get_response(INDEX, request.scope)
+        response = None
         if path not in OURS and accepts_gzip(request.headers.get("accept-encoding")):
             # The installer's compressed copy; its media type is the file's own (``NAME.js.gz``
             # is guessed as JavaScript encoded by gzip).
