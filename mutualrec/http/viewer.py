@@ -1,7 +1,11 @@
 """The OHIF viewer at ``/viewer/``: its installed files (:mod:`mutualrec.viewer_install`), and
 ``index.html`` for any other path below it, where the single-page app's router takes over
 (``/viewer/viewer?StudyInstanceUIDs=...``). The files hold no patient data: served to anyone;
-the studies it shows come from ``/dicomweb``, which admits its callers as every route does."""
+the studies it shows come from ``/dicomweb``, which admits its callers as every route does.
+
+The viewer speaks the language of our pages (the toggle's choice, else the browser's, Chinese
+first): OHIF reads its language from the ``i18next`` cookie before the browser's own list, so
+every load of its page sets that cookie to the page language's OHIF code."""
 
 from __future__ import annotations
 
@@ -15,9 +19,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
+from mutualrec.config import Settings
 from mutualrec.http.admission import Admission
+from mutualrec.http.browser import secure_cookies
 from mutualrec.http.encoding import accepts_gzip
 from mutualrec.http.headers import VIEWER_PATH
+from mutualrec.http.strings import EN, ZH, language_of
 from mutualrec.viewer_install import GZIPPED, INDEX, OURS
 
 # Files whose names carry their content's hash (webpack's chunks, the codecs' WebAssembly, fonts):
@@ -28,6 +35,10 @@ _CONTENT_NAMED = re.compile(r"(^|/)([^/]*\.)?[0-9a-f]{16,}\.(js|wasm|woff2?|css)
 IMMUTABLE = "public, max-age=31536000, immutable"
 # The rest of the pinned release's files change only with a new release: a day.
 RELEASE_FILE = "public, max-age=86400"
+# i18next's browser detector (OHIF's) reads this cookie after the ``lng`` query parameter and
+# before the browser's languages; OHIF's own codes for our two languages (both in its release).
+OHIF_LANGUAGE_COOKIE = "i18next"
+OHIF_LANGUAGES = {ZH: "zh", EN: "en-US"}
 
 
 def cache_control(path: str) -> str | None:
@@ -75,11 +86,27 @@ def start_files(directory: Path | None) -> tuple[str, ...]:
     )
 
 
+def speak_page_language(response: Response, request: Request, settings: Settings) -> None:
+    """Have OHIF, whose page ``response`` is, speak the language ``request``'s pages read.
+
+    Readable by the viewer's script (which is the point), sent to no other site; re-set on every
+    load of the page, so the toggle's latest choice wins over what OHIF kept from before."""
+    response.set_cookie(
+        OHIF_LANGUAGE_COOKIE,
+        OHIF_LANGUAGES[language_of(request)],
+        path="/",
+        secure=secure_cookies(settings),
+        httponly=False,
+        samesite="strict",
+    )
+
+
 def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRoute]:
     """The viewer's routes; none when no viewer is installed (``directory`` None)."""
     if directory is None:
         return []
     files = StaticFiles(directory=directory)
+    settings = admission.runtime.settings
 
     async def entry(_request: Request, _principal: object) -> Response:
         return RedirectResponse("/viewer/", status_code=308)
@@ -92,11 +119,19 @@ def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRout
                 raise
             return None
 
+    async def page(request: Request) -> Response:
+        response = await files.get_response(INDEX, request.scope)
+        speak_page_language(response, request, settings)
+        # Its language cookie follows the request's.
+        response.headers["vary"] = "Accept-Language, Cookie"
+        return response
+
     async def serve(request: Request, _principal: object) -> Response:
         path = request.path_params["path"] or INDEX
-        if path.endswith(GZIPPED):
-            # The copies are how a file is sent, not files of their own.
-            return await files.get_response(INDEX, request.scope)
+        if path == INDEX or path.endswith(GZIPPED):
+            # The app's page; the compressed copies are how a file is sent, not files of their
+            # own.
+            return await page(request)
         response = None
         if path not in OURS and accepts_gzip(request.headers.get("accept-encoding")):
             # The installer's compressed copy; its media type is the file's own (``NAME.js.gz``
@@ -108,7 +143,7 @@ def viewer_routes(admission: Admission, directory: Path | None) -> list[BaseRout
             response = await stored(path, request)
         if response is None:
             # A route of the app, not a file: the app's page, whose router reads the path.
-            return await files.get_response(INDEX, request.scope)
+            return await page(request)
         # Caches keep the two codings of a file apart.
         response.headers["vary"] = "Accept-Encoding"
         keep = cache_control(path)

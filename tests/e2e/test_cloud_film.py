@@ -19,7 +19,13 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.browser import CHROMIUM_MISSING, VIEWER_MISSING, Browser, new_browser
+from tests.browser import (
+    CHROMIUM_MISSING,
+    VIEWER_MISSING,
+    Browser,
+    across_navigation,
+    new_browser,
+)
 from tests.e2e.test_serve import ServeProcess, _spawn
 
 pytestmark = [
@@ -107,6 +113,20 @@ def test_patient_doctor_and_regulator_each_reach_their_film_or_figures(
     token = minted.stdout.strip()
     sign_in(patient, url, token)
     patient.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "li.study"))
+    # Our pages in the language the browser does not ask for, so that only they can make the
+    # viewer speak it (OHIF otherwise follows the browser).
+    browser_asks_english = patient.driver.execute_script("return navigator.language").startswith(
+        "en"
+    )
+    wanted = "zh-CN" if browser_asks_english else "en"
+    if patient.driver.execute_script("return document.documentElement.lang") != wanted:
+        patient.driver.find_element(By.ID, "language").click()
+        across_navigation(patient.driver).until(
+            lambda d: (
+                d.execute_script("return document.documentElement.lang") == wanted
+                and d.find_elements(By.CSS_SELECTOR, "li.study")
+            )
+        )
     link = patient.driver.find_element(
         By.CSS_SELECTOR, f'li.study[data-study-uid="{ct}"] .open-viewer'
     )
@@ -114,6 +134,10 @@ def test_patient_doctor_and_regulator_each_reach_their_film_or_figures(
     shot = patient.wait_for(drawn_viewport, seconds=90)
     assert grey_levels(shot) >= MIN_GREY_LEVELS
     patient.screenshot("ct-in-viewer")
+    # OHIF chose (and keeps) our pages' language, not the browser's.
+    assert patient.driver.execute_script("return localStorage.getItem('i18nextLng')") == (
+        "zh" if wanted == "zh-CN" else "en-US"
+    )
     assert patient.csp_violations() == []
     assert not [u for u in patient.failed_requests() if "/dicomweb/" in u]
 

@@ -93,6 +93,37 @@ def test_the_viewers_files_go_gzip_compressed_to_clients_that_take_gzip(
     assert copy.text == page.text
 
 
+@VIEWER_MISSING
+def test_the_viewers_page_tells_ohif_the_language_of_our_pages(served: ServeProcess) -> None:
+    url = _viewer_url(served)
+    cases = [
+        # (the toggle's cookie, Accept-Language) -> OHIF's code
+        (None, None, "zh"),  # Chinese first
+        (None, "en-US,en;q=0.9", "en-US"),
+        (None, "zh-CN,zh;q=0.9,en;q=0.8", "zh"),
+        ("en", "zh-CN,zh;q=0.9", "en-US"),  # the toggle's choice wins
+        ("zh", "en-US,en;q=0.9", "zh"),
+    ]
+    for chosen, accept, expected in cases:
+        headers = {} if accept is None else {"Accept-Language": accept}
+        cookies = {} if chosen is None else {"mrlang": chosen}
+        for path in ("", "viewer?StudyInstanceUIDs=1.2.3", "index.html"):
+            page = httpx.get(url + path, headers=headers, cookies=cookies)
+            assert page.status_code == 200
+            assert page.cookies.get("i18next") == expected, (chosen, accept, path)
+            set_cookie = page.headers["set-cookie"].lower()
+            assert "path=/;" in set_cookie or set_cookie.endswith("path=/")
+            assert "samesite=strict" in set_cookie
+            assert "httponly" not in set_cookie  # OHIF's script reads it
+            assert page.headers["vary"] == "Accept-Language, Cookie"
+    # The viewer's other files carry no cookie.
+    page = httpx.get(url)
+    bundle = re.search(r'src="/viewer/(app\.bundle\.[0-9a-f]{16,}\.js)"', page.text)
+    assert bundle is not None, page.text
+    assert "set-cookie" not in httpx.get(url + bundle.group(1)).headers
+    assert "set-cookie" not in httpx.get(url + "app-config.js").headers
+
+
 @CHROMIUM_MISSING
 @VIEWER_MISSING
 def test_the_ohif_app_shell_loads_in_chromium(served: ServeProcess, browser: Browser) -> None:
