@@ -58,15 +58,18 @@ def set_cookie(
     name: str,
     value: str,
     max_age: int | None = None,
+    *,
+    script_readable: bool = False,
 ) -> None:
-    """Set an HttpOnly, SameSite=Strict, Path=/ cookie (Secure under TLS)."""
+    """Set a SameSite=Strict, Path=/ cookie (Secure under TLS), HttpOnly unless a script of
+    ours must read it (``script_readable``: nothing secret in it)."""
     response.set_cookie(
         name,
         value,
         max_age=max_age,
         path="/",
         secure=secure_cookies(settings),
-        httponly=True,
+        httponly=not script_readable,
         samesite="strict",
     )
 

@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from mutualrec.config import Settings
 from mutualrec.http.admission import Admission
-from mutualrec.http.browser import secure_cookies
+from mutualrec.http.browser import set_cookie
 from mutualrec.http.encoding import accepts_gzip
 from mutualrec.http.headers import VIEWER_PATH
 from mutualrec.http.strings import EN, ZH, language_of
@@ -91,13 +91,12 @@ def speak_page_language(response: Response, request: Request, settings: Settings
 
     Readable by the viewer's script (which is the point), sent to no other site; re-set on every
     load of the page, so the toggle's latest choice wins over what OHIF kept from before."""
-    response.set_cookie(
+    set_cookie(
+        response,
+        settings,
         OHIF_LANGUAGE_COOKIE,
         OHIF_LANGUAGES[language_of(request)],
-        path="/",
-        secure=secure_cookies(settings),
-        httponly=False,
-        samesite="strict",
+        script_readable=True,
     )
 
 
